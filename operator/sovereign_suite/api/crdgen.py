@@ -1,0 +1,239 @@
+"""Generates the CustomResourceDefinitions from the pydantic models.
+
+pydantic's JSON schema is turned into a structural OpenAPI v3 schema: references inlined, ``Optional`` collapsed
+to its type, ``Literal`` to ``enum``, titles and defaults dropped (defaults are applied by the operator, see
+models.py), and the ``x-kubernetes-*`` extensions kept. Cross-field rules the API server must enforce are added
+as CEL ``x-kubernetes-validations``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import yaml
+
+from .models import GROUP, VERSION, NationalCloudSpec, SovereignSuiteSpec, SovereignSuiteStatus
+
+_DROP = {"title", "default", "examples"}
+
+
+def _structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in schema:
+        target = defs[schema["$ref"].split("/")[-1]]
+        merged = {**copy.deepcopy(target), **{k: v for k, v in schema.items() if k != "$ref"}}
+        return _structural(merged, defs)
+    if "anyOf" in schema:
+        options = [o for o in schema["anyOf"] if o.get("type") != "null"]
+        rest = {k: v for k, v in schema.items() if k != "anyOf"}
+        if len(options) == 1:
+            return _structural({**options[0], **rest}, defs)
+        types = {o.get("type") for o in options}
+        if schema.get("x-kubernetes-int-or-string") or types == {"string", "integer"}:
+            out = {k: v for k, v in rest.items() if k not in _DROP}
+            out["x-kubernetes-int-or-string"] = True
+            out.pop("pattern", None)  # a pattern cannot apply to an integer
+            return out
+        raise ValueError(f"cannot express union {options} structurally")
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _DROP:
+            continue
+        if key == "const":
+            out["enum"] = [value]
+            out.setdefault("type", "string")
+        elif key == "properties":
+            out["properties"] = {k: _structural(v, defs) for k, v in value.items()}
+        elif key == "items":
+            out["items"] = _structural(value, defs)
+        elif key == "additionalProperties":
+            if value is False:
+                continue  # structural schemas forbid unknown fields by pruning/strict decoding
+            if value is True or value == {}:
+                out["x-kubernetes-preserve-unknown-fields"] = True
+            else:
+                out["additionalProperties"] = _structural(value, defs)
+        elif key == "exclusiveMinimum" and isinstance(value, (int, float)):
+            out["minimum"] = value
+            out["exclusiveMinimum"] = True
+        elif key == "exclusiveMaximum" and isinstance(value, (int, float)):
+            out["maximum"] = value
+            out["exclusiveMaximum"] = True
+        elif key == "$defs":
+            continue
+        else:
+            out[key] = value
+    if out.get("x-kubernetes-preserve-unknown-fields") and "properties" not in out:
+        out["type"] = "object"
+        out.pop("additionalProperties", None)
+    if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
+        out["x-kubernetes-preserve-unknown-fields"] = True
+    return out
+
+
+def schema_of(model: type) -> dict[str, Any]:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    return _structural(raw, raw.get("$defs", {}))
+
+
+def _suite_spec_schema() -> dict[str, Any]:
+    spec = schema_of(SovereignSuiteSpec)
+    spec["x-kubernetes-validations"] = [
+        {"rule": "self.domain == oldSelf.domain", "message": "spec.domain is immutable (it names every Matrix server)"},
+    ]
+    tenants = spec["properties"]["tenants"]
+    # One tenant per country: the country is the list's key, so the API server rejects duplicates and
+    # server-side apply merges tenants by country.
+    tenants["x-kubernetes-list-type"] = "map"
+    tenants["x-kubernetes-list-map-keys"] = ["country"]
+    tenants["x-kubernetes-validations"] = [
+        {
+            "rule": "self.all(t, self.exists_one(u, u.country == t.country))",
+            "message": "each country may appear only once in spec.tenants",
+        },
+        {
+            "rule": "self.all(t, !has(t.domain) || self.exists_one(u, has(u.domain) && u.domain == t.domain))",
+            "message": "tenant domains must be unique",
+        },
+    ]
+    tenant = tenants["items"]
+    tenant["x-kubernetes-validations"] = [
+        {
+            "rule": "self.cloud == oldSelf.cloud",
+            "message": "a tenant's cloud is immutable: its data stays where it is (remove and re-add the tenant to move it)",
+        },
+        {
+            "rule": "!has(oldSelf.domain) || (has(self.domain) && self.domain == oldSelf.domain)",
+            "message": "a tenant's domain is immutable once set (it is the Matrix server_name)",
+        },
+    ]
+    return spec
+
+
+def _printer(name: str, path: str, type_: str = "string", priority: int = 0, desc: str = "") -> dict[str, Any]:
+    col = {"name": name, "type": type_, "jsonPath": path}
+    if priority:
+        col["priority"] = priority
+    if desc:
+        col["description"] = desc
+    return col
+
+
+def suite_crd() -> dict[str, Any]:
+    status = schema_of(SovereignSuiteStatus)
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"sovereignsuites.{GROUP}", "labels": {"app.kubernetes.io/part-of": "sovereign-suite"}},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": "SovereignSuite",
+                "listKind": "SovereignSuiteList",
+                "plural": "sovereignsuites",
+                "singular": "sovereignsuite",
+                "shortNames": ["suite", "suites"],
+                "categories": ["sovereignsuite"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        _printer("Countries", ".status.countries"),
+                        _printer("Ready", ".status.conditions[?(@.type==\"Ready\")].status"),
+                        _printer("Reason", ".status.conditions[?(@.type==\"Ready\")].reason"),
+                        _printer("Tenants", ".status.readySummary", priority=1, desc="Ready tenants / tenants"),
+                        _printer("Message", ".status.conditions[?(@.type==\"Ready\")].message", priority=1),
+                        _printer("Age", ".metadata.creationTimestamp", "date"),
+                    ],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "A sovereign digital workplace (Matrix, Jitsi, Docs, LLM) for one or more countries.",
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {
+                                    "type": "object",
+                                    "properties": {"name": {"type": "string", "maxLength": 40}},
+                                },
+                                "spec": _suite_spec_schema(),
+                                "status": status,
+                            },
+                            "required": ["spec"],
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def cloud_crd() -> dict[str, Any]:
+    spec = schema_of(NationalCloudSpec)
+    spec["x-kubernetes-validations"] = [
+        {"rule": "self.country == oldSelf.country", "message": "spec.country is immutable"},
+    ]
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"nationalclouds.{GROUP}", "labels": {"app.kubernetes.io/part-of": "sovereign-suite"}},
+        "spec": {
+            "group": GROUP,
+            "scope": "Cluster",
+            "names": {
+                "kind": "NationalCloud",
+                "listKind": "NationalCloudList",
+                "plural": "nationalclouds",
+                "singular": "nationalcloud",
+                "shortNames": ["ncloud"],
+                "categories": ["sovereignsuite"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        _printer("Country", ".spec.country"),
+                        _printer("Provider", ".spec.provider"),
+                        _printer("Regions", ".spec.regions"),
+                        _printer("Certifications", ".spec.certifications", priority=1),
+                        _printer("Age", ".metadata.creationTimestamp", "date"),
+                    ],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "A national cloud a country's tenant runs on (data residency, GPUs).",
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec,
+                                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                            },
+                            "required": ["spec"],
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+CRDS = {"sovereignsuites": suite_crd, "nationalclouds": cloud_crd}
+
+HEADER = "# Generated from operator/sovereign_suite/api/models.py by `make crds`. Do not edit.\n"
+
+
+def crd_yaml(name: str) -> str:
+    return HEADER + yaml.safe_dump(CRDS[name](), sort_keys=False, width=120)
+
+
+def all_crds_yaml() -> str:
+    return "---\n".join(crd_yaml(n) for n in sorted(CRDS))

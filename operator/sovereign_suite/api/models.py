@@ -1,0 +1,519 @@
+"""The SovereignSuite API (group sovereignsuite.io, version v1alpha1).
+
+These pydantic models are the single source of truth: the CRDs in ``crds/`` are generated from them
+(``sovereign_suite.api.crdgen``) and the operator parses every object it reads through them.
+
+Conventions:
+- field names are camelCase on the wire (``alias_generator``), snake_case in Python;
+- unknown fields are rejected (``extra="forbid"``), as the API server does for a structural schema;
+- defaults live here, not in the CRD: the API server stores what the user wrote and the operator applies
+  the defaults when it parses, so a GitOps tool never sees a diff it did not cause, and per-tenant
+  overrides only carry the fields the user set.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "sovereignsuite.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+DNS_NAME_RE = re.compile(r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$")
+DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+
+# ISO 3166-1 alpha-2 codes of the countries that can host a tenant (EU/EEA, Switzerland, the UK).
+# Kept explicit so a typo ("FRA", "UK") is an error, not a new tenant.
+COUNTRIES = (
+    "AT BE BG CH CY CZ DE DK EE ES FI FR GB GR HR HU IE IS IT LI LT LU LV MT NL NO PL PT RO SE SI SK"
+).split()
+
+Quantity = Annotated[
+    str | int,
+    Field(json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN}),
+]
+Country = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Z]{2}$",
+        max_length=2,
+        description="ISO 3166-1 alpha-2 country code, upper case (FR, DE, LU, SE, ...).",
+    ),
+]
+DnsName = Annotated[
+    str,
+    Field(
+        max_length=253,
+        pattern=DNS_NAME_RE.pattern,
+        description="A fully qualified DNS name in lower case (RFC 1123), e.g. suite.example.eu.",
+    ),
+]
+ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=False,
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The object as it is written on the wire (camelCase, without unset optional fields)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared building blocks
+
+
+class SecretKeyRef(Model):
+    """A key of a Secret in the suite's namespace."""
+
+    name: ObjectName
+    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+
+
+class Resources(Model):
+    """Container resources, as in a Kubernetes container (quantities as strings or integers)."""
+
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+    limits: dict[str, Quantity] = Field(default_factory=dict)
+
+
+class Toleration(Model):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+def resources(requests: dict[str, str], limits: dict[str, str]) -> Resources:
+    return Resources(requests=dict(requests), limits=dict(limits))
+
+
+# --------------------------------------------------------------------------------------------------
+# Identity, monitoring
+
+
+class OIDC(Model):
+    """An OpenID Connect provider shared by the components (Docs, Synapse, the LLM gateway)."""
+
+    issuer: str = Field(pattern=r"^https://[^\s]+$", description="Issuer URL (https).")
+    client_id: str = Field(min_length=1)
+    client_secret_ref: SecretKeyRef = Field(description="Secret and key holding the client secret.")
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile"])
+
+    def endpoint(self, suffix: str) -> str:
+        return self.issuer.rstrip("/") + suffix
+
+
+class Identity(Model):
+    oidc: OIDC | None = None
+
+
+class Monitoring(Model):
+    """Switches for the monitoring objects the operator renders (they need the Prometheus Operator CRDs)."""
+
+    service_monitors: bool = Field(False, description="Render ServiceMonitors/PodMonitors for the components.")
+    prometheus_rules: bool = Field(False, description="Render the PrometheusRule with the suite's alerts.")
+
+
+# --------------------------------------------------------------------------------------------------
+# Postgres (Matrix and Docs)
+
+
+class Postgres(Model):
+    """The database of a component. ``embedded``: a single-instance StatefulSet rendered by the operator;
+    ``cloudnative-pg``: a CloudNativePG Cluster (the CNPG operator must be installed); ``external``: an
+    existing server."""
+
+    mode: Literal["embedded", "cloudnative-pg", "external"] = "embedded"
+    image: str = "docker.io/library/postgres:17.6-bookworm"
+    storage: Quantity = "10Gi"
+    instances: int = Field(1, ge=1, le=9, description="cloudnative-pg only: number of instances.")
+    resources: Resources = Field(
+        default_factory=lambda: resources({"cpu": "250m", "memory": "512Mi"}, {"cpu": "2", "memory": "2Gi"})
+    )
+    host: str | None = Field(None, description="external only: the server's host name.")
+    port: int = Field(5432, ge=1, le=65535)
+    database: str | None = Field(None, description="Database name; default: the component's name.")
+    user: str | None = Field(None, description="User name; default: the component's name.")
+    password_secret_ref: SecretKeyRef | None = Field(None, description="external only: the user's password.")
+    ssl_mode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+
+    @model_validator(mode="after")
+    def _external_needs_host(self) -> "Postgres":
+        if self.mode == "external":
+            missing = [n for n, v in (("host", self.host), ("passwordSecretRef", self.password_secret_ref)) if not v]
+            if missing:
+                raise ValueError(f"mode external needs {' and '.join(missing)}")
+        return self
+
+
+# --------------------------------------------------------------------------------------------------
+# Components
+
+
+class Federation(Model):
+    enabled: bool = Field(True, description="Federate with the suite's other tenants (and extraDomains).")
+    extra_domains: list[DnsName] = Field(default_factory=list, description="Further Matrix domains to federate with.")
+
+
+class Matrix(Model):
+    """Synapse homeserver and Element Web."""
+
+    enabled: bool = True
+    image: str = "ghcr.io/element-hq/synapse:v1.163.2"
+    element_image: str = "ghcr.io/element-hq/element-web:v1.11.110"
+    replicas: int = Field(1, ge=0, le=1, description="Synapse runs as one main process (workers are not rendered).")
+    element_replicas: int = Field(2, ge=0, le=20)
+    media_storage: Quantity = "20Gi"
+    max_upload_size: str = Field("100M", pattern=r"^[0-9]+[KMG]?$")
+    federation: Federation = Field(default_factory=Federation)
+    postgres: Postgres = Field(default_factory=Postgres)
+    resources: Resources = Field(
+        default_factory=lambda: resources({"cpu": "500m", "memory": "1Gi"}, {"cpu": "2", "memory": "4Gi"})
+    )
+    extra_config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Merged into homeserver.yaml; may not set a key the operator owns.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+class JvbExposure(Model):
+    type: Literal["NodePort", "HostPort", "LoadBalancer"] = "NodePort"
+    udp_port: int = Field(10000, ge=1, le=65535, description="UDP port JVB listens on (and advertises with HostPort).")
+    node_port: int = Field(30000, ge=30000, le=32767, description="NodePort only: the node port for media.")
+    advertised_address: str | None = Field(
+        None, description="Public IP or host name JVB advertises (NAT); default: the node IP (HostPort/NodePort)."
+    )
+
+
+class Jitsi(Model):
+    """Jitsi Meet: web, prosody, jicofo, jvb."""
+
+    enabled: bool = True
+    web_image: str = "ghcr.io/jitsi/web:stable-10431"
+    prosody_image: str = "ghcr.io/jitsi/prosody:stable-10431"
+    jicofo_image: str = "ghcr.io/jitsi/jicofo:stable-10431"
+    jvb_image: str = "ghcr.io/jitsi/jvb:stable-10431"
+    web_replicas: int = Field(2, ge=0, le=20)
+    jvb_replicas: int = Field(1, ge=0, le=50)
+    jvb: JvbExposure = Field(default_factory=JvbExposure)
+    resources: Resources = Field(
+        default_factory=lambda: resources({"cpu": "250m", "memory": "512Mi"}, {"cpu": "2", "memory": "2Gi"})
+    )
+    jvb_resources: Resources = Field(
+        default_factory=lambda: resources({"cpu": "1", "memory": "1Gi"}, {"cpu": "8", "memory": "8Gi"})
+    )
+    extra_config: dict[str, str] = Field(
+        default_factory=dict, description="Extra environment for the Jitsi containers; may not set an owned variable."
+    )
+
+
+class S3(Model):
+    endpoint: str = Field(pattern=r"^https?://[^\s]+$", description="S3 endpoint URL (external: MinIO is not bundled).")
+    bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")
+    region: str | None = None
+    credentials_secret_ref: ObjectName = Field(
+        description="Secret with keys AWS_S3_ACCESS_KEY_ID and AWS_S3_SECRET_ACCESS_KEY."
+    )
+
+
+class Docs(Model):
+    """La Suite Docs (impress): backend, frontend, y-provider, celery worker, Redis."""
+
+    enabled: bool = True
+    backend_image: str = "docker.io/lasuite/impress-backend:v3.8.2"
+    frontend_image: str = "docker.io/lasuite/impress-frontend:v3.8.2"
+    y_provider_image: str = "docker.io/lasuite/impress-y-provider:v3.8.2"
+    redis_image: str = "docker.io/library/redis:8.2-alpine"
+    backend_replicas: int = Field(2, ge=0, le=20)
+    frontend_replicas: int = Field(2, ge=0, le=20)
+    y_provider_replicas: int = Field(1, ge=0, le=20)
+    worker_replicas: int = Field(1, ge=0, le=20)
+    s3: S3 | None = Field(None, description="Object storage for documents' media (required when enabled).")
+    postgres: Postgres = Field(default_factory=Postgres)
+    resources: Resources = Field(
+        default_factory=lambda: resources({"cpu": "250m", "memory": "512Mi"}, {"cpu": "2", "memory": "2Gi"})
+    )
+    extra_config: dict[str, str] = Field(
+        default_factory=dict, description="Extra Django settings (environment); may not set an owned variable."
+    )
+
+
+class LLMModel(Model):
+    """One model served by vLLM."""
+
+    name: str = Field(pattern=DNS_LABEL_RE.pattern, max_length=40, description="Short name, used in object names.")
+    model_id: str = Field(min_length=1, description="Hugging Face model id or a path in the model cache.")
+    served_name: str | None = Field(None, description="Name clients ask for; default: name.")
+    gpus_per_replica: int = Field(1, ge=1, le=16, description="GPUs per replica = --tensor-parallel-size.")
+    gpu_products: list[str] = Field(
+        min_length=1, description="Acceptable values of the GPU product label, in order of preference."
+    )
+    replicas: int = Field(1, ge=0, le=64)
+    max_model_len: int | None = Field(None, ge=256)
+    gpu_memory_utilization: float = Field(0.9, gt=0.1, le=0.99)
+    extra_args: list[str] = Field(default_factory=list)
+    cache_size: Quantity = "200Gi"
+    shm_size: Quantity = "8Gi"
+    resources: Resources = Field(
+        default_factory=lambda: resources({"cpu": "4", "memory": "16Gi"}, {"cpu": "8", "memory": "32Gi"})
+    )
+
+    @property
+    def served(self) -> str:
+        return self.served_name or self.name
+
+
+class LLMGateway(Model):
+    image: str = "ghcr.io/berriai/litellm:v1.77.7-stable"
+    replicas: int = Field(2, ge=0, le=20)
+    resources: Resources = Field(
+        default_factory=lambda: resources({"cpu": "250m", "memory": "512Mi"}, {"cpu": "2", "memory": "2Gi"})
+    )
+
+
+class LLM(Model):
+    """Open-weight LLM inference: vLLM per model, and one OpenAI-compatible gateway per tenant."""
+
+    enabled: bool = False
+    image: str = "docker.io/vllm/vllm-openai:v0.33.0"
+    models: list[LLMModel] = Field(default_factory=list)
+    hugging_face_token_secret_ref: SecretKeyRef | None = None
+    startup_timeout_seconds: int = Field(1800, ge=60, le=6 * 3600, description="How long a model may take to load.")
+    gateway: LLMGateway = Field(default_factory=LLMGateway)
+    extra_config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Merged into the gateway's configuration; may not set a key the operator owns.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, v: list[LLMModel]) -> list[LLMModel]:
+        seen: set[str] = set()
+        for m in v:
+            if m.name in seen:
+                raise ValueError(f"duplicate model name {m.name!r}")
+            seen.add(m.name)
+        return v
+
+
+class Components(Model):
+    matrix: Matrix = Field(default_factory=Matrix)
+    jitsi: Jitsi = Field(default_factory=Jitsi)
+    docs: Docs = Field(default_factory=Docs)
+    llm: LLM = Field(default_factory=LLM)
+
+
+COMPONENTS = ("matrix", "jitsi", "docs", "llm")
+
+
+# --------------------------------------------------------------------------------------------------
+# Tenants
+
+
+class Quota(Model):
+    """The tenant namespace's ResourceQuota."""
+
+    cpu: Quantity = Field("64", description="requests.cpu")
+    memory: Quantity = Field("256Gi", description="requests.memory")
+    storage: Quantity = Field("2Ti", description="requests.storage")
+    gpus: int = Field(8, ge=0, description="requests.<gpu resource> (the cloud's GPU resource name)")
+    pods: int = Field(200, ge=1)
+
+
+class Tenant(Model):
+    country: Country
+    cloud: ObjectName = Field(description="Name of a NationalCloud of the same country.")
+    domain: DnsName | None = Field(
+        None, description="The tenant's domain; default: <country>.<suite domain>. Immutable once set."
+    )
+    admin_group: str | None = Field(None, description="Group bound to the tenant-admin Role; default <suite>-<cc>-admins.")
+    quota: Quota = Field(default_factory=Quota)
+    components: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Per-tenant overrides of spec.components (same shape; only the fields set are merged).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, v: str) -> str:
+        if v not in COUNTRIES:
+            raise ValueError(f"{v!r} is not an ISO 3166-1 alpha-2 code of a supported country ({', '.join(COUNTRIES)})")
+        return v
+
+    @field_validator("components")
+    @classmethod
+    def _override_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(v) - set(COMPONENTS))
+        if unknown:
+            raise ValueError(f"unknown component(s) {', '.join(unknown)}; expected {', '.join(COMPONENTS)}")
+        for name, val in v.items():
+            if not isinstance(val, dict):
+                raise ValueError(f"{name}: must be an object")
+        return v
+
+
+class SovereignSuiteSpec(Model):
+    domain: DnsName = Field(description="The suite's base domain; tenants get <country>.<domain>. Immutable.")
+    tenants: list[Tenant] = Field(min_length=1, max_length=32, description="One tenant per country.")
+    components: Components = Field(default_factory=Components)
+    identity: Identity = Field(default_factory=Identity)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
+    deletion_policy: Literal["Retain", "Delete"] = Field(
+        "Retain", description="Retain keeps PVCs and generated Secrets (and their namespaces) on deletion."
+    )
+    paused: bool = Field(False, description="Stop all writes to the suite's children.")
+    ingress_namespace: ObjectName = Field(
+        "ingress-nginx", description="Namespace of the ingress controller allowed through the NetworkPolicies."
+    )
+
+    @field_validator("tenants")
+    @classmethod
+    def _unique_countries(cls, v: list[Tenant]) -> list[Tenant]:
+        seen: dict[str, int] = {}
+        for i, t in enumerate(v):
+            if t.country in seen:
+                raise ValueError(f"country {t.country} appears twice (tenants[{seen[t.country]}] and tenants[{i}])")
+            seen[t.country] = i
+        return v
+
+
+# --------------------------------------------------------------------------------------------------
+# Status
+
+
+class Condition(Model):
+    type: Literal["Ready", "Reconciling", "Stalled", "Degraded"]
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
+    message: str = Field("", max_length=32768)
+    observed_generation: int | None = None
+    last_transition_time: str
+
+
+class ComponentStatus(Model):
+    name: str
+    ready: bool
+    ready_replicas: int = 0
+    desired_replicas: int = 0
+    reason: str = ""
+    message: str = ""
+
+
+class TenantStatus(Model):
+    country: str
+    namespace: str
+    ready: bool
+    components: list[ComponentStatus] = Field(default_factory=list)
+
+
+class SovereignSuiteStatus(Model):
+    observed_generation: int | None = None
+    countries: str | None = Field(None, description="Countries, for the printer column (e.g. FR,DE).")
+    ready_summary: str | None = Field(None, description="Ready tenants/total tenants, for the printer column.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    tenants: list[TenantStatus] = Field(default_factory=list)
+    operator: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The operator's own bookkeeping (handler progress); not an interface.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+class ObjectMeta(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(pattern=DNS_LABEL_RE.pattern, max_length=40)
+    namespace: str | None = None
+
+
+class SovereignSuite(Model):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel)
+
+    api_version: Literal["sovereignsuite.io/v1alpha1"] = Field(API_VERSION, validation_alias=AliasChoices("apiVersion"))
+    kind: Literal["SovereignSuite"] = "SovereignSuite"
+    metadata: ObjectMeta
+    spec: SovereignSuiteSpec
+    status: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+# --------------------------------------------------------------------------------------------------
+# NationalCloud
+
+
+class GPU(Model):
+    resource_name: str = Field(
+        "nvidia.com/gpu",
+        pattern=r"^[a-z0-9.-]+/[a-zA-Z0-9._-]+$",
+        description="Extended resource of the GPUs (MIG names such as nvidia.com/mig-1g.10gb are accepted).",
+    )
+    product_label: str = Field("nvidia.com/gpu.product", description="Node label holding the GPU product.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Extra labels GPU nodes carry.")
+    tolerations: list[Toleration] = Field(
+        default_factory=lambda: [Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")]
+    )
+
+
+class KubeconfigSecretRef(Model):
+    name: ObjectName
+    namespace: ObjectName
+    key: str = "kubeconfig"
+
+
+class NationalCloudSpec(Model):
+    country: Country
+    provider: str = Field(min_length=1, description="Cloud provider (e.g. OUTSCALE, STACKIT).")
+    certifications: list[str] = Field(default_factory=list, description="e.g. SecNumCloud, C5.")
+    regions: list[str] = Field(
+        min_length=1, description="Allowed values of topology.kubernetes.io/region (data residency)."
+    )
+    storage_class: str | None = Field(None, description="StorageClass for PVCs; default: the cluster's default.")
+    ingress_class: str = "nginx"
+    gpu: GPU = Field(default_factory=GPU)
+    kubeconfig_secret_ref: KubeconfigSecretRef | None = Field(
+        None, description="For a remote member cluster (validated, not used yet)."
+    )
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, v: str) -> str:
+        return Tenant._known_country(v)
+
+
+class ClusterMeta(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+
+
+class NationalCloud(Model):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel)
+
+    api_version: Literal["sovereignsuite.io/v1alpha1"] = Field(API_VERSION, validation_alias=AliasChoices("apiVersion"))
+    kind: Literal["NationalCloud"] = "NationalCloud"
+    metadata: ClusterMeta
+    spec: NationalCloudSpec
+    status: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name

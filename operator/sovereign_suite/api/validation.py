@@ -1,0 +1,207 @@
+"""Parsing and validation of user input, with one clear line per problem naming the field path.
+
+Two layers:
+- ``parse_*``: YAML and schema (types, unknown fields, patterns) through the pydantic models;
+- ``check_suite``: semantic rules that need more than one object (the tenant's cloud exists and is of the
+  same country, domains are unique, settings a component needs are present).
+Both raise or return ``Problem`` objects; nothing here touches a cluster.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import yaml
+from pydantic import ValidationError
+
+from .models import (
+    COMPONENTS,
+    DNS_LABEL_RE,
+    DNS_NAME_RE,
+    QUANTITY_PATTERN,
+    Components,
+    NationalCloud,
+    SovereignSuite,
+    Tenant,
+)
+
+_PATTERNS = {
+    DNS_NAME_RE.pattern: "a DNS name (lower-case labels of letters, digits and '-', joined by dots, e.g. suite.example.eu)",
+    DNS_LABEL_RE.pattern: "a DNS label (lower-case letters, digits and '-', at most 63 characters)",
+    QUANTITY_PATTERN: "a Kubernetes quantity (e.g. 500m, 2, 10Gi)",
+    r"^[A-Z]{2}$": "an ISO 3166-1 alpha-2 country code in upper case (e.g. FR)",
+}
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class InputError(Exception):
+    """Bad input: carries every problem found, each naming its field path."""
+
+    def __init__(self, problems: Iterable[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def _loc(loc: tuple[Any, ...], prefix: str) -> str:
+    path = prefix
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("function-after", "function-before") or str(part).startswith(("function-", "union[")):
+            continue
+        elif str(part) in ("str", "int", "float", "bool", "list", "dict", "constrained-str"):
+            continue  # the member of a str|int union pydantic tried: not a field
+        else:
+            path = f"{path}.{part}" if path else str(part)
+    return path or "(document)"
+
+
+def problems_from(err: ValidationError, prefix: str = "") -> list[Problem]:
+    out: list[Problem] = []
+    seen: set[tuple[str, str]] = set()
+    for e in err.errors(include_url=False):
+        loc = e["loc"]
+        msg = e["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        elif e["type"] == "literal_error":
+            msg = f"{msg} (got {e.get('input')!r})"
+        elif e["type"] == "string_pattern_mismatch":
+            what = _PATTERNS.get(e["ctx"]["pattern"], f"a value matching {e['ctx']['pattern']}")
+            msg = f"{e.get('input')!r} is not {what}"
+        key = (_loc(loc, prefix), msg)
+        if key not in seen:
+            seen.add(key)
+            out.append(Problem(*key))
+    return out
+
+
+def load_documents(text: str, source: str) -> list[dict[str, Any]]:
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError([Problem(source, f"invalid YAML: {where}{problem}")]) from None
+    for i, d in enumerate(docs):
+        if not isinstance(d, dict):
+            raise InputError([Problem(f"{source}[{i}]", f"expected a Kubernetes object, got {type(d).__name__}")])
+    return docs
+
+
+def parse_suite(doc: dict[str, Any]) -> SovereignSuite:
+    try:
+        suite = SovereignSuite.model_validate(doc)
+    except ValidationError as err:
+        raise InputError(problems_from(err)) from None
+    problems = []
+    for i, tenant in enumerate(suite.spec.tenants):
+        try:
+            effective_components(suite, tenant)
+        except InputError as err:
+            problems += err.problems
+    if problems:
+        raise InputError(problems)
+    return suite
+
+
+def parse_cloud(doc: dict[str, Any]) -> NationalCloud:
+    try:
+        return NationalCloud.model_validate(doc)
+    except ValidationError as err:
+        name = (doc.get("metadata") or {}).get("name", "?") if isinstance(doc, dict) else "?"
+        raise InputError(problems_from(err, prefix=f"NationalCloud/{name}")) from None
+
+
+def _merge(base: Any, override: Any) -> Any:
+    if isinstance(base, dict) and isinstance(override, dict):
+        out = dict(base)
+        for k, v in override.items():
+            out[k] = _merge(base.get(k), v) if k in base else copy.deepcopy(v)
+        return out
+    return copy.deepcopy(override)
+
+
+def effective_components(suite: SovereignSuite, tenant: Tenant) -> Components:
+    """The suite's components with the tenant's overrides deep-merged over them (lists are replaced)."""
+    if not tenant.components:
+        return suite.spec.components
+    base = suite.spec.components.model_dump(by_alias=True, exclude_none=True, mode="json")
+    merged = _merge(base, tenant.components)
+    try:
+        return Components.model_validate(merged)
+    except ValidationError as err:
+        index = suite.spec.tenants.index(tenant)
+        raise InputError(problems_from(err, prefix=f"spec.tenants[{index}].components")) from None
+
+
+def check_suite(suite: SovereignSuite, clouds: dict[str, NationalCloud]) -> list[Problem]:
+    """Semantic rules across objects. Returns every problem (empty list: the suite can be rendered)."""
+    problems: list[Problem] = []
+    domains: dict[str, str] = {}
+    for i, tenant in enumerate(suite.spec.tenants):
+        path = f"spec.tenants[{i}]"
+        cloud = clouds.get(tenant.cloud)
+        if cloud is None:
+            known = ", ".join(sorted(clouds)) or "none"
+            problems.append(Problem(f"{path}.cloud", f"NationalCloud {tenant.cloud!r} not found (known: {known})"))
+        elif cloud.spec.country != tenant.country:
+            problems.append(
+                Problem(
+                    f"{path}.cloud",
+                    f"NationalCloud {tenant.cloud!r} is in {cloud.spec.country}, not in {tenant.country}: "
+                    "a tenant's data must stay in its own country",
+                )
+            )
+        domain = tenant_domain(suite, tenant)
+        if domain in domains:
+            problems.append(Problem(f"{path}.domain", f"domain {domain} is already used by {domains[domain]}"))
+        domains[domain] = f"spec.tenants[{i}]"
+        comps = effective_components(suite, tenant)
+        cpath = f"{path}.components" if tenant.components else "spec.components"
+        if comps.docs.enabled:
+            if comps.docs.s3 is None:
+                problems.append(Problem(f"{cpath}.docs.s3", "required when docs is enabled (S3 is external)"))
+            if suite.spec.identity.oidc is None:
+                problems.append(Problem("spec.identity.oidc", "required when docs is enabled (Docs signs users in with OIDC)"))
+        if comps.llm.enabled and not comps.llm.models:
+            problems.append(Problem(f"{cpath}.llm.models", "at least one model is required when llm is enabled"))
+    return problems
+
+
+def tenant_domain(suite: SovereignSuite, tenant: Tenant) -> str:
+    return tenant.domain or f"{tenant.country.lower()}.{suite.spec.domain}"
+
+
+def namespace_of(suite: SovereignSuite, tenant: Tenant) -> str:
+    return f"{suite.name}-{tenant.country.lower()}"
+
+
+__all__ = [
+    "COMPONENTS",
+    "InputError",
+    "Problem",
+    "check_suite",
+    "effective_components",
+    "load_documents",
+    "namespace_of",
+    "parse_cloud",
+    "parse_suite",
+    "problems_from",
+    "tenant_domain",
+]

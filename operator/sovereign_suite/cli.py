@@ -1,0 +1,162 @@
+"""``sovereign-suite``: run the operator, render and validate suites offline, print CRDs, drive the dev cluster.
+
+Bad input prints one line per problem (``error: <field path>: <problem>``) on stderr and exits 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from .api.validation import InputError, Problem
+
+
+def _dump_all(objs: list[dict]) -> str:
+    return "".join("---\n" + yaml.safe_dump(o, sort_keys=True, default_flow_style=False, width=120) for o in objs)
+
+
+def _load(args: argparse.Namespace):
+    from .api.loader import load_files
+
+    files = list(args.file) + list(args.clouds or [])
+    suites, clouds = load_files(files)
+    if not suites:
+        raise InputError([Problem(", ".join(files), "no SovereignSuite found")])
+    return suites, clouds
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from .render import render_suite, with_secrets
+    from .secretgen import missing_keys
+
+    suites, clouds = _load(args)
+    outputs: list[tuple[str, list[dict]]] = []
+    problems: list[Problem] = []
+    for suite in suites:
+        try:
+            result = render_suite(suite, clouds)
+        except InputError as err:
+            problems += err.problems
+            continue
+        values = None
+        if args.generate_secrets:
+            values = {(s.namespace, s.name): missing_keys(s, None) for s in result.secrets}
+        outputs.append((suite.name, with_secrets(result, values)))
+    if problems:
+        raise InputError(problems)
+    if args.output_dir:
+        out = Path(args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, objs in outputs:
+            (out / f"{name}.yaml").write_text(_dump_all(objs), encoding="utf-8")
+            print(f"wrote {out / f'{name}.yaml'} ({len(objs)} objects)", file=sys.stderr)
+    else:
+        sys.stdout.write("".join(_dump_all(objs) for _, objs in outputs))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .render import render_suite
+
+    suites, clouds = _load(args)
+    problems: list[Problem] = []
+    for suite in suites:
+        try:
+            result = render_suite(suite, clouds)
+        except InputError as err:
+            problems += err.problems
+            continue
+        print(f"{suite.name}: valid ({len(suite.spec.tenants)} tenants, {len(result.manifests)} objects)")
+    if problems:
+        raise InputError(problems)
+    return 0
+
+
+def cmd_crds(args: argparse.Namespace) -> int:
+    from .api import crdgen
+
+    if args.output_dir:
+        out = Path(args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in sorted(crdgen.CRDS):
+            (out / f"{name}.yaml").write_text(crdgen.crd_yaml(name), encoding="utf-8")
+    else:
+        sys.stdout.write(crdgen.all_crds_yaml())
+    return 0
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from .devcluster import cli as devcli
+
+    return devcli.main(args)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .reconcile import runner
+
+    return runner.main(args)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from . import status
+
+    return status.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sovereign-suite", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("render", help="print every manifest of a suite (multi-document YAML, deterministic)")
+    r.add_argument("-f", "--file", action="append", required=True, help="suite file (repeatable)")
+    r.add_argument("--clouds", action="append", help="NationalCloud file (repeatable)")
+    r.add_argument("-o", "--output-dir", help="write <suite>.yaml into this folder instead of stdout")
+    r.add_argument("--generate-secrets", action="store_true", help="real random values instead of placeholders")
+    r.set_defaults(func=cmd_render)
+
+    v = sub.add_parser("validate", help="check a suite and its clouds without a cluster")
+    v.add_argument("-f", "--file", action="append", required=True)
+    v.add_argument("--clouds", action="append")
+    v.set_defaults(func=cmd_validate)
+
+    c = sub.add_parser("crds", help="print the CustomResourceDefinitions generated from the models")
+    c.add_argument("-o", "--output-dir", help="write one file per CRD into this folder")
+    c.set_defaults(func=cmd_crds)
+
+    cl = sub.add_parser("cluster", help="local control plane with simulated national clouds")
+    cl.add_argument("action", choices=["up", "down", "status"])
+    cl.add_argument("--name", default="sovereign-suite", help="cluster name (several can run side by side)")
+    cl.set_defaults(func=cmd_cluster)
+
+    run = sub.add_parser("run", help="run the operator (Kopf) in the foreground")
+    run.add_argument("-n", "--namespace", action="append", help="watch only these namespaces (repeatable)")
+    run.add_argument("--metrics-port", type=int, default=9090)
+    run.add_argument("--liveness-port", type=int, default=8080)
+    run.add_argument("--verbose", action="store_true")
+    run.set_defaults(func=cmd_run)
+
+    st = sub.add_parser("status", help="country x component readiness of suites")
+    st.add_argument("-n", "--namespace")
+    st.add_argument("name", nargs="?")
+    st.set_defaults(func=cmd_status)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as err:
+        for problem in err.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Tenant baseline: the namespace of one country and what isolates it.
+
+Namespace ``<suite>-<country>`` with Pod Security ``restricted`` enforced, a ResourceQuota (with the cloud's
+GPU resource), a LimitRange, NetworkPolicies (default deny ingress; allow from the ingress controller's
+namespace, from inside the namespace, and Matrix federation from the suite's other tenants only) and a
+tenant-admin Role bound to a group.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..base import LABEL_COUNTRY, LABEL_SUITE, RenderContext, render_template
+
+HERE = str(Path(__file__).parent)
+COMPONENT = "tenancy"
+
+
+def pod_security_level(ctx: RenderContext) -> str:
+    """``restricted``, except when Jitsi's JVB uses hostPort, which every Pod Security level but ``privileged``
+    forbids: the namespace then enforces ``privileged`` and still warns and audits at ``restricted``."""
+    jitsi = ctx.components.jitsi
+    if jitsi.enabled and jitsi.jvb.type == "HostPort":
+        return "privileged"
+    return "restricted"
+
+
+def render(ctx: RenderContext) -> list[dict[str, Any]]:
+    return render_template(
+        HERE,
+        "tenancy.yaml.j2",
+        ctx=ctx,
+        labels=ctx.labels(COMPONENT),
+        ns_labels={
+            **ctx.labels(COMPONENT),
+            "pod-security.kubernetes.io/enforce": pod_security_level(ctx),
+            "pod-security.kubernetes.io/enforce-version": "latest",
+            "pod-security.kubernetes.io/warn": "restricted",
+            "pod-security.kubernetes.io/audit": "restricted",
+        },
+        quota=ctx.tenant.quota,
+        gpu_resource=ctx.cloud.spec.gpu.resource_name,
+        admin_group=ctx.tenant.admin_group or f"{ctx.suite_name}-{ctx.country}-admins",
+        peer_selector_key=LABEL_SUITE,
+        country_key=LABEL_COUNTRY,
+        federation=ctx.components.matrix.enabled and ctx.components.matrix.federation.enabled,
+    )

@@ -1,0 +1,227 @@
+"""A real local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) with kwok
+simulating the nodes of each national cloud. No container engine needed.
+
+The binaries are built from the official Go modules by ``hack/build-tools.sh`` (``make tools``) into a cache
+outside the repository. ``kwokctl``'s binary runtime starts them as local processes (it links local binaries
+instead of downloading when given paths). Several clusters can run side by side: kwokctl picks free ports and
+each cluster has its own name, work folder and kubeconfig.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent.parent.parent  # operator/sovereign_suite/devcluster -> repository
+CLOUDS_FILE = PACKAGE_DIR / "clouds.yaml"
+EXAMPLE_CLOUDS = REPO_ROOT / "manifests" / "examples" / "clouds.yaml"
+BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "etcd", "kwok", "kwokctl")
+
+
+class ClusterError(Exception):
+    pass
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("SOVEREIGN_SUITE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "sovereign-suite"
+    )
+    return Path(base)
+
+
+def bin_dir(build: bool = False) -> Path:
+    """Folder of the built binaries. ``build``: run hack/build-tools.sh when some are missing."""
+    override = os.environ.get("SOVEREIGN_SUITE_BIN")
+    if override:
+        return Path(override)
+    script = REPO_ROOT / "hack" / "build-tools.sh"
+    if not script.exists():
+        raise ClusterError(f"{script} not found: set SOVEREIGN_SUITE_BIN to a folder with {', '.join(BINARIES)}")
+    path = Path(subprocess.run([str(script), "--print"], check=True, capture_output=True, text=True).stdout.strip())
+    missing = [b for b in BINARIES if not (path / b).exists()]
+    if missing and build:
+        subprocess.run([str(script)], check=True, stdout=subprocess.DEVNULL)
+        missing = [b for b in BINARIES if not (path / b).exists()]
+    if missing:
+        raise ClusterError(f"missing binaries in {path}: {', '.join(missing)} (run `make tools`)")
+    return path
+
+
+@dataclass
+class Cluster:
+    name: str = "sovereign-suite"
+
+    @property
+    def workdir(self) -> Path:
+        return cache_dir() / "kwok"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return cache_dir() / f"kubeconfig-{self.name}.yaml"
+
+    @property
+    def cluster_dir(self) -> Path:
+        return self.workdir / "clusters" / self.name
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.cluster_dir / "logs"
+
+    def _env(self, bins: Path) -> dict[str, str]:
+        env = dict(os.environ)
+        version = subprocess.run(
+            [str(bins / "kube-apiserver"), "--version"], check=True, capture_output=True, text=True
+        ).stdout.split()[-1]
+        env.update(KWOK_WORKDIR=str(self.workdir), KWOK_KUBE_VERSION=version)
+        return env
+
+    def _kwokctl(self, bins: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(bins / "kwokctl"), *args], env=self._env(bins), capture_output=True, text=True, timeout=300
+        )
+        if check and proc.returncode != 0:
+            raise ClusterError(f"kwokctl {' '.join(args[:3])} failed:\n{proc.stderr[-3000:]}")
+        return proc
+
+    def exists(self) -> bool:
+        return (self.cluster_dir / "kwok.yaml").exists()
+
+    # ---------------------------------------------------------------------------------------
+    def up(self, clouds: bool = True, crds: bool = True, progress=print) -> float:
+        """Start the cluster (or reuse a running one), then create the simulated clouds. Returns seconds taken."""
+        start = time.monotonic()
+        bins = bin_dir(build=True)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.exists():
+            progress(f"cluster {self.name}: already created, starting it if stopped")
+            self._kwokctl(bins, "start", "cluster", "--name", self.name, "--wait", "2m")
+        else:
+            config = self.workdir / f"{self.name}-config.yaml"
+            config.write_text(KWOKCTL_CONFIG)
+            progress(f"cluster {self.name}: starting etcd, kube-apiserver, controller-manager, scheduler, kwok")
+            self._kwokctl(
+                bins, "create", "cluster", "--name", self.name, "--runtime", "binary",
+                "--config", str(config),
+                f"--kube-apiserver-binary={bins / 'kube-apiserver'}",
+                f"--kube-controller-manager-binary={bins / 'kube-controller-manager'}",
+                f"--kube-scheduler-binary={bins / 'kube-scheduler'}",
+                f"--kwok-controller-binary={bins / 'kwok'}",
+                f"--etcd-binary={bins / 'etcd'}",
+                f"--kubeconfig={self.kubeconfig}",
+                "--wait=2m",
+            )
+        self.wait_healthy()
+        if crds:
+            from . import seed
+
+            seed.install_crds(self.kubeconfig)
+        if clouds:
+            from . import seed
+
+            nodes = seed.create_nodes(self.kubeconfig, load_clouds())
+            progress(f"cluster {self.name}: {nodes} simulated nodes")
+            if crds and EXAMPLE_CLOUDS.exists():
+                seed.apply_national_clouds(self.kubeconfig, EXAMPLE_CLOUDS)
+            seed.wait_nodes_ready(self.kubeconfig)
+        took = time.monotonic() - start
+        progress(f"cluster {self.name}: ready in {took:.1f} s; KUBECONFIG={self.kubeconfig}")
+        return took
+
+    def wait_healthy(self, timeout: float = 120) -> None:
+        bins = bin_dir()
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            proc = subprocess.run(
+                [str(bins / "kubectl"), "--kubeconfig", str(self.kubeconfig), "get", "--raw", "/readyz"],
+                capture_output=True, text=True,
+            )
+            if proc.returncode == 0 and proc.stdout.strip() == "ok":
+                return
+            last = (proc.stderr or proc.stdout).strip()[-500:]
+            time.sleep(0.5)
+        raise ClusterError(f"API server of {self.name} not healthy after {timeout:.0f} s: {last}")
+
+    def _pids(self) -> list[int]:
+        pids = []
+        for f in sorted((self.cluster_dir / "pids").glob("*.pid")):
+            try:
+                pids.append(int(f.read_text().strip()))
+            except (OSError, ValueError):
+                continue
+        return pids
+
+    def down(self, timeout: float = 30) -> None:
+        """Stop every process of the cluster and remove its folder and kubeconfig; waits until they are gone."""
+        bins = bin_dir()
+        pids = self._pids()
+        if self.exists():
+            self._kwokctl(bins, "delete", "cluster", "--name", self.name, f"--kubeconfig={self.kubeconfig}")
+        deadline = time.monotonic() + timeout
+        for pid in pids:
+            while _alive(pid):
+                if time.monotonic() > deadline:
+                    os.kill(pid, signal.SIGKILL)
+                    break
+                time.sleep(0.1)
+        shutil.rmtree(self.cluster_dir, ignore_errors=True)
+        for f in (self.kubeconfig, self.workdir / f"{self.name}-config.yaml"):
+            f.unlink(missing_ok=True)
+        for d in (self.workdir / "clusters", self.workdir):
+            if d.exists() and not any(d.iterdir()):
+                d.rmdir()
+
+    def status(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"name": self.name, "created": self.exists(), "kubeconfig": str(self.kubeconfig)}
+        if not self.exists():
+            return info
+        bins = bin_dir()
+        proc = subprocess.run(
+            [str(bins / "kubectl"), "--kubeconfig", str(self.kubeconfig), "get", "--raw", "/readyz"],
+            capture_output=True, text=True,
+        )
+        info["healthy"] = proc.returncode == 0 and proc.stdout.strip() == "ok"
+        info["logs"] = str(self.logs_dir)
+        return info
+
+
+# Listen on loopback only; keep API priority and fairness on (the operator must handle 429s).
+KWOKCTL_CONFIG = """\
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  bindAddress: 127.0.0.1
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie (exited, not yet reaped by its parent) counts as gone
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def load_clouds(path: Path = CLOUDS_FILE) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())["countries"]
+
+
+def main_progress(msg: str) -> None:
+    print(f"[cluster] {msg}", file=sys.stderr, flush=True)

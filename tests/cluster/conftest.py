@@ -1,0 +1,93 @@
+"""Fixtures for tests on the real local control plane (see docs/development.md).
+
+One cluster per test session, started once and deleted at the end; when a test failed, the control plane's
+logs are copied to $SOVEREIGN_SUITE_CACHE/test-logs/<cluster>/ first. Each test gets a fresh namespace.
+When the binaries cannot be built, cluster tests fail with the reason under CI=true and are skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config, dynamic
+
+from sovereign_suite.devcluster.cluster import Cluster, ClusterError, bin_dir, cache_dir
+
+_failed = False
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    global _failed
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed and "cluster" in item.keywords:
+        _failed = True
+
+
+def pytest_collection_modifyitems(items):
+    here = Path(__file__).parent
+    for item in items:
+        if Path(item.fspath).is_relative_to(here):
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    try:
+        bin_dir(build=True)
+    except (ClusterError, OSError, Exception) as err:  # noqa: BLE001 - any build failure is reported the same way
+        msg = f"local control plane binaries unavailable: {err}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg)
+    c = Cluster(f"pytest-{os.getpid()}")
+    c.up(progress=lambda m: print(f"[cluster] {m}"))
+    yield c
+    if _failed:
+        dest = cache_dir() / "test-logs" / c.name
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(c.logs_dir, dest, dirs_exist_ok=True)
+        print(f"\n[cluster] a cluster test failed: control plane logs kept in {dest}")
+    c.down()
+
+
+@pytest.fixture(scope="session")
+def api(cluster) -> client.ApiClient:
+    return config.new_client_from_config(config_file=str(cluster.kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def dyn(api) -> dynamic.DynamicClient:
+    return dynamic.DynamicClient(api)
+
+
+@pytest.fixture(scope="session")
+def core(api) -> client.CoreV1Api:
+    return client.CoreV1Api(api)
+
+
+@pytest.fixture()
+def namespace(core, request):
+    name = f"t-{request.node.name[:40].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
+    name = "".join(ch for ch in name if ch.isalnum() or ch == "-")
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name)
+
+
+def wait_for(predicate, timeout: float = 60, interval: float = 0.3, what: str = "condition"):
+    """Poll ``predicate`` until it returns a truthy value; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")

@@ -1,0 +1,1 @@
+"""pytest configuration: the cluster fixtures live in tests/cluster/conftest.py."""
