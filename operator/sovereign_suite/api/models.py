@@ -192,7 +192,11 @@ class Matrix(Model):
 class JvbExposure(Model):
     type: Literal["NodePort", "HostPort", "LoadBalancer"] = "NodePort"
     udp_port: int = Field(10000, ge=1, le=65535, description="UDP port JVB listens on (and advertises with HostPort).")
-    node_port: int = Field(30000, ge=30000, le=32767, description="NodePort only: the node port for media.")
+    node_port: int | None = Field(
+        None, ge=30000, le=32767,
+        description="NodePort only: the node port for media; default: 30000 + the country's index in the list of "
+        "supported countries, so tenants sharing a cluster never collide.",
+    )
     advertised_address: str | None = Field(
         None, description="Public IP or host name JVB advertises (NAT); default: the node IP (HostPort/NodePort)."
     )
@@ -202,10 +206,10 @@ class Jitsi(Model):
     """Jitsi Meet: web, prosody, jicofo, jvb."""
 
     enabled: bool = True
-    web_image: str = "ghcr.io/jitsi/web:stable-10431"
-    prosody_image: str = "ghcr.io/jitsi/prosody:stable-10431"
-    jicofo_image: str = "ghcr.io/jitsi/jicofo:stable-10431"
-    jvb_image: str = "ghcr.io/jitsi/jvb:stable-10431"
+    web_image: str = "ghcr.io/jitsi/web:stable-11146-1"
+    prosody_image: str = "ghcr.io/jitsi/prosody:stable-11146-1"
+    jicofo_image: str = "ghcr.io/jitsi/jicofo:stable-11146-1"
+    jvb_image: str = "ghcr.io/jitsi/jvb:stable-11146-1"
     web_replicas: int = Field(2, ge=0, le=20)
     jvb_replicas: int = Field(1, ge=0, le=50)
     jvb: JvbExposure = Field(default_factory=JvbExposure)

@@ -118,6 +118,8 @@ class Cluster:
                 f"--kwok-controller-binary={bins / 'kwok'}",
                 f"--etcd-binary={bins / 'etcd'}",
                 f"--kubeconfig={self.kubeconfig}",
+                # PVCs bind through the in-tree hostPath provisioner (development only; StorageClass "standard")
+                "--extra-args=kube-controller-manager=enable-hostpath-provisioner=true",
                 "--wait=2m",
             )
         self.wait_healthy()
@@ -128,6 +130,7 @@ class Cluster:
         if clouds:
             from . import seed
 
+            seed.create_storage_class(self.kubeconfig)
             nodes = seed.create_nodes(self.kubeconfig, load_clouds())
             progress(f"cluster {self.name}: {nodes} simulated nodes")
             if crds and EXAMPLE_CLOUDS.exists():
@@ -161,10 +164,20 @@ class Cluster:
                 continue
         return pids
 
+    def _hostpath_volumes(self) -> list[str]:
+        bins = bin_dir()
+        proc = subprocess.run(
+            [str(bins / "kubectl"), "--kubeconfig", str(self.kubeconfig), "get", "pv", "-o",
+             "jsonpath={range .items[*]}{.spec.hostPath.path}{'\\n'}{end}"],
+            capture_output=True, text=True,
+        )
+        return [p for p in proc.stdout.split() if p.startswith("/tmp/hostpath_pv/")]
+
     def down(self, timeout: float = 30) -> None:
         """Stop every process of the cluster and remove its folder and kubeconfig; waits until they are gone."""
         bins = bin_dir()
         pids = self._pids()
+        volumes = self._hostpath_volumes() if self.exists() else []
         if self.exists():
             self._kwokctl(bins, "delete", "cluster", "--name", self.name, f"--kubeconfig={self.kubeconfig}")
         deadline = time.monotonic() + timeout
@@ -175,6 +188,8 @@ class Cluster:
                     break
                 time.sleep(0.1)
         shutil.rmtree(self.cluster_dir, ignore_errors=True)
+        for path in volumes:  # the hostPath provisioner's folders of this cluster's volumes
+            shutil.rmtree(path, ignore_errors=True)
         for f in (self.kubeconfig, self.workdir / f"{self.name}-config.yaml"):
             f.unlink(missing_ok=True)
         for d in (self.workdir / "clusters", self.workdir):

@@ -94,6 +94,23 @@ def node_objects(countries: dict[str, Any]) -> list[dict[str, Any]]:
     return nodes
 
 
+STORAGE_CLASS = {
+    "apiVersion": "storage.k8s.io/v1",
+    "kind": "StorageClass",
+    "metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+    "provisioner": "kubernetes.io/host-path",
+    "reclaimPolicy": "Delete",
+    "volumeBindingMode": "Immediate",
+    "allowVolumeExpansion": True,
+}
+
+
+def create_storage_class(kubeconfig: Path) -> None:
+    """The examples' clouds name StorageClass "standard": the controller-manager's hostPath provisioner
+    (enabled by the cluster's flags, for development only) backs it."""
+    _apply(dynamic.DynamicClient(api_client(kubeconfig)), STORAGE_CLASS)
+
+
 def create_nodes(kubeconfig: Path, countries: dict[str, Any]) -> int:
     dyn = dynamic.DynamicClient(api_client(kubeconfig))
     nodes_api = dyn.resources.get(api_version="v1", kind="Node")

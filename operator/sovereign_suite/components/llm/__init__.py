@@ -1,0 +1,329 @@
+"""LLM inference: one vLLM Deployment per model, and one OpenAI-compatible gateway (LiteLLM proxy) per tenant.
+
+Per model ``<name>``: Deployment and Service ``vllm-<name>`` (port 8000: ``/v1/*``, ``/health``, ``/metrics``),
+a model-cache PVC, and a PodDisruptionBudget when it has more than one replica. Pods ask for
+``gpusPerReplica`` of the cloud's GPU resource (``--tensor-parallel-size`` is the same number), tolerate the
+cloud's GPU taints, and must land on a node of the tenant's regions carrying one of the model's GPU products.
+
+The gateway ``llm-gateway`` (LiteLLM proxy, MIT) routes each served model name to its vLLM Service. It is
+stateless (no database), starts without its backends, and authenticates clients with a master key generated
+by the operator (Secret ``llm-gateway``, key ``master-key``; the usable key is ``sk-`` + that value).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from ...api.models import LLMModel
+from ...api.validation import InputError, Problem
+from ..base import (
+    RenderContext,
+    SecretKey,
+    SecretSpec,
+    container_security,
+    dump_yaml,
+    merge_extra_config,
+    pod_security,
+    render_template,
+)
+
+HERE = str(Path(__file__).parent)
+COMPONENT = "llm"
+VLLM_PART = "vllm"
+GATEWAY_PART = "llm-gateway"
+GATEWAY_NAME = "llm-gateway"
+MODEL_LABEL = "sovereignsuite.io/model"
+
+VLLM_PORT = 8000
+GATEWAY_PORT = 4000  # LiteLLM's default (its image EXPOSEs 4000, its chart's Service uses 4000)
+CACHE_MOUNT = "/cache"  # the model-cache PVC; HOME and HF_HOME live on it (the pod runs as a non-root user)
+STARTUP_PERIOD_SECONDS = 10
+MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
+MASTER_KEY_SECRET_KEY = "master-key"
+
+# Flags the operator sets from the model's fields; extraArgs may not repeat them (nor their aliases).
+OWNED_FLAGS = {
+    "--model": "modelId",
+    "--served-model-name": "servedName",
+    "--tensor-parallel-size": "gpusPerReplica",
+    "-tp": "gpusPerReplica",
+    "--port": None,
+    "--gpu-memory-utilization": "gpuMemoryUtilization",
+    "--max-model-len": "maxModelLen",
+}
+
+
+# ---- paths of user input (errors name the field the user actually wrote) ---------------------------------
+
+def _llm_path(ctx: RenderContext, field: str) -> str:
+    """``spec.components.llm.<field>``, or the tenant's override path when the tenant sets that field."""
+    override = ctx.tenant.components.get("llm") or {}
+    if field in override:
+        index = ctx.suite.spec.tenants.index(ctx.tenant)
+        return f"spec.tenants[{index}].components.llm.{field}"
+    return f"spec.components.llm.{field}"
+
+
+def image_version(image: str) -> str | None:
+    """The tag of an image reference, for the app.kubernetes.io/version label (None for a digest only)."""
+    ref = image.split("@", 1)[0]
+    name, _, tag = ref.rpartition(":")
+    if not name or "/" in tag:
+        return None
+    return tag[:63] or None
+
+
+# ---- vLLM ------------------------------------------------------------------------------------------------
+
+def served_names(ctx: RenderContext) -> dict[str, str]:
+    """Model name -> the name clients ask for."""
+    return {m.name: m.served for m in ctx.components.llm.models}
+
+
+def placement_products(ctx: RenderContext, model: LLMModel, chosen: dict[str, str] | None = None) -> list[str]:
+    """The GPU products a model's pods may be scheduled on (the values of the required node affinity on the
+    cloud's product label), in order of preference.
+
+    Without ``chosen`` this is every product the model accepts. ``chosen`` (model name -> product) is where
+    capacity-aware placement narrows a model to the product it picked; the product must be one the model
+    accepts.
+    """
+    if chosen and model.name in chosen:
+        product = chosen[model.name]
+        if product not in model.gpu_products:
+            raise ValueError(f"model {model.name}: chosen product {product!r} is not one of {model.gpu_products}")
+        return [product]
+    return list(model.gpu_products)
+
+
+def preference_weights(count: int) -> list[int]:
+    """Weights (1..100) of preferred node affinity terms, highest first: 100, then evenly down."""
+    return [max(1, round(100 * (count - i) / count)) for i in range(count)]
+
+
+def check_extra_args(model: LLMModel, path: str) -> None:
+    problems = []
+    for arg in model.extra_args:
+        if not arg.startswith("-"):
+            continue
+        flag = arg.split("=", 1)[0]
+        if flag.startswith("--"):
+            flag = "--" + flag[2:].replace("_", "-")  # vLLM accepts --max_model_len for --max-model-len
+        if flag in OWNED_FLAGS:
+            field = OWNED_FLAGS[flag]
+            hint = f"; set the model's {field} instead" if field else ""
+            problems.append(Problem(path, f"{flag} is set by the operator{hint}"))
+    if problems:
+        raise InputError(problems)
+
+
+def vllm_args(model: LLMModel, path: str) -> list[str]:
+    """The arguments of the image's ``vllm serve`` entrypoint. The model is the positional argument: vLLM
+    deprecates ``--model`` with ``vllm serve`` (a warning today, "will be removed in a future version")."""
+    check_extra_args(model, path)
+    args = [
+        model.model_id,
+        "--served-model-name", model.served,
+        "--tensor-parallel-size", str(model.gpus_per_replica),
+        "--port", str(VLLM_PORT),
+        "--gpu-memory-utilization", str(model.gpu_memory_utilization),
+    ]
+    if model.max_model_len is not None:
+        args += ["--max-model-len", str(model.max_model_len)]
+    return args + list(model.extra_args)
+
+
+def vllm_resources(ctx: RenderContext, model: LLMModel, path: str) -> dict[str, dict[str, str]]:
+    """The model's cpu/memory plus ``gpusPerReplica`` of the cloud's GPU resource, in requests and limits
+    alike (an extended resource cannot be overcommitted: its request must equal its limit)."""
+    gpu = ctx.cloud.spec.gpu.resource_name
+    out: dict[str, dict[str, str]] = {}
+    problems = []
+    for kind in ("requests", "limits"):
+        given = getattr(model.resources, kind)
+        if gpu in given:
+            problems.append(Problem(f"{path}.{kind}.{gpu}", "is set by the operator from gpusPerReplica"))
+        out[kind] = {k: str(v) for k, v in sorted(given.items())}
+        out[kind][gpu] = str(model.gpus_per_replica)
+    if problems:
+        raise InputError(problems)
+    return out
+
+
+def vllm_affinity(ctx: RenderContext, products: list[str]) -> dict[str, Any]:
+    gpu = ctx.cloud.spec.gpu
+    extra = [{"key": gpu.product_label, "operator": "In", "values": products}]
+    extra += [{"key": k, "operator": "In", "values": [v]} for k, v in sorted(gpu.node_selector.items())]
+    affinity = ctx.region_affinity(extra=extra)
+    if len(products) > 1:
+        affinity["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"] = [
+            {"weight": w, "preference": {"matchExpressions": [{"key": gpu.product_label, "operator": "In",
+                                                               "values": [p]}]}}
+            for p, w in zip(products, preference_weights(len(products)))
+        ]
+    return affinity
+
+
+def vllm_env(ctx: RenderContext) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        # The pod runs as a non-root user without a passwd entry: HOME (Triton, FlashInfer and torch.compile
+        # caches, vLLM's config root) and HF_HOME (the weights) are on the cache volume, so they survive restarts.
+        {"name": "HOME", "value": CACHE_MOUNT},
+        {"name": "HF_HOME", "value": f"{CACHE_MOUNT}/huggingface"},
+        {"name": "USER", "value": "vllm"},  # getpass.getuser() (torch inductor) fails without a passwd entry
+        # Sovereignty: no usage reports to vLLM's or Hugging Face's servers.
+        {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+        {"name": "DO_NOT_TRACK", "value": "1"},
+        {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
+    ]
+    ref = ctx.components.llm.hugging_face_token_secret_ref
+    if ref is not None:
+        for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+            env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    return env
+
+
+def cache_access_mode(model: LLMModel) -> str:
+    """One replica: ReadWriteOnce. More: the replicas share the cache, so ReadWriteMany (the cloud's
+    storage class must support it). The access mode of a PVC is immutable, so each mode has its own PVC."""
+    return "ReadWriteMany" if model.replicas > 1 else "ReadWriteOnce"
+
+
+def cache_claim_name(model: LLMModel) -> str:
+    suffix = "-shared" if cache_access_mode(model) == "ReadWriteMany" else ""
+    return f"vllm-{model.name}-cache{suffix}"
+
+
+def render_models(ctx: RenderContext, placements: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The vLLM objects of every model. ``placements`` (model name -> GPU product) pins a model to one product
+    (see :func:`placement_products`); ``render`` passes None: every product the model accepts."""
+    llm = ctx.components.llm
+    models_path = _llm_path(ctx, "models")
+    version = image_version(llm.image)
+    failure_threshold = math.ceil(llm.startup_timeout_seconds / STARTUP_PERIOD_SECONDS)
+    security = {**pod_security(), "fsGroupChangePolicy": "OnRootMismatch"}  # no recursive chown of the cache
+    objects: list[dict[str, Any]] = []
+    problems: list[Problem] = []
+    for i, model in enumerate(llm.models):
+        path = f"{models_path}[{i}]"
+        try:
+            args = vllm_args(model, f"{path}.extraArgs")
+            resources = vllm_resources(ctx, model, f"{path}.resources")
+        except InputError as err:
+            problems += err.problems
+            continue
+        model_label = {MODEL_LABEL: model.name}
+        objects += render_template(
+            HERE,
+            "vllm.yaml.j2",
+            ctx=ctx,
+            obj_name=f"vllm-{model.name}",
+            model=model,
+            image=llm.image,
+            labels={**ctx.labels(COMPONENT, VLLM_PART, version), **model_label},
+            selector={**ctx.selector(COMPONENT, VLLM_PART), **model_label},
+            args=args,
+            env=vllm_env(ctx),
+            resources=resources,
+            affinity=vllm_affinity(ctx, placement_products(ctx, model, placements)),
+            tolerations=[t.wire() for t in ctx.cloud.spec.gpu.tolerations],
+            pod_security=security,
+            container_security=container_security(read_only_root=True),
+            port=VLLM_PORT,
+            cache_mount=CACHE_MOUNT,
+            cache_claim=cache_claim_name(model),
+            cache_access_mode=cache_access_mode(model),
+            storage_class=ctx.storage_class,
+            startup_period=STARTUP_PERIOD_SECONDS,
+            startup_failure_threshold=failure_threshold,
+        )
+    if problems:
+        raise InputError(problems)
+    return objects
+
+
+# ---- gateway ---------------------------------------------------------------------------------------------
+
+def gateway_config(ctx: RenderContext) -> dict[str, Any]:
+    """LiteLLM's config.yaml: one route per served name to its vLLM Service, the master key from the env,
+    and llm.extraConfig merged over it (model_list and general_settings.master_key are the operator's)."""
+    llm = ctx.components.llm
+    model_list = [
+        {
+            "model_name": m.served,
+            "litellm_params": {
+                "model": f"hosted_vllm/{m.served}",  # LiteLLM's provider for vLLM's OpenAI-compatible server
+                "api_base": f"http://vllm-{m.name}:{VLLM_PORT}/v1",
+            },
+        }
+        for m in llm.models
+    ]
+    owned_general = {"master_key": f"os.environ/{MASTER_KEY_ENV}"}
+    extra = dict(llm.extra_config)
+    path = _llm_path(ctx, "extraConfig")
+    general = extra.pop("general_settings", {})
+    if not isinstance(general, dict):
+        raise InputError([Problem(f"{path}.general_settings", "must be an object")])
+    config = merge_extra_config({"model_list": model_list}, extra, path)
+    config["general_settings"] = merge_extra_config(owned_general, general, f"{path}.general_settings")
+    return config
+
+
+def render_gateway(ctx: RenderContext) -> list[dict[str, Any]]:
+    gateway = ctx.components.llm.gateway
+    config_text = dump_yaml(gateway_config(ctx))
+    host = ctx.host("llm")
+    return render_template(
+        HERE,
+        "gateway.yaml.j2",
+        ctx=ctx,
+        obj_name=GATEWAY_NAME,
+        gateway=gateway,
+        labels=ctx.labels(COMPONENT, GATEWAY_PART, image_version(gateway.image)),
+        selector=ctx.selector(COMPONENT, GATEWAY_PART),
+        config_text=config_text,
+        port=GATEWAY_PORT,
+        master_key_env=MASTER_KEY_ENV,
+        master_key_secret=GATEWAY_NAME,
+        master_key_key=MASTER_KEY_SECRET_KEY,
+        resources={
+            kind: {k: str(v) for k, v in sorted(getattr(gateway.resources, kind).items())}
+            for kind in ("requests", "limits")
+        },
+        affinity=ctx.region_affinity(),
+        pod_security=pod_security(),
+        container_security=container_security(read_only_root=True),
+        host=host,
+        tls_secret=f"{host}-tls",
+    )
+
+
+# ---- the component -------------------------------------------------------------------------------------
+
+def render(ctx: RenderContext) -> list[dict[str, Any]]:
+    problems: list[Problem] = []
+    objects: list[dict[str, Any]] = []
+    for part in (render_models, render_gateway):
+        try:
+            objects += part(ctx)
+        except InputError as err:
+            problems += err.problems
+    if problems:
+        raise InputError(problems)
+    return objects
+
+
+def secrets(ctx: RenderContext) -> list[SecretSpec]:
+    """The gateway's master key. LiteLLM wants keys starting with ``sk-``: the container builds
+    ``LITELLM_MASTER_KEY=sk-<value>`` (Kubernetes env expansion), so clients use ``sk-`` + this value."""
+    return [
+        SecretSpec(
+            name=GATEWAY_NAME,
+            namespace=ctx.namespace,
+            component=COMPONENT,
+            keys={MASTER_KEY_SECRET_KEY: SecretKey("random", 48)},
+            labels=ctx.labels(COMPONENT, GATEWAY_PART),
+        )
+    ]

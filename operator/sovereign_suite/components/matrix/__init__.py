@@ -1,0 +1,257 @@
+"""Matrix: the Synapse homeserver and Element Web of one tenant.
+
+Objects: ConfigMap/Deployment/Service/Ingress ``synapse`` (homeserver.yaml, one main process, Recreate),
+PVC ``synapse-media``, the database (``components.postgres``, ``matrix-postgres``), and
+ConfigMap/Deployment/Service/Ingress ``element-web`` which also serves the tenant domain's
+``/.well-known/matrix/{server,client}`` (Ingress ``matrix-well-known``).
+
+Secrets: ``synapse-keys`` (signing key, macaroon, registration shared secret, form secret), mounted as files
+and named by Synapse's ``*_path`` options; the database password is written at runtime by an init container
+into a separate config file (see templates/write-database-config.py.j2). Nothing secret is in a ConfigMap.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ...api.validation import InputError
+from ..base import (
+    RenderContext,
+    SecretKey,
+    SecretSpec,
+    container_security,
+    dump_yaml,
+    merge_extra_config,
+    pod_security,
+    render_template,
+    render_text,
+)
+from ..postgres import Database, image_tag, render_postgres
+
+HERE = str(Path(__file__).parent)
+COMPONENT = "matrix"
+HTTP_PORT = 8008
+METRICS_PORT = 9001
+ELEMENT_PORT = 8080
+SYNAPSE_UID = 991  # the uid the Synapse image's start script would switch to
+ELEMENT_UID = 101  # "nginx" in the Element Web image (USER nginx: not numeric, so it is set here)
+KEYS_SECRET = "synapse-keys"
+WELL_KNOWN_DIR = "/srv/well-known/matrix"
+INGRESS_PATHS = ("/_matrix", "/_synapse/client")  # not /_synapse/admin: the admin API stays in-cluster
+SMALL_RESOURCES = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
+ELEMENT_RESOURCES = {"requests": {"cpu": "20m", "memory": "32Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
+
+# Keys of homeserver.yaml that extraConfig may not set, besides those the template renders: the in-line
+# forms of the secrets (they would conflict with, or silently win over, the *_path options) and `databases`.
+RESERVED = ("signing_key", "macaroon_secret_key", "registration_shared_secret", "form_secret", "databases")
+
+
+@dataclass(frozen=True)
+class SynapsePaths:
+    """Where Synapse's files are inside its container. The config test renders with temporary paths."""
+
+    config: str = "/synapse/config"  # ConfigMap synapse: homeserver.yaml, write-database-config.py
+    keys: str = "/synapse/keys"  # Secret synapse-keys
+    runtime: str = "/synapse/runtime"  # emptyDir: database.yaml with the password, from the init container
+    media: str = "/synapse/media"  # PVC synapse-media
+
+    @property
+    def homeserver(self) -> str:
+        return f"{self.config}/homeserver.yaml"
+
+    @property
+    def database(self) -> str:
+        return f"{self.runtime}/database.yaml"
+
+    @property
+    def script(self) -> str:
+        return f"{self.config}/write-database-config.py"
+
+
+PATHS = SynapsePaths()
+
+
+def synapse_args(paths: SynapsePaths = PATHS) -> list[str]:
+    """Synapse's arguments: homeserver.yaml, then the database file (merged over it); in-line secrets refused."""
+    return ["--config-path", paths.homeserver, "--config-path", paths.database, "--no-secrets-in-config"]
+
+
+def database(ctx: RenderContext) -> Database:
+    return render_postgres(ctx, COMPONENT, ctx.components.matrix.postgres)[2]
+
+
+def federation_whitelist(ctx: RenderContext) -> list[str]:
+    """The other tenants' domains and federation.extraDomains, sorted; [] (no federation) when disabled."""
+    federation = ctx.components.matrix.federation
+    if not federation.enabled:
+        return []
+    return sorted({p.domain for p in ctx.peers} | set(federation.extra_domains))
+
+
+def _defaults(ctx: RenderContext) -> dict[str, Any]:
+    """Settings the operator chooses but extraConfig may replace."""
+    return {
+        # No notary: keys are fetched from each (whitelisted) server itself, never through matrix.org.
+        "trusted_key_servers": [],
+        "suppress_key_server_warning": True,
+        "federation_client_minimum_tls_version": "1.2",
+        "enable_registration": False,
+        "web_client_location": f"https://{ctx.host('chat')}/",
+    }
+
+
+def _extra_path(ctx: RenderContext) -> tuple[str, set[str]]:
+    """Field path of the tenant's own matrix.extraConfig override and the keys it sets."""
+    override = ctx.tenant.components.get(COMPONENT, {})
+    extra = (override.get("extraConfig") or override.get("extra_config")) if isinstance(override, dict) else None
+    index = ctx.suite.spec.tenants.index(ctx.tenant)
+    return f"spec.tenants[{index}].components.{COMPONENT}.extraConfig", set(extra or {})
+
+
+def homeserver_config(ctx: RenderContext, paths: SynapsePaths = PATHS) -> dict[str, Any]:
+    """homeserver.yaml as a dict: the owned keys, extraConfig, then the defaults extraConfig did not replace."""
+    matrix = ctx.components.matrix
+    owned = render_template(
+        HERE,
+        "homeserver.yaml.j2",
+        domain=ctx.domain,
+        public_baseurl=f"https://{ctx.host('matrix')}/",
+        http_port=HTTP_PORT,
+        metrics_port=METRICS_PORT,
+        http_resources=["client", "federation"] if matrix.federation.enabled else ["client"],
+        db=database(ctx),
+        paths=paths,
+        max_upload_size=matrix.max_upload_size,
+        federation_whitelist=federation_whitelist(ctx),
+    )[0]
+    guarded = {**owned, **{k: None for k in RESERVED}}
+    tenant_path, tenant_keys = _extra_path(ctx)
+    extra = matrix.extra_config
+    problems = []
+    for path, part in (
+        (f"spec.components.{COMPONENT}.extraConfig", {k: v for k, v in extra.items() if k not in tenant_keys}),
+        (tenant_path, {k: v for k, v in extra.items() if k in tenant_keys}),
+    ):
+        try:
+            merge_extra_config(guarded, part, path)
+        except InputError as err:
+            problems += err.problems
+    if problems:
+        raise InputError(problems)
+    return {**_defaults(ctx), **extra, **owned}
+
+
+def homeserver_yaml(ctx: RenderContext, paths: SynapsePaths = PATHS) -> str:
+    return dump_yaml(homeserver_config(ctx, paths))
+
+
+def write_database_script() -> str:
+    return render_text(HERE, "write-database-config.py.j2")
+
+
+def element_config(ctx: RenderContext) -> dict[str, Any]:
+    """Element Web's config.json."""
+    matrix = ctx.components.matrix
+    config: dict[str, Any] = {
+        "default_server_config": {
+            "m.homeserver": {"base_url": f"https://{ctx.host('matrix')}", "server_name": ctx.domain}
+        },
+        "brand": "Sovereign Suite",
+        "disable_guests": True,
+        "disable_custom_urls": True,
+        "default_country_code": ctx.tenant.country,
+        "default_federate": matrix.federation.enabled,
+        "room_directory": {"servers": [ctx.domain]},
+        # No third-party integration manager (its default is scalar.vector.im); no bug reports leave the suite.
+        "integrations_ui_url": "",
+        "integrations_rest_url": "",
+        "integrations_widgets_urls": [],
+        "show_labs_settings": False,
+    }
+    if ctx.components.jitsi.enabled:
+        config["jitsi"] = {"preferred_domain": ctx.host("meet")}
+    return config
+
+
+def well_known(ctx: RenderContext) -> dict[str, dict[str, Any]]:
+    """The /.well-known/matrix files; no ``server`` file when federation is disabled."""
+    files: dict[str, dict[str, Any]] = {"client": {"m.homeserver": {"base_url": f"https://{ctx.host('matrix')}"}}}
+    if ctx.components.matrix.federation.enabled:
+        files["server"] = {"m.server": f"{ctx.host('matrix')}:443"}
+    return files
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True) + "\n"
+
+
+def render(ctx: RenderContext) -> list[dict[str, Any]]:
+    matrix = ctx.components.matrix
+    pg_objects, _, db = render_postgres(ctx, COMPONENT, matrix.postgres)
+    affinity = ctx.region_affinity()
+    synapse = render_template(
+        HERE,
+        "synapse.yaml.j2",
+        ctx=ctx,
+        matrix=matrix,
+        db=db,
+        paths=PATHS,
+        labels=ctx.labels(COMPONENT, "synapse", image_tag(matrix.image)),
+        selector=ctx.selector(COMPONENT, "synapse"),
+        config_data={"homeserver.yaml": homeserver_yaml(ctx), "write-database-config.py": write_database_script()},
+        init_command=["python3", PATHS.script, PATHS.homeserver, PATHS.database],
+        command=["python3", "-m", "synapse.app.homeserver", *synapse_args()],
+        http_port=HTTP_PORT,
+        metrics_port=METRICS_PORT,
+        matrix_host=ctx.host("matrix"),
+        ingress_paths=INGRESS_PATHS,
+        affinity=affinity,
+        pod_security=pod_security(SYNAPSE_UID),
+        container_security=container_security(read_only_root=True),
+        resources=matrix.resources.wire(),
+        small_resources=SMALL_RESOURCES,
+    )
+    files = well_known(ctx)
+    element = render_template(
+        HERE,
+        "element-web.yaml.j2",
+        ctx=ctx,
+        matrix=matrix,
+        labels=ctx.labels(COMPONENT, "element-web", image_tag(matrix.element_image)),
+        selector=ctx.selector(COMPONENT, "element-web"),
+        config_data={
+            "config.json": _json(element_config(ctx)),
+            "default.conf": render_text(
+                HERE, "element-nginx.conf.j2", port=ELEMENT_PORT, well_known_dir=WELL_KNOWN_DIR
+            ),
+            **{f"matrix-{name}": _json(body) for name, body in files.items()},
+        },
+        well_known_items=[{"key": f"matrix-{name}", "path": name} for name in sorted(files)],
+        well_known_dir=WELL_KNOWN_DIR,
+        port=ELEMENT_PORT,
+        chat_host=ctx.host("chat"),
+        affinity=affinity,
+        pod_security=pod_security(ELEMENT_UID),
+        container_security=container_security(read_only_root=True),
+        resources=ELEMENT_RESOURCES,
+    )
+    return pg_objects + synapse + element
+
+
+def secrets(ctx: RenderContext) -> list[SecretSpec]:
+    keys = SecretSpec(
+        name=KEYS_SECRET,
+        namespace=ctx.namespace,
+        component=COMPONENT,
+        keys={
+            "signing.key": SecretKey("synapse-signing-key"),
+            "macaroon_secret_key": SecretKey("random", 64),
+            "registration_shared_secret": SecretKey("random", 64),
+            "form_secret": SecretKey("random", 64),
+        },
+        labels=ctx.labels(COMPONENT, "synapse"),
+    )
+    return [keys, *render_postgres(ctx, COMPONENT, ctx.components.matrix.postgres)[1]]

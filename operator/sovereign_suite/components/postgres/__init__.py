@@ -1,0 +1,156 @@
+"""The database of a component (Matrix, Docs): a shared helper, not a component of its own.
+
+``render_postgres(ctx, component, pg)`` returns the objects to apply, the Secrets to generate and how to
+connect (``Database``). Three modes (``Postgres.mode``):
+
+- ``embedded`` (default): a single-instance StatefulSet ``<component>-postgres`` (official postgres image,
+  C collation), a Service of the same name, and a generated Secret ``<component>-postgres`` (key ``password``).
+  Labelled ``app.kubernetes.io/component: postgres`` so the suite renderer applies it in the data phase.
+- ``cloudnative-pg``: a CloudNativePG ``Cluster`` ``<component>-postgres``; clients use the ``-rw`` Service and
+  the Secret ``<component>-postgres-app`` that CNPG generates.
+- ``external``: nothing is rendered; the connection comes from the spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ...api.models import Postgres
+from ...api.validation import InputError, Problem
+from ..base import RenderContext, SecretKey, SecretSpec, container_security, pod_security, render_template
+
+HERE = str(Path(__file__).parent)
+PART = "postgres"
+PORT = 5432
+POSTGRES_UID = 999  # the "postgres" user of the official Debian-based image
+PASSWORD_KEY = "password"
+PASSWORD_LENGTH = 32
+# Synapse refuses a database whose LC_COLLATE/LC_CTYPE is not C; C is also the safe, stable choice for Docs.
+INITDB_ARGS = "--lc-collate=C --lc-ctype=C --encoding=UTF8"
+DATA_DIR = "/var/lib/postgresql/data"
+PGDATA = f"{DATA_DIR}/pgdata"  # a subdirectory: a fresh volume's root may hold lost+found, which initdb refuses
+
+
+@dataclass(frozen=True)
+class Database:
+    """How a component connects to its database. The password is never here: it is in the Secret
+    ``password_secret`` under ``password_key`` (for an env ``valueFrom.secretKeyRef`` or a mounted file)."""
+
+    host: str
+    port: int
+    name: str
+    user: str
+    password_secret: str
+    password_key: str
+    ssl_mode: str
+
+
+def object_name(component: str) -> str:
+    return f"{component}-{PART}"
+
+
+def image_tag(image: str) -> str | None:
+    """The tag of an image reference (``registry/repo:tag[@digest]``), for the version label."""
+    ref = image.split("@", 1)[0]
+    name, sep, tag = ref.rpartition(":")
+    if not sep or "/" in tag:
+        return None
+    return tag
+
+
+def labels(ctx: RenderContext, component: str, version: str | None = None) -> dict[str, str]:
+    """Labels of a component's database. ``app.kubernetes.io/name`` is ``<component>-postgres`` so that two
+    components' databases in one namespace never share a selector; ``app.kubernetes.io/component`` is
+    ``postgres``, the mark of the data phase."""
+    out = ctx.labels(component, object_name(component), version)
+    out["app.kubernetes.io/component"] = PART
+    return out
+
+
+def _field(component: str, name: str) -> str:
+    return f"spec.components.{component}.postgres.{name}"
+
+
+def render_postgres(
+    ctx: RenderContext, component: str, pg: Postgres
+) -> tuple[list[dict[str, Any]], list[SecretSpec], Database]:
+    name = pg.database or component
+    user = pg.user or component
+    if pg.mode == "external":
+        assert pg.host and pg.password_secret_ref  # the model's validator guarantees both
+        ref = pg.password_secret_ref
+        return [], [], Database(pg.host, pg.port, name, user, ref.name, ref.key, pg.ssl_mode)
+    if pg.mode == "cloudnative-pg":
+        return _cloudnative_pg(ctx, component, pg, name, user)
+    return _embedded(ctx, component, pg, name, user)
+
+
+def _embedded(
+    ctx: RenderContext, component: str, pg: Postgres, name: str, user: str
+) -> tuple[list[dict[str, Any]], list[SecretSpec], Database]:
+    if pg.ssl_mode in ("require", "verify-ca", "verify-full"):
+        raise InputError(
+            [Problem(_field(component, "sslMode"), f"{pg.ssl_mode!r} needs TLS, which the embedded database does not "
+                     "serve; use disable or prefer, or mode cloudnative-pg/external")]
+        )
+    if pg.port != PORT:
+        raise InputError([Problem(_field(component, "port"), f"the embedded database listens on {PORT}")])
+    obj_name = object_name(component)
+    objs = render_template(
+        HERE,
+        "embedded.yaml.j2",
+        ctx=ctx,
+        obj_name=obj_name,
+        labels=labels(ctx, component, image_tag(pg.image)),
+        pvc_labels=labels(ctx, component),
+        selector=ctx.selector(component, obj_name),
+        pg=pg,
+        db_name=name,
+        db_user=user,
+        port=PORT,
+        ready_command=["pg_isready", "-h", "127.0.0.1", "-p", str(PORT), "-U", user, "-d", name],
+        initdb_args=INITDB_ARGS,
+        data_dir=DATA_DIR,
+        pgdata=PGDATA,
+        password_key=PASSWORD_KEY,
+        resources=pg.resources.wire(),
+        affinity=ctx.region_affinity(),
+        pod_security=pod_security(POSTGRES_UID),
+        # read-only root works: the image writes only PGDATA, the socket directory and /tmp (all volumes)
+        container_security=container_security(read_only_root=True),
+    )
+    secret = SecretSpec(
+        name=obj_name,
+        namespace=ctx.namespace,
+        component=component,
+        keys={PASSWORD_KEY: SecretKey("random", PASSWORD_LENGTH)},
+        labels=labels(ctx, component),
+    )
+    db = Database(obj_name, PORT, name, user, obj_name, PASSWORD_KEY, pg.ssl_mode)
+    return objs, [secret], db
+
+
+def _cloudnative_pg(
+    ctx: RenderContext, component: str, pg: Postgres, name: str, user: str
+) -> tuple[list[dict[str, Any]], list[SecretSpec], Database]:
+    if pg.port != PORT:
+        raise InputError([Problem(_field(component, "port"), f"CloudNativePG listens on {PORT}")])
+    obj_name = object_name(component)
+    objs = render_template(
+        HERE,
+        "cloudnative-pg.yaml.j2",
+        ctx=ctx,
+        obj_name=obj_name,
+        labels=labels(ctx, component),
+        pg=pg,
+        db_name=name,
+        db_user=user,
+        resources=pg.resources.wire(),
+        node_affinity=ctx.region_affinity()["nodeAffinity"],
+    )
+    # CNPG creates <cluster>-app (keys username, password, host, uri, ...) for the owner and the -rw Service
+    # that always points at the primary.
+    db = Database(f"{obj_name}-rw", PORT, name, user, f"{obj_name}-app", PASSWORD_KEY, pg.ssl_mode)
+    return objs, [], db

@@ -1,0 +1,229 @@
+"""A small raw-JSON Kubernetes client on top of the official client's transport.
+
+Why not the typed or dynamic clients: the pipeline works on plain dicts (what the renderers produce), needs
+server-side apply with a field manager, and must handle 429 and 5xx itself (honouring Retry-After), count its
+requests by verb for the metrics, and name the object and the API server's message in every error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Iterator
+from urllib.parse import urlencode
+
+from kubernetes import client as k8s_client
+
+log = logging.getLogger(__name__)
+
+RETRIABLE = {429, 500, 502, 503, 504}
+MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class ApiError(Exception):
+    """An API server error, with the object it concerned and the server's own message."""
+
+    def __init__(self, status: int, reason: str, message: str, ref: str, method: str = ""):
+        self.status, self.reason, self.message, self.ref, self.method = status, reason, message, ref, method
+        super().__init__(f"{ref}: {status} {reason}: {message}")
+
+
+@dataclass(frozen=True)
+class Kind:
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    @property
+    def base(self) -> str:
+        return f"/api/{self.api_version}" if "/" not in self.api_version else f"/apis/{self.api_version}"
+
+    def path(self, namespace: str | None = None, name: str | None = None, sub: str | None = None) -> str:
+        p = self.base
+        if self.namespaced and namespace:
+            p += f"/namespaces/{namespace}"
+        p += f"/{self.plural}"
+        if name:
+            p += f"/{name}"
+        if sub:
+            p += f"/{sub}"
+        return p
+
+
+def ref(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata", {})
+    ns = meta.get("namespace")
+    return f"{obj.get('kind')}/{ns + '/' if ns else ''}{meta.get('name')}"
+
+
+class Kube:
+    """Thread-safe; one per process. ``requests`` counts calls by HTTP verb (APPLY for server-side apply)."""
+
+    def __init__(self, api: k8s_client.ApiClient, max_retries: int = 6, max_delay: float = 30.0):
+        self.api = api
+        self.max_retries = max_retries
+        self.max_delay = max_delay
+        self.requests: Counter[str] = Counter()
+        self._kinds: dict[tuple[str, str], Kind | None] = {}
+        self._groups: dict[str, dict[str, Kind]] = {}
+        self._lock = threading.Lock()
+
+    # ---- transport --------------------------------------------------------------------------
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict[str, Any] | None = None,
+        content_type: str = "application/json",
+        what: str = "",
+    ) -> dict[str, Any]:
+        url = self.api.configuration.host + path
+        if query:
+            url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        self.api.update_params_for_auth(headers, None, ["BearerToken"], None, method, body)
+        verb = "APPLY" if content_type == "application/apply-patch+yaml" else method
+        attempt = 0
+        while True:
+            with self._lock:
+                self.requests[verb] += 1
+            try:
+                resp = self.api.rest_client.request(method, url, headers=headers, body=body,
+                                                   _request_timeout=(10, 60))
+                data = resp.read()
+                status = resp.status
+            except (OSError, Exception) as exc:  # noqa: BLE001 - connection errors are retried like a 503
+                if not isinstance(exc, (OSError,)) and "urllib3" not in type(exc).__module__:
+                    raise
+                status, data, resp = 503, json.dumps({"reason": "Unavailable", "message": str(exc)}).encode(), None
+            if 200 <= status < 300:
+                return json.loads(data) if data else {}
+            try:
+                detail = json.loads(data)
+            except ValueError:
+                detail = {"message": (data or b"").decode(errors="replace")[:500]}
+            if status in RETRIABLE and attempt < self.max_retries:
+                retry_after = resp.getheader("Retry-After") if resp is not None else None
+                delay = float(retry_after) if retry_after and retry_after.isdigit() else min(
+                    self.max_delay, 0.2 * 2 ** attempt + random.uniform(0, 0.1))
+                delay = min(delay, self.max_delay)
+                log.info("%s %s: %s, retrying in %.1f s", method, what or path, status, delay)
+                time.sleep(delay)
+                attempt += 1
+                continue
+            raise ApiError(status, detail.get("reason", ""), detail.get("message", ""), what or path, method)
+
+    # ---- discovery --------------------------------------------------------------------------
+    def kind(self, api_version: str, kind: str) -> Kind | None:
+        """The resource of a kind, or None when the cluster does not serve it (e.g. no CNPG installed)."""
+        key = (api_version, kind)
+        if key in self._kinds:
+            return self._kinds[key]
+        if api_version not in self._groups:
+            base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+            try:
+                doc = self.request("GET", base, what=f"discovery {api_version}")
+                resources = {
+                    r["kind"]: Kind(api_version, r["kind"], r["name"], r["namespaced"])
+                    for r in doc.get("resources", [])
+                    if "/" not in r["name"]
+                }
+            except ApiError as err:
+                if err.status != 404:
+                    raise
+                resources = {}
+            self._groups[api_version] = resources
+        self._kinds[key] = self._groups[api_version].get(kind)
+        return self._kinds[key]
+
+    def forget_discovery(self) -> None:
+        self._kinds.clear()
+        self._groups.clear()
+
+    def require(self, api_version: str, kind: str) -> Kind:
+        k = self.kind(api_version, kind)
+        if k is None:
+            raise ApiError(404, "NotFound", f"the cluster does not serve {kind}.{api_version}", kind)
+        return k
+
+    # ---- verbs ------------------------------------------------------------------------------
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        k = self.require(api_version, kind)
+        try:
+            return self.request("GET", k.path(namespace, name), what=f"{kind}/{name}")
+        except ApiError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def list(self, api_version: str, kind: str, label_selector: str | None = None,
+             namespace: str | None = None, field_selector: str | None = None) -> list[dict[str, Any]]:
+        k = self.kind(api_version, kind)
+        if k is None:
+            return []
+        items: list[dict[str, Any]] = []
+        cont = None
+        while True:
+            doc = self.request(
+                "GET", k.path(namespace),
+                query={"labelSelector": label_selector, "fieldSelector": field_selector, "limit": 500,
+                       "continue": cont},
+                what=f"list {kind}",
+            )
+            for item in doc.get("items", []):
+                item.setdefault("apiVersion", api_version)
+                item.setdefault("kind", kind)
+                items.append(item)
+            cont = doc.get("metadata", {}).get("continue")
+            if not cont:
+                return items
+
+    def apply(self, obj: dict[str, Any], field_manager: str, force: bool = True) -> dict[str, Any]:
+        k = self.require(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        return self.request(
+            "PATCH", k.path(meta.get("namespace"), meta["name"]), body=obj,
+            query={"fieldManager": field_manager, "force": "true" if force else None},
+            content_type="application/apply-patch+yaml", what=ref(obj),
+        )
+
+    def merge_patch(self, api_version: str, kind: str, name: str, namespace: str | None, body: dict[str, Any],
+                    sub: str | None = None) -> dict[str, Any]:
+        k = self.require(api_version, kind)
+        return self.request("PATCH", k.path(namespace, name, sub), body=body,
+                            content_type="application/merge-patch+json", what=f"{kind}/{name}")
+
+    def json_patch(self, api_version: str, kind: str, name: str, namespace: str | None, ops: list[dict[str, Any]]
+                   ) -> dict[str, Any]:
+        k = self.require(api_version, kind)
+        return self.request("PATCH", k.path(namespace, name), body=ops,
+                            content_type="application/json-patch+json", what=f"{kind}/{name}")
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        k = self.require(obj["apiVersion"], obj["kind"])
+        return self.request("POST", k.path(obj["metadata"].get("namespace")), body=obj, what=ref(obj))
+
+    def delete(self, obj: dict[str, Any], propagation: str = "Background") -> bool:
+        """Delete; False when it was already gone."""
+        k = self.kind(obj["apiVersion"], obj["kind"])
+        if k is None:
+            return False
+        meta = obj["metadata"]
+        try:
+            self.request("DELETE", k.path(meta.get("namespace"), meta["name"]),
+                         body={"propagationPolicy": propagation}, what=ref(obj))
+            return True
+        except ApiError as err:
+            if err.status == 404:
+                return False
+            raise
+
+    def events(self, namespace: str) -> Iterator[dict[str, Any]]:
+        yield from self.list("v1", "Event", namespace=namespace)

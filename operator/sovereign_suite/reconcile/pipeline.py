@@ -1,0 +1,461 @@
+"""The reconcile pipeline: one idempotent pass over a SovereignSuite.
+
+    dereference -> validate -> render -> ensure secrets -> server-side apply (ordered) -> prune -> status
+
+Every step reads before it writes, and writes only what differs: on a converged suite a pass sends no
+mutating request at all. The Kopf handlers (handlers.py) only call ``reconcile`` and ``cleanup``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..api.models import NationalCloud, SovereignSuite
+from ..api.validation import InputError, Problem, parse_cloud, parse_suite
+from ..components.base import (
+    LABEL_COMPONENT,
+    LABEL_COUNTRY,
+    LABEL_RETAINED,
+    LABEL_SUITE,
+    LABEL_SUITE_NS,
+    build_contexts,
+)
+from ..render import RenderResult, phase_of, render_suite
+from . import observe
+from .compare import contains, first_difference
+from .kube import ApiError, Kube, ref
+from .secrets import LABEL_GENERATED, copy_manifest, ensure_generated, referenced_secrets
+from .status import condition, merge_conditions, now, tenants_status
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "sovereign-suite-operator"
+FINALIZER = "sovereignsuite.io/cleanup"
+ANN_WAIT_FOR = "sovereignsuite.io/wait-for"
+ANN_AFTER_JOB = "sovereignsuite.io/after-job"
+
+# Every kind a renderer may produce: listed by label to find drift and orphans. Kinds the cluster does not
+# serve (CloudNativePG, Prometheus Operator) are skipped by Kube.list.
+CHILD_KINDS: tuple[tuple[str, str], ...] = (
+    ("v1", "Namespace"),
+    ("v1", "ResourceQuota"),
+    ("v1", "LimitRange"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
+    ("rbac.authorization.k8s.io/v1", "Role"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+    ("v1", "ServiceAccount"),
+    ("v1", "Secret"),
+    ("v1", "ConfigMap"),
+    ("v1", "PersistentVolumeClaim"),
+    ("v1", "Service"),
+    ("postgresql.cnpg.io/v1", "Cluster"),
+    ("batch/v1", "Job"),
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    ("policy/v1", "PodDisruptionBudget"),
+    ("networking.k8s.io/v1", "Ingress"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+)
+# What Retain keeps: the data.
+RETAINED_KINDS = {"PersistentVolumeClaim"}
+
+
+@dataclass
+class Settings:
+    job_wait_seconds: float = 30.0  # how long one pass waits for a migration Job before coming back later
+
+
+@dataclass
+class Outcome:
+    status: dict[str, Any]
+    writes: int = 0
+    requeue_after: float | None = None
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    health: list[observe.ComponentHealth] = field(default_factory=list)
+    error_reasons: list[str] = field(default_factory=list)  # for metrics (bounded set of reasons)
+
+
+def selector(name: str, namespace: str) -> str:
+    return f"{LABEL_SUITE}={name},{LABEL_SUITE_NS}={namespace}"
+
+
+def identity(obj: dict[str, Any]) -> tuple[str, str, str, str]:
+    meta = obj["metadata"]
+    group = obj["apiVersion"].rsplit("/", 1)[0] if "/" in obj["apiVersion"] else ""
+    return group, obj["kind"], meta.get("namespace") or "", meta["name"]
+
+
+def load_clouds(kube: Kube) -> tuple[dict[str, NationalCloud], list[Problem]]:
+    clouds: dict[str, NationalCloud] = {}
+    problems: list[Problem] = []
+    for doc in kube.list("sovereignsuite.io/v1alpha1", "NationalCloud"):
+        doc = {k: v for k, v in doc.items() if k in ("apiVersion", "kind", "metadata", "spec")}
+        doc["metadata"] = {"name": doc["metadata"]["name"]}
+        try:
+            cloud = parse_cloud(doc)
+            clouds[cloud.name] = cloud
+        except InputError as err:
+            problems += err.problems
+    return clouds, problems
+
+
+def list_children(kube: Kube, name: str, namespace: str) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+    sel = selector(name, namespace)
+    live: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for api_version, kind in CHILD_KINDS:
+        for obj in kube.list(api_version, kind, label_selector=sel):
+            live[identity(obj)] = obj
+    return live
+
+
+class Reconciler:
+    """One pass over one suite. Not shared between threads (the handlers lock per suite)."""
+
+    def __init__(self, kube: Kube, body: dict[str, Any], settings: Settings | None = None,
+                 on_write: Callable[[str, dict[str, Any]], None] | None = None):
+        self.kube = kube
+        self.body = body
+        self.settings = settings or Settings()
+        self.name = body["metadata"]["name"]
+        self.namespace = body["metadata"]["namespace"]
+        self.generation = int(body["metadata"].get("generation") or 1)
+        self.old_status = body.get("status") or {}
+        self.writes = 0
+        self.on_write = on_write
+        self.events: list[tuple[str, str, str]] = []
+        self.errors: list[tuple[str, str, str]] = []  # (severity Stalled|Degraded, reason, message)
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def _wrote(self, verb: str, obj: dict[str, Any]) -> None:
+        self.writes += 1
+        if self.on_write:
+            self.on_write(verb, obj)
+
+    def _fail(self, obj: dict[str, Any], err: ApiError) -> None:
+        severity = "Stalled" if err.status in (400, 422) else "Degraded"
+        reason = {400: "InvalidChild", 422: "InvalidChild", 409: "Conflict", 403: "Forbidden"}.get(
+            err.status, "ApiError")
+        self.errors.append((severity, reason, f"{ref(obj)}: {err.status} {err.reason}: {err.message}"))
+
+    # ---- the pass -----------------------------------------------------------------------------
+    def run(self) -> Outcome:
+        spec_problems: list[Problem] = []
+        suite: SovereignSuite | None = None
+        try:
+            suite = parse_suite({k: self.body[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+        except InputError as err:
+            spec_problems = err.problems
+        clouds, cloud_problems = load_clouds(self.kube)
+        result: RenderResult | None = None
+        if suite is not None:
+            try:
+                result = render_suite(suite, clouds)
+            except InputError as err:
+                spec_problems = err.problems
+        if result is None or suite is None:
+            msg = "; ".join(str(p) for p in spec_problems + cloud_problems[:3])
+            reason = "UnknownCloud" if any("NationalCloud" in p.message for p in spec_problems) else "InvalidSpec"
+            return self._finish(None, [], stalled=(reason, msg))
+
+        self._result_secrets = result.secrets
+        live = list_children(self.kube, self.name, self.namespace)
+        if suite.spec.paused:
+            health = self._health(suite, result, live)
+            return self._finish(suite, health, paused=True)
+
+        desired = self._with_referenced_secrets(suite, result)
+        if desired is None:
+            return self._finish(suite, self._health(suite, result, live))
+        if not self._check_namespaces(result, live):
+            return self._finish(suite, [])
+        self._ensure_generated(result, live)
+        waiting = self._apply_all(desired, live)
+        self._prune(suite, desired, live)
+        health = self._health(suite, result, live)
+        return self._finish(suite, health, waiting=waiting)
+
+    def _with_referenced_secrets(self, suite: SovereignSuite, result: RenderResult) -> list[dict[str, Any]] | None:
+        """The rendered manifests plus copies of referenced Secrets, placed right after each namespace's
+        configuration. None (with a Stalled error) when a referenced Secret does not exist."""
+        sources: dict[str, dict[str, Any] | None] = {}
+        copies: list[dict[str, Any]] = []
+        missing: list[str] = []
+        for ctx in build_contexts(suite, self._clouds_of(suite)):
+            for r in referenced_secrets(suite, ctx):
+                if r.name not in sources:
+                    sources[r.name] = self.kube.get("v1", "Secret", r.name, self.namespace)
+                src = sources[r.name]
+                if src is None:
+                    missing.append(f"Secret {self.namespace}/{r.name} ({r.path}) not found")
+                    continue
+                copies.append(copy_manifest(src, ctx.namespace, ctx.labels(r.component)))
+        if missing:
+            self.errors.append(("Stalled", "MissingSecret", "; ".join(sorted(set(missing)))))
+            return None
+        manifests = list(result.manifests)
+        # insert before the first object of the "data" phase (copies are configuration)
+        idx = next((i for i, o in enumerate(manifests) if phase_of(o) not in ("namespace", "policy", "config")),
+                   len(manifests))
+        return manifests[:idx] + copies + manifests[idx:]
+
+    def _clouds_of(self, suite: SovereignSuite) -> dict[str, NationalCloud]:
+        if not hasattr(self, "_clouds"):
+            self._clouds, _ = load_clouds(self.kube)
+        return self._clouds
+
+    def _check_namespaces(self, result: RenderResult, live: dict) -> bool:
+        """A tenant namespace that exists but belongs to someone else is never taken over."""
+        for obj in result.manifests:
+            if obj["kind"] != "Namespace" or identity(obj) in live:
+                continue
+            other = self.kube.get("v1", "Namespace", obj["metadata"]["name"])
+            if other is None:
+                continue
+            labels = other["metadata"].get("labels") or {}
+            owner = f"{labels.get(LABEL_SUITE_NS, '?')}/{labels.get(LABEL_SUITE, '?')}"
+            self.errors.append(("Stalled", "NamespaceConflict",
+                                f"Namespace {obj['metadata']['name']} exists and is not managed by this suite "
+                                f"(labels say {owner})"))
+            return False
+        return True
+
+    def _ensure_generated(self, result: RenderResult, live: dict) -> None:
+        for spec in result.secrets:
+            current = live.get(("", "Secret", spec.namespace, spec.name))
+            if current is None and ("", "Namespace", "", spec.namespace) not in live:
+                # brand-new namespace: apply it (with its baseline) before the Secret
+                ns = next(o for o in result.manifests if o["kind"] == "Namespace"
+                          and o["metadata"]["name"] == spec.namespace)
+                self._apply_one(ns, live)
+            try:
+                if ensure_generated(self.kube, spec, current):
+                    self._wrote("generate", {"kind": "Secret", "metadata": {"name": spec.name,
+                                                                            "namespace": spec.namespace}})
+                    live[("", "Secret", spec.namespace, spec.name)] = self.kube.get(
+                        "v1", "Secret", spec.name, spec.namespace) or {}
+            except ApiError as err:
+                self._fail({"kind": "Secret", "metadata": {"name": spec.name, "namespace": spec.namespace}}, err)
+
+    def _apply_one(self, obj: dict[str, Any], live: dict) -> dict[str, Any] | None:
+        key = identity(obj)
+        current = live.get(key)
+        if current is not None and (contains(current, obj) or obj["kind"] == "Job"):
+            # a Job's template is immutable: a new image gives a new Job name (renderers hash it)
+            return current
+        if current is not None:
+            log.info("drift on %s at %s", ref(obj), first_difference(current, obj))
+        try:
+            applied = self.kube.apply(obj, FIELD_MANAGER)
+        except ApiError as err:
+            if err.status == 404 and "the cluster does not serve" in err.message:
+                self.errors.append(("Stalled", "MissingAPI", f"{ref(obj)}: {err.message}"))
+            else:
+                self._fail(obj, err)
+            return None
+        self._wrote("apply", obj)
+        live[key] = applied
+        return applied
+
+    def _apply_all(self, desired: list[dict[str, Any]], live: dict) -> list[str]:
+        """Apply in order; wait (bounded) for migration Jobs; hold back what depends on an unfinished Job."""
+        waiting: list[str] = []
+        job_state: dict[tuple[str, str], str] = {}
+        for obj in desired:
+            meta = obj["metadata"]
+            after = (meta.get("annotations") or {}).get(ANN_AFTER_JOB)
+            if after:
+                state = job_state.get((meta.get("namespace"), after))
+                if state is None:
+                    state = self._wait_job(meta.get("namespace"), after, live)
+                    job_state[(meta.get("namespace"), after)] = state
+                if state != "Complete":
+                    waiting.append(f"{ref(obj)} waits for Job {after} ({state})")
+                    continue
+            self._apply_one(obj, live)
+        return waiting
+
+    def _wait_job(self, namespace: str, name: str, live: dict) -> str:
+        key = ("batch", "Job", namespace, name)
+        job = live.get(key)
+        if job is None:
+            return "Missing"
+        deadline = time.monotonic() + self.settings.job_wait_seconds
+        while True:
+            state = observe.job_state(job)
+            if state != "Running" or time.monotonic() > deadline:
+                return state
+            time.sleep(0.5)
+            job = self.kube.get("batch/v1", "Job", name, namespace) or job
+            live[key] = job
+
+    def _prune(self, suite: SovereignSuite, desired: list[dict[str, Any]], live: dict) -> None:
+        wanted = {identity(o) for o in desired}
+        wanted |= {("", "Secret", s.namespace, s.name) for s in self._secrets}
+        components = {(o["metadata"].get("namespace"), (o["metadata"].get("labels") or {}).get(LABEL_COMPONENT))
+                      for o in desired}
+        retain = suite.spec.deletion_policy == "Retain"
+        orphans = [o for k, o in live.items() if k not in wanted]
+        self._delete(orphans, retain, keep_pvc=lambda o: (o["metadata"].get("namespace"),
+                     (o["metadata"].get("labels") or {}).get(LABEL_COMPONENT)) in components, live=live)
+
+    @property
+    def _secrets(self):
+        return getattr(self, "_result_secrets", [])
+
+    def _delete(self, objs: list[dict[str, Any]], retain: bool, keep_pvc=lambda o: False, live=None) -> None:
+        """Delete ``objs``; with ``retain`` keep PVCs, generated Secrets and the namespaces holding them,
+        labelled as retained."""
+        keep_ns: set[str] = set()
+        for obj in sorted(objs, key=lambda o: o["kind"] == "Namespace"):  # namespaces last
+            labels = obj["metadata"].get("labels") or {}
+            kind = obj["kind"]
+            if kind == "PersistentVolumeClaim" and keep_pvc(obj):
+                continue  # a StatefulSet's claim of a component that is still rendered
+            is_data = kind in RETAINED_KINDS or (kind == "Secret" and labels.get(LABEL_GENERATED) == "true")
+            if kind == "Namespace":
+                name = obj["metadata"]["name"]
+                if retain and (name in keep_ns or self._holds_data(name)):
+                    self._mark_retained(obj)
+                    continue
+            elif retain and is_data:
+                keep_ns.add(obj["metadata"]["namespace"])
+                self._mark_retained(obj)
+                continue
+            try:
+                if self.kube.delete(obj):
+                    self._wrote("delete", obj)
+                    if live is not None:
+                        live.pop(identity(obj), None)
+            except ApiError as err:
+                self._fail(obj, err)
+
+    def _holds_data(self, namespace: str) -> bool:
+        return bool(self.kube.list("v1", "PersistentVolumeClaim", namespace=namespace))
+
+    def _mark_retained(self, obj: dict[str, Any]) -> None:
+        labels = obj["metadata"].get("labels") or {}
+        if labels.get(LABEL_RETAINED) == "true":
+            return
+        meta = obj["metadata"]
+        try:
+            self.kube.merge_patch(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"),
+                                  {"metadata": {"labels": {LABEL_RETAINED: "true"}}})
+            self._wrote("retain", obj)
+        except ApiError as err:
+            if err.status != 404:
+                self._fail(obj, err)
+
+    def _health(self, suite: SovereignSuite, result: RenderResult, live: dict) -> list[observe.ComponentHealth]:
+        by_comp = observe.group_by_component(
+            [o for k, o in live.items() if k[1] in ("Deployment", "StatefulSet", "Job")])
+        desired_comps = {(ns, comp) for (country, comp) in result.by_component
+                         for ns in [f"{suite.name}-{country}"] if comp != "tenancy"}
+        health = []
+        for ns, comp in sorted(desired_comps):
+            country = ns.rsplit("-", 1)[-1]
+            objs = by_comp.get((ns, comp), [])
+            # count workloads that are rendered but not (yet) applied as not ready
+            rendered = [o for o in result.by_component.get((country, comp), [])
+                        if o["kind"] in ("Deployment", "StatefulSet")]
+            h = observe.component_health(country, ns, comp, objs, pods_of=self._pods_of)
+            missing = [o for o in rendered if identity(o) not in live]
+            for o in missing:
+                h.desired += int(o["spec"].get("replicas", 1))
+                h.waiting.append(f"{o['kind']}/{o['metadata']['name']}")
+            if missing and not h.reason:
+                h.reason, h.message = "Progressing", "waiting for " + ", ".join(h.waiting[:5])
+            health.append(h)
+        return health
+
+    def _pods_of(self, workload: dict[str, Any]) -> list[dict[str, Any]]:
+        match = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        sel = ",".join(f"{k}={v}" for k, v in sorted(match.items()))
+        return self.kube.list("v1", "Pod", namespace=workload["metadata"]["namespace"], label_selector=sel)
+
+    # ---- status -------------------------------------------------------------------------------
+    def _finish(self, suite: SovereignSuite | None, health: list[observe.ComponentHealth], *,
+                stalled: tuple[str, str] | None = None, paused: bool = False,
+                waiting: list[str] | None = None) -> Outcome:
+        gen = self.generation
+        stalled_errors = [e for e in self.errors if e[0] == "Stalled"]
+        degraded_errors = [e for e in self.errors if e[0] == "Degraded"]
+        if stalled is None and stalled_errors:
+            stalled = (stalled_errors[0][1], "; ".join(e[2] for e in stalled_errors))
+        not_ready = [h for h in health if not h.is_ready]
+        unschedulable = [h for h in not_ready if h.reason == "Unschedulable"]
+        conds = []
+        if stalled:
+            conds.append(condition("Ready", False, stalled[0], stalled[1], gen))
+            conds.append(condition("Reconciling", False, stalled[0], "fix the spec or the cluster", gen))
+            conds.append(condition("Stalled", True, stalled[0], stalled[1], gen))
+        else:
+            ready = not not_ready and not degraded_errors and suite is not None
+            if ready:
+                conds.append(condition("Ready", True, "Ready", f"{len(health)} components ready", gen))
+            else:
+                detail = [f"{h.country}/{h.name}: {h.reason} {h.message}".strip() for h in not_ready]
+                detail += [e[2] for e in degraded_errors]
+                reason = "Paused" if paused else ("ComponentsNotReady" if not_ready else degraded_errors[0][1])
+                conds.append(condition("Ready", False, reason, "; ".join(detail), gen))
+            if paused:
+                conds.append(condition("Reconciling", False, "Paused", "spec.paused is true: the operator writes nothing", gen))
+            elif ready:
+                conds.append(condition("Reconciling", False, "Converged", "every child is applied and ready", gen))
+            else:
+                msg = "; ".join((waiting or [])[:5]) or "waiting for components to become ready"
+                conds.append(condition("Reconciling", True, "Progressing", msg, gen))
+            conds.append(condition("Stalled", False, "NotStalled", "", gen))
+        degraded_msgs = [e[2] for e in degraded_errors] + [
+            f"{h.country}/{h.name}: {h.message}" for h in unschedulable]
+        if degraded_msgs:
+            reason = degraded_errors[0][1] if degraded_errors else "Unschedulable"
+            conds.append(condition("Degraded", True, reason, "; ".join(degraded_msgs), gen))
+        else:
+            conds.append(condition("Degraded", False, "NotDegraded", "", gen))
+        conds = merge_conditions(self.old_status.get("conditions") or [], conds, now())
+
+        status: dict[str, Any] = {"observedGeneration": gen, "conditions": conds}
+        if suite is not None:
+            tenants = [(t.country, f"{suite.name}-{t.country.lower()}") for t in suite.spec.tenants]
+            status["countries"] = ",".join(t.country for t in suite.spec.tenants)
+            ts = tenants_status(health, tenants)
+            status["tenants"] = ts
+            status["readySummary"] = f"{sum(1 for t in ts if t['ready'])}/{len(ts)}"
+        else:
+            for key in ("countries", "tenants", "readySummary"):
+                if key in self.old_status:
+                    status[key] = self.old_status[key]
+        self._transitions(conds)
+        return Outcome(status=status, writes=self.writes, events=self.events, health=health,
+                       requeue_after=5.0 if waiting else None,
+                       error_reasons=[e[1] for e in self.errors] + (["Stalled:" + stalled[0]] if stalled else []))
+
+    def _transitions(self, conds: list[dict[str, Any]]) -> None:
+        before = {c.get("type"): c for c in self.old_status.get("conditions") or []}
+        for c in conds:
+            prev = before.get(c["type"])
+            if prev and prev.get("status") == c["status"] and prev.get("reason") == c["reason"]:
+                continue
+            if c["type"] == "Ready" and (prev or c["status"] == "True"):
+                kind = "Normal" if c["status"] == "True" else "Warning"
+                self.events.append((kind, "Ready" if c["status"] == "True" else c["reason"], c["message"][:1000]))
+            elif c["type"] in ("Stalled", "Degraded") and c["status"] == "True":
+                self.events.append(("Warning", c["reason"], c["message"][:1000]))
+
+
+def reconcile(kube: Kube, body: dict[str, Any], settings: Settings | None = None) -> Outcome:
+    return Reconciler(kube, body, settings).run()
+
+
+def cleanup(kube: Kube, body: dict[str, Any]) -> int:
+    """On deletion: delete the suite's children following ``deletionPolicy``. Returns the number of writes."""
+    r = Reconciler(kube, body)
+    policy = ((body.get("spec") or {}).get("deletionPolicy")) or "Retain"
+    live = list_children(kube, r.name, r.namespace)
+    r._delete(list(live.values()), retain=policy == "Retain")
+    return r.writes

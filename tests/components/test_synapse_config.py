@@ -1,0 +1,242 @@
+"""The rendered homeserver.yaml is accepted by Synapse's own configuration loader.
+
+Synapse (AGPL) is a test tool here, never a dependency of the operator: the pinned image's version is installed
+once into its own venv under ${SOVEREIGN_SUITE_CACHE:-${XDG_CACHE_HOME:-~/.cache}/sovereign-suite}/
+synapse-venv-<version> (about 30 s from PyPI), and the loader runs there in a subprocess. The test renders
+with temporary paths (SynapsePaths), writes the secret files the operator would generate (a real signing key
+from Synapse's own tool), runs the init container's script exactly as the pod does, then loads the config
+with the container's arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sovereign_suite.api.models import Matrix
+from sovereign_suite.components import matrix
+from sovereign_suite.components.base import build_contexts
+from sovereign_suite.components.postgres import image_tag
+
+from ..helpers import load_example, suite_with
+
+pytestmark = pytest.mark.slow
+
+SYNAPSE_VERSION = image_tag(Matrix().image).lstrip("v")  # the pinned image's version, e.g. 1.163.2
+DB_PASSWORD = "p@ss: 'w\"rd' # with YAML-hostile characters"
+
+# Runs inside the Synapse venv: load the config exactly as `python -m synapse.app.homeserver ARGS` would
+# (without starting), then print what the test compares.
+LOADER = r"""
+import json, sys
+from synapse.config.homeserver import HomeServerConfig
+
+config = HomeServerConfig.load_config("sovereign-suite config check", sys.argv[1:])
+whitelist = config.federation.federation_domain_whitelist
+print(json.dumps({
+    "server_name": config.server.server_name,
+    "public_baseurl": config.server.public_baseurl,
+    "federation_domain_whitelist": None if whitelist is None else sorted(whitelist),
+    "listeners": [
+        {
+            "port": l.port,
+            "type": l.type,
+            "resources": [sorted(r.names) for r in (l.http_options.resources if l.http_options else [])],
+        }
+        for l in config.server.listeners
+    ],
+    "metrics": config.metrics.enable_metrics,
+    "database": config.database.databases[0].config,
+    "media_store_path": config.media.media_store_path,
+    "max_upload_size": config.media.max_upload_size,
+    "signing_key_ids": [k.version for k in config.key.signing_key],
+    "macaroon_secret_key": config.key.macaroon_secret_key.decode(),
+    "form_secret": config.key.form_secret,
+    "registration_shared_secret": config.registration.registration_shared_secret,
+    "key_servers": [s.server_name for s in config.key.key_servers],
+    "report_stats": config.metrics.report_stats,
+}))
+"""
+
+
+def _cache_dir() -> Path:
+    """The project's cache (as in the Makefile and hack/build-tools.sh)."""
+    if os.environ.get("SOVEREIGN_SUITE_CACHE"):
+        return Path(os.environ["SOVEREIGN_SUITE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sovereign-suite"
+
+
+def _installed(python: Path) -> bool:
+    if not python.exists():
+        return False
+    probe = subprocess.run(
+        [str(python), "-c", "import synapse; print(synapse.__version__)"], capture_output=True, text=True
+    )
+    return probe.returncode == 0 and probe.stdout.strip() == SYNAPSE_VERSION
+
+
+@pytest.fixture(scope="session")
+def synapse_python() -> Path:
+    """The Python of a venv with matrix-synapse==<pinned version>, built once and reused."""
+    venv = _cache_dir() / f"synapse-venv-{SYNAPSE_VERSION}"
+    python = venv / "bin" / "python"
+    if _installed(python):
+        return python
+    partial = venv.with_name(venv.name + f".partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "venv", str(partial)], check=True)
+    install = subprocess.run(
+        [str(partial / "bin" / "python"), "-m", "pip", "install", "--quiet", f"matrix-synapse=={SYNAPSE_VERSION}"],
+        capture_output=True,
+        text=True,
+    )
+    if install.returncode != 0:
+        shutil.rmtree(partial, ignore_errors=True)
+        pytest.fail(f"cannot install matrix-synapse=={SYNAPSE_VERSION}:\n{install.stderr[-3000:]}")
+    shutil.rmtree(venv, ignore_errors=True)
+    partial.rename(venv)  # everything below runs `python -m`, so the venv's scripts' old shebangs do not matter
+    assert _installed(python)
+    return python
+
+
+def _paths(root: Path) -> matrix.SynapsePaths:
+    paths = matrix.SynapsePaths(
+        config=str(root / "config"), keys=str(root / "keys"), runtime=str(root / "runtime"), media=str(root / "media")
+    )
+    for d in (paths.config, paths.keys, paths.runtime):
+        Path(d).mkdir(parents=True)
+    return paths
+
+
+def _write_files(python: Path, ctx, paths: matrix.SynapsePaths, homeserver_yaml: str | None = None) -> dict[str, str]:
+    """What the pod sees: the ConfigMap's files, the generated Secret's files, and the init container's output."""
+    Path(paths.homeserver).write_text(homeserver_yaml or matrix.homeserver_yaml(ctx, paths))
+    Path(paths.script).write_text(matrix.write_database_script())
+    keys = Path(paths.keys)
+    subprocess.run(
+        [str(python), "-m", "synapse._scripts.generate_signing_key", "-o", str(keys / "signing.key")], check=True
+    )
+    secrets = {"macaroon_secret_key": "m" * 64, "registration_shared_secret": "r" * 64, "form_secret": "f" * 64}
+    for name, value in secrets.items():
+        (keys / name).write_text(value)
+    # the init container: same script, same arguments
+    subprocess.run(
+        [str(python), paths.script, paths.homeserver, paths.database],
+        check=True,
+        env={**os.environ, "SYNAPSE_DB_PASSWORD": DB_PASSWORD},
+    )
+    return secrets
+
+
+def _load(python: Path, paths: matrix.SynapsePaths, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(python), "-c", LOADER, *matrix.synapse_args(paths)], capture_output=True, text=True, cwd=cwd
+    )
+
+
+def _fr_context(suite=None):
+    suite_, clouds = load_example("four-countries")
+    return build_contexts(suite or suite_, clouds)[0]
+
+
+def test_rendered_config_is_accepted_by_synapse(synapse_python, tmp_path):
+    ctx = _fr_context()
+    paths = _paths(tmp_path)
+    secrets = _write_files(synapse_python, ctx, paths)
+
+    result = _load(synapse_python, paths, tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert loaded["server_name"] == "fr.workplace.example.eu" == ctx.domain
+    assert loaded["public_baseurl"] == "https://matrix.fr.workplace.example.eu/"
+    assert loaded["federation_domain_whitelist"] == [
+        "de.workplace.example.eu",
+        "lu.workplace.example.eu",
+        "matrix.org",
+        "se.workplace.example.eu",
+    ]
+    assert loaded["listeners"] == [
+        {"port": 8008, "type": "http", "resources": [["client", "federation"]]},
+        {"port": 9001, "type": "metrics", "resources": []},
+    ]
+    assert loaded["metrics"] is True and loaded["report_stats"] is False
+    assert loaded["key_servers"] == []  # no notary
+    db = loaded["database"]
+    assert db["name"] == "psycopg2"
+    assert db["args"] == {
+        "host": "matrix-postgres",
+        "port": 5432,
+        "dbname": "matrix",
+        "user": "matrix",
+        "sslmode": "prefer",
+        "cp_min": 5,
+        "cp_max": 10,
+        "password": DB_PASSWORD,  # from the init container's file, merged over homeserver.yaml
+    }
+    assert loaded["media_store_path"] == paths.media
+    assert loaded["max_upload_size"] == 100 * 1024 * 1024
+    assert len(loaded["signing_key_ids"]) == 1 and loaded["signing_key_ids"][0].startswith("a_")
+    assert loaded["macaroon_secret_key"] == secrets["macaroon_secret_key"]
+    assert loaded["form_secret"] == secrets["form_secret"]
+    assert loaded["registration_shared_secret"] == secrets["registration_shared_secret"]
+
+    # the password is only in the runtime file, never in homeserver.yaml (the ConfigMap)
+    assert DB_PASSWORD not in Path(paths.homeserver).read_text()
+    assert yaml.safe_load(Path(paths.database).read_text())["database"]["args"]["password"] == DB_PASSWORD
+    assert oct(os.stat(paths.database).st_mode & 0o777) == "0o600"
+
+
+def test_federation_disabled_is_accepted_and_closed(synapse_python, tmp_path):
+    suite = suite_with("four-countries", {"components": {"matrix": {"federation": {"enabled": False}}}})
+    ctx = _fr_context(suite)
+    paths = _paths(tmp_path)
+    _write_files(synapse_python, ctx, paths)
+
+    result = _load(synapse_python, paths, tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded["federation_domain_whitelist"] == []  # an empty whitelist: Synapse federates with nobody
+    assert loaded["listeners"][0]["resources"] == [["client"]]
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("database", {"name": "mysql", "args": {}}, "Unsupported database type 'mysql'"),
+        ("listeners", [{"port": 8008, "type": "gopher"}], "gopher"),
+        ("max_upload_size", "lots", "invalid literal"),
+    ],
+)
+def test_invalid_config_is_rejected(synapse_python, tmp_path, key, value, message):
+    """The check can fail: the same loader refuses a broken homeserver.yaml."""
+    ctx = _fr_context()
+    paths = _paths(tmp_path)
+    broken = matrix.homeserver_config(ctx, paths)
+    broken[key] = value
+    _write_files(synapse_python, ctx, paths, yaml.safe_dump(broken))
+
+    result = _load(synapse_python, paths, tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_inline_secret_from_extra_config_is_refused(synapse_python, tmp_path):
+    """extraConfig lands in the ConfigMap, so Synapse runs with --no-secrets-in-config: an in-line secret
+    (here the TURN shared secret) stops it instead of sitting in a ConfigMap."""
+    suite = suite_with("four-countries", {"components": {"matrix": {"extraConfig": {"turn_shared_secret": "x"}}}})
+    ctx = _fr_context(suite)
+    paths = _paths(tmp_path)
+    _write_files(synapse_python, ctx, paths)
+
+    result = _load(synapse_python, paths, tmp_path)
+    assert result.returncode != 0
+    assert "turn_shared_secret" in result.stderr
