@@ -24,6 +24,7 @@ import yaml
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent.parent.parent  # operator/sovereign_suite/devcluster -> repository
 CLOUDS_FILE = PACKAGE_DIR / "clouds.yaml"
+AUDIT_POLICY = PACKAGE_DIR / "audit-policy.yaml"
 EXAMPLE_CLOUDS = REPO_ROOT / "manifests" / "examples" / "clouds.yaml"
 BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "etcd", "kwok", "kwokctl")
 
@@ -77,6 +78,11 @@ class Cluster:
     def logs_dir(self) -> Path:
         return self.cluster_dir / "logs"
 
+    @property
+    def audit_log(self) -> Path:
+        """The API server's audit log (Metadata level, see audit-policy.yaml)."""
+        return self.logs_dir / "audit.log"
+
     def _env(self, bins: Path) -> dict[str, str]:
         env = dict(os.environ)
         version = subprocess.run(
@@ -120,6 +126,7 @@ class Cluster:
                 f"--kubeconfig={self.kubeconfig}",
                 # PVCs bind through the in-tree hostPath provisioner (development only; StorageClass "standard")
                 "--extra-args=kube-controller-manager=enable-hostpath-provisioner=true",
+                f"--kube-audit-policy={AUDIT_POLICY}",
                 "--wait=2m",
             )
         self.wait_healthy()

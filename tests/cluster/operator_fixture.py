@@ -1,0 +1,154 @@
+"""The operator as a real process (``sovereign-suite run``) against the test cluster, and what tests read
+about it: suites' status, and the operator's own requests in the API server's audit log."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes.client.rest import ApiException
+
+from sovereign_suite.devcluster.cluster import Cluster, cache_dir
+
+from ..helpers import EXAMPLE_FILES
+
+OPERATOR_AGENTS = ("sovereign-suite-operator", "kopf/")
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
+SUITES = ("sovereignsuite.io/v1alpha1", "SovereignSuite")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class OperatorProcess:
+    def __init__(self, cluster: Cluster, drift_interval: float = 3.0):
+        self.cluster = cluster
+        self.drift_interval = drift_interval
+        self.proc: subprocess.Popen | None = None
+        self.log_path = cache_dir() / "test-logs" / f"{cluster.name}-operator.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.metrics_port = free_port()
+
+    def start(self) -> None:
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig),
+                   SOVEREIGN_SUITE_DRIFT_INTERVAL=str(self.drift_interval), SOVEREIGN_SUITE_JOB_WAIT="10")
+        self.metrics_port = free_port()
+        log = open(self.log_path, "a")
+        log.write(f"\n===== start {time.strftime('%H:%M:%S')}\n")
+        log.flush()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sovereign_suite.cli", "run", "--metrics-port", str(self.metrics_port),
+             "--liveness-port", str(free_port())],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of a metric's samples matching ``labels`` (0 when absent)."""
+        import urllib.request
+
+        import urllib.error
+
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
+        except (urllib.error.URLError, ConnectionError):
+            return 0.0  # not serving yet (just started)
+        total = 0.0
+        for line in text.splitlines():
+            if not line.startswith(name + "{") and not line.startswith(name + " "):
+                continue
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+
+class Audit:
+    """Reads the operator's requests from the API server's audit log, from a mark on."""
+
+    def __init__(self, cluster: Cluster):
+        self.path = cluster.audit_log
+
+    def mark(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def events(self, since: int) -> list[dict[str, Any]]:
+        out = []
+        with open(self.path, "rb") as f:
+            f.seek(since)
+            for line in f:
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue
+                if ev.get("userAgent", "").startswith(OPERATOR_AGENTS):
+                    out.append(ev)
+        return out
+
+    def writes(self, since: int) -> list[str]:
+        """The operator's mutating requests since ``since``, as 'verb resource/namespace/name' strings."""
+        out = []
+        for ev in self.events(since):
+            if ev.get("verb") in WRITE_VERBS:
+                ref = ev.get("objectRef") or {}
+                out.append(f"{ev['verb']} {ref.get('resource')}{'/' + ref['subresource'] if ref.get('subresource') else ''}"
+                           f" {ref.get('namespace', '')}/{ref.get('name', '')}")
+        return out
+
+
+def suite_doc(example: str, namespace: str, name: str | None = None, patch: dict | None = None) -> dict[str, Any]:
+    doc = yaml.safe_load(Path(EXAMPLE_FILES[example]).read_text())
+    doc["metadata"] = {"name": name or f"s{uuid.uuid4().hex[:6]}", "namespace": namespace}
+
+    def merge(a, b):
+        for k, v in b.items():
+            if isinstance(v, dict) and isinstance(a.get(k), dict):
+                merge(a[k], v)
+            else:
+                a[k] = copy.deepcopy(v)
+
+    merge(doc["spec"], patch or {})
+    return doc
+
+
+def create_referenced_secrets(core, namespace: str) -> None:
+    for name, data in (("oidc-client", {"client-secret": "not-a-real-secret"}),
+                       ("docs-s3", {"AWS_S3_ACCESS_KEY_ID": "id", "AWS_S3_SECRET_ACCESS_KEY": "key"}),
+                       ("hf-token", {"token": "hf_test"})):
+        try:
+            core.create_namespaced_secret(namespace, {"metadata": {"name": name}, "stringData": data})
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+
+def condition(suite: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
+    for c in ((suite or {}).get("status") or {}).get("conditions") or []:
+        if c["type"] == type_:
+            return c
+    return None
