@@ -38,7 +38,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     problems: list[Problem] = []
     for suite in suites:
         try:
-            result = render_suite(suite, clouds)
+            result = render_suite(suite, clouds, frozenset(args.api_versions or ()))
         except InputError as err:
             problems += err.problems
             continue
@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--clouds", action="append", help="NationalCloud file (repeatable)")
     r.add_argument("-o", "--output-dir", help="write <suite>.yaml into this folder instead of stdout")
     r.add_argument("--generate-secrets", action="store_true", help="real random values instead of placeholders")
+    r.add_argument("-a", "--api-versions", action="append",
+                   help="an optional API the target cluster serves, e.g. monitoring.coreos.com/v1 (repeatable)")
     r.set_defaults(func=cmd_render)
 
     v = sub.add_parser("validate", help="check a suite and its clouds without a cluster")

@@ -92,14 +92,17 @@ def render_tenant(ctx: RenderContext) -> tuple[dict[str, list[dict[str, Any]]], 
     return parts, secrets
 
 
-def render_suite(suite: SovereignSuite, clouds: dict[str, NationalCloud]) -> RenderResult:
+def render_suite(
+    suite: SovereignSuite, clouds: dict[str, NationalCloud], capabilities: frozenset[str] = frozenset()
+) -> RenderResult:
+    """``capabilities``: optional APIs the target cluster serves (see components.base.OPTIONAL_APIS)."""
     problems = check_suite(suite, clouds)
     if problems:
         raise InputError(problems)
     result = RenderResult()
     keyed: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     errors = []
-    for index, ctx in enumerate(build_contexts(suite, clouds)):
+    for index, ctx in enumerate(build_contexts(suite, clouds, capabilities)):
         try:
             parts, secrets = render_tenant(ctx)
         except InputError as err:

@@ -17,11 +17,12 @@ FR, DE, LU, SE = 0, 1, 2, 3  # tenant indexes in the four-country example
 BUILTIN_GROUPS = ("v1", "apps/v1", "policy/v1", "networking.k8s.io/v1")
 
 
-def contexts(patch: dict[str, Any] | None = None, example: str = "four-countries") -> list[RenderContext]:
+def contexts(patch: dict[str, Any] | None = None, example: str = "four-countries",
+             capabilities: frozenset[str] = frozenset({"monitoring.coreos.com/v1"})) -> list[RenderContext]:
     suite, clouds = load_example(example)
     if patch:
         suite = suite_with(example, patch)
-    return build_contexts(suite, clouds)
+    return build_contexts(suite, clouds, capabilities)
 
 
 def jitsi_patch(**fields: Any) -> dict[str, Any]:
@@ -466,3 +467,6 @@ def test_metrics_port_and_service_monitor() -> None:
     selected = [o["metadata"]["name"] for o in objs if o["kind"] == "Service"
                 and monitor["spec"]["selector"]["matchLabels"].items() <= o["metadata"]["labels"].items()]
     assert selected == ["jitsi-jvb"]  # not the media Service
+    # asked for, but the cluster has no Prometheus Operator: nothing the API server would refuse
+    objs = render(contexts({"monitoring": {"serviceMonitors": True}}, capabilities=frozenset())[FR])
+    assert not [o for o in objs if o["kind"] == "ServiceMonitor"]

@@ -27,6 +27,9 @@ LABEL_COUNTRY = "sovereignsuite.io/country"
 LABEL_COMPONENT = "sovereignsuite.io/component"
 LABEL_RETAINED = "sovereignsuite.io/retained"
 REGION_LABEL = "topology.kubernetes.io/region"
+MONITORING_API = "monitoring.coreos.com/v1"
+CNPG_API = "postgresql.cnpg.io/v1"
+OPTIONAL_APIS = (MONITORING_API, CNPG_API)
 ZONE_LABEL = "topology.kubernetes.io/zone"
 
 try:  # the C loader is ~10x faster; fall back when PyYAML was built without libyaml
@@ -51,6 +54,17 @@ class RenderContext:
     cloud: NationalCloud
     components: Components  # the suite's components with the tenant's overrides merged
     peers: tuple[Peer, ...] = field(default=())  # the suite's other tenants
+    # API groups/versions the target cluster serves beyond the built-in ones (e.g. "monitoring.coreos.com/v1");
+    # the operator discovers them, offline render takes them from --api-versions (like `helm template -a`).
+    capabilities: frozenset[str] = field(default=frozenset())
+
+    def serves(self, api_version: str) -> bool:
+        return api_version in self.capabilities
+
+    @property
+    def service_monitors(self) -> bool:
+        """Render ServiceMonitors/PodMonitors: asked for in spec.monitoring and the Prometheus Operator is there."""
+        return self.suite.spec.monitoring.service_monitors and self.serves(MONITORING_API)
 
     @property
     def namespace(self) -> str:
@@ -122,7 +136,9 @@ class RenderContext:
         return self.cloud.spec.ingress_class
 
 
-def build_contexts(suite: SovereignSuite, clouds: dict[str, NationalCloud]) -> list[RenderContext]:
+def build_contexts(
+    suite: SovereignSuite, clouds: dict[str, NationalCloud], capabilities: frozenset[str] = frozenset()
+) -> list[RenderContext]:
     """One context per tenant, in the order of spec.tenants. The suite must have passed check_suite."""
     peers_all = [
         Peer(t.country.lower(), tenant_domain(suite, t), namespace_of(suite, t)) for t in suite.spec.tenants
@@ -136,6 +152,7 @@ def build_contexts(suite: SovereignSuite, clouds: dict[str, NationalCloud]) -> l
                 cloud=clouds[tenant.cloud],
                 components=effective_components(suite, tenant),
                 peers=tuple(p for p in peers_all if p is not me),
+                capabilities=capabilities,
             )
         )
     return contexts

@@ -31,11 +31,13 @@ log = logging.getLogger("sovereign_suite")
 GROUP, VERSION = "sovereignsuite.io", "v1alpha1"
 DRIFT_INTERVAL = float(os.environ.get("SOVEREIGN_SUITE_DRIFT_INTERVAL", "60"))
 JOB_WAIT = float(os.environ.get("SOVEREIGN_SUITE_JOB_WAIT", "30"))
+REQUEUE = float(os.environ.get("SOVEREIGN_SUITE_REQUEUE", "5"))
 
 _kube: Kube | None = None
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 _seen: dict[str, int] = {}  # uid -> generation of the last pass in this process
+_requeued: set[str] = set()  # suites with a pass already scheduled soon
 
 
 def kube() -> Kube:
@@ -134,7 +136,7 @@ def run_pass(body: dict[str, Any], trigger: str) -> None:
             _add_finalizer(k, body)
             body = k.get(f"{GROUP}/{VERSION}", "SovereignSuite", meta["name"], meta["namespace"]) or body
         with metrics.RECONCILE_DURATION.labels(trigger=trigger).time():
-            outcome = reconcile(k, body, Settings(job_wait_seconds=JOB_WAIT))
+            outcome = reconcile(k, body, Settings(job_wait_seconds=JOB_WAIT, requeue_seconds=REQUEUE))
         _seen[uid] = generation
         result = "error" if outcome.error_reasons else "success"
         metrics.record_pass(meta["namespace"], meta["name"], outcome, result, trigger)
@@ -147,13 +149,15 @@ def run_pass(body: dict[str, Any], trigger: str) -> None:
                     raise
         for type_, reason, message in outcome.events:
             _post_event(k, body, type_, reason, message)
-        if outcome.requeue_after:
-            t = threading.Timer(outcome.requeue_after, _requeue, args=(meta["namespace"], meta["name"]))
+        if outcome.requeue_after and uid not in _requeued:
+            _requeued.add(uid)
+            t = threading.Timer(outcome.requeue_after, _requeue, args=(uid, meta["namespace"], meta["name"]))
             t.daemon = True
             t.start()
 
 
-def _requeue(namespace: str, name: str) -> None:
+def _requeue(uid: str, namespace: str, name: str) -> None:
+    _requeued.discard(uid)
     body = kube().get(f"{GROUP}/{VERSION}", "SovereignSuite", name, namespace)
     if body is not None:
         try:

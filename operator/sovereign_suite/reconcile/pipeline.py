@@ -21,6 +21,7 @@ from ..components.base import (
     LABEL_RETAINED,
     LABEL_SUITE,
     LABEL_SUITE_NS,
+    OPTIONAL_APIS,
     build_contexts,
 )
 from ..render import RenderResult, phase_of, render_suite
@@ -61,6 +62,7 @@ CHILD_KINDS: tuple[tuple[str, str], ...] = (
     ("monitoring.coreos.com/v1", "PodMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
 )
+CAPABILITY_KINDS = {"monitoring.coreos.com/v1": ("ServiceMonitor",), "postgresql.cnpg.io/v1": ("Cluster",)}
 # What Retain keeps: the data.
 RETAINED_KINDS = {"PersistentVolumeClaim"}
 
@@ -68,6 +70,7 @@ RETAINED_KINDS = {"PersistentVolumeClaim"}
 @dataclass
 class Settings:
     job_wait_seconds: float = 30.0  # how long one pass waits for a migration Job before coming back later
+    requeue_seconds: float = 5.0  # how soon a pass comes back while children are still rolling out
 
 
 @dataclass
@@ -154,7 +157,7 @@ class Reconciler:
         result: RenderResult | None = None
         if suite is not None:
             try:
-                result = render_suite(suite, clouds)
+                result = render_suite(suite, clouds, self._capabilities())
             except InputError as err:
                 spec_problems = err.problems
         if result is None or suite is None:
@@ -179,13 +182,17 @@ class Reconciler:
         health = self._health(suite, result, live)
         return self._finish(suite, health, waiting=waiting)
 
+    def _capabilities(self) -> frozenset[str]:
+        return frozenset(api for api in OPTIONAL_APIS
+                         if any(self.kube.kind(api, k) for k in CAPABILITY_KINDS[api]))
+
     def _with_referenced_secrets(self, suite: SovereignSuite, result: RenderResult) -> list[dict[str, Any]] | None:
         """The rendered manifests plus copies of referenced Secrets, placed right after each namespace's
         configuration. None (with a Stalled error) when a referenced Secret does not exist."""
         sources: dict[str, dict[str, Any] | None] = {}
         copies: list[dict[str, Any]] = []
         missing: list[str] = []
-        for ctx in build_contexts(suite, self._clouds_of(suite)):
+        for ctx in build_contexts(suite, self._clouds_of(suite), self._capabilities()):
             for r in referenced_secrets(suite, ctx):
                 if r.name not in sources:
                     sources[r.name] = self.kube.get("v1", "Secret", r.name, self.namespace)
@@ -431,8 +438,12 @@ class Reconciler:
                 if key in self.old_status:
                     status[key] = self.old_status[key]
         self._transitions(conds)
+        # Come back soon while children are still rolling out (the status follows them); a suite that is
+        # Ready, Stalled or waiting on something that needs a person is left to the drift timer.
+        progressing = any(c["type"] == "Reconciling" and c["status"] == "True" for c in conds)
+        blocked = bool(unschedulable or degraded_errors)
         return Outcome(status=status, writes=self.writes, events=self.events, health=health,
-                       requeue_after=5.0 if waiting else None,
+                       requeue_after=self.settings.requeue_seconds if progressing and not blocked else None,
                        error_reasons=[e[1] for e in self.errors] + (["Stalled:" + stalled[0]] if stalled else []))
 
     def _transitions(self, conds: list[dict[str, Any]]) -> None:

@@ -11,7 +11,7 @@ Objects (all in the tenant namespace):
 - ``jitsi-jvb``: Deployment (``jvbReplicas``, PDB above 1), ClusterIP Service ``jitsi-jvb`` (port ``metrics``
   8080: ``/metrics``, ``/colibri/stats``, ``/about/health``), the media exposure of ``jvb.type`` and a
   NetworkPolicy letting UDP media in from anywhere (the tenancy baseline denies all other ingress);
-  a ServiceMonitor when ``spec.monitoring.serviceMonitors``.
+  a ServiceMonitor when ``spec.monitoring.serviceMonitors`` and the cluster serves the Prometheus Operator API.
 
 Every container runs as uid/gid 1000 with the restricted context and a read-only root filesystem. That is
 what the hardened Jitsi images (``stable-11146-1`` and later) support; older images run as root under
@@ -319,7 +319,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         host=host,
         tls_secret=f"{host}-tls",
         ingress_class=ctx.ingress_class,
-        service_monitor=ctx.suite.spec.monitoring.service_monitors,
+        service_monitor=ctx.service_monitors,
     )
     objs: list[dict[str, Any]] = []
     for template in ("config.yaml.j2", "web.yaml.j2", "prosody.yaml.j2", "jicofo.yaml.j2", "jvb.yaml.j2"):
