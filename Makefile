@@ -34,6 +34,7 @@ tools:
 
 crds: venv
 	$(VENV)/bin/sovereign-suite crds -o crds
+	$(PY) -m sovereign_suite.api.docgen > docs/api.md
 
 render: venv
 	$(VENV)/bin/sovereign-suite render -f $(EXAMPLE) --clouds $(CLOUDS)

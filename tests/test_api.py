@@ -17,6 +17,12 @@ def test_crds_directory_is_up_to_date(name):
     assert committed == crdgen.crd_yaml(name), f"crds/{name}.yaml is out of date: run `make crds`"
 
 
+def test_api_reference_is_up_to_date():
+    from sovereign_suite.api import docgen
+
+    assert (ROOT / "docs" / "api.md").read_text() == docgen.generate(), "docs/api.md is out of date: run `make crds`"
+
+
 def _walk(schema, path="spec"):
     yield path, schema
     for key, sub in schema.get("properties", {}).items():

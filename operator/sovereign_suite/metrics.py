@@ -1,7 +1,10 @@
 """Prometheus metrics of the operator (served on ``--metrics-port``, path ``/metrics``).
 
-Label cardinality is bounded: suite namespace and name, country, component, trigger, result and a fixed set
-of reasons. No UID, no free-text message is ever a label. docs/observability.md lists every metric.
+Label cardinality is bounded: suite namespace and name, country, component, trigger, result and fixed sets
+of reasons (anything else is reported as ``Other``). No UID, no free-text message is ever a label. The series
+of a deleted suite are removed (``forget_suite``), and those of a component that is no longer rendered at the
+next pass. docs/observability.md lists every metric; manifests/monitoring/ holds the alerts and dashboard
+built on them. GPU capacity gauges live in their own module.
 """
 
 from __future__ import annotations
@@ -13,40 +16,48 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram, Info
 
 NS = "sovereign_suite"
+SUITE = ["suite_namespace", "suite"]
+COMPONENT = SUITE + ["country", "component"]
 
 BUILD_INFO = Info(f"{NS}_build", "Version of the operator.")
-SUITE_READY = Gauge(f"{NS}_ready", "1 when the suite's Ready condition is True.", ["suite_namespace", "suite"])
+SUITE_READY = Gauge(f"{NS}_ready", "1 when the suite's Ready condition is True.", SUITE)
+SUITE_PAUSED = Gauge(f"{NS}_paused", "1 when spec.paused is true (the operator writes nothing).", SUITE)
 COMPONENT_READY = Gauge(
-    f"{NS}_component_ready", "1 when every workload of a tenant's component is ready.",
-    ["suite_namespace", "suite", "country", "component"],
-)
+    f"{NS}_component_ready", "1 when every workload of a tenant's component is ready.", COMPONENT)
 COMPONENT_REPLICAS_READY = Gauge(
-    f"{NS}_component_replicas_ready", "Ready replicas of a tenant's component (all its workloads).",
-    ["suite_namespace", "suite", "country", "component"],
-)
+    f"{NS}_component_replicas_ready", "Ready replicas of a tenant's component (all its workloads).", COMPONENT)
 COMPONENT_REPLICAS_DESIRED = Gauge(
-    f"{NS}_component_replicas_desired", "Desired replicas of a tenant's component (all its workloads).",
-    ["suite_namespace", "suite", "country", "component"],
+    f"{NS}_component_replicas_desired", "Desired replicas of a tenant's component (all its workloads).", COMPONENT)
+# A state set (one series per reason, the current one is 1): alerts select a reason without parsing messages.
+COMPONENT_REASONS = ("Ready", "Progressing", "Unschedulable", "JobFailed", "Other")
+COMPONENT_REASON = Gauge(
+    f"{NS}_component_reason",
+    "1 for the reason a tenant's component is in (Ready, Progressing, Unschedulable, JobFailed, Other), 0 for "
+    "the others.", COMPONENT + ["reason"],
 )
-RECONCILE_TOTAL = Counter(f"{NS}_reconcile_total", "Reconcile passes.", ["trigger", "result"])
+RESULTS = ("success", "error", "exception")
+RECONCILE_TOTAL = Counter(
+    f"{NS}_reconcile_total", "Reconcile passes, by trigger and result (success, error, exception).",
+    ["trigger", "result"])
 RECONCILE_DURATION = Histogram(
-    f"{NS}_reconcile_duration_seconds", "Duration of one reconcile pass.", ["trigger"],
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+    f"{NS}_reconcile_duration_seconds", "Duration of one reconcile pass, by trigger and result.",
+    ["trigger", "result"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
 )
-ERRORS_TOTAL = Counter(f"{NS}_reconcile_errors_total", "Problems found by reconcile passes, by reason.", ["reason"])
+ERRORS_TOTAL = Counter(
+    f"{NS}_reconcile_errors_total", "Problems found by reconcile passes, by suite and reason.", SUITE + ["reason"])
 CHILD_WRITES_TOTAL = Counter(
     f"{NS}_child_writes_total", "Mutating requests the operator sent for children, by trigger.", ["trigger"])
 DRIFT_CORRECTIONS_TOTAL = Counter(
-    f"{NS}_drift_corrections_total", "Children re-applied or re-created by the drift timer.",
-    ["suite_namespace", "suite"],
-)
+    f"{NS}_drift_corrections_total", "Children re-applied or re-created by the drift timer.", SUITE)
 
-_known: dict[tuple[str, str], set[tuple[str, str]]] = {}
-_guard = threading.Lock()
 KNOWN_REASONS = {
     "InvalidSpec", "UnknownCloud", "MissingSecret", "NamespaceConflict", "InvalidChild", "Conflict", "Forbidden",
-    "ApiError", "MissingAPI", "InsufficientGPU",
+    "ApiError", "MissingAPI", "InsufficientGPU", "Exception",
 }
+
+_guard = threading.Lock()
+_components: dict[tuple[str, str], set[tuple[str, str]]] = {}  # suite -> (country, component) with series
+_errors: dict[tuple[str, str], set[str]] = {}  # suite -> error reasons with series
 
 
 def version() -> str:
@@ -56,45 +67,87 @@ def version() -> str:
         return "unknown"
 
 
-def record_pass(namespace: str, name: str, outcome: Any, result: str, trigger: str) -> None:
+def error_reason(reason: str) -> str:
+    """The bounded label for a pipeline reason (``Stalled:UnknownCloud`` -> ``UnknownCloud``)."""
+    reason = reason.split(":", 1)[-1]
+    return reason if reason in KNOWN_REASONS else "Other"
+
+
+def component_reason(reason: str) -> str:
+    """The bounded label for a component's reason ("" means ready)."""
+    if not reason:
+        return "Ready"
+    return reason if reason in COMPONENT_REASONS else "Other"
+
+
+def _count_error(namespace: str, name: str, reason: str) -> None:
+    ERRORS_TOTAL.labels(namespace, name, reason).inc()
+    with _guard:
+        _errors.setdefault((namespace, name), set()).add(reason)
+
+
+def record_pass(namespace: str, name: str, outcome: Any, result: str, trigger: str,
+                duration: float | None = None) -> None:
+    """Everything one finished pass tells: counters, the suite's and its components' gauges."""
     RECONCILE_TOTAL.labels(trigger=trigger, result=result).inc()
+    if duration is not None:
+        RECONCILE_DURATION.labels(trigger=trigger, result=result).observe(duration)
     for reason in outcome.error_reasons:
-        reason = reason.split(":", 1)[-1]
-        ERRORS_TOTAL.labels(reason=reason if reason in KNOWN_REASONS else "Other").inc()
+        _count_error(namespace, name, error_reason(reason))
     if outcome.writes:
         CHILD_WRITES_TOTAL.labels(trigger=trigger).inc(outcome.writes)
         if trigger == "timer":
             DRIFT_CORRECTIONS_TOTAL.labels(suite_namespace=namespace, suite=name).inc(outcome.writes)
-    ready = next((c for c in outcome.status.get("conditions", []) if c["type"] == "Ready"), None)
-    SUITE_READY.labels(suite_namespace=namespace, suite=name).set(1 if ready and ready["status"] == "True" else 0)
+    conds = {c["type"]: c for c in outcome.status.get("conditions", [])}
+    ready = conds.get("Ready")
+    SUITE_READY.labels(namespace, name).set(1 if ready and ready["status"] == "True" else 0)
+    SUITE_PAUSED.labels(namespace, name).set(1 if (conds.get("Reconciling") or {}).get("reason") == "Paused" else 0)
     seen = set()
     for h in outcome.health:
-        labels = dict(suite_namespace=namespace, suite=name, country=h.country, component=h.name)
-        COMPONENT_READY.labels(**labels).set(1 if h.is_ready else 0)
-        COMPONENT_REPLICAS_READY.labels(**labels).set(h.ready)
-        COMPONENT_REPLICAS_DESIRED.labels(**labels).set(h.desired)
+        labels = (namespace, name, h.country, h.name)
+        COMPONENT_READY.labels(*labels).set(1 if h.is_ready else 0)
+        COMPONENT_REPLICAS_READY.labels(*labels).set(h.ready)
+        COMPONENT_REPLICAS_DESIRED.labels(*labels).set(h.desired)
+        current = "Ready" if h.is_ready else component_reason(h.reason or "Progressing")
+        for reason in COMPONENT_REASONS:
+            COMPONENT_REASON.labels(*labels, reason).set(1 if reason == current else 0)
         seen.add((h.country, h.name))
     with _guard:
-        stale = _known.get((namespace, name), set()) - seen
-        _known[(namespace, name)] = seen
+        stale = _components.get((namespace, name), set()) - seen
+        _components[(namespace, name)] = seen
     for country, component in stale:
         _remove_component(namespace, name, country, component)
 
 
+def record_exception(namespace: str, name: str, trigger: str, duration: float) -> None:
+    """A pass that raised (Kopf logs it and retries): counted so that alerts see it."""
+    RECONCILE_TOTAL.labels(trigger=trigger, result="exception").inc()
+    RECONCILE_DURATION.labels(trigger=trigger, result="exception").observe(duration)
+    _count_error(namespace, name, "Exception")
+
+
+def _remove(metric: Any, *labels: str) -> None:
+    try:
+        metric.remove(*labels)
+    except KeyError:
+        pass
+
+
 def _remove_component(namespace: str, name: str, country: str, component: str) -> None:
     for g in (COMPONENT_READY, COMPONENT_REPLICAS_READY, COMPONENT_REPLICAS_DESIRED):
-        try:
-            g.remove(namespace, name, country, component)
-        except KeyError:
-            pass
+        _remove(g, namespace, name, country, component)
+    for reason in COMPONENT_REASONS:
+        _remove(COMPONENT_REASON, namespace, name, country, component, reason)
 
 
 def forget_suite(namespace: str, name: str) -> None:
+    """Remove every series of a deleted suite (a gauge would otherwise report it forever)."""
     with _guard:
-        comps = _known.pop((namespace, name), set())
+        comps = _components.pop((namespace, name), set())
+        reasons = _errors.pop((namespace, name), set())
     for country, component in comps:
         _remove_component(namespace, name, country, component)
-    try:
-        SUITE_READY.remove(namespace, name)
-    except KeyError:
-        pass
+    for reason in reasons:
+        _remove(ERRORS_TOTAL, namespace, name, reason)
+    for metric in (SUITE_READY, SUITE_PAUSED, DRIFT_CORRECTIONS_TOTAL):
+        _remove(metric, namespace, name)

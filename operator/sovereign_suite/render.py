@@ -93,16 +93,20 @@ def render_tenant(ctx: RenderContext) -> tuple[dict[str, list[dict[str, Any]]], 
 
 
 def render_suite(
-    suite: SovereignSuite, clouds: dict[str, NationalCloud], capabilities: frozenset[str] = frozenset()
+    suite: SovereignSuite,
+    clouds: dict[str, NationalCloud],
+    capabilities: frozenset[str] = frozenset(),
+    placements: dict[str, dict[str, str]] | None = None,
 ) -> RenderResult:
-    """``capabilities``: optional APIs the target cluster serves (see components.base.OPTIONAL_APIS)."""
+    """``capabilities``: optional APIs the target cluster serves (see components.base.OPTIONAL_APIS).
+    ``placements``: country -> model -> the GPU product chosen for it (reconcile/gpu.py)."""
     problems = check_suite(suite, clouds)
     if problems:
         raise InputError(problems)
     result = RenderResult()
     keyed: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     errors = []
-    for index, ctx in enumerate(build_contexts(suite, clouds, capabilities)):
+    for index, ctx in enumerate(build_contexts(suite, clouds, capabilities, placements)):
         try:
             parts, secrets = render_tenant(ctx)
         except InputError as err:

@@ -418,11 +418,23 @@ class ComponentStatus(Model):
     message: str = ""
 
 
+class ModelStatus(Model):
+    """Where an LLM model runs and why it does not (reconcile/gpu.py)."""
+
+    name: str
+    product: str = Field("", description="GPU product chosen for the model (empty when none can hold it).")
+    gpus: int = Field(0, description="GPUs the model requests (replicas x gpusPerReplica).")
+    state: Literal["Pending", "Scheduled", "Loading", "Ready", "Unschedulable"]
+    reason: str = ""
+    message: str = ""
+
+
 class TenantStatus(Model):
     country: str
     namespace: str
     ready: bool
     components: list[ComponentStatus] = Field(default_factory=list)
+    models: list[ModelStatus] = Field(default_factory=list)
 
 
 class SovereignSuiteStatus(Model):

@@ -12,7 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Mapping
 
 import jinja2
 import yaml
@@ -57,6 +57,9 @@ class RenderContext:
     # API groups/versions the target cluster serves beyond the built-in ones (e.g. "monitoring.coreos.com/v1");
     # the operator discovers them, offline render takes them from --api-versions (like `helm template -a`).
     capabilities: frozenset[str] = field(default=frozenset())
+    # model name -> the GPU product capacity-aware placement chose (reconcile/gpu.py); empty offline, where a
+    # model may land on any product it accepts
+    placements: Mapping[str, str] = field(default_factory=dict)
 
     def serves(self, api_version: str) -> bool:
         return api_version in self.capabilities
@@ -137,7 +140,10 @@ class RenderContext:
 
 
 def build_contexts(
-    suite: SovereignSuite, clouds: dict[str, NationalCloud], capabilities: frozenset[str] = frozenset()
+    suite: SovereignSuite,
+    clouds: dict[str, NationalCloud],
+    capabilities: frozenset[str] = frozenset(),
+    placements: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[RenderContext]:
     """One context per tenant, in the order of spec.tenants. The suite must have passed check_suite."""
     peers_all = [
@@ -153,6 +159,7 @@ def build_contexts(
                 components=effective_components(suite, tenant),
                 peers=tuple(p for p in peers_all if p is not me),
                 capabilities=capabilities,
+                placements=dict((placements or {}).get(tenant.country, {})),
             )
         )
     return contexts

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 import kopf
@@ -135,11 +136,15 @@ def run_pass(body: dict[str, Any], trigger: str) -> None:
         if FINALIZER not in (meta.get("finalizers") or []):
             _add_finalizer(k, body)
             body = k.get(f"{GROUP}/{VERSION}", "SovereignSuite", meta["name"], meta["namespace"]) or body
-        with metrics.RECONCILE_DURATION.labels(trigger=trigger).time():
+        started = time.monotonic()
+        try:
             outcome = reconcile(k, body, Settings(job_wait_seconds=JOB_WAIT, requeue_seconds=REQUEUE))
+        except Exception:
+            metrics.record_exception(meta["namespace"], meta["name"], trigger, time.monotonic() - started)
+            raise
         _seen[uid] = generation
         result = "error" if outcome.error_reasons else "success"
-        metrics.record_pass(meta["namespace"], meta["name"], outcome, result, trigger)
+        metrics.record_pass(meta["namespace"], meta["name"], outcome, result, trigger, time.monotonic() - started)
         if not same_status(body.get("status"), outcome.status):
             try:
                 k.merge_patch(f"{GROUP}/{VERSION}", "SovereignSuite", meta["name"], meta["namespace"],

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..api.models import NationalCloud, SovereignSuite
-from ..api.validation import InputError, Problem, parse_cloud, parse_suite
+from ..api.validation import InputError, Problem, check_suite, parse_cloud, parse_suite
 from ..components.base import (
     LABEL_COMPONENT,
     LABEL_COUNTRY,
@@ -25,7 +25,7 @@ from ..components.base import (
     build_contexts,
 )
 from ..render import RenderResult, phase_of, render_suite
-from . import observe
+from . import gpu, observe
 from .compare import contains, first_difference
 from .kube import ApiError, Kube, ref
 from .secrets import LABEL_GENERATED, copy_manifest, ensure_generated, referenced_secrets
@@ -154,22 +154,25 @@ class Reconciler:
         except InputError as err:
             spec_problems = err.problems
         clouds, cloud_problems = load_clouds(self.kube)
-        result: RenderResult | None = None
+        self._clouds = clouds
         if suite is not None:
-            try:
-                result = render_suite(suite, clouds, self._capabilities())
-            except InputError as err:
-                spec_problems = err.problems
-        if result is None or suite is None:
+            spec_problems = check_suite(suite, clouds)
+        if suite is None or spec_problems:
             msg = "; ".join(str(p) for p in spec_problems + cloud_problems[:3])
             reason = "UnknownCloud" if any("NationalCloud" in p.message for p in spec_problems) else "InvalidSpec"
-            return self._finish(None, [], stalled=(reason, msg))
+            return self._finish(None, [], stalled=(reason, msg))  # keeps the last observed tenants
 
-        self._result_secrets = result.secrets
         live = list_children(self.kube, self.name, self.namespace)
+        placements = self._place(suite, live)
+        try:
+            result = render_suite(suite, clouds, self._capabilities(),
+                                  {c: {p.model: p.product for p in ps} for c, ps in placements.items()})
+        except InputError as err:
+            return self._finish(None, [], stalled=("InvalidSpec", "; ".join(str(p) for p in err.problems)))
+        self._result_secrets = result.secrets
         if suite.spec.paused:
             health = self._health(suite, result, live)
-            return self._finish(suite, health, paused=True)
+            return self._finish(suite, health, paused=True, models=self._models(suite, placements, live))
 
         desired = self._with_referenced_secrets(suite, result)
         if desired is None:
@@ -180,7 +183,29 @@ class Reconciler:
         waiting = self._apply_all(desired, live)
         self._prune(suite, desired, live)
         health = self._health(suite, result, live)
-        return self._finish(suite, health, waiting=waiting)
+        return self._finish(suite, health, waiting=waiting, models=self._models(suite, placements, live))
+
+    def _contexts(self, suite: SovereignSuite) -> list:
+        return build_contexts(suite, self._clouds, self._capabilities())
+
+    def _place(self, suite: SovereignSuite, live: dict) -> dict[str, list[gpu.Placement]]:
+        """country -> placements of its models (capacity observed once per cloud per pass)."""
+        capacity: dict[str, gpu.Capacity] = {}
+        return {ctx.tenant.country: gpu.place_tenant(self.kube, ctx, live, capacity)
+                for ctx in self._contexts(suite)}
+
+    def _models(self, suite: SovereignSuite, placements: dict[str, list[gpu.Placement]], live: dict
+                ) -> dict[str, list[dict[str, Any]]]:
+        """namespace -> status entries of its models."""
+        out = {}
+        for ctx in self._contexts(suite):
+            ps = placements.get(ctx.tenant.country) or []
+            if not ps:
+                continue
+            entries = gpu.model_states(ctx, ps, live, self._pods_of, gpu.quota_problem(ctx, ps))
+            gpu.record(self.namespace, self.name, ctx.tenant.country, entries)
+            out[ctx.namespace] = entries
+        return out
 
     def _capabilities(self) -> frozenset[str]:
         return frozenset(api for api in OPTIONAL_APIS
@@ -192,7 +217,7 @@ class Reconciler:
         sources: dict[str, dict[str, Any] | None] = {}
         copies: list[dict[str, Any]] = []
         missing: list[str] = []
-        for ctx in build_contexts(suite, self._clouds_of(suite), self._capabilities()):
+        for ctx in self._contexts(suite):
             for r in referenced_secrets(suite, ctx):
                 if r.name not in sources:
                     sources[r.name] = self.kube.get("v1", "Secret", r.name, self.namespace)
@@ -209,11 +234,6 @@ class Reconciler:
         idx = next((i for i, o in enumerate(manifests) if phase_of(o) not in ("namespace", "policy", "config")),
                    len(manifests))
         return manifests[:idx] + copies + manifests[idx:]
-
-    def _clouds_of(self, suite: SovereignSuite) -> dict[str, NationalCloud]:
-        if not hasattr(self, "_clouds"):
-            self._clouds, _ = load_clouds(self.kube)
-        return self._clouds
 
     def _check_namespaces(self, result: RenderResult, live: dict) -> bool:
         """A tenant namespace that exists but belongs to someone else is never taken over."""
@@ -387,7 +407,7 @@ class Reconciler:
     # ---- status -------------------------------------------------------------------------------
     def _finish(self, suite: SovereignSuite | None, health: list[observe.ComponentHealth], *,
                 stalled: tuple[str, str] | None = None, paused: bool = False,
-                waiting: list[str] | None = None) -> Outcome:
+                waiting: list[str] | None = None, models: dict[str, list[dict[str, Any]]] | None = None) -> Outcome:
         gen = self.generation
         stalled_errors = [e for e in self.errors if e[0] == "Stalled"]
         degraded_errors = [e for e in self.errors if e[0] == "Degraded"]
@@ -417,10 +437,14 @@ class Reconciler:
                 msg = "; ".join((waiting or [])[:5]) or "waiting for components to become ready"
                 conds.append(condition("Reconciling", True, "Progressing", msg, gen))
             conds.append(condition("Stalled", False, "NotStalled", "", gen))
-        degraded_msgs = [e[2] for e in degraded_errors] + [
+        gpu_problems = [(m["reason"], f"{ns.rsplit('-', 1)[-1]}/llm/{m['name']}: {m['reason']}: {m['message']}")
+                        for ns, entries in sorted((models or {}).items()) for m in entries
+                        if m["reason"] in ("InsufficientGPU", "GPUQuotaExceeded")]
+        degraded_msgs = [e[2] for e in degraded_errors] + [g[1] for g in gpu_problems] + [
             f"{h.country}/{h.name}: {h.message}" for h in unschedulable]
         if degraded_msgs:
-            reason = degraded_errors[0][1] if degraded_errors else "Unschedulable"
+            reason = degraded_errors[0][1] if degraded_errors else (
+                gpu_problems[0][0] if gpu_problems else "Unschedulable")
             conds.append(condition("Degraded", True, reason, "; ".join(degraded_msgs), gen))
         else:
             conds.append(condition("Degraded", False, "NotDegraded", "", gen))
@@ -430,7 +454,7 @@ class Reconciler:
         if suite is not None:
             tenants = [(t.country, f"{suite.name}-{t.country.lower()}") for t in suite.spec.tenants]
             status["countries"] = ",".join(t.country for t in suite.spec.tenants)
-            ts = tenants_status(health, tenants)
+            ts = tenants_status(health, tenants, models or {})
             status["tenants"] = ts
             status["readySummary"] = f"{sum(1 for t in ts if t['ready'])}/{len(ts)}"
         else:
@@ -441,7 +465,7 @@ class Reconciler:
         # Come back soon while children are still rolling out (the status follows them); a suite that is
         # Ready, Stalled or waiting on something that needs a person is left to the drift timer.
         progressing = any(c["type"] == "Reconciling" and c["status"] == "True" for c in conds)
-        blocked = bool(unschedulable or degraded_errors)
+        blocked = bool(unschedulable or degraded_errors or gpu_problems)
         return Outcome(status=status, writes=self.writes, events=self.events, health=health,
                        requeue_after=self.settings.requeue_seconds if progressing and not blocked else None,
                        error_reasons=[e[1] for e in self.errors] + (["Stalled:" + stalled[0]] if stalled else []))

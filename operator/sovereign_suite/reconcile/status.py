@@ -36,8 +36,9 @@ def merge_conditions(old: list[dict[str, Any]], new: list[dict[str, Any]], stamp
     return out
 
 
-def tenants_status(health: list[ComponentHealth], tenants: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    """``tenants``: (country, namespace) in spec order."""
+def tenants_status(health: list[ComponentHealth], tenants: list[tuple[str, str]],
+                   models: dict[str, list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
+    """``tenants``: (country, namespace) in spec order; ``models``: namespace -> its LLM models' entries."""
     out = []
     for country, ns in tenants:
         comps = [h for h in health if h.namespace == ns]
@@ -56,6 +57,7 @@ def tenants_status(health: list[ComponentHealth], tenants: list[tuple[str, str]]
                 }
                 for h in sorted(comps, key=lambda h: h.name)
             ],
+            **({"models": models[ns]} if (models or {}).get(ns) else {}),
         })
     return out
 

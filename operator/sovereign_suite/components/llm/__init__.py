@@ -8,6 +8,9 @@ cloud's GPU taints, and must land on a node of the tenant's regions carrying one
 The gateway ``llm-gateway`` (LiteLLM proxy, MIT) routes each served model name to its vLLM Service. It is
 stateless (no database), starts without its backends, and authenticates clients with a master key generated
 by the operator (Secret ``llm-gateway``, key ``master-key``; the usable key is ``sk-`` + that value).
+
+With ``spec.monitoring.serviceMonitors`` and the Prometheus Operator API served: one PodMonitor ``vllm`` for every
+model's pods. The gateway has none: in the pinned LiteLLM release its Prometheus metrics are Enterprise-only.
 """
 
 from __future__ import annotations
@@ -305,14 +308,25 @@ def render_gateway(ctx: RenderContext) -> list[dict[str, Any]]:
 def render(ctx: RenderContext) -> list[dict[str, Any]]:
     problems: list[Problem] = []
     objects: list[dict[str, Any]] = []
-    for part in (render_models, render_gateway):
+    parts = (lambda c: render_models(c, dict(c.placements) or None), render_gateway)
+    for part in parts:
         try:
             objects += part(ctx)
         except InputError as err:
             problems += err.problems
     if problems:
         raise InputError(problems)
-    return objects
+    return objects + render_monitoring(ctx)
+
+
+def render_monitoring(ctx: RenderContext) -> list[dict[str, Any]]:
+    """A PodMonitor for the vLLM pods (with spec.monitoring.serviceMonitors and the Prometheus Operator). None for
+    the gateway: LiteLLM's Prometheus metrics are an Enterprise feature in the pinned release (docs/observability.md)."""
+    if not ctx.service_monitors or not ctx.components.llm.models:
+        return []
+    return render_template(HERE, "monitoring.yaml.j2", ctx=ctx, obj_name="vllm", model_label=MODEL_LABEL,
+                           labels=ctx.labels(COMPONENT, VLLM_PART, image_version(ctx.components.llm.image)),
+                           selector=ctx.selector(COMPONENT, VLLM_PART))
 
 
 def secrets(ctx: RenderContext) -> list[SecretSpec]:

@@ -3,7 +3,9 @@
 Objects: ConfigMap/Deployment/Service/Ingress ``synapse`` (homeserver.yaml, one main process, Recreate),
 PVC ``synapse-media``, the database (``components.postgres``, ``matrix-postgres``), and
 ConfigMap/Deployment/Service/Ingress ``element-web`` which also serves the tenant domain's
-``/.well-known/matrix/{server,client}`` (Ingress ``matrix-well-known``).
+``/.well-known/matrix/{server,client}`` (Ingress ``matrix-well-known``). With ``spec.monitoring.serviceMonitors``
+and the Prometheus Operator API served: a ServiceMonitor ``synapse`` for ``/_synapse/metrics`` on port 9001, and
+the embedded database's exporter (see components.postgres).
 
 Secrets: ``synapse-keys`` (signing key, macaroon, registration shared secret, form secret), mounted as files
 and named by Synapse's ``*_path`` options; the database password is written at runtime by an init container

@@ -9,6 +9,10 @@ connect (``Database``). Three modes (``Postgres.mode``):
 - ``cloudnative-pg``: a CloudNativePG ``Cluster`` ``<component>-postgres``; clients use the ``-rw`` Service and
   the Secret ``<component>-postgres-app`` that CNPG generates.
 - ``external``: nothing is rendered; the connection comes from the spec.
+
+With ``spec.monitoring.serviceMonitors`` and the Prometheus Operator API served, the embedded StatefulSet gets a
+``postgres_exporter`` sidecar (port ``metrics``, 9187) and a PodMonitor ``<component>-postgres``. CloudNativePG
+brings its own exporter (see its ``monitoring`` settings); an external server is monitored by its owner.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ...api.models import Postgres
 from ...api.validation import InputError, Problem
@@ -31,6 +36,10 @@ PASSWORD_LENGTH = 32
 INITDB_ARGS = "--lc-collate=C --lc-ctype=C --encoding=UTF8"
 DATA_DIR = "/var/lib/postgresql/data"
 PGDATA = f"{DATA_DIR}/pgdata"  # a subdirectory: a fresh volume's root may hold lost+found, which initdb refuses
+# The metrics sidecar of the embedded mode (only with spec.monitoring.serviceMonitors and the Prometheus Operator).
+EXPORTER_IMAGE = "quay.io/prometheuscommunity/postgres-exporter:v0.18.1"
+EXPORTER_PORT = 9187
+EXPORTER_RESOURCES = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}}
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,7 @@ def _embedded(
         data_dir=DATA_DIR,
         pgdata=PGDATA,
         password_key=PASSWORD_KEY,
+        exporter=_exporter(ctx, name),
         resources=pg.resources.wire(),
         affinity=ctx.region_affinity(),
         pod_security=pod_security(POSTGRES_UID),
@@ -130,6 +140,13 @@ def _embedded(
     )
     db = Database(obj_name, PORT, name, user, obj_name, PASSWORD_KEY, pg.ssl_mode)
     return objs, [secret], db
+
+
+def _exporter(ctx: RenderContext, db_name: str) -> dict[str, Any] | None:
+    if not ctx.service_monitors:
+        return None
+    return {"image": EXPORTER_IMAGE, "port": EXPORTER_PORT, "resources": EXPORTER_RESOURCES,
+            "uri": f"127.0.0.1:{PORT}/{quote(db_name, safe='')}?sslmode=disable"}
 
 
 def _cloudnative_pg(

@@ -2,8 +2,9 @@
 
 Namespace ``<suite>-<country>`` with Pod Security ``restricted`` enforced, a ResourceQuota (with the cloud's
 GPU resource), a LimitRange, NetworkPolicies (default deny ingress; allow from the ingress controller's
-namespace, from inside the namespace, and Matrix federation from the suite's other tenants only) and a
-tenant-admin Role bound to a group.
+namespace, from inside the namespace, Matrix federation from the suite's other tenants only, and, with
+``spec.monitoring.serviceMonitors``, the metrics ports from namespaces labelled ``sovereignsuite.io/monitoring:
+"true"``) and a tenant-admin Role bound to a group.
 """
 
 from __future__ import annotations
@@ -12,9 +13,24 @@ from pathlib import Path
 from typing import Any
 
 from ..base import LABEL_COUNTRY, LABEL_SUITE, RenderContext, render_template
+from ..jitsi import JVB_HTTP_PORT
+from ..llm import VLLM_PORT
 
 HERE = str(Path(__file__).parent)
 COMPONENT = "tenancy"
+MONITORING_NAMESPACE_LABEL = "sovereignsuite.io/monitoring"
+
+
+def monitoring_ports(ctx: RenderContext) -> list[str | int]:
+    """The ports Prometheus scrapes, when the monitoring objects are rendered (none otherwise)."""
+    if not ctx.service_monitors:
+        return []
+    ports: list[str | int] = ["metrics"]  # Synapse 9001, the embedded databases' exporter 9187
+    if ctx.components.jitsi.enabled:
+        ports.append(JVB_HTTP_PORT)
+    if ctx.components.llm.enabled and ctx.components.llm.models:
+        ports.append(VLLM_PORT)
+    return ports
 
 
 def pod_security_level(ctx: RenderContext) -> str:
@@ -45,4 +61,6 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         peer_selector_key=LABEL_SUITE,
         country_key=LABEL_COUNTRY,
         federation=ctx.components.matrix.enabled and ctx.components.matrix.federation.enabled,
+        monitoring_ports=monitoring_ports(ctx),
+        monitoring_label=MONITORING_NAMESPACE_LABEL,
     )
