@@ -59,3 +59,46 @@ run: venv tools
 
 clean-cache:
 	rm -rf $(CACHE)
+
+# ---- Install packaging (docs/install.md) ------------------------------------------------------------------
+# `make image` and `make kind-deploy` need a container engine and kind (https://kind.sigs.k8s.io); the
+# development machine of this repository has neither, so they are not part of `make test`.
+IMAGE ?= sovereign-suite-operator:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+CONTAINER_ENGINE ?= docker
+KIND ?= kind
+KIND_CLUSTER ?= sovereign-suite-kind
+KIND_EXAMPLE ?= manifests/examples/two-countries.yaml
+HELM_BIN = $(shell hack/build-tools.sh --print)/helm
+KUBECTL_BIN = $(shell hack/build-tools.sh --print)/kubectl
+
+.PHONY: manifests image kind-deploy
+
+manifests: tools
+	@hack/gen-manifests.sh
+
+image:
+	$(CONTAINER_ENGINE) build -t $(IMAGE) .
+
+# A kind cluster with one worker per region of the two-country example (tenants are pinned to their
+# cloud's regions), the image loaded into it, the chart installed from this repository, the example applied.
+kind-deploy: image tools
+	@command -v $(KIND) >/dev/null || { echo "kind not found: https://kind.sigs.k8s.io"; exit 1; }
+	@$(KIND) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' || printf '%s\n' \
+	  'kind: Cluster' 'apiVersion: kind.x-k8s.io/v1alpha4' 'nodes:' '- role: control-plane' \
+	  '- role: worker' '  labels: {topology.kubernetes.io/region: eu-west-2, topology.kubernetes.io/zone: eu-west-2a}' \
+	  '- role: worker' '  labels: {topology.kubernetes.io/region: eu01, topology.kubernetes.io/zone: eu01-1}' \
+	  | $(KIND) create cluster --name $(KIND_CLUSTER) --config /dev/stdin
+	$(KIND) load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+	$(HELM_BIN) --kube-context kind-$(KIND_CLUSTER) upgrade --install sovereign-suite-operator \
+	  charts/sovereign-suite-operator --namespace sovereign-suite-system --create-namespace \
+	  --set image.repository=$(firstword $(subst :, ,$(IMAGE))) --set image.tag=$(lastword $(subst :, ,$(IMAGE))) \
+	  --set image.pullPolicy=Never --wait
+	$(KUBECTL_BIN) --context kind-$(KIND_CLUSTER) apply --server-side -f $(CLOUDS)
+	$(KUBECTL_BIN) --context kind-$(KIND_CLUSTER) create namespace sovereign-suite --dry-run=client -o yaml \
+	  | $(KUBECTL_BIN) --context kind-$(KIND_CLUSTER) apply --server-side -f -
+	for s in "oidc-client client-secret" "docs-s3 AWS_S3_ACCESS_KEY_ID AWS_S3_SECRET_ACCESS_KEY" "hf-token token"; do \
+	  set -- $$s; name=$$1; shift; args=""; for k in "$$@"; do args="$$args --from-literal=$$k=demo-$$RANDOM$$RANDOM"; done; \
+	  $(KUBECTL_BIN) --context kind-$(KIND_CLUSTER) -n sovereign-suite get secret $$name >/dev/null 2>&1 || \
+	  $(KUBECTL_BIN) --context kind-$(KIND_CLUSTER) -n sovereign-suite create secret generic $$name $$args; done
+	$(KUBECTL_BIN) --context kind-$(KIND_CLUSTER) apply --server-side -f $(KIND_EXAMPLE)
+	@echo "watch it: $(KUBECTL_BIN) --context kind-$(KIND_CLUSTER) get suites -A -o wide -w"

@@ -20,11 +20,8 @@ from .helpers import CLOUDS, EXAMPLE_FILES, ROOT, load_example
 INVALID = ROOT / "tests" / "data" / "invalid"
 CASES = sorted(p.name[: -len(".yaml")] for p in INVALID.glob("*.yaml") if not p.name.endswith(".clouds.yaml"))
 # Known bugs: the .expected file holds the intended message; strict, so the marker must go once it is fixed.
-KNOWN_BUGS = {
-    "bad-country": "models.Country's max_length=2 is checked before the pattern, so 'FRA' gets pydantic's "
-                   "'String should have at most 2 characters' instead of the ISO 3166-1 message",
-}
-TENANCY_POLICIES = {"default-deny-ingress", "allow-same-namespace", "allow-ingress-controller", "allow-matrix-federation"}
+TENANCY_POLICIES = {"default-deny-ingress", "allow-same-namespace", "allow-ingress-controller",
+                    "allow-matrix-federation"}
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -53,10 +50,7 @@ def test_every_invalid_case_has_an_expected_file():
     assert not orphans, f".expected without input: {orphans}"
 
 
-@pytest.mark.parametrize("case", [
-    pytest.param(c, marks=pytest.mark.xfail(reason=KNOWN_BUGS[c], strict=True)) if c in KNOWN_BUGS else c
-    for c in CASES
-])
+@pytest.mark.parametrize("case", CASES)
 def test_validate_reports_each_problem_on_one_line(case):
     args = ["validate", "-f", rel(INVALID / f"{case}.yaml"), "--clouds", rel(CLOUDS)]
     if (INVALID / f"{case}.clouds.yaml").exists():

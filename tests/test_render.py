@@ -62,8 +62,9 @@ def test_render_is_byte_identical_across_processes():
     """Two processes with different hash seeds (set and dict-of-set ordering would show up here)."""
     args = golden_refresh.cli_args("four-countries")
     first, second = _render_subprocess(args, "1"), _render_subprocess(args, "4242")
-    assert first and first == second
-    assert first.decode() == golden_refresh.golden_path("four-countries").read_text(encoding="utf-8")
+    assert first and first == second, "two processes rendered different bytes"
+    golden = golden_refresh.golden_path("four-countries").read_text(encoding="utf-8")
+    assert first.decode() == golden, "the CLI's stdout differs from the golden file (see the golden-file test)"
 
 
 def _cli_stdout(args: list[str]) -> str:
@@ -208,7 +209,8 @@ def test_every_pod_is_pinned_to_its_tenants_regions(name):
 # --------------------------------------------------------------------------------------------------
 # Pod Security "restricted"
 
-# The volume types the "restricted" profile allows (https://kubernetes.io/docs/concepts/security/pod-security-standards/)
+# The volume types the "restricted" profile allows
+# (https://kubernetes.io/docs/concepts/security/pod-security-standards/)
 RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
                       "projected", "secret"}
 
@@ -334,7 +336,8 @@ def test_replicated_workloads_have_a_pdb(name):
 # --------------------------------------------------------------------------------------------------
 # Secrets stay in Secrets
 
-SECRET_NAME = re.compile(r"(?i)(password|passwd|secret|token|credentials?|(api|master|private|signing|secret|access)[_-]?key)$")
+SECRET_NAME = re.compile(r"(?i)(password|passwd|secret|token|credentials?|"
+                         r"(api|master|private|signing|secret|access)[_-]?key)$")
 # `name: value` or `name = value` where the name looks secret; the value is checked separately
 SECRET_ASSIGNMENT = re.compile(r"(?i)\b([\w.-]*(?:password|passwd|secret|token|api_key|master_key|private_key)"
                                r"[\w.-]*)\s*[:=]\s*['\"]?([^\s'\",;]*)")
@@ -347,7 +350,8 @@ def _generated_render(tmp_path: Path) -> list[dict[str, Any]]:
     with contextlib.redirect_stderr(io.StringIO()):
         code = cli.main([*golden_refresh.cli_args("four-countries"), "--generate-secrets", "-o", str(out)])
     assert code == 0
-    return [d for d in yaml.safe_load_all((out / "eu-workplace.yaml").read_text()) if d]
+    suite, _ = load_example("four-countries")
+    return [d for d in yaml.safe_load_all((out / f"{suite.name}.yaml").read_text()) if d]
 
 
 def test_no_secret_value_outside_secrets(tmp_path):

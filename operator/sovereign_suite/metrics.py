@@ -104,14 +104,15 @@ def record_pass(namespace: str, name: str, outcome: Any, result: str, trigger: s
     SUITE_PAUSED.labels(namespace, name).set(1 if (conds.get("Reconciling") or {}).get("reason") == "Paused" else 0)
     seen = set()
     for h in outcome.health:
-        labels = (namespace, name, h.country, h.name)
+        country = h.country.upper()  # the ISO code as the spec writes it (the GPU gauges use the same)
+        labels = (namespace, name, country, h.name)
         COMPONENT_READY.labels(*labels).set(1 if h.is_ready else 0)
         COMPONENT_REPLICAS_READY.labels(*labels).set(h.ready)
         COMPONENT_REPLICAS_DESIRED.labels(*labels).set(h.desired)
         current = "Ready" if h.is_ready else component_reason(h.reason or "Progressing")
         for reason in COMPONENT_REASONS:
             COMPONENT_REASON.labels(*labels, reason).set(1 if reason == current else 0)
-        seen.add((h.country, h.name))
+        seen.add((country, h.name))
     with _guard:
         stale = _components.get((namespace, name), set()) - seen
         _components[(namespace, name)] = seen

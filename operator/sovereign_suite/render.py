@@ -117,7 +117,7 @@ def render_suite(
             keyed += [(sort_key(o, index), o) for o in objs]
         result.secrets += secrets
     if errors:
-        raise InputError(errors)
+        raise InputError(list(dict.fromkeys(errors)))  # a suite-level problem is found once per tenant
     keyed.sort(key=lambda kv: kv[0])
     seen: set[tuple[str, str, str, str]] = set()
     for _, obj in keyed:

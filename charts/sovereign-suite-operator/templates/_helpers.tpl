@@ -79,7 +79,7 @@ it grant anything.
   resources: [pods]
   verbs: [get, list, watch, delete]
 - apiGroups: [""]
-  resources: [pods/log, endpoints, events]
+  resources: [endpoints, events]
   verbs: [get, list, watch]
 - apiGroups: [apps]
   resources: [deployments, statefulsets]

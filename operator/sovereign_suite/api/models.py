@@ -25,6 +25,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 DNS_NAME_RE = re.compile(r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$")
 DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+EXTENDED_RESOURCE_PATTERN = r"^[a-z0-9.-]+/[a-zA-Z0-9._-]+$"
 QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 
 # ISO 3166-1 alpha-2 codes of the countries that can host a tenant (EU/EEA, Switzerland, the UK).
@@ -41,7 +42,7 @@ Country = Annotated[
     str,
     Field(
         pattern=r"^[A-Z]{2}$",
-        max_length=2,
+        json_schema_extra={"maxLength": 2},  # for the CRD's CEL cost estimate; the pattern gives the clearer error
         description="ISO 3166-1 alpha-2 country code, upper case (FR, DE, LU, SE, ...).",
     ),
 ]
@@ -480,7 +481,7 @@ class SovereignSuite(Model):
 class GPU(Model):
     resource_name: str = Field(
         "nvidia.com/gpu",
-        pattern=r"^[a-z0-9.-]+/[a-zA-Z0-9._-]+$",
+        pattern=EXTENDED_RESOURCE_PATTERN,
         description="Extended resource of the GPUs (MIG names such as nvidia.com/mig-1g.10gb are accepted).",
     )
     product_label: str = Field("nvidia.com/gpu.product", description="Node label holding the GPU product.")

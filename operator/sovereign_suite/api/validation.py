@@ -20,6 +20,7 @@ from .models import (
     COMPONENTS,
     DNS_LABEL_RE,
     DNS_NAME_RE,
+    EXTENDED_RESOURCE_PATTERN,
     QUANTITY_PATTERN,
     Components,
     NationalCloud,
@@ -32,6 +33,7 @@ _PATTERNS = {
     DNS_LABEL_RE.pattern: "a DNS label (lower-case letters, digits and '-', at most 63 characters)",
     QUANTITY_PATTERN: "a Kubernetes quantity (e.g. 500m, 2, 10Gi)",
     r"^[A-Z]{2}$": "an ISO 3166-1 alpha-2 country code in upper case (e.g. FR)",
+    EXTENDED_RESOURCE_PATTERN: "an extended resource name such as nvidia.com/gpu or nvidia.com/mig-1g.10gb",
 }
 
 

@@ -110,7 +110,8 @@ class Kube:
                 detail = json.loads(data)
             except ValueError:
                 detail = {"message": (data or b"").decode(errors="replace")[:500]}
-            if status in RETRIABLE and attempt < self.max_retries:
+            permanent = status == 500 and str(detail.get("message", "")).startswith("failed to create typed patch")
+            if status in RETRIABLE and not permanent and attempt < self.max_retries:
                 retry_after = resp.getheader("Retry-After") if resp is not None else None
                 delay = float(retry_after) if retry_after and retry_after.isdigit() else min(
                     self.max_delay, 0.2 * 2 ** attempt + random.uniform(0, 0.1))
