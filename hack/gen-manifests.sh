@@ -21,7 +21,7 @@ namespace=sovereign-suite-system
 check=false
 [[ "${1:-}" == "--check" ]] && check=true
 
-helm="$(hack/build-tools.sh --print)/helm"
+helm="${SOVEREIGN_SUITE_BIN:-$(hack/build-tools.sh --print)}/helm"  # SOVEREIGN_SUITE_BIN: as for the tests
 [[ -x "$helm" ]] || { echo "gen-manifests: $helm not found: run \`make tools\` first" >&2; exit 1; }
 
 # Sources the chart copies; another part of the project writes them.

@@ -79,7 +79,7 @@ it grant anything.
   resources: [pods]
   verbs: [get, list, watch, delete]
 - apiGroups: [""]
-  resources: [endpoints, events]
+  resources: [pods/log, endpoints, events]
   verbs: [get, list, watch]
 - apiGroups: [apps]
   resources: [deployments, statefulsets]
