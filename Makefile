@@ -10,7 +10,7 @@ CLOUDS ?= manifests/examples/clouds.yaml
 PYTEST_ARGS ?=
 export SOVEREIGN_SUITE_CACHE := $(CACHE)
 
-.PHONY: help venv tools crds render golden test test-unit run cluster-up cluster-down clean-cache
+.PHONY: help venv tools prometheus crds render golden test test-unit run cluster-up cluster-down clean-cache
 
 help:
 	@echo "make run     local cluster + simulated national clouds + CRDs + example suite + operator (foreground)"
@@ -45,8 +45,11 @@ golden: venv
 test-unit: venv
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
 
-test: venv tools
+test: venv tools prometheus
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+prometheus:
+	@hack/install-prometheus.sh
 
 cluster-up: venv tools
 	$(VENV)/bin/sovereign-suite cluster up

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the local control plane's binaries from the Go modules under hack/tools/
-# into a cache outside the repository, once. Prints the bin directory on stdout.
+# Builds the local control plane's binaries and the GitOps test tools (luahealth, kstatus) from the Go modules
+# under hack/tools/ into a cache outside the repository, once. Prints the bin directory on stdout.
 #
 #   hack/build-tools.sh            build what is missing, print the bin dir
 #   hack/build-tools.sh --print    print the bin dir only (no build)
@@ -13,8 +13,8 @@ k8s_version="$(modver kubernetes k8s.io/kubernetes)"
 etcd_version="$(modver etcd go.etcd.io/etcd/server/v3)"
 kwok_version="$(modver kwok sigs.k8s.io/kwok)"
 helm_version="$(modver helm helm.sh/helm/v3)"
-# The cache key changes whenever a pinned version or a go.sum changes.
-key="$(cat "$tools"/*/go.mod "$tools"/*/go.sum "$tools"/etcd/main.go | sha256sum | cut -c1-10)"
+# The cache key changes whenever a pinned version, a go.sum or a tool's own source changes.
+key="$(cat "$tools"/*/go.mod "$tools"/*/go.sum "$tools"/*/*.go | sha256sum | cut -c1-10)"
 cache="${SOVEREIGN_SUITE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sovereign-suite}"
 bin="$cache/bin/${k8s_version}-${key}"
 
@@ -61,5 +61,10 @@ if [[ "$only" == all || "$only" == kwok ]]; then
 fi
 if [[ "$only" == all || "$only" == helm ]]; then
   build helm helm helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$helm_version"
+fi
+if [[ "$only" == all || "$only" == gitops ]]; then
+  # Argo CD's Lua health check through Argo CD's own code, and Flux's kstatus (tests/test_gitops.py)
+  build luahealth luahealth .
+  build kstatus kstatus .
 fi
 echo "$bin"

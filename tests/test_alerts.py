@@ -7,6 +7,7 @@ their labels and rendered annotations) out. The plain rules file is the Promethe
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 MONITORING = ROOT / "manifests" / "monitoring"
 PROMETHEUS_RULE = MONITORING / "prometheusrule.yaml"
+DASHBOARD = MONITORING / "dashboard.json"
 RULES = MONITORING / "rules.yaml"
 ALERT_TESTS = sorted((ROOT / "tests" / "data" / "alerts").glob("*.test.yaml"))
 RUNBOOKS = ROOT / "docs" / "runbooks"
@@ -97,16 +99,45 @@ def test_every_alert_has_severity_summary_and_an_existing_runbook():
         assert runbook.read_text().startswith(f"# {name}\n"), runbook
 
 
-def test_alerts_use_only_metrics_the_operator_exports():
+def exported_metrics() -> set[str]:
+    """Every series name the operator process can export (its metrics modules register them at import)."""
     from prometheus_client import REGISTRY
 
     import sovereign_suite.metrics  # noqa: F401 - registers the operator's metrics
+    import sovereign_suite.reconcile.gpu  # noqa: F401 - the GPU gauges
 
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "info": ["_info"], "gauge": [""]}
-    exported = {m.name + suffix for m in REGISTRY.collect() for suffix in suffixes.get(m.type, [""])}
+    return {m.name + suffix for m in REGISTRY.collect() for suffix in suffixes.get(m.type, [""])}
+
+
+def test_alerts_use_only_metrics_the_operator_exports():
+    exported = exported_metrics()
     for rule in alert_rules():
         for name in re.findall(r"\bsovereign_suite_[a-z_]+", rule["expr"]):
             assert name in exported, f"{rule['alert']}: {name} is not a metric of the operator"
+
+
+def test_dashboard_is_well_formed_and_queries_known_metrics():
+    """Quick checks without Prometheus; tests/cluster/test_prometheus.py runs every query on a real one."""
+    dash = json.loads(DASHBOARD.read_text())
+    panels = dash["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    variables = {v["name"] for v in dash["templating"]["list"]}
+    assert {"datasource", "suite", "country"} <= variables
+    exported = exported_metrics()
+    queries = 0
+    for p in panels:
+        assert 0 <= p["gridPos"]["x"] and p["gridPos"]["x"] + p["gridPos"]["w"] <= 24, p["title"]
+        if p["type"] == "row":
+            continue
+        assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
+        assert p["targets"] and p.get("description"), p["title"]
+        for t in p["targets"]:
+            queries += 1
+            assert set(re.findall(r"\$\{?(\w+)", t["expr"])) <= variables, t["expr"]
+            for name in re.findall(r"\bsovereign_suite_[a-z_]+", t["expr"]):
+                assert name in exported, f"panel {p['title']!r}: {name} is not a metric of the operator"
+    assert queries >= 15
 
 
 if __name__ == "__main__":  # python -m tests.test_alerts: rewrite rules.yaml from prometheusrule.yaml

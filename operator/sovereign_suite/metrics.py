@@ -92,7 +92,10 @@ def record_pass(namespace: str, name: str, outcome: Any, result: str, trigger: s
     RECONCILE_TOTAL.labels(trigger=trigger, result=result).inc()
     if duration is not None:
         RECONCILE_DURATION.labels(trigger=trigger, result=result).observe(duration)
-    for reason in outcome.error_reasons:
+    # "Stalled:<reason>" repeats the reason of the error that stalled the pass: count it once
+    found = [r for r in outcome.error_reasons if not r.startswith("Stalled:")]
+    found += [r for r in outcome.error_reasons if r.startswith("Stalled:") and r.split(":", 1)[1] not in found]
+    for reason in found:
         _count_error(namespace, name, error_reason(reason))
     if outcome.writes:
         CHILD_WRITES_TOTAL.labels(trigger=trigger).inc(outcome.writes)

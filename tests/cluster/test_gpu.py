@@ -28,7 +28,7 @@ def operator(cluster):
 
 @pytest.fixture(scope="module")
 def kube(api) -> Kube:
-    return Kube(api)
+    return Kube(api, user_agent="sovereign-suite-tests")
 
 
 def llm_suite(namespace: str, models: list[dict], quota_gpus: int = 16, jitsi: bool = False) -> dict:

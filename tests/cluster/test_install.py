@@ -90,6 +90,13 @@ class ChartOperator(OperatorProcess):
                                       *self.container["args"]],
                                      env=env, stdout=open(self.log_path, "a"), stderr=subprocess.STDOUT)
 
+    def peak_rss_mib(self) -> float:
+        """The process's peak resident memory (VmHWM), to compare with the chart's memory limit."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no VmHWM in /proc/<pid>/status")
+
     def forbidden_lines(self) -> list[str]:
         return [line for line in self.log_path.read_text().splitlines() if "403" in line or "Forbidden" in line]
 
@@ -106,9 +113,13 @@ def forbidden_requests(cluster, since: int, username: str) -> list[str]:
             if ev.get("user", {}).get("username") == username and ev.get("responseStatus", {}).get("code") == 403]
 
 
-def wait_ready(kube: Kube, doc: dict[str, Any], timeout: float = 180) -> dict[str, Any]:
+def wait_ready(kube: Kube, doc: dict[str, Any], operator: ChartOperator, timeout: float = 180) -> dict[str, Any]:
     def ready():
+        refused = operator.forbidden_lines()
+        assert not refused, "the operator was refused:\n" + "\n".join(refused[:5])
         s = kube.get(*SUITES, doc["metadata"]["name"], doc["metadata"]["namespace"])
+        refused = [c["message"] for c in (s or {}).get("status", {}).get("conditions", []) if c["reason"] == "Forbidden"]
+        assert not refused, f"the operator was refused: {refused[0][:1000]}"
         c = condition(s, "Ready")
         return s if c and c["status"] == "True" and s["status"].get("observedGeneration") == \
             s["metadata"]["generation"] else None
@@ -178,7 +189,7 @@ def test_cluster_scope_rbac_is_enough_for_the_example(cluster, api, core, namesp
     try:
         wait_for(lambda: operator.healthz() == 200, timeout=60, what="Kopf's liveness endpoint /healthz")
         kube.apply(doc, "test")
-        suite = wait_ready(kube, doc)
+        suite = wait_ready(kube, doc, operator)
         assert [t["country"] for t in suite["status"]["tenants"]] == ["FR", "DE"]
         # a few drift passes on the converged suite, then the deletion (cleanup runs under the same identity)
         passes = operator.metric("sovereign_suite_reconcile_total", trigger="timer")
@@ -186,6 +197,11 @@ def test_cluster_scope_rbac_is_enough_for_the_example(cluster, api, core, namesp
                  timeout=60, what="two drift passes")
         delete_suite(kube, doc)
         assert operator.proc.poll() is None, "the operator exited"
+        limit = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+        assert limit.endswith("Mi")
+        peak = operator.peak_rss_mib()
+        print(f"operator peak RSS with the two-country example: {peak:.0f} MiB (chart limit {limit})")
+        assert peak < int(limit[:-2])
     finally:
         operator.stop()
     # the audit log sees this identity's requests, so the empty list below can fail
@@ -241,7 +257,7 @@ def test_namespaces_scope_serves_listed_namespaces_only(cluster, api, core, name
         try:
             kube.apply(doc, "test")
             kube.apply(ignored, "test")
-            suite = wait_ready(kube, doc)
+            suite = wait_ready(kube, doc, operator)
             assert [t["namespace"] for t in suite["status"]["tenants"]] == tenants
             # the suite outside watchNamespaces is not served: no status, no finalizer, no tenant
             passes = operator.metric("sovereign_suite_reconcile_total", trigger="timer")
@@ -251,12 +267,25 @@ def test_namespaces_scope_serves_listed_namespaces_only(cluster, api, core, name
             assert "status" not in outside and not outside["metadata"].get("finalizers")
             delete_suite(kube, doc)
             assert operator.proc.poll() is None, "the operator exited"
+            assert any(ev.get("user", {}).get("username") == user for ev in Audit(cluster).events(mark))
+            assert forbidden_requests(cluster, mark, user) == []
+            assert operator.forbidden_lines() == []
+
+            # a suite whose tenants the chart does not list: refused, and the suite says so
+            unlisted = suite_doc("two-countries", namespace, name=f"u{suite_name}")
+            kube.apply(unlisted, "test")
+
+            def degraded():
+                s = kube.get(*SUITES, unlisted["metadata"]["name"], namespace)
+                return condition(s, "Degraded") if (condition(s, "Degraded") or {}).get("status") == "True" else None
+
+            cond = wait_for(degraded, timeout=60, what="the unlisted suite Degraded")
+            assert cond["reason"] == "Forbidden" and f"u{suite_name}-fr" in cond["message"], cond
+            assert forbidden_requests(cluster, mark, user)  # the API server refused it indeed
+            delete_suite(kube, unlisted)
         finally:
             operator.stop()
             kube.delete({"apiVersion": SUITES[0], "kind": SUITES[1], "metadata": ignored["metadata"]})
-        assert any(ev.get("user", {}).get("username") == user for ev in Audit(cluster).events(mark))
-        assert forbidden_requests(cluster, mark, user) == []
-        assert operator.forbidden_lines() == []
     finally:
         core.delete_namespace(other)
         for ns in tenants:
@@ -265,3 +294,44 @@ def test_namespaces_scope_serves_listed_namespaces_only(cluster, api, core, name
             except ApiException as exc:
                 if exc.status != 404:
                     raise
+
+
+def argo_cd_module() -> Path:
+    """Argo CD's Go module, which `make tools` downloads to build hack/tools/luahealth (its CRDs come with it)."""
+    proc = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", "github.com/argoproj/argo-cd/v3"],
+                          cwd=ROOT / "hack" / "tools" / "luahealth", capture_output=True, text=True,
+                          env=dict(os.environ, GOFLAGS="-mod=mod", GOPROXY="off"))
+    if proc.returncode != 0 or not proc.stdout.strip():
+        msg = f"Argo CD's Go module is not in the module cache (`make tools`): {proc.stderr.strip()[-300:]}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg)
+    return Path(proc.stdout.strip())
+
+
+def test_argocd_manifests_pass_argo_cds_own_schema(cluster, api, core):
+    """manifests/gitops/argocd, validated by the API server against Argo CD's Application CRD (strict)."""
+    crd = argo_cd_module() / "manifests" / "crds" / "application-crd.yaml"
+    kubectl(cluster, "apply", "--server-side", "-f", str(crd))
+    crds = client.ApiextensionsV1Api(api)
+    wait_for(lambda: any(c.type == "Established" and c.status == "True" for c in
+                         crds.read_custom_resource_definition("applications.argoproj.io").status.conditions or []),
+             timeout=60, what="Argo CD's Application CRD established")
+    try:
+        core.create_namespace({"metadata": {"name": "argocd"}})
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    built = subprocess.run([str(bin_dir() / "kubectl"), "kustomize", "--load-restrictor", "LoadRestrictionsNone",
+                            str(ROOT / "manifests" / "gitops" / "argocd")], capture_output=True, text=True, check=True)
+    docs = [d for d in yaml.safe_load_all(built.stdout) if d]
+    assert sorted(d["kind"] for d in docs) == ["Application", "Application", "ConfigMap"]
+    out = kubectl(cluster, "apply", "--server-side", "--dry-run=server", "-f", "-", stdin=built.stdout)
+    assert out.count("serverside-applied (server dry run)") == 3, out
+    # the validation is real: a misspelt field is refused
+    app = next(d for d in docs if d["kind"] == "Application")
+    app["spec"]["syncPolicy"]["automatic"] = app["spec"]["syncPolicy"].pop("automated")
+    proc = subprocess.run([str(bin_dir() / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), "apply",
+                           "--server-side", "--dry-run=server", "-f", "-"], input=yaml.safe_dump(app),
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and 'unknown field "spec.syncPolicy.automatic"' in proc.stderr, proc.stderr

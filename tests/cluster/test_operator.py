@@ -30,7 +30,7 @@ def operator(cluster):
 
 @pytest.fixture(scope="module")
 def kube(api) -> Kube:
-    return Kube(api)
+    return Kube(api, user_agent="sovereign-suite-tests")
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +194,9 @@ def test_drift_is_repaired(operator, kube, core, suite_ns):
     wait_for(lambda: kube.get("v1", "Service", "synapse", fr), timeout=30, what="Service synapse re-created")
     wait_for(lambda: kube.get("apps/v1", "Deployment", "jitsi-web", fr)["spec"]["replicas"] == 2, timeout=30,
              what="jitsi-web scaled back to 2")
-    assert operator.metric("sovereign_suite_drift_corrections_total", suite=doc["metadata"]["name"]) >= 2
+    # the counter is updated when the repairing pass ends, just after the repair shows
+    wait_for(lambda: operator.metric("sovereign_suite_drift_corrections_total", suite=doc["metadata"]["name"]) >= 2,
+             timeout=30, what="drift corrections counted")
     cleanup_suite(kube, core, doc)
 
 

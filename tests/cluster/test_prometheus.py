@@ -1,15 +1,20 @@
 """The operator's metrics, alerts and dashboard on a real Prometheus.
 
-The operator runs as a process against the local control plane with two suites: a two-country suite whose LLM
-model asks for a GPU product only France has (so DE's model is Unschedulable on the real scheduler), and a suite
-on an unknown cloud (Stalled: reconcile errors). A drift is provoked so that drift corrections are counted.
-A real Prometheus (Debian's package, hack/install-prometheus.sh) scrapes the operator every second on loopback
-and loads manifests/monitoring/rules.yaml. Then every query of every dashboard panel must return data, every
-rule must evaluate without error, and the alerts that should be pending are.
+The cluster serves the Prometheus Operator's real ServiceMonitor/PodMonitor/PrometheusRule CRDs (fetched by
+hack/install-prometheus.sh). The operator runs as a process with two suites: a two-country suite with
+spec.monitoring.serviceMonitors whose LLM model asks for a GPU product only France has (so DE's model is
+Unschedulable on the real scheduler), and a suite on an unknown cloud (Stalled: reconcile errors). A drift is
+provoked so that drift corrections are counted. A real Prometheus (Debian's package) scrapes the operator every
+second on loopback and loads manifests/monitoring/rules.yaml.
+
+Checked: the monitoring objects are applied as rendered and pass the CRDs' schemas strictly; every query of
+every dashboard panel returns data; every rule evaluates without error; the alerts that should be pending are;
+a deleted suite's series disappear.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -24,15 +29,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sovereign_suite.devcluster.cluster import cache_dir
-from sovereign_suite.reconcile.kube import Kube
+from sovereign_suite.api.loader import load_files
+from sovereign_suite.api.validation import parse_suite
+from sovereign_suite.devcluster.cluster import bin_dir, cache_dir
+from sovereign_suite.reconcile.compare import contains, first_difference
+from sovereign_suite.reconcile.kube import ApiError, Kube, ref
+from sovereign_suite.render import render_suite
 
+from ..helpers import CLOUDS
 from .conftest import wait_for
 from .operator_fixture import SUITES, OperatorProcess, condition, create_referenced_secrets, free_port, suite_doc
 
 ROOT = Path(__file__).resolve().parents[2]
-DASHBOARD = ROOT / "manifests" / "monitoring" / "dashboard.json"
-RULES = ROOT / "manifests" / "monitoring" / "rules.yaml"
+MANIFESTS = ROOT / "manifests" / "monitoring"
+DASHBOARD = MANIFESTS / "dashboard.json"
+RULES = MANIFESTS / "rules.yaml"
+MONITORING = "monitoring.coreos.com/v1"
 JOB = "sovereign-suite-operator"  # the job name SovereignSuiteOperatorDown expects
 H100 = "NVIDIA-H100-80GB-HBM3"  # FR's simulated cloud has H100 nodes, DE's has none
 GPU_METRICS = ("sovereign_suite_gpus_requested", "sovereign_suite_gpus_allocatable")
@@ -92,13 +104,16 @@ class Prometheus:
         return data["result"]
 
 
+def missing_tool(msg: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(msg, pytrace=False)
+    pytest.skip(msg)
+
+
 def prometheus_binary() -> str:
     path = shutil.which("prometheus")
     if path is None:
-        msg = "prometheus not found: run hack/install-prometheus.sh (Debian's prometheus package)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
+        missing_tool("prometheus not found: run hack/install-prometheus.sh (Debian's prometheus package)")
     return path
 
 
@@ -125,7 +140,23 @@ def has_data(result: list[dict]) -> bool:
 
 
 @pytest.fixture(scope="module")
-def operator(cluster):
+def monitoring_crds(cluster):
+    """The Prometheus Operator's CRDs in the test cluster while this module runs (the operator discovers the
+    API once, at its first pass: it starts after them)."""
+    crds = Path(subprocess.run([str(ROOT / "hack" / "install-prometheus.sh"), "--print-crds"], check=True,
+                               capture_output=True, text=True).stdout.strip())
+    if not (crds / ".complete").exists():
+        missing_tool(f"Prometheus Operator CRDs not in {crds}: run hack/install-prometheus.sh")
+    kubectl = [str(bin_dir() / "kubectl"), "--kubeconfig", str(cluster.kubeconfig)]
+    subprocess.run(kubectl + ["apply", "--server-side", "-f", str(crds)], check=True, capture_output=True)
+    subprocess.run(kubectl + ["wait", "--for=condition=Established", "--timeout=60s", "-f", str(crds)], check=True,
+                   capture_output=True)
+    yield
+    subprocess.run(kubectl + ["delete", "--ignore-not-found", "-f", str(crds)], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def operator(cluster, monitoring_crds):
     op = OperatorProcess(cluster, drift_interval=3.0)
     op.start()
     yield op
@@ -134,7 +165,7 @@ def operator(cluster):
 
 @pytest.fixture(scope="module")
 def kube(api) -> Kube:
-    return Kube(api)
+    return Kube(api, user_agent="sovereign-suite-tests")
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +183,7 @@ def suites(kube, core, namespace):
     model = {"name": "small", "modelId": "org/small", "gpusPerReplica": 1, "gpuProducts": [H100]}
     healthy = suite_doc("two-countries", namespace, patch={
         "components": {"docs": {"enabled": False}, "llm": {"enabled": True, "models": [model]}},
-        "deletionPolicy": "Delete"})
+        "monitoring": {"serviceMonitors": True}, "deletionPolicy": "Delete"})
     stalled = suite_doc("two-countries", namespace, patch={"deletionPolicy": "Delete"})
     stalled["spec"]["tenants"] = [{"country": "FR", "cloud": "nowhere"}]
     for doc in (healthy, stalled):
@@ -160,6 +191,44 @@ def suites(kube, core, namespace):
     yield healthy, stalled
     for doc in (healthy, stalled):
         kube.delete({"apiVersion": SUITES[0], "kind": SUITES[1], "metadata": doc["metadata"]})
+    for doc in (healthy, stalled):  # the operator removes the children before the CRDs go
+        wait_for(lambda: kube.get(*SUITES, doc["metadata"]["name"], namespace) is None, timeout=120,
+                 what=f"suite {doc['metadata']['name']} deleted")
+
+
+def strict_dry_run(kube: Kube, obj: dict, namespace: str) -> None:
+    """Create ``obj`` (renamed) with dryRun and fieldValidation=Strict: the API server refuses any field its
+    schema does not know, where an apply would silently drop it."""
+    obj = copy.deepcopy(obj)
+    obj["metadata"] = {"name": obj["metadata"]["name"] + "-strict", "namespace": namespace}
+    kind = kube.require(obj["apiVersion"], obj["kind"])
+    kube.request("POST", kind.path(namespace), body=obj, query={"dryRun": "All", "fieldValidation": "Strict"},
+                 what=ref(obj))
+
+
+def check_monitoring_objects(kube: Kube, doc: dict) -> None:
+    _, clouds = load_files([CLOUDS])
+    rendered = render_suite(parse_suite(doc), clouds, frozenset({MONITORING})).manifests
+    want = [o for o in rendered if o["apiVersion"] == MONITORING or o["metadata"]["name"] == "allow-monitoring"]
+    assert {(o["kind"], o["metadata"]["name"]) for o in want if o["metadata"]["namespace"].endswith("-fr")} == {
+        ("ServiceMonitor", "synapse"), ("ServiceMonitor", "jitsi-jvb"), ("PodMonitor", "matrix-postgres"),
+        ("PodMonitor", "vllm"), ("NetworkPolicy", "allow-monitoring")}
+    for obj in want:  # applied, and nothing of it dropped by the CRDs' schemas
+        live = wait_for(lambda: kube.get(obj["apiVersion"], obj["kind"], obj["metadata"]["name"],
+                                         obj["metadata"]["namespace"]), timeout=60, what=ref(obj))
+        assert contains(live, obj), f"{ref(obj)}: {first_difference(live, obj)}"
+    ns = doc["metadata"]["namespace"]
+    own = [yaml.safe_load((MANIFESTS / f).read_text()) for f in ("podmonitor.yaml", "prometheusrule.yaml")]
+    for obj in [o for o in want if o["apiVersion"] == MONITORING] + own:
+        strict_dry_run(kube, obj, ns)
+    with pytest.raises(ApiError) as err:  # the strict check does refuse what the schema does not know
+        strict_dry_run(kube, {**own[0], "spec": {**own[0]["spec"], "podMetricEndpoints": []}}, ns)
+    assert err.value.status in (400, 422) and "podMetricEndpoints" in err.value.message
+    # the embedded database runs with its exporter sidecar
+    sts = wait_for(lambda: (lambda s: s if s and (s.get("status") or {}).get("readyReplicas") == 1 else None)(
+        kube.get("apps/v1", "StatefulSet", "matrix-postgres", f"{doc['metadata']['name']}-fr")), timeout=120,
+        what="matrix-postgres ready")
+    assert [c["name"] for c in sts["spec"]["template"]["spec"]["containers"]] == ["postgres", "metrics"]
 
 
 def test_dashboard_alerts_and_rules_on_a_real_prometheus(operator, prometheus, kube, core, suites):
@@ -173,6 +242,7 @@ def test_dashboard_alerts_and_rules_on_a_real_prometheus(operator, prometheus, k
     wait_for(lambda: operator.metric("sovereign_suite_component_reason", suite=name, country="DE",
                                      component="llm", reason="Unschedulable") == 1,
              timeout=120, what="DE's LLM component Unschedulable")
+    check_monitoring_objects(kube, healthy)
     # a drift the timer repairs
     fr = f"{name}-fr"
     wait_for(lambda: kube.get("v1", "Service", "synapse", fr), timeout=120, what="Service synapse in FR")

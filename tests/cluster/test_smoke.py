@@ -76,9 +76,14 @@ def test_pod_asking_too_many_gpus_stays_pending(dyn, core, namespace):
 
     events = wait_for(failed_scheduling, what="FailedScheduling event")
     assert "Insufficient nvidia.com/gpu" in events[0].message
-    pod = pods.get(name="huge", namespace=namespace)
+
+    def unschedulable():
+        pod = pods.get(name="huge", namespace=namespace)
+        conds = [c for c in pod.status.conditions or [] if c["type"] == "PodScheduled"]
+        return (pod, conds[0]) if conds else None
+
+    pod, cond = wait_for(unschedulable, what="PodScheduled condition")
     assert pod.status.phase == "Pending" and not pod.spec.nodeName
-    cond = next(c for c in pod.status.conditions if c["type"] == "PodScheduled")
     assert cond["status"] == "False" and cond["reason"] == "Unschedulable"
 
 

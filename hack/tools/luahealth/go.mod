@@ -1,3 +1,5 @@
+// Argo CD v3.2.12 is the newest release that builds as a dependency: from v3.3 its go.mod replaces
+// gitops-engine with an in-repository directory (ignored in a dependent module), and v3.6 needs Go 1.27.
 module sovereignsuite.io/hack/tools/luahealth
 
 go 1.26.0

@@ -124,7 +124,11 @@ class Monitoring(Model):
     """Switches for the monitoring objects the operator renders (they need the Prometheus Operator CRDs)."""
 
     service_monitors: bool = Field(False, description="Render ServiceMonitors/PodMonitors for the components.")
-    prometheus_rules: bool = Field(False, description="Render the PrometheusRule with the suite's alerts.")
+    prometheus_rules: bool = Field(
+        False,
+        description="Reserved: the alerts cover every suite from the operator's own PrometheusRule "
+        "(manifests/monitoring/prometheusrule.yaml, installed with the operator); this switch renders nothing yet.",
+    )
 
 
 # --------------------------------------------------------------------------------------------------

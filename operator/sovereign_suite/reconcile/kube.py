@@ -66,8 +66,10 @@ def ref(obj: dict[str, Any]) -> str:
 class Kube:
     """Thread-safe; one per process. ``requests`` counts calls by HTTP verb (APPLY for server-side apply)."""
 
-    def __init__(self, api: k8s_client.ApiClient, max_retries: int = 6, max_delay: float = 30.0):
+    def __init__(self, api: k8s_client.ApiClient, max_retries: int = 6, max_delay: float = 30.0,
+                 user_agent: str = USER_AGENT):
         self.api = api
+        self.user_agent = user_agent
         self.max_retries = max_retries
         self.max_delay = max_delay
         self.requests: Counter[str] = Counter()
@@ -88,7 +90,7 @@ class Kube:
         url = self.api.configuration.host + path
         if query:
             url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
-        headers = {"Accept": "application/json", "Content-Type": content_type, "User-Agent": USER_AGENT}
+        headers = {"Accept": "application/json", "Content-Type": content_type, "User-Agent": self.user_agent}
         self.api.update_params_for_auth(headers, None, ["BearerToken"], None, method, body)
         verb = "APPLY" if content_type == "application/apply-patch+yaml" else method
         attempt = 0

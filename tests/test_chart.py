@@ -1,0 +1,375 @@
+"""The Helm chart, the install manifests generated from it, the GitOps manifests and the Dockerfile.
+
+Runs the real helm (built by ``make tools``): ``helm lint``, ``helm template`` in both RBAC modes, the values
+schema. The RBAC is checked against the code it serves (CHILD_KINDS, the tenant-admin Role the operator
+creates); tests/cluster/test_install.py proves on a real API server that it is enough.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from sovereign_suite.components.base import LABEL_SUITE, LABEL_SUITE_NS
+from sovereign_suite.reconcile.pipeline import CHILD_KINDS
+
+from .helpers import K8S_SCHEMA_VERSION, ROOT, render_example
+
+CHART = ROOT / "charts" / "sovereign-suite-operator"
+INSTALL = ROOT / "manifests" / "install"
+GITOPS = ROOT / "manifests" / "gitops"
+MONITORING = ROOT / "manifests" / "monitoring"
+
+NAMESPACES_MODE = {
+    "rbac": {"scope": "namespaces"},
+    "watchNamespaces": ["sovereign-suite"],
+    "tenants": [{"suite": "eu-workplace", "suiteNamespace": "sovereign-suite", "countries": ["FR", "DE"]}],
+}
+EVERYTHING_ON = {"metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
+                 "dashboard": {"enabled": True}}
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    from sovereign_suite.devcluster.cluster import bin_dir
+
+    try:
+        path = bin_dir() / "helm"
+    except Exception as err:  # noqa: BLE001 - the same rule as the cluster tests
+        path, reason = None, str(err)
+    if path is None or not path.exists():
+        msg = f"helm is not built (`make tools`): {reason if path is None else path}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg)
+    return str(path)
+
+
+def run_helm(helm: str, *args: str, values: dict[str, Any] | None = None, tmp_path: Path | None = None
+             ) -> subprocess.CompletedProcess[str]:
+    extra: list[str] = []
+    if values is not None:
+        assert tmp_path is not None
+        path = tmp_path / f"values-{len(list(tmp_path.iterdir()))}.yaml"
+        path.write_text(yaml.safe_dump(values))
+        extra = ["-f", str(path)]
+    return subprocess.run([helm, *args, *extra], capture_output=True, text=True)
+
+
+def template(helm: str, tmp_path: Path, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    proc = run_helm(helm, "template", "sovereign-suite-operator", str(CHART), "--namespace", "sovereign-suite-system",
+                    values=values or {}, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def plural(kind: str) -> str:
+    low = kind.lower()
+    if low.endswith("y"):
+        return low[:-1] + "ies"
+    if low.endswith("ss"):
+        return low + "es"
+    return low + "s"
+
+
+def allowed(rules: list[dict[str, Any]], group: str, resource: str) -> set[str]:
+    return {v for r in rules if group in r["apiGroups"] and resource in r["resources"] for v in r["verbs"]}
+
+
+# ---- lint and render -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("values", [{}, NAMESPACES_MODE, EVERYTHING_ON], ids=["cluster", "namespaces", "all-on"])
+def test_helm_lint_strict(helm, tmp_path, values):
+    proc = run_helm(helm, "lint", "--strict", str(CHART), values=values, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("values", [{}, NAMESPACES_MODE, EVERYTHING_ON], ids=["cluster", "namespaces", "all-on"])
+def test_rendered_objects_are_valid_kubernetes(helm, tmp_path, values):
+    for doc in template(helm, tmp_path, values):
+        if doc["apiVersion"].startswith("monitoring.coreos.com"):
+            continue  # not in the Kubernetes schema (the Prometheus Operator's own)
+        kubernetes_validate.validate(doc, K8S_SCHEMA_VERSION, strict=True)
+
+
+def test_cluster_mode_objects(helm, tmp_path):
+    docs = template(helm, tmp_path)
+    assert sorted(d["kind"] for d in docs) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service",
+                                               "ServiceAccount"]
+    binding = of_kind(docs, "ClusterRoleBinding")[0]
+    sa = of_kind(docs, "ServiceAccount")[0]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
+                                    "namespace": "sovereign-suite-system"}]
+    assert binding["roleRef"]["name"] == of_kind(docs, "ClusterRole")[0]["metadata"]["name"]
+
+
+def test_deployment_is_restricted_and_probed(helm, tmp_path):
+    docs = template(helm, tmp_path, {"operator": {"driftInterval": 17, "livenessPort": 8181}})
+    dep = of_kind(docs, "Deployment")[0]
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert c["command"] == ["sovereign-suite", "run"]
+    assert "--liveness-port=8181" in c["args"]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
+    assert {"name": "liveness", "containerPort": 8181, "protocol": "TCP"} in c["ports"]
+    assert {"name": "SOVEREIGN_SUITE_DRIFT_INTERVAL", "value": "17"} in c["env"]
+    sc = c["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+    assert sc["runAsNonRoot"] is True and sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"} == pod["securityContext"]["seccompProfile"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+    # the Dockerfile's user is the chart's
+    assert f"USER {pod['securityContext']['runAsUser']}:{pod['securityContext']['runAsGroup']}" in \
+        (ROOT / "Dockerfile").read_text()
+
+
+def test_namespaces_mode_watches_and_creates_only_the_listed_namespaces(helm, tmp_path):
+    docs = template(helm, tmp_path, NAMESPACES_MODE)
+    args = of_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert [a for a in args if a.startswith("--namespace")] == ["--namespace=sovereign-suite"]
+    # the tenant namespaces the chart creates are those the operator renders for the suite
+    rendered = render_example("two-countries").manifests
+    want = {o["metadata"]["name"]: o["metadata"]["labels"] for o in rendered if o["kind"] == "Namespace"}
+    namespaces = of_kind(docs, "Namespace")
+    assert sorted(n["metadata"]["name"] for n in namespaces) == sorted(want)
+    for n in namespaces:
+        labels = n["metadata"]["labels"]
+        assert labels[LABEL_SUITE] == want[n["metadata"]["name"]][LABEL_SUITE]
+        assert labels[LABEL_SUITE_NS] == want[n["metadata"]["name"]][LABEL_SUITE_NS]
+        assert n["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    roles = of_kind(docs, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == sorted(["sovereign-suite", *want])
+    for binding in of_kind(docs, "RoleBinding"):
+        assert binding["subjects"][0]["namespace"] == "sovereign-suite-system"
+    # cluster-wide: reads only
+    (cluster_role,) = of_kind(docs, "ClusterRole")
+    assert {v for r in cluster_role["rules"] for v in r["verbs"]} <= {"get", "list", "watch"}
+
+
+# ---- RBAC: least privilege, derived from the code --------------------------------------------------------
+@pytest.mark.parametrize("values", [{}, NAMESPACES_MODE, EVERYTHING_ON], ids=["cluster", "namespaces", "all-on"])
+def test_no_wildcard_anywhere(helm, tmp_path, values):
+    roles = [d for d in template(helm, tmp_path, values) if d["kind"] in ("Role", "ClusterRole")]
+    assert roles
+    for role in roles:
+        for rule in role["rules"]:
+            for key in ("verbs", "resources", "apiGroups"):
+                assert "*" not in rule.get(key, []), f"{role['kind']} {role['metadata']['name']}: {key} {rule}"
+            assert not rule.get("nonResourceURLs"), rule
+            assert not {"escalate", "bind", "impersonate", "update", "deletecollection"} & set(rule["verbs"]), rule
+
+
+def operator_rules(docs: list[dict[str, Any]], namespace: str) -> list[dict[str, Any]]:
+    """Every rule that applies to the operator in ``namespace`` (cluster-wide ones included)."""
+    rules = [r for d in of_kind(docs, "ClusterRole") for r in d["rules"]]
+    return rules + [r for d in of_kind(docs, "Role") if d["metadata"]["namespace"] == namespace for r in d["rules"]]
+
+
+@pytest.mark.parametrize("values", [{}, NAMESPACES_MODE], ids=["cluster", "namespaces"])
+def test_rbac_covers_every_child_kind(helm, tmp_path, values):
+    """The pipeline lists, reads, applies (patch, create when absent) and deletes every kind it renders."""
+    docs = template(helm, tmp_path, values)
+    rules = operator_rules(docs, "eu-workplace-fr")
+    for api_version, kind in CHILD_KINDS:
+        group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+        verbs = allowed(rules, group, plural(kind))
+        chart_creates_it = kind == "Namespace" and values.get("rbac", {}).get("scope") == "namespaces"
+        need = {"get", "list", "patch", "delete"} | (set() if chart_creates_it else {"create"})
+        assert need <= verbs, f"{kind}: has {sorted(verbs)}, needs {sorted(need)}"
+
+
+@pytest.mark.parametrize("values", [{}, NAMESPACES_MODE], ids=["cluster", "namespaces"])
+def test_rbac_holds_what_the_tenant_admin_role_grants(helm, tmp_path, values):
+    """Kubernetes lets no one create a Role granting more than they hold (without "escalate")."""
+    docs = template(helm, tmp_path, values)
+    rules = operator_rules(docs, "eu-workplace-fr")
+    (tenant_admin,) = [o for o in render_example("two-countries").manifests
+                       if o["kind"] == "Role" and o["metadata"]["namespace"] == "eu-workplace-fr"]
+    for rule in tenant_admin["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                missing = set(rule["verbs"]) - allowed(rules, group, resource)
+                assert not missing, f"{group}/{resource}: the operator lacks {sorted(missing)}"
+
+
+@pytest.mark.parametrize("values", [{}, NAMESPACES_MODE], ids=["cluster", "namespaces"])
+def test_rbac_for_suites_clouds_and_kopf(helm, tmp_path, values):
+    docs = template(helm, tmp_path, values)
+    rules = operator_rules(docs, "sovereign-suite")
+    assert allowed(rules, "sovereignsuite.io", "sovereignsuites") == {"get", "list", "watch", "patch"}
+    assert allowed(rules, "sovereignsuite.io", "sovereignsuites/status") == {"patch"}
+    assert allowed(rules, "sovereignsuite.io", "nationalclouds") == {"get", "list", "watch"}
+    assert {"create"} <= allowed(rules, "", "events")
+    assert {"list", "watch"} <= allowed(rules, "apiextensions.k8s.io", "customresourcedefinitions")
+    assert {"list"} <= allowed(rules, "", "nodes")
+
+
+# ---- values schema and template checks -------------------------------------------------------------------
+@pytest.mark.parametrize("values, field, problem", [
+    ({"replicaCount": 2}, "/replicaCount", "maximum"),
+    ({"rbac": {"scope": "everything"}}, "/rbac/scope", "cluster"),
+    ({"watchNamespaces": ["Not_A_Namespace"]}, "/watchNamespaces/0", "pattern"),
+    ({"tenants": [{"suite": "s", "suiteNamespace": "n", "countries": ["france"]}]}, "/tenants/0/countries/0",
+     "pattern"),
+    ({"operator": {"driftInterval": 0}}, "/operator/driftInterval", "minimum"),
+    ({"typo": True}, "typo", "additional"),
+])
+def test_schema_rejects_bad_values(helm, tmp_path, values, field, problem):
+    proc = run_helm(helm, "template", "x", str(CHART), values=values, tmp_path=tmp_path)
+    assert proc.returncode != 0
+    assert field in proc.stderr and problem in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"rbac": {"scope": "namespaces"}}, "watchNamespaces: must list at least one namespace"),
+    ({**NAMESPACES_MODE, "tenants": []}, "tenants: must list the suites' tenants"),
+    ({**NAMESPACES_MODE, "watchNamespaces": ["other"]}, 'tenants: suite eu-workplace is in namespace "sovereign-suite"'),
+    ({"metrics": {"service": {"enabled": False}, "serviceMonitor": {"enabled": True}}},
+     "metrics.serviceMonitor.enabled: needs metrics.service.enabled"),
+])
+def test_inconsistent_values_fail_with_the_field(helm, tmp_path, values, message):
+    proc = run_helm(helm, "template", "x", str(CHART), values=values, tmp_path=tmp_path)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+
+
+# ---- copies and generated files --------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "crds").glob("*.yaml")))
+def test_chart_crds_are_the_repository_crds(name):
+    assert (CHART / "crds" / name).read_bytes() == (ROOT / "crds" / name).read_bytes(), "run `make manifests`"
+
+
+def test_chart_has_no_other_crds():
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == sorted(p.name for p in (ROOT / "crds").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", ["prometheusrule.yaml", "dashboard.json"])
+def test_chart_monitoring_files_are_the_repository_files(name):
+    assert (CHART / "files" / name).read_bytes() == (MONITORING / name).read_bytes(), "run `make manifests`"
+
+
+def test_prometheus_rule_and_dashboard_render_their_sources(helm, tmp_path):
+    docs = template(helm, tmp_path, EVERYTHING_ON)
+    (rule,) = of_kind(docs, "PrometheusRule")
+    assert rule["spec"] == yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())["spec"]
+    (dashboard,) = of_kind(docs, "ConfigMap")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert list(dashboard["data"].values()) == [(MONITORING / "dashboard.json").read_text()]
+
+
+def test_service_monitor_job_is_the_job_the_alerts_expect(helm, tmp_path):
+    docs = template(helm, tmp_path, EVERYTHING_ON)
+    (monitor,) = of_kind(docs, "ServiceMonitor")
+    (service,) = of_kind(docs, "Service")
+    job = service["metadata"]["labels"][monitor["spec"]["jobLabel"]]
+    exprs = " ".join(r["expr"] for g in yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())["spec"]
+                     ["groups"] for r in g["rules"])
+    assert set(re.findall(r'job="([^"]+)"', exprs)) == {job}
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+
+
+def test_install_manifests_are_up_to_date(helm):
+    proc = subprocess.run([str(ROOT / "hack" / "gen-manifests.sh"), "--check"], capture_output=True, text=True,
+                          env=dict(os.environ, SOVEREIGN_SUITE_BIN=str(Path(helm).parent)))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_install_check_fails_when_a_manifest_is_stale(helm, tmp_path):
+    """The check above can fail: in a copy of the repository with an edited install manifest, it does."""
+    for part in ("hack", "crds", "charts", "manifests"):
+        shutil.copytree(ROOT / part, tmp_path / part, symlinks=True)
+    path = tmp_path / "manifests" / "install" / "deployment.yaml"
+    path.write_text(path.read_text().replace("replicas: 1", "replicas: 3"))
+    proc = subprocess.run([str(tmp_path / "hack" / "gen-manifests.sh"), "--check"], capture_output=True, text=True,
+                          env=dict(os.environ, SOVEREIGN_SUITE_BIN=str(Path(helm).parent)))
+    assert proc.returncode == 1 and "out of date: manifests/install" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_install_kustomization_builds_the_chart(helm, tmp_path):
+    kubectl = Path(helm).parent / "kubectl"
+    built = subprocess.run([str(kubectl), "kustomize", str(INSTALL)], capture_output=True, text=True, check=True)
+    docs = [d for d in yaml.safe_load_all(built.stdout) if d]
+    key = lambda d: (d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"])  # noqa: E731
+    chart = {key(d) for d in template(helm, tmp_path)} | {
+        ("CustomResourceDefinition", "", yaml.safe_load(p.read_text())["metadata"]["name"])
+        for p in (ROOT / "crds").glob("*.yaml")} | {("Namespace", "", "sovereign-suite-system")}
+    assert {key(d) for d in docs} == chart
+
+
+# ---- GitOps and image ------------------------------------------------------------------------------------
+def load_dir(path: Path) -> dict[str, dict[str, Any]]:
+    return {p.name: yaml.safe_load(p.read_text()) for p in sorted(path.glob("*.yaml"))}
+
+
+def test_argocd_application_and_health_check():
+    docs = load_dir(GITOPS / "argocd")
+    app = docs["operator-application.yaml"]
+    assert app["kind"] == "Application" and app["spec"]["source"]["path"] == "manifests/install"
+    assert "ServerSideApply=true" in app["spec"]["syncPolicy"]["syncOptions"]
+    suites = docs["suites-application.yaml"]["spec"]["source"]
+    include = suites["directory"]["include"].strip("{}").split(",")
+    assert all((ROOT / suites["path"] / name).exists() for name in include)
+    (generator,) = docs["kustomization.yaml"]["configMapGenerator"]
+    assert generator["name"] == "argocd-cm"
+    (entry,) = generator["files"]
+    key, path = entry.split("=", 1)
+    assert key == "resource.customizations.health.sovereignsuite.io_SovereignSuite"
+    assert (GITOPS / "argocd" / path).resolve() == (ROOT / "manifests" / "argocd" / "health.lua")
+    assert (ROOT / "manifests" / "argocd" / "health.lua").exists()
+
+
+def test_argocd_kustomization_references_the_health_script(helm):
+    kubectl = Path(helm).parent / "kubectl"
+    built = subprocess.run([str(kubectl), "kustomize", "--load-restrictor", "LoadRestrictionsNone",
+                            str(GITOPS / "argocd")], capture_output=True, text=True, check=True)
+    (cm,) = [d for d in yaml.safe_load_all(built.stdout) if d and d["kind"] == "ConfigMap"]
+    assert cm["metadata"] == {"name": "argocd-cm", "namespace": "argocd",
+                              "labels": {"app.kubernetes.io/name": "argocd-cm", "app.kubernetes.io/part-of": "argocd"}}
+    assert cm["data"] == {"resource.customizations.health.sovereignsuite.io_SovereignSuite":
+                          (ROOT / "manifests" / "argocd" / "health.lua").read_text()}
+
+
+def test_flux_kustomizations_wait_for_the_operator_and_the_suites():
+    docs = load_dir(GITOPS / "flux")
+    operator, suites = docs["operator.yaml"], docs["suites.yaml"]
+    assert operator["spec"]["path"] == "./manifests/install" and operator["spec"]["wait"] is True
+    assert (ROOT / operator["spec"]["path"]).is_dir()
+    assert suites["spec"]["dependsOn"] == [{"name": operator["metadata"]["name"]}]
+    assert {(h["apiVersion"], h["kind"]) for h in suites["spec"]["healthChecks"]} == {
+        ("sovereignsuite.io/v1alpha1", "SovereignSuite")}
+    # the expressions are those of docs/gitops.md, which tests/test_gitops.py evaluates with Flux's own code
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "docs" / "gitops.md").read_text(), re.S)
+    (documented,) = [yaml.safe_load(b) for b in blocks if "healthCheckExprs" in b and "kind: Kustomization" in b]
+    assert suites["spec"]["healthCheckExprs"] == documented["spec"]["healthCheckExprs"]
+    source = docs["gitrepository.yaml"]
+    assert operator["spec"]["sourceRef"] == suites["spec"]["sourceRef"] == {
+        "kind": source["kind"], "name": source["metadata"]["name"]}
+    assert sorted(docs["kustomization.yaml"]["resources"]) == sorted(n for n in docs if n != "kustomization.yaml")
+
+
+def test_dockerfile_is_multi_stage_non_root_and_pinned():
+    text = (ROOT / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM (\S+)(?: AS (\w+))?", text, re.M)
+    assert len(stages) == 2 and stages[0][1] == "build"
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)", text, re.M).group(1)
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", base), base
+    final = text.rsplit("\nFROM ", 1)[1]
+    assert "COPY --from=build /opt/sovereign-suite /opt/sovereign-suite" in final
+    assert not re.search(r"apt-get|gcc|build-essential|pip install", final)
+    assert re.search(r"^USER [1-9]\d*:[1-9]\d*$", final, re.M)
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ignored[ignored.index("*") + 1:ignored.index("*") + 5] == ["!pyproject.toml", "!README.md", "!LICENSE",
+                                                                      "!operator/"]

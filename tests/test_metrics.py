@@ -1,0 +1,99 @@
+"""The operator's metrics (operator/sovereign_suite/metrics.py): values, bounded labels, and no series left
+behind by a removed component or a deleted suite."""
+
+from __future__ import annotations
+
+import uuid
+from types import SimpleNamespace
+
+from prometheus_client import REGISTRY
+
+from sovereign_suite import metrics
+from sovereign_suite.reconcile.observe import ComponentHealth
+
+
+def value(name: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(name, labels)
+
+
+def series(suite: str) -> list[str]:
+    return [f"{s.name}{s.labels}" for m in REGISTRY.collect() for s in m.samples if s.labels.get("suite") == suite]
+
+
+def outcome(health, ready=True, reasons=(), writes=0, paused=False):
+    conds = [{"type": "Ready", "status": "True" if ready else "False"},
+             {"type": "Reconciling", "status": "False", "reason": "Paused" if paused else "Converged"}]
+    return SimpleNamespace(status={"conditions": conds}, health=health, error_reasons=list(reasons), writes=writes)
+
+
+def test_suite_and_component_gauges():
+    suite = f"s{uuid.uuid4().hex[:6]}"
+    health = [ComponentHealth("fr", f"{suite}-fr", "matrix", desired=3, ready=3),
+              ComponentHealth("de", f"{suite}-de", "llm", desired=1, ready=0, reason="Unschedulable",
+                              message="0/9 nodes are available", waiting=["Deployment/vllm-small"])]
+    metrics.record_pass("ops", suite, outcome(health, ready=False), "success", "event", 0.3)
+    assert value("sovereign_suite_ready", suite_namespace="ops", suite=suite) == 0
+    assert value("sovereign_suite_paused", suite_namespace="ops", suite=suite) == 0
+    fr = dict(suite_namespace="ops", suite=suite, country="FR", component="matrix")
+    de = dict(suite_namespace="ops", suite=suite, country="DE", component="llm")
+    assert value("sovereign_suite_component_ready", **fr) == 1
+    assert value("sovereign_suite_component_replicas_ready", **fr) == 3
+    assert value("sovereign_suite_component_ready", **de) == 0
+    assert value("sovereign_suite_component_replicas_desired", **de) == 1
+    states = {r: value("sovereign_suite_component_reason", **de, reason=r) for r in metrics.COMPONENT_REASONS}
+    assert states == {"Ready": 0, "Progressing": 0, "Unschedulable": 1, "JobFailed": 0, "Other": 0}
+    assert value("sovereign_suite_component_reason", **fr, reason="Ready") == 1
+    # no message, no UID: only the fixed label names
+    for m in REGISTRY.collect():
+        for s in m.samples:
+            if s.labels.get("suite") == suite:
+                assert set(s.labels) <= {"suite_namespace", "suite", "country", "component", "reason"}
+
+
+def test_unknown_component_reason_is_other_and_paused_is_reported():
+    suite = f"s{uuid.uuid4().hex[:6]}"
+    health = [ComponentHealth("fr", f"{suite}-fr", "docs", desired=1, reason="SchedulingGated")]
+    metrics.record_pass("ops", suite, outcome(health, ready=False, paused=True), "success", "timer")
+    labels = dict(suite_namespace="ops", suite=suite, country="FR", component="docs")
+    assert value("sovereign_suite_component_reason", **labels, reason="Other") == 1
+    assert value("sovereign_suite_paused", suite_namespace="ops", suite=suite) == 1
+
+
+def test_errors_by_suite_and_bounded_reason():
+    suite = f"s{uuid.uuid4().hex[:6]}"
+    before = value("sovereign_suite_reconcile_total", trigger="timer", result="error") or 0
+    metrics.record_pass("ops", suite, outcome([], ready=False,
+                                              reasons=["MissingSecret", "Stalled:MissingSecret", "Whatever"]),
+                        "error", "timer", 1.5)
+    assert value("sovereign_suite_reconcile_errors_total", suite_namespace="ops", suite=suite,
+                 reason="MissingSecret") == 1  # the Stalled: repeat is not counted twice
+    assert value("sovereign_suite_reconcile_errors_total", suite_namespace="ops", suite=suite, reason="Other") == 1
+    assert value("sovereign_suite_reconcile_total", trigger="timer", result="error") == before + 1
+    assert value("sovereign_suite_reconcile_duration_seconds_count", trigger="timer", result="error") >= 1
+    metrics.record_pass("ops", suite, outcome([], ready=False, reasons=["Stalled:UnknownCloud"]), "error", "timer")
+    assert value("sovereign_suite_reconcile_errors_total", suite_namespace="ops", suite=suite,
+                 reason="UnknownCloud") == 1
+
+
+def test_exception_is_counted():
+    suite = f"s{uuid.uuid4().hex[:6]}"
+    before = value("sovereign_suite_reconcile_total", trigger="event", result="exception") or 0
+    metrics.record_exception("ops", suite, "event", 0.2)
+    assert value("sovereign_suite_reconcile_total", trigger="event", result="exception") == before + 1
+    assert value("sovereign_suite_reconcile_errors_total", suite_namespace="ops", suite=suite,
+                 reason="Exception") == 1
+
+
+def test_removed_component_and_deleted_suite_leave_no_series():
+    suite, other = f"s{uuid.uuid4().hex[:6]}", f"s{uuid.uuid4().hex[:6]}"
+    both = [ComponentHealth("fr", f"{suite}-fr", "matrix", 1, 1), ComponentHealth("fr", f"{suite}-fr", "jitsi", 2, 2)]
+    metrics.record_pass("ops", suite, outcome(both, reasons=["Conflict"], writes=2), "error", "timer")
+    metrics.record_pass("ops", other, outcome(both[:1]), "success", "event")
+    assert value("sovereign_suite_drift_corrections_total", suite_namespace="ops", suite=suite) == 2
+    metrics.record_pass("ops", suite, outcome(both[:1]), "success", "event")  # jitsi disabled
+    assert not [s for s in series(suite) if "'jitsi'" in s]
+    assert value("sovereign_suite_component_ready", suite_namespace="ops", suite=suite, country="FR",
+                 component="matrix") == 1
+    metrics.forget_suite("ops", suite)
+    assert series(suite) == []
+    assert series(other)  # another suite keeps its series
