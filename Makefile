@@ -32,9 +32,10 @@ venv: $(STAMP)
 tools:
 	@hack/build-tools.sh >/dev/null
 
-crds: venv
+crds: venv tools
 	$(VENV)/bin/sovereign-suite crds -o crds
 	$(PY) -m sovereign_suite.api.docgen > docs/api.md
+	@hack/gen-manifests.sh
 
 render: venv
 	$(VENV)/bin/sovereign-suite render -f $(EXAMPLE) --clouds $(CLOUDS)
@@ -100,7 +101,8 @@ kind-deploy: image tools
 	$(KUBECTL_BIN) --context kind-$(KIND_CLUSTER) create namespace sovereign-suite --dry-run=client -o yaml \
 	  | $(KUBECTL_BIN) --context kind-$(KIND_CLUSTER) apply --server-side -f -
 	for s in "oidc-client client-secret" "docs-s3 AWS_S3_ACCESS_KEY_ID AWS_S3_SECRET_ACCESS_KEY" "hf-token token"; do \
-	  set -- $$s; name=$$1; shift; args=""; for k in "$$@"; do args="$$args --from-literal=$$k=demo-$$RANDOM$$RANDOM"; done; \
+	  set -- $$s; name=$$1; shift; args=""; \
+	  for k in "$$@"; do args="$$args --from-literal=$$k=demo-$$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"; done; \
 	  $(KUBECTL_BIN) --context kind-$(KIND_CLUSTER) -n sovereign-suite get secret $$name >/dev/null 2>&1 || \
 	  $(KUBECTL_BIN) --context kind-$(KIND_CLUSTER) -n sovereign-suite create secret generic $$name $$args; done
 	$(KUBECTL_BIN) --context kind-$(KIND_CLUSTER) apply --server-side -f $(KIND_EXAMPLE)

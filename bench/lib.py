@@ -52,7 +52,11 @@ class Bench:
         self.cluster = Cluster(f"bench-{name}-{os.getpid()}")
 
     def __enter__(self) -> "Bench":
-        self.cluster.up(progress=log)
+        try:
+            self.cluster.up(progress=log)
+        except Exception:
+            self.cluster.down()
+            raise
         self.kube = Kube(config.new_client_from_config(config_file=str(self.cluster.kubeconfig)),
                          user_agent="sovereign-suite-bench")
         self.audit = Audit(self.cluster)

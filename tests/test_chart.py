@@ -236,7 +236,8 @@ def test_schema_rejects_bad_values(helm, tmp_path, values, field, problem):
 @pytest.mark.parametrize("values, message", [
     ({"rbac": {"scope": "namespaces"}}, "watchNamespaces: must list at least one namespace"),
     ({**NAMESPACES_MODE, "tenants": []}, "tenants: must list the suites' tenants"),
-    ({**NAMESPACES_MODE, "watchNamespaces": ["other"]}, 'tenants: suite eu-workplace is in namespace "sovereign-suite"'),
+    ({**NAMESPACES_MODE, "watchNamespaces": ["other"]},
+     'tenants: suite eu-workplace is in namespace "sovereign-suite", which is not in watchNamespaces'),
     ({"metrics": {"service": {"enabled": False}, "serviceMonitor": {"enabled": True}}},
      "metrics.serviceMonitor.enabled: needs metrics.service.enabled"),
 ])

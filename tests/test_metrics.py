@@ -87,7 +87,8 @@ def test_exception_is_counted():
 def test_removed_component_and_deleted_suite_leave_no_series():
     suite, other = f"s{uuid.uuid4().hex[:6]}", f"s{uuid.uuid4().hex[:6]}"
     both = [ComponentHealth("fr", f"{suite}-fr", "matrix", 1, 1), ComponentHealth("fr", f"{suite}-fr", "jitsi", 2, 2)]
-    metrics.record_pass("ops", suite, outcome(both, reasons=["Conflict"], writes=2), "error", "timer")
+    metrics.record_pass("ops", suite, outcome(both, reasons=["Conflict"], writes=2), "error", "timer",
+                        converged_before=True)
     metrics.record_pass("ops", other, outcome(both[:1]), "success", "event")
     assert value("sovereign_suite_drift_corrections_total", suite_namespace="ops", suite=suite) == 2
     metrics.record_pass("ops", suite, outcome(both[:1]), "success", "event")  # jitsi disabled

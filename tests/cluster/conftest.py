@@ -47,14 +47,24 @@ def cluster():
             pytest.fail(msg, pytrace=False)
         pytest.skip(msg)
     c = Cluster(f"pytest-{os.getpid()}")
-    c.up(progress=lambda m: print(f"[cluster] {m}"))
+    try:
+        c.up(progress=lambda m: print(f"[cluster] {m}"))
+    except Exception:
+        _keep_logs(c)
+        c.down()
+        raise
     yield c
     if _failed:
-        dest = cache_dir() / "test-logs" / c.name
-        shutil.rmtree(dest, ignore_errors=True)
-        shutil.copytree(c.logs_dir, dest, dirs_exist_ok=True)
-        print(f"\n[cluster] a cluster test failed: control plane logs kept in {dest}")
+        _keep_logs(c)
     c.down()
+
+
+def _keep_logs(c: Cluster) -> None:
+    dest = cache_dir() / "test-logs" / c.name
+    shutil.rmtree(dest, ignore_errors=True)
+    if c.logs_dir.exists():
+        shutil.copytree(c.logs_dir, dest, dirs_exist_ok=True)
+        print(f"\n[cluster] control plane logs of {c.name} kept in {dest}")
 
 
 @pytest.fixture(scope="session")

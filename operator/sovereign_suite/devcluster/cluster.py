@@ -103,8 +103,24 @@ class Cluster:
         return (self.cluster_dir / "kwok.yaml").exists()
 
     # ---------------------------------------------------------------------------------------
-    def up(self, clouds: bool = True, crds: bool = True, progress=print) -> float:
-        """Start the cluster (or reuse a running one), then create the simulated clouds. Returns seconds taken."""
+    def up(self, clouds: bool = True, crds: bool = True, progress=print, attempts: int = 2) -> float:
+        """Start the cluster (or reuse a running one), then create the simulated clouds. Returns seconds taken.
+
+        kwokctl picks free ports when it creates a cluster; two clusters created at the same moment can pick the
+        same one, and a component then fails to listen. A cluster that does not come up is deleted and created
+        again (``attempts`` in all)."""
+        for attempt in range(1, attempts + 1):
+            fresh = not self.exists()
+            try:
+                return self._up(clouds, crds, progress)
+            except ClusterError as err:
+                if attempt == attempts or not fresh:
+                    raise
+                progress(f"cluster {self.name}: did not come up ({str(err).splitlines()[0][:200]}); retrying")
+                self.down()
+        raise AssertionError("unreachable")
+
+    def _up(self, clouds: bool, crds: bool, progress) -> float:
         start = time.monotonic()
         bins = bin_dir(build=True)
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,9 @@
 """Kopf handlers: thin. Each calls the pipeline (pipeline.py) and writes the status it returns.
 
 Design (docs/architecture.md, "Handlers"):
-- Level-triggered: a watch event on a suite, a periodic drift timer and a change of a NationalCloud all run the
-  same idempotent pass. Kopf's create/update/resume handlers are not used: they keep handler progress and a
+- Level-triggered: a watch event on a suite, a periodic drift loop and a change of a NationalCloud all run the
+  same idempotent pass. The drift loop is a thread of ours, not a Kopf timer: Kopf adds its own finalizer to
+  every object a timer or daemon watches. Kopf's create/update/resume handlers are not used: they keep handler progress and a
   copy of the last-handled spec and write them on every change and on every operator restart. The pass itself
   knows what to do from the live cluster, so it needs neither, and a restart or resync writes nothing.
 - The operator writes nothing in a suite's spec or metadata except its finalizer (``sovereignsuite.io/cleanup``),
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import time
 from typing import Any
 
@@ -33,12 +35,20 @@ GROUP, VERSION = "sovereignsuite.io", "v1alpha1"
 DRIFT_INTERVAL = float(os.environ.get("SOVEREIGN_SUITE_DRIFT_INTERVAL", "60"))
 JOB_WAIT = float(os.environ.get("SOVEREIGN_SUITE_JOB_WAIT", "30"))
 REQUEUE = float(os.environ.get("SOVEREIGN_SUITE_REQUEUE", "5"))
+# The namespaces served (`run -n NS`, set by runner.py); empty: every namespace. With a list, the operator's
+# RBAC may be namespaced, so nothing is listed cluster-wide but clouds, namespaces and GPU nodes and pods.
+WATCH_NAMESPACES: list[str] = []
+
+
+def settings() -> Settings:
+    return Settings(job_wait_seconds=JOB_WAIT, requeue_seconds=REQUEUE, per_namespace=bool(WATCH_NAMESPACES))
 
 _kube: Kube | None = None
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 _seen: dict[str, int] = {}  # uid -> generation of the last pass in this process
 _requeued: set[str] = set()  # suites with a pass already scheduled soon
+_complete: dict[str, int] = {}  # uid -> generation whose every child this process has applied
 
 
 def kube() -> Kube:
@@ -64,7 +74,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.enabled = False  # log lines are not Events; the pipeline posts important transitions
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.operator.progress")
     settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.operator.lastHandled")
-    settings.persistence.finalizer = "sovereignsuite.io/kopf"  # not ours: Kopf adds it only if it needs one
+    settings.persistence.finalizer = "sovereignsuite.io/kopf"  # not ours; unused: no handler here needs one
     settings.execution.max_workers = int(os.environ.get("SOVEREIGN_SUITE_WORKERS", "16"))
     settings.networking.request_timeout = 60
     settings.watching.server_timeout = 300
@@ -118,17 +128,19 @@ def run_pass(body: dict[str, Any], trigger: str) -> None:
         current = k.get(f"{GROUP}/{VERSION}", "SovereignSuite", meta["name"], meta["namespace"])
         if current is None:
             _seen.pop(uid, None)
+            _complete.pop(uid, None)
             return
         body, meta = current, current["metadata"]
         generation = int(meta.get("generation") or 1)
         if meta.get("deletionTimestamp"):
             if FINALIZER in (meta.get("finalizers") or []):
-                writes = cleanup(k, body)
+                writes = cleanup(k, body, settings())
                 log.info("suite %s/%s deleted: %d children removed or retained", meta["namespace"], meta["name"],
                          writes)
                 _remove_finalizer(k, body)
                 metrics.forget_suite(meta["namespace"], meta["name"])
             _seen.pop(uid, None)
+            _complete.pop(uid, None)
             return
         if trigger == "event" and _seen.get(uid) == generation and \
                 (body.get("status") or {}).get("observedGeneration") == generation:
@@ -138,13 +150,18 @@ def run_pass(body: dict[str, Any], trigger: str) -> None:
             body = k.get(f"{GROUP}/{VERSION}", "SovereignSuite", meta["name"], meta["namespace"]) or body
         started = time.monotonic()
         try:
-            outcome = reconcile(k, body, Settings(job_wait_seconds=JOB_WAIT, requeue_seconds=REQUEUE))
+            outcome = reconcile(k, body, settings())
         except Exception:
             metrics.record_exception(meta["namespace"], meta["name"], trigger, time.monotonic() - started)
             raise
         _seen[uid] = generation
         result = "error" if outcome.error_reasons else "success"
-        metrics.record_pass(meta["namespace"], meta["name"], outcome, result, trigger, time.monotonic() - started)
+        # writes after a complete pass of the same generation repair drift (someone changed a child)
+        converged_before = _complete.get(uid) == generation
+        if outcome.complete:
+            _complete[uid] = generation
+        metrics.record_pass(meta["namespace"], meta["name"], outcome, result, trigger, time.monotonic() - started,
+                            converged_before)
         if not same_status(body.get("status"), outcome.status):
             try:
                 k.merge_patch(f"{GROUP}/{VERSION}", "SovereignSuite", meta["name"], meta["namespace"],
@@ -175,14 +192,54 @@ def _requeue(uid: str, namespace: str, name: str) -> None:
 def suite_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
     if event.get("type") == "DELETED":
         _seen.pop(body["metadata"]["uid"], None)
+        _complete.pop(body["metadata"]["uid"], None)
         metrics.forget_suite(body["metadata"]["namespace"], body["metadata"]["name"])
         return
     run_pass(dict(body), "event")
 
 
-@kopf.timer(GROUP, VERSION, "sovereignsuites", interval=DRIFT_INTERVAL, initial_delay=DRIFT_INTERVAL)
-def drift_timer(body: kopf.Body, **_: Any) -> None:
-    run_pass(dict(body), "timer")
+def _list_suites() -> list[dict[str, Any]]:
+    return [s for ns in WATCH_NAMESPACES or [None]
+            for s in kube().list(f"{GROUP}/{VERSION}", "SovereignSuite", namespace=ns)]
+
+
+def _drift_loop(stop: threading.Event) -> None:
+    """Every DRIFT_INTERVAL, one pass per suite, spread over the interval (no burst with many suites), on the
+    thread pool. Not a Kopf timer: Kopf puts its own finalizer on every object a timer watches."""
+    pool = ThreadPoolExecutor(max_workers=int(os.environ.get("SOVEREIGN_SUITE_WORKERS", "16")),
+                              thread_name_prefix="drift")
+    while not stop.wait(DRIFT_INTERVAL):
+        try:
+            suites = _list_suites()
+        except ApiError as err:
+            log.warning("drift: cannot list suites: %s", err)
+            continue
+        for i, suite in enumerate(suites):
+            if stop.wait(DRIFT_INTERVAL / 2 / len(suites) if i else 0):
+                break
+            pool.submit(_drift_pass, suite)
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _drift_pass(suite: dict[str, Any]) -> None:
+    try:
+        run_pass(suite, "timer")
+    except Exception:  # noqa: BLE001 - one broken suite never stops the loop
+        log.exception("drift pass of %s/%s failed", suite["metadata"]["namespace"], suite["metadata"]["name"])
+
+
+_drift_stop = threading.Event()
+
+
+@kopf.on.startup()
+def start_drift_loop(**_: Any) -> None:
+    _drift_stop.clear()
+    threading.Thread(target=_drift_loop, args=(_drift_stop,), name="drift", daemon=True).start()
+
+
+@kopf.on.cleanup()
+def stop_drift_loop(**_: Any) -> None:
+    _drift_stop.set()
 
 
 @kopf.on.event(GROUP, VERSION, "nationalclouds")
@@ -191,7 +248,7 @@ def cloud_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
     if event.get("type") is None:  # the initial listing at start-up: suites get their own events
         return
     name = body["metadata"]["name"]
-    for suite in kube().list(f"{GROUP}/{VERSION}", "SovereignSuite"):
+    for suite in _list_suites():
         clouds = {t.get("cloud") for t in (suite.get("spec") or {}).get("tenants") or []}
         if name in clouds:
             run_pass(suite, "cloud")

@@ -71,6 +71,9 @@ RETAINED_KINDS = {"PersistentVolumeClaim"}
 class Settings:
     job_wait_seconds: float = 30.0  # how long one pass waits for a migration Job before coming back later
     requeue_seconds: float = 5.0  # how soon a pass comes back while children are still rolling out
+    # List children namespace by namespace (the suite's labelled tenant namespaces) instead of cluster-wide:
+    # for an operator whose RBAC is namespaced (`sovereign-suite run -n NS`, the chart's rbac.scope=namespaces).
+    per_namespace: bool = False
 
 
 @dataclass
@@ -81,6 +84,7 @@ class Outcome:
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
     health: list[observe.ComponentHealth] = field(default_factory=list)
     error_reasons: list[str] = field(default_factory=list)  # for metrics (bounded set of reasons)
+    complete: bool = False  # every rendered child was applied (nothing held back, no error)
 
 
 def selector(name: str, namespace: str) -> str:
@@ -107,11 +111,19 @@ def load_clouds(kube: Kube) -> tuple[dict[str, NationalCloud], list[Problem]]:
     return clouds, problems
 
 
-def list_children(kube: Kube, name: str, namespace: str) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+def list_children(kube: Kube, name: str, namespace: str, per_namespace: bool = False
+                  ) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+    """Every child of the suite, found by its labels. ``per_namespace``: namespaced kinds are listed in each
+    of the suite's namespaces (listed first: Namespace is the first child kind) rather than cluster-wide."""
     sel = selector(name, namespace)
     live: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     for api_version, kind in CHILD_KINDS:
-        for obj in kube.list(api_version, kind, label_selector=sel):
+        if per_namespace and kind != "Namespace":
+            tenants = sorted(k[3] for k in live if k[1] == "Namespace")
+            objs = [o for ns in tenants for o in kube.list(api_version, kind, label_selector=sel, namespace=ns)]
+        else:
+            objs = kube.list(api_version, kind, label_selector=sel)
+        for obj in objs:
             live[identity(obj)] = obj
     return live
 
@@ -162,7 +174,7 @@ class Reconciler:
             reason = "UnknownCloud" if any("NationalCloud" in p.message for p in spec_problems) else "InvalidSpec"
             return self._finish(None, [], stalled=(reason, msg))  # keeps the last observed tenants
 
-        live = list_children(self.kube, self.name, self.namespace)
+        live = list_children(self.kube, self.name, self.namespace, self.settings.per_namespace)
         placements = self._place(suite, live)
         try:
             result = render_suite(suite, clouds, self._capabilities(),
@@ -467,6 +479,7 @@ class Reconciler:
         progressing = any(c["type"] == "Reconciling" and c["status"] == "True" for c in conds)
         blocked = bool(unschedulable or degraded_errors or gpu_problems)
         return Outcome(status=status, writes=self.writes, events=self.events, health=health,
+                       complete=suite is not None and not stalled and not waiting and not self.errors and not paused,
                        requeue_after=self.settings.requeue_seconds if progressing and not blocked else None,
                        error_reasons=[e[1] for e in self.errors] + (["Stalled:" + stalled[0]] if stalled else []))
 
@@ -487,10 +500,10 @@ def reconcile(kube: Kube, body: dict[str, Any], settings: Settings | None = None
     return Reconciler(kube, body, settings).run()
 
 
-def cleanup(kube: Kube, body: dict[str, Any]) -> int:
+def cleanup(kube: Kube, body: dict[str, Any], settings: Settings | None = None) -> int:
     """On deletion: delete the suite's children following ``deletionPolicy``. Returns the number of writes."""
-    r = Reconciler(kube, body)
+    r = Reconciler(kube, body, settings)
     policy = ((body.get("spec") or {}).get("deletionPolicy")) or "Retain"
-    live = list_children(kube, r.name, r.namespace)
+    live = list_children(kube, r.name, r.namespace, r.settings.per_namespace)
     r._delete(list(live.values()), retain=policy == "Retain")
     return r.writes

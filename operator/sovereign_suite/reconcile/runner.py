@@ -16,6 +16,8 @@ def main(args) -> int:
         os.environ["SOVEREIGN_SUITE_DRIFT_INTERVAL"] = str(args.drift_interval)
     from . import handlers  # noqa: F401 - registers the handlers (reads the drift interval at import)
 
+    handlers.WATCH_NAMESPACES = list(args.namespace or [])
+
     start_http_server(args.metrics_port)
     logging.getLogger("sovereign_suite").info(
         "metrics on :%d/metrics, liveness on :%d/healthz", args.metrics_port, args.liveness_port)
