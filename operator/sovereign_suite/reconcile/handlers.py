@@ -25,6 +25,7 @@ import kopf
 from kubernetes import client as k8s_client, config as k8s_config
 
 from .. import metrics
+from ..components.base import LABEL_SUITE, LABEL_SUITE_NS
 from .kube import ApiError, Kube
 from .pipeline import FINALIZER, Settings, cleanup, reconcile
 from .status import now, same_status
@@ -35,6 +36,7 @@ GROUP, VERSION = "sovereignsuite.io", "v1alpha1"
 DRIFT_INTERVAL = float(os.environ.get("SOVEREIGN_SUITE_DRIFT_INTERVAL", "60"))
 JOB_WAIT = float(os.environ.get("SOVEREIGN_SUITE_JOB_WAIT", "30"))
 REQUEUE = float(os.environ.get("SOVEREIGN_SUITE_REQUEUE", "5"))
+CHILD_DEBOUNCE = float(os.environ.get("SOVEREIGN_SUITE_CHILD_DEBOUNCE", "1"))
 # The namespaces served (`run -n NS`, set by runner.py); empty: every namespace. With a list, the operator's
 # RBAC may be namespaced, so nothing is listed cluster-wide but clouds, namespaces and GPU nodes and pods.
 WATCH_NAMESPACES: list[str] = []
@@ -47,7 +49,7 @@ _kube: Kube | None = None
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 _seen: dict[str, int] = {}  # uid -> generation of the last pass in this process
-_requeued: set[str] = set()  # suites with a pass already scheduled soon
+_requeued: set[tuple[str, str]] = set()  # (namespace, name) of suites with a pass already scheduled soon
 _complete: dict[str, int] = {}  # uid -> generation whose every child this process has applied
 
 
@@ -171,19 +173,28 @@ def run_pass(body: dict[str, Any], trigger: str) -> None:
                     raise
         for type_, reason, message in outcome.events:
             _post_event(k, body, type_, reason, message)
-        if outcome.requeue_after and uid not in _requeued:
-            _requeued.add(uid)
-            t = threading.Timer(outcome.requeue_after, _requeue, args=(uid, meta["namespace"], meta["name"]))
-            t.daemon = True
-            t.start()
+        if outcome.requeue_after:
+            schedule(meta["namespace"], meta["name"], outcome.requeue_after)
 
 
-def _requeue(uid: str, namespace: str, name: str) -> None:
-    _requeued.discard(uid)
+def schedule(namespace: str, name: str, delay: float, trigger: str = "requeue") -> None:
+    """A pass for the suite in ``delay`` seconds, unless one is already scheduled (debounce)."""
+    with _locks_guard:
+        if (namespace, name) in _requeued:
+            return
+        _requeued.add((namespace, name))
+    t = threading.Timer(delay, _requeue, args=(namespace, name, trigger))
+    t.daemon = True
+    t.start()
+
+
+def _requeue(namespace: str, name: str, trigger: str) -> None:
+    with _locks_guard:
+        _requeued.discard((namespace, name))
     body = kube().get(f"{GROUP}/{VERSION}", "SovereignSuite", name, namespace)
     if body is not None:
         try:
-            run_pass(body, "requeue")
+            run_pass(body, trigger)
         except Exception:  # noqa: BLE001 - a background retry must never kill its thread silently
             log.exception("requeued pass of %s/%s failed", namespace, name)
 
@@ -240,6 +251,20 @@ def start_drift_loop(**_: Any) -> None:
 @kopf.on.cleanup()
 def stop_drift_loop(**_: Any) -> None:
     _drift_stop.set()
+
+
+def child_event(body: kopf.Body, **_: Any) -> None:
+    """A workload of a suite changed (it rolled out, or someone edited it): a pass soon, debounced, so the
+    status follows the rollout and drift is repaired without waiting for the drift loop."""
+    labels = body["metadata"].get("labels") or {}
+    namespace, name = labels.get(LABEL_SUITE_NS), labels.get(LABEL_SUITE)
+    if namespace and name:
+        schedule(namespace, name, CHILD_DEBOUNCE, "child")
+
+
+for _group, _plural in (("apps", "deployments"), ("apps", "statefulsets"), ("batch", "jobs")):
+    kopf.on.event(_group, "v1", _plural, labels={LABEL_SUITE: kopf.PRESENT, LABEL_SUITE_NS: kopf.PRESENT},
+                  id=f"child-{_plural}")(child_event)
 
 
 @kopf.on.event(GROUP, VERSION, "nationalclouds")

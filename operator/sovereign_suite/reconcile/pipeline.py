@@ -8,8 +8,12 @@ mutating request at all. The Kopf handlers (handlers.py) only call ``reconcile``
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -63,6 +67,9 @@ CHILD_KINDS: tuple[tuple[str, str], ...] = (
     ("monitoring.coreos.com/v1", "PrometheusRule"),
 )
 CAPABILITY_KINDS = {"monitoring.coreos.com/v1": ("ServiceMonitor",), "postgresql.cnpg.io/v1": ("Cluster",)}
+# Objects of one apply phase go to the API server in parallel, over one pool shared by every pass.
+APPLY_POOL = ThreadPoolExecutor(max_workers=int(os.environ.get("SOVEREIGN_SUITE_APPLY_WORKERS", "8")),
+                                thread_name_prefix="apply")
 # What Retain keeps: the data.
 RETAINED_KINDS = {"PersistentVolumeClaim"}
 
@@ -141,13 +148,17 @@ class Reconciler:
         self.generation = int(body["metadata"].get("generation") or 1)
         self.old_status = body.get("status") or {}
         self.writes = 0
+        self._writes_lock = threading.Lock()
+        self._applied: set[tuple[str, str, str, str]] = set()  # children written in this pass
+        self._pods: dict[str, list[dict[str, Any]]] = {}  # namespace -> its pods, listed once per pass
         self.on_write = on_write
         self.events: list[tuple[str, str, str]] = []
         self.errors: list[tuple[str, str, str]] = []  # (severity Stalled|Degraded, reason, message)
 
     # ---- helpers ------------------------------------------------------------------------------
     def _wrote(self, verb: str, obj: dict[str, Any]) -> None:
-        self.writes += 1
+        with self._writes_lock:  # applies of one phase run in parallel
+            self.writes += 1
         if self.on_write:
             self.on_write(verb, obj)
 
@@ -272,11 +283,12 @@ class Reconciler:
                           and o["metadata"]["name"] == spec.namespace)
                 self._apply_one(ns, live)
             try:
-                if ensure_generated(self.kube, spec, current):
+                written = ensure_generated(self.kube, spec, current)
+                if written is not None:
                     self._wrote("generate", {"kind": "Secret", "metadata": {"name": spec.name,
                                                                             "namespace": spec.namespace}})
-                    live[("", "Secret", spec.namespace, spec.name)] = self.kube.get(
-                        "v1", "Secret", spec.name, spec.namespace) or {}
+                    live[("", "Secret", spec.namespace, spec.name)] = {"apiVersion": "v1", "kind": "Secret",
+                                                                       **written}
             except ApiError as err:
                 self._fail({"kind": "Secret", "metadata": {"name": spec.name, "namespace": spec.namespace}}, err)
 
@@ -297,40 +309,60 @@ class Reconciler:
                 self._fail(obj, err)
             return None
         self._wrote("apply", obj)
+        self._applied.add(key)
         live[key] = applied
         return applied
 
     def _apply_all(self, desired: list[dict[str, Any]], live: dict) -> list[str]:
-        """Apply in order; wait (bounded) for migration Jobs; hold back what depends on an unfinished Job."""
+        """Apply phase by phase (the objects of one phase in parallel); what depends on a migration Job comes
+        last, once the Job completed (a pass waits for it a bounded time), so the Job runs while the rest of
+        the suite is applied."""
         waiting: list[str] = []
-        job_state: dict[tuple[str, str], str] = {}
-        for obj in desired:
+        held: list[dict[str, Any]] = []
+        for _, group in itertools.groupby(desired, key=phase_of):
+            now = []
+            for obj in group:
+                (held if (obj["metadata"].get("annotations") or {}).get(ANN_AFTER_JOB) else now).append(obj)
+            self._apply_parallel(now, live)
+        job_state = self._wait_jobs(
+            {(o["metadata"].get("namespace"), o["metadata"]["annotations"][ANN_AFTER_JOB]) for o in held}, live)
+        ready = []
+        for obj in held:
             meta = obj["metadata"]
-            after = (meta.get("annotations") or {}).get(ANN_AFTER_JOB)
-            if after:
-                state = job_state.get((meta.get("namespace"), after))
-                if state is None:
-                    state = self._wait_job(meta.get("namespace"), after, live)
-                    job_state[(meta.get("namespace"), after)] = state
-                if state != "Complete":
-                    waiting.append(f"{ref(obj)} waits for Job {after} ({state})")
-                    continue
-            self._apply_one(obj, live)
+            job = (meta.get("namespace"), meta["annotations"][ANN_AFTER_JOB])
+            if job_state[job] == "Complete":
+                ready.append(obj)
+            else:
+                waiting.append(f"{ref(obj)} waits for Job {job[1]} ({job_state[job]})")
+        self._apply_parallel(ready, live)
         return waiting
 
-    def _wait_job(self, namespace: str, name: str, live: dict) -> str:
-        key = ("batch", "Job", namespace, name)
-        job = live.get(key)
-        if job is None:
-            return "Missing"
+    def _apply_parallel(self, objs: list[dict[str, Any]], live: dict) -> None:
+        if len(objs) <= 1:
+            for obj in objs:
+                self._apply_one(obj, live)
+            return
+        list(APPLY_POOL.map(lambda o: self._apply_one(o, live), objs))
+
+    def _wait_jobs(self, jobs: set[tuple[str, str]], live: dict) -> dict[tuple[str, str], str]:
+        """(namespace, name) -> Complete, Failed, Running or Missing, polling the Jobs still running together
+        until none is or ``job_wait_seconds`` passed."""
+        state: dict[tuple[str, str], str] = {}
         deadline = time.monotonic() + self.settings.job_wait_seconds
         while True:
-            state = observe.job_state(job)
-            if state != "Running" or time.monotonic() > deadline:
+            for ns, name in sorted(jobs):
+                if state.get((ns, name)) not in (None, "Running"):
+                    continue
+                job = live.get(("batch", "Job", ns, name))
+                state[(ns, name)] = "Missing" if job is None else observe.job_state(job)
+            running = [j for j, st in state.items() if st == "Running"]
+            if not running or time.monotonic() > deadline:
                 return state
-            time.sleep(0.5)
-            job = self.kube.get("batch/v1", "Job", name, namespace) or job
-            live[key] = job
+            time.sleep(0.2)
+            for ns, name in running:
+                job = self.kube.get("batch/v1", "Job", name, ns)
+                if job is not None:
+                    live[("batch", "Job", ns, name)] = job
 
     def _prune(self, suite: SovereignSuite, desired: list[dict[str, Any]], live: dict) -> None:
         wanted = {identity(o) for o in desired}
@@ -412,9 +444,16 @@ class Reconciler:
         return health
 
     def _pods_of(self, workload: dict[str, Any]) -> list[dict[str, Any]]:
+        """The workload's pods, from one listing per namespace and pass (a workload applied in this very pass
+        has no pods worth a look yet)."""
+        if identity(workload) in self._applied:
+            return []
+        ns = workload["metadata"]["namespace"]
+        if ns not in self._pods:
+            self._pods[ns] = self.kube.list("v1", "Pod", namespace=ns)
         match = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-        sel = ",".join(f"{k}={v}" for k, v in sorted(match.items()))
-        return self.kube.list("v1", "Pod", namespace=workload["metadata"]["namespace"], label_selector=sel)
+        return [p for p in self._pods[ns]
+                if match.items() <= ((p["metadata"].get("labels") or {}).items())]
 
     # ---- status -------------------------------------------------------------------------------
     def _finish(self, suite: SovereignSuite | None, health: list[observe.ComponentHealth], *,

@@ -62,23 +62,22 @@ def copy_manifest(source: dict[str, Any], namespace: str, labels: dict[str, str]
     }
 
 
-def ensure_generated(kube: Kube, spec: SecretSpec, live: dict[str, Any] | None) -> bool:
-    """Create the Secret or add the keys it lacks. Returns True when it wrote. Values never leave this function
-    except to the API server."""
+def ensure_generated(kube: Kube, spec: SecretSpec, live: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Create the Secret or add the keys it lacks. Returns the written Secret, None when nothing was written.
+    Values never leave this function except to the API server."""
     existing = {k: v for k, v in ((live or {}).get("data") or {}).items()}
     values = missing_keys(spec, existing)
     if not values:
-        return False
+        return None
     encoded = {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
     labels = {**spec.labels, LABEL_GENERATED: "true", LABEL_COMPONENT: spec.component}
     if live is None:
         try:
-            kube.create({
+            return kube.create({
                 "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                 "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": labels},
                 "data": encoded,
             })
-            return True
         except ApiError as err:
             if err.status != 409:  # created meanwhile (e.g. by a previous, interrupted run): fill keys below
                 raise
@@ -86,10 +85,9 @@ def ensure_generated(kube: Kube, spec: SecretSpec, live: dict[str, Any] | None) 
             existing = live.get("data") or {}
             encoded = {k: v for k, v in encoded.items() if k not in existing}
             if not encoded:
-                return False
+                return None
     # Only the missing keys, guarded by resourceVersion: a concurrent writer makes this fail, never overwrite.
-    kube.merge_patch("v1", "Secret", spec.name, spec.namespace, {
+    return kube.merge_patch("v1", "Secret", spec.name, spec.namespace, {
         "metadata": {"resourceVersion": live["metadata"]["resourceVersion"], "labels": labels},
         "data": encoded,
     })
-    return True
