@@ -10,7 +10,7 @@ CLOUDS ?= manifests/examples/clouds.yaml
 PYTEST_ARGS ?=
 export SOVEREIGN_SUITE_CACHE := $(CACHE)
 
-.PHONY: help venv tools prometheus crds render golden test test-unit run cluster-up cluster-down clean-cache
+.PHONY: bench help venv tools prometheus crds render golden test test-unit run cluster-up cluster-down clean-cache
 
 help:
 	@echo "make run     local cluster + simulated national clouds + CRDs + example suite + operator (foreground)"
@@ -107,3 +107,8 @@ kind-deploy: image tools
 	  $(KUBECTL_BIN) --context kind-$(KIND_CLUSTER) -n sovereign-suite create secret generic $$name $$args; done
 	$(KUBECTL_BIN) --context kind-$(KIND_CLUSTER) apply --server-side -f $(KIND_EXAMPLE)
 	@echo "watch it: $(KUBECTL_BIN) --context kind-$(KIND_CLUSTER) get suites -A -o wide -w"
+
+# Benchmarks on a throwaway local cluster each (docs/performance.md); about 20 minutes on 2 cores.
+bench: venv tools
+	cd bench && $(PY) render_time.py && $(PY) converge.py --rounds 5 && $(PY) api_cost.py && \
+	  $(PY) many.py --suites 200 && $(PY) report.py

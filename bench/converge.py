@@ -15,7 +15,7 @@ import json
 import tempfile
 import time
 
-from lib import Bench, audit_time, log, rendered_yaml, suite_doc, summary, table, wait_for, write_result
+from lib import Bench, audit_time, count_objects, log, rendered_yaml, suite_doc, summary, table, wait_for, write_result
 
 
 def operator_round(b: Bench, ns: str, name: str) -> dict[str, float]:
@@ -47,7 +47,7 @@ def kubectl_round(b: Bench, ns: str, name: str) -> dict[str, float]:
     wait_for(lambda: b.workloads_ready(tenants), 600, 0.2, "workloads ready")
     ready = time.time() - start
     b.delete_namespaces(tenants)
-    return {"applied": applied, "ready": ready, "objects": text.count("\nkind: ") + text.startswith("kind: ")}
+    return {"applied": applied, "ready": ready, "objects": count_objects(text)}
 
 
 def main() -> None:

@@ -75,8 +75,11 @@ class Bench:
         return name
 
     def kubectl_run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([self.kubectl, "--kubeconfig", str(self.cluster.kubeconfig), *args],
-                              input=stdin, capture_output=True, text=True, check=True)
+        proc = subprocess.run([self.kubectl, "--kubeconfig", str(self.cluster.kubeconfig), *args],
+                              input=stdin, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args[:2])} failed: {proc.stderr[-2000:]}")
+        return proc
 
     def delete_namespaces(self, names: list[str], timeout: float = 600) -> None:
         for n in names:
@@ -143,18 +146,21 @@ def suite_doc(example: str, namespace: str, name: str, patch: dict | None = None
 
 
 def rendered_yaml(doc: dict[str, Any], generate_secrets: bool = True) -> str:
-    """``sovereign-suite render`` of a suite document, as kubectl would apply it."""
-    import tempfile
+    """What ``sovereign-suite render [--generate-secrets]`` prints for a suite document (in-process)."""
+    from sovereign_suite.api.loader import load_files
+    from sovereign_suite.api.validation import parse_suite
+    from sovereign_suite.cli import _dump_all
+    from sovereign_suite.render import render_suite, with_secrets
+    from sovereign_suite.secretgen import missing_keys
 
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        yaml.safe_dump(doc, f)
-    args = [sys.executable, "-m", "sovereign_suite.cli", "render", "-f", f.name,
-            "--clouds", str(ROOT / "manifests" / "examples" / "clouds.yaml")]
-    if generate_secrets:
-        args.append("--generate-secrets")
-    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    os.unlink(f.name)
-    return out
+    _, clouds = load_files([ROOT / "manifests" / "examples" / "clouds.yaml"])
+    result = render_suite(parse_suite(doc), clouds)
+    values = {(s.namespace, s.name): missing_keys(s, None) for s in result.secrets} if generate_secrets else None
+    return _dump_all(with_secrets(result, values))
+
+
+def count_objects(text: str) -> int:
+    return text.count("\nkind: ") + text.startswith("kind: ")
 
 
 def write_result(name: str, data: dict[str, Any]) -> Path:

@@ -143,6 +143,8 @@ class Cluster:
                 # PVCs bind through the in-tree hostPath provisioner (development only; StorageClass "standard")
                 "--extra-args=kube-controller-manager=enable-hostpath-provisioner=true",
                 f"--kube-audit-policy={AUDIT_POLICY}",
+                # room for many suites' Services (the default /24 holds 254)
+                "--extra-args=kube-apiserver=service-cluster-ip-range=10.96.0.0/16",
                 "--wait=2m",
             )
         self.wait_healthy()

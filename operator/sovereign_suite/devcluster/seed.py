@@ -68,7 +68,7 @@ def node_objects(countries: dict[str, Any]) -> list[dict[str, Any]]:
                     "topology.kubernetes.io/zone": zones[i % len(zones)],
                     "sovereignsuite.io/simulated-country": country,
                 }
-                capacity = {"cpu": str(group["cpu"]), "memory": str(group["memory"]), "pods": "110",
+                capacity = {"cpu": str(group["cpu"]), "memory": str(group["memory"]), "pods": "250",
                             "ephemeral-storage": "500Gi"}
                 taints = []
                 if gpu:
@@ -88,7 +88,9 @@ def node_objects(countries: dict[str, Any]) -> list[dict[str, Any]]:
                         "labels": labels,
                         "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
                     },
-                    "spec": {"taints": taints},
+                    # kwok gives a pod an IP from its node's podCIDR: one /24 per node, apart from Services
+                    "spec": {"taints": taints, "podCIDR": f"10.244.{len(nodes)}.0/24",
+                             "podCIDRs": [f"10.244.{len(nodes)}.0/24"]},
                     "status": {"capacity": capacity, "allocatable": dict(capacity)},
                 })
     return nodes

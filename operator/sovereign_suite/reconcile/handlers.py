@@ -25,9 +25,8 @@ import kopf
 from kubernetes import client as k8s_client, config as k8s_config
 
 from .. import metrics
-from ..components.base import LABEL_SUITE, LABEL_SUITE_NS
 from .kube import ApiError, Kube
-from .pipeline import FINALIZER, Settings, cleanup, reconcile
+from .pipeline import FINALIZER, Settings, cleanup, forget_clouds, reconcile
 from .status import now, same_status
 
 log = logging.getLogger("sovereign_suite")
@@ -36,14 +35,13 @@ GROUP, VERSION = "sovereignsuite.io", "v1alpha1"
 DRIFT_INTERVAL = float(os.environ.get("SOVEREIGN_SUITE_DRIFT_INTERVAL", "60"))
 JOB_WAIT = float(os.environ.get("SOVEREIGN_SUITE_JOB_WAIT", "30"))
 REQUEUE = float(os.environ.get("SOVEREIGN_SUITE_REQUEUE", "5"))
-CHILD_DEBOUNCE = float(os.environ.get("SOVEREIGN_SUITE_CHILD_DEBOUNCE", "1"))
 # The namespaces served (`run -n NS`, set by runner.py); empty: every namespace. With a list, the operator's
 # RBAC may be namespaced, so nothing is listed cluster-wide but clouds, namespaces and GPU nodes and pods.
 WATCH_NAMESPACES: list[str] = []
 
 
 def settings() -> Settings:
-    return Settings(job_wait_seconds=JOB_WAIT, requeue_seconds=REQUEUE, per_namespace=bool(WATCH_NAMESPACES))
+    return Settings(job_wait_seconds=JOB_WAIT, requeue_seconds=REQUEUE)
 
 _kube: Kube | None = None
 _locks: dict[str, threading.Lock] = {}
@@ -253,23 +251,10 @@ def stop_drift_loop(**_: Any) -> None:
     _drift_stop.set()
 
 
-def child_event(body: kopf.Body, **_: Any) -> None:
-    """A workload of a suite changed (it rolled out, or someone edited it): a pass soon, debounced, so the
-    status follows the rollout and drift is repaired without waiting for the drift loop."""
-    labels = body["metadata"].get("labels") or {}
-    namespace, name = labels.get(LABEL_SUITE_NS), labels.get(LABEL_SUITE)
-    if namespace and name:
-        schedule(namespace, name, CHILD_DEBOUNCE, "child")
-
-
-for _group, _plural in (("apps", "deployments"), ("apps", "statefulsets"), ("batch", "jobs")):
-    kopf.on.event(_group, "v1", _plural, labels={LABEL_SUITE: kopf.PRESENT, LABEL_SUITE_NS: kopf.PRESENT},
-                  id=f"child-{_plural}")(child_event)
-
-
 @kopf.on.event(GROUP, VERSION, "nationalclouds")
 def cloud_event(event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
     """A cloud changed (or appeared): re-run the suites that use it, e.g. one Stalled on an unknown cloud."""
+    forget_clouds()
     if event.get("type") is None:  # the initial listing at start-up: suites get their own events
         return
     name = body["metadata"]["name"]

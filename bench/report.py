@@ -1,0 +1,55 @@
+"""Prints the comparison of the last results in bench/results/*.json against the targets of the benchmarks.
+
+    python bench/report.py
+"""
+
+from __future__ import annotations
+
+import json
+
+from lib import RESULTS, table
+
+
+def load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def main() -> None:
+    rows = [["target", "measured", "", "date"]]
+    c, m, a, r = load("converge"), load("many"), load("api_cost"), load("render")
+    if c:
+        for metric in ("applied", "ready"):
+            ratio = c[metric]["ratio_operator_over_kubectl"]
+            rows.append([f"converge ratio ({metric}) <= 1.0, four-country suite",
+                         f"{ratio:.2f} (operator {c[metric]['operator']['median']:.2f} s, "
+                         f"kubectl {c[metric]['kubectl']['median']:.2f} s, {c['rounds']} rounds)",
+                         verdict(ratio <= 1.0), c["date"]])
+    if m:
+        ratio = m["ratio_operator_over_kubectl_objects_per_second"]
+        rows.append([f">= 1.0x kubectl objects/s, {m['suites']} suites",
+                     f"{ratio:.2f} ({m['operator']['objects_per_second']:.0f} vs "
+                     f"{m['kubectl']['objects_per_second']:.0f} objects/s)", verdict(ratio >= 1.0), m["date"]])
+        rows.append([f"RSS <= 150 MiB at {m['suites']} suites", f"peak {m['operator']['rss_peak_mib']:.0f} MiB",
+                     verdict(m["operator"]["rss_peak_mib"] <= 150), m["date"]])
+    if a:
+        rows.append(["mutating requests per fresh suite <= children + 3",
+                     f"{a['fresh']['mutating']} for {a['children']} children",
+                     verdict(a["fresh"]["mutating"] <= a["children"] + 3), a["date"]])
+        rows.append(["0 writes on resync", str(a["resync_3_passes"]["mutating"]),
+                     verdict(a["resync_3_passes"]["mutating"] == 0), a["date"]])
+        rows.append(["0 writes on restart", str(a["restart"]["mutating"]), verdict(a["restart"]["mutating"] == 0),
+                     a["date"]])
+    if r:
+        rows.append(["render <= 50 ms, four-country suite",
+                     f"{r['warm_ms']['median']:.1f} ms (first in a process {r['first_ms']['median']:.0f} ms)",
+                     verdict(r["warm_ms"]["median"] <= 50), r["date"]])
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
