@@ -73,9 +73,9 @@ def main() -> None:
         "resync_3_passes": {"mutating": len(resync_writes), "reads": len(resync) - len(resync_writes)},
         "restart": {"mutating": len(restart_writes), "reads": len(restart) - len(restart_writes)},
         "idle": {"rss_mib_max": max(rss), "cpu_seconds_per_30s": idle_cpu, "drift_interval_s": 5},
-        "fresh_mutating_detail": sorted({f"{e['verb']} {(e.get('objectRef') or {}).get('resource')}"
-                                          f"{'/' + e['objectRef']['subresource'] if (e.get('objectRef') or {}).get('subresource') else ''}"
-                                          for e in fresh_writes}),
+        "fresh_mutating_by_resource": counts([{"verb": f"{e['verb']} {(e.get('objectRef') or {}).get('resource')}"
+                                                        f"{'/' + e['objectRef']['subresource'] if (e.get('objectRef') or {}).get('subresource') else ''}"}
+                                               for e in fresh_writes]),
     }
     print(table([
         ["four-country suite", "mutating", "reads", "target"],

@@ -82,6 +82,25 @@ def core(api) -> client.CoreV1Api:
     return client.CoreV1Api(api)
 
 
+@pytest.fixture(scope="module")
+def kube(api):
+    """Our raw-JSON client, with a user agent of its own (the audit-log counts tell it from the operator)."""
+    from sovereign_suite.reconcile.kube import Kube
+
+    return Kube(api, user_agent="sovereign-suite-tests")
+
+
+@pytest.fixture(scope="module")
+def operator(cluster):
+    """The operator as a real process (`sovereign-suite run`) for the module's tests, drift pass every 3 s."""
+    from .operator_fixture import OperatorProcess
+
+    op = OperatorProcess(cluster, drift_interval=3.0)
+    op.start()
+    yield op
+    op.stop()
+
+
 @pytest.fixture()
 def namespace(core, request):
     name = f"t-{request.node.name[:40].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"

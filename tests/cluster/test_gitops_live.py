@@ -12,25 +12,12 @@ from sovereign_suite.reconcile.kube import Kube
 
 from ..test_gitops import argo_health, gitops_bin, kstatus
 from .conftest import wait_for
-from .operator_fixture import SUITES, OperatorProcess, condition, create_referenced_secrets, suite_doc
+from .operator_fixture import SUITES, condition, create_referenced_secrets, suite_doc
 
 
 @pytest.fixture(scope="module")
 def tools() -> Path:
     return gitops_bin()
-
-
-@pytest.fixture(scope="module")
-def operator(cluster):
-    op = OperatorProcess(cluster, drift_interval=3.0)
-    op.start()
-    yield op
-    op.stop()
-
-
-@pytest.fixture(scope="module")
-def kube(api) -> Kube:
-    return Kube(api)
 
 
 def observed(kube: Kube, doc, check) -> dict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from sovereign_suite.api.validation import parse_cloud, parse_suite
@@ -12,23 +11,10 @@ from sovereign_suite.reconcile.kube import Kube
 from sovereign_suite.render import render_suite
 
 from .conftest import wait_for
-from .operator_fixture import SUITES, OperatorProcess, condition, create_referenced_secrets
+from .operator_fixture import SUITES, condition, create_referenced_secrets
 
 H100, A100, L40S = "NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-80GB", "NVIDIA-L40S"
 FR_REGION = "eu-west-2"
-
-
-@pytest.fixture(scope="module")
-def operator(cluster):
-    op = OperatorProcess(cluster, drift_interval=2.0)
-    op.start()
-    yield op
-    op.stop()
-
-
-@pytest.fixture(scope="module")
-def kube(api) -> Kube:
-    return Kube(api, user_agent="sovereign-suite-tests")
 
 
 def llm_suite(namespace: str, models: list[dict], quota_gpus: int = 16, jitsi: bool = False) -> dict:

@@ -21,19 +21,6 @@ from .operator_fixture import SUITES, Audit, OperatorProcess, condition, create_
 
 
 @pytest.fixture(scope="module")
-def operator(cluster):
-    op = OperatorProcess(cluster, drift_interval=3.0)
-    op.start()
-    yield op
-    op.stop()
-
-
-@pytest.fixture(scope="module")
-def kube(api) -> Kube:
-    return Kube(api, user_agent="sovereign-suite-tests")
-
-
-@pytest.fixture(scope="module")
 def audit(cluster) -> Audit:
     return Audit(cluster)
 

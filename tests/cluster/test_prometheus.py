@@ -164,11 +164,6 @@ def operator(cluster, monitoring_crds):
 
 
 @pytest.fixture(scope="module")
-def kube(api) -> Kube:
-    return Kube(api, user_agent="sovereign-suite-tests")
-
-
-@pytest.fixture(scope="module")
 def prometheus(operator, tmp_path_factory):
     prom = Prometheus(tmp_path_factory.mktemp("prometheus"), [f"127.0.0.1:{operator.metrics_port}"])
     prom.start(prometheus_binary())

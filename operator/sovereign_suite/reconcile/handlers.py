@@ -27,7 +27,7 @@ from kubernetes import client as k8s_client, config as k8s_config
 from .. import metrics
 from .kube import ApiError, Kube
 from .pipeline import FINALIZER, Settings, cleanup, forget_clouds, reconcile
-from .status import now, same_status
+from .status import now, same_status, summary
 
 log = logging.getLogger("sovereign_suite")
 
@@ -49,6 +49,10 @@ _locks_guard = threading.Lock()
 _seen: dict[str, int] = {}  # uid -> generation of the last pass in this process
 _requeued: set[tuple[str, str]] = set()  # (namespace, name) of suites with a pass already scheduled soon
 _complete: dict[str, int] = {}  # uid -> generation whose every child this process has applied
+_status_written: dict[str, float] = {}  # uid -> when this process last wrote the suite's status
+# A status whose summary (conditions, ready flags, reasons) did not change is written at most this often: replica
+# counts during a rollout would otherwise cost a write every pass (the metrics carry them live).
+STATUS_MIN_INTERVAL = float(os.environ.get("SOVEREIGN_SUITE_STATUS_MIN_INTERVAL", "30"))
 
 
 def kube() -> Kube:
@@ -162,7 +166,10 @@ def run_pass(body: dict[str, Any], trigger: str) -> None:
             _complete[uid] = generation
         metrics.record_pass(meta["namespace"], meta["name"], outcome, result, trigger, time.monotonic() - started,
                             converged_before)
-        if not same_status(body.get("status"), outcome.status):
+        old_status = body.get("status")
+        due = time.monotonic() - _status_written.get(uid, 0.0) > STATUS_MIN_INTERVAL
+        if not same_status(old_status, outcome.status) and (due or summary(old_status) != summary(outcome.status)):
+            _status_written[uid] = time.monotonic()
             try:
                 k.merge_patch(f"{GROUP}/{VERSION}", "SovereignSuite", meta["name"], meta["namespace"],
                               {"status": outcome.status}, sub="status")

@@ -66,3 +66,20 @@ def same_status(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     """True when writing ``new`` would change nothing the operator owns (the ``operator`` field is Kopf's)."""
     old = {k: v for k, v in (old or {}).items() if k != "operator"}
     return old == new
+
+
+def summary(status: dict[str, Any] | None) -> Any:
+    """What a reader must see at once: the generation, the conditions (type, status, reason), the countries, and
+    where each LLM model runs or that it cannot. Per-tenant and per-component details (ready flags, replica
+    counts, messages) follow at the next write, at most STATUS_MIN_INTERVAL later; the metrics follow them live.
+    A rollout of a fresh suite thus costs two status writes (Progressing, then Ready)."""
+    status = status or {}
+    return (
+        status.get("observedGeneration"),
+        tuple((c.get("type"), c.get("status"), c.get("reason")) for c in status.get("conditions") or []),
+        status.get("countries"),
+        tuple((t.get("country"),
+               tuple((m.get("name"), m.get("product"), m.get("state") == "Unschedulable")
+                     for m in t.get("models") or []))
+              for t in status.get("tenants") or []),
+    )
