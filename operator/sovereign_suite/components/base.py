@@ -157,6 +157,15 @@ class RenderContext:
         return self.cloud.spec.ingress_class
 
 
+def image_version(image: str) -> str | None:
+    """The tag of an image reference, for the app.kubernetes.io/version label (None for a digest only)."""
+    ref = image.split("@", 1)[0]
+    name, _, tag = ref.rpartition(":")
+    if not name or "/" in tag:
+        return None
+    return tag[:63] or None
+
+
 def build_contexts(
     suite: SovereignSuite,
     clouds: dict[str, NationalCloud],

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 from ...api.models import OIDC, Docs, Resources
 from ...api.validation import InputError, Problem
 from ..base import (
+    image_version,
     RenderContext,
     SecretKey,
     SecretSpec,
@@ -86,15 +87,6 @@ REDIS_MAXMEMORY = "384mb"  # below the 512Mi limit: Redis evicts (volatile-lru) 
 MIGRATE_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # also a valid ConfigMap key
 WORKER_CONCURRENCY = 2  # Celery defaults to the node's CPU count; the worker's limit is what it may use
-
-
-def image_version(image: str) -> str | None:
-    """The tag of an image reference, for the app.kubernetes.io/version label (None for a digest only)."""
-    ref = image.split("@", 1)[0]
-    name, _, tag = ref.rpartition(":")
-    if not name or "/" in tag:
-        return None
-    return tag[:63] or None
 
 
 def migrate_job_name(docs: Docs) -> str:

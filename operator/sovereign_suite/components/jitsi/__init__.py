@@ -26,6 +26,7 @@ from typing import Any
 from ...api.models import COUNTRIES, Jitsi, Tenant
 from ...api.validation import InputError, Problem, effective_components
 from ..base import (
+    image_version,
     RenderContext,
     SecretKey,
     SecretSpec,
@@ -90,15 +91,6 @@ def field_path(ctx: RenderContext, *fields: str) -> str:
         node = node[f]
     index = ctx.suite.spec.tenants.index(ctx.tenant)
     return f"spec.tenants[{index}].components.jitsi." + ".".join(fields)
-
-
-def image_version(image: str) -> str | None:
-    """The tag of an image reference, for the app.kubernetes.io/version label (None for a digest only)."""
-    ref = image.split("@", 1)[0]
-    name, _, tag = ref.rpartition(":")
-    if not name or "/" in tag:
-        return None
-    return tag[:63] or None
 
 
 def secret_env(*keys: str) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from typing import Any
 from ...api.models import LLMModel
 from ...api.validation import InputError, Problem
 from ..base import (
+    image_version,
     RenderContext,
     SecretKey,
     SecretSpec,
@@ -67,15 +68,6 @@ def _llm_path(ctx: RenderContext, field: str) -> str:
         index = ctx.suite.spec.tenants.index(ctx.tenant)
         return f"spec.tenants[{index}].components.llm.{field}"
     return f"spec.components.llm.{field}"
-
-
-def image_version(image: str) -> str | None:
-    """The tag of an image reference, for the app.kubernetes.io/version label (None for a digest only)."""
-    ref = image.split("@", 1)[0]
-    name, _, tag = ref.rpartition(":")
-    if not name or "/" in tag:
-        return None
-    return tag[:63] or None
 
 
 # ---- vLLM ------------------------------------------------------------------------------------------------
