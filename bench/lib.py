@@ -13,7 +13,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "operator"))
@@ -24,6 +24,7 @@ from kubernetes import config  # noqa: E402
 
 from sovereign_suite.devcluster.cluster import Cluster, bin_dir  # noqa: E402
 from sovereign_suite.reconcile.kube import Kube  # noqa: E402
+from tests.cluster.conftest import wait_for  # noqa: E402,F401 - the same polling helper as the tests
 from tests.cluster.operator_fixture import (  # noqa: E402
     Audit, OperatorProcess, condition, create_referenced_secrets)
 
@@ -33,16 +34,6 @@ SUITES = ("sovereignsuite.io/v1alpha1", "SovereignSuite")
 
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f} s: {what}")
 
 
 class Bench:

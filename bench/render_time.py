@@ -10,7 +10,6 @@ import argparse
 import statistics
 import subprocess
 import sys
-import time
 
 from lib import ROOT, table, write_result
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import yaml
 
 from sovereign_suite.api import crdgen
 from sovereign_suite.api.validation import InputError, effective_components, parse_suite

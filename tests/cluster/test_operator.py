@@ -7,7 +7,6 @@ import subprocess
 import time
 
 import pytest
-from kubernetes.client.rest import ApiException
 
 from sovereign_suite.api.loader import load_files
 from sovereign_suite.api.validation import parse_suite

@@ -13,7 +13,7 @@ import json
 from json.encoder import encode_basestring_ascii as _encode_str  # what json.dumps uses for a str
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal, Mapping
 
 import jinja2
 import yaml
@@ -320,5 +320,3 @@ def dump_yaml(obj: Any) -> str:
         return _yaml_rs.dumps(_sorted(obj))
     return yaml.safe_dump(obj, sort_keys=True, default_flow_style=False, width=120)
 
-
-Renderer = Callable[[RenderContext], list[dict[str, Any]]]

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlencode
 
 from kubernetes import client as k8s_client
@@ -147,10 +147,6 @@ class Kube:
         self._kinds[key] = self._groups[api_version].get(kind)
         return self._kinds[key]
 
-    def forget_discovery(self) -> None:
-        self._kinds.clear()
-        self._groups.clear()
-
     def require(self, api_version: str, kind: str) -> Kind:
         k = self.kind(api_version, kind)
         if k is None:
@@ -204,12 +200,6 @@ class Kube:
         return self.request("PATCH", k.path(namespace, name, sub), body=body,
                             content_type="application/merge-patch+json", what=f"{kind}/{name}")
 
-    def json_patch(self, api_version: str, kind: str, name: str, namespace: str | None, ops: list[dict[str, Any]]
-                   ) -> dict[str, Any]:
-        k = self.require(api_version, kind)
-        return self.request("PATCH", k.path(namespace, name), body=ops,
-                            content_type="application/json-patch+json", what=f"{kind}/{name}")
-
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         k = self.require(obj["apiVersion"], obj["kind"])
         return self.request("POST", k.path(obj["metadata"].get("namespace")), body=obj, what=ref(obj))
@@ -228,6 +218,3 @@ class Kube:
             if err.status == 404:
                 return False
             raise
-
-    def events(self, namespace: str) -> Iterator[dict[str, Any]]:
-        yield from self.list("v1", "Event", namespace=namespace)

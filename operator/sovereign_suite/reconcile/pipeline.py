@@ -15,13 +15,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..api.models import NationalCloud, SovereignSuite
 from ..api.validation import InputError, Problem, check_suite, parse_cloud, parse_suite
 from ..components.base import (
     LABEL_COMPONENT,
-    LABEL_COUNTRY,
     LABEL_RETAINED,
     LABEL_SUITE,
     LABEL_SUITE_NS,
@@ -161,8 +160,7 @@ def list_children(kube: Kube, name: str, namespace: str) -> dict[tuple[str, str,
 class Reconciler:
     """One pass over one suite. Not shared between threads (the handlers lock per suite)."""
 
-    def __init__(self, kube: Kube, body: dict[str, Any], settings: Settings | None = None,
-                 on_write: Callable[[str, dict[str, Any]], None] | None = None):
+    def __init__(self, kube: Kube, body: dict[str, Any], settings: Settings | None = None):
         self.kube = kube
         self.body = body
         self.settings = settings or Settings()
@@ -174,7 +172,8 @@ class Reconciler:
         self._writes_lock = threading.Lock()
         self._applied: set[tuple[str, str, str, str]] = set()  # children written in this pass
         self._pods: dict[str, list[dict[str, Any]]] = {}  # namespace -> its pods, listed once per pass
-        self.on_write = on_write
+        self._result_secrets: list = []  # the Secrets the render declared (kept from pruning)
+        self._ctx_cache: list | None = None
         self.events: list[tuple[str, str, str]] = []
         self.errors: list[tuple[str, str, str]] = []  # (severity Stalled|Degraded, reason, message)
 
@@ -182,8 +181,7 @@ class Reconciler:
     def _wrote(self, verb: str, obj: dict[str, Any]) -> None:
         with self._writes_lock:  # applies of one phase run in parallel
             self.writes += 1
-        if self.on_write:
-            self.on_write(verb, obj)
+        log.debug("%s %s", verb, ref(obj))
 
     def _fail(self, obj: dict[str, Any], err: ApiError) -> None:
         severity = "Stalled" if err.status in (400, 422) else "Degraded"
@@ -233,7 +231,10 @@ class Reconciler:
         return self._finish(suite, health, waiting=waiting, models=self._models(suite, placements, live))
 
     def _contexts(self, suite: SovereignSuite) -> list:
-        return build_contexts(suite, self._clouds, self._capabilities())
+        """The tenants' render contexts, built once per pass (placement, Secrets and status all need them)."""
+        if self._ctx_cache is None:
+            self._ctx_cache = build_contexts(suite, self._clouds, self._capabilities())
+        return self._ctx_cache
 
     def _place(self, suite: SovereignSuite, live: dict) -> dict[str, list[gpu.Placement]]:
         """country -> placements of its models (capacity observed once per cloud per pass)."""
@@ -390,17 +391,13 @@ class Reconciler:
 
     def _prune(self, suite: SovereignSuite, desired: list[dict[str, Any]], live: dict) -> None:
         wanted = {identity(o) for o in desired}
-        wanted |= {("", "Secret", s.namespace, s.name) for s in self._secrets}
+        wanted |= {("", "Secret", s.namespace, s.name) for s in self._result_secrets}
         components = {(o["metadata"].get("namespace"), (o["metadata"].get("labels") or {}).get(LABEL_COMPONENT))
                       for o in desired}
         retain = suite.spec.deletion_policy == "Retain"
         orphans = [o for k, o in live.items() if k not in wanted]
         self._delete(orphans, retain, keep_pvc=lambda o: (o["metadata"].get("namespace"),
                      (o["metadata"].get("labels") or {}).get(LABEL_COMPONENT)) in components, live=live)
-
-    @property
-    def _secrets(self):
-        return getattr(self, "_result_secrets", [])
 
     def _delete(self, objs: list[dict[str, Any]], retain: bool, keep_pvc=lambda o: False, live=None) -> None:
         """Delete ``objs``; with ``retain`` keep PVCs, generated Secrets and the namespaces holding them,

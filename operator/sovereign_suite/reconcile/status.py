@@ -8,8 +8,6 @@ from typing import Any
 
 from .observe import ComponentHealth
 
-CONDITION_TYPES = ("Ready", "Reconciling", "Stalled", "Degraded")
-
 
 def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
