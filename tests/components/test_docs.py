@@ -138,7 +138,7 @@ def test_migrate_job_spec_and_dependencies() -> None:
     assert phase_of(j) == "jobs"
 
 
-def test_migrate_job_name_follows_the_backend_image_only() -> None:
+def test_migrate_job_name_follows_the_image_and_the_database_only() -> None:
     base = job(render_fr())["metadata"]["name"]
     new_image = job(render_fr({"components": {"docs": {"backendImage": "docker.io/lasuite/impress-backend:v3.9.0"}}}))
     assert new_image["metadata"]["name"] != base
@@ -156,6 +156,12 @@ def test_migrate_job_name_follows_the_backend_image_only() -> None:
     }
     same = job(render_fr(unrelated))
     assert same["metadata"]["name"] == base
+    # another database must be migrated: a switch of mode, host or database name is a new Job
+    external = {"components": {"docs": {"postgres": {"mode": "external", "host": "pg.example.eu",
+                                                      "passwordSecretRef": {"name": "pg", "key": "password"}}}}}
+    renamed = {"components": {"docs": {"postgres": {"database": "docs2"}}}}
+    names = {base, job(render_fr(external))["metadata"]["name"], job(render_fr(renamed))["metadata"]["name"]}
+    assert len(names) == 3
     # The Job's template is immutable: what changed above must not change it either.
     assert same["spec"] == job(render_fr())["spec"]
 

@@ -3,7 +3,7 @@
 Objects (all in the tenant namespace):
 - ``docs-backend``: Django (gunicorn, port 8000) Deployment + Service (80 -> 8000);
 - ``docs-worker``: the Celery worker (same image) Deployment;
-- ``docs-migrate-<hash of the backend image>``: the Job running ``manage.py migrate``; annotated
+- ``docs-migrate-<hash of the backend image and the database>``: the Job running ``manage.py migrate``; annotated
   ``sovereignsuite.io/wait-for: complete`` and named in the backend's and worker's
   ``sovereignsuite.io/after-job`` annotation, so the operator rolls them out only once it has completed;
 - ``docs-frontend``: the static Next.js export served by nginx (port 8080) + Service (80 -> 8080);
@@ -89,9 +89,11 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # also a valid ConfigMap 
 WORKER_CONCURRENCY = 2  # Celery defaults to the node's CPU count; the worker's limit is what it may use
 
 
-def migrate_job_name(docs: Docs) -> str:
-    """A new backend image gets a new Job (a Job's template cannot change); nothing else changes the name."""
-    return f"docs-migrate-{short_hash(docs.backend_image)}"
+def migrate_job_name(docs: Docs, db: Database) -> str:
+    """The Job's identity is everything that changes what it migrates: the backend image (new migrations) and
+    the database it migrates (a switch from embedded to CloudNativePG or external Postgres must migrate the new,
+    empty database). A Job's template cannot change, so a new identity is a new Job; the old one is pruned."""
+    return f"docs-migrate-{short_hash(docs.backend_image, db.host, str(db.port), db.name, db.user)}"
 
 
 def _labels(ctx: RenderContext, part: str, image: str | None = None, component_label: str | None = None) -> dict[str, str]:
@@ -258,7 +260,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
     data = config_data(ctx, db)
     media_conf = media_nginx_conf(ctx)
     host = ctx.host("docs")
-    job = migrate_job_name(docs)
+    job = migrate_job_name(docs, db)
     common = dict(
         ctx=ctx,
         docs=docs,
