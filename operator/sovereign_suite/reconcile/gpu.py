@@ -23,7 +23,8 @@ from kubernetes.utils.quantity import parse_quantity
 
 from ..api.models import LLMModel, NationalCloud
 from ..components.base import REGION_LABEL, RenderContext
-from .kube import Kube
+from .cache import ClusterCache
+from .problems import ObjectKey
 
 GPUS_ALLOCATABLE = Gauge("sovereign_suite_gpus_allocatable", "Allocatable GPUs of a national cloud's GPU nodes.",
                          ["country", "product"])
@@ -82,13 +83,18 @@ def _pod_gpus(pod: dict[str, Any], resource: str) -> int:
     return total
 
 
-def observe(kube: Kube, cloud: NationalCloud) -> Capacity:
+def observe(cache: ClusterCache, cloud: NationalCloud) -> Capacity:
+    """The cloud's GPU nodes and the GPUs requested on them, from the watch cache (no request)."""
     gpu = cloud.spec.gpu
-    selector = ",".join([gpu.product_label] + [f"{k}={v}" for k, v in sorted(gpu.node_selector.items())])
     regions = set(cloud.spec.regions)
+    pods_by_node: dict[str, list[dict[str, Any]]] = {}
+    for pod in cache.pods.items():
+        pods_by_node.setdefault((pod.get("spec") or {}).get("nodeName") or "", []).append(pod)
     nodes = []
-    for node in kube.list("v1", "Node", label_selector=selector):
+    for node in sorted(cache.nodes.items(), key=lambda n: n["metadata"]["name"]):
         labels = node["metadata"].get("labels") or {}
+        if gpu.product_label not in labels or any(labels.get(k) != v for k, v in gpu.node_selector.items()):
+            continue
         if labels.get(REGION_LABEL) not in regions:
             continue
         if (node.get("spec") or {}).get("unschedulable"):
@@ -97,9 +103,7 @@ def observe(kube: Kube, cloud: NationalCloud) -> Capacity:
         if allocatable <= 0:
             continue
         n = GpuNode(node["metadata"]["name"], labels[gpu.product_label], allocatable)
-        pods = kube.list("v1", "Pod", field_selector=(
-            f"spec.nodeName={n.name},status.phase!=Succeeded,status.phase!=Failed"))
-        for pod in pods:
+        for pod in pods_by_node.get(n.name, []):
             g = _pod_gpus(pod, gpu.resource_name)
             if not g:
                 continue
@@ -165,17 +169,18 @@ def place(model: LLMModel, cap: Capacity, namespace: str, current: str | None) -
     return Placement(model.name, keep, False, gpus, message)
 
 
-def place_tenant(kube: Kube, ctx: RenderContext, live: dict, capacity: dict[str, Capacity]) -> list[Placement]:
+def place_tenant(cache: ClusterCache, ctx: RenderContext, live: dict, capacity: dict[str, Capacity]
+                 ) -> list[Placement]:
     """Placements of a tenant's models. ``capacity``: per-cloud cache shared by one pass."""
     llm = ctx.components.llm
     if not llm.enabled or not llm.models:
         return []
     if ctx.cloud.name not in capacity:
-        capacity[ctx.cloud.name] = observe(kube, ctx.cloud)
+        capacity[ctx.cloud.name] = observe(cache, ctx.cloud)
     cap = capacity[ctx.cloud.name]
     out = []
     for model in llm.models:
-        dep = live.get(("apps", "Deployment", ctx.namespace, f"vllm-{model.name}"))
+        dep = live.get(ObjectKey("apps", "Deployment", ctx.namespace, f"vllm-{model.name}"))
         out.append(place(model, cap, ctx.namespace, current_product(dep, ctx.cloud.spec.gpu.product_label)))
     return out
 
@@ -195,7 +200,7 @@ def model_states(ctx: RenderContext, placements: list[Placement], live: dict, po
 
     out = []
     for p in placements:
-        dep = live.get(("apps", "Deployment", ctx.namespace, f"vllm-{p.model}"))
+        dep = live.get(ObjectKey("apps", "Deployment", ctx.namespace, f"vllm-{p.model}"))
         entry = {"name": p.model, "product": p.product if p.fits else "", "gpus": p.gpus, "reason": "",
                  "message": ""}
         if not p.fits:
