@@ -27,6 +27,7 @@ DNS_NAME_RE = re.compile(r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-
 DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 EXTENDED_RESOURCE_PATTERN = r"^[a-z0-9.-]+/[a-zA-Z0-9._-]+$"
 QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+HOST_PORT_PATTERN = r"^[a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?:[0-9]{1,5}$"
 
 # ISO 3166-1 alpha-2 codes of the countries that can host a tenant (EU/EEA, Switzerland, the UK).
 # Kept explicit so a typo ("FRA", "UK") is an error, not a new tenant.
@@ -218,6 +219,12 @@ class Jitsi(Model):
     web_replicas: int = Field(2, ge=0, le=20)
     jvb_replicas: int = Field(1, ge=0, le=50)
     jvb: JvbExposure = Field(default_factory=JvbExposure)
+    stun_servers: list[Annotated[str, Field(pattern=HOST_PORT_PATTERN)]] = Field(
+        default_factory=list,
+        description="STUN servers (host:port) the bridges use to learn their public address and the browsers "
+        "use for peer-to-peer calls. None by default: nothing calls a third-party server (the images would "
+        "otherwise use meet-jit-si-turnrelay.jitsi.net:443); set one you operate if the nodes are behind NAT.",
+    )
     resources: Resources = Field(
         default_factory=lambda: resources({"cpu": "250m", "memory": "512Mi"}, {"cpu": "2", "memory": "2Gi"})
     )
