@@ -175,6 +175,10 @@ def element_config(ctx: RenderContext) -> dict[str, Any]:
     }
     if ctx.components.jitsi.enabled:
         config["jitsi"] = {"preferred_domain": ctx.host("meet")}
+    else:
+        # Without a Jitsi of the tenant, Element's call buttons would open conferences on its default public
+        # Jitsi (element-web docs/config.md, `jitsi.preferredDomain`): hide VoIP instead.
+        config["setting_defaults"] = {"UIFeature.voip": False}
     return config
 
 
