@@ -309,7 +309,7 @@ def test_secrets_declared() -> None:
     "postgres, host, password_ref, kinds",
     [
         ({"mode": "embedded"}, "docs-postgres", {"name": "docs-postgres", "key": "password"}, {"StatefulSet"}),
-        ({"mode": "cloudnative-pg", "instances": 3}, "docs-postgres-rw", {"name": "docs-postgres-app", "key": "password"}, {"Cluster"}),
+        ({"mode": "cloudnative-pg", "instances": 3}, "docs-postgres-rw", {"name": "docs-postgres-app", "key": "password"}, {"Cluster", "NetworkPolicy"}),
         (
             {"mode": "external", "host": "pg.fr.example.eu", "passwordSecretRef": {"name": "docs-db", "key": "pw"},
              "sslMode": "verify-full", "database": "impress", "user": "impress"},

@@ -502,6 +502,19 @@ class GPU(Model):
     )
 
 
+class CloudNativePGOperator(Model):
+    """Where the CloudNativePG operator runs, for the NetworkPolicy that lets it reach the instance pods (it
+    connects to them on 8000 and 5432). Defaults: the namespace and pod label of CloudNativePG's own manifests
+    and Helm chart (cloudnative-pg docs/src/networking.md, docs/src/samples/networkpolicy-example.yaml)."""
+
+    namespace: ObjectName = Field("cnpg-system", description="Namespace of the CloudNativePG operator.")
+    pod_labels: dict[str, str] = Field(
+        default_factory=lambda: {"app.kubernetes.io/name": "cloudnative-pg"},
+        min_length=1,
+        description="Labels of the CloudNativePG operator's pods.",
+    )
+
+
 class KubeconfigSecretRef(Model):
     name: ObjectName
     namespace: ObjectName
@@ -518,6 +531,11 @@ class NationalCloudSpec(Model):
     storage_class: str | None = Field(None, description="StorageClass for PVCs; default: the cluster's default.")
     ingress_class: str = "nginx"
     gpu: GPU = Field(default_factory=GPU)
+    cloud_native_pg: CloudNativePGOperator = Field(
+        default_factory=CloudNativePGOperator,
+        alias="cloudNativePG",
+        description="The CloudNativePG operator of the cluster (used when a database has mode cloudnative-pg).",
+    )
     kubeconfig_secret_ref: KubeconfigSecretRef | None = Field(
         None, description="For a remote member cluster (validated, not used yet)."
     )
