@@ -295,6 +295,14 @@ class LLMModel(Model):
 class LLMGateway(Model):
     image: str = "ghcr.io/berriai/litellm:v1.77.7-stable"
     replicas: int = Field(2, ge=0, le=20)
+    max_body_size: str = Field(
+        "32m", pattern=r"^[0-9]+[kmgKMG]?$",
+        description="Largest request the Ingress accepts (images sent to vision models are base64 in the body).",
+    )
+    timeout_seconds: int = Field(
+        600, ge=30, le=3600,
+        description="How long the Ingress waits for the gateway (a long generation streams for minutes).",
+    )
     resources: Resources = Field(
         default_factory=lambda: resources({"cpu": "250m", "memory": "512Mi"}, {"cpu": "2", "memory": "2Gi"})
     )
@@ -530,6 +538,12 @@ class NationalCloudSpec(Model):
     )
     storage_class: str | None = Field(None, description="StorageClass for PVCs; default: the cluster's default.")
     ingress_class: str = "nginx"
+    ingress_controller: Literal["ingress-nginx", "other"] = Field(
+        "ingress-nginx",
+        description="The controller behind ingressClass, for the annotations the operator writes for request "
+        "body sizes and timeouts (the Ingress API has no field for them); other: none (set the limits in the "
+        "controller).",
+    )
     gpu: GPU = Field(default_factory=GPU)
     cloud_native_pg: CloudNativePGOperator = Field(
         default_factory=CloudNativePGOperator,

@@ -21,6 +21,7 @@ from typing import Any
 
 from ...api.models import LLMModel
 from ...api.validation import InputError, Problem
+from ..ingress import annotations as ingress_annotations
 from ..base import (
     image_version,
     RenderContext,
@@ -292,6 +293,7 @@ def render_gateway(ctx: RenderContext) -> list[dict[str, Any]]:
         container_security=container_security(read_only_root=True),
         host=host,
         tls_secret=f"{host}-tls",
+        ingress_annotations=ingress_annotations(ctx, gateway.max_body_size, gateway.timeout_seconds),
     )
 
 

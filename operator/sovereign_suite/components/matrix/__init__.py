@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ...api.validation import InputError
+from ..ingress import SYNAPSE_TIMEOUT_SECONDS, annotations as ingress_annotations
 from ..base import (
     RenderContext,
     SecretKey,
@@ -214,6 +215,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         metrics_port=METRICS_PORT,
         matrix_host=ctx.host("matrix"),
         ingress_paths=INGRESS_PATHS,
+        ingress_annotations=ingress_annotations(ctx, matrix.max_upload_size, SYNAPSE_TIMEOUT_SECONDS),
         affinity=affinity,
         pod_security=pod_security(SYNAPSE_UID),
         container_security=container_security(read_only_root=True),
