@@ -280,6 +280,21 @@ class LLMModel(Model):
     replicas: int = Field(1, ge=0, le=64)
     max_model_len: int | None = Field(None, ge=256)
     gpu_memory_utilization: float = Field(0.9, gt=0.1, le=0.99)
+    weights_gib: float | None = Field(
+        None, gt=0, alias="weightsGiB", description="GPU memory the weights take (GiB); default: parametersBillion x the dtype's bytes.")
+    parameters_billion: float | None = Field(None, gt=0, description="Parameter count in billions (e.g. 24).")
+    dtype: Literal["bfloat16", "float16", "fp8", "int8", "int4"] = Field(
+        "bfloat16", description="Weight type, for the weights estimate from parametersBillion.")
+    kv_cache_mib_per_1k_tokens: float | None = Field(
+        None, gt=0, alias="kvCacheMiBPer1kTokens",
+        description="KV cache per 1,000 tokens (MiB): 2 x layers x KV heads x head size x 2 bytes x 1000 / 2^20 "
+        "(from the model's config.json). With maxModelLen, placement reserves one full-length sequence.",
+    )
+    family: Literal["auto", "generic", "mistral"] = Field(
+        "auto",
+        description="Model family, for the flags its upstream requires (mistral: --tokenizer-mode, --config-format "
+        "and --load-format mistral); auto: mistral when modelId starts with mistralai/.",
+    )
     extra_args: list[str] = Field(default_factory=list)
     cache_size: Quantity = "200Gi"
     shm_size: Quantity = "8Gi"
@@ -504,6 +519,13 @@ class GPU(Model):
         description="Extended resource of the GPUs (MIG names such as nvidia.com/mig-1g.10gb are accepted).",
     )
     product_label: str = Field("nvidia.com/gpu.product", description="Node label holding the GPU product.")
+    memory_label: str = Field(
+        "nvidia.com/gpu.memory", description="Node label holding the memory of one GPU in MiB (GPU feature discovery).")
+    product_memory_mib: dict[str, int] = Field(
+        default_factory=dict, alias="productMemoryMiB",
+        description="Memory of one GPU (MiB) per product, for nodes without the memory label and for the offline "
+        "check that a model fits at least one product.",
+    )
     node_selector: dict[str, str] = Field(default_factory=dict, description="Extra labels GPU nodes carry.")
     tolerations: list[Toleration] = Field(
         default_factory=lambda: [Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")]
