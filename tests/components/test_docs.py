@@ -174,7 +174,8 @@ def test_ingress_paths() -> None:
     host = "docs.fr.workplace.example.eu"
     assert ing["spec"]["ingressClassName"] == "nginx"
     assert ing["spec"]["tls"] == [{"hosts": [host], "secretName": f"{host}-tls"}]
-    assert "annotations" not in ing["metadata"]  # standard fields only
+    # only the controller's body-size and timeout annotations (test_ingress_limits.py)
+    assert all(k.startswith("nginx.ingress.kubernetes.io/proxy-") for k in ing["metadata"]["annotations"])
     [rule] = ing["spec"]["rules"]
     assert rule["host"] == host
     routes = {
@@ -185,6 +186,7 @@ def test_ingress_paths() -> None:
         "/": ("Prefix", "docs-frontend", 80),
         "/api": ("Prefix", "docs-backend", 80),
         "/admin": ("Prefix", "docs-backend", 80),
+        "/static": ("Prefix", "docs-backend", 80),
         "/collaboration/ws/": ("Prefix", "docs-y-provider", 4444),
         "/collaboration/api/": ("Prefix", "docs-y-provider", 4444),
         "/media/": ("Prefix", "docs-media", 80),
@@ -286,7 +288,10 @@ def test_settings_in_configmap_and_secrets_by_reference() -> None:
 def test_no_secret_value_in_any_annotation_or_configmap() -> None:
     """Annotations carry only names and hashes; nothing the renderer emits holds a secret's value (it has none)."""
     for obj in render_fr():
-        for value in (obj["metadata"].get("annotations") or {}).values():
+        for key, value in (obj["metadata"].get("annotations") or {}).items():
+            if key.startswith("nginx.ingress.kubernetes.io/proxy-"):  # sizes and timeouts
+                assert value.rstrip("m").isdigit(), (key, value)
+                continue
             assert value == "complete" or value.startswith("docs-migrate-")
         if obj["kind"] in ("Deployment", "StatefulSet", "Job"):
             for value in (obj["spec"]["template"]["metadata"].get("annotations") or {}).values():
@@ -315,7 +320,7 @@ def test_secrets_declared() -> None:
     "postgres, host, password_ref, kinds",
     [
         ({"mode": "embedded"}, "docs-postgres", {"name": "docs-postgres", "key": "password"}, {"StatefulSet"}),
-        ({"mode": "cloudnative-pg", "instances": 3}, "docs-postgres-rw", {"name": "docs-postgres-app", "key": "password"}, {"Cluster"}),
+        ({"mode": "cloudnative-pg", "instances": 3}, "docs-postgres-rw", {"name": "docs-postgres-app", "key": "password"}, {"Cluster", "NetworkPolicy"}),
         (
             {"mode": "external", "host": "pg.fr.example.eu", "passwordSecretRef": {"name": "docs-db", "key": "pw"},
              "sslMode": "verify-full", "database": "impress", "user": "impress"},

@@ -27,6 +27,7 @@ DNS_NAME_RE = re.compile(r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-
 DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 EXTENDED_RESOURCE_PATTERN = r"^[a-z0-9.-]+/[a-zA-Z0-9._-]+$"
 QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+HOST_PORT_PATTERN = r"^[a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?:[0-9]{1,5}$"
 
 # ISO 3166-1 alpha-2 codes of the countries that can host a tenant (EU/EEA, Switzerland, the UK).
 # Kept explicit so a typo ("FRA", "UK") is an error, not a new tenant.
@@ -218,6 +219,12 @@ class Jitsi(Model):
     web_replicas: int = Field(2, ge=0, le=20)
     jvb_replicas: int = Field(1, ge=0, le=50)
     jvb: JvbExposure = Field(default_factory=JvbExposure)
+    stun_servers: list[Annotated[str, Field(pattern=HOST_PORT_PATTERN)]] = Field(
+        default_factory=list,
+        description="STUN servers (host:port) the bridges use to learn their public address and the browsers "
+        "use for peer-to-peer calls. None by default: nothing calls a third-party server (the images would "
+        "otherwise use meet-jit-si-turnrelay.jitsi.net:443); set one you operate if the nodes are behind NAT.",
+    )
     resources: Resources = Field(
         default_factory=lambda: resources({"cpu": "250m", "memory": "512Mi"}, {"cpu": "2", "memory": "2Gi"})
     )
@@ -273,6 +280,21 @@ class LLMModel(Model):
     replicas: int = Field(1, ge=0, le=64)
     max_model_len: int | None = Field(None, ge=256)
     gpu_memory_utilization: float = Field(0.9, gt=0.1, le=0.99)
+    weights_gib: float | None = Field(
+        None, gt=0, alias="weightsGiB", description="GPU memory the weights take (GiB); default: parametersBillion x the dtype's bytes.")
+    parameters_billion: float | None = Field(None, gt=0, description="Parameter count in billions (e.g. 24).")
+    dtype: Literal["bfloat16", "float16", "fp8", "int8", "int4"] = Field(
+        "bfloat16", description="Weight type, for the weights estimate from parametersBillion.")
+    kv_cache_mib_per_1k_tokens: float | None = Field(
+        None, gt=0, alias="kvCacheMiBPer1kTokens",
+        description="KV cache per 1,000 tokens (MiB): 2 x layers x KV heads x head size x 2 bytes x 1000 / 2^20 "
+        "(from the model's config.json). With maxModelLen, placement reserves one full-length sequence.",
+    )
+    family: Literal["auto", "generic", "mistral"] = Field(
+        "auto",
+        description="Model family, for the flags its upstream requires (mistral: --tokenizer-mode, --config-format "
+        "and --load-format mistral); auto: mistral when modelId starts with mistralai/.",
+    )
     extra_args: list[str] = Field(default_factory=list)
     cache_size: Quantity = "200Gi"
     shm_size: Quantity = "8Gi"
@@ -288,6 +310,14 @@ class LLMModel(Model):
 class LLMGateway(Model):
     image: str = "ghcr.io/berriai/litellm:v1.77.7-stable"
     replicas: int = Field(2, ge=0, le=20)
+    max_body_size: str = Field(
+        "32m", pattern=r"^[0-9]+[kmgKMG]?$",
+        description="Largest request the Ingress accepts (images sent to vision models are base64 in the body).",
+    )
+    timeout_seconds: int = Field(
+        600, ge=30, le=3600,
+        description="How long the Ingress waits for the gateway (a long generation streams for minutes).",
+    )
     resources: Resources = Field(
         default_factory=lambda: resources({"cpu": "250m", "memory": "512Mi"}, {"cpu": "2", "memory": "2Gi"})
     )
@@ -489,9 +519,29 @@ class GPU(Model):
         description="Extended resource of the GPUs (MIG names such as nvidia.com/mig-1g.10gb are accepted).",
     )
     product_label: str = Field("nvidia.com/gpu.product", description="Node label holding the GPU product.")
+    memory_label: str = Field(
+        "nvidia.com/gpu.memory", description="Node label holding the memory of one GPU in MiB (GPU feature discovery).")
+    product_memory_mib: dict[str, int] = Field(
+        default_factory=dict, alias="productMemoryMiB",
+        description="Memory of one GPU (MiB) per product, for nodes without the memory label and for the offline "
+        "check that a model fits at least one product.",
+    )
     node_selector: dict[str, str] = Field(default_factory=dict, description="Extra labels GPU nodes carry.")
     tolerations: list[Toleration] = Field(
         default_factory=lambda: [Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")]
+    )
+
+
+class CloudNativePGOperator(Model):
+    """Where the CloudNativePG operator runs, for the NetworkPolicy that lets it reach the instance pods (it
+    connects to them on 8000 and 5432). Defaults: the namespace and pod label of CloudNativePG's own manifests
+    and Helm chart (cloudnative-pg docs/src/networking.md, docs/src/samples/networkpolicy-example.yaml)."""
+
+    namespace: ObjectName = Field("cnpg-system", description="Namespace of the CloudNativePG operator.")
+    pod_labels: dict[str, str] = Field(
+        default_factory=lambda: {"app.kubernetes.io/name": "cloudnative-pg"},
+        min_length=1,
+        description="Labels of the CloudNativePG operator's pods.",
     )
 
 
@@ -510,7 +560,18 @@ class NationalCloudSpec(Model):
     )
     storage_class: str | None = Field(None, description="StorageClass for PVCs; default: the cluster's default.")
     ingress_class: str = "nginx"
+    ingress_controller: Literal["ingress-nginx", "other"] = Field(
+        "ingress-nginx",
+        description="The controller behind ingressClass, for the annotations the operator writes for request "
+        "body sizes and timeouts (the Ingress API has no field for them); other: none (set the limits in the "
+        "controller).",
+    )
     gpu: GPU = Field(default_factory=GPU)
+    cloud_native_pg: CloudNativePGOperator = Field(
+        default_factory=CloudNativePGOperator,
+        alias="cloudNativePG",
+        description="The CloudNativePG operator of the cluster (used when a database has mode cloudnative-pg).",
+    )
     kubeconfig_secret_ref: KubeconfigSecretRef | None = Field(
         None, description="For a remote member cluster (validated, not used yet)."
     )

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from ...api.models import OIDC, Docs, Resources
 from ...api.validation import InputError, Problem
+from ..ingress import DOCS_BODY_SIZE, DOCS_TIMEOUT_SECONDS, annotations as ingress_annotations
 from ..base import (
     image_version,
     RenderContext,
@@ -326,6 +327,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         HERE, "ingress.yaml.j2", **common,
         labels=_labels(ctx, "ingress"), host=host, tls_secret=f"{host}-tls",
         backend_port=80, frontend_port=80, y_provider_port=Y_PROVIDER_PORT, media_port=80,
+        annotations=ingress_annotations(ctx, DOCS_BODY_SIZE, DOCS_TIMEOUT_SECONDS),
     )
     return objects
 
