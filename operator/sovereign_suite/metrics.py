@@ -55,7 +55,7 @@ DRIFT_CORRECTIONS_TOTAL = Counter(
 KNOWN_REASONS = {
     "InvalidSpec", "UnknownCloud", "MissingSecret", "SecretNotReferenceable", "NamespaceConflict", "InvalidChild",
     "Conflict", "Forbidden", "Unauthorized", "ApiError", "MissingAPI", "InsufficientGPU", "InsufficientGPUMemory",
-    "MigrationFailed", "Exception",
+    "MigrationFailed", "WatchFailed", "Exception",
 }
 
 _guard = threading.Lock()

@@ -71,23 +71,22 @@ class OperatorProcess:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
-    def metric(self, name: str, **labels: str) -> float:
-        """Sum of a metric's samples matching ``labels`` (0 when absent)."""
-        import urllib.request
-
+    def series(self, name: str, **labels: str) -> list[str]:
+        """The metric's sample lines matching ``labels`` (none when absent or not serving yet)."""
         import urllib.error
+        import urllib.request
 
         try:
             text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
         except (urllib.error.URLError, ConnectionError):
-            return 0.0  # not serving yet (just started)
-        total = 0.0
-        for line in text.splitlines():
-            if not line.startswith(name + "{") and not line.startswith(name + " "):
-                continue
-            if all(f'{k}="{v}"' in line for k, v in labels.items()):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+            return []  # not serving yet (just started)
+        return [line for line in text.splitlines()
+                if (line.startswith(name + "{") or line.startswith(name + " "))
+                and all(f'{k}="{v}"' in line for k, v in labels.items())]
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of a metric's samples matching ``labels`` (0 when absent)."""
+        return sum(float(line.rsplit(" ", 1)[1]) for line in self.series(name, **labels))
 
 
 class Audit:
@@ -156,3 +155,20 @@ def condition(suite: dict[str, Any] | None, type_: str) -> dict[str, Any] | None
         if c["type"] == type_:
             return c
     return None
+
+
+def get_suite(kube, doc: dict[str, Any]) -> dict[str, Any] | None:
+    return kube.get(*SUITES, doc["metadata"]["name"], doc["metadata"]["namespace"])
+
+
+def wait_ready(kube, doc: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
+    """The suite once Ready for its current generation."""
+    from .conftest import wait_for
+
+    def ready():
+        s = get_suite(kube, doc)
+        c = condition(s, "Ready")
+        gen = (s or {}).get("metadata", {}).get("generation")
+        return s if c and c["status"] == "True" and s["status"].get("observedGeneration") == gen else None
+
+    return wait_for(ready, timeout=timeout, what=f"suite {doc['metadata']['name']} Ready")

@@ -125,6 +125,11 @@ def test_model_too_big_is_unschedulable_and_the_rest_goes_on(operator, kube, cor
     assert any(e.reason == "InsufficientGPU" for e in events.items)
     assert operator.metric("sovereign_suite_llm_model_unschedulable", model="huge") == 1
     delete_suite(kube, doc)
+    # what the operator kept of the deleted suite goes with it: its model series too (no stale "unschedulable")
+    name = doc["metadata"]["name"]
+    wait_for(lambda: not operator.series("sovereign_suite_llm_model_unschedulable", suite=name)
+             and not operator.series("sovereign_suite_ready", suite=name), timeout=30,
+             what="the suite's series removed")
 
 
 def test_freeing_capacity_lets_the_model_schedule(operator, kube, core, namespace):

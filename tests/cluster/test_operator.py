@@ -24,7 +24,8 @@ from sovereign_suite.render import render_suite
 
 from ..helpers import CLOUDS
 from .conftest import wait_for
-from .operator_fixture import SUITES, Audit, OperatorProcess, condition, create_referenced_secrets, suite_doc
+from .operator_fixture import (SUITES, Audit, OperatorProcess, condition, create_referenced_secrets, get_suite,
+                               suite_doc, wait_ready)
 
 
 @pytest.fixture(scope="module")
@@ -36,20 +37,6 @@ def audit(cluster) -> Audit:
 def suite_ns(namespace, core):
     create_referenced_secrets(core, namespace)
     return namespace
-
-
-def get_suite(kube: Kube, doc):
-    return kube.get(*SUITES, doc["metadata"]["name"], doc["metadata"]["namespace"])
-
-
-def wait_ready(kube: Kube, doc, timeout: float = 120):
-    def ready():
-        s = get_suite(kube, doc)
-        c = condition(s, "Ready")
-        gen = (s or {}).get("metadata", {}).get("generation")
-        return s if c and c["status"] == "True" and s["status"].get("observedGeneration") == gen else None
-
-    return wait_for(ready, timeout=timeout, what=f"suite {doc['metadata']['name']} Ready")
 
 
 def live_children(kube: Kube, doc) -> dict:

@@ -21,7 +21,8 @@ from sovereign_suite.devcluster.cluster import bin_dir
 
 from ..helpers import ROOT
 from .conftest import wait_for
-from .operator_fixture import SUITES, Audit, OperatorProcess, condition, create_referenced_secrets, suite_doc
+from .operator_fixture import (SUITES, Audit, OperatorProcess, condition, create_referenced_secrets, get_suite,
+                               suite_doc, wait_ready)
 
 NO_DOCS = {"components": {"docs": {"enabled": False}}}
 ONE_TENANT = [{"country": "FR", "cloud": "fr-secnumcloud"}]
@@ -50,26 +51,22 @@ def kubectl(cluster, *args: str, stdin: str | None = None) -> str:
                           check=True, capture_output=True, text=True).stdout
 
 
-def get_suite(kube, doc):
-    return kube.get(*SUITES, doc["metadata"]["name"], doc["metadata"]["namespace"])
-
-
-def wait_ready(kube, doc, timeout: float = 120):
-    def ready():
-        s = get_suite(kube, doc)
-        c = condition(s, "Ready")
-        gen = (s or {}).get("metadata", {}).get("generation")
-        return s if c and c["status"] == "True" and s["status"].get("observedGeneration") == gen else None
-
-    return wait_for(ready, timeout=timeout, what=f"suite {doc['metadata']['name']} Ready")
-
-
 def wait_condition(kube, doc, type_: str, status: str, reason: str | None = None, timeout: float = 60):
     def match():
         c = condition(get_suite(kube, doc), type_)
         return c if c and c["status"] == status and (reason is None or c["reason"] == reason) else None
 
     return wait_for(match, timeout=timeout, what=f"{type_}={status} {reason or ''}")
+
+
+def fr_suite(kube, namespace: str, patch: dict, ready: bool = True) -> tuple[dict, str, str]:
+    """A one-tenant (FR) suite, created (and Ready): (document, name, FR namespace)."""
+    doc = suite_doc("two-countries", namespace, patch=patch)
+    doc["spec"]["tenants"] = ONE_TENANT
+    kube.create(doc)
+    if ready:
+        wait_ready(kube, doc)
+    return doc, doc["metadata"]["name"], f"{doc['metadata']['name']}-fr"
 
 
 def patch_spec(kube, doc, spec_patch: dict) -> None:
@@ -122,11 +119,7 @@ class Policy:
 # ---- 1. a removed setting converges; a hand-added key is reverted ------------------------------------------
 
 def test_a_removed_setting_and_a_hand_added_key_go_within_one_pass(operator, kube, suite_ns):
-    doc = suite_doc("two-countries", suite_ns, patch={"components": {"docs": {"extraConfig": {"DJANGO_DEBUG": "True"}}}})
-    doc["spec"]["tenants"] = ONE_TENANT
-    kube.create(doc)
-    wait_ready(kube, doc)
-    fr = f"{doc['metadata']['name']}-fr"
+    doc, name, fr = fr_suite(kube, suite_ns, {"components": {"docs": {"extraConfig": {"DJANGO_DEBUG": "True"}}}})
     assert kube.get("v1", "ConfigMap", "docs-config", fr)["data"]["DJANGO_DEBUG"] == "True"
 
     patch_spec(kube, doc, {"components": {"docs": {"extraConfig": None}}})
@@ -147,12 +140,7 @@ def test_a_removed_setting_and_a_hand_added_key_go_within_one_pass(operator, kub
 # ---- 2. the finalizer stays until cleanup succeeded ----------------------------------------------------------
 
 def test_the_finalizer_stays_while_a_child_cannot_be_deleted(operator, kube, suite_ns, cluster):
-    doc = suite_doc("two-countries", suite_ns, patch={"deletionPolicy": "Delete", **NO_DOCS})
-    doc["spec"]["tenants"] = ONE_TENANT
-    name = doc["metadata"]["name"]
-    fr = f"{name}-fr"
-    kube.create(doc)
-    wait_ready(kube, doc)
+    doc, name, fr = fr_suite(kube, suite_ns, {"deletionPolicy": "Delete", **NO_DOCS})
     audit = Audit(cluster)
     with Policy(cluster, name, "services", "synapse", ["DELETE"]) as policy:
         mark = audit.mark()
@@ -202,12 +190,7 @@ def test_namespaces_the_operator_did_not_create_are_never_deleted(operator, kube
 
 
 def test_a_namespace_holding_foreign_objects_is_kept(operator, kube, core, suite_ns):
-    doc = suite_doc("two-countries", suite_ns, patch={"deletionPolicy": "Delete", **NO_DOCS})
-    doc["spec"]["tenants"] = ONE_TENANT
-    name = doc["metadata"]["name"]
-    fr = f"{name}-fr"
-    kube.create(doc)
-    wait_ready(kube, doc)
+    doc, name, fr = fr_suite(kube, suite_ns, {"deletionPolicy": "Delete", **NO_DOCS})
     core.create_namespaced_config_map(fr, {"metadata": {"name": "someone-elses"}, "data": {"a": "b"}})
     delete_suite(kube, doc)
     wait_for(gone(kube, *SUITES, name, suite_ns), timeout=60, what="suite deleted")
@@ -260,12 +243,7 @@ def cnpg_crd(cluster):
 def test_retain_keeps_a_cloudnative_pg_database_and_adopts_it_again(operator, kube, core, suite_ns, cnpg_crd):
     patch = {"deletionPolicy": "Retain", "components": {"docs": {"enabled": False},
                                                        "matrix": {"postgres": {"mode": "cloudnative-pg"}}}}
-    doc = suite_doc("two-countries", suite_ns, patch=patch)
-    doc["spec"]["tenants"] = ONE_TENANT
-    name = doc["metadata"]["name"]
-    fr = f"{name}-fr"
-    kube.create(doc)
-    wait_ready(kube, doc)
+    doc, name, fr = fr_suite(kube, suite_ns, patch)
     cluster_obj = kube.get("postgresql.cnpg.io/v1", "Cluster", "matrix-postgres", fr)
     assert cluster_obj is not None
     # what CloudNativePG does: the instance's PVC is owned by the Cluster (and goes with it)
@@ -302,11 +280,7 @@ def test_retain_keeps_a_cloudnative_pg_database_and_adopts_it_again(operator, ku
 # ---- 5. the migration Job follows the database; a failed one is retried ------------------------------------------
 
 def test_switching_the_database_runs_a_new_migration_job(operator, kube, suite_ns, cnpg_crd):
-    doc = suite_doc("two-countries", suite_ns, patch={"deletionPolicy": "Delete"})
-    doc["spec"]["tenants"] = ONE_TENANT
-    fr = f"{doc['metadata']['name']}-fr"
-    kube.create(doc)
-    wait_ready(kube, doc)
+    doc, name, fr = fr_suite(kube, suite_ns, {"deletionPolicy": "Delete"})
     (first,) = [j["metadata"]["name"] for j in kube.list("batch/v1", "Job", namespace=fr)]
     patch_spec(kube, doc, {"components": {"docs": {"postgres": {"mode": "cloudnative-pg"}}}})
     wait_ready(kube, doc)
@@ -347,12 +321,8 @@ def test_crds_installed_and_deleted_while_the_operator_runs(operator, kube, suit
     crds = subprocess.run([str(ROOT / "hack" / "install-prometheus.sh"), "--print-crds"], check=True,
                           capture_output=True, text=True).stdout.strip()
     subprocess.run([str(ROOT / "hack" / "install-prometheus.sh")], check=True)
-    doc = suite_doc("two-countries", suite_ns, patch={"deletionPolicy": "Delete", "monitoring": {"serviceMonitors": True},
-                                                      **NO_DOCS})
-    doc["spec"]["tenants"] = ONE_TENANT
-    fr = f"{doc['metadata']['name']}-fr"
-    kube.create(doc)
-    wait_ready(kube, doc)
+    doc, name, fr = fr_suite(kube, suite_ns, {"deletionPolicy": "Delete", "monitoring": {"serviceMonitors": True},
+                                              **NO_DOCS})
     assert kube.list("monitoring.coreos.com/v1", "ServiceMonitor", namespace=fr) == []  # not served yet
     exceptions = operator.metric("sovereign_suite_reconcile_total", result="exception")
     try:
@@ -374,11 +344,7 @@ def test_crds_installed_and_deleted_while_the_operator_runs(operator, kube, suit
 # ---- 7. a failure of any stage is a condition; Ready never stays stale -------------------------------------------
 
 def test_a_denied_apply_turns_ready_false_then_recovers(operator, kube, suite_ns, cluster):
-    doc = suite_doc("two-countries", suite_ns, patch={"deletionPolicy": "Delete"})
-    doc["spec"]["tenants"] = ONE_TENANT
-    name = doc["metadata"]["name"]
-    kube.create(doc)
-    wait_ready(kube, doc)
+    doc, name, fr = fr_suite(kube, suite_ns, {"deletionPolicy": "Delete"})
     with Policy(cluster, name, "configmaps", "docs-config", ["UPDATE"]):
         patch_spec(kube, doc, {"components": {"docs": {"extraConfig": {"LOGGING_LEVEL_LOGGERS_APP": "DEBUG"}}}})
         c = wait_condition(kube, doc, "Ready", "False", "Forbidden")
@@ -392,11 +358,7 @@ def test_a_denied_apply_turns_ready_false_then_recovers(operator, kube, suite_ns
 # ---- 9. children are watched: drift is repaired in seconds, not at the next drift pass --------------------------
 
 def test_hand_made_drift_is_repaired_by_a_watch_event(operator, kube, core, suite_ns):
-    doc = suite_doc("two-countries", suite_ns, patch={"deletionPolicy": "Delete", **NO_DOCS})
-    doc["spec"]["tenants"] = ONE_TENANT
-    kube.create(doc)
-    wait_ready(kube, doc)
-    fr = f"{doc['metadata']['name']}-fr"
+    doc, name, fr = fr_suite(kube, suite_ns, {"deletionPolicy": "Delete", **NO_DOCS})
     core.delete_namespaced_service("synapse", fr)
     kube.merge_patch("apps/v1", "Deployment", "jitsi-web", fr, {"spec": {"replicas": 0}})
     started = time.monotonic()
@@ -410,11 +372,7 @@ def test_hand_made_drift_is_repaired_by_a_watch_event(operator, kube, core, suit
 # ---- 10. a rotated referenced Secret rolls the pods that read it ------------------------------------------------
 
 def test_a_rotated_referenced_secret_rolls_the_pods_that_use_it(operator, kube, core, suite_ns):
-    doc = suite_doc("two-countries", suite_ns, patch={"deletionPolicy": "Delete"})
-    doc["spec"]["tenants"] = ONE_TENANT
-    kube.create(doc)
-    wait_ready(kube, doc)
-    fr = f"{doc['metadata']['name']}-fr"
+    doc, name, fr = fr_suite(kube, suite_ns, {"deletionPolicy": "Delete"})
     before = kube.get("apps/v1", "Deployment", "docs-backend", fr)
     synapse_before = kube.get("apps/v1", "Deployment", "synapse", fr)["metadata"]["generation"]
     core.patch_namespaced_secret("oidc-client", suite_ns, {"data": {
@@ -433,11 +391,7 @@ def test_a_rotated_referenced_secret_rolls_the_pods_that_use_it(operator, kube, 
 # ---- 11. paused means hands off, deletion included -------------------------------------------------------------
 
 def test_deleting_a_paused_suite_leaves_its_children(operator, kube, core, suite_ns):
-    doc = suite_doc("two-countries", suite_ns, patch={"deletionPolicy": "Delete", **NO_DOCS})
-    doc["spec"]["tenants"] = ONE_TENANT
-    name = doc["metadata"]["name"]
-    kube.create(doc)
-    wait_ready(kube, doc)
+    doc, name, fr = fr_suite(kube, suite_ns, {"deletionPolicy": "Delete", **NO_DOCS})
     patch_spec(kube, doc, {"paused": True})
     wait_condition(kube, doc, "Reconciling", "False", "Paused")
     delete_suite(kube, doc)

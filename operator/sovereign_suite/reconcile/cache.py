@@ -249,5 +249,13 @@ class ClusterCache:
             return any(i.served and i.synced.is_set() for i in infs)
         return self.kube.kind(api_version, kind) is not None
 
+    def watch_errors(self, namespaces: set[str]) -> list[str]:
+        """Watches that are failing now (e.g. 403 after a permission was revoked): what a pass read from them may
+        be stale, and the suite says so (Degraded, WatchFailed). ``namespaces``: the suite's tenant namespaces."""
+        with self._lock:
+            children = [i for (_, _, ns), i in self._children.items() if not ns or ns in namespaces]
+        return [f"{i!r}: {i.last_error}" for i in (self.tenant_namespaces, self.pods, self.nodes, *children)
+                if i.last_error]
+
     def stats(self) -> dict[str, int]:
         return {repr(i): len(i) for i in self.informers()}

@@ -195,6 +195,9 @@ class Pass:
         if suite is None:
             return self.finish(None, [], problems, rendered=False)
         contexts = build_contexts(suite, self.clouds, self.capabilities())
+        # a failing watch means what the pass reads may be stale: never report Ready on it
+        watch_problems = [degraded("WatchFailed", e)
+                          for e in self.ctx.cache.watch_errors({c.namespace for c in contexts})]
         placements = self.place(suite, contexts)
         try:
             result = self.ctx.render_pool.submit(
@@ -223,13 +226,14 @@ class Pass:
 
         rendered = {component_of(o) for o in desired}
         pruner = Pruner(self.ctx, self.key, self.uid, self.live)
-        if not applier.problems:  # prune only after a complete apply: never delete while the new state is partial
+        if not applier.problems and not watch_problems:
+            # prune only after a complete apply on a current view: never delete while the new state is partial
             wanted = {ObjectKey.of(o) for o in desired}
             wanted |= {ObjectKey("", "Secret", s.namespace, s.name) for s in result.secrets}
             pruner.readopt(rendered)
             pruner.prune(wanted, rendered, retain=suite.spec.deletion_policy == "Retain")
         self.events += pruner.events
-        problems = applier.problems + job_problems + pruner.problems
+        problems = applier.problems + job_problems + pruner.problems + watch_problems
         out = self.finish(suite, self.health(suite, result, applier.applied), problems, waiting=waiting,
                           models=self.models(contexts, placements), applied=applier.applied)
         out.writes = applier.writes + pruner.writes

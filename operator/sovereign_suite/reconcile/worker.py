@@ -29,7 +29,7 @@ log = logging.getLogger("sovereign_suite")
 
 GROUP, VERSION = "sovereignsuite.io", "v1alpha1"
 SUITES = (f"{GROUP}/{VERSION}", "SovereignSuite")
-RETRIED_REASONS = {"Conflict", "Forbidden", "Unauthorized", "ApiError", "Exception", "CacheNotSynced"}
+RETRIED_REASONS = {"Conflict", "Forbidden", "Unauthorized", "ApiError", "Exception", "WatchFailed"}
 
 
 def start(ctx: OperatorContext) -> list[threading.Thread]:
