@@ -61,6 +61,13 @@ def _structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             out["exclusiveMaximum"] = True
         elif key == "$defs":
             continue
+        elif key in ("propertyNames", "patternProperties"):
+            # Not part of Kubernetes' structural subset: a map's values keep their schema (additionalProperties),
+            # its keys (extraConfig, nodeSelector) are checked by the operator, which reports the field path (a
+            # CEL rule per map would need a bound on every key's length for its cost estimate).
+            if key == "patternProperties":
+                (value_schema,) = value.values()
+                out["additionalProperties"] = _structural(value_schema, defs)
         else:
             out[key] = value
     if out.get("x-kubernetes-preserve-unknown-fields") and "properties" not in out:

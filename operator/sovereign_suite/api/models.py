@@ -19,6 +19,25 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from .fieldtypes import (
+    AdminGroup,
+    CommandArg,
+    Endpoint,
+    EnvName,
+    HostName,
+    HttpsUrl,
+    JitsiValue,
+    LabelKey,
+    LabelValue,
+    ModelId,
+    NamespaceName,
+    PgIdentifier,
+    Scope,
+    ServedName,
+    SubdomainName,
+)
+from .kubenames import LABEL_VALUE_PATTERN
+
 GROUP = "sovereignsuite.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -88,10 +107,28 @@ class Resources(Model):
     limits: dict[str, Quantity] = Field(default_factory=dict)
 
 
+# Upper bounds of lists and maps (maxItems/maxProperties in the CRD): far above any real use, low enough that
+# one object cannot make a pass render thousands of objects or the API server's CEL cost estimate explode.
+# docs/security.md lists them.
+MAX_MODELS = 16
+MAX_EXTRA_ARGS = 64
+MAX_GPU_PRODUCTS = 16
+MAX_EXTRA_DOMAINS = 256
+MAX_SCOPES = 16
+MAX_REGIONS = 32
+MAX_TOLERATIONS = 16
+MAX_NODE_SELECTOR = 16
+MAX_CERTIFICATIONS = 16
+MAX_EXTRA_ENV = 128  # extraConfig of Jitsi and Docs (environment variables)
+
+# A label value that may be empty (a toleration's value with operator Exists).
+OptionalLabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
+
+
 class Toleration(Model):
-    key: str | None = None
+    key: LabelKey | None = None
     operator: Literal["Exists", "Equal"] | None = None
-    value: str | None = None
+    value: OptionalLabelValue | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
     toleration_seconds: int | None = None
 
@@ -107,10 +144,10 @@ def resources(requests: dict[str, str], limits: dict[str, str]) -> Resources:
 class OIDC(Model):
     """An OpenID Connect provider shared by the components (Docs, Synapse, the LLM gateway)."""
 
-    issuer: str = Field(pattern=r"^https://[^\s]+$", description="Issuer URL (https).")
-    client_id: str = Field(min_length=1)
+    issuer: HttpsUrl = Field(description="Issuer URL: https://<host>[:<port>][/<path>], no credentials, query or fragment.")
+    client_id: str = Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")
     client_secret_ref: SecretKeyRef = Field(description="Secret and key holding the client secret.")
-    scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile"])
+    scopes: list[Scope] = Field(default_factory=lambda: ["openid", "email", "profile"], max_length=MAX_SCOPES)
 
     def endpoint(self, suffix: str) -> str:
         return self.issuer.rstrip("/") + suffix
@@ -147,10 +184,10 @@ class Postgres(Model):
     resources: Resources = Field(
         default_factory=lambda: resources({"cpu": "250m", "memory": "512Mi"}, {"cpu": "2", "memory": "2Gi"})
     )
-    host: str | None = Field(None, description="external only: the server's host name.")
+    host: HostName | None = Field(None, description="external only: the server's host name or IP address.")
     port: int = Field(5432, ge=1, le=65535)
-    database: str | None = Field(None, description="Database name; default: the component's name.")
-    user: str | None = Field(None, description="User name; default: the component's name.")
+    database: PgIdentifier | None = Field(None, description="Database name; default: the component's name.")
+    user: PgIdentifier | None = Field(None, description="User name; default: the component's name.")
     password_secret_ref: SecretKeyRef | None = Field(None, description="external only: the user's password.")
     ssl_mode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
 
@@ -169,7 +206,9 @@ class Postgres(Model):
 
 class Federation(Model):
     enabled: bool = Field(True, description="Federate with the suite's other tenants (and extraDomains).")
-    extra_domains: list[DnsName] = Field(default_factory=list, description="Further Matrix domains to federate with.")
+    extra_domains: list[DnsName] = Field(
+        default_factory=list, max_length=MAX_EXTRA_DOMAINS, description="Further Matrix domains to federate with."
+    )
 
 
 class Matrix(Model):
@@ -196,13 +235,17 @@ class Matrix(Model):
 
 class JvbExposure(Model):
     type: Literal["NodePort", "HostPort", "LoadBalancer"] = "NodePort"
-    udp_port: int = Field(10000, ge=1, le=65535, description="UDP port JVB listens on (and advertises with HostPort).")
+    udp_port: int = Field(
+        10000, ge=1024, le=65535,
+        description="UDP port JVB listens on (and advertises with HostPort). At least 1024: JVB runs without "
+        "privileges and cannot bind a lower port; with HostPort it must be in the NationalCloud's spec.hostPorts.",
+    )
     node_port: int | None = Field(
         None, ge=30000, le=32767,
         description="NodePort only: the node port for media; default: 30000 + the country's index in the list of "
         "supported countries, so tenants sharing a cluster never collide.",
     )
-    advertised_address: str | None = Field(
+    advertised_address: HostName | None = Field(
         None, description="Public IP or host name JVB advertises (NAT); default: the node IP (HostPort/NodePort)."
     )
 
@@ -224,15 +267,21 @@ class Jitsi(Model):
     jvb_resources: Resources = Field(
         default_factory=lambda: resources({"cpu": "1", "memory": "1Gi"}, {"cpu": "8", "memory": "8Gi"})
     )
-    extra_config: dict[str, str] = Field(
-        default_factory=dict, description="Extra environment for the Jitsi containers; may not set an owned variable."
+    extra_config: dict[EnvName, JitsiValue] = Field(
+        default_factory=dict,
+        max_length=MAX_EXTRA_ENV,
+        description="Extra environment for the Jitsi containers; may not set an owned variable. Values may not hold "
+        "quotes, backslashes or control characters (the images paste them unescaped into their config files).",
     )
 
 
 class S3(Model):
-    endpoint: str = Field(pattern=r"^https?://[^\s]+$", description="S3 endpoint URL (external: MinIO is not bundled).")
+    endpoint: Endpoint = Field(
+        description="S3 endpoint: http(s)://<host>[:<port>] and nothing else (no credentials, no path; external: "
+        "MinIO is not bundled)."
+    )
     bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")
-    region: str | None = None
+    region: str | None = Field(None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     credentials_secret_ref: ObjectName = Field(
         description="Secret with keys AWS_S3_ACCESS_KEY_ID and AWS_S3_SECRET_ACCESS_KEY."
     )
@@ -256,7 +305,9 @@ class Docs(Model):
         default_factory=lambda: resources({"cpu": "250m", "memory": "512Mi"}, {"cpu": "2", "memory": "2Gi"})
     )
     extra_config: dict[str, str] = Field(
-        default_factory=dict, description="Extra Django settings (environment); may not set an owned variable."
+        default_factory=dict,
+        max_length=MAX_EXTRA_ENV,
+        description="Extra Django settings (environment); may not set an owned variable.",
     )
 
 
@@ -264,16 +315,20 @@ class LLMModel(Model):
     """One model served by vLLM."""
 
     name: str = Field(pattern=DNS_LABEL_RE.pattern, max_length=40, description="Short name, used in object names.")
-    model_id: str = Field(min_length=1, description="Hugging Face model id or a path in the model cache.")
-    served_name: str | None = Field(None, description="Name clients ask for; default: name.")
+    model_id: ModelId = Field(description="Hugging Face model id (org/name) or an absolute path in the model cache.")
+    served_name: ServedName | None = Field(None, description="Name clients ask for; default: name.")
     gpus_per_replica: int = Field(1, ge=1, le=16, description="GPUs per replica = --tensor-parallel-size.")
-    gpu_products: list[str] = Field(
-        min_length=1, description="Acceptable values of the GPU product label, in order of preference."
+    gpu_products: list[LabelValue] = Field(
+        min_length=1, max_length=MAX_GPU_PRODUCTS,
+        description="Acceptable values of the GPU product label, in order of preference.",
     )
     replicas: int = Field(1, ge=0, le=64)
     max_model_len: int | None = Field(None, ge=256)
     gpu_memory_utilization: float = Field(0.9, gt=0.1, le=0.99)
-    extra_args: list[str] = Field(default_factory=list)
+    extra_args: list[CommandArg] = Field(
+        default_factory=list, max_length=MAX_EXTRA_ARGS,
+        description="Further arguments of `vllm serve`; may not set (or abbreviate) a flag the operator sets.",
+    )
     cache_size: Quantity = "200Gi"
     shm_size: Quantity = "8Gi"
     resources: Resources = Field(
@@ -298,7 +353,7 @@ class LLM(Model):
 
     enabled: bool = False
     image: str = "docker.io/vllm/vllm-openai:v0.33.0"
-    models: list[LLMModel] = Field(default_factory=list)
+    models: list[LLMModel] = Field(default_factory=list, max_length=MAX_MODELS)
     hugging_face_token_secret_ref: SecretKeyRef | None = None
     startup_timeout_seconds: int = Field(1800, ge=60, le=6 * 3600, description="How long a model may take to load.")
     gateway: LLMGateway = Field(default_factory=LLMGateway)
@@ -349,7 +404,9 @@ class Tenant(Model):
     domain: DnsName | None = Field(
         None, description="The tenant's domain; default: <country>.<suite domain>. Immutable once set."
     )
-    admin_group: str | None = Field(None, description="Group bound to the tenant-admin Role; default <suite>-<cc>-admins.")
+    admin_group: AdminGroup | None = Field(
+        None, description="Group bound to the tenant-admin Role; default <suite>-<cc>-admins. Not a system: group."
+    )
     quota: Quota = Field(default_factory=Quota)
     components: dict[str, Any] = Field(
         default_factory=dict,
@@ -386,7 +443,7 @@ class SovereignSuiteSpec(Model):
         "Retain", description="Retain keeps PVCs and generated Secrets (and their namespaces) on deletion."
     )
     paused: bool = Field(False, description="Stop all writes to the suite's children.")
-    ingress_namespace: ObjectName = Field(
+    ingress_namespace: NamespaceName = Field(
         "ingress-nginx", description="Namespace of the ingress controller allowed through the NetworkPolicies."
     )
 
@@ -461,7 +518,7 @@ class SovereignSuiteStatus(Model):
 class ObjectMeta(BaseModel):
     model_config = ConfigDict(extra="allow")
     name: str = Field(pattern=DNS_LABEL_RE.pattern, max_length=40)
-    namespace: str | None = None
+    namespace: NamespaceName | None = None
 
 
 class SovereignSuite(Model):
@@ -488,11 +545,27 @@ class GPU(Model):
         pattern=EXTENDED_RESOURCE_PATTERN,
         description="Extended resource of the GPUs (MIG names such as nvidia.com/mig-1g.10gb are accepted).",
     )
-    product_label: str = Field("nvidia.com/gpu.product", description="Node label holding the GPU product.")
-    node_selector: dict[str, str] = Field(default_factory=dict, description="Extra labels GPU nodes carry.")
-    tolerations: list[Toleration] = Field(
-        default_factory=lambda: [Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")]
+    product_label: LabelKey = Field("nvidia.com/gpu.product", description="Node label holding the GPU product.")
+    node_selector: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, max_length=MAX_NODE_SELECTOR, description="Extra labels GPU nodes carry."
     )
+    tolerations: list[Toleration] = Field(
+        default_factory=lambda: [Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
+        max_length=MAX_TOLERATIONS,
+    )
+
+
+class HostPortRange(Model):
+    """The host ports a cloud lets suites use (JVB media with jitsi.jvb.type HostPort)."""
+
+    min: int = Field(ge=1024, le=65535, description="Lowest allowed host port.")
+    max: int = Field(ge=1024, le=65535, description="Highest allowed host port.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "HostPortRange":
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
 
 
 class KubeconfigSecretRef(Model):
@@ -504,13 +577,23 @@ class KubeconfigSecretRef(Model):
 class NationalCloudSpec(Model):
     country: Country
     provider: str = Field(min_length=1, description="Cloud provider (e.g. OUTSCALE, STACKIT).")
-    certifications: list[str] = Field(default_factory=list, description="e.g. SecNumCloud, C5.")
-    regions: list[str] = Field(
-        min_length=1, description="Allowed values of topology.kubernetes.io/region (data residency)."
+    certifications: list[str] = Field(
+        default_factory=list, max_length=MAX_CERTIFICATIONS, description="e.g. SecNumCloud, C5."
     )
-    storage_class: str | None = Field(None, description="StorageClass for PVCs; default: the cluster's default.")
-    ingress_class: str = "nginx"
+    regions: list[LabelValue] = Field(
+        min_length=1, max_length=MAX_REGIONS,
+        description="Allowed values of topology.kubernetes.io/region (data residency).",
+    )
+    storage_class: SubdomainName | None = Field(
+        None, description="StorageClass for PVCs; default: the cluster's default."
+    )
+    ingress_class: SubdomainName = "nginx"
     gpu: GPU = Field(default_factory=GPU)
+    host_ports: HostPortRange | None = Field(
+        None,
+        description="Host ports suites on this cloud may use (jitsi.jvb.type HostPort, whose namespace must then "
+        "enforce the Pod Security level privileged). Absent: no suite may use host ports.",
+    )
     kubeconfig_secret_ref: KubeconfigSecretRef | None = Field(
         None, description="For a remote member cluster (validated, not used yet)."
     )

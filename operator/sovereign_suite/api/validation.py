@@ -16,6 +16,7 @@ from typing import Any, Iterable
 import yaml
 from pydantic import ValidationError
 
+from .fieldtypes import PATTERN_MEANINGS
 from .models import (
     COMPONENTS,
     DNS_LABEL_RE,
@@ -34,6 +35,7 @@ _PATTERNS = {
     QUANTITY_PATTERN: "a Kubernetes quantity (e.g. 500m, 2, 10Gi)",
     r"^[A-Z]{2}$": "an ISO 3166-1 alpha-2 country code in upper case (e.g. FR)",
     EXTENDED_RESOURCE_PATTERN: "an extended resource name such as nvidia.com/gpu or nvidia.com/mig-1g.10gb",
+    **PATTERN_MEANINGS,
 }
 
 
@@ -61,7 +63,7 @@ def _loc(loc: tuple[Any, ...], prefix: str) -> str:
             path += f"[{part}]"
         elif part in ("function-after", "function-before") or str(part).startswith(("function-", "union[")):
             continue
-        elif str(part) in ("str", "int", "float", "bool", "list", "dict", "constrained-str"):
+        elif str(part) in ("str", "int", "float", "bool", "list", "dict", "constrained-str", "[key]"):
             continue  # the member of a str|int union pydantic tried: not a field
         else:
             path = f"{path}.{part}" if path else str(part)

@@ -18,6 +18,7 @@ from typing import Any, Literal, Mapping
 import jinja2
 import yaml
 
+from ..api.kubenames import label_value_from
 from ..api.models import Components, NationalCloud, SovereignSuite, Tenant
 from ..api.validation import InputError, Problem, effective_components, namespace_of, tenant_domain
 
@@ -122,7 +123,7 @@ class RenderContext:
         if self.suite.metadata.namespace:
             labels[LABEL_SUITE_NS] = self.suite.metadata.namespace
         if version:
-            labels["app.kubernetes.io/version"] = version[:63]
+            labels["app.kubernetes.io/version"] = version  # a valid label value: see image_version
         return labels
 
     def selector(self, component: str, part: str | None = None) -> dict[str, str]:
@@ -158,12 +159,15 @@ class RenderContext:
 
 
 def image_version(image: str) -> str | None:
-    """The tag of an image reference, for the app.kubernetes.io/version label (None for a digest only)."""
+    """The tag of an image reference as a valid app.kubernetes.io/version label value (None for a digest only).
+
+    A tag may have 128 characters and end in '-' or '.', a label value may not: the value is cut at 63 and
+    trimmed (``v1-`` gives ``v1``), so that any tag the registry accepts gives a label the API server accepts."""
     ref = image.split("@", 1)[0]
     name, _, tag = ref.rpartition(":")
     if not name or "/" in tag:
         return None
-    return tag[:63] or None
+    return label_value_from(tag)
 
 
 def build_contexts(

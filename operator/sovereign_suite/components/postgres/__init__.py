@@ -24,7 +24,15 @@ from urllib.parse import quote
 
 from ...api.models import Postgres
 from ...api.validation import InputError, Problem
-from ..base import RenderContext, SecretKey, SecretSpec, container_security, pod_security, render_template
+from ..base import (
+    RenderContext,
+    SecretKey,
+    SecretSpec,
+    container_security,
+    image_version,
+    pod_security,
+    render_template,
+)
 
 HERE = str(Path(__file__).parent)
 PART = "postgres"
@@ -61,7 +69,7 @@ def object_name(component: str) -> str:
 
 
 def image_tag(image: str) -> str | None:
-    """The tag of an image reference (``registry/repo:tag[@digest]``), for the version label."""
+    """The tag of an image reference (``registry/repo:tag[@digest]``) as written (labels use image_version)."""
     ref = image.split("@", 1)[0]
     name, sep, tag = ref.rpartition(":")
     if not sep or "/" in tag:
@@ -112,7 +120,7 @@ def _embedded(
         "embedded.yaml.j2",
         ctx=ctx,
         obj_name=obj_name,
-        labels=labels(ctx, component, image_tag(pg.image)),
+        labels=labels(ctx, component, image_version(pg.image)),
         pvc_labels=labels(ctx, component),
         selector=ctx.selector(component, obj_name),
         pg=pg,
