@@ -18,7 +18,7 @@ from typing import Any, Literal, Mapping
 import jinja2
 import yaml
 
-from ..api.kubenames import label_value_from
+from ..api.kubenames import CONTROL_RE, label_value_from
 from ..api.models import Components, NationalCloud, SovereignSuite, Tenant
 from ..api.validation import InputError, Problem, effective_components, namespace_of, tenant_domain
 
@@ -276,6 +276,17 @@ def _to_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+def nginx_quoted(value: Any) -> str:
+    """``value`` as the inside of a double-quoted nginx string (the template writes the quotes): ``;``, ``{``,
+    ``}`` and whitespace are then plain characters, ``"`` and ``\\`` are escaped. nginx expands ``$name``
+    even inside quotes and has no escape for it, so a ``$`` (or a control character, which would end a header)
+    is refused: validation must have rejected such a value already, this is the last guard."""
+    text = str(value)
+    if "$" in text or CONTROL_RE.search(text):
+        raise ValueError(f"cannot write {text!r} into an nginx configuration")
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def _to_yaml(value: Any) -> str:
     return yaml.safe_dump(value, sort_keys=True, default_flow_style=False).rstrip("\n")
 
@@ -293,6 +304,7 @@ def environment(package_dir: str) -> jinja2.Environment:
     )
     env.filters["tojson"] = _to_json  # JSON is valid YAML: safe for any value, on one line
     env.filters["toyaml"] = _to_yaml
+    env.filters["nginx"] = nginx_quoted  # inside "..." in the nginx configurations (*.conf.j2)
     env.filters["sha256"] = lambda s: hashlib.sha256(str(s).encode()).hexdigest()
     return env
 

@@ -246,7 +246,8 @@ def media_nginx_conf(ctx: RenderContext) -> str:
         port=MEDIA_PORT,
         host=ctx.host("docs"),
         backend="http://docs-backend:80",
-        s3_url=f"{endpoint.scheme}://{endpoint.netloc}{endpoint.path.rstrip('/')}/{s3.bucket}/",
+        # the endpoint is <scheme>://<host>[:<port>] only (api/fieldtypes.py): no path, no credentials
+        s3_url=f"{endpoint.scheme}://{endpoint.netloc}/{s3.bucket}/",
         s3_host=endpoint.netloc,
         s3_https=endpoint.scheme == "https",
     )
