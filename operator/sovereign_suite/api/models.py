@@ -402,7 +402,9 @@ class Tenant(Model):
     country: Country
     cloud: ObjectName = Field(description="Name of a NationalCloud of the same country.")
     domain: DnsName | None = Field(
-        None, description="The tenant's domain; default: <country>.<suite domain>. Immutable once set."
+        None,
+        description="The tenant's domain; default: <country>.<suite domain>. Immutable: it can be neither changed, "
+        "nor added or removed after creation (Synapse's server_name).",
     )
     admin_group: AdminGroup | None = Field(
         None, description="Group bound to the tenant-admin Role; default <suite>-<cc>-admins. Not a system: group."
