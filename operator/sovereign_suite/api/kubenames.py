@@ -42,7 +42,7 @@ def dns1123_label_problem(value: str) -> str | None:
 
 def dns1123_subdomain_problem(value: str) -> str | None:
     if len(value) > DNS1123_SUBDOMAIN_MAX:
-        return f"{len(value)} characters; a DNS-1123 subdomain has at most {DNS1123_SUBDOMAIN_MAX}"
+        return f"it has {len(value)} characters; a DNS-1123 subdomain has at most {DNS1123_SUBDOMAIN_MAX}"
     if not DNS1123_SUBDOMAIN_RE.match(value):
         return f"{value!r} is not a DNS-1123 subdomain (lower-case labels of letters, digits and '-', joined by dots)"
     for label in value.split("."):

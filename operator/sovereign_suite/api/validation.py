@@ -16,6 +16,7 @@ from typing import Any, Iterable
 import yaml
 from pydantic import ValidationError
 
+from .derived_names import derived_name_problems, namespace_of, tenant_domain
 from .fieldtypes import PATTERN_MEANINGS
 from .models import (
     COMPONENTS,
@@ -185,15 +186,8 @@ def check_suite(suite: SovereignSuite, clouds: dict[str, NationalCloud]) -> list
                 problems.append(Problem("spec.identity.oidc", "required when docs is enabled (Docs signs users in with OIDC)"))
         if comps.llm.enabled and not comps.llm.models:
             problems.append(Problem(f"{cpath}.llm.models", "at least one model is required when llm is enabled"))
+    problems += [Problem(path, message) for path, message in derived_name_problems(suite)]
     return problems
-
-
-def tenant_domain(suite: SovereignSuite, tenant: Tenant) -> str:
-    return tenant.domain or f"{tenant.country.lower()}.{suite.spec.domain}"
-
-
-def namespace_of(suite: SovereignSuite, tenant: Tenant) -> str:
-    return f"{suite.name}-{tenant.country.lower()}"
 
 
 __all__ = [

@@ -18,6 +18,7 @@ from typing import Any, Literal, Mapping
 import jinja2
 import yaml
 
+from ..api.derived_names import TENANT_HOST_PREFIXES
 from ..api.kubenames import CONTROL_RE, label_value_from
 from ..api.models import Components, NationalCloud, SovereignSuite, Tenant
 from ..api.validation import InputError, Problem, effective_components, namespace_of, tenant_domain
@@ -105,7 +106,10 @@ class RenderContext:
         return self.suite.name
 
     def host(self, sub: str) -> str:
-        """Public host name of a service of this tenant, e.g. host('matrix') -> matrix.fr.suite.example.eu."""
+        """Public host name of a service of this tenant, e.g. host('matrix') -> matrix.fr.suite.example.eu.
+        Only the prefixes validation checks the length of (api/derived_names.py) exist."""
+        if sub not in TENANT_HOST_PREFIXES:
+            raise AssertionError(f"host prefix {sub!r} is not in TENANT_HOST_PREFIXES: its length is never checked")
         return f"{sub}.{self.domain}"
 
     # ---- labels ------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from ...api.models import OIDC, Docs, Resources
 from ...api.validation import InputError, Problem
+from ...api.derived_names import tls_secret_name
 from ..base import (
     image_version,
     RenderContext,
@@ -323,7 +324,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
     )
     objects += render_template(
         HERE, "ingress.yaml.j2", **common,
-        labels=_labels(ctx, "ingress"), host=host, tls_secret=f"{host}-tls",
+        labels=_labels(ctx, "ingress"), host=host, tls_secret=tls_secret_name(host),
         backend_port=80, frontend_port=80, y_provider_port=Y_PROVIDER_PORT, media_port=80,
     )
     return objects

@@ -25,6 +25,7 @@ from typing import Any
 
 from ...api.models import COUNTRIES, Jitsi, Tenant
 from ...api.validation import InputError, Problem, effective_components
+from ...api.derived_names import tls_secret_name
 from ..base import (
     image_version,
     RenderContext,
@@ -309,7 +310,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         jvb_http_port=JVB_HTTP_PORT,
         media_port=media_port(ctx),
         host=host,
-        tls_secret=f"{host}-tls",
+        tls_secret=tls_secret_name(host),
         ingress_class=ctx.ingress_class,
         service_monitor=ctx.service_monitors,
     )

@@ -21,6 +21,7 @@ from typing import Any
 
 from ...api.models import LLMModel
 from ...api.validation import InputError, Problem
+from ...api.derived_names import tls_secret_name
 from ..base import (
     image_version,
     RenderContext,
@@ -309,7 +310,7 @@ def render_gateway(ctx: RenderContext) -> list[dict[str, Any]]:
         pod_security=pod_security(),
         container_security=container_security(read_only_root=True),
         host=host,
-        tls_secret=f"{host}-tls",
+        tls_secret=tls_secret_name(host),
     )
 
 
