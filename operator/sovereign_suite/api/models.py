@@ -560,6 +560,10 @@ class GPU(Model):
 class HostPortRange(Model):
     """The host ports a cloud lets suites use (JVB media with jitsi.jvb.type HostPort)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [{"rule": "self.min <= self.max", "message": "min is above max"}]}
+    )
+
     min: int = Field(ge=1024, le=65535, description="Lowest allowed host port.")
     max: int = Field(ge=1024, le=65535, description="Highest allowed host port.")
 
