@@ -50,6 +50,10 @@ EXPORTER_PORT = 9187
 EXPORTER_RESOURCES = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}}
 
 
+# The Secrets CloudNativePG creates for a Cluster <name>: <name>-<suffix> (its documentation, "Secrets").
+CNPG_SECRET_SUFFIXES = ("app", "superuser", "ca", "server", "replication")
+
+
 @dataclass(frozen=True)
 class Database:
     """How a component connects to its database. The password is never here: it is in the Secret
