@@ -86,7 +86,10 @@ def _url_problem(value: str, schemes: tuple[str, ...], path_allowed: bool) -> st
         return "contains whitespace or a control character"
     if "@" in value:
         return "must not hold credentials (user:password@host): they would be written into a ConfigMap"
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL" for an unbalanced '['
+        return f"is not a URL: {exc}"
     if parts.scheme not in schemes or not value.startswith(f"{parts.scheme}://"):
         return f"must start with {' or '.join(s + '://' for s in schemes)}"
     if parts.query or parts.fragment or "?" in value or "#" in value:
