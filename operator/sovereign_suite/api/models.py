@@ -13,8 +13,7 @@ Conventions:
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -27,114 +26,44 @@ from .fieldtypes import (
     HostName,
     HttpsUrl,
     JitsiValue,
-    LabelKey,
     LabelValue,
     ModelId,
     NamespaceName,
     PgIdentifier,
     Scope,
     ServedName,
-    SubdomainName,
 )
-from .kubenames import LABEL_VALUE_PATTERN
 
-GROUP = "sovereignsuite.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-
-DNS_NAME_RE = re.compile(r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$")
-DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-EXTENDED_RESOURCE_PATTERN = r"^[a-z0-9.-]+/[a-zA-Z0-9._-]+$"
-QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
-
-# ISO 3166-1 alpha-2 codes of the countries that can host a tenant (EU/EEA, Switzerland, the UK).
-# Kept explicit so a typo ("FRA", "UK") is an error, not a new tenant.
-COUNTRIES = (
-    "AT BE BG CH CY CZ DE DK EE ES FI FR GB GR HR HU IE IS IT LI LT LU LV MT NL NO PL PT RO SE SI SK"
-).split()
-
-Quantity = Annotated[
-    str | int,
-    Field(json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN}),
-]
-Country = Annotated[
-    str,
-    Field(
-        pattern=r"^[A-Z]{2}$",
-        json_schema_extra={"maxLength": 2},  # for the CRD's CEL cost estimate; the pattern gives the clearer error
-        description="ISO 3166-1 alpha-2 country code, upper case (FR, DE, LU, SE, ...).",
-    ),
-]
-DnsName = Annotated[
-    str,
-    Field(
-        max_length=253,
-        pattern=DNS_NAME_RE.pattern,
-        description="A fully qualified DNS name in lower case (RFC 1123), e.g. suite.example.eu.",
-    ),
-]
-ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=False,
-    )
-
-    def wire(self) -> dict[str, Any]:
-        """The object as it is written on the wire (camelCase, without unset optional fields)."""
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
-
-
-# --------------------------------------------------------------------------------------------------
-# Shared building blocks
-
-
-class SecretKeyRef(Model):
-    """A key of a Secret in the suite's namespace."""
-
-    name: ObjectName
-    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
-
-
-class Resources(Model):
-    """Container resources, as in a Kubernetes container (quantities as strings or integers)."""
-
-    requests: dict[str, Quantity] = Field(default_factory=dict)
-    limits: dict[str, Quantity] = Field(default_factory=dict)
-
-
-# Upper bounds of lists and maps (maxItems/maxProperties in the CRD): far above any real use, low enough that
-# one object cannot make a pass render thousands of objects or the API server's CEL cost estimate explode.
-# docs/security.md lists them.
-MAX_MODELS = 16
-MAX_EXTRA_ARGS = 64
-MAX_GPU_PRODUCTS = 16
-MAX_EXTRA_DOMAINS = 256
-MAX_SCOPES = 16
-MAX_REGIONS = 32
-MAX_TOLERATIONS = 16
-MAX_NODE_SELECTOR = 16
-MAX_CERTIFICATIONS = 16
-MAX_EXTRA_ENV = 128  # extraConfig of Jitsi and Docs (environment variables)
-
-# A label value that may be empty (a toleration's value with operator Exists).
-OptionalLabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
-
-
-class Toleration(Model):
-    key: LabelKey | None = None
-    operator: Literal["Exists", "Equal"] | None = None
-    value: OptionalLabelValue | None = None
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: int | None = None
-
-
-def resources(requests: dict[str, str], limits: dict[str, str]) -> Resources:
-    return Resources(requests=dict(requests), limits=dict(limits))
+from .common import (  # noqa: F401 - re-exported: the API's one import point
+    API_VERSION,
+    COUNTRIES,
+    Country,
+    DNS_LABEL_RE,
+    DNS_NAME_RE,
+    DnsName,
+    EXTENDED_RESOURCE_PATTERN,
+    GROUP,
+    MAX_CERTIFICATIONS,
+    MAX_EXTRA_ARGS,
+    MAX_EXTRA_DOMAINS,
+    MAX_EXTRA_ENV,
+    MAX_GPU_PRODUCTS,
+    MAX_MODELS,
+    MAX_NODE_SELECTOR,
+    MAX_REGIONS,
+    MAX_SCOPES,
+    MAX_TOLERATIONS,
+    Model,
+    ObjectName,
+    OptionalLabelValue,
+    QUANTITY_PATTERN,
+    Quantity,
+    Resources,
+    SecretKeyRef,
+    Toleration,
+    VERSION,
+    resources,
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -460,63 +389,6 @@ class SovereignSuiteSpec(Model):
         return v
 
 
-# --------------------------------------------------------------------------------------------------
-# Status
-
-
-class Condition(Model):
-    type: Literal["Ready", "Reconciling", "Stalled", "Degraded"]
-    status: Literal["True", "False", "Unknown"]
-    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
-    message: str = Field("", max_length=32768)
-    observed_generation: int | None = None
-    last_transition_time: str
-
-
-class ComponentStatus(Model):
-    name: str
-    ready: bool
-    ready_replicas: int = 0
-    desired_replicas: int = 0
-    reason: str = ""
-    message: str = ""
-
-
-class ModelStatus(Model):
-    """Where an LLM model runs and why it does not (reconcile/gpu.py)."""
-
-    name: str
-    product: str = Field("", description="GPU product chosen for the model (empty when none can hold it).")
-    gpus: int = Field(0, description="GPUs the model requests (replicas x gpusPerReplica).")
-    state: Literal["Pending", "Scheduled", "Loading", "Ready", "Unschedulable"]
-    reason: str = ""
-    message: str = ""
-
-
-class TenantStatus(Model):
-    country: str
-    namespace: str
-    ready: bool
-    components: list[ComponentStatus] = Field(default_factory=list)
-    models: list[ModelStatus] = Field(default_factory=list)
-
-
-class SovereignSuiteStatus(Model):
-    observed_generation: int | None = None
-    countries: str | None = Field(None, description="Countries, for the printer column (e.g. FR,DE).")
-    ready_summary: str | None = Field(None, description="Ready tenants/total tenants, for the printer column.")
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
-    tenants: list[TenantStatus] = Field(default_factory=list)
-    operator: dict[str, Any] = Field(
-        default_factory=dict,
-        description="The operator's own bookkeeping (handler progress); not an interface.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
-    )
-
-
 class ObjectMeta(BaseModel):
     model_config = ConfigDict(extra="allow")
     name: str = Field(pattern=DNS_LABEL_RE.pattern, max_length=40)
@@ -537,93 +409,13 @@ class SovereignSuite(Model):
         return self.metadata.name
 
 
-# --------------------------------------------------------------------------------------------------
-# NationalCloud
-
-
-class GPU(Model):
-    resource_name: str = Field(
-        "nvidia.com/gpu",
-        pattern=EXTENDED_RESOURCE_PATTERN,
-        description="Extended resource of the GPUs (MIG names such as nvidia.com/mig-1g.10gb are accepted).",
-    )
-    product_label: LabelKey = Field("nvidia.com/gpu.product", description="Node label holding the GPU product.")
-    node_selector: dict[LabelKey, LabelValue] = Field(
-        default_factory=dict, max_length=MAX_NODE_SELECTOR, description="Extra labels GPU nodes carry."
-    )
-    tolerations: list[Toleration] = Field(
-        default_factory=lambda: [Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
-        max_length=MAX_TOLERATIONS,
-    )
-
-
-class HostPortRange(Model):
-    """The host ports a cloud lets suites use (JVB media with jitsi.jvb.type HostPort)."""
-
-    model_config = ConfigDict(
-        json_schema_extra={"x-kubernetes-validations": [{"rule": "self.min <= self.max", "message": "min is above max"}]}
-    )
-
-    min: int = Field(ge=1024, le=65535, description="Lowest allowed host port.")
-    max: int = Field(ge=1024, le=65535, description="Highest allowed host port.")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> "HostPortRange":
-        if self.min > self.max:
-            raise ValueError(f"min {self.min} is above max {self.max}")
-        return self
-
-
-class KubeconfigSecretRef(Model):
-    name: ObjectName
-    namespace: ObjectName
-    key: str = "kubeconfig"
-
-
-class NationalCloudSpec(Model):
-    country: Country
-    provider: str = Field(min_length=1, description="Cloud provider (e.g. OUTSCALE, STACKIT).")
-    certifications: list[str] = Field(
-        default_factory=list, max_length=MAX_CERTIFICATIONS, description="e.g. SecNumCloud, C5."
-    )
-    regions: list[LabelValue] = Field(
-        min_length=1, max_length=MAX_REGIONS,
-        description="Allowed values of topology.kubernetes.io/region (data residency).",
-    )
-    storage_class: SubdomainName | None = Field(
-        None, description="StorageClass for PVCs; default: the cluster's default."
-    )
-    ingress_class: SubdomainName = "nginx"
-    gpu: GPU = Field(default_factory=GPU)
-    host_ports: HostPortRange | None = Field(
-        None,
-        description="Host ports suites on this cloud may use (jitsi.jvb.type HostPort, whose namespace must then "
-        "enforce the Pod Security level privileged). Absent: no suite may use host ports.",
-    )
-    kubeconfig_secret_ref: KubeconfigSecretRef | None = Field(
-        None, description="For a remote member cluster (validated, not used yet)."
-    )
-
-    @field_validator("country")
-    @classmethod
-    def _known_country(cls, v: str) -> str:
-        return Tenant._known_country(v)
-
-
-class ClusterMeta(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
-
-
-class NationalCloud(Model):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel)
-
-    api_version: Literal["sovereignsuite.io/v1alpha1"] = Field(API_VERSION, validation_alias=AliasChoices("apiVersion"))
-    kind: Literal["NationalCloud"] = "NationalCloud"
-    metadata: ClusterMeta
-    spec: NationalCloudSpec
-    status: dict[str, Any] | None = None
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
+# The status and the NationalCloud models live in their own modules (one concern each); they are re-exported
+# here, the API's one import point. Imported last: they build on the models above.
+from .cloud_models import GPU, ClusterMeta, HostPortRange, KubeconfigSecretRef, NationalCloud, NationalCloudSpec  # noqa: E402,F401
+from .status_models import (  # noqa: E402,F401
+    ComponentStatus,
+    Condition,
+    ModelStatus,
+    SovereignSuiteStatus,
+    TenantStatus,
+)
