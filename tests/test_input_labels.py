@@ -160,3 +160,11 @@ def test_seventeen_models_are_rejected():
     models = [{"name": f"m{i}", "modelId": "org/m", "gpuProducts": ["H100"]} for i in range(17)]
     problems = suite_problems({"components": {"llm": {"enabled": True, "models": models}}})
     assert problems == ["spec.components.llm.models: List should have at most 16 items after validation, not 17"]
+
+
+@pytest.mark.parametrize("image", ["ghcr.io/element-hq/synapse:v1 --x", "ghcr.io/element-hq/Synapse:v1",
+                                   "ghcr.io/element-hq/synapse:v1\n"])
+def test_image_reference_is_validated(image):
+    problems = suite_problems({"components": {"matrix": {"image": image}}})
+    assert [p.split(":")[0] for p in problems] == ["spec.components.matrix.image"]
+    assert "is not an image reference" in problems[0]

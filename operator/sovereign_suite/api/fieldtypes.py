@@ -141,6 +141,11 @@ HostName = Annotated[
     Field(min_length=1, max_length=DNS1123_SUBDOMAIN_MAX, json_schema_extra={"pattern": r"^[a-z0-9.:\[\]-]+$"}),
 ]
 
+# An image reference ([registry/]repository[:tag][@digest]) in the characters the OCI distribution grammar
+# allows: whitespace or a control character in it would only fail at pull time, on every node.
+IMAGE_PATTERN = r"^[a-z0-9]([a-z0-9._/:-]*[a-z0-9])?(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@[a-z0-9]+:[a-f0-9]{32,})?$"
+ImageRef = Annotated[str, Field(min_length=1, max_length=512, pattern=IMAGE_PATTERN)]
+
 # ---- identities, command lines -----------------------------------------------------------------------------
 
 def _not_system_group(value: str) -> str:
@@ -203,6 +208,7 @@ PATTERN_MEANINGS = {
     SCOPE_PATTERN: "an OAuth scope token (printable ASCII without spaces, '\"' or '\\')",
     PG_IDENTIFIER_PATTERN: "a PostgreSQL identifier (letters, digits and '_', not beginning with a digit)",
     ENV_NAME_PATTERN: "a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)",
+    IMAGE_PATTERN: "an image reference ([registry/]repository[:tag][@digest], lower-case repository)",
     JITSI_VALUE_PATTERN: "a value without quotes, backslashes or control characters (the Jitsi images paste it "
     "unescaped into Lua, HOCON and JavaScript files)",
 }

@@ -25,6 +25,7 @@ from .fieldtypes import (
     EnvName,
     HostName,
     HttpsUrl,
+    ImageRef,
     JitsiValue,
     LabelValue,
     ModelId,
@@ -107,7 +108,7 @@ class Postgres(Model):
     existing server."""
 
     mode: Literal["embedded", "cloudnative-pg", "external"] = "embedded"
-    image: str = "docker.io/library/postgres:17.6-bookworm"
+    image: ImageRef = "docker.io/library/postgres:17.6-bookworm"
     storage: Quantity = "10Gi"
     instances: int = Field(1, ge=1, le=9, description="cloudnative-pg only: number of instances.")
     resources: Resources = Field(
@@ -144,8 +145,8 @@ class Matrix(Model):
     """Synapse homeserver and Element Web."""
 
     enabled: bool = True
-    image: str = "ghcr.io/element-hq/synapse:v1.163.2"
-    element_image: str = "ghcr.io/element-hq/element-web:v1.11.110"
+    image: ImageRef = "ghcr.io/element-hq/synapse:v1.163.2"
+    element_image: ImageRef = "ghcr.io/element-hq/element-web:v1.11.110"
     replicas: int = Field(1, ge=0, le=1, description="Synapse runs as one main process (workers are not rendered).")
     element_replicas: int = Field(2, ge=0, le=20)
     media_storage: Quantity = "20Gi"
@@ -183,10 +184,10 @@ class Jitsi(Model):
     """Jitsi Meet: web, prosody, jicofo, jvb."""
 
     enabled: bool = True
-    web_image: str = "ghcr.io/jitsi/web:stable-11146-1"
-    prosody_image: str = "ghcr.io/jitsi/prosody:stable-11146-1"
-    jicofo_image: str = "ghcr.io/jitsi/jicofo:stable-11146-1"
-    jvb_image: str = "ghcr.io/jitsi/jvb:stable-11146-1"
+    web_image: ImageRef = "ghcr.io/jitsi/web:stable-11146-1"
+    prosody_image: ImageRef = "ghcr.io/jitsi/prosody:stable-11146-1"
+    jicofo_image: ImageRef = "ghcr.io/jitsi/jicofo:stable-11146-1"
+    jvb_image: ImageRef = "ghcr.io/jitsi/jvb:stable-11146-1"
     web_replicas: int = Field(2, ge=0, le=20)
     jvb_replicas: int = Field(1, ge=0, le=50)
     jvb: JvbExposure = Field(default_factory=JvbExposure)
@@ -220,10 +221,10 @@ class Docs(Model):
     """La Suite Docs (impress): backend, frontend, y-provider, celery worker, Redis."""
 
     enabled: bool = True
-    backend_image: str = "docker.io/lasuite/impress-backend:v3.8.2"
-    frontend_image: str = "docker.io/lasuite/impress-frontend:v3.8.2"
-    y_provider_image: str = "docker.io/lasuite/impress-y-provider:v3.8.2"
-    redis_image: str = "docker.io/library/redis:8.2-alpine"
+    backend_image: ImageRef = "docker.io/lasuite/impress-backend:v3.8.2"
+    frontend_image: ImageRef = "docker.io/lasuite/impress-frontend:v3.8.2"
+    y_provider_image: ImageRef = "docker.io/lasuite/impress-y-provider:v3.8.2"
+    redis_image: ImageRef = "docker.io/library/redis:8.2-alpine"
     backend_replicas: int = Field(2, ge=0, le=20)
     frontend_replicas: int = Field(2, ge=0, le=20)
     y_provider_replicas: int = Field(1, ge=0, le=20)
@@ -270,7 +271,7 @@ class LLMModel(Model):
 
 
 class LLMGateway(Model):
-    image: str = "ghcr.io/berriai/litellm:v1.77.7-stable"
+    image: ImageRef = "ghcr.io/berriai/litellm:v1.77.7-stable"
     replicas: int = Field(2, ge=0, le=20)
     resources: Resources = Field(
         default_factory=lambda: resources({"cpu": "250m", "memory": "512Mi"}, {"cpu": "2", "memory": "2Gi"})
@@ -281,7 +282,7 @@ class LLM(Model):
     """Open-weight LLM inference: vLLM per model, and one OpenAI-compatible gateway per tenant."""
 
     enabled: bool = False
-    image: str = "docker.io/vllm/vllm-openai:v0.33.0"
+    image: ImageRef = "docker.io/vllm/vllm-openai:v0.33.0"
     models: list[LLMModel] = Field(default_factory=list, max_length=MAX_MODELS)
     hugging_face_token_secret_ref: SecretKeyRef | None = None
     startup_timeout_seconds: int = Field(1800, ge=60, le=6 * 3600, description="How long a model may take to load.")
