@@ -51,6 +51,7 @@ test: venv tools prometheus
 
 prometheus:
 	@hack/install-prometheus.sh
+	@hack/fetch-test-crds.sh
 
 cluster-up: venv tools
 	$(VENV)/bin/sovereign-suite cluster up
@@ -104,7 +105,9 @@ kind-deploy: image tools
 	  set -- $$s; name=$$1; shift; args=""; \
 	  for k in "$$@"; do args="$$args --from-literal=$$k=demo-$$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"; done; \
 	  $(KUBECTL_BIN) --context kind-$(KIND_CLUSTER) -n sovereign-suite get secret $$name >/dev/null 2>&1 || \
-	  $(KUBECTL_BIN) --context kind-$(KIND_CLUSTER) -n sovereign-suite create secret generic $$name $$args; done
+	  $(KUBECTL_BIN) --context kind-$(KIND_CLUSTER) -n sovereign-suite create secret generic $$name $$args; \
+	  $(KUBECTL_BIN) --context kind-$(KIND_CLUSTER) -n sovereign-suite label --overwrite secret $$name \
+	    sovereignsuite.io/referenceable=true; done
 	$(KUBECTL_BIN) --context kind-$(KIND_CLUSTER) apply --server-side -f $(KIND_EXAMPLE)
 	@echo "watch it: $(KUBECTL_BIN) --context kind-$(KIND_CLUSTER) get suites -A -o wide -w"
 

@@ -10,6 +10,7 @@ from prometheus_client import REGISTRY
 
 from sovereign_suite import metrics
 from sovereign_suite.reconcile.observe import ComponentHealth
+from sovereign_suite.reconcile.problems import stalled
 
 
 def value(name: str, **labels: str) -> float | None:
@@ -23,7 +24,8 @@ def series(suite: str) -> list[str]:
 def outcome(health, ready=True, reasons=(), writes=0, paused=False):
     conds = [{"type": "Ready", "status": "True" if ready else "False"},
              {"type": "Reconciling", "status": "False", "reason": "Paused" if paused else "Converged"}]
-    return SimpleNamespace(status={"conditions": conds}, health=health, error_reasons=list(reasons), writes=writes)
+    problems = [stalled(r, "m") for r in reasons]
+    return SimpleNamespace(status={"conditions": conds}, health=health, problems=problems, writes=writes)
 
 
 def test_suite_and_component_gauges():
@@ -63,14 +65,14 @@ def test_errors_by_suite_and_bounded_reason():
     suite = f"s{uuid.uuid4().hex[:6]}"
     before = value("sovereign_suite_reconcile_total", trigger="timer", result="error") or 0
     metrics.record_pass("ops", suite, outcome([], ready=False,
-                                              reasons=["MissingSecret", "Stalled:MissingSecret", "Whatever"]),
+                                              reasons=["MissingSecret", "MissingSecret", "Whatever"]),
                         "error", "timer", 1.5)
     assert value("sovereign_suite_reconcile_errors_total", suite_namespace="ops", suite=suite,
-                 reason="MissingSecret") == 1  # the Stalled: repeat is not counted twice
+                 reason="MissingSecret") == 1  # one pass, one count per reason
     assert value("sovereign_suite_reconcile_errors_total", suite_namespace="ops", suite=suite, reason="Other") == 1
     assert value("sovereign_suite_reconcile_total", trigger="timer", result="error") == before + 1
     assert value("sovereign_suite_reconcile_duration_seconds_count", trigger="timer", result="error") >= 1
-    metrics.record_pass("ops", suite, outcome([], ready=False, reasons=["Stalled:UnknownCloud"]), "error", "timer")
+    metrics.record_pass("ops", suite, outcome([], ready=False, reasons=["UnknownCloud"]), "error", "timer")
     assert value("sovereign_suite_reconcile_errors_total", suite_namespace="ops", suite=suite,
                  reason="UnknownCloud") == 1
 

@@ -53,8 +53,9 @@ DRIFT_CORRECTIONS_TOTAL = Counter(
     SUITE)
 
 KNOWN_REASONS = {
-    "InvalidSpec", "UnknownCloud", "MissingSecret", "NamespaceConflict", "InvalidChild", "Conflict", "Forbidden",
-    "ApiError", "MissingAPI", "InsufficientGPU", "Exception",
+    "InvalidSpec", "UnknownCloud", "MissingSecret", "SecretNotReferenceable", "NamespaceConflict", "InvalidChild",
+    "Conflict", "Forbidden", "Unauthorized", "ApiError", "MissingAPI", "InsufficientGPU", "InsufficientGPUMemory",
+    "MigrationFailed", "Exception",
 }
 
 _guard = threading.Lock()
@@ -70,8 +71,7 @@ def version() -> str:
 
 
 def error_reason(reason: str) -> str:
-    """The bounded label for a pipeline reason (``Stalled:UnknownCloud`` -> ``UnknownCloud``)."""
-    reason = reason.split(":", 1)[-1]
+    """The bounded label for a problem's reason."""
     return reason if reason in KNOWN_REASONS else "Other"
 
 
@@ -94,10 +94,7 @@ def record_pass(namespace: str, name: str, outcome: Any, result: str, trigger: s
     RECONCILE_TOTAL.labels(trigger=trigger, result=result).inc()
     if duration is not None:
         RECONCILE_DURATION.labels(trigger=trigger, result=result).observe(duration)
-    # "Stalled:<reason>" repeats the reason of the error that stalled the pass: count it once
-    found = [r for r in outcome.error_reasons if not r.startswith("Stalled:")]
-    found += [r for r in outcome.error_reasons if r.startswith("Stalled:") and r.split(":", 1)[1] not in found]
-    for reason in found:
+    for reason in dict.fromkeys(p.reason for p in outcome.problems):
         _count_error(namespace, name, error_reason(reason))
     if outcome.writes:
         CHILD_WRITES_TOTAL.labels(trigger=trigger).inc(outcome.writes)

@@ -34,18 +34,20 @@ def free_port() -> int:
 
 
 class OperatorProcess:
-    def __init__(self, cluster: Cluster, drift_interval: float = 3.0):
+    def __init__(self, cluster: Cluster, drift_interval: float = 3.0, env: dict[str, str] | None = None,
+                 tag: str = "operator"):
         self.cluster = cluster
         self.drift_interval = drift_interval
+        self.extra_env = dict(env or {})
         self.proc: subprocess.Popen | None = None
-        self.log_path = cache_dir() / "test-logs" / f"{cluster.name}-operator.log"
+        self.log_path = cache_dir() / "test-logs" / f"{cluster.name}-{tag}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.metrics_port = free_port()
 
     def start(self) -> None:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig),
-                   SOVEREIGN_SUITE_DRIFT_INTERVAL=str(self.drift_interval), SOVEREIGN_SUITE_JOB_WAIT="10")
+                   SOVEREIGN_SUITE_DRIFT_INTERVAL=str(self.drift_interval), **self.extra_env)
         self.metrics_port = free_port()
         log = open(self.log_path, "a")
         log.write(f"\n===== start {time.strftime('%H:%M:%S')}\n")
@@ -141,7 +143,9 @@ def create_referenced_secrets(core, namespace: str) -> None:
                        ("docs-s3", {"AWS_S3_ACCESS_KEY_ID": "id", "AWS_S3_SECRET_ACCESS_KEY": "key"}),
                        ("hf-token", {"token": "hf_test"})):
         try:
-            core.create_namespaced_secret(namespace, {"metadata": {"name": name}, "stringData": data})
+            # the owner of a Secret opts in to letting suites read it (docs/security.md)
+            core.create_namespaced_secret(namespace, {"metadata": {
+                "name": name, "labels": {"sovereignsuite.io/referenceable": "true"}}, "stringData": data})
         except ApiException as exc:
             if exc.status != 409:
                 raise

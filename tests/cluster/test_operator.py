@@ -11,7 +11,15 @@ import pytest
 from sovereign_suite.api.loader import load_files
 from sovereign_suite.api.validation import parse_suite
 from sovereign_suite.reconcile.kube import Kube
-from sovereign_suite.reconcile.pipeline import CHILD_KINDS, FINALIZER, identity, selector
+from sovereign_suite.components.base import LABEL_SUITE, LABEL_SUITE_NS
+from sovereign_suite.reconcile.pipeline import CHILD_KINDS, FINALIZER
+from sovereign_suite.reconcile.problems import ObjectKey
+
+identity = ObjectKey.of
+
+
+def selector(name: str, namespace: str) -> str:
+    return f"{LABEL_SUITE}={name},{LABEL_SUITE_NS}={namespace}"
 from sovereign_suite.render import render_suite
 
 from ..helpers import CLOUDS

@@ -31,7 +31,7 @@ import yaml
 from sovereign_suite.api.loader import load_files
 from sovereign_suite.api.validation import parse_suite
 from sovereign_suite.devcluster.cluster import bin_dir, cache_dir
-from sovereign_suite.reconcile.compare import contains, first_difference
+from ..compare import contains, first_difference
 from sovereign_suite.reconcile.kube import ApiError, Kube, ref
 from sovereign_suite.render import render_suite
 

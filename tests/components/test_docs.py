@@ -138,7 +138,7 @@ def test_migrate_job_spec_and_dependencies() -> None:
     assert phase_of(j) == "jobs"
 
 
-def test_migrate_job_name_follows_the_backend_image_only() -> None:
+def test_migrate_job_name_follows_the_image_and_the_database_only() -> None:
     base = job(render_fr())["metadata"]["name"]
     new_image = job(render_fr({"components": {"docs": {"backendImage": "docker.io/lasuite/impress-backend:v3.9.0"}}}))
     assert new_image["metadata"]["name"] != base
@@ -156,6 +156,12 @@ def test_migrate_job_name_follows_the_backend_image_only() -> None:
     }
     same = job(render_fr(unrelated))
     assert same["metadata"]["name"] == base
+    # another database must be migrated: a switch of mode, host or database name is a new Job
+    external = {"components": {"docs": {"postgres": {"mode": "external", "host": "pg.example.eu",
+                                                      "passwordSecretRef": {"name": "pg", "key": "password"}}}}}
+    renamed = {"components": {"docs": {"postgres": {"database": "docs2"}}}}
+    names = {base, job(render_fr(external))["metadata"]["name"], job(render_fr(renamed))["metadata"]["name"]}
+    assert len(names) == 3
     # The Job's template is immutable: what changed above must not change it either.
     assert same["spec"] == job(render_fr())["spec"]
 
@@ -168,7 +174,8 @@ def test_ingress_paths() -> None:
     host = "docs.fr.workplace.example.eu"
     assert ing["spec"]["ingressClassName"] == "nginx"
     assert ing["spec"]["tls"] == [{"hosts": [host], "secretName": f"{host}-tls"}]
-    assert "annotations" not in ing["metadata"]  # standard fields only
+    # only the controller's body-size and timeout annotations (test_ingress_limits.py)
+    assert all(k.startswith("nginx.ingress.kubernetes.io/proxy-") for k in ing["metadata"]["annotations"])
     [rule] = ing["spec"]["rules"]
     assert rule["host"] == host
     routes = {
@@ -179,6 +186,7 @@ def test_ingress_paths() -> None:
         "/": ("Prefix", "docs-frontend", 80),
         "/api": ("Prefix", "docs-backend", 80),
         "/admin": ("Prefix", "docs-backend", 80),
+        "/static": ("Prefix", "docs-backend", 80),
         "/collaboration/ws/": ("Prefix", "docs-y-provider", 4444),
         "/collaboration/api/": ("Prefix", "docs-y-provider", 4444),
         "/media/": ("Prefix", "docs-media", 80),
@@ -280,7 +288,10 @@ def test_settings_in_configmap_and_secrets_by_reference() -> None:
 def test_no_secret_value_in_any_annotation_or_configmap() -> None:
     """Annotations carry only names and hashes; nothing the renderer emits holds a secret's value (it has none)."""
     for obj in render_fr():
-        for value in (obj["metadata"].get("annotations") or {}).values():
+        for key, value in (obj["metadata"].get("annotations") or {}).items():
+            if key.startswith("nginx.ingress.kubernetes.io/proxy-"):  # sizes and timeouts
+                assert value.rstrip("m").isdigit(), (key, value)
+                continue
             assert value == "complete" or value.startswith("docs-migrate-")
         if obj["kind"] in ("Deployment", "StatefulSet", "Job"):
             for value in (obj["spec"]["template"]["metadata"].get("annotations") or {}).values():
@@ -309,7 +320,7 @@ def test_secrets_declared() -> None:
     "postgres, host, password_ref, kinds",
     [
         ({"mode": "embedded"}, "docs-postgres", {"name": "docs-postgres", "key": "password"}, {"StatefulSet"}),
-        ({"mode": "cloudnative-pg", "instances": 3}, "docs-postgres-rw", {"name": "docs-postgres-app", "key": "password"}, {"Cluster"}),
+        ({"mode": "cloudnative-pg", "instances": 3}, "docs-postgres-rw", {"name": "docs-postgres-app", "key": "password"}, {"Cluster", "NetworkPolicy"}),
         (
             {"mode": "external", "host": "pg.fr.example.eu", "passwordSecretRef": {"name": "docs-db", "key": "pw"},
              "sslMode": "verify-full", "database": "impress", "user": "impress"},

@@ -262,12 +262,10 @@ def test_no_secret_in_config_maps_or_annotations() -> None:
 
 def test_extra_config_is_merged_and_may_override_defaults() -> None:
     base = render(contexts()[FR])
-    objs = render(contexts(jitsi_patch(extraConfig={"ENABLE_PREJOIN_PAGE": "1", "TZ": "Europe/Paris",
-                                                    "JVB_STUN_SERVERS": "stun.example.eu:3478"}))[FR])
+    objs = render(contexts(jitsi_patch(extraConfig={"ENABLE_PREJOIN_PAGE": "1", "TZ": "Europe/Paris"}))[FR])
     data = find(objs, "ConfigMap", "jitsi-env")["data"]
     assert data["ENABLE_PREJOIN_PAGE"] == "1"
     assert data["TZ"] == "Europe/Paris"
-    assert data["JVB_STUN_SERVERS"] == "stun.example.eu:3478"
     hash_key = "sovereignsuite.io/config-hash"
     before = find(base, "Deployment", "jitsi-jvb")["spec"]["template"]["metadata"]["annotations"][hash_key]
     after = find(objs, "Deployment", "jitsi-jvb")["spec"]["template"]["metadata"]["annotations"][hash_key]
@@ -275,7 +273,8 @@ def test_extra_config_is_merged_and_may_override_defaults() -> None:
 
 
 @pytest.mark.parametrize("name", ["XMPP_DOMAIN", "PUBLIC_URL", "XMPP_SERVER", "JVB_PORT", "JVB_ADVERTISE_IPS",
-                                  "DISABLE_HTTPS", "JVB_AUTH_PASSWORD"])
+                                  "DISABLE_HTTPS", "JVB_AUTH_PASSWORD", "JVB_STUN_SERVERS", "JVB_DISABLE_STUN",
+                                  "P2P_STUN_SERVERS", "JICOFO_ENABLE_REST"])
 def test_extra_config_clash_names_the_field(name: str) -> None:
     ctx = contexts(jitsi_patch(extraConfig={name: "x", "ENABLE_PREJOIN_PAGE": "1"}))[FR]
     with pytest.raises(InputError) as err:

@@ -304,9 +304,7 @@ def test_config_change_rolls_the_pods(fr):
     before = fr[("Deployment", "synapse")]["spec"]["template"]["metadata"]["annotations"][key]
     after = other[("Deployment", "synapse")]["spec"]["template"]["metadata"]["annotations"][key]
     assert before != after
-    assert other[("Ingress", "synapse")]["metadata"]["annotations"] == {
-        "nginx.ingress.kubernetes.io/proxy-body-size": "20M"
-    }
+    assert other[("Ingress", "synapse")]["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == "20m"
 
 
 def test_synapse_ingress(fr):

@@ -149,7 +149,8 @@ def test_embedded_refuses_tls_modes(fr, mode):
 def test_cloudnative_pg_cluster(fr):
     pg = Postgres(mode="cloudnative-pg", instances=3, storage="50Gi", ssl_mode="require")
     objs, secrets, db = render_postgres(fr, "matrix", pg)
-    [cluster] = objs
+    [cluster] = [o for o in objs if o["kind"] == "Cluster"]
+    assert [o["kind"] for o in objs if o is not cluster] == ["NetworkPolicy"]  # test_postgres_network.py
     assert secrets == []  # CNPG generates the owner's Secret itself
     assert (cluster["apiVersion"], cluster["kind"]) == ("postgresql.cnpg.io/v1", "Cluster")
     assert cluster["metadata"]["name"] == "matrix-postgres"

@@ -61,9 +61,9 @@ Tenant namespaces (scope namespaces): "<suite>-<country in lower case>", the ope
 {{/*
 RBAC, derived from the code (docs/install.md, "What the operator may do"). No wildcard anywhere.
 
-sso.rules.children: the namespaced kinds of reconcile/pipeline.py CHILD_KINDS. The pipeline lists them by
-label (drift, orphans), reads some (get), applies them server-side (patch, and create when absent), deletes
-orphans (delete). Plus what the tenant-admin Role it creates grants (components/tenancy): Kubernetes refuses
+sso.rules.children: the namespaced kinds of reconcile/pipeline.py CHILD_KINDS. The operator watches them by
+label (list, watch: its cache), reads some (get), applies them server-side (patch, and create when absent),
+deletes orphans (delete). Plus what the tenant-admin Role it creates grants (components/tenancy): Kubernetes refuses
 to let anyone create a Role granting more than they hold, so the operator holds those read rights (watch,
 pods/log, endpoints, replicasets, pods delete) rather than the "escalate" and "bind" verbs, which would let
 it grant anything.
@@ -74,7 +74,7 @@ it grant anything.
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [secrets, serviceaccounts, resourcequotas, limitranges]
-  verbs: [get, list, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch, delete]
@@ -95,16 +95,16 @@ it grant anything.
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [roles, rolebindings]
-  verbs: [get, list, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [get, list, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [postgresql.cnpg.io]
   resources: [clusters]
-  verbs: [get, list, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors, podmonitors, prometheusrules]
-  verbs: [get, list, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 {{- end }}
 
 {{/*
@@ -121,7 +121,7 @@ it references into the tenants (secrets get) and post Events on it (events creat
   verbs: [patch]
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get]
+  verbs: [get, list, watch]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
@@ -146,5 +146,5 @@ in every namespace, to count free GPUs.
   verbs: [get, list, watch]
 - apiGroups: [""]
   resources: [nodes, pods]
-  verbs: [list]
+  verbs: [list, watch]
 {{- end }}

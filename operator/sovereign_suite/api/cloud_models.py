@@ -7,11 +7,12 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from .fieldtypes import LabelKey, LabelValue, SubdomainName
+from .fieldtypes import LabelKey, LabelValue, NamespaceName, SubdomainName
 from .common import (
     API_VERSION,
     EXTENDED_RESOURCE_PATTERN,
     MAX_CERTIFICATIONS,
+    MAX_GPU_PRODUCTS_PER_CLOUD,
     MAX_NODE_SELECTOR,
     MAX_REGIONS,
     MAX_TOLERATIONS,
@@ -34,12 +35,34 @@ class GPU(Model):
         description="Extended resource of the GPUs (MIG names such as nvidia.com/mig-1g.10gb are accepted).",
     )
     product_label: LabelKey = Field("nvidia.com/gpu.product", description="Node label holding the GPU product.")
+    memory_label: LabelKey = Field(
+        "nvidia.com/gpu.memory", description="Node label holding the memory of one GPU in MiB (GPU feature discovery)."
+    )
+    product_memory_mib: dict[LabelValue, int] = Field(
+        default_factory=dict, alias="productMemoryMiB", max_length=MAX_GPU_PRODUCTS_PER_CLOUD,
+        description="Memory of one GPU (MiB) per product, for nodes without the memory label and for the offline "
+        "check that a model fits at least one product.",
+    )
     node_selector: dict[LabelKey, LabelValue] = Field(
         default_factory=dict, max_length=MAX_NODE_SELECTOR, description="Extra labels GPU nodes carry."
     )
     tolerations: list[Toleration] = Field(
         default_factory=lambda: [Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
         max_length=MAX_TOLERATIONS,
+    )
+
+
+class CloudNativePGOperator(Model):
+    """Where the CloudNativePG operator runs, for the NetworkPolicy that lets it reach the instance pods (it
+    connects to them on 8000 and 5432). Defaults: the namespace and pod label of CloudNativePG's own manifests
+    and Helm chart (cloudnative-pg docs/src/networking.md, docs/src/samples/networkpolicy-example.yaml)."""
+
+    namespace: NamespaceName = Field("cnpg-system", description="Namespace of the CloudNativePG operator.")
+    pod_labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=lambda: {"app.kubernetes.io/name": "cloudnative-pg"},
+        min_length=1,
+        max_length=MAX_NODE_SELECTOR,
+        description="Labels of the CloudNativePG operator's pods (a label selector of a NetworkPolicy).",
     )
 
 
@@ -80,7 +103,18 @@ class NationalCloudSpec(Model):
         None, description="StorageClass for PVCs; default: the cluster's default."
     )
     ingress_class: SubdomainName = "nginx"
+    ingress_controller: Literal["ingress-nginx", "other"] = Field(
+        "ingress-nginx",
+        description="The controller behind ingressClass, for the annotations the operator writes for request "
+        "body sizes and timeouts (the Ingress API has no field for them); other: none (set the limits in the "
+        "controller).",
+    )
     gpu: GPU = Field(default_factory=GPU)
+    cloud_native_pg: CloudNativePGOperator = Field(
+        default_factory=CloudNativePGOperator,
+        alias="cloudNativePG",
+        description="The CloudNativePG operator of the cluster (used when a database has mode cloudnative-pg).",
+    )
     host_ports: HostPortRange | None = Field(
         None,
         description="Host ports suites on this cloud may use (jitsi.jvb.type HostPort, whose namespace must then "

@@ -21,6 +21,7 @@ DNS_NAME_RE = re.compile(r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-
 DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 EXTENDED_RESOURCE_PATTERN = r"^[a-z0-9.-]+/[a-zA-Z0-9._-]+$"
 QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+HOST_PORT_PATTERN = r"^[a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?:[0-9]{1,5}$"
 
 # ISO 3166-1 alpha-2 codes of the countries that can host a tenant (EU/EEA, Switzerland, the UK).
 # Kept explicit so a typo ("FRA", "UK") is an error, not a new tenant.
@@ -88,6 +89,8 @@ class Resources(Model):
 MAX_MODELS = 16
 MAX_EXTRA_ARGS = 64
 MAX_GPU_PRODUCTS = 16
+MAX_GPU_PRODUCTS_PER_CLOUD = 32  # NationalCloud gpu.productMemoryMiB
+MAX_STUN_SERVERS = 8
 MAX_EXTRA_DOMAINS = 256
 MAX_SCOPES = 16
 MAX_REGIONS = 32

@@ -13,7 +13,7 @@ Conventions:
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -44,11 +44,14 @@ from .common import (  # noqa: F401 - re-exported: the API's one import point
     DnsName,
     EXTENDED_RESOURCE_PATTERN,
     GROUP,
+    HOST_PORT_PATTERN,
     MAX_CERTIFICATIONS,
     MAX_EXTRA_ARGS,
     MAX_EXTRA_DOMAINS,
     MAX_EXTRA_ENV,
     MAX_GPU_PRODUCTS,
+    MAX_GPU_PRODUCTS_PER_CLOUD,
+    MAX_STUN_SERVERS,
     MAX_MODELS,
     MAX_NODE_SELECTOR,
     MAX_REGIONS,
@@ -191,6 +194,13 @@ class Jitsi(Model):
     web_replicas: int = Field(2, ge=0, le=20)
     jvb_replicas: int = Field(1, ge=0, le=50)
     jvb: JvbExposure = Field(default_factory=JvbExposure)
+    stun_servers: list[Annotated[str, Field(pattern=HOST_PORT_PATTERN, max_length=260)]] = Field(
+        default_factory=list,
+        max_length=MAX_STUN_SERVERS,
+        description="STUN servers (host:port) the bridges use to learn their public address and the browsers "
+        "use for peer-to-peer calls. None by default: nothing calls a third-party server (the images would "
+        "otherwise use meet-jit-si-turnrelay.jitsi.net:443); set one you operate if the nodes are behind NAT.",
+    )
     resources: Resources = Field(
         default_factory=lambda: resources({"cpu": "250m", "memory": "512Mi"}, {"cpu": "2", "memory": "2Gi"})
     )
@@ -255,6 +265,23 @@ class LLMModel(Model):
     replicas: int = Field(1, ge=0, le=64)
     max_model_len: int | None = Field(None, ge=256)
     gpu_memory_utilization: float = Field(0.9, gt=0.1, le=0.99)
+    weights_gib: float | None = Field(
+        None, gt=0, alias="weightsGiB",
+        description="GPU memory the weights take (GiB); default: parametersBillion x the dtype's bytes.",
+    )
+    parameters_billion: float | None = Field(None, gt=0, description="Parameter count in billions (e.g. 24).")
+    dtype: Literal["bfloat16", "float16", "fp8", "int8", "int4"] = Field(
+        "bfloat16", description="Weight type, for the weights estimate from parametersBillion.")
+    kv_cache_mib_per_1k_tokens: float | None = Field(
+        None, gt=0, alias="kvCacheMiBPer1kTokens",
+        description="KV cache per 1,000 tokens (MiB): 2 x layers x KV heads x head size x 2 bytes x 1000 / 2^20 "
+        "(from the model's config.json). With maxModelLen, placement reserves one full-length sequence.",
+    )
+    family: Literal["auto", "generic", "mistral"] = Field(
+        "auto",
+        description="Model family, for the flags its upstream requires (mistral: --tokenizer-mode, --config-format "
+        "and --load-format mistral); auto: mistral when modelId starts with mistralai/.",
+    )
     extra_args: list[CommandArg] = Field(
         default_factory=list, max_length=MAX_EXTRA_ARGS,
         description="Further arguments of `vllm serve`; may not set (or abbreviate) a flag the operator sets.",
@@ -273,6 +300,14 @@ class LLMModel(Model):
 class LLMGateway(Model):
     image: ImageRef = "ghcr.io/berriai/litellm:v1.77.7-stable"
     replicas: int = Field(2, ge=0, le=20)
+    max_body_size: str = Field(
+        "32m", pattern=r"^[0-9]+[kmgKMG]?$",
+        description="Largest request the Ingress accepts (images sent to vision models are base64 in the body).",
+    )
+    timeout_seconds: int = Field(
+        600, ge=30, le=3600,
+        description="How long the Ingress waits for the gateway (a long generation streams for minutes).",
+    )
     resources: Resources = Field(
         default_factory=lambda: resources({"cpu": "250m", "memory": "512Mi"}, {"cpu": "2", "memory": "2Gi"})
     )
@@ -412,7 +447,15 @@ class SovereignSuite(Model):
 
 # The status and the NationalCloud models live in their own modules (one concern each); they are re-exported
 # here, the API's one import point. Imported last: they build on the models above.
-from .cloud_models import GPU, ClusterMeta, HostPortRange, KubeconfigSecretRef, NationalCloud, NationalCloudSpec  # noqa: E402,F401
+from .cloud_models import (  # noqa: E402,F401
+    GPU,
+    CloudNativePGOperator,
+    ClusterMeta,
+    HostPortRange,
+    KubeconfigSecretRef,
+    NationalCloud,
+    NationalCloudSpec,
+)
 from .status_models import (  # noqa: E402,F401
     ComponentStatus,
     Condition,

@@ -23,7 +23,9 @@ from kubernetes.utils.quantity import parse_quantity
 
 from ..api.models import LLMModel, NationalCloud
 from ..components.base import REGION_LABEL, RenderContext
-from .kube import Kube
+from .cache import ClusterCache
+from .gpu_memory import memory_fit, node_gpu_memory_mib, product_memory
+from .problems import ObjectKey
 
 GPUS_ALLOCATABLE = Gauge("sovereign_suite_gpus_allocatable", "Allocatable GPUs of a national cloud's GPU nodes.",
                          ["country", "product"])
@@ -45,6 +47,7 @@ class GpuNode:
     allocatable: int
     requested: int = 0
     by_model: dict[tuple[str, str], int] = field(default_factory=dict)  # (namespace, model) -> GPUs
+    gpu_memory_mib: int | None = None  # memory of one GPU (gpu_memory.node_gpu_memory_mib); None: unknown
 
 
 @dataclass
@@ -82,13 +85,18 @@ def _pod_gpus(pod: dict[str, Any], resource: str) -> int:
     return total
 
 
-def observe(kube: Kube, cloud: NationalCloud) -> Capacity:
+def observe(cache: ClusterCache, cloud: NationalCloud) -> Capacity:
+    """The cloud's GPU nodes and the GPUs requested on them, from the watch cache (no request)."""
     gpu = cloud.spec.gpu
-    selector = ",".join([gpu.product_label] + [f"{k}={v}" for k, v in sorted(gpu.node_selector.items())])
     regions = set(cloud.spec.regions)
+    pods_by_node: dict[str, list[dict[str, Any]]] = {}
+    for pod in cache.pods.items():
+        pods_by_node.setdefault((pod.get("spec") or {}).get("nodeName") or "", []).append(pod)
     nodes = []
-    for node in kube.list("v1", "Node", label_selector=selector):
+    for node in sorted(cache.nodes.items(), key=lambda n: n["metadata"]["name"]):
         labels = node["metadata"].get("labels") or {}
+        if gpu.product_label not in labels or any(labels.get(k) != v for k, v in gpu.node_selector.items()):
+            continue
         if labels.get(REGION_LABEL) not in regions:
             continue
         if (node.get("spec") or {}).get("unschedulable"):
@@ -96,10 +104,9 @@ def observe(kube: Kube, cloud: NationalCloud) -> Capacity:
         allocatable = _gpu_count(((node.get("status") or {}).get("allocatable") or {}).get(gpu.resource_name, 0))
         if allocatable <= 0:
             continue
-        n = GpuNode(node["metadata"]["name"], labels[gpu.product_label], allocatable)
-        pods = kube.list("v1", "Pod", field_selector=(
-            f"spec.nodeName={n.name},status.phase!=Succeeded,status.phase!=Failed"))
-        for pod in pods:
+        n = GpuNode(node["metadata"]["name"], labels[gpu.product_label], allocatable,
+                    gpu_memory_mib=node_gpu_memory_mib(labels, cloud))
+        for pod in pods_by_node.get(n.name, []):
             g = _pod_gpus(pod, gpu.resource_name)
             if not g:
                 continue
@@ -129,6 +136,7 @@ class Placement:
     fits: bool
     gpus: int
     message: str = ""
+    reason: str = ""  # when not fits: InsufficientGPU, or InsufficientGPUMemory (no product has the memory)
 
 
 def current_product(deployment: dict[str, Any] | None, product_label: str) -> str | None:
@@ -148,9 +156,19 @@ def place(model: LLMModel, cap: Capacity, namespace: str, current: str | None) -
     gpus = model.replicas * model.gpus_per_replica
     if model.replicas == 0:
         return Placement(model.name, current or model.gpu_products[0], True, 0)
-    if current in model.gpu_products and replicas_fit(cap, current, namespace, model) >= model.replicas:
+    # Products whose GPUs cannot hold one replica (weights + KV cache of maxModelLen) are skipped.
+    memory: dict[str, list[int | None]] = {}
+    for n in cap.nodes:
+        memory.setdefault(n.product, []).append(n.gpu_memory_mib)
+    fit = {p: memory_fit(model, product_memory(memory, p)) for p in model.gpu_products}
+    usable = [p for p in model.gpu_products if fit[p].fits]
+    if not usable:
+        keep = current if current in model.gpu_products else model.gpu_products[0]
+        return Placement(model.name, keep, False, gpus, "; ".join(fit[p].describe(p) for p in model.gpu_products),
+                         reason="InsufficientGPUMemory")
+    if current in usable and replicas_fit(cap, current, namespace, model) >= model.replicas:
         return Placement(model.name, current, True, gpus)  # stable: keep it while it still fits
-    for product in model.gpu_products:
+    for product in usable:
         if replicas_fit(cap, product, namespace, model) >= model.replicas:
             return Placement(model.name, product, True, gpus)
     free = []
@@ -161,21 +179,22 @@ def place(model: LLMModel, cap: Capacity, namespace: str, current: str | None) -
                     f"{len(nodes)} nodes, at most {largest} on one")
     message = (f"needs {model.replicas} x {model.gpus_per_replica} {cap.resource} on one node each; "
                + "; ".join(free))
-    keep = current if current in model.gpu_products else model.gpu_products[0]
-    return Placement(model.name, keep, False, gpus, message)
+    keep = current if current in usable else usable[0]
+    return Placement(model.name, keep, False, gpus, message, reason="InsufficientGPU")
 
 
-def place_tenant(kube: Kube, ctx: RenderContext, live: dict, capacity: dict[str, Capacity]) -> list[Placement]:
+def place_tenant(cache: ClusterCache, ctx: RenderContext, live: dict, capacity: dict[str, Capacity]
+                 ) -> list[Placement]:
     """Placements of a tenant's models. ``capacity``: per-cloud cache shared by one pass."""
     llm = ctx.components.llm
     if not llm.enabled or not llm.models:
         return []
     if ctx.cloud.name not in capacity:
-        capacity[ctx.cloud.name] = observe(kube, ctx.cloud)
+        capacity[ctx.cloud.name] = observe(cache, ctx.cloud)
     cap = capacity[ctx.cloud.name]
     out = []
     for model in llm.models:
-        dep = live.get(("apps", "Deployment", ctx.namespace, f"vllm-{model.name}"))
+        dep = live.get(ObjectKey("apps", "Deployment", ctx.namespace, f"vllm-{model.name}"))
         out.append(place(model, cap, ctx.namespace, current_product(dep, ctx.cloud.spec.gpu.product_label)))
     return out
 
@@ -195,11 +214,11 @@ def model_states(ctx: RenderContext, placements: list[Placement], live: dict, po
 
     out = []
     for p in placements:
-        dep = live.get(("apps", "Deployment", ctx.namespace, f"vllm-{p.model}"))
+        dep = live.get(ObjectKey("apps", "Deployment", ctx.namespace, f"vllm-{p.model}"))
         entry = {"name": p.model, "product": p.product if p.fits else "", "gpus": p.gpus, "reason": "",
                  "message": ""}
         if not p.fits:
-            entry.update(state="Unschedulable", reason="InsufficientGPU", message=p.message)
+            entry.update(state="Unschedulable", reason=p.reason or "InsufficientGPU", message=p.message)
         elif quota:
             entry.update(state="Unschedulable", reason="GPUQuotaExceeded", message=quota)
         elif dep is None:

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import urlencode
 
 from kubernetes import client as k8s_client
@@ -67,14 +67,14 @@ class Kube:
     """Thread-safe; one per process. ``requests`` counts calls by HTTP verb (APPLY for server-side apply)."""
 
     def __init__(self, api: k8s_client.ApiClient, max_retries: int = 6, max_delay: float = 30.0,
-                 user_agent: str = USER_AGENT):
+                 user_agent: str = USER_AGENT, discovery_ttl: float = 30.0):
         self.api = api
         self.user_agent = user_agent
         self.max_retries = max_retries
         self.max_delay = max_delay
         self.requests: Counter[str] = Counter()
-        self._kinds: dict[tuple[str, str], Kind | None] = {}
-        self._groups: dict[str, dict[str, Kind]] = {}
+        self.discovery_ttl = discovery_ttl
+        self._groups: dict[str, tuple[float, dict[str, Kind]]] = {}  # api_version -> (when, kind -> resource)
         self._lock = threading.Lock()
 
     # ---- transport --------------------------------------------------------------------------
@@ -126,26 +126,35 @@ class Kube:
 
     # ---- discovery --------------------------------------------------------------------------
     def kind(self, api_version: str, kind: str) -> Kind | None:
-        """The resource of a kind, or None when the cluster does not serve it (e.g. no CNPG installed)."""
-        key = (api_version, kind)
-        if key in self._kinds:
-            return self._kinds[key]
-        if api_version not in self._groups:
-            base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-            try:
-                doc = self.request("GET", base, what=f"discovery {api_version}")
-                resources = {
-                    r["kind"]: Kind(api_version, r["kind"], r["name"], r["namespaced"])
-                    for r in doc.get("resources", [])
-                    if "/" not in r["name"]
-                }
-            except ApiError as err:
-                if err.status != 404:
-                    raise
-                resources = {}
-            self._groups[api_version] = resources
-        self._kinds[key] = self._groups[api_version].get(kind)
-        return self._kinds[key]
+        """The resource of a kind, or None when the cluster does not serve it (e.g. no CNPG installed).
+
+        A group found not served is asked again after ``discovery_ttl`` seconds (CloudNativePG or the Prometheus
+        Operator installed after start are seen within it); a served group is kept until a request on one of its
+        kinds gets a 404 (a CRD deleted), which drops it (``forget_api``)."""
+        with self._lock:
+            cached = self._groups.get(api_version)
+            # a served group is kept until a request on it gets a 404; an unserved one is asked again after the TTL
+            if cached is not None and (cached[1] or time.monotonic() - cached[0] < self.discovery_ttl):
+                return cached[1].get(kind)
+        base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+        try:
+            doc = self.request("GET", base, what=f"discovery {api_version}")
+            resources = {
+                r["kind"]: Kind(api_version, r["kind"], r["name"], r["namespaced"])
+                for r in doc.get("resources", [])
+                if "/" not in r["name"]
+            }
+        except ApiError as err:
+            if err.status != 404:
+                raise
+            resources = {}
+        with self._lock:
+            self._groups[api_version] = (time.monotonic(), resources)
+        return resources.get(kind)
+
+    def forget_api(self, api_version: str) -> None:
+        with self._lock:
+            self._groups.pop(api_version, None)
 
     def require(self, api_version: str, kind: str) -> Kind:
         k = self.kind(api_version, kind)
@@ -165,25 +174,83 @@ class Kube:
 
     def list(self, api_version: str, kind: str, label_selector: str | None = None,
              namespace: str | None = None, field_selector: str | None = None) -> list[dict[str, Any]]:
+        return self.list_rv(api_version, kind, label_selector, namespace, field_selector)[0]
+
+    def list_rv(self, api_version: str, kind: str, label_selector: str | None = None,
+                namespace: str | None = None, field_selector: str | None = None
+                ) -> tuple[list[dict[str, Any]], str]:
+        """Every object (paginated) and the list's resourceVersion, from which a watch starts. A kind the
+        cluster does not serve (or no longer serves: 404) lists as empty."""
         k = self.kind(api_version, kind)
         if k is None:
-            return []
+            return [], ""
         items: list[dict[str, Any]] = []
         cont = None
         while True:
-            doc = self.request(
-                "GET", k.path(namespace),
-                query={"labelSelector": label_selector, "fieldSelector": field_selector, "limit": 500,
-                       "continue": cont},
-                what=f"list {kind}",
-            )
+            try:
+                doc = self.request(
+                    "GET", k.path(namespace),
+                    query={"labelSelector": label_selector, "fieldSelector": field_selector, "limit": 500,
+                           "continue": cont},
+                    what=f"list {kind}",
+                )
+            except ApiError as err:
+                if err.status == 404 and not items:
+                    self.forget_api(api_version)
+                    return [], ""
+                raise
             for item in doc.get("items", []):
                 item.setdefault("apiVersion", api_version)
                 item.setdefault("kind", kind)
                 items.append(item)
             cont = doc.get("metadata", {}).get("continue")
             if not cont:
-                return items
+                return items, doc.get("metadata", {}).get("resourceVersion", "")
+
+    def watch(self, api_version: str, kind: str, resource_version: str, label_selector: str | None = None,
+              namespace: str | None = None, field_selector: str | None = None, timeout: int = 300,
+              stop: threading.Event | None = None) -> Iterator[dict[str, Any]]:
+        """The watch events ({"type", "object"}) from ``resource_version``, bookmarks on, until the server ends
+        the watch (``timeout``). An expired version arrives as an ERROR event with code 410."""
+        k = self.require(api_version, kind)
+        query = {"watch": "true", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
+                 "labelSelector": label_selector, "fieldSelector": field_selector, "timeoutSeconds": timeout}
+        url = self.api.configuration.host + k.path(namespace) + "?" + urlencode(
+            {q: v for q, v in query.items() if v is not None})
+        headers = {"Accept": "application/json", "User-Agent": self.user_agent}
+        self.api.update_params_for_auth(headers, None, ["BearerToken"], None, "GET", None)
+        with self._lock:
+            self.requests["WATCH"] += 1
+        # the client does not read the body before returning: the urllib3 response streams the events
+        resp = self.api.rest_client.request("GET", url, headers=headers, _request_timeout=(10, timeout + 30))
+        raw = resp.response
+        finished = False
+        try:
+            if resp.status != 200:
+                data = resp.read()
+                try:
+                    detail = json.loads(data)
+                except ValueError:
+                    detail = {"message": data.decode(errors="replace")[:500]}
+                if resp.status == 404:
+                    self.forget_api(api_version)
+                raise ApiError(resp.status, detail.get("reason", ""), detail.get("message", ""), f"watch {kind}",
+                               "GET")
+            buf = b""
+            for chunk in raw.stream(65536, decode_content=True):
+                if stop is not None and stop.is_set():
+                    return
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line.strip():
+                        yield json.loads(line)
+            finished = True
+        finally:
+            if finished:
+                raw.release_conn()
+            else:  # left early: the connection is mid-stream, never give it back to the pool
+                raw.close()
 
     def apply(self, obj: dict[str, Any], field_manager: str, force: bool = True) -> dict[str, Any]:
         k = self.require(obj["apiVersion"], obj["kind"])
@@ -199,6 +266,12 @@ class Kube:
         k = self.require(api_version, kind)
         return self.request("PATCH", k.path(namespace, name, sub), body=body,
                             content_type="application/merge-patch+json", what=f"{kind}/{name}")
+
+    def json_patch(self, api_version: str, kind: str, name: str, namespace: str | None,
+                   ops: list[dict[str, Any]]) -> dict[str, Any]:
+        k = self.require(api_version, kind)
+        return self.request("PATCH", k.path(namespace, name), body=ops, content_type="application/json-patch+json",
+                            what=f"{kind}/{namespace + '/' if namespace else ''}{name}")
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         k = self.require(obj["apiVersion"], obj["kind"])

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..api.models import SovereignSuite
-from ..components.base import LABEL_COMPONENT, RenderContext, SecretSpec
+from ..components.base import LABEL_COMPONENT, LABEL_SUITE, LABEL_SUITE_NS, RenderContext, SecretSpec
 from ..secretgen import missing_keys
 from .kube import ApiError, Kube
+from .problems import SuiteKey
 
 LABEL_GENERATED = "sovereignsuite.io/generated"
 LABEL_COPY = "sovereignsuite.io/copied-from"
@@ -62,9 +63,11 @@ def copy_manifest(source: dict[str, Any], namespace: str, labels: dict[str, str]
     }
 
 
-def ensure_generated(kube: Kube, spec: SecretSpec, live: dict[str, Any] | None) -> dict[str, Any] | None:
+def ensure_generated(kube: Kube, spec: SecretSpec, live: dict[str, Any] | None, suite: SuiteKey
+                     ) -> dict[str, Any] | None:
     """Create the Secret or add the keys it lacks. Returns the written Secret, None when nothing was written.
-    Values never leave this function except to the API server."""
+    Values never leave this function except to the API server. A Secret of that name that exists but is not
+    labelled as this suite's is never adopted (409 Conflict)."""
     existing = {k: v for k, v in ((live or {}).get("data") or {}).items()}
     values = missing_keys(spec, existing)
     if not values:
@@ -81,7 +84,11 @@ def ensure_generated(kube: Kube, spec: SecretSpec, live: dict[str, Any] | None) 
         except ApiError as err:
             if err.status != 409:  # created meanwhile (e.g. by a previous, interrupted run): fill keys below
                 raise
-            live = kube.get("v1", "Secret", spec.name, spec.namespace) or {}
+            live = kube.get("v1", "Secret", spec.name, spec.namespace) or {"metadata": {}}
+            theirs = live["metadata"].get("labels") or {}
+            if (theirs.get(LABEL_SUITE_NS), theirs.get(LABEL_SUITE)) != (suite.namespace, suite.name):
+                raise ApiError(409, "Conflict", "a Secret of this name exists and is not labelled as this "
+                               "suite's: the operator does not adopt it", f"Secret/{spec.namespace}/{spec.name}")
             existing = live.get("data") or {}
             encoded = {k: v for k, v in encoded.items() if k not in existing}
             if not encoded:
@@ -91,3 +98,57 @@ def ensure_generated(kube: Kube, spec: SecretSpec, live: dict[str, Any] | None) 
         "metadata": {"resourceVersion": live["metadata"]["resourceVersion"], "labels": labels},
         "data": encoded,
     })
+
+
+ANN_SECRETS_HASH = "sovereignsuite.io/secrets-hash"
+
+
+def secret_names_used(pod_spec: dict[str, Any]) -> set[str]:
+    """Names of the Secrets a pod template reads (env, envFrom, volumes, projected volumes)."""
+    names: set[str] = set()
+    for c in (pod_spec.get("containers") or []) + (pod_spec.get("initContainers") or []):
+        for e in c.get("env") or []:
+            ref = ((e.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name")
+            if ref:
+                names.add(ref)
+        for e in c.get("envFrom") or []:
+            ref = (e.get("secretRef") or {}).get("name")
+            if ref:
+                names.add(ref)
+    for v in pod_spec.get("volumes") or []:
+        if (v.get("secret") or {}).get("secretName"):
+            names.add(v["secret"]["secretName"])
+        for src in (v.get("projected") or {}).get("sources") or []:
+            if (src.get("secret") or {}).get("name"):
+                names.add(src["secret"]["name"])
+    return names
+
+
+def roll_on_rotation(manifests: list[dict[str, Any]], copies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Deployments and StatefulSets reading a copied (referenced) Secret get a pod-template annotation with the
+    hash of that Secret's data: a rotated OIDC, S3 or database password rolls the pods that read it from env.
+    Generated Secrets never change, so they need none."""
+    import hashlib
+    import json
+
+    by_ns: dict[tuple[str, str], dict[str, Any]] = {
+        (c["metadata"]["namespace"], c["metadata"]["name"]): c.get("data") or {} for c in copies}
+    if not by_ns:
+        return manifests
+    out = []
+    for obj in manifests:
+        if obj["kind"] not in ("Deployment", "StatefulSet"):
+            out.append(obj)
+            continue
+        ns = obj["metadata"]["namespace"]
+        template = obj["spec"]["template"]
+        used = sorted(n for n in secret_names_used(template.get("spec") or {}) if (ns, n) in by_ns)
+        if not used:
+            out.append(obj)
+            continue
+        digest = hashlib.sha256(json.dumps([[n, by_ns[(ns, n)]] for n in used], sort_keys=True).encode()
+                                ).hexdigest()[:16]
+        meta = dict(template.get("metadata") or {})
+        meta["annotations"] = {**(meta.get("annotations") or {}), ANN_SECRETS_HASH: digest}
+        out.append({**obj, "spec": {**obj["spec"], "template": {**template, "metadata": meta}}})
+    return out

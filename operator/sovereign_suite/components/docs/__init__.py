@@ -3,7 +3,7 @@
 Objects (all in the tenant namespace):
 - ``docs-backend``: Django (gunicorn, port 8000) Deployment + Service (80 -> 8000);
 - ``docs-worker``: the Celery worker (same image) Deployment;
-- ``docs-migrate-<hash of the backend image>``: the Job running ``manage.py migrate``; annotated
+- ``docs-migrate-<hash of the backend image and the database>``: the Job running ``manage.py migrate``; annotated
   ``sovereignsuite.io/wait-for: complete`` and named in the backend's and worker's
   ``sovereignsuite.io/after-job`` annotation, so the operator rolls them out only once it has completed;
 - ``docs-frontend``: the static Next.js export served by nginx (port 8080) + Service (80 -> 8080);
@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 from ...api.models import OIDC, Docs, Resources
 from ...api.validation import InputError, Problem
 from ...api.derived_names import tls_secret_name
+from ..ingress import DOCS_BODY_SIZE, DOCS_TIMEOUT_SECONDS, annotations as ingress_annotations
 from ..base import (
     image_version,
     RenderContext,
@@ -90,9 +91,11 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # also a valid ConfigMap 
 WORKER_CONCURRENCY = 2  # Celery defaults to the node's CPU count; the worker's limit is what it may use
 
 
-def migrate_job_name(docs: Docs) -> str:
-    """A new backend image gets a new Job (a Job's template cannot change); nothing else changes the name."""
-    return f"docs-migrate-{short_hash(docs.backend_image)}"
+def migrate_job_name(docs: Docs, db: Database) -> str:
+    """The Job's identity is everything that changes what it migrates: the backend image (new migrations) and
+    the database it migrates (a switch from embedded to CloudNativePG or external Postgres must migrate the new,
+    empty database). A Job's template cannot change, so a new identity is a new Job; the old one is pruned."""
+    return f"docs-migrate-{short_hash(docs.backend_image, db.host, str(db.port), db.name, db.user)}"
 
 
 def _labels(ctx: RenderContext, part: str, image: str | None = None, component_label: str | None = None) -> dict[str, str]:
@@ -260,7 +263,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
     data = config_data(ctx, db)
     media_conf = media_nginx_conf(ctx)
     host = ctx.host("docs")
-    job = migrate_job_name(docs)
+    job = migrate_job_name(docs, db)
     common = dict(
         ctx=ctx,
         docs=docs,
@@ -326,6 +329,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         HERE, "ingress.yaml.j2", **common,
         labels=_labels(ctx, "ingress"), host=host, tls_secret=tls_secret_name(host),
         backend_port=80, frontend_port=80, y_provider_port=Y_PROVIDER_PORT, media_port=80,
+        annotations=ingress_annotations(ctx, DOCS_BODY_SIZE, DOCS_TIMEOUT_SECONDS),
     )
     return objects
 

@@ -63,15 +63,17 @@ DEFAULTS = {
     "ENABLE_AUTH": "0",
     "ENABLE_GUESTS": "1",
     "ENABLE_XMPP_WEBSOCKET": "1",
-    # No STUN: JVB would otherwise ask a third-party server for its public address. The address JVB
-    # advertises comes from jvb.advertisedAddress or the node IP.
-    "JVB_STUN_SERVERS": "",
 }
+# Set from jitsi.stunServers (container env): extraConfig may not set them, the field says what to do.
+STUN_VARIABLES = ("JVB_DISABLE_STUN", "JVB_STUN_SERVERS", "P2P_STUN_SERVERS")
 
 # Writable paths (emptyDir) under the read-only root filesystem: name -> (mount path, size limit).
 RUN_TMP = {"run": ("/run", "64Mi"), "tmp": ("/tmp", "256Mi")}
 EXTRA_VOLUMES = {
-    WEB: {"nginx": ("/var/lib/nginx", "256Mi")},  # nginx temp paths (client bodies, proxy buffers)
+    # Nothing for nginx: the image replaces /var/lib/nginx with a symlink to /run/web/tmp (docker-jitsi-meet
+    # web/Dockerfile, stable-11146-1), so its temp paths are on the /run emptyDir; mounting a volume over
+    # the symlink is refused by recent runc and the pod never starts (jitsi-helm mounts only /run and /tmp).
+    WEB: {},
     PROSODY: {"prosody-data": ("/var/lib/prosody", "256Mi")},  # accounts + certs, rebuilt at every start
     JICOFO: {},
     JVB: {},
@@ -224,17 +226,34 @@ def common_env(ctx: RenderContext) -> dict[str, str]:
     }
 
 
+def stun_env(jitsi: Jitsi) -> tuple[dict[str, str], dict[str, str]]:
+    """(jvb, web) environment for jitsi.stunServers. The jvb image's jvb.conf template falls back to
+    meet-jit-si-turnrelay.jitsi.net:443 when JVB_STUN_SERVERS is unset *or empty* (sprig ``default``), so no
+    STUN must be said with JVB_DISABLE_STUN=true (docker-jitsi-meet jvb/rootfs/defaults/jvb.conf,
+    stable-11146-1). The web image's config.js only sets p2p.stunServers from P2P_STUN_SERVERS
+    (web/rootfs/defaults/settings-config.js)."""
+    if not jitsi.stun_servers:
+        return {"JVB_DISABLE_STUN": "true"}, {}
+    servers = ",".join(jitsi.stun_servers)
+    return {"JVB_DISABLE_STUN": "false", "JVB_STUN_SERVERS": servers}, {"P2P_STUN_SERVERS": servers}
+
+
 def container_env(ctx: RenderContext) -> dict[str, list[dict[str, Any]]]:
     """Per-container environment (set on the container, so it wins over the ConfigMap)."""
     jitsi = ctx.components.jitsi
+    jvb_stun, web_stun = stun_env(jitsi)
     return {
         # TLS ends at the Ingress; no certificate (and nothing to write) in the web container.
-        WEB: plain_env({"DISABLE_HTTPS": "1", "ENABLE_HTTP_REDIRECT": "0", "ENABLE_LETSENCRYPT": "0"}),
+        WEB: plain_env({"DISABLE_HTTPS": "1", "ENABLE_HTTP_REDIRECT": "0", "ENABLE_LETSENCRYPT": "0", **web_stun}),
         # prosody registers the focus and jvb users and the focus component with these at every start.
         PROSODY: secret_env(*SECRET_KEYS),
-        JICOFO: secret_env("JICOFO_AUTH_PASSWORD", "JICOFO_COMPONENT_SECRET"),
+        # Jicofo's REST server (8888, what the probes check) binds 127.0.0.1 unless the REST module is
+        # enabled: then the image's jicofo.conf sets rest.host 0.0.0.0 (jicofo reference.conf; docker-jitsi-meet
+        # jicofo/rootfs/defaults/jicofo.conf; jitsi-helm sets JICOFO_ENABLE_REST "true" the same way).
+        JICOFO: secret_env("JICOFO_AUTH_PASSWORD", "JICOFO_COMPONENT_SECRET")
+        + plain_env({"JICOFO_ENABLE_REST": "true"}),
         JVB: secret_env("JVB_AUTH_PASSWORD")
-        + plain_env({"JVB_PORT": str(media_port(ctx)), "COLIBRI_REST_ENABLED": "true"})
+        + plain_env({"JVB_PORT": str(media_port(ctx)), "COLIBRI_REST_ENABLED": "true", **jvb_stun})
         + [advertise_env(jitsi)],
     }
 
@@ -245,6 +264,7 @@ def config_data(ctx: RenderContext, per_container: dict[str, list[dict[str, Any]
     owned = dict(common_env(ctx))
     for env in per_container.values():
         owned.update({e["name"]: "" for e in env})
+    owned.update({name: "" for name in STUN_VARIABLES})  # also when unset: jitsi.stunServers says it
     extra = ctx.components.jitsi.extra_config
     tenant_keys = set((_tenant_override(ctx).get("extraConfig") or {}))
     problems: list[Problem] = []

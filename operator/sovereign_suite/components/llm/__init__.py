@@ -22,6 +22,7 @@ from typing import Any
 from ...api.models import LLMModel
 from ...api.validation import InputError, Problem
 from ...api.derived_names import tls_secret_name
+from ..ingress import annotations as ingress_annotations
 from ..base import (
     image_version,
     RenderContext,
@@ -58,6 +59,19 @@ OWNED_FLAGS = {
     "--gpu-memory-utilization": "gpuMemoryUtilization",
     "--max-model-len": "maxModelLen",
 }
+# Flags a model family's upstream requires. Mistral's model cards (e.g. mistralai/Mistral-Small-3.2-24B-Instruct-2506)
+# ask vLLM for its own tokenizer, config and weights format.
+FAMILY_FLAGS = {
+    "mistral": ["--tokenizer-mode", "mistral", "--config-format", "mistral", "--load-format", "mistral"],
+    "generic": [],
+}
+
+
+def model_family(model: LLMModel) -> str:
+    """``family``, or with ``auto`` the family of the publisher in ``modelId`` (mistralai/ -> mistral)."""
+    if model.family != "auto":
+        return model.family
+    return "mistral" if model.model_id.lower().startswith("mistralai/") else "generic"
 
 
 # ---- paths of user input (errors name the field the user actually wrote) ---------------------------------
@@ -146,6 +160,11 @@ def vllm_args(model: LLMModel, path: str) -> list[str]:
     ]
     if model.max_model_len is not None:
         args += ["--max-model-len", str(model.max_model_len)]
+    given = {a.split("=", 1)[0] for a in model.extra_args}
+    family = FAMILY_FLAGS[model_family(model)]
+    for flag, value in zip(family[::2], family[1::2]):
+        if flag not in given:  # extraArgs may say otherwise (e.g. a community conversion in HF format)
+            args += [flag, value]
     return args + list(model.extra_args)
 
 
@@ -311,6 +330,7 @@ def render_gateway(ctx: RenderContext) -> list[dict[str, Any]]:
         container_security=container_security(read_only_root=True),
         host=host,
         tls_secret=tls_secret_name(host),
+        ingress_annotations=ingress_annotations(ctx, gateway.max_body_size, gateway.timeout_seconds),
     )
 
 

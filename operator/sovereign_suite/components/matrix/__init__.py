@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ...api.validation import InputError
+from ..ingress import SYNAPSE_TIMEOUT_SECONDS, annotations as ingress_annotations
 from ..base import (
     RenderContext,
     SecretKey,
@@ -176,6 +177,10 @@ def element_config(ctx: RenderContext) -> dict[str, Any]:
     }
     if ctx.components.jitsi.enabled:
         config["jitsi"] = {"preferred_domain": ctx.host("meet")}
+    else:
+        # Without a Jitsi of the tenant, Element's call buttons would open conferences on its default public
+        # Jitsi (element-web docs/config.md, `jitsi.preferredDomain`): hide VoIP instead.
+        config["setting_defaults"] = {"UIFeature.voip": False}
     return config
 
 
@@ -211,6 +216,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         metrics_port=METRICS_PORT,
         matrix_host=ctx.host("matrix"),
         ingress_paths=INGRESS_PATHS,
+        ingress_annotations=ingress_annotations(ctx, matrix.max_upload_size, SYNAPSE_TIMEOUT_SECONDS),
         affinity=affinity,
         pod_security=pod_security(SYNAPSE_UID),
         container_security=container_security(read_only_root=True),

@@ -39,6 +39,9 @@ PART = "postgres"
 PORT = 5432
 POSTGRES_UID = 999  # the "postgres" user of the official Debian-based image
 PASSWORD_KEY = "password"
+# The CNPG operator connects to every instance pod on these (its instance manager's status port, and Postgres):
+# cloudnative-pg docs/src/networking.md and docs/src/security.md.
+CNPG_OPERATOR_PORTS = (8000, PORT)
 PASSWORD_LENGTH = 32
 # Synapse refuses a database whose LC_COLLATE/LC_CTYPE is not C; C is also the safe, stable choice for Docs.
 INITDB_ARGS = "--lc-collate=C --lc-ctype=C --encoding=UTF8"
@@ -178,6 +181,8 @@ def _cloudnative_pg(
         db_user=user,
         resources=pg.resources.wire(),
         node_affinity=ctx.region_affinity()["nodeAffinity"],
+        operator=ctx.cloud.spec.cloud_native_pg,
+        ports=CNPG_OPERATOR_PORTS,
     )
     # CNPG creates <cluster>-app (keys username, password, host, uri, ...) for the owner and the -rw Service
     # that always points at the primary.

@@ -1,0 +1,41 @@
+"""Request-size and timeout annotations of the Ingresses, for the controller the NationalCloud names.
+
+The Ingress API has no field for a body-size limit or a read timeout, so each controller reads its own
+annotations. ingress-nginx refuses bodies over 1m and closes an upstream that is silent for 60 s by default
+(ingress-nginx docs, annotations ``proxy-body-size``, ``proxy-read-timeout``, ``proxy-send-timeout``):
+Docs' attachments, Synapse's media and the LLM gateway's image payloads and slow generations need more.
+For ``ingressController: other`` nothing is written: the platform team sets the controller's limits
+(docs/components.md says which).
+"""
+
+from __future__ import annotations
+
+from .base import RenderContext
+
+NGINX = "nginx.ingress.kubernetes.io/"
+
+# La Suite Docs: the body size its own chart sets (suitenumerique/docs src/helm/env.d/dev/values.impress.yaml.gotmpl,
+# v3.8.2: nginx.ingress.kubernetes.io/proxy-body-size: 10m).
+DOCS_BODY_SIZE = "10m"
+# One Ingress carries every path of Docs, the collaboration WebSocket included, which is idle between edits
+# (Docs' chart gives its WebSocket Ingress 86400 s; an hour keeps a quiet editor connected).
+DOCS_TIMEOUT_SECONDS = 3600
+# Synapse: the body limit is matrix.maxUploadSize; a large upload or a slow remote media fetch can be silent
+# for minutes.
+SYNAPSE_TIMEOUT_SECONDS = 300
+
+
+def nginx_size(size: str) -> str:
+    """Synapse-style sizes ("100M", "50K", "1G", "1048576") as nginx sizes ("100m", "50k", "1g", "1048576")."""
+    return size.lower()
+
+
+def annotations(ctx: RenderContext, body_size: str, timeout_seconds: int) -> dict[str, str]:
+    """The annotations for a body of at most ``body_size`` and an upstream silent for ``timeout_seconds``."""
+    if ctx.cloud.spec.ingress_controller != "ingress-nginx":
+        return {}
+    return {
+        NGINX + "proxy-body-size": nginx_size(body_size),
+        NGINX + "proxy-read-timeout": str(timeout_seconds),
+        NGINX + "proxy-send-timeout": str(timeout_seconds),
+    }

@@ -1,0 +1,253 @@
+"""What a pass reads, from watches instead of requests: one cache per cluster (docs/architecture.md, "Watches").
+
+- Children: one informer per child kind, label-filtered (``app.kubernetes.io/managed-by``), cluster-wide; in the
+  namespace-scoped mode (``run -n``) one per kind and tenant namespace, since the operator may only list there.
+  Objects are indexed by their suite (labels), so a pass finds its children without scanning.
+- Tenant namespaces: every Namespace labelled ``sovereignsuite.io/suite`` (the operator's, and those a platform
+  team created for the namespace-scoped mode).
+- Pods (not Succeeded/Failed) and Nodes, cluster-wide: the scheduler's reasons for pending pods, and the GPUs
+  in use on each national cloud's GPU nodes.
+- Referenced Secrets: those labelled ``sovereignsuite.io/referenceable=true`` (their owners opt in).
+A change of a child or of one of the suite's pods enqueues the suite (``on_suite_change``).
+
+Stripped objects keep only what the pipeline reads (convergence needs only metadata: converge.py), so the cache
+stays small with hundreds of suites. One ClusterCache per cluster: a hub and its members each get one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+from ..components.base import LABEL_SUITE, LABEL_SUITE_NS, MANAGED_BY
+from .informer import Informer
+from .kube import Kube
+from .problems import ObjectKey, SuiteKey
+
+log = logging.getLogger(__name__)
+
+LABEL_REFERENCEABLE = "sovereignsuite.io/referenceable"
+MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+_KEEP_META = ("name", "namespace", "uid", "resourceVersion", "generation", "labels", "deletionTimestamp",
+              "creationTimestamp")
+
+
+def _strip_meta(meta: dict[str, Any], managers: bool = True) -> dict[str, Any]:
+    out = {k: meta[k] for k in _KEEP_META if k in meta}
+    ann = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(("sovereignsuite.io/", "cnpg.io/"))}
+    if ann:
+        out["annotations"] = ann
+    if managers:  # who wrote what, without the field sets (converge.foreign_entries reads these three)
+        out["managedFields"] = [{k: e[k] for k in ("manager", "operation", "subresource") if e.get(k)}
+                                for e in meta.get("managedFields") or []]
+    return out
+
+
+def _extended(resources: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (resources or {}).items() if "/" in k}  # nvidia.com/gpu and the like
+
+
+def strip_child(obj: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
+                           "metadata": _strip_meta(obj["metadata"])}
+    kind, spec, status = obj.get("kind"), obj.get("spec") or {}, obj.get("status") or {}
+    if kind in ("Deployment", "StatefulSet"):
+        affinity = ((spec.get("template") or {}).get("spec") or {}).get("affinity") or {}
+        out["spec"] = {"replicas": spec.get("replicas", 1), "selector": spec.get("selector") or {},
+                       "template": {"spec": {"affinity": affinity}}}
+        out["status"] = {k: status[k] for k in ("replicas", "readyReplicas", "availableReplicas", "updatedReplicas",
+                                                 "observedGeneration", "updateRevision", "currentRevision")
+                         if k in status}
+    elif kind == "Job":
+        out["status"] = {"conditions": [{k: c.get(k) for k in ("type", "status", "reason", "message",
+                                                                 "lastTransitionTime")}
+                                        for c in status.get("conditions") or []]}
+    elif kind == "Secret":
+        out["data"] = {k: "" for k in obj.get("data") or {}}  # which keys exist, never a value
+    return out
+
+
+def strip_pod(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj["metadata"]
+    labels = meta.get("labels") or {}
+    if labels.get("app.kubernetes.io/managed-by") != MANAGED_BY:
+        labels = {k: v for k, v in labels.items() if k.startswith("sovereignsuite.io/")}
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": meta["name"], "namespace": meta.get("namespace"), "labels": labels},
+        "spec": {"nodeName": spec.get("nodeName"),
+                 "containers": [{"resources": {"limits": _extended((c.get("resources") or {}).get("limits")),
+                                               "requests": _extended((c.get("resources") or {}).get("requests"))}}
+                                for c in spec.get("containers") or []]},
+        "status": {"phase": status.get("phase"),
+                   "conditions": [{k: c.get(k) for k in ("type", "status", "reason", "message")}
+                                  for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"]},
+    }
+
+
+def strip_node(obj: dict[str, Any]) -> dict[str, Any]:
+    meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": meta["name"], "labels": meta.get("labels") or {}},
+            "spec": {"unschedulable": bool(spec.get("unschedulable"))},
+            "status": {"allocatable": _extended(status.get("allocatable"))}}
+
+
+def strip_namespace(obj: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": _strip_meta(obj["metadata"]),
+            "status": {"phase": (obj.get("status") or {}).get("phase")}}
+
+
+def keep_whole(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = dict(obj["metadata"])
+    meta.pop("managedFields", None)
+    return {**obj, "metadata": meta}
+
+
+def suite_of(obj: dict[str, Any] | None) -> SuiteKey | None:
+    labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
+    if LABEL_SUITE in labels and LABEL_SUITE_NS in labels:
+        return SuiteKey(labels[LABEL_SUITE_NS], labels[LABEL_SUITE])
+    return None
+
+
+class ClusterCache:
+    """``child_kinds``: (apiVersion, kind) of every namespaced child kind. ``namespaces``: the namespaces whose
+    suites the operator serves (empty: all, and its children are watched cluster-wide)."""
+
+    def __init__(self, kube: Kube, child_kinds: tuple[tuple[str, str], ...], namespaces: tuple[str, ...] = (),
+                 on_suite_change: Callable[[SuiteKey, str], None] | None = None,
+                 on_secret_change: Callable[[str], None] | None = None,
+                 on_api_change: Callable[[str], None] | None = None, unserved_retry: float = 30.0):
+        self.kube = kube
+        self.child_kinds = tuple(k for k in child_kinds if k[1] != "Namespace")
+        self.namespaces = tuple(namespaces)
+        self.on_suite_change = on_suite_change
+        self.on_secret_change = on_secret_change
+        self.on_api_change = on_api_change
+        self.unserved_retry = unserved_retry
+        self._lock = threading.Lock()
+        self._index: dict[SuiteKey, dict[ObjectKey, dict[str, Any]]] = {}
+        self._children: dict[tuple[str, str, str], Informer] = {}  # (apiVersion, kind, namespace or "")
+        self._started = False
+        self.tenant_namespaces = Informer(kube, "v1", "Namespace", strip=strip_namespace, label_selector=LABEL_SUITE,
+                                          on_event=self._namespace_event)
+        self.pods = Informer(kube, "v1", "Pod", strip=strip_pod,
+                             field_selector="status.phase!=Succeeded,status.phase!=Failed",
+                             on_event=self._pod_event)
+        self.nodes = Informer(kube, "v1", "Node", strip=strip_node)
+        self.referenceable = [Informer(kube, "v1", "Secret", strip=keep_whole, namespace=ns or None,
+                                       label_selector=f"{LABEL_REFERENCEABLE}=true", on_event=self._secret_event)
+                              for ns in (self.namespaces or ("",))]
+
+    # ---- life ---------------------------------------------------------------------------------
+    def start(self) -> ClusterCache:
+        self._started = True
+        for inf in (self.tenant_namespaces, self.pods, self.nodes, *self.referenceable):
+            inf.start()
+        if not self.namespaces:
+            for api_version, kind in self.child_kinds:
+                self._start_child(api_version, kind, "")
+        return self
+
+    def _start_child(self, api_version: str, kind: str, namespace: str) -> None:
+        key = (api_version, kind, namespace)
+        with self._lock:
+            if key in self._children:
+                return
+            inf = Informer(self.kube, api_version, kind, strip=strip_child, namespace=namespace or None,
+                           label_selector=MANAGED_SELECTOR, on_event=self._child_event,
+                           on_served=self._served_changed, unserved_retry=self.unserved_retry)
+            self._children[key] = inf
+        inf.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            informers = list(self._children.values())
+        for inf in (self.tenant_namespaces, self.pods, self.nodes, *self.referenceable, *informers):
+            inf.stop()
+
+    def informers(self) -> list[Informer]:
+        with self._lock:
+            return [self.tenant_namespaces, self.pods, self.nodes, *self.referenceable, *self._children.values()]
+
+    def wait_synced(self, timeout: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout
+        for inf in self.informers():
+            if not inf.synced.wait(max(0.0, deadline - time.monotonic())):
+                log.warning("%r not synced after %.0f s", inf, timeout)
+                return False
+        return True
+
+    # ---- events -------------------------------------------------------------------------------
+    def _index_child(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> SuiteKey | None:
+        with self._lock:
+            for obj, add in ((old, False), (new, True)):
+                suite = suite_of(obj)
+                if suite is None:
+                    continue
+                key = ObjectKey.of(obj)
+                if add:
+                    self._index.setdefault(suite, {})[key] = obj
+                else:
+                    children = self._index.get(suite) or {}
+                    children.pop(key, None)
+                    if not children:
+                        self._index.pop(suite, None)
+        return suite_of(new) or suite_of(old)
+
+    def _child_event(self, type_: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        suite = self._index_child(old, new)
+        if suite is not None and self.on_suite_change is not None:
+            self.on_suite_change(suite, f"{type_} {ObjectKey.of(new or old)}")  # type: ignore[arg-type]
+
+    def _namespace_event(self, type_: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        self._child_event(type_, old, new)
+        suite = suite_of(new)
+        if self.namespaces and suite is not None and suite.namespace in self.namespaces and type_ != "DELETED":
+            # namespace-scoped mode: the operator may list only inside the tenant namespaces of the suites it
+            # serves (a platform team created them, with the operator's rights there)
+            for api_version, kind in self.child_kinds:
+                self._start_child(api_version, kind, new["metadata"]["name"])
+
+    def _pod_event(self, type_: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        suite = suite_of(new) or suite_of(old)
+        if suite is not None and self.on_suite_change is not None:
+            self.on_suite_change(suite, f"{type_} {ObjectKey.of(new or old)}")  # type: ignore[arg-type]
+
+    def _served_changed(self, informer: Informer) -> None:
+        log.info("%r: the cluster %s serves it", informer, "now" if informer.served else "no longer")
+        if self.on_api_change is not None:
+            self.on_api_change(f"{informer.kind} {'served' if informer.served else 'not served'}")
+
+    def _secret_event(self, type_: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        if self.on_secret_change is not None:
+            self.on_secret_change((new or old or {}).get("metadata", {}).get("namespace") or "")
+
+    # ---- reading ------------------------------------------------------------------------------
+    def children(self, suite: SuiteKey) -> dict[ObjectKey, dict[str, Any]]:
+        with self._lock:
+            return dict(self._index.get(suite) or {})
+
+    def pods_in(self, namespace: str) -> list[dict[str, Any]]:
+        return [p for p in self.pods.items() if p["metadata"].get("namespace") == namespace]
+
+    def referenced_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        for inf in self.referenceable:
+            obj = inf.get(namespace, name)
+            if obj is not None:
+                return obj
+        return None
+
+    def served(self, api_version: str, kind: str) -> bool:
+        """Whether the cluster serves a child kind (a CRD installed), as its informer last found."""
+        with self._lock:
+            infs = [i for (a, k, _), i in self._children.items() if (a, k) == (api_version, kind)]
+        if infs:
+            return any(i.served and i.synced.is_set() for i in infs)
+        return self.kube.kind(api_version, kind) is not None
+
+    def stats(self) -> dict[str, int]:
+        return {repr(i): len(i) for i in self.informers()}

@@ -1,0 +1,153 @@
+"""A list + watch of one kind (in one namespace or cluster-wide), kept in a small in-memory store.
+
+client-go's reflector, reduced to what the operator needs: list (paginated) then watch from the list's
+resourceVersion with bookmarks on; a watch the server ends is resumed from the last version seen; an expired
+version (410 Gone) relists; other errors back off. Each object is stripped (``strip``) before it is stored, so
+the store keeps only what the pipeline reads (no managedFields' field sets, no spec of most kinds: see
+cache.py). ``on_event(type, old, new)`` runs on the informer's thread for every change, including the changes a
+relist finds; it must be quick (the cache indexes the object and enqueues a suite key).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable
+
+from .kube import ApiError, Kube
+
+log = logging.getLogger(__name__)
+
+Strip = Callable[[dict[str, Any]], dict[str, Any]]
+OnEvent = Callable[[str, "dict[str, Any] | None", "dict[str, Any] | None"], None]
+StoreKey = tuple[str, str]  # (namespace, name)
+
+
+def _key(obj: dict[str, Any]) -> StoreKey:
+    meta = obj["metadata"]
+    return meta.get("namespace") or "", meta["name"]
+
+
+class Informer:
+    def __init__(self, kube: Kube, api_version: str, kind: str, *, strip: Strip,
+                 namespace: str | None = None, label_selector: str | None = None,
+                 field_selector: str | None = None, on_event: OnEvent | None = None,
+                 on_served: Callable[[Informer], None] | None = None,
+                 unserved_retry: float = 30.0, watch_timeout: int = 300):
+        self.kube, self.api_version, self.kind = kube, api_version, kind
+        self.namespace, self.label_selector, self.field_selector = namespace, label_selector, field_selector
+        self.strip = strip
+        self.on_event = on_event
+        self.on_served = on_served  # called when the kind starts or stops being served (a CRD installed, deleted)
+        self.unserved_retry = unserved_retry
+        self.watch_timeout = watch_timeout
+        self.synced = threading.Event()  # the first list is in the store (or the kind is not served)
+        self.served = True
+        self.last_error: str = ""
+        self._store: dict[StoreKey, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"Informer({self.kind}{' in ' + self.namespace if self.namespace else ''})"
+
+    # ---- reading ------------------------------------------------------------------------------
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._store.get((namespace, name))
+
+    def items(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._store.values())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._store)
+
+    # ---- life ---------------------------------------------------------------------------------
+    def start(self) -> Informer:
+        self._thread = threading.Thread(target=self._run, name=f"informer-{self.kind}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _emit(self, type_: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(type_, old, new)
+        except Exception:  # noqa: BLE001 - a broken handler must not end the watch
+            log.exception("%r: event handler failed", self)
+
+    def _replace(self, items: list[dict[str, Any]]) -> None:
+        """The store becomes a fresh listing; the differences are emitted as events."""
+        fresh = {_key(o): self.strip(o) for o in items}
+        with self._lock:
+            old, self._store = self._store, fresh
+        for k, obj in fresh.items():
+            before = old.get(k)
+            if before is None or before["metadata"].get("resourceVersion") != obj["metadata"].get("resourceVersion"):
+                self._emit("ADDED" if before is None else "MODIFIED", before, obj)
+        for k, before in old.items():
+            if k not in fresh:
+                self._emit("DELETED", before, None)
+
+    def _apply(self, type_: str, raw: dict[str, Any]) -> None:
+        obj = self.strip(raw)
+        k = _key(obj)
+        with self._lock:
+            before = self._store.get(k)
+            if type_ == "DELETED":
+                self._store.pop(k, None)
+            else:
+                self._store[k] = obj
+        self._emit(type_, before, None if type_ == "DELETED" else obj)
+
+    def _run(self) -> None:
+        rv = ""
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                if not rv:
+                    items, rv = self.kube.list_rv(self.api_version, self.kind, self.label_selector,
+                                                  self.namespace, self.field_selector)
+                    served, self.served = self.served, bool(rv)
+                    self._replace(items)
+                    if served != self.served and self.synced.is_set() and self.on_served is not None:
+                        self.on_served(self)
+                    self.synced.set()
+                    if not self.served:  # CRD not installed (yet): ask discovery again later
+                        self._stop.wait(self.unserved_retry)
+                        continue
+                for ev in self.kube.watch(self.api_version, self.kind, rv, self.label_selector, self.namespace,
+                                          self.field_selector, timeout=self.watch_timeout, stop=self._stop):
+                    type_, obj = ev.get("type"), ev.get("object") or {}
+                    if type_ == "ERROR":
+                        raise ApiError(int(obj.get("code") or 500), obj.get("reason", ""), obj.get("message", ""),
+                                       f"watch {self.kind}")
+                    rv = obj.get("metadata", {}).get("resourceVersion") or rv
+                    if type_ in ("ADDED", "MODIFIED", "DELETED"):
+                        obj.setdefault("apiVersion", self.api_version)
+                        obj.setdefault("kind", self.kind)
+                        self._apply(type_, obj)
+                delay = 0.5
+                self.last_error = ""
+            except ApiError as err:
+                if err.status == 410:  # too old: relist (client-go does the same)
+                    rv = ""
+                    continue
+                if err.status == 404:  # the kind stopped being served (CRD deleted)
+                    rv = ""
+                    continue
+                self.last_error = str(err)
+                log.warning("%r: %s; retrying in %.1f s", self, err, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+            except Exception as exc:  # noqa: BLE001 - connection dropped, API server restarting...
+                self.last_error = str(exc)
+                log.warning("%r: %s; retrying in %.1f s", self, exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)

@@ -1,0 +1,162 @@
+"""Deleting what the suite no longer renders (pruning), and everything on deletion, following
+``deletionPolicy`` (docs/architecture.md, "Children, labels and deletion").
+
+What the operator deletes: an object labelled for this suite *and* ``app.kubernetes.io/managed-by`` this operator,
+whose ``sovereignsuite.io/owner-uid`` annotation is this suite's UID (or absent: claims made by a StatefulSet's
+volumeClaimTemplates, or objects of an operator version before the annotation). A Namespace additionally must
+carry this suite's UID, written only when the operator itself created it (a namespace a platform team made for
+the namespace-scoped mode has none), and must hold nothing the operator did not render.
+
+``Retain`` keeps the data: PersistentVolumeClaims, generated Secrets (keys, passwords), CloudNativePG clusters
+(hibernated: CNPG deletes their pods and keeps their PVCs), and the namespaces holding them, all labelled
+``sovereignsuite.io/retained=true``. When the same suite renders them again, they are adopted back.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..components.base import CNPG_API, LABEL_COMPONENT, LABEL_RETAINED, LABEL_SUITE, LABEL_SUITE_NS, MANAGED_BY
+from .context import OperatorContext
+from .converge import ANN_OWNER
+from .kube import ApiError
+from .problems import ObjectKey, Problem, SuiteKey, from_api_error
+from .secrets import LABEL_GENERATED
+
+log = logging.getLogger(__name__)
+
+CNPG_HIBERNATION = "cnpg.io/hibernation"  # CloudNativePG's declarative hibernation (pods go, PVCs stay)
+# Objects Kubernetes itself puts in every namespace: never a reason to keep one.
+SYSTEM_OBJECTS = {("ConfigMap", "kube-root-ca.crt"), ("ServiceAccount", "default")}
+
+
+def is_data(obj: dict[str, Any]) -> bool:
+    kind = obj["kind"]
+    labels = obj["metadata"].get("labels") or {}
+    return (kind == "PersistentVolumeClaim"
+            or (kind == "Secret" and labels.get(LABEL_GENERATED) == "true")
+            or (kind == "Cluster" and obj["apiVersion"] == CNPG_API))
+
+
+def component_of(obj: dict[str, Any]) -> tuple[str, str | None]:
+    return obj["metadata"].get("namespace") or "", (obj["metadata"].get("labels") or {}).get(LABEL_COMPONENT)
+
+
+@dataclass
+class Pruner:
+    ctx: OperatorContext
+    suite: SuiteKey
+    uid: str
+    live: dict[ObjectKey, dict[str, Any]]
+    writes: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def ours(self, obj: dict[str, Any]) -> bool:
+        meta = obj["metadata"]
+        labels = meta.get("labels") or {}
+        if (labels.get(LABEL_SUITE_NS), labels.get(LABEL_SUITE)) != (self.suite.namespace, self.suite.name):
+            return False
+        owner = (meta.get("annotations") or {}).get(ANN_OWNER)
+        if obj["kind"] == "Namespace":
+            return owner == self.uid
+        return labels.get("app.kubernetes.io/managed-by") == MANAGED_BY and owner in (None, self.uid)
+
+    # ---- the stages -----------------------------------------------------------------------------
+    def prune(self, wanted: set[ObjectKey], rendered: set[tuple[str, str | None]], retain: bool) -> None:
+        """Delete the children no longer rendered. ``rendered``: (namespace, component) still rendered (their
+        StatefulSets' claims stay)."""
+        orphans = [o for k, o in self.live.items() if k not in wanted and self.ours(o)
+                   and not (o["kind"] == "PersistentVolumeClaim" and component_of(o) in rendered)
+                   and not (o["kind"] == "Secret" and (o["metadata"].get("labels") or {}).get(LABEL_GENERATED)
+                            and component_of(o) in rendered)]
+        self.delete(orphans, retain)
+
+    def delete(self, objs: list[dict[str, Any]], retain: bool) -> None:
+        """Delete ``objs`` (namespaces last); with ``retain`` keep the data and the namespaces holding it."""
+        keep_ns = {o["metadata"].get("namespace") for o in self.live.values()
+                   if retain and is_data(o) and self.ours(o)}
+        keep_ns |= {o["metadata"].get("namespace") for o in self.live.values()
+                    if (o["metadata"].get("labels") or {}).get(LABEL_RETAINED) == "true" and o["kind"] != "Namespace"}
+        for obj in sorted(objs, key=lambda o: o["kind"] == "Namespace"):
+            if obj["kind"] == "Namespace":
+                name = obj["metadata"]["name"]
+                if name in keep_ns:
+                    self.mark_retained(obj)
+                    continue
+                foreign = self.foreign_content(name)
+                if foreign:
+                    self.events.append(("Warning", "NamespaceKept", f"Namespace {name} is kept: it holds objects "
+                                        f"the operator did not render ({', '.join(foreign[:5])})"))
+                    continue
+            elif retain and is_data(obj):
+                self.mark_retained(obj)
+                continue
+            self._delete(obj)
+
+    def _delete(self, obj: dict[str, Any]) -> None:
+        key = ObjectKey.of(obj)
+        try:
+            if self.ctx.kube.delete(obj):
+                self.writes += 1
+            self.live.pop(key, None)
+        except ApiError as err:
+            self.problems.append(from_api_error(err, key))
+
+    def foreign_content(self, namespace: str) -> list[str]:
+        """Objects in ``namespace`` that are not this suite's (read at deletion only, not from the cache: the
+        cache holds only the operator's own objects)."""
+        from .pipeline import CHILD_KINDS
+
+        found = []
+        for api_version, kind in CHILD_KINDS:
+            if kind == "Namespace":
+                continue
+            try:
+                objs = self.ctx.kube.list(api_version, kind, namespace=namespace)
+            except ApiError as err:
+                if err.status == 403:
+                    continue  # a kind the operator may not list there holds nothing of its own
+                raise
+            for o in objs:
+                labels = o["metadata"].get("labels") or {}
+                if (kind, o["metadata"]["name"]) in SYSTEM_OBJECTS or o.get("type") == \
+                        "kubernetes.io/service-account-token":
+                    continue
+                if (labels.get(LABEL_SUITE_NS), labels.get(LABEL_SUITE)) != (self.suite.namespace, self.suite.name):
+                    found.append(f"{kind}/{o['metadata']['name']}")
+        return found
+
+    def mark_retained(self, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        hibernate = obj["kind"] == "Cluster" and obj["apiVersion"] == CNPG_API
+        if (meta.get("labels") or {}).get(LABEL_RETAINED) == "true" and (
+                not hibernate or (meta.get("annotations") or {}).get(CNPG_HIBERNATION) == "on"):
+            return
+        patch: dict[str, Any] = {"metadata": {"labels": {LABEL_RETAINED: "true"}}}
+        if hibernate:
+            patch["metadata"]["annotations"] = {CNPG_HIBERNATION: "on"}
+        try:
+            self.ctx.kube.merge_patch(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"), patch)
+            self.writes += 1
+        except ApiError as err:
+            if err.status != 404:
+                self.problems.append(from_api_error(err, ObjectKey.of(obj)))
+
+    def readopt(self, rendered: set[tuple[str, str | None]]) -> None:
+        """Retained data of a component rendered again is this suite's again: label dropped, UID updated. (Applied
+        children drop the label through the apply itself: converge.py hands the label's owner over.)"""
+        for key, obj in list(self.live.items()):
+            labels = obj["metadata"].get("labels") or {}
+            if labels.get(LABEL_RETAINED) != "true" or obj["kind"] not in ("PersistentVolumeClaim", "Secret"):
+                continue
+            if component_of(obj) not in rendered:
+                continue
+            patch = {"metadata": {"labels": {LABEL_RETAINED: None}, "annotations": {ANN_OWNER: self.uid}}}
+            try:
+                self.ctx.kube.merge_patch(obj["apiVersion"], obj["kind"], key.name, key.namespace, patch)
+                self.writes += 1
+            except ApiError as err:
+                self.problems.append(from_api_error(err, key))

@@ -1,0 +1,211 @@
+"""The workers: a fixed pool of threads taking suite keys from the work queue, one pass per key at a time.
+
+A pass's outcome decides what comes next: a failed request retries the key with exponential backoff (the
+queue's rate limiter), a rollout in progress requeues it after ``requeue_seconds``, a clean pass forgets its
+backoff. The worker writes what the pass found: the status (only when it changed), Events on transitions, the
+finalizer (added before the first write, removed only when every child is gone or retained). Any exception is
+caught here, reported in the status (Ready=False) and retried with backoff: a suite is never left Ready by a
+pass that failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from .. import metrics
+from . import gpu
+from .conditions import Findings, conditions
+from .context import OperatorContext
+from .kube import ApiError
+from .pipeline import FINALIZER, PassResult, build_status, cleanup, reconcile
+from .problems import ObjectKey, Severity, SuiteKey, degraded
+from .status import now, same_status
+
+log = logging.getLogger("sovereign_suite")
+
+GROUP, VERSION = "sovereignsuite.io", "v1alpha1"
+SUITES = (f"{GROUP}/{VERSION}", "SovereignSuite")
+RETRIED_REASONS = {"Conflict", "Forbidden", "Unauthorized", "ApiError", "Exception", "CacheNotSynced"}
+
+
+def start(ctx: OperatorContext) -> list[threading.Thread]:
+    threads = [threading.Thread(target=_loop, args=(ctx,), name=f"worker-{i}", daemon=True)
+               for i in range(ctx.settings.workers)]
+    threads.append(threading.Thread(target=_drift, args=(ctx,), name="drift", daemon=True))
+    for t in threads:
+        t.start()
+    return threads
+
+
+def _loop(ctx: OperatorContext) -> None:
+    while True:
+        key = ctx.queue.get()
+        if key is None:
+            return
+        try:
+            process(ctx, key)
+        except Exception:  # noqa: BLE001 - process() reports its own failures; this is the last guard
+            log.exception("pass of %s failed", key)
+            ctx.queue.add_rate_limited(key)
+        finally:
+            ctx.queue.done(key)
+
+
+def _drift(ctx: OperatorContext) -> None:
+    """Every suite once per drift interval: a safety net (watches bring changes within seconds)."""
+    while not ctx.stop.wait(ctx.settings.drift_interval):
+        for key in ctx.suite_keys():
+            ctx.enqueue(key, "timer")
+
+
+def wait_for_own_writes(ctx: OperatorContext, key: SuiteKey, expect: dict[ObjectKey, str],
+                        timeout: float = 2.0) -> None:
+    """Before a pass, let the watch cache catch up with the previous pass's writes (else the pass would see
+    its own children as missing or stale and write them again)."""
+    deadline = time.monotonic() + timeout
+    while expect and time.monotonic() < deadline:
+        children = ctx.cache.children(key)
+        expect = {k: rv for k, rv in expect.items() if not _caught_up(children.get(k), rv)}
+        if expect:
+            time.sleep(0.05)
+
+
+def _caught_up(obj: dict[str, Any] | None, rv: str) -> bool:
+    if obj is None:
+        return False
+    have = obj["metadata"].get("resourceVersion", "")
+    try:
+        return int(have) >= int(rv)
+    except ValueError:
+        return have == rv
+
+
+def process(ctx: OperatorContext, key: SuiteKey) -> None:
+    body = ctx.suite(key)
+    mem = ctx.memory(key)
+    trigger, mem.trigger = mem.trigger or "requeue", ""
+    if body is None:
+        return
+    wait_for_own_writes(ctx, key, mem.expect)
+    started = time.monotonic()
+    try:
+        if body["metadata"].get("deletionTimestamp"):
+            _delete(ctx, key, body, trigger, started)
+        else:
+            _reconcile(ctx, key, body, trigger, started)
+    except Exception as exc:  # noqa: BLE001 - any failure becomes a condition, then a retry with backoff
+        log.exception("pass of %s raised", key)
+        metrics.record_exception(key.namespace, key.name, trigger, time.monotonic() - started)
+        problem = degraded("Exception", f"{type(exc).__name__}: {exc}")
+        verdict = conditions(Findings(int(body["metadata"].get("generation") or 1), (problem,)))
+        old = body.get("status") or {}
+        _write_status(ctx, key, body, build_status(old, verdict.conditions, int(body["metadata"].get("generation")
+                                                                                 or 1), None, [], None))
+        delay = ctx.queue.add_rate_limited(key)
+        log.info("%s: retrying in %.1f s", key, delay)
+
+
+def _reconcile(ctx: OperatorContext, key: SuiteKey, body: dict[str, Any], trigger: str, started: float) -> None:
+    meta = body["metadata"]
+    if FINALIZER not in (meta.get("finalizers") or []):
+        try:
+            body = ctx.kube.merge_patch(*SUITES, key.name, key.namespace, {"metadata": {
+                "finalizers": list(meta.get("finalizers") or []) + [FINALIZER],
+                "resourceVersion": meta["resourceVersion"]}})
+        except ApiError as err:
+            if err.status in (404, 409):  # gone, or changed meanwhile: its event brings it back
+                return
+            raise
+        ctx.set_suite(key, body)
+    mem = ctx.memory(key)
+    result = reconcile(ctx, body)
+    generation = int(body["metadata"].get("generation") or 1)
+    mem.handled_generation = generation
+    mem.expect = dict(result.written)
+    converged_before = mem.complete_generation == generation
+    if result.complete:
+        mem.complete_generation = generation
+    failed = [p for p in result.problems if p.severity is Severity.DEGRADED and p.reason in RETRIED_REASONS]
+    metrics.record_pass(key.namespace, key.name, result, "error" if result.problems else "success", trigger,
+                        time.monotonic() - started, converged_before)
+    _write_status(ctx, key, body, result.status)
+    _post_events(ctx, body, result)
+    if failed:
+        delay = ctx.queue.add_rate_limited(key)
+        log.info("%s: %d failed request(s), retrying in %.1f s", key, len(failed), delay)
+        ctx.memory(key).trigger = ctx.memory(key).trigger or "retry"
+    else:
+        ctx.queue.forget(key)
+        if result.requeue_after:
+            ctx.enqueue(key, "requeue", result.requeue_after)
+
+
+def _delete(ctx: OperatorContext, key: SuiteKey, body: dict[str, Any], trigger: str, started: float) -> None:
+    meta = body["metadata"]
+    if FINALIZER not in (meta.get("finalizers") or []):
+        return
+    result = cleanup(ctx, body)
+    metrics.record_pass(key.namespace, key.name, result, "error" if result.problems else "success", "delete",
+                        time.monotonic() - started)
+    if result.problems:  # the finalizer stays until every child is deleted or retained
+        _write_status(ctx, key, body, result.status)
+        _post_events(ctx, body, result)
+        delay = ctx.queue.add_rate_limited(key)
+        log.warning("%s: cleanup incomplete (%s); retrying in %.1f s", key, "; ".join(map(str, result.problems)),
+                    delay)
+        return
+    _post_events(ctx, body, result)
+    try:
+        ctx.kube.merge_patch(*SUITES, key.name, key.namespace, {"metadata": {
+            "finalizers": [f for f in meta.get("finalizers") or [] if f != FINALIZER],
+            "resourceVersion": meta["resourceVersion"]}})
+    except ApiError as err:
+        if err.status == 409:
+            ctx.enqueue(key, "retry", 0.5)
+            return
+        if err.status != 404:
+            raise
+    log.info("suite %s deleted: %d children removed or retained", key, result.writes)
+    forget_suite(ctx, key)
+
+
+def forget_suite(ctx: OperatorContext, key: SuiteKey) -> None:
+    """Everything kept per suite goes with it: its memory, backoff, metric series and GPU series."""
+    ctx.forget(key)
+    metrics.forget_suite(key.namespace, key.name)
+    gpu.forget(key.namespace, key.name)
+
+
+def _write_status(ctx: OperatorContext, key: SuiteKey, body: dict[str, Any], status: dict[str, Any]) -> None:
+    mem = ctx.memory(key)
+    if same_status(body.get("status"), status) or same_status(mem.last_status, status):
+        return
+    try:
+        ctx.kube.merge_patch(*SUITES, key.name, key.namespace, {"status": status}, sub="status")
+        mem.last_status = status
+    except ApiError as err:
+        if err.status not in (404, 409):
+            raise
+
+
+def _post_events(ctx: OperatorContext, body: dict[str, Any], result: PassResult) -> None:
+    meta = body["metadata"]
+    for type_, reason, message in result.events:
+        stamp = now()
+        try:
+            ctx.kube.create({
+                "apiVersion": "v1", "kind": "Event",
+                "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+                "involvedObject": {"apiVersion": SUITES[0], "kind": SUITES[1], "name": meta["name"],
+                                   "namespace": meta["namespace"], "uid": meta["uid"]},
+                "type": type_, "reason": reason, "message": message[:1000],
+                "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+                "source": {"component": "sovereign-suite-operator"},
+                "reportingComponent": "sovereignsuite.io/operator", "reportingInstance": os.uname().nodename,
+            })
+        except ApiError as err:
+            log.warning("could not post event %s on %s: %s", reason, meta["name"], err)
