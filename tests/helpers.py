@@ -58,3 +58,14 @@ def pod_specs(obj: dict[str, Any]) -> list[dict[str, Any]]:
     if obj["kind"] == "Pod":
         return [spec]
     return []
+
+
+def with_host_ports(clouds: dict[str, NationalCloud], low: int = 10000, high: int = 10100) -> dict[str, NationalCloud]:
+    """The clouds, each allowing host ports low..high (what the platform team opts into for JVB HostPort)."""
+    from sovereign_suite.api.models import HostPortRange
+
+    out = {}
+    for name, cloud in clouds.items():
+        spec = cloud.spec.model_copy(update={"host_ports": HostPortRange(min=low, max=high)})
+        out[name] = cloud.model_copy(update={"spec": spec})
+    return out

@@ -30,7 +30,16 @@ from sovereign_suite.render import render_suite, with_secrets
 from sovereign_suite.secretgen import PLACEHOLDER
 
 from . import golden_refresh
-from .helpers import CLOUDS, EXAMPLE_FILES, K8S_SCHEMA_VERSION, ROOT, load_example, pod_specs, suite_with
+from .helpers import (
+    CLOUDS,
+    EXAMPLE_FILES,
+    K8S_SCHEMA_VERSION,
+    ROOT,
+    load_example,
+    pod_specs,
+    suite_with,
+    with_host_ports,
+)
 
 # --------------------------------------------------------------------------------------------------
 # Golden files and determinism
@@ -105,6 +114,8 @@ class Variant:
 
 def _four_with(patch: dict[str, Any], capabilities: frozenset[str] = frozenset(), **kw: Any) -> Variant:
     _, clouds = load_example("four-countries")
+    if kw.get("host_port"):
+        clouds = with_host_ports(clouds)  # the platform team's opt-in (NationalCloud spec.hostPorts)
     return Variant(suite_with("four-countries", patch), clouds, capabilities, **kw)
 
 

@@ -449,10 +449,10 @@ def test_pdbs_follow_replicas() -> None:
 def test_media_proxy_config() -> None:
     objs = render_fr()
     conf = get(objs, "ConfigMap", "docs-media-nginx")["data"]["media.conf"]
-    assert "proxy_pass https://s3.workplace.example.eu/docs-media/;" in conf
-    assert "proxy_set_header Host s3.workplace.example.eu;" in conf
-    assert "proxy_pass http://docs-backend:80/api/v1.0/documents/media-auth/;" in conf
-    assert "X-Original-URL https://docs.fr.workplace.example.eu$request_uri" in conf
+    assert 'proxy_pass "https://s3.workplace.example.eu/docs-media/";' in conf
+    assert 'proxy_set_header Host "s3.workplace.example.eu";' in conf
+    assert 'proxy_pass "http://docs-backend:80/api/v1.0/documents/media-auth/";' in conf
+    assert 'X-Original-URL "https://docs.fr.workplace.example.eu$request_uri"' in conf
     assert "proxy_ssl_verify on;" in conf
     media = get(objs, "Deployment", "docs-media")
     mounts = {m["mountPath"]: m["name"] for m in container(media)["volumeMounts"]}
@@ -462,8 +462,8 @@ def test_media_proxy_config() -> None:
 def test_media_proxy_plain_http_endpoint_with_port() -> None:
     s3 = {"endpoint": "http://minio.storage.svc:9000", "bucket": "docs-media", "credentialsSecretRef": "docs-s3"}
     conf = get(render_fr({"components": {"docs": {"s3": s3}}}), "ConfigMap", "docs-media-nginx")["data"]["media.conf"]
-    assert "proxy_pass http://minio.storage.svc:9000/docs-media/;" in conf
-    assert "proxy_set_header Host minio.storage.svc:9000;" in conf
+    assert 'proxy_pass "http://minio.storage.svc:9000/docs-media/";' in conf
+    assert 'proxy_set_header Host "minio.storage.svc:9000";' in conf
     assert "proxy_ssl" not in conf
 
 

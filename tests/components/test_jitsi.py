@@ -8,7 +8,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from ..helpers import K8S_SCHEMA_VERSION, load_example, pod_specs, suite_with
+from ..helpers import K8S_SCHEMA_VERSION, load_example, pod_specs, suite_with, with_host_ports
 from sovereign_suite.api.validation import InputError
 from sovereign_suite.components import COMPONENT_MODULES, jitsi, tenancy
 from sovereign_suite.components.base import RenderContext, build_contexts, dump_yaml
@@ -18,11 +18,13 @@ BUILTIN_GROUPS = ("v1", "apps/v1", "policy/v1", "networking.k8s.io/v1")
 
 
 def contexts(patch: dict[str, Any] | None = None, example: str = "four-countries",
-             capabilities: frozenset[str] = frozenset({"monitoring.coreos.com/v1"})) -> list[RenderContext]:
+             capabilities: frozenset[str] = frozenset({"monitoring.coreos.com/v1"}),
+             host_ports: bool = False) -> list[RenderContext]:
+    """``host_ports``: the clouds allow host ports 10000-10100 (NationalCloud spec.hostPorts)."""
     suite, clouds = load_example(example)
     if patch:
         suite = suite_with(example, patch)
-    return build_contexts(suite, clouds, capabilities)
+    return build_contexts(suite, with_host_ports(clouds) if host_ports else clouds, capabilities)
 
 
 def jitsi_patch(**fields: Any) -> dict[str, Any]:
@@ -377,7 +379,7 @@ def test_nodeport_shared_by_two_tenants_is_refused() -> None:
 
 
 def test_hostport_one_bridge_per_node() -> None:
-    ctx = contexts(jitsi_patch(jvbReplicas=3, jvb={"type": "HostPort", "udpPort": 10001}))[FR]
+    ctx = contexts(jitsi_patch(jvbReplicas=3, jvb={"type": "HostPort", "udpPort": 10001}), host_ports=True)[FR]
     objs = render(ctx)
     jvb = find(objs, "Deployment", "jitsi-jvb")
     c = container(jvb)
@@ -429,7 +431,7 @@ def test_advertised_address_overrides_the_node_ip_with_one_bridge() -> None:
 ])
 def test_exposures_that_cannot_carry_media_are_refused(jvb: dict[str, Any], replicas: int, path: str,
                                                        words: str) -> None:
-    ctx = contexts(jitsi_patch(jvb=jvb, jvbReplicas=replicas))[FR]
+    ctx = contexts(jitsi_patch(jvb=jvb, jvbReplicas=replicas), host_ports=True)[FR]
     with pytest.raises(InputError) as err:
         render(ctx)
     problems = problems_of(err)

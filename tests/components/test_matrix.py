@@ -356,7 +356,7 @@ def test_element_deployment(fr):
         assert "emptyDir" in volumes[mounts[path]["name"]]
     nginx = element_files(fr)["default.conf"]
     assert "listen 8080;" in nginx
-    assert f"alias {matrix.WELL_KNOWN_DIR}/;" in nginx
+    assert f'alias "{matrix.WELL_KNOWN_DIR}/";' in nginx
     assert mounts[matrix.WELL_KNOWN_DIR]["name"] == "well-known"
     assert volumes["well-known"]["configMap"]["items"] == [
         {"key": "matrix-client", "path": "client"},

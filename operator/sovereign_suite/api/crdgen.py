@@ -16,6 +16,7 @@ import yaml
 from .models import GROUP, VERSION, NationalCloudSpec, SovereignSuiteSpec, SovereignSuiteStatus
 
 _DROP = {"title", "default", "examples"}
+TENANT_DOMAIN_RULE = "has(oldSelf.domain) == has(self.domain) && (!has(self.domain) || self.domain == oldSelf.domain)"
 
 
 def _structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
@@ -61,6 +62,13 @@ def _structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             out["exclusiveMaximum"] = True
         elif key == "$defs":
             continue
+        elif key in ("propertyNames", "patternProperties"):
+            # Not part of Kubernetes' structural subset: a map's values keep their schema (additionalProperties),
+            # its keys (extraConfig, nodeSelector) are checked by the operator, which reports the field path (a
+            # CEL rule per map would need a bound on every key's length for its cost estimate).
+            if key == "patternProperties":
+                (value_schema,) = value.values()
+                out["additionalProperties"] = _structural(value_schema, defs)
         else:
             out[key] = value
     if out.get("x-kubernetes-preserve-unknown-fields") and "properties" not in out:
@@ -103,8 +111,11 @@ def _suite_spec_schema() -> dict[str, Any]:
             "message": "a tenant's cloud is immutable: its data stays where it is (remove and re-add the tenant to move it)",
         },
         {
-            "rule": "!has(oldSelf.domain) || (has(self.domain) && self.domain == oldSelf.domain)",
-            "message": "a tenant's domain is immutable once set (it is the Matrix server_name)",
+            # Both directions: adding a domain to a tenant that had none changes its domain as surely as
+            # editing it (from the default <country>.<spec.domain>), and Synapse's server_name must never change.
+            "rule": TENANT_DOMAIN_RULE,
+            "message": "a tenant's domain is immutable: it may not be added, removed or changed (it is the Matrix "
+            "server_name; without it the tenant's domain is <country>.<spec.domain>)",
         },
     ]
     return spec

@@ -13,92 +13,61 @@ Conventions:
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-GROUP = "sovereignsuite.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+from .fieldtypes import (
+    AdminGroup,
+    CommandArg,
+    Endpoint,
+    EnvName,
+    HostName,
+    HttpsUrl,
+    ImageRef,
+    JitsiValue,
+    LabelValue,
+    ModelId,
+    NamespaceName,
+    PgIdentifier,
+    Scope,
+    ServedName,
+)
 
-DNS_NAME_RE = re.compile(r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$")
-DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-EXTENDED_RESOURCE_PATTERN = r"^[a-z0-9.-]+/[a-zA-Z0-9._-]+$"
-QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
-HOST_PORT_PATTERN = r"^[a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?:[0-9]{1,5}$"
-
-# ISO 3166-1 alpha-2 codes of the countries that can host a tenant (EU/EEA, Switzerland, the UK).
-# Kept explicit so a typo ("FRA", "UK") is an error, not a new tenant.
-COUNTRIES = (
-    "AT BE BG CH CY CZ DE DK EE ES FI FR GB GR HR HU IE IS IT LI LT LU LV MT NL NO PL PT RO SE SI SK"
-).split()
-
-Quantity = Annotated[
-    str | int,
-    Field(json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN}),
-]
-Country = Annotated[
-    str,
-    Field(
-        pattern=r"^[A-Z]{2}$",
-        json_schema_extra={"maxLength": 2},  # for the CRD's CEL cost estimate; the pattern gives the clearer error
-        description="ISO 3166-1 alpha-2 country code, upper case (FR, DE, LU, SE, ...).",
-    ),
-]
-DnsName = Annotated[
-    str,
-    Field(
-        max_length=253,
-        pattern=DNS_NAME_RE.pattern,
-        description="A fully qualified DNS name in lower case (RFC 1123), e.g. suite.example.eu.",
-    ),
-]
-ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=False,
-    )
-
-    def wire(self) -> dict[str, Any]:
-        """The object as it is written on the wire (camelCase, without unset optional fields)."""
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
-
-
-# --------------------------------------------------------------------------------------------------
-# Shared building blocks
-
-
-class SecretKeyRef(Model):
-    """A key of a Secret in the suite's namespace."""
-
-    name: ObjectName
-    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
-
-
-class Resources(Model):
-    """Container resources, as in a Kubernetes container (quantities as strings or integers)."""
-
-    requests: dict[str, Quantity] = Field(default_factory=dict)
-    limits: dict[str, Quantity] = Field(default_factory=dict)
-
-
-class Toleration(Model):
-    key: str | None = None
-    operator: Literal["Exists", "Equal"] | None = None
-    value: str | None = None
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: int | None = None
-
-
-def resources(requests: dict[str, str], limits: dict[str, str]) -> Resources:
-    return Resources(requests=dict(requests), limits=dict(limits))
+from .common import (  # noqa: F401 - re-exported: the API's one import point
+    API_VERSION,
+    COUNTRIES,
+    Country,
+    DNS_LABEL_RE,
+    DNS_NAME_RE,
+    DnsName,
+    EXTENDED_RESOURCE_PATTERN,
+    GROUP,
+    HOST_PORT_PATTERN,
+    MAX_CERTIFICATIONS,
+    MAX_EXTRA_ARGS,
+    MAX_EXTRA_DOMAINS,
+    MAX_EXTRA_ENV,
+    MAX_GPU_PRODUCTS,
+    MAX_GPU_PRODUCTS_PER_CLOUD,
+    MAX_STUN_SERVERS,
+    MAX_MODELS,
+    MAX_NODE_SELECTOR,
+    MAX_REGIONS,
+    MAX_SCOPES,
+    MAX_TOLERATIONS,
+    Model,
+    ObjectName,
+    OptionalLabelValue,
+    QUANTITY_PATTERN,
+    Quantity,
+    Resources,
+    SecretKeyRef,
+    Toleration,
+    VERSION,
+    resources,
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -108,10 +77,10 @@ def resources(requests: dict[str, str], limits: dict[str, str]) -> Resources:
 class OIDC(Model):
     """An OpenID Connect provider shared by the components (Docs, Synapse, the LLM gateway)."""
 
-    issuer: str = Field(pattern=r"^https://[^\s]+$", description="Issuer URL (https).")
-    client_id: str = Field(min_length=1)
+    issuer: HttpsUrl = Field(description="Issuer URL: https://<host>[:<port>][/<path>], no credentials, query or fragment.")
+    client_id: str = Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")
     client_secret_ref: SecretKeyRef = Field(description="Secret and key holding the client secret.")
-    scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile"])
+    scopes: list[Scope] = Field(default_factory=lambda: ["openid", "email", "profile"], max_length=MAX_SCOPES)
 
     def endpoint(self, suffix: str) -> str:
         return self.issuer.rstrip("/") + suffix
@@ -142,16 +111,16 @@ class Postgres(Model):
     existing server."""
 
     mode: Literal["embedded", "cloudnative-pg", "external"] = "embedded"
-    image: str = "docker.io/library/postgres:17.6-bookworm"
+    image: ImageRef = "docker.io/library/postgres:17.6-bookworm"
     storage: Quantity = "10Gi"
     instances: int = Field(1, ge=1, le=9, description="cloudnative-pg only: number of instances.")
     resources: Resources = Field(
         default_factory=lambda: resources({"cpu": "250m", "memory": "512Mi"}, {"cpu": "2", "memory": "2Gi"})
     )
-    host: str | None = Field(None, description="external only: the server's host name.")
+    host: HostName | None = Field(None, description="external only: the server's host name or IP address.")
     port: int = Field(5432, ge=1, le=65535)
-    database: str | None = Field(None, description="Database name; default: the component's name.")
-    user: str | None = Field(None, description="User name; default: the component's name.")
+    database: PgIdentifier | None = Field(None, description="Database name; default: the component's name.")
+    user: PgIdentifier | None = Field(None, description="User name; default: the component's name.")
     password_secret_ref: SecretKeyRef | None = Field(None, description="external only: the user's password.")
     ssl_mode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
 
@@ -170,15 +139,17 @@ class Postgres(Model):
 
 class Federation(Model):
     enabled: bool = Field(True, description="Federate with the suite's other tenants (and extraDomains).")
-    extra_domains: list[DnsName] = Field(default_factory=list, description="Further Matrix domains to federate with.")
+    extra_domains: list[DnsName] = Field(
+        default_factory=list, max_length=MAX_EXTRA_DOMAINS, description="Further Matrix domains to federate with."
+    )
 
 
 class Matrix(Model):
     """Synapse homeserver and Element Web."""
 
     enabled: bool = True
-    image: str = "ghcr.io/element-hq/synapse:v1.163.2"
-    element_image: str = "ghcr.io/element-hq/element-web:v1.11.110"
+    image: ImageRef = "ghcr.io/element-hq/synapse:v1.163.2"
+    element_image: ImageRef = "ghcr.io/element-hq/element-web:v1.11.110"
     replicas: int = Field(1, ge=0, le=1, description="Synapse runs as one main process (workers are not rendered).")
     element_replicas: int = Field(2, ge=0, le=20)
     media_storage: Quantity = "20Gi"
@@ -197,13 +168,17 @@ class Matrix(Model):
 
 class JvbExposure(Model):
     type: Literal["NodePort", "HostPort", "LoadBalancer"] = "NodePort"
-    udp_port: int = Field(10000, ge=1, le=65535, description="UDP port JVB listens on (and advertises with HostPort).")
+    udp_port: int = Field(
+        10000, ge=1024, le=65535,
+        description="UDP port JVB listens on (and advertises with HostPort). At least 1024: JVB runs without "
+        "privileges and cannot bind a lower port; with HostPort it must be in the NationalCloud's spec.hostPorts.",
+    )
     node_port: int | None = Field(
         None, ge=30000, le=32767,
         description="NodePort only: the node port for media; default: 30000 + the country's index in the list of "
         "supported countries, so tenants sharing a cluster never collide.",
     )
-    advertised_address: str | None = Field(
+    advertised_address: HostName | None = Field(
         None, description="Public IP or host name JVB advertises (NAT); default: the node IP (HostPort/NodePort)."
     )
 
@@ -212,15 +187,16 @@ class Jitsi(Model):
     """Jitsi Meet: web, prosody, jicofo, jvb."""
 
     enabled: bool = True
-    web_image: str = "ghcr.io/jitsi/web:stable-11146-1"
-    prosody_image: str = "ghcr.io/jitsi/prosody:stable-11146-1"
-    jicofo_image: str = "ghcr.io/jitsi/jicofo:stable-11146-1"
-    jvb_image: str = "ghcr.io/jitsi/jvb:stable-11146-1"
+    web_image: ImageRef = "ghcr.io/jitsi/web:stable-11146-1"
+    prosody_image: ImageRef = "ghcr.io/jitsi/prosody:stable-11146-1"
+    jicofo_image: ImageRef = "ghcr.io/jitsi/jicofo:stable-11146-1"
+    jvb_image: ImageRef = "ghcr.io/jitsi/jvb:stable-11146-1"
     web_replicas: int = Field(2, ge=0, le=20)
     jvb_replicas: int = Field(1, ge=0, le=50)
     jvb: JvbExposure = Field(default_factory=JvbExposure)
-    stun_servers: list[Annotated[str, Field(pattern=HOST_PORT_PATTERN)]] = Field(
+    stun_servers: list[Annotated[str, Field(pattern=HOST_PORT_PATTERN, max_length=260)]] = Field(
         default_factory=list,
+        max_length=MAX_STUN_SERVERS,
         description="STUN servers (host:port) the bridges use to learn their public address and the browsers "
         "use for peer-to-peer calls. None by default: nothing calls a third-party server (the images would "
         "otherwise use meet-jit-si-turnrelay.jitsi.net:443); set one you operate if the nodes are behind NAT.",
@@ -231,15 +207,21 @@ class Jitsi(Model):
     jvb_resources: Resources = Field(
         default_factory=lambda: resources({"cpu": "1", "memory": "1Gi"}, {"cpu": "8", "memory": "8Gi"})
     )
-    extra_config: dict[str, str] = Field(
-        default_factory=dict, description="Extra environment for the Jitsi containers; may not set an owned variable."
+    extra_config: dict[EnvName, JitsiValue] = Field(
+        default_factory=dict,
+        max_length=MAX_EXTRA_ENV,
+        description="Extra environment for the Jitsi containers; may not set an owned variable. Values may not hold "
+        "quotes, backslashes or control characters (the images paste them unescaped into their config files).",
     )
 
 
 class S3(Model):
-    endpoint: str = Field(pattern=r"^https?://[^\s]+$", description="S3 endpoint URL (external: MinIO is not bundled).")
+    endpoint: Endpoint = Field(
+        description="S3 endpoint: http(s)://<host>[:<port>] and nothing else (no credentials, no path; external: "
+        "MinIO is not bundled)."
+    )
     bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")
-    region: str | None = None
+    region: str | None = Field(None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     credentials_secret_ref: ObjectName = Field(
         description="Secret with keys AWS_S3_ACCESS_KEY_ID and AWS_S3_SECRET_ACCESS_KEY."
     )
@@ -249,10 +231,10 @@ class Docs(Model):
     """La Suite Docs (impress): backend, frontend, y-provider, celery worker, Redis."""
 
     enabled: bool = True
-    backend_image: str = "docker.io/lasuite/impress-backend:v3.8.2"
-    frontend_image: str = "docker.io/lasuite/impress-frontend:v3.8.2"
-    y_provider_image: str = "docker.io/lasuite/impress-y-provider:v3.8.2"
-    redis_image: str = "docker.io/library/redis:8.2-alpine"
+    backend_image: ImageRef = "docker.io/lasuite/impress-backend:v3.8.2"
+    frontend_image: ImageRef = "docker.io/lasuite/impress-frontend:v3.8.2"
+    y_provider_image: ImageRef = "docker.io/lasuite/impress-y-provider:v3.8.2"
+    redis_image: ImageRef = "docker.io/library/redis:8.2-alpine"
     backend_replicas: int = Field(2, ge=0, le=20)
     frontend_replicas: int = Field(2, ge=0, le=20)
     y_provider_replicas: int = Field(1, ge=0, le=20)
@@ -263,7 +245,9 @@ class Docs(Model):
         default_factory=lambda: resources({"cpu": "250m", "memory": "512Mi"}, {"cpu": "2", "memory": "2Gi"})
     )
     extra_config: dict[str, str] = Field(
-        default_factory=dict, description="Extra Django settings (environment); may not set an owned variable."
+        default_factory=dict,
+        max_length=MAX_EXTRA_ENV,
+        description="Extra Django settings (environment); may not set an owned variable.",
     )
 
 
@@ -271,17 +255,20 @@ class LLMModel(Model):
     """One model served by vLLM."""
 
     name: str = Field(pattern=DNS_LABEL_RE.pattern, max_length=40, description="Short name, used in object names.")
-    model_id: str = Field(min_length=1, description="Hugging Face model id or a path in the model cache.")
-    served_name: str | None = Field(None, description="Name clients ask for; default: name.")
+    model_id: ModelId = Field(description="Hugging Face model id (org/name) or an absolute path in the model cache.")
+    served_name: ServedName | None = Field(None, description="Name clients ask for; default: name.")
     gpus_per_replica: int = Field(1, ge=1, le=16, description="GPUs per replica = --tensor-parallel-size.")
-    gpu_products: list[str] = Field(
-        min_length=1, description="Acceptable values of the GPU product label, in order of preference."
+    gpu_products: list[LabelValue] = Field(
+        min_length=1, max_length=MAX_GPU_PRODUCTS,
+        description="Acceptable values of the GPU product label, in order of preference.",
     )
     replicas: int = Field(1, ge=0, le=64)
     max_model_len: int | None = Field(None, ge=256)
     gpu_memory_utilization: float = Field(0.9, gt=0.1, le=0.99)
     weights_gib: float | None = Field(
-        None, gt=0, alias="weightsGiB", description="GPU memory the weights take (GiB); default: parametersBillion x the dtype's bytes.")
+        None, gt=0, alias="weightsGiB",
+        description="GPU memory the weights take (GiB); default: parametersBillion x the dtype's bytes.",
+    )
     parameters_billion: float | None = Field(None, gt=0, description="Parameter count in billions (e.g. 24).")
     dtype: Literal["bfloat16", "float16", "fp8", "int8", "int4"] = Field(
         "bfloat16", description="Weight type, for the weights estimate from parametersBillion.")
@@ -295,7 +282,10 @@ class LLMModel(Model):
         description="Model family, for the flags its upstream requires (mistral: --tokenizer-mode, --config-format "
         "and --load-format mistral); auto: mistral when modelId starts with mistralai/.",
     )
-    extra_args: list[str] = Field(default_factory=list)
+    extra_args: list[CommandArg] = Field(
+        default_factory=list, max_length=MAX_EXTRA_ARGS,
+        description="Further arguments of `vllm serve`; may not set (or abbreviate) a flag the operator sets.",
+    )
     cache_size: Quantity = "200Gi"
     shm_size: Quantity = "8Gi"
     resources: Resources = Field(
@@ -308,7 +298,7 @@ class LLMModel(Model):
 
 
 class LLMGateway(Model):
-    image: str = "ghcr.io/berriai/litellm:v1.77.7-stable"
+    image: ImageRef = "ghcr.io/berriai/litellm:v1.77.7-stable"
     replicas: int = Field(2, ge=0, le=20)
     max_body_size: str = Field(
         "32m", pattern=r"^[0-9]+[kmgKMG]?$",
@@ -327,8 +317,8 @@ class LLM(Model):
     """Open-weight LLM inference: vLLM per model, and one OpenAI-compatible gateway per tenant."""
 
     enabled: bool = False
-    image: str = "docker.io/vllm/vllm-openai:v0.33.0"
-    models: list[LLMModel] = Field(default_factory=list)
+    image: ImageRef = "docker.io/vllm/vllm-openai:v0.33.0"
+    models: list[LLMModel] = Field(default_factory=list, max_length=MAX_MODELS)
     hugging_face_token_secret_ref: SecretKeyRef | None = None
     startup_timeout_seconds: int = Field(1800, ge=60, le=6 * 3600, description="How long a model may take to load.")
     gateway: LLMGateway = Field(default_factory=LLMGateway)
@@ -377,9 +367,13 @@ class Tenant(Model):
     country: Country
     cloud: ObjectName = Field(description="Name of a NationalCloud of the same country.")
     domain: DnsName | None = Field(
-        None, description="The tenant's domain; default: <country>.<suite domain>. Immutable once set."
+        None,
+        description="The tenant's domain; default: <country>.<suite domain>. Immutable: it can be neither changed, "
+        "nor added or removed after creation (Synapse's server_name).",
     )
-    admin_group: str | None = Field(None, description="Group bound to the tenant-admin Role; default <suite>-<cc>-admins.")
+    admin_group: AdminGroup | None = Field(
+        None, description="Group bound to the tenant-admin Role; default <suite>-<cc>-admins. Not a system: group."
+    )
     quota: Quota = Field(default_factory=Quota)
     components: dict[str, Any] = Field(
         default_factory=dict,
@@ -416,7 +410,7 @@ class SovereignSuiteSpec(Model):
         "Retain", description="Retain keeps PVCs and generated Secrets (and their namespaces) on deletion."
     )
     paused: bool = Field(False, description="Stop all writes to the suite's children.")
-    ingress_namespace: ObjectName = Field(
+    ingress_namespace: NamespaceName = Field(
         "ingress-nginx", description="Namespace of the ingress controller allowed through the NetworkPolicies."
     )
 
@@ -431,67 +425,10 @@ class SovereignSuiteSpec(Model):
         return v
 
 
-# --------------------------------------------------------------------------------------------------
-# Status
-
-
-class Condition(Model):
-    type: Literal["Ready", "Reconciling", "Stalled", "Degraded"]
-    status: Literal["True", "False", "Unknown"]
-    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
-    message: str = Field("", max_length=32768)
-    observed_generation: int | None = None
-    last_transition_time: str
-
-
-class ComponentStatus(Model):
-    name: str
-    ready: bool
-    ready_replicas: int = 0
-    desired_replicas: int = 0
-    reason: str = ""
-    message: str = ""
-
-
-class ModelStatus(Model):
-    """Where an LLM model runs and why it does not (reconcile/gpu.py)."""
-
-    name: str
-    product: str = Field("", description="GPU product chosen for the model (empty when none can hold it).")
-    gpus: int = Field(0, description="GPUs the model requests (replicas x gpusPerReplica).")
-    state: Literal["Pending", "Scheduled", "Loading", "Ready", "Unschedulable"]
-    reason: str = ""
-    message: str = ""
-
-
-class TenantStatus(Model):
-    country: str
-    namespace: str
-    ready: bool
-    components: list[ComponentStatus] = Field(default_factory=list)
-    models: list[ModelStatus] = Field(default_factory=list)
-
-
-class SovereignSuiteStatus(Model):
-    observed_generation: int | None = None
-    countries: str | None = Field(None, description="Countries, for the printer column (e.g. FR,DE).")
-    ready_summary: str | None = Field(None, description="Ready tenants/total tenants, for the printer column.")
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-    )
-    tenants: list[TenantStatus] = Field(default_factory=list)
-    operator: dict[str, Any] = Field(
-        default_factory=dict,
-        description="The operator's own bookkeeping (handler progress); not an interface.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
-    )
-
-
 class ObjectMeta(BaseModel):
     model_config = ConfigDict(extra="allow")
     name: str = Field(pattern=DNS_LABEL_RE.pattern, max_length=40)
-    namespace: str | None = None
+    namespace: NamespaceName | None = None
 
 
 class SovereignSuite(Model):
@@ -508,94 +445,21 @@ class SovereignSuite(Model):
         return self.metadata.name
 
 
-# --------------------------------------------------------------------------------------------------
-# NationalCloud
-
-
-class GPU(Model):
-    resource_name: str = Field(
-        "nvidia.com/gpu",
-        pattern=EXTENDED_RESOURCE_PATTERN,
-        description="Extended resource of the GPUs (MIG names such as nvidia.com/mig-1g.10gb are accepted).",
-    )
-    product_label: str = Field("nvidia.com/gpu.product", description="Node label holding the GPU product.")
-    memory_label: str = Field(
-        "nvidia.com/gpu.memory", description="Node label holding the memory of one GPU in MiB (GPU feature discovery).")
-    product_memory_mib: dict[str, int] = Field(
-        default_factory=dict, alias="productMemoryMiB",
-        description="Memory of one GPU (MiB) per product, for nodes without the memory label and for the offline "
-        "check that a model fits at least one product.",
-    )
-    node_selector: dict[str, str] = Field(default_factory=dict, description="Extra labels GPU nodes carry.")
-    tolerations: list[Toleration] = Field(
-        default_factory=lambda: [Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")]
-    )
-
-
-class CloudNativePGOperator(Model):
-    """Where the CloudNativePG operator runs, for the NetworkPolicy that lets it reach the instance pods (it
-    connects to them on 8000 and 5432). Defaults: the namespace and pod label of CloudNativePG's own manifests
-    and Helm chart (cloudnative-pg docs/src/networking.md, docs/src/samples/networkpolicy-example.yaml)."""
-
-    namespace: ObjectName = Field("cnpg-system", description="Namespace of the CloudNativePG operator.")
-    pod_labels: dict[str, str] = Field(
-        default_factory=lambda: {"app.kubernetes.io/name": "cloudnative-pg"},
-        min_length=1,
-        description="Labels of the CloudNativePG operator's pods.",
-    )
-
-
-class KubeconfigSecretRef(Model):
-    name: ObjectName
-    namespace: ObjectName
-    key: str = "kubeconfig"
-
-
-class NationalCloudSpec(Model):
-    country: Country
-    provider: str = Field(min_length=1, description="Cloud provider (e.g. OUTSCALE, STACKIT).")
-    certifications: list[str] = Field(default_factory=list, description="e.g. SecNumCloud, C5.")
-    regions: list[str] = Field(
-        min_length=1, description="Allowed values of topology.kubernetes.io/region (data residency)."
-    )
-    storage_class: str | None = Field(None, description="StorageClass for PVCs; default: the cluster's default.")
-    ingress_class: str = "nginx"
-    ingress_controller: Literal["ingress-nginx", "other"] = Field(
-        "ingress-nginx",
-        description="The controller behind ingressClass, for the annotations the operator writes for request "
-        "body sizes and timeouts (the Ingress API has no field for them); other: none (set the limits in the "
-        "controller).",
-    )
-    gpu: GPU = Field(default_factory=GPU)
-    cloud_native_pg: CloudNativePGOperator = Field(
-        default_factory=CloudNativePGOperator,
-        alias="cloudNativePG",
-        description="The CloudNativePG operator of the cluster (used when a database has mode cloudnative-pg).",
-    )
-    kubeconfig_secret_ref: KubeconfigSecretRef | None = Field(
-        None, description="For a remote member cluster (validated, not used yet)."
-    )
-
-    @field_validator("country")
-    @classmethod
-    def _known_country(cls, v: str) -> str:
-        return Tenant._known_country(v)
-
-
-class ClusterMeta(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
-
-
-class NationalCloud(Model):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel)
-
-    api_version: Literal["sovereignsuite.io/v1alpha1"] = Field(API_VERSION, validation_alias=AliasChoices("apiVersion"))
-    kind: Literal["NationalCloud"] = "NationalCloud"
-    metadata: ClusterMeta
-    spec: NationalCloudSpec
-    status: dict[str, Any] | None = None
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
+# The status and the NationalCloud models live in their own modules (one concern each); they are re-exported
+# here, the API's one import point. Imported last: they build on the models above.
+from .cloud_models import (  # noqa: E402,F401
+    GPU,
+    CloudNativePGOperator,
+    ClusterMeta,
+    HostPortRange,
+    KubeconfigSecretRef,
+    NationalCloud,
+    NationalCloudSpec,
+)
+from .status_models import (  # noqa: E402,F401
+    ComponentStatus,
+    Condition,
+    ModelStatus,
+    SovereignSuiteStatus,
+    TenantStatus,
+)

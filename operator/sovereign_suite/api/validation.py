@@ -16,6 +16,8 @@ from typing import Any, Iterable
 import yaml
 from pydantic import ValidationError
 
+from .derived_names import derived_name_problems, namespace_of, tenant_domain
+from .fieldtypes import PATTERN_MEANINGS
 from .models import (
     COMPONENTS,
     DNS_LABEL_RE,
@@ -34,6 +36,7 @@ _PATTERNS = {
     QUANTITY_PATTERN: "a Kubernetes quantity (e.g. 500m, 2, 10Gi)",
     r"^[A-Z]{2}$": "an ISO 3166-1 alpha-2 country code in upper case (e.g. FR)",
     EXTENDED_RESOURCE_PATTERN: "an extended resource name such as nvidia.com/gpu or nvidia.com/mig-1g.10gb",
+    **PATTERN_MEANINGS,
 }
 
 
@@ -61,7 +64,7 @@ def _loc(loc: tuple[Any, ...], prefix: str) -> str:
             path += f"[{part}]"
         elif part in ("function-after", "function-before") or str(part).startswith(("function-", "union[")):
             continue
-        elif str(part) in ("str", "int", "float", "bool", "list", "dict", "constrained-str"):
+        elif str(part) in ("str", "int", "float", "bool", "list", "dict", "constrained-str", "[key]"):
             continue  # the member of a str|int union pydantic tried: not a field
         else:
             path = f"{path}.{part}" if path else str(part)
@@ -183,15 +186,8 @@ def check_suite(suite: SovereignSuite, clouds: dict[str, NationalCloud]) -> list
                 problems.append(Problem("spec.identity.oidc", "required when docs is enabled (Docs signs users in with OIDC)"))
         if comps.llm.enabled and not comps.llm.models:
             problems.append(Problem(f"{cpath}.llm.models", "at least one model is required when llm is enabled"))
+    problems += [Problem(path, message) for path, message in derived_name_problems(suite)]
     return problems
-
-
-def tenant_domain(suite: SovereignSuite, tenant: Tenant) -> str:
-    return tenant.domain or f"{tenant.country.lower()}.{suite.spec.domain}"
-
-
-def namespace_of(suite: SovereignSuite, tenant: Tenant) -> str:
-    return f"{suite.name}-{tenant.country.lower()}"
 
 
 __all__ = [

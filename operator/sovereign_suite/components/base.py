@@ -18,6 +18,8 @@ from typing import Any, Literal, Mapping
 import jinja2
 import yaml
 
+from ..api.derived_names import TENANT_HOST_PREFIXES
+from ..api.kubenames import CONTROL_RE, label_value_from
 from ..api.models import Components, NationalCloud, SovereignSuite, Tenant
 from ..api.validation import InputError, Problem, effective_components, namespace_of, tenant_domain
 
@@ -104,7 +106,10 @@ class RenderContext:
         return self.suite.name
 
     def host(self, sub: str) -> str:
-        """Public host name of a service of this tenant, e.g. host('matrix') -> matrix.fr.suite.example.eu."""
+        """Public host name of a service of this tenant, e.g. host('matrix') -> matrix.fr.suite.example.eu.
+        Only the prefixes validation checks the length of (api/derived_names.py) exist."""
+        if sub not in TENANT_HOST_PREFIXES:
+            raise AssertionError(f"host prefix {sub!r} is not in TENANT_HOST_PREFIXES: its length is never checked")
         return f"{sub}.{self.domain}"
 
     # ---- labels ------------------------------------------------------------------------------
@@ -122,7 +127,7 @@ class RenderContext:
         if self.suite.metadata.namespace:
             labels[LABEL_SUITE_NS] = self.suite.metadata.namespace
         if version:
-            labels["app.kubernetes.io/version"] = version[:63]
+            labels["app.kubernetes.io/version"] = version  # a valid label value: see image_version
         return labels
 
     def selector(self, component: str, part: str | None = None) -> dict[str, str]:
@@ -158,12 +163,15 @@ class RenderContext:
 
 
 def image_version(image: str) -> str | None:
-    """The tag of an image reference, for the app.kubernetes.io/version label (None for a digest only)."""
+    """The tag of an image reference as a valid app.kubernetes.io/version label value (None for a digest only).
+
+    A tag may have 128 characters and end in '-' or '.', a label value may not: the value is cut at 63 and
+    trimmed (``v1-`` gives ``v1``), so that any tag the registry accepts gives a label the API server accepts."""
     ref = image.split("@", 1)[0]
     name, _, tag = ref.rpartition(":")
     if not name or "/" in tag:
         return None
-    return tag[:63] or None
+    return label_value_from(tag)
 
 
 def build_contexts(
@@ -272,6 +280,17 @@ def _to_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+def nginx_quoted(value: Any) -> str:
+    """``value`` as the inside of a double-quoted nginx string (the template writes the quotes): ``;``, ``{``,
+    ``}`` and whitespace are then plain characters, ``"`` and ``\\`` are escaped. nginx expands ``$name``
+    even inside quotes and has no escape for it, so a ``$`` (or a control character, which would end a header)
+    is refused: validation must have rejected such a value already, this is the last guard."""
+    text = str(value)
+    if "$" in text or CONTROL_RE.search(text):
+        raise ValueError(f"cannot write {text!r} into an nginx configuration")
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def _to_yaml(value: Any) -> str:
     return yaml.safe_dump(value, sort_keys=True, default_flow_style=False).rstrip("\n")
 
@@ -289,6 +308,7 @@ def environment(package_dir: str) -> jinja2.Environment:
     )
     env.filters["tojson"] = _to_json  # JSON is valid YAML: safe for any value, on one line
     env.filters["toyaml"] = _to_yaml
+    env.filters["nginx"] = nginx_quoted  # inside "..." in the nginx configurations (*.conf.j2)
     env.filters["sha256"] = lambda s: hashlib.sha256(str(s).encode()).hexdigest()
     return env
 

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from ...api.models import OIDC, Docs, Resources
 from ...api.validation import InputError, Problem
+from ...api.derived_names import tls_secret_name
 from ..ingress import DOCS_BODY_SIZE, DOCS_TIMEOUT_SECONDS, annotations as ingress_annotations
 from ..base import (
     image_version,
@@ -249,7 +250,8 @@ def media_nginx_conf(ctx: RenderContext) -> str:
         port=MEDIA_PORT,
         host=ctx.host("docs"),
         backend="http://docs-backend:80",
-        s3_url=f"{endpoint.scheme}://{endpoint.netloc}{endpoint.path.rstrip('/')}/{s3.bucket}/",
+        # the endpoint is <scheme>://<host>[:<port>] only (api/fieldtypes.py): no path, no credentials
+        s3_url=f"{endpoint.scheme}://{endpoint.netloc}/{s3.bucket}/",
         s3_host=endpoint.netloc,
         s3_https=endpoint.scheme == "https",
     )
@@ -325,7 +327,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
     )
     objects += render_template(
         HERE, "ingress.yaml.j2", **common,
-        labels=_labels(ctx, "ingress"), host=host, tls_secret=f"{host}-tls",
+        labels=_labels(ctx, "ingress"), host=host, tls_secret=tls_secret_name(host),
         backend_port=80, frontend_port=80, y_provider_port=Y_PROVIDER_PORT, media_port=80,
         annotations=ingress_annotations(ctx, DOCS_BODY_SIZE, DOCS_TIMEOUT_SECONDS),
     )

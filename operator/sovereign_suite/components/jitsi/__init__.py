@@ -25,6 +25,8 @@ from typing import Any
 
 from ...api.models import COUNTRIES, Jitsi, Tenant
 from ...api.validation import InputError, Problem, effective_components
+from ...api.derived_names import tls_secret_name
+from ...api.host_ports import host_port_problems
 from ..base import (
     image_version,
     RenderContext,
@@ -133,6 +135,8 @@ def check_exposure(ctx: RenderContext) -> None:
             f"cannot be set with jvbReplicas > 1 and jvb.type {jvb.type}: every bridge would advertise the same "
             "address; leave it unset so that each bridge advertises the IP of its own node",
         ))
+    problems += [Problem(path, message) for path, message in host_port_problems(
+        jitsi, ctx.cloud, field_path(ctx, "jvb", "type"), field_path(ctx, "jvb", "udpPort"))]
     if problems:
         raise InputError(problems)
 
@@ -329,7 +333,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         jvb_http_port=JVB_HTTP_PORT,
         media_port=media_port(ctx),
         host=host,
-        tls_secret=f"{host}-tls",
+        tls_secret=tls_secret_name(host),
         ingress_class=ctx.ingress_class,
         service_monitor=ctx.service_monitors,
     )

@@ -21,6 +21,7 @@ from typing import Any
 
 from ...api.models import LLMModel
 from ...api.validation import InputError, Problem
+from ...api.derived_names import tls_secret_name
 from ..ingress import annotations as ingress_annotations
 from ..base import (
     image_version,
@@ -112,18 +113,36 @@ def preference_weights(count: int) -> list[int]:
     return [max(1, round(100 * (count - i) / count)) for i in range(count)]
 
 
+def owned_flag_of(arg: str) -> str | None:
+    """The owned flag an argument would set, if any. vLLM parses with argparse, which accepts ``--flag=value``,
+    ``_`` for ``-`` in long flags (vLLM's own normalization), and any unambiguous prefix of a long flag
+    (``--tensor-parallel=4`` is ``--tensor-parallel-size=4``); a single-dash flag also takes its value glued on
+    (``-tp4``) and may be shortened (``-t``). So: any flag that is a prefix of an owned one, or that starts
+    with an owned single-dash flag, is refused."""
+    if not arg.startswith("-") or arg in ("-", "--"):
+        return None
+    flag = arg.split("=", 1)[0]
+    if flag.startswith("--"):
+        flag = "--" + flag[2:].replace("_", "-")
+        return next((owned for owned in OWNED_FLAGS if owned.startswith("--") and owned.startswith(flag)), None)
+    return next(
+        (owned for owned in OWNED_FLAGS
+         if not owned.startswith("--") and (owned.startswith(flag) or flag.startswith(owned))),
+        None,
+    )
+
+
 def check_extra_args(model: LLMModel, path: str) -> None:
     problems = []
-    for arg in model.extra_args:
-        if not arg.startswith("-"):
+    for index, arg in enumerate(model.extra_args):
+        owned = owned_flag_of(arg)
+        if owned is None:
             continue
+        field = OWNED_FLAGS[owned]
+        hint = f"; set the model's {field} instead" if field else ""
         flag = arg.split("=", 1)[0]
-        if flag.startswith("--"):
-            flag = "--" + flag[2:].replace("_", "-")  # vLLM accepts --max_model_len for --max-model-len
-        if flag in OWNED_FLAGS:
-            field = OWNED_FLAGS[flag]
-            hint = f"; set the model's {field} instead" if field else ""
-            problems.append(Problem(path, f"{flag} is set by the operator{hint}"))
+        what = owned if flag.replace("_", "-") == owned else f"{flag} (read as {owned})"
+        problems.append(Problem(path, f"{what} is set by the operator{hint}"))
     if problems:
         raise InputError(problems)
 
@@ -310,7 +329,7 @@ def render_gateway(ctx: RenderContext) -> list[dict[str, Any]]:
         pod_security=pod_security(),
         container_security=container_security(read_only_root=True),
         host=host,
-        tls_secret=f"{host}-tls",
+        tls_secret=tls_secret_name(host),
         ingress_annotations=ingress_annotations(ctx, gateway.max_body_size, gateway.timeout_seconds),
     )
 

@@ -27,12 +27,13 @@ from ..base import (
     SecretSpec,
     container_security,
     dump_yaml,
+    image_version,
     merge_extra_config,
     pod_security,
     render_template,
     render_text,
 )
-from ..postgres import Database, image_tag, render_postgres
+from ..postgres import Database, render_postgres
 
 HERE = str(Path(__file__).parent)
 COMPONENT = "matrix"
@@ -206,7 +207,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         matrix=matrix,
         db=db,
         paths=PATHS,
-        labels=ctx.labels(COMPONENT, "synapse", image_tag(matrix.image)),
+        labels=ctx.labels(COMPONENT, "synapse", image_version(matrix.image)),
         selector=ctx.selector(COMPONENT, "synapse"),
         config_data={"homeserver.yaml": homeserver_yaml(ctx), "write-database-config.py": write_database_script()},
         init_command=["python3", PATHS.script, PATHS.homeserver, PATHS.database],
@@ -228,7 +229,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         "element-web.yaml.j2",
         ctx=ctx,
         matrix=matrix,
-        labels=ctx.labels(COMPONENT, "element-web", image_tag(matrix.element_image)),
+        labels=ctx.labels(COMPONENT, "element-web", image_version(matrix.element_image)),
         selector=ctx.selector(COMPONENT, "element-web"),
         config_data={
             "config.json": _json(element_config(ctx)),

@@ -24,7 +24,15 @@ from urllib.parse import quote
 
 from ...api.models import Postgres
 from ...api.validation import InputError, Problem
-from ..base import RenderContext, SecretKey, SecretSpec, container_security, pod_security, render_template
+from ..base import (
+    RenderContext,
+    SecretKey,
+    SecretSpec,
+    container_security,
+    image_version,
+    pod_security,
+    render_template,
+)
 
 HERE = str(Path(__file__).parent)
 PART = "postgres"
@@ -43,6 +51,10 @@ PGDATA = f"{DATA_DIR}/pgdata"  # a subdirectory: a fresh volume's root may hold 
 EXPORTER_IMAGE = "quay.io/prometheuscommunity/postgres-exporter:v0.18.1"
 EXPORTER_PORT = 9187
 EXPORTER_RESOURCES = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}}
+
+
+# The Secrets CloudNativePG creates for a Cluster <name>: <name>-<suffix> (its documentation, "Secrets").
+CNPG_SECRET_SUFFIXES = ("app", "superuser", "ca", "server", "replication")
 
 
 @dataclass(frozen=True)
@@ -64,7 +76,7 @@ def object_name(component: str) -> str:
 
 
 def image_tag(image: str) -> str | None:
-    """The tag of an image reference (``registry/repo:tag[@digest]``), for the version label."""
+    """The tag of an image reference (``registry/repo:tag[@digest]``) as written (labels use image_version)."""
     ref = image.split("@", 1)[0]
     name, sep, tag = ref.rpartition(":")
     if not sep or "/" in tag:
@@ -115,7 +127,7 @@ def _embedded(
         "embedded.yaml.j2",
         ctx=ctx,
         obj_name=obj_name,
-        labels=labels(ctx, component, image_tag(pg.image)),
+        labels=labels(ctx, component, image_version(pg.image)),
         pvc_labels=labels(ctx, component),
         selector=ctx.selector(component, obj_name),
         pg=pg,

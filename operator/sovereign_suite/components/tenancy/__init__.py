@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ...api.host_ports import host_ports_allowed
 from ..base import LABEL_COUNTRY, LABEL_SUITE, RenderContext, render_template
 from ..jitsi import JVB_HTTP_PORT
 from ..llm import VLLM_PORT
@@ -35,9 +36,11 @@ def monitoring_ports(ctx: RenderContext) -> list[str | int]:
 
 def pod_security_level(ctx: RenderContext) -> str:
     """``restricted``, except when Jitsi's JVB uses hostPort, which every Pod Security level but ``privileged``
-    forbids: the namespace then enforces ``privileged`` and still warns and audits at ``restricted``."""
+    forbids (``baseline`` included): the namespace then enforces ``privileged`` and still warns and audits at
+    ``restricted``. Only when the tenant's NationalCloud allows host ports (api/host_ports.py): nothing a suite
+    editor writes alone lowers the level (validation refuses HostPort elsewhere; this is the second guard)."""
     jitsi = ctx.components.jitsi
-    if jitsi.enabled and jitsi.jvb.type == "HostPort":
+    if jitsi.enabled and jitsi.jvb.type == "HostPort" and host_ports_allowed(ctx.cloud):
         return "privileged"
     return "restricted"
 

@@ -1,0 +1,66 @@
+"""The status of a SovereignSuite (written by the operator; its schema is generated into the CRD)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from .common import Model
+
+
+# --------------------------------------------------------------------------------------------------
+# Status
+
+
+class Condition(Model):
+    type: Literal["Ready", "Reconciling", "Stalled", "Degraded"]
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
+    message: str = Field("", max_length=32768)
+    observed_generation: int | None = None
+    last_transition_time: str
+
+
+class ComponentStatus(Model):
+    name: str
+    ready: bool
+    ready_replicas: int = 0
+    desired_replicas: int = 0
+    reason: str = ""
+    message: str = ""
+
+
+class ModelStatus(Model):
+    """Where an LLM model runs and why it does not (reconcile/gpu.py)."""
+
+    name: str
+    product: str = Field("", description="GPU product chosen for the model (empty when none can hold it).")
+    gpus: int = Field(0, description="GPUs the model requests (replicas x gpusPerReplica).")
+    state: Literal["Pending", "Scheduled", "Loading", "Ready", "Unschedulable"]
+    reason: str = ""
+    message: str = ""
+
+
+class TenantStatus(Model):
+    country: str
+    namespace: str
+    ready: bool
+    components: list[ComponentStatus] = Field(default_factory=list)
+    models: list[ModelStatus] = Field(default_factory=list)
+
+
+class SovereignSuiteStatus(Model):
+    observed_generation: int | None = None
+    countries: str | None = Field(None, description="Countries, for the printer column (e.g. FR,DE).")
+    ready_summary: str | None = Field(None, description="Ready tenants/total tenants, for the printer column.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    tenants: list[TenantStatus] = Field(default_factory=list)
+    operator: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The operator's own bookkeeping (handler progress); not an interface.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
