@@ -398,3 +398,21 @@ def test_deleting_a_paused_suite_leaves_its_children(operator, kube, core, suite
     wait_for(gone(kube, *SUITES, name, suite_ns), timeout=60, what="suite deleted")
     assert kube.get("apps/v1", "Deployment", "synapse", f"{name}-fr") is not None
     core.delete_namespace(f"{name}-fr")
+    wait_for(gone(kube, "v1", "Namespace", f"{name}-fr"), timeout=120, what="namespace deleted (its NodePort freed)")
+
+
+# ---- a referenced Secret is read only with its owner's consent (issue 15) ---------------------------------------
+
+def test_a_referenced_secret_must_be_opted_in_by_its_owner(operator, kube, core, namespace):
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "oidc-client"},
+                                              "stringData": {"client-secret": "not-shared-yet"}})
+    create_referenced_secrets(core, namespace)  # the others, labelled; oidc-client exists already, unlabelled
+    doc, name, fr = fr_suite(kube, namespace, {"deletionPolicy": "Delete"}, ready=False)
+    c = wait_condition(kube, doc, "Stalled", "True", "SecretNotReferenceable")
+    assert "spec.identity.oidc.clientSecretRef.name" in c["message"]
+    assert "sovereignsuite.io/referenceable" in c["message"]
+    assert kube.get("v1", "Namespace", fr) is None  # nothing applied
+    core.patch_namespaced_secret("oidc-client", namespace, {"metadata": {
+        "labels": {"sovereignsuite.io/referenceable": "true"}}})
+    wait_ready(kube, doc)  # the label's watch event brings the pass, not the 10-minute drift loop
+    delete_suite(kube, doc)

@@ -21,6 +21,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from ..api.secret_refs import OPT_IN_LABEL
 from ..components.base import LABEL_SUITE, LABEL_SUITE_NS, MANAGED_BY
 from .informer import Informer
 from .kube import Kube
@@ -28,7 +29,7 @@ from .problems import ObjectKey, SuiteKey
 
 log = logging.getLogger(__name__)
 
-LABEL_REFERENCEABLE = "sovereignsuite.io/referenceable"
+LABEL_REFERENCEABLE = OPT_IN_LABEL
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 _KEEP_META = ("name", "namespace", "uid", "resourceVersion", "generation", "labels", "deletionTimestamp",
               "creationTimestamp")

@@ -14,19 +14,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..api.models import SovereignSuite
+from ..api.secret_refs import opt_in_problems, secret_references
 from ..api.validation import InputError, check_suite, parse_suite
 from ..components.base import OPTIONAL_APIS, build_contexts
 from ..render import RenderResult, phase_of, render_suite
 from . import gpu, observe
 from .apply import ANN_AFTER_JOB, Applier
-from .cache import LABEL_REFERENCEABLE
 from .conditions import Findings, conditions, merge_conditions, transitions
 from .context import OperatorContext
 from .converge import ANN_OWNER, stamp
 from .kube import ApiError
 from .problems import ObjectKey, Problem, SuiteKey, degraded, from_api_error, stalled
 from .prune import Pruner, component_of
-from .secrets import copy_manifest, referenced_secrets, roll_on_rotation
+from .secrets import copy_manifest, roll_on_rotation
 from .status import now, tenants_status
 
 log = logging.getLogger(__name__)
@@ -111,26 +111,29 @@ class Pass:
 
     def dereference(self, suite: SovereignSuite, contexts: list) -> tuple[list[dict[str, Any]], list[Problem]]:
         """Copies of the Secrets the suite references, for each tenant namespace. A referenced Secret must exist
-        in the suite's namespace and be labelled referenceable by its owner (who opts in to sharing it)."""
+        in the suite's namespace and be labelled referenceable by its owner (who opts in to sharing it); one the
+        operator manages itself is never a source (api/secret_refs.py)."""
         copies, problems = [], []
-        for c in contexts:
-            for r in referenced_secrets(suite, c):
-                src = self.ctx.cache.referenced_secret(self.key.namespace, r.name)
-                if src is not None:
-                    copies.append(copy_manifest(src, c.namespace, c.labels(r.component)))
-                    continue
-                where = ObjectKey("", "Secret", self.key.namespace, r.name)
-                try:
-                    exists = self.ctx.kube.get("v1", "Secret", r.name, self.key.namespace) is not None
-                except ApiError as err:
-                    problems.append(from_api_error(err, where))
-                    continue
-                if exists:
-                    problems.append(stalled("SecretNotReferenceable", f"{r.path}: the Secret is not labelled "
-                                            f"{LABEL_REFERENCEABLE}=true: its owner must opt in before a suite may "
-                                            "read it", where))
-                else:
-                    problems.append(stalled("MissingSecret", f"{r.path}: not found", where))
+        for index, c in enumerate(contexts):
+            refs = secret_references(suite, index, c.tenant, c.components)
+            sources: dict[str, dict[str, Any] | None] = {}
+            for r in refs:
+                sources[r.name] = self.ctx.cache.referenced_secret(self.key.namespace, r.name)
+                if sources[r.name] is None:  # not opted in, or missing: read it once to say which
+                    try:
+                        sources[r.name] = self.ctx.kube.get("v1", "Secret", r.name, self.key.namespace)
+                    except ApiError as err:
+                        problems.append(from_api_error(err, ObjectKey("", "Secret", self.key.namespace, r.name)))
+                        continue
+                    if sources[r.name] is None:
+                        problems.append(stalled("MissingSecret", f"{r.path}: not found",
+                                                ObjectKey("", "Secret", self.key.namespace, r.name)))
+            labels = {n: (s["metadata"].get("labels") or {}) if s else None for n, s in sources.items()}
+            refused = opt_in_problems(refs, labels, self.key.namespace)
+            problems += [stalled("SecretNotReferenceable", f"{path}: {msg}") for path, msg in refused]
+            if not refused:
+                copies += [copy_manifest(sources[r.name], c.namespace, c.labels(r.component)) for r in refs
+                           if sources.get(r.name) is not None]
         unique = {ObjectKey.of(c): c for c in copies}
         return list(unique.values()), list(dict.fromkeys(problems))
 

@@ -1,52 +1,22 @@
-"""Secrets: generated ones (created once, missing keys filled in, never regenerated, never logged) and copies
-of the Secrets the suite references (they live in the suite's namespace; pods read only their own namespace's).
+"""Secrets: generated ones (created once, missing keys filled in, never regenerated, never logged), copies
+of the Secrets the suite references (api/secret_refs.py says which; they live in the suite's namespace and pods
+read only their own namespace's), and the pod-template hash that rolls pods when a copied Secret changes.
 """
 
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+import hashlib
+import json
 from typing import Any
 
-from ..api.models import SovereignSuite
-from ..components.base import LABEL_COMPONENT, LABEL_SUITE, LABEL_SUITE_NS, RenderContext, SecretSpec
+from ..components.base import LABEL_COMPONENT, LABEL_SUITE, LABEL_SUITE_NS, SecretSpec
 from ..secretgen import missing_keys
 from .kube import ApiError, Kube
 from .problems import SuiteKey
 
 LABEL_GENERATED = "sovereignsuite.io/generated"
 LABEL_COPY = "sovereignsuite.io/copied-from"
-
-
-@dataclass(frozen=True)
-class SecretRef:
-    name: str
-    path: str  # the spec field that references it, for messages
-    component: str
-
-
-def referenced_secrets(suite: SovereignSuite, ctx: RenderContext) -> list[SecretRef]:
-    """Secrets in the suite's namespace that the tenant's enabled components read."""
-    refs: list[SecretRef] = []
-    comps = ctx.components
-    oidc = suite.spec.identity.oidc
-    if oidc and comps.docs.enabled:
-        refs.append(SecretRef(oidc.client_secret_ref.name, "spec.identity.oidc.clientSecretRef", "docs"))
-    if comps.docs.enabled and comps.docs.s3:
-        refs.append(SecretRef(comps.docs.s3.credentials_secret_ref, "components.docs.s3.credentialsSecretRef", "docs"))
-    if comps.llm.enabled and comps.llm.hugging_face_token_secret_ref:
-        refs.append(SecretRef(comps.llm.hugging_face_token_secret_ref.name,
-                              "components.llm.huggingFaceTokenSecretRef", "llm"))
-    for name in ("matrix", "docs"):
-        comp = getattr(comps, name)
-        if comp.enabled and comp.postgres.mode == "external" and comp.postgres.password_secret_ref:
-            refs.append(SecretRef(comp.postgres.password_secret_ref.name,
-                                  f"components.{name}.postgres.passwordSecretRef", name))
-    # one copy per name, whichever component asked first
-    seen: dict[str, SecretRef] = {}
-    for r in refs:
-        seen.setdefault(r.name, r)
-    return list(seen.values())
 
 
 def copy_manifest(source: dict[str, Any], namespace: str, labels: dict[str, str]) -> dict[str, Any]:
@@ -128,9 +98,6 @@ def roll_on_rotation(manifests: list[dict[str, Any]], copies: list[dict[str, Any
     """Deployments and StatefulSets reading a copied (referenced) Secret get a pod-template annotation with the
     hash of that Secret's data: a rotated OIDC, S3 or database password rolls the pods that read it from env.
     Generated Secrets never change, so they need none."""
-    import hashlib
-    import json
-
     by_ns: dict[tuple[str, str], dict[str, Any]] = {
         (c["metadata"]["namespace"], c["metadata"]["name"]): c.get("data") or {} for c in copies}
     if not by_ns:

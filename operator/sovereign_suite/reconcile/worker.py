@@ -22,14 +22,16 @@ from .conditions import Findings, conditions
 from .context import OperatorContext
 from .kube import ApiError
 from .pipeline import FINALIZER, PassResult, build_status, cleanup, reconcile
-from .problems import ObjectKey, Severity, SuiteKey, degraded
+from .problems import ObjectKey, SuiteKey, degraded
 from .status import now, same_status
 
 log = logging.getLogger("sovereign_suite")
 
 GROUP, VERSION = "sovereignsuite.io", "v1alpha1"
 SUITES = (f"{GROUP}/{VERSION}", "SovereignSuite")
-RETRIED_REASONS = {"Conflict", "Forbidden", "Unauthorized", "ApiError", "Exception", "WatchFailed"}
+# Retried with the key's backoff (1 s doubling to 5 min). A rejected child (422) is Stalled, yet it is retried too:
+# the cause may pass by itself (a NodePort still held by a Service being deleted); at most one try per 5 min.
+RETRIED_REASONS = {"Conflict", "Forbidden", "Unauthorized", "ApiError", "Exception", "WatchFailed", "InvalidChild"}
 
 
 def start(ctx: OperatorContext) -> list[threading.Thread]:
@@ -129,7 +131,7 @@ def _reconcile(ctx: OperatorContext, key: SuiteKey, body: dict[str, Any], trigge
     converged_before = mem.complete_generation == generation
     if result.complete:
         mem.complete_generation = generation
-    failed = [p for p in result.problems if p.severity is Severity.DEGRADED and p.reason in RETRIED_REASONS]
+    failed = [p for p in result.problems if p.reason in RETRIED_REASONS]
     metrics.record_pass(key.namespace, key.name, result, "error" if result.problems else "success", trigger,
                         time.monotonic() - started, converged_before)
     _write_status(ctx, key, body, result.status)
