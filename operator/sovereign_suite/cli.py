@@ -95,6 +95,12 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     return devcli.main(args)
 
 
+def cmd_cloud(args: argparse.Namespace) -> int:
+    from .members import join
+
+    return join.main(args)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .reconcile import runner
 
@@ -132,7 +138,18 @@ def build_parser() -> argparse.ArgumentParser:
     cl = sub.add_parser("cluster", help="local control plane with simulated national clouds")
     cl.add_argument("action", choices=["up", "down", "status"])
     cl.add_argument("--name", default="sovereign-suite", help="cluster name (several can run side by side)")
+    cl.add_argument("--countries", default="", help="up: simulate only these countries' clouds, e.g. FR,DE "
+                    "(default: FR, DE, LU, SE)")
     cl.set_defaults(func=cmd_cluster)
+    cj = sub.add_parser("cloud", help="join a member cluster to the hub for a NationalCloud, or leave")
+    cj.add_argument("action", choices=["join", "leave"])
+    cj.add_argument("cloud", help="the NationalCloud's name on the hub")
+    cj.add_argument("--member-kubeconfig", required=True, help="admin kubeconfig of the member cluster (join: "
+                    "creates the operator's ServiceAccount there; leave: removes it)")
+    cj.add_argument("--hub-kubeconfig", default=None, help="kubeconfig of the hub (default: $KUBECONFIG)")
+    cj.add_argument("--secret-namespace", default="sovereign-suite-system",
+                    help="hub namespace of the kubeconfig Secret (the operator's namespace)")
+    cj.set_defaults(func=cmd_cloud)
 
     run = sub.add_parser("run", help="run the operator (Kopf) in the foreground")
     run.add_argument("-n", "--namespace", action="append", help="watch only these namespaces (repeatable)")

@@ -53,7 +53,7 @@ DRIFT_CORRECTIONS_TOTAL = Counter(
     SUITE)
 
 KNOWN_REASONS = {
-    "InvalidSpec", "UnknownCloud", "MissingSecret", "SecretNotReferenceable", "NamespaceConflict", "InvalidChild",
+    "InvalidSpec", "UnknownCloud", "RemoteCloud", "MissingSecret", "SecretNotReferenceable", "NamespaceConflict", "InvalidChild",
     "Conflict", "Forbidden", "Unauthorized", "ApiError", "MissingAPI", "InsufficientGPU", "InsufficientGPUMemory",
     "MigrationFailed", "WatchFailed", "Exception",
 }

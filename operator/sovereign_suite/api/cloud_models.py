@@ -121,7 +121,9 @@ class NationalCloudSpec(Model):
         "enforce the Pod Security level privileged). Absent: no suite may use host ports.",
     )
     kubeconfig_secret_ref: KubeconfigSecretRef | None = Field(
-        None, description="For a remote member cluster (validated, not used yet)."
+        None, description="The cloud is a member cluster of its own, reached with this kubeconfig (written by "
+        "`sovereign-suite cloud join`). Push mode is not applied yet: suites with a tenant on such a cloud are "
+        "Stalled (RemoteCloud) rather than placed in the operator's cluster (docs/multi-cluster.md)."
     )
 
     @field_validator("country")

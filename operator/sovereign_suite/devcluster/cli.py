@@ -1,4 +1,4 @@
-"""``sovereign-suite cluster up|down|status [--name NAME]``."""
+"""``sovereign-suite cluster up|down|status [--name NAME] [--countries FR,DE]``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ def main(args) -> int:
     cluster = Cluster(args.name)
     try:
         if args.action == "up":
-            cluster.up(progress=main_progress)
+            countries = [c.strip() for c in (getattr(args, "countries", "") or "").split(",") if c.strip()]
+            cluster.up(progress=main_progress, countries=countries or None)
             print(f"export KUBECONFIG={cluster.kubeconfig}")
         elif args.action == "down":
             cluster.down()

@@ -103,7 +103,8 @@ class Cluster:
         return (self.cluster_dir / "kwok.yaml").exists()
 
     # ---------------------------------------------------------------------------------------
-    def up(self, clouds: bool = True, crds: bool = True, progress=print, attempts: int = 2) -> float:
+    def up(self, clouds: bool = True, crds: bool = True, progress=print, attempts: int = 2,
+           countries: list[str] | None = None) -> float:
         """Start the cluster (or reuse a running one), then create the simulated clouds. Returns seconds taken.
 
         kwokctl picks free ports when it creates a cluster; two clusters created at the same moment can pick the
@@ -112,7 +113,7 @@ class Cluster:
         for attempt in range(1, attempts + 1):
             fresh = not self.exists()
             try:
-                return self._up(clouds, crds, progress)
+                return self._up(clouds, crds, progress, countries)
             except ClusterError as err:
                 if attempt == attempts or not fresh:
                     raise
@@ -120,7 +121,7 @@ class Cluster:
                 self.down()
         raise AssertionError("unreachable")
 
-    def _up(self, clouds: bool, crds: bool, progress) -> float:
+    def _up(self, clouds: bool, crds: bool, progress, countries: list[str] | None = None) -> float:
         start = time.monotonic()
         bins = bin_dir(build=True)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -156,10 +157,15 @@ class Cluster:
             from . import seed
 
             seed.create_storage_class(self.kubeconfig)
-            nodes = seed.create_nodes(self.kubeconfig, load_clouds())
-            progress(f"cluster {self.name}: {nodes} simulated nodes")
+            simulated = load_clouds()
+            wanted = {c.upper() for c in countries} if countries else set(simulated)
+            unknown = sorted(wanted - set(simulated))
+            if unknown:
+                raise ClusterError(f"no simulated cloud for {', '.join(unknown)} (known: {', '.join(sorted(simulated))})")
+            nodes = seed.create_nodes(self.kubeconfig, {c: v for c, v in simulated.items() if c in wanted})
+            progress(f"cluster {self.name}: {nodes} simulated nodes ({', '.join(sorted(wanted))})")
             if crds and EXAMPLE_CLOUDS.exists():
-                seed.apply_national_clouds(self.kubeconfig, EXAMPLE_CLOUDS)
+                seed.apply_national_clouds(self.kubeconfig, EXAMPLE_CLOUDS, countries=wanted)
             seed.wait_nodes_ready(self.kubeconfig)
         took = time.monotonic() - start
         progress(f"cluster {self.name}: ready in {took:.1f} s; KUBECONFIG={self.kubeconfig}")

@@ -127,10 +127,11 @@ def create_nodes(kubeconfig: Path, countries: dict[str, Any]) -> int:
     return len(nodes)
 
 
-def apply_national_clouds(kubeconfig: Path, path: Path) -> None:
+def apply_national_clouds(kubeconfig: Path, path: Path, countries: set[str] | None = None) -> None:
+    """The NationalClouds of ``path`` (only those of ``countries`` when given)."""
     dyn = dynamic.DynamicClient(api_client(kubeconfig))
     for doc in yaml.safe_load_all(path.read_text()):
-        if doc and doc.get("kind") == "NationalCloud":
+        if doc and doc.get("kind") == "NationalCloud" and (countries is None or doc["spec"]["country"] in countries):
             _apply(dyn, doc)
 
 

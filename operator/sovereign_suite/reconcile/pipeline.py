@@ -95,6 +95,8 @@ class Pass:
         except InputError as err:
             return None, [stalled("InvalidSpec", "; ".join(str(p) for p in err.problems))]
         problems = check_suite(suite, self.clouds)
+        if not problems and (remote := remote_cloud_problems(suite, self.clouds)):
+            return None, [stalled("RemoteCloud", "; ".join(str(p) for p in remote))]
         if problems:
             reason = "UnknownCloud" if any("NationalCloud" in p.message for p in problems) else "InvalidSpec"
             extra = [str(p) for p in self.cloud_problems[:3]]
@@ -303,6 +305,19 @@ class Pass:
             requeue = min(requeue or self.ctx.settings.requeue_seconds, self.ctx.settings.requeue_seconds)
         return PassResult(status=status, events=self.events, problems=list(problems), health=health,
                           requeue_after=requeue)
+
+
+def remote_cloud_problems(suite: SovereignSuite, clouds: dict) -> list:
+    """A tenant whose cloud names a member cluster (``kubeconfigSecretRef``, set by ``cloud join``) is never
+    applied to this cluster instead: its Secrets and data would sit in another country's etcd. Until push mode
+    applies it there (docs/multi-cluster.md), the suite is Stalled and nothing is written."""
+    from ..api.validation import Problem as FieldProblem
+
+    return [FieldProblem(f"spec.tenants[{i}].cloud", f"NationalCloud {t.cloud!r} is a member cluster "
+                         "(kubeconfigSecretRef): this "
+                         "operator version applies tenants to its own cluster only, and will not place this tenant's "
+                         "data outside its country's cluster")
+            for i, t in enumerate(suite.spec.tenants) if clouds[t.cloud].spec.kubeconfig_secret_ref is not None]
 
 
 def seconds_since(stamp: str | None) -> float:
