@@ -11,7 +11,7 @@ the allowlist is refused both ways. Then the suite is deleted with ``deletionPol
 and the servers restarted from what the operator re-applied: same signing key, same database, same room.
 
 Needs root (network namespaces), Debian's postgresql and nginx (hack/install-federation-tools.sh, run by
-``make test``) and the Synapse venv of tests/components/test_synapse_config.py. About 35 s on 2 cores
+``make test``) and the Synapse venv of tests/components/test_synapse_config.py. 25 to 32 s on 2 cores
 (plus the session's cluster start, about 10 s).
 """
 
