@@ -10,7 +10,7 @@ CLOUDS ?= manifests/examples/clouds.yaml
 PYTEST_ARGS ?=
 export SOVEREIGN_SUITE_CACHE := $(CACHE)
 
-.PHONY: bench help venv tools prometheus crds render golden test test-unit run cluster-up cluster-down clean-cache
+.PHONY: bench help venv tools prometheus federation-tools crds render golden test test-unit run cluster-up cluster-down clean-cache
 
 help:
 	@echo "make run     local cluster + simulated national clouds + CRDs + example suite + operator (foreground)"
@@ -46,12 +46,16 @@ golden: venv
 test-unit: venv
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
 
-test: venv tools prometheus
+test: venv tools prometheus federation-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 prometheus:
 	@hack/install-prometheus.sh
 	@hack/fetch-test-crds.sh
+
+# Debian's postgresql and nginx for the Matrix federation test (tests/cluster/test_matrix_federation.py)
+federation-tools:
+	@hack/install-federation-tools.sh
 
 cluster-up: venv tools
 	$(VENV)/bin/sovereign-suite cluster up

@@ -30,6 +30,10 @@ from ..helpers import load_example, suite_with
 pytestmark = pytest.mark.slow
 
 SYNAPSE_VERSION = image_tag(Matrix().image).lstrip("v")  # the pinned image's version, e.g. 1.163.2
+# PostgreSQL's driver for the federation test (tests/cluster/test_matrix_federation.py), which runs Synapse on a
+# real PostgreSQL: the image has Synapse's `postgres` extra (psycopg2, built against libpq); the binary wheel needs
+# neither a compiler nor libpq-dev here.
+PSYCOPG2 = "psycopg2-binary==2.9.10"
 DB_PASSWORD = "p@ss: 'w\"rd' # with YAML-hostile characters"
 
 # Runs inside the Synapse venv: load the config exactly as `python -m synapse.app.homeserver ARGS` would
@@ -77,14 +81,14 @@ def _installed(python: Path) -> bool:
     if not python.exists():
         return False
     probe = subprocess.run(
-        [str(python), "-c", "import synapse; print(synapse.__version__)"], capture_output=True, text=True
+        [str(python), "-c", "import psycopg2, synapse; print(synapse.__version__)"], capture_output=True, text=True
     )
     return probe.returncode == 0 and probe.stdout.strip() == SYNAPSE_VERSION
 
 
 @pytest.fixture(scope="session")
 def synapse_python() -> Path:
-    """The Python of a venv with matrix-synapse==<pinned version>, built once and reused."""
+    """The Python of a venv with matrix-synapse==<pinned version> (and psycopg2), built once and reused."""
     venv = _cache_dir() / f"synapse-venv-{SYNAPSE_VERSION}"
     python = venv / "bin" / "python"
     if _installed(python):
@@ -94,7 +98,8 @@ def synapse_python() -> Path:
     partial.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "venv", str(partial)], check=True)
     install = subprocess.run(
-        [str(partial / "bin" / "python"), "-m", "pip", "install", "--quiet", f"matrix-synapse=={SYNAPSE_VERSION}"],
+        [str(partial / "bin" / "python"), "-m", "pip", "install", "--quiet", f"matrix-synapse=={SYNAPSE_VERSION}",
+         PSYCOPG2],
         capture_output=True,
         text=True,
     )
