@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the local control plane's binaries and the GitOps test tools (luahealth, kstatus) from the Go modules
-# under hack/tools/ into a cache outside the repository, once. Prints the bin directory on stdout.
+# Builds the local control plane's binaries, the GitOps test tools (luahealth, kstatus) and the NetworkPolicy
+# evaluator (cyclonus) from the Go modules under hack/tools/ into a cache outside the repository, once. Prints the
+# bin directory on stdout.
 #
 #   hack/build-tools.sh            build what is missing, print the bin dir
 #   hack/build-tools.sh --print    print the bin dir only (no build)
@@ -66,5 +67,9 @@ if [[ "$only" == all || "$only" == gitops ]]; then
   # Argo CD's Lua health check through Argo CD's own code, and Flux's kstatus (tests/test_gitops.py)
   build luahealth luahealth .
   build kstatus kstatus .
+fi
+if [[ "$only" == all || "$only" == netpol ]]; then
+  # Cyclonus evaluates the rendered NetworkPolicies offline (tests/test_network_matrix.py)
+  build cyclonus cyclonus github.com/mattfenwick/cyclonus/cmd/cyclonus
 fi
 echo "$bin"
