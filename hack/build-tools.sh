@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the local control plane's binaries and the GitOps test tools (luahealth, kstatus) from the Go modules
-# under hack/tools/ into a cache outside the repository, once. Prints the bin directory on stdout.
+# Builds the local control plane's binaries, the GitOps test tools (luahealth, kstatus) and the NetworkPolicy
+# evaluator (cyclonus) from the Go modules under hack/tools/ into a cache outside the repository, once. Prints the
+# bin directory on stdout.
 #
 #   hack/build-tools.sh            build what is missing, print the bin dir
 #   hack/build-tools.sh --print    print the bin dir only (no build)
@@ -13,8 +14,14 @@ k8s_version="$(modver kubernetes k8s.io/kubernetes)"
 etcd_version="$(modver etcd go.etcd.io/etcd/server/v3)"
 kwok_version="$(modver kwok sigs.k8s.io/kwok)"
 helm_version="$(modver helm helm.sh/helm/v3)"
-# The cache key changes whenever a pinned version, a go.sum or a tool's own source changes.
-key="$(cat "$tools"/*/go.mod "$tools"/*/go.sum "$tools"/*/*.go | sha256sum | cut -c1-10)"
+# The bin folder's key changes whenever a pinned version, a go.sum or the own source of a control-plane or GitOps
+# tool changes (all of them are rebuilt then: they share module versions). A tool added later carries a key of its
+# own (a stamp beside its binary, see `build`), so that adding one never rebuilds the Kubernetes binaries.
+core=(etcd helm kstatus kubernetes kwok luahealth)
+core_files=()
+for ext in go.mod go.sum; do for m in "${core[@]}"; do core_files+=("$tools/$m/$ext"); done; done
+for m in "${core[@]}"; do for f in "$tools/$m"/*.go; do [[ -e "$f" ]] && core_files+=("$f"); done; done
+key="$(cat "${core_files[@]}" | sha256sum | cut -c1-10)"
 cache="${SOVEREIGN_SUITE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sovereign-suite}"
 bin="$cache/bin/${k8s_version}-${key}"
 
@@ -31,11 +38,16 @@ minor="$(echo "$k8s_version" | cut -d. -f2)"
 
 build() { # name module package ldflags...
   local name="$1" mod="$2" pkg="$3"; shift 3
-  if [[ -x "$bin/$name" ]]; then log "$name: cached"; return; fi
+  local stamp=""
+  if [[ ! " ${core[*]} " == *" $mod "* ]]; then  # a tool outside the bin folder's key: a stamp of its own
+    stamp="$bin/.$name-$(cat "$tools/$mod"/go.mod "$tools/$mod"/go.sum | sha256sum | cut -c1-10)"
+  fi
+  if [[ -x "$bin/$name" && ( -z "$stamp" || -e "$stamp" ) ]]; then log "$name: cached"; return; fi
   local start=$SECONDS
   log "$name: building $pkg (first build of the Kubernetes binaries takes 10-30 min on 2 cores)"
   (cd "$tools/$mod" && go build -trimpath -tags selinux,notest -ldflags "-s -w $*" -o "$bin/$name.tmp" "$pkg")
   mv "$bin/$name.tmp" "$bin/$name"
+  [[ -z "$stamp" ]] || { rm -f "$bin/.$name"-*; touch "$stamp"; }
   log "$name: built in $((SECONDS - start)) s"
 }
 
@@ -66,5 +78,9 @@ if [[ "$only" == all || "$only" == gitops ]]; then
   # Argo CD's Lua health check through Argo CD's own code, and Flux's kstatus (tests/test_gitops.py)
   build luahealth luahealth .
   build kstatus kstatus .
+fi
+if [[ "$only" == all || "$only" == netpol ]]; then
+  # Cyclonus evaluates the rendered NetworkPolicies offline (tests/test_network_matrix.py)
+  build cyclonus cyclonus github.com/mattfenwick/cyclonus/cmd/cyclonus
 fi
 echo "$bin"

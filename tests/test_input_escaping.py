@@ -112,7 +112,7 @@ def test_ingress_namespace_stays_a_string(namespace):
     suite = suite_with("two-countries", {"ingressNamespace": namespace})
     _, clouds = load_example("two-countries")
     policy = next(o for o in render_suite(suite, clouds).manifests
-                  if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "allow-ingress-controller")
+                  if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "allow-to-synapse")
     selector = policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]
     assert selector == {"kubernetes.io/metadata.name": namespace}
 

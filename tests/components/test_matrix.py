@@ -270,8 +270,8 @@ def test_synapse_deployment(fr):
     deploy = fr[("Deployment", "synapse")]
     assert deploy["spec"]["replicas"] == 1
     assert deploy["spec"]["strategy"] == {"type": "Recreate"}
-    # the tenancy NetworkPolicy for federation selects Synapse by this label
-    netpol = next(o for o in tenancy.render(fr_context()) if o["metadata"]["name"] == "allow-matrix-federation")
+    # the tenancy NetworkPolicy that lets the ingress controller (and so federation) in selects Synapse by this label
+    netpol = next(o for o in tenancy.render(fr_context()) if o["metadata"]["name"] == "allow-to-synapse")
     pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
     assert netpol["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
     [pod] = pod_specs(deploy)

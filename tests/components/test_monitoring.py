@@ -102,12 +102,15 @@ def test_every_scraped_port_is_a_real_port_and_let_through(objs):
     assert {("synapse", "/_synapse/metrics", 9001), ("matrix-postgres", "/metrics", EXPORTER_PORT),
             ("vllm", "/metrics", 8000), ("jitsi-jvb", "/metrics", 8080)} <= paths
     for name, ns, _, cp in endpoints:
-        [policy] = [o for o in objs if o["kind"] == "NetworkPolicy" and o["metadata"]["namespace"] == ns
-                    and o["metadata"]["name"] == "allow-monitoring"]
-        [rule] = policy["spec"]["ingress"]
-        assert rule["from"] == [{"namespaceSelector": {"matchLabels": {MONITORING_NAMESPACE_LABEL: "true"}}}]
-        assert policy["spec"]["podSelector"] == {}
-        allowed = {p["port"] for p in rule["ports"]}
+        # allow-monitoring (every pod's port named metrics) or allow-monitoring-<pod> (that pod's HTTP port only)
+        policies = [o for o in objs if o["kind"] == "NetworkPolicy" and o["metadata"]["namespace"] == ns
+                    and o["metadata"]["name"] in ("allow-monitoring", f"allow-monitoring-{name}")]
+        allowed = set()
+        for policy in policies:
+            [rule] = policy["spec"]["ingress"]
+            assert rule["from"] == [{"namespaceSelector": {"matchLabels": {MONITORING_NAMESPACE_LABEL: "true"}}}]
+            assert policy["spec"]["podSelector"] in ({}, {"matchLabels": {"app.kubernetes.io/name": name}})
+            allowed |= {p["port"] for p in rule["ports"]}
         assert {cp["containerPort"], cp.get("name")} & allowed, f"{ns}: {name} port {cp} not allowed"
 
 
@@ -167,3 +170,4 @@ def test_policy_ports_follow_the_enabled_components():
              if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "allow-monitoring"
              for ns in [o["metadata"]["namespace"]]}
     assert ports and all(p == ["metrics"] for p in ports.values())
+    assert not [o for o in objs if o["kind"] == "NetworkPolicy" and o["metadata"]["name"].startswith("allow-monitoring-")]

@@ -22,6 +22,7 @@ from .common import (
     Toleration,
 )
 from .models import Tenant
+from .network import Network
 
 
 # --------------------------------------------------------------------------------------------------
@@ -119,6 +120,10 @@ class NationalCloudSpec(Model):
         None,
         description="Host ports suites on this cloud may use (jitsi.jvb.type HostPort, whose namespace must then "
         "enforce the Pod Security level privileged). Absent: no suite may use host ports.",
+    )
+    network: Network = Field(
+        default_factory=Network,
+        description="Endpoints outside the cluster that tenant pods may reach (egress is denied otherwise).",
     )
     kubeconfig_secret_ref: KubeconfigSecretRef | None = Field(
         None, description="The cloud is a member cluster of its own, reached with this kubeconfig (written by "

@@ -35,6 +35,7 @@ from .fieldtypes import (
     ServedName,
 )
 
+from .network import Network
 from .common import (  # noqa: F401 - re-exported: the API's one import point
     API_VERSION,
     COUNTRIES,
@@ -412,6 +413,10 @@ class SovereignSuiteSpec(Model):
     paused: bool = Field(False, description="Stop all writes to the suite's children.")
     ingress_namespace: NamespaceName = Field(
         "ingress-nginx", description="Namespace of the ingress controller allowed through the NetworkPolicies."
+    )
+    network: Network = Field(
+        default_factory=Network,
+        description="Endpoints outside the cluster that tenant pods may reach, added to the NationalCloud's.",
     )
 
     @field_validator("tenants")

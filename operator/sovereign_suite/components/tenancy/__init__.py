@@ -1,10 +1,9 @@
 """Tenant baseline: the namespace of one country and what isolates it.
 
 Namespace ``<suite>-<country>`` with Pod Security ``restricted`` enforced, a ResourceQuota (with the cloud's
-GPU resource), a LimitRange, NetworkPolicies (default deny ingress; allow from the ingress controller's
-namespace, from inside the namespace, Matrix federation from the suite's other tenants only, and, with
-``spec.monitoring.serviceMonitors``, the metrics ports from namespaces labelled ``sovereignsuite.io/monitoring:
-"true"``) and a tenant-admin Role bound to a group.
+GPU resource), a LimitRange, NetworkPolicies (network.py: default deny in both directions, then each
+component's paths, and with ``spec.monitoring.serviceMonitors`` the metrics ports from namespaces labelled
+``sovereignsuite.io/monitoring: "true"``) and a tenant-admin Role bound to a group.
 """
 
 from __future__ import annotations
@@ -14,24 +13,11 @@ from typing import Any
 
 from ...api.host_ports import host_ports_allowed
 from ..base import LABEL_COUNTRY, LABEL_SUITE, RenderContext, render_template
-from ..jitsi import JVB_HTTP_PORT
-from ..llm import VLLM_PORT
+from . import network
 
 HERE = str(Path(__file__).parent)
 COMPONENT = "tenancy"
-MONITORING_NAMESPACE_LABEL = "sovereignsuite.io/monitoring"
-
-
-def monitoring_ports(ctx: RenderContext) -> list[str | int]:
-    """The ports Prometheus scrapes, when the monitoring objects are rendered (none otherwise)."""
-    if not ctx.service_monitors:
-        return []
-    ports: list[str | int] = ["metrics"]  # Synapse 9001, the embedded databases' exporter 9187
-    if ctx.components.jitsi.enabled:
-        ports.append(JVB_HTTP_PORT)
-    if ctx.components.llm.enabled and ctx.components.llm.models:
-        ports.append(VLLM_PORT)
-    return ports
+from .network import MONITORING_NAMESPACE_LABEL  # noqa: F401 - re-exported for the tests and docs
 
 
 def pod_security_level(ctx: RenderContext) -> str:
@@ -46,7 +32,7 @@ def pod_security_level(ctx: RenderContext) -> str:
 
 
 def render(ctx: RenderContext) -> list[dict[str, Any]]:
-    return render_template(
+    return network.render(ctx) + render_template(
         HERE,
         "tenancy.yaml.j2",
         ctx=ctx,
@@ -63,7 +49,4 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         admin_group=ctx.tenant.admin_group or f"{ctx.suite_name}-{ctx.country}-admins",
         peer_selector_key=LABEL_SUITE,
         country_key=LABEL_COUNTRY,
-        federation=ctx.components.matrix.enabled and ctx.components.matrix.federation.enabled,
-        monitoring_ports=monitoring_ports(ctx),
-        monitoring_label=MONITORING_NAMESPACE_LABEL,
     )

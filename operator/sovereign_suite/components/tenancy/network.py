@@ -1,0 +1,207 @@
+"""The tenant's NetworkPolicies (issue 14, network lockdown): deny both directions, then open each path a
+component needs, to the pods and ports that serve it.
+
+Ingress, per serving pod (``app.kubernetes.io/name``): from the ingress controller's namespace only to the
+ports the Ingresses route to; from the in-namespace clients that call it (Postgres from its application,
+Redis from Docs' backend and worker, Prosody and JVB's REST API from the Jitsi pods, vLLM from the LLM
+gateway). With ``spec.monitoring.serviceMonitors``, the monitoring namespace (labelled
+``sovereignsuite.io/monitoring: "true"``, docs/observability.md) reaches the metrics ports only: every container
+port named ``metrics`` (Synapse 9001, the embedded databases' exporter 9187) and, on those pods only, the HTTP
+ports of the servers that publish /metrics on them (JVB 8080, vLLM 8000).
+
+Egress: DNS to kube-system's kube-dns pods; any pod of the own namespace (the serving pod's ingress policy
+decides who gets in); the ingress controller on 443 for the pods that call a public host of the suite
+(Synapse federating with the other tenants, Docs' y-provider asking the backend about access); the CIDRs the
+NationalCloud and the suite declare per purpose (api/network.py), to the pods of that purpose only. No rule
+reaches the cloud metadata address (declared CIDRs may not contain it) or the API server (CloudNativePG's
+instances excepted, when declared).
+
+Why federation goes through the ingress controller: a homeserver finds another through
+``https://<domain>/.well-known/matrix/server`` = ``matrix.<domain>:443`` (matrix renderer ``well_known``),
+the public host, which the ingress controller serves; there is no direct path between two tenants' pods.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...api.network import merged
+from ..base import RenderContext
+from ..docs import BACKEND_PORT, FRONTEND_PORT, MEDIA_PORT, REDIS_PORT, Y_PROVIDER_PORT
+from ..jitsi import JVB_HTTP_PORT, PROSODY_PORTS, WEB_PORT
+from ..llm import GATEWAY_PORT, VLLM_PORT
+from ..matrix import ELEMENT_PORT, HTTP_PORT as SYNAPSE_PORT
+from ..postgres import CNPG_OPERATOR_PORTS, PORT as POSTGRES_PORT
+
+NAME = "app.kubernetes.io/name"
+MONITORING_NAMESPACE_LABEL = "sovereignsuite.io/monitoring"
+MONITORING = {"namespaceSelector": {"matchLabels": {MONITORING_NAMESPACE_LABEL: "true"}}}
+CNPG_CLUSTER = "cnpg.io/cluster"
+# CoreDNS keeps the kube-dns label for compatibility (kubernetes/kubernetes cluster/addons/dns/coredns/coredns.yaml.base).
+DNS_PEER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+}
+INGRESS_CONTROLLER_PORT = 443  # the public hosts are https on 443 (well-known server file, Ingress TLS)
+JITSI_PODS = ("jitsi-web", "jitsi-jicofo", "jitsi-jvb")
+DOCS_DB_CLIENTS = ("docs-backend", "docs-worker", "docs-migrate")
+
+
+def _ports(*ports: int, protocol: str = "TCP") -> list[dict[str, Any]]:
+    return [{"protocol": protocol, "port": p} for p in ports]
+
+
+def _names(names: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    return {"matchExpressions": [{"key": NAME, "operator": "In", "values": sorted(set(names))}]}
+
+
+def _policy(ctx: RenderContext, name: str, selector: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    types = [t for t, key in (("Ingress", "ingress"), ("Egress", "egress")) if key in spec]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": ctx.namespace, "labels": ctx.labels("tenancy")},
+        "spec": {"podSelector": selector, "policyTypes": types, **spec},
+    }
+
+
+def _databases(ctx: RenderContext) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(database object name, mode, client pods) of each enabled component's PostgreSQL."""
+    out = []
+    if ctx.components.matrix.enabled:
+        out.append(("matrix-postgres", ctx.components.matrix.postgres.mode, ("synapse",)))
+    if ctx.components.docs.enabled:
+        out.append(("docs-postgres", ctx.components.docs.postgres.mode, DOCS_DB_CLIENTS))
+    return out
+
+
+def servers(ctx: RenderContext) -> list[tuple[str, dict[str, Any], list[int], list[tuple[tuple[str, ...], list[int]]]]]:
+    """(policy name, pod selector, ports routed from the ingress controller, [(client pods, ports)])."""
+    c = ctx.components
+    out: list[tuple[str, dict[str, Any], list[int], list[tuple[tuple[str, ...], list[int]]]]] = []
+
+    def pod(name: str) -> dict[str, Any]:
+        return {"matchLabels": {NAME: name}}
+
+    if c.matrix.enabled:
+        out.append(("synapse", pod("synapse"), [SYNAPSE_PORT], []))
+        out.append(("element-web", pod("element-web"), [ELEMENT_PORT], []))
+    if c.docs.enabled:
+        out.append(("docs-frontend", pod("docs-frontend"), [FRONTEND_PORT], []))
+        # the media proxy asks the backend whether a user may read a file (media-nginx.conf.j2, auth_request)
+        out.append(("docs-backend", pod("docs-backend"), [BACKEND_PORT], [(("docs-media",), [BACKEND_PORT])]))
+        out.append(("docs-media", pod("docs-media"), [MEDIA_PORT], []))
+        # the backend calls the y-provider's API (Y_PROVIDER_API_BASE_URL, COLLABORATION_API_URL)
+        out.append(("docs-y-provider", pod("docs-y-provider"), [Y_PROVIDER_PORT],
+                    [(("docs-backend",), [Y_PROVIDER_PORT])]))
+        # REDIS_URL and the Celery broker (docs renderer): the backend, the worker and the migration Job
+        out.append(("docs-redis", pod("docs-redis"), [], [(DOCS_DB_CLIENTS, [REDIS_PORT])]))
+    for db, mode, clients in _databases(ctx):
+        if mode == "embedded":
+            out.append((db, pod(db), [], [(clients, [POSTGRES_PORT])]))
+        elif mode == "cloudnative-pg":
+            # the instances replicate from each other and report status on 8000 (CNPG_OPERATOR_PORTS)
+            cluster = {"matchLabels": {CNPG_CLUSTER: db}}
+            out.append((db, cluster, [], [(clients, [POSTGRES_PORT])]))
+            out.append((f"{db}-instances", cluster, [], [((f"{CNPG_CLUSTER}={db}",), list(CNPG_OPERATOR_PORTS))]))
+    if c.jitsi.enabled:
+        out.append(("jitsi-web", pod("jitsi-web"), [WEB_PORT], []))
+        # XMPP client, BOSH/websocket and the component port: only Jitsi's own pods
+        out.append(("jitsi-prosody", pod("jitsi-prosody"), [], [(JITSI_PODS, sorted(PROSODY_PORTS.values()))]))
+        # JVB's REST/colibri-ws port (the web's nginx proxies /colibri-ws/ to it); media UDP is jitsi-jvb-media
+        out.append(("jitsi-jvb", pod("jitsi-jvb"), [], [(JITSI_PODS, [JVB_HTTP_PORT])]))
+    if c.llm.enabled:
+        out.append(("llm-gateway", pod("llm-gateway"), [GATEWAY_PORT], []))
+        if c.llm.models:
+            out.append(("vllm", pod("vllm"), [], [(("llm-gateway",), [VLLM_PORT])]))
+    return out
+
+
+def _client_peer(clients: tuple[str, ...]) -> dict[str, Any]:
+    if len(clients) == 1 and "=" in clients[0]:  # a label=value selector (CNPG instances)
+        key, value = clients[0].split("=", 1)
+        return {"podSelector": {"matchLabels": {key: value}}}
+    return {"podSelector": _names(clients)}
+
+
+def ingress_policies(ctx: RenderContext) -> list[dict[str, Any]]:
+    controller = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ctx.suite.spec.ingress_namespace}}}
+    out = []
+    for name, selector, routed, clients in servers(ctx):
+        rules = []
+        if routed:
+            rules.append({"from": [controller], "ports": _ports(*routed)})
+        rules += [{"from": [_client_peer(pods)], "ports": _ports(*ports)} for pods, ports in clients]
+        out.append(_policy(ctx, f"allow-to-{name}", selector, ingress=rules))
+    return out + monitoring_policies(ctx)
+
+
+def monitoring_policies(ctx: RenderContext) -> list[dict[str, Any]]:
+    """The metrics ports from the monitoring namespace, when the monitoring objects are rendered."""
+    if not ctx.service_monitors:
+        return []
+    out = [_policy(ctx, "allow-monitoring", {}, ingress=[
+        {"from": [MONITORING], "ports": [{"protocol": "TCP", "port": "metrics"}]}])]
+    # servers whose /metrics is on their HTTP port: that port on those pods only (not every pod's 8000)
+    if ctx.components.jitsi.enabled:
+        out.append(_policy(ctx, "allow-monitoring-jitsi-jvb", {"matchLabels": {NAME: "jitsi-jvb"}}, ingress=[
+            {"from": [MONITORING], "ports": _ports(JVB_HTTP_PORT)}]))
+    if ctx.components.llm.enabled and ctx.components.llm.models:
+        out.append(_policy(ctx, "allow-monitoring-vllm", {"matchLabels": {NAME: "vllm"}}, ingress=[
+            {"from": [MONITORING], "ports": _ports(VLLM_PORT)}]))
+    return out
+
+
+def _purpose_pods(ctx: RenderContext) -> dict[str, dict[str, Any] | None]:
+    """purpose -> pod selector of the pods that may use it (None: no such pod in this tenant)."""
+    c = ctx.components
+    dbs = _databases(ctx)
+    external_db = [p for _, mode, pods in dbs if mode == "external" for p in pods]
+    cnpg = any(mode == "cloudnative-pg" for _, mode, _ in dbs)
+    return {
+        "oidc": _names(["docs-backend"]) if c.docs.enabled and ctx.suite.spec.identity.oidc else None,
+        "s3": _names(["docs-backend", "docs-worker", "docs-media"]) if c.docs.enabled else None,
+        "model_hub": _names(["vllm"]) if c.llm.enabled and c.llm.models else None,
+        "stun_turn": _names(["jitsi-jvb"]) if c.jitsi.enabled else None,
+        "matrix_federation": _names(["synapse"]) if c.matrix.enabled and c.matrix.federation.enabled else None,
+        "databases": _names(external_db) if external_db else None,
+        "api_server": {"matchExpressions": [{"key": CNPG_CLUSTER, "operator": "Exists"}]} if cnpg else None,
+    }
+
+
+def egress_policies(ctx: RenderContext) -> list[dict[str, Any]]:
+    c = ctx.components
+    out = [
+        _policy(ctx, "allow-egress-dns", {}, egress=[
+            {"to": [DNS_PEER], "ports": _ports(53, protocol="UDP") + _ports(53)}]),
+        _policy(ctx, "allow-egress-same-namespace", {}, egress=[{"to": [{"podSelector": {}}]}]),
+    ]
+    public_clients = []
+    if c.matrix.enabled and c.matrix.federation.enabled and ctx.peers:
+        public_clients.append("synapse")
+    if c.docs.enabled:  # COLLABORATION_BACKEND_BASE_URL is the public origin
+        public_clients.append("docs-y-provider")
+    if public_clients:
+        controller = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ctx.suite.spec.ingress_namespace}}}
+        out.append(_policy(ctx, "allow-egress-public-hosts", _names(public_clients), egress=[
+            {"to": [controller], "ports": _ports(INGRESS_CONTROLLER_PORT)}]))
+    declared = merged(ctx.cloud.spec.network, ctx.suite.spec.network)
+    for purpose, selector in _purpose_pods(ctx).items():
+        rules = declared[purpose]
+        if selector is None or not rules:
+            continue
+        egress = [{"to": [{"ipBlock": {"cidr": cidr}} for cidr in r.cidrs],
+                   "ports": [{"protocol": p.protocol, "port": p.port} for p in r.ports]} for r in rules]
+        out.append(_policy(ctx, f"allow-egress-{purpose.replace('_', '-')}", selector, egress=egress))
+    return out
+
+
+def render(ctx: RenderContext) -> list[dict[str, Any]]:
+    deny = [
+        _policy(ctx, "default-deny-ingress", {}, ingress=[]),
+        _policy(ctx, "default-deny-egress", {}, egress=[]),
+    ]
+    for p in deny:  # an empty rule list: nothing allowed (the spec keeps only policyTypes, as before)
+        p["spec"].pop("ingress", None)
+        p["spec"].pop("egress", None)
+    return deny + ingress_policies(ctx) + egress_policies(ctx)

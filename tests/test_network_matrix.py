@@ -1,0 +1,182 @@
+"""The tenants' network matrix, computed by a real NetworkPolicy engine (Cyclonus, tests/netpol_eval.py) from the
+rendered four-country example, compared with the matrix we intend (issue 14, network lockdown). No cluster.
+
+Every (source pod or address) -> (destination pod port or external address) pair is asked; a pair the engine
+allows and the intended matrix does not (or the reverse) fails the test with the list of such pairs.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from sovereign_suite.api.models import SovereignSuite
+from sovereign_suite.components.base import MONITORING_API
+from sovereign_suite.render import render_suite
+
+from .helpers import load_example
+from .netpol_eval import External, Pod, evaluate, namespace_labels, rendered_pods
+
+INGRESS_NS, MONITORING_NS, OTHER_NS = "ingress-nginx", "monitoring", "unrelated"
+
+# Endpoints the suite declares in this test (api/network.py); documentation ranges (RFC 5737).
+DECLARED = {
+    "oidc": {"cidrs": ["192.0.2.0/28"], "ports": [{"port": 443}]},
+    "s3": {"cidrs": ["198.51.100.0/28"], "ports": [{"port": 443}]},
+    "modelHub": {"cidrs": ["203.0.113.0/28"], "ports": [{"port": 443}]},
+    "stunTurn": {"cidrs": ["203.0.113.64/28"], "ports": [{"port": 3478, "protocol": "UDP"}]},
+}
+EXTERNALS = [
+    External("192.0.2.5", (("https", 443, "TCP"),), "oidc"),
+    External("198.51.100.5", (("https", 443, "TCP"),), "s3"),
+    External("203.0.113.5", (("https", 443, "TCP"),), "modelHub"),
+    External("203.0.113.70", (("stun", 3478, "UDP"),), "stunTurn"),
+    External("169.254.169.254", (("http", 80, "TCP"),), "metadata"),  # cloud metadata: never from a tenant
+    External("172.30.0.1", (("https", 6443, "TCP"),), "api-server"),  # the API server's address: never
+    External("8.8.8.8", (("https", 443, "TCP"), ("dns", 53, "UDP")), "internet"),  # undeclared: never
+]
+# Which pods may use each declared purpose (who calls out to it, upstream):
+# oidc: Docs' backend (suitenumerique/docs, mozilla-django-oidc OIDC_OP_* endpoints); s3: Docs' backend and worker
+# (django-storages AWS_S3_ENDPOINT_URL) and the media proxy (media-nginx.conf.j2 proxy_pass); modelHub: vLLM
+# downloads weights (vllm-project/vllm, HF_ENDPOINT / huggingface_hub); stunTurn: JVB (jitsi/jitsi-videobridge
+# reference.conf ice4j STUN mapping harvester, JVB_STUN_SERVERS in docker-jitsi-meet).
+PURPOSE_PODS = {
+    "oidc": {"docs-backend"},
+    "s3": {"docs-backend", "docs-worker", "docs-media"},
+    "modelHub": {"vllm"},
+    "stunTurn": {"jitsi-jvb"},
+}
+
+# Ingress controller -> pod ports the Ingresses route to (container ports behind the Services' target ports).
+ROUTED = {
+    ("synapse", 8008), ("element-web", 8080),  # matrix: /_matrix, /_synapse/client; Element + /.well-known/matrix
+    ("docs-frontend", 8080), ("docs-backend", 8000), ("docs-y-provider", 4444), ("docs-media", 8080),
+    ("jitsi-web", 8000),  # docker-jitsi-meet web image, nginx on 8000 unprivileged
+    ("llm-gateway", 4000),  # LiteLLM's default port (BerriAI/litellm Dockerfile EXPOSE 4000)
+}
+# In-namespace (client, server, port): who calls whom.
+JITSI = ("jitsi-web", "jitsi-jicofo", "jitsi-jvb")
+CLIENTS = {
+    ("synapse", "matrix-postgres", 5432),
+    *((c, s, p) for c in ("docs-backend", "docs-worker", "docs-migrate")
+      for s, p in (("docs-postgres", 5432), ("docs-redis", 6379))),
+    ("docs-media", "docs-backend", 8000),  # media-nginx.conf.j2: auth_request to the backend
+    ("docs-backend", "docs-y-provider", 4444),  # Y_PROVIDER_API_BASE_URL
+    # Prosody: c2s 5222, BOSH/websocket 5280, component 5347 (jitsi/docker-jitsi-meet prosody/rootfs/defaults/
+    # prosody.cfg.lua); JVB's private HTTP 8080 (colibri-ws proxied by the web's nginx, jicofo health): Jitsi only
+    *((c, "jitsi-prosody", p) for c in JITSI for p in (5222, 5280, 5347)),
+    *((c, "jitsi-jvb", 8080) for c in JITSI),
+    ("llm-gateway", "vllm", 8000),  # only the gateway reaches vLLM's OpenAI API
+}
+# Monitoring -> metrics ports: Synapse 9001, the embedded databases' exporter 9187, JVB 8080, vLLM 8000.
+METRICS = {("synapse", 9001), ("matrix-postgres", 9187), ("docs-postgres", 9187), ("jitsi-jvb", 8080), ("vllm", 8000)}
+# Who calls a public host of the suite (the ingress controller on 443): Synapse federating with the other
+# tenants (well-known m.server = matrix.<domain>:443), Docs' y-provider (COLLABORATION_BACKEND_BASE_URL).
+PUBLIC_CLIENTS = {"synapse", "docs-y-provider"}
+
+
+def intended(src, dst, port: int, proto: str, tenants: set[str], media_port: int) -> bool:
+    src_tenant = isinstance(src, Pod) and src.namespace in tenants
+    if isinstance(dst, External):
+        if not src_tenant:
+            return True  # no policy outside the tenants: not ours to restrict
+        return dst.name in PURPOSE_PODS and src.app in PURPOSE_PODS[dst.name]
+    if dst.namespace not in tenants:
+        if not src_tenant:
+            return True
+        if dst.labels.get("k8s-app") == "kube-dns":
+            return port == 53
+        return dst.namespace == INGRESS_NS and port == 443 and src.app in PUBLIC_CLIENTS
+    # destination in a tenant
+    if src_tenant and src.namespace != dst.namespace:
+        return False  # no path between two tenants' pods (federation goes through the ingress controller)
+    if dst.app == "jitsi-jvb" and proto == "UDP" and port == media_port:
+        return True  # media from anywhere (jitsi-jvb-media)
+    if src.namespace == INGRESS_NS:
+        return (dst.app, port) in ROUTED
+    if src.namespace == MONITORING_NS:
+        return (dst.app, port) in METRICS
+    if src.namespace == dst.namespace:
+        return (src.app, dst.app, port) in CLIENTS
+    return False
+
+
+def extra_pods(first_ip: int) -> tuple[list[Pod], dict[str, dict[str, str]]]:
+    def ip(i: int) -> str:
+        return f"10.245.0.{first_ip + i}"
+    pods = [
+        Pod(INGRESS_NS, "ingress-nginx-controller", {"app.kubernetes.io/name": "ingress-nginx"},
+            (("http", 80, "TCP"), ("https", 443, "TCP")), ip(0)),
+        Pod(MONITORING_NS, "prometheus", {"app.kubernetes.io/name": "prometheus"}, (("web", 9090, "TCP"),), ip(1)),
+        Pod("kube-system", "coredns", {"k8s-app": "kube-dns"}, (("dns", 53, "UDP"), ("dns-tcp", 53, "TCP")), ip(2)),
+        Pod(OTHER_NS, "app", {"app.kubernetes.io/name": "app"}, (("http", 8080, "TCP"),), ip(3)),
+    ]
+    ns = {n: {"kubernetes.io/metadata.name": n} for n in (INGRESS_NS, "kube-system", OTHER_NS)}
+    ns[MONITORING_NS] = {"kubernetes.io/metadata.name": MONITORING_NS, "sovereignsuite.io/monitoring": "true"}
+    return pods, ns
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory):
+    suite, clouds = load_example("four-countries")
+    spec = copy.deepcopy(suite.wire())
+    spec["spec"]["monitoring"]["serviceMonitors"] = True
+    spec["spec"]["network"] = {"egress": {k: [v] for k, v in DECLARED.items()}}
+    result = render_suite(SovereignSuite.model_validate(spec), clouds, capabilities=frozenset({MONITORING_API}))
+    objs = result.manifests
+    policies = [o for o in objs if o["kind"] == "NetworkPolicy"]
+    tenant_ns = namespace_labels(objs)
+    pods = rendered_pods(objs)
+    more, more_ns = extra_pods(10)
+    pods += more
+    ns_labels = {**tenant_ns, **more_ns}
+    cases, names = [], {}
+    for dst in pods + EXTERNALS:
+        for pname, port, proto in dst.ports:
+            names[(dst, port, proto)] = pname
+            cases += [(src, dst, port, proto) for src in pods if src is not dst]
+    verdicts = evaluate(policies, cases, ns_labels, names, Path(tmp_path_factory.mktemp("netpol")))
+    media = {p.namespace: port for p in pods if p.app == "jitsi-jvb" for _, port, proto in p.ports if proto == "UDP"}
+    return cases, verdicts, set(tenant_ns), media
+
+
+def _label(end) -> str:
+    return f"{end.namespace}/{end.name}" if isinstance(end, Pod) else f"{end.name}({end.ip})"
+
+
+def test_engine_matrix_is_the_intended_matrix(matrix):
+    cases, verdicts, tenants, media = matrix
+    wrong = [
+        f"{_label(s)} -> {_label(d)}:{port}/{proto}: engine {'allows' if got else 'denies'}"
+        for (s, d, port, proto), got in zip(cases, verdicts)
+        if got != intended(s, d, port, proto, tenants, media.get(getattr(d, "namespace", ""), -1))
+    ]
+    assert not wrong, f"{len(wrong)} of {len(cases)} pairs differ:\n" + "\n".join(sorted(wrong)[:80])
+
+
+def test_no_path_between_tenants_except_federation_through_the_ingress_controller(matrix):
+    cases, verdicts, tenants, _ = matrix
+    allowed = [c for c, ok in zip(cases, verdicts) if ok]
+    across = [c for c in allowed if isinstance(c[0], Pod) and isinstance(c[1], Pod)
+              and c[0].namespace in tenants and c[1].namespace in tenants and c[0].namespace != c[1].namespace]
+    assert not across, [f"{_label(s)} -> {_label(d)}:{p}" for s, d, p, _ in across][:20]
+    # federation: every Synapse reaches the ingress controller on 443, which reaches every Synapse on 8008
+    out = {s.namespace for s, d, p, _ in allowed
+           if isinstance(s, Pod) and s.app == "synapse" and getattr(d, "namespace", "") == INGRESS_NS and p == 443}
+    into = {d.namespace for s, d, p, _ in allowed
+            if isinstance(s, Pod) and s.namespace == INGRESS_NS and getattr(d, "app", "") == "synapse" and p == 8008}
+    assert out == into == tenants
+
+
+def test_no_tenant_pod_reaches_metadata_api_server_or_undeclared_addresses(matrix):
+    cases, verdicts, tenants, _ = matrix
+    leaks = [f"{_label(s)} -> {_label(d)}:{p}" for (s, d, p, _), ok in zip(cases, verdicts)
+             if ok and isinstance(d, External) and d.name in ("metadata", "api-server", "internet")
+             and s.namespace in tenants]
+    assert not leaks, leaks[:20]
+    # and the declared endpoints are really reachable from their pods (the policy is not merely absent)
+    used = {d.name for (s, d, p, _), ok in zip(cases, verdicts) if ok and isinstance(d, External)
+            and s.namespace in tenants}
+    assert used == set(PURPOSE_PODS)
