@@ -163,5 +163,6 @@ class OperatorContext:
         self.stop.set()
         self.queue.shutdown()
         self.cache.stop()
-        self.apply_pool.shutdown(wait=False, cancel_futures=True)
-        self.render_pool.shutdown(wait=False, cancel_futures=True)
+        # running passes finish their current request; none starts (the queue is shut down)
+        self.apply_pool.shutdown(wait=False)
+        self.render_pool.shutdown(wait=False)

@@ -100,6 +100,9 @@ def process(ctx: OperatorContext, key: SuiteKey) -> None:
         else:
             _reconcile(ctx, key, body, trigger, started)
     except Exception as exc:  # noqa: BLE001 - any failure becomes a condition, then a retry with backoff
+        if ctx.stop.is_set():  # shutting down: the pass was cut short, not failed; the next process runs it again
+            log.info("pass of %s interrupted by shutdown", key)
+            return
         log.exception("pass of %s raised", key)
         metrics.record_exception(key.namespace, key.name, trigger, time.monotonic() - started)
         problem = degraded("Exception", f"{type(exc).__name__}: {exc}")
