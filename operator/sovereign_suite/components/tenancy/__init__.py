@@ -4,7 +4,12 @@ Namespace ``<suite>-<country>`` with Pod Security ``restricted`` enforced, a Res
 GPU resource), a LimitRange, NetworkPolicies (default deny ingress; allow from the ingress controller's
 namespace, from inside the namespace, Matrix federation from the suite's other tenants only, and, with
 ``spec.monitoring.serviceMonitors``, the metrics ports from namespaces labelled ``sovereignsuite.io/monitoring:
-"true"``) and a tenant-admin Role bound to a group.
+"true"``) and a RoleBinding that gives the tenant's admin group the ClusterRole ``sovereign-suite-tenant-admin``.
+
+That ClusterRole is the chart's (templates/rbac-tenant-admin.yaml), not rendered here: the operator holds only
+"bind" on it, not the rights it grants (docs/install.md). Its name is fixed so that rendering needs no cluster and
+no setting; the RoleBinding carries the same name (not the former ``tenant-admin``, whose roleRef pointed to a
+Role: a roleRef cannot change, and the old binding is pruned as an orphan instead).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from ..llm import VLLM_PORT
 HERE = str(Path(__file__).parent)
 COMPONENT = "tenancy"
 MONITORING_NAMESPACE_LABEL = "sovereignsuite.io/monitoring"
+TENANT_ADMIN_CLUSTER_ROLE = "sovereign-suite-tenant-admin"  # the chart's sso.tenantAdminRole
 
 
 def monitoring_ports(ctx: RenderContext) -> list[str | int]:
@@ -60,6 +66,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         },
         quota=ctx.tenant.quota,
         gpu_resource=ctx.cloud.spec.gpu.resource_name,
+        admin_role=TENANT_ADMIN_CLUSTER_ROLE,
         admin_group=ctx.tenant.admin_group or f"{ctx.suite_name}-{ctx.country}-admins",
         peer_selector_key=LABEL_SUITE,
         country_key=LABEL_COUNTRY,
