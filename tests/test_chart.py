@@ -1,8 +1,9 @@
 """The Helm chart, the install manifests generated from it, the GitOps manifests and the Dockerfile.
 
 Runs the real helm (built by ``make tools``): ``helm lint``, ``helm template`` in both RBAC modes, the values
-schema. The RBAC is checked against the code it serves (CHILD_KINDS, the tenant-admin Role the operator
-creates); tests/cluster/test_install.py proves on a real API server that it is enough.
+schema. The RBAC is checked against the code it serves (CHILD_KINDS, the kinds the templates produce, the
+tenant-admin ClusterRole the operator binds); tests/cluster/test_install.py proves on a real API server that it
+is enough, and that the operator's token is refused what it no longer holds.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 import yaml
 
 from sovereign_suite.components.base import LABEL_SUITE, LABEL_SUITE_NS
+from sovereign_suite.components.tenancy import TENANT_ADMIN_CLUSTER_ROLE
 from sovereign_suite.reconcile.pipeline import CHILD_KINDS
 
 from .helpers import K8S_SCHEMA_VERSION, ROOT, render_example
@@ -105,13 +107,15 @@ def test_rendered_objects_are_valid_kubernetes(helm, tmp_path, values):
 
 def test_cluster_mode_objects(helm, tmp_path):
     docs = template(helm, tmp_path)
-    assert sorted(d["kind"] for d in docs) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service",
-                                               "ServiceAccount"]
+    assert sorted(d["kind"] for d in docs) == ["ClusterRole", "ClusterRole", "ClusterRoleBinding", "Deployment",
+                                               "Service", "ServiceAccount"]
     binding = of_kind(docs, "ClusterRoleBinding")[0]
     sa = of_kind(docs, "ServiceAccount")[0]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
                                     "namespace": "sovereign-suite-system"}]
-    assert binding["roleRef"]["name"] == of_kind(docs, "ClusterRole")[0]["metadata"]["name"]
+    assert binding["roleRef"]["name"] == "sovereign-suite-operator"
+    assert sorted(r["metadata"]["name"] for r in of_kind(docs, "ClusterRole")) == [
+        "sovereign-suite-operator", TENANT_ADMIN_CLUSTER_ROLE]
 
 
 def test_deployment_is_restricted_and_probed(helm, tmp_path):
@@ -154,9 +158,10 @@ def test_namespaces_mode_watches_and_creates_only_the_listed_namespaces(helm, tm
     assert sorted(r["metadata"]["namespace"] for r in roles) == sorted(["sovereign-suite", *want])
     for binding in of_kind(docs, "RoleBinding"):
         assert binding["subjects"][0]["namespace"] == "sovereign-suite-system"
-    # cluster-wide: reads only
-    (cluster_role,) = of_kind(docs, "ClusterRole")
+    # cluster-wide: reads only, and no pods (those of the tenant namespaces only)
+    (cluster_role,) = [r for r in of_kind(docs, "ClusterRole") if r["metadata"]["name"] != TENANT_ADMIN_CLUSTER_ROLE]
     assert {v for r in cluster_role["rules"] for v in r["verbs"]} <= {"get", "list", "watch"}
+    assert not allowed(cluster_role["rules"], "", "pods")
 
 
 # ---- RBAC: least privilege, derived from the code --------------------------------------------------------
@@ -169,13 +174,24 @@ def test_no_wildcard_anywhere(helm, tmp_path, values):
             for key in ("verbs", "resources", "apiGroups"):
                 assert "*" not in rule.get(key, []), f"{role['kind']} {role['metadata']['name']}: {key} {rule}"
             assert not rule.get("nonResourceURLs"), rule
-            assert not {"escalate", "bind", "impersonate", "update", "deletecollection"} & set(rule["verbs"]), rule
+            assert not {"escalate", "impersonate", "update", "deletecollection"} & set(rule["verbs"]), rule
+            if "bind" in rule["verbs"]:  # only the tenant-admin ClusterRole, named
+                assert rule == {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"],
+                                "verbs": ["bind"], "resourceNames": [TENANT_ADMIN_CLUSTER_ROLE]}, rule
 
 
 def operator_rules(docs: list[dict[str, Any]], namespace: str) -> list[dict[str, Any]]:
     """Every rule that applies to the operator in ``namespace`` (cluster-wide ones included)."""
     rules = [r for d in of_kind(docs, "ClusterRole") for r in d["rules"]]
     return rules + [r for d in of_kind(docs, "Role") if d["metadata"]["namespace"] == namespace for r in d["rules"]]
+
+
+def test_child_kinds_are_the_kinds_the_renderers_produce():
+    """CHILD_KINDS (and so the RBAC) holds what the templates produce, plus the Secrets the operator writes
+    itself (generated passwords, copies of referenced Secrets): no kind that nothing renders."""
+    templates = ROOT / "operator" / "sovereign_suite" / "components"
+    produced = {m for p in templates.rglob("*.j2") for m in re.findall(r"^kind: (\w+)$", p.read_text(), re.M)}
+    assert {k for _, k in CHILD_KINDS} == produced | {"Secret"}
 
 
 @pytest.mark.parametrize("values", [{}, NAMESPACES_MODE], ids=["cluster", "namespaces"])
@@ -192,17 +208,56 @@ def test_rbac_covers_every_child_kind(helm, tmp_path, values):
 
 
 @pytest.mark.parametrize("values", [{}, NAMESPACES_MODE], ids=["cluster", "namespaces"])
-def test_rbac_holds_what_the_tenant_admin_role_grants(helm, tmp_path, values):
-    """Kubernetes lets no one create a Role granting more than they hold (without "escalate")."""
+def test_tenant_admin_is_bound_not_held(helm, tmp_path, values):
+    """The rendered RoleBinding references the chart's ClusterRole, which the operator may bind (Kubernetes'
+    escalation check) without holding what it grants."""
     docs = template(helm, tmp_path, values)
-    rules = operator_rules(docs, "eu-workplace-fr")
-    (tenant_admin,) = [o for o in render_example("two-countries").manifests
-                       if o["kind"] == "Role" and o["metadata"]["namespace"] == "eu-workplace-fr"]
-    for rule in tenant_admin["rules"]:
-        for group in rule["apiGroups"]:
-            for resource in rule["resources"]:
-                missing = set(rule["verbs"]) - allowed(rules, group, resource)
-                assert not missing, f"{group}/{resource}: the operator lacks {sorted(missing)}"
+    operator = [d for d in docs if d["metadata"]["name"] != TENANT_ADMIN_CLUSTER_ROLE]
+    rules = operator_rules(operator, "eu-workplace-fr")
+    (binding,) = [o for o in render_example("two-countries").manifests
+                  if o["kind"] == "RoleBinding" and o["metadata"]["namespace"] == "eu-workplace-fr"]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": TENANT_ADMIN_CLUSTER_ROLE}
+    assert [r for r in rules if "bind" in r["verbs"]] == [
+        {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"],
+         "resourceNames": [TENANT_ADMIN_CLUSTER_ROLE]}]
+    (admin,) = [d for d in of_kind(docs, "ClusterRole") if d["metadata"]["name"] == TENANT_ADMIN_CLUSTER_ROLE]
+    assert allowed(admin["rules"], "", "pods/log") == {"get", "list", "watch"}
+    # what only the tenant admins needed is gone from the operator
+    for group, resource in (("", "pods/log"), ("", "endpoints"), ("apps", "replicasets"),
+                            ("rbac.authorization.k8s.io", "roles")):
+        assert not allowed(rules, group, resource), resource
+    assert allowed(rules, "", "pods") == {"list", "watch"}
+    assert not allowed(rules, "", "events") - {"create"}
+
+
+def test_cloud_join_creates_the_charts_tenant_admin_role_in_a_member(helm, tmp_path):
+    """`sovereign-suite cloud join` creates the same ClusterRole in a member cluster (members/rbac.py)."""
+    from sovereign_suite.members.rbac import TENANT_ADMIN_RULES
+
+    (admin,) = [d for d in of_kind(template(helm, tmp_path), "ClusterRole")
+                if d["metadata"]["name"] == TENANT_ADMIN_CLUSTER_ROLE]
+    assert admin["rules"] == TENANT_ADMIN_RULES
+
+
+def test_tenant_admin_role_can_be_left_to_another_release(helm, tmp_path):
+    docs = template(helm, tmp_path, {"rbac": {"tenantAdminRole": {"create": False}}})
+    assert [d["metadata"]["name"] for d in of_kind(docs, "ClusterRole")] == ["sovereign-suite-operator"]
+
+
+@pytest.mark.parametrize("values", [{}, NAMESPACES_MODE], ids=["cluster", "namespaces"])
+def test_rbac_grants_nothing_the_code_does_not_use(helm, tmp_path, values):
+    """Every resource the operator may touch is a child kind, or one of the reads and writes listed in
+    docs/install.md: no ServiceAccounts, PrometheusRules or Roles, which nothing renders."""
+    docs = [d for d in template(helm, tmp_path, values) if d["metadata"]["name"] != TENANT_ADMIN_CLUSTER_ROLE]
+    granted = {(g, res) for d in docs if d["kind"] in ("Role", "ClusterRole") for r in d["rules"]
+               for g in r["apiGroups"] for res in r["resources"]}
+    children = {(v.rsplit("/", 1)[0] if "/" in v else "", plural(k)) for v, k in CHILD_KINDS}
+    others = {("sovereignsuite.io", "sovereignsuites"), ("sovereignsuite.io", "sovereignsuites/status"),
+              ("sovereignsuite.io", "nationalclouds"), ("apiextensions.k8s.io", "customresourcedefinitions"),
+              ("", "events"), ("", "nodes"), ("", "pods"), ("rbac.authorization.k8s.io", "clusterroles")}
+    assert granted - children - others == set()
+    assert not {("", "serviceaccounts"), ("monitoring.coreos.com", "prometheusrules")} & granted
 
 
 @pytest.mark.parametrize("values", [{}, NAMESPACES_MODE], ids=["cluster", "namespaces"])

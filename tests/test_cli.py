@@ -106,10 +106,10 @@ def test_render_emits_the_tenant_baseline(four_countries):
         # (tests/test_network_matrix.py proves the resulting matrix with a policy engine)
         assert not [n for n in namespaces if n != ns and n in json.dumps(list(policies.values()))]
 
-        (role,) = objs("Role", ns).values()
+        assert not objs("Role", ns)  # the tenant-admin rights are the chart's ClusterRole (docs/install.md)
         (binding,) = objs("RoleBinding", ns).values()
-        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                      "name": role["metadata"]["name"]}
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                      "name": "sovereign-suite-tenant-admin"}
         assert binding["subjects"][0]["name"] == f"{suite.name}-{tenant.country.lower()}-admins"
 
 

@@ -254,3 +254,18 @@ def test_the_strategies_reach_both_outcomes():
 @pytest.mark.parametrize("path", PATCHED, ids=".".join)
 def test_every_patched_path_is_in_the_schema(path):
     assert subschema(*path)
+
+
+# Found by the server-side part (tests/cluster/test_input_property_dryrun.py): accepted here, refused by the
+# API server. Quantities are now checked by the model (the schema's pattern was not enforced by pydantic).
+@pytest.mark.parametrize("value, problem", [("-5261073", "never negative"), (-3, "never negative"),
+                                            ("abc", "not a Kubernetes quantity"),
+                                            ("+.TKeG-6", "not a Kubernetes quantity")])
+def test_quota_quantities_the_api_server_would_refuse(value, problem):
+    spec = copy.deepcopy(example_dict(EXAMPLE)["spec"])
+    spec["tenants"][0]["quota"] = {"memory": value}
+    with pytest.raises(InputError) as err:
+        parse_suite({"apiVersion": "sovereignsuite.io/v1alpha1", "kind": "SovereignSuite",
+                     "metadata": {"name": "eu-workplace", "namespace": "sovereign-suite"}, "spec": spec})
+    assert [p.path for p in err.value.problems] == ["spec.tenants[0].quota.memory"]
+    assert problem in str(err.value.problems[0])

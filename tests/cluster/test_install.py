@@ -26,6 +26,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from sovereign_suite.components.tenancy import TENANT_ADMIN_CLUSTER_ROLE
 from sovereign_suite.devcluster.cluster import bin_dir
 from sovereign_suite.reconcile.kube import Kube
 
@@ -228,8 +229,10 @@ def test_namespaces_scope_serves_listed_namespaces_only(cluster, api, core, name
               "tenants": [{"suite": suite_name, "suiteNamespace": namespace, "countries": ["FR", "DE"]}],
               "operator": {"driftInterval": 3, "metricsPort": free_port(), "livenessPort": free_port()}}
     docs = helm_template(name, release_ns, values, tmp_path)
-    assert not [d for d in docs if d["kind"] == "ClusterRole" and any(
-        set(r["verbs"]) - {"get", "list", "watch"} for r in d["rules"])], "namespaces mode: cluster-wide reads only"
+    # cluster-wide reads only (the tenant-admin ClusterRole is bound to the tenants' admin groups, not the operator)
+    assert not [d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] != TENANT_ADMIN_CLUSTER_ROLE
+                and any(set(r["verbs"]) - {"get", "list", "watch"} for r in d["rules"])], \
+        "namespaces mode: cluster-wide reads only"
     deployment = install(cluster, docs)
     assert f"--namespace={namespace}" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     sa = deployment["spec"]["template"]["spec"]["serviceAccountName"]

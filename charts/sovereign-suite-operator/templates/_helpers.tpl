@@ -61,32 +61,39 @@ Tenant namespaces (scope namespaces): "<suite>-<country in lower case>", the ope
 {{/*
 RBAC, derived from the code (docs/install.md, "What the operator may do"). No wildcard anywhere.
 
-sso.rules.children: the namespaced kinds of reconcile/pipeline.py CHILD_KINDS. The operator watches them by
-label (list, watch: its cache), reads some (get), applies them server-side (patch, and create when absent),
-deletes orphans (delete). Plus what the tenant-admin Role it creates grants (components/tenancy): Kubernetes refuses
-to let anyone create a Role granting more than they hold, so the operator holds those read rights (watch,
-pods/log, endpoints, replicasets, pods delete) rather than the "escalate" and "bind" verbs, which would let
-it grant anything.
+sso.tenantAdminRole: the ClusterRole that the tenant-admin RoleBinding of every tenant namespace references
+(components/tenancy TENANT_ADMIN_CLUSTER_ROLE: a fixed, well-known name, so that `sovereign-suite render` needs
+no cluster and no setting). The chart ships it; the operator may only bind it (sso.rules.bindTenantAdmin).
+*/}}
+{{- define "sso.tenantAdminRole" -}}
+sovereign-suite-tenant-admin
+{{- end }}
+
+{{/*
+sso.rules.bindTenantAdmin: Kubernetes lets a subject create a RoleBinding to a role only if it holds every right
+the role grants, or holds "bind" on that role. "bind" restricted by resourceNames to the one tenant-admin
+ClusterRole: the operator can hand out exactly those read rights, to the tenant's admin group, and no others;
+it holds none of them itself (pods/log, endpoints, replicasets, pods delete).
+*/}}
+{{- define "sso.rules.bindTenantAdmin" -}}
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [clusterroles]
+  verbs: [bind]
+  resourceNames: [{{ include "sso.tenantAdminRole" . }}]
+{{- end }}
+
+{{/*
+sso.rules.children: the namespaced kinds of reconcile/pipeline.py CHILD_KINDS, the kinds the renderers produce.
+The operator watches them by label (list, watch: its cache), reads some (get), applies them server-side (patch,
+and create when absent), deletes orphans (delete).
 */}}
 {{- define "sso.rules.children" -}}
 - apiGroups: [""]
-  resources: [configmaps, persistentvolumeclaims, services]
+  resources: [configmaps, persistentvolumeclaims, services, secrets, resourcequotas, limitranges]
   verbs: [get, list, watch, create, patch, delete]
-- apiGroups: [""]
-  resources: [secrets, serviceaccounts, resourcequotas, limitranges]
-  verbs: [get, list, watch, create, patch, delete]
-- apiGroups: [""]
-  resources: [pods]
-  verbs: [get, list, watch, delete]
-- apiGroups: [""]
-  resources: [pods/log, endpoints, events]
-  verbs: [get, list, watch]
 - apiGroups: [apps]
   resources: [deployments, statefulsets]
   verbs: [get, list, watch, create, patch, delete]
-- apiGroups: [apps]
-  resources: [replicasets]
-  verbs: [get, list, watch]
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create, patch, delete]
@@ -94,7 +101,7 @@ it grant anything.
   resources: [networkpolicies, ingresses]
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [rbac.authorization.k8s.io]
-  resources: [roles, rolebindings]
+  resources: [rolebindings]
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
@@ -103,8 +110,19 @@ it grant anything.
   resources: [clusters]
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [monitoring.coreos.com]
-  resources: [servicemonitors, podmonitors, prometheusrules]
+  resources: [servicemonitors, podmonitors]
   verbs: [get, list, watch, create, patch, delete]
+{{- end }}
+
+{{/*
+sso.rules.pods: the operator's cache watches pods that are not finished (reconcile/cache.py): the scheduler's
+reasons for its own pending pods, and the GPUs that pods hold on GPU nodes. Cluster-wide in mode cluster; in
+mode namespaces only in the tenant namespaces (GPU accounting then sees only those pods: docs/gpu-scheduling.md).
+*/}}
+{{- define "sso.rules.pods" -}}
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list, watch]
 {{- end }}
 
 {{/*
@@ -131,8 +149,7 @@ it references into the tenants (secrets get) and post Events on it (events creat
 sso.rules.clusterRead: cluster-scoped reads, in both modes. NationalClouds are cluster-scoped (Kopf watches
 them, every pass lists them); Kopf lists and watches CRDs to notice API changes, and namespaces when it
 serves a list of namespaces; the pipeline lists namespaces by label to find a suite's tenants and reads a
-namespace before creating it; GPU placement (reconcile/gpu.py) lists GPU nodes and the pods bound to them,
-in every namespace, to count free GPUs.
+namespace before creating it; GPU placement (reconcile/gpu.py) watches nodes for their allocatable GPUs.
 */}}
 {{- define "sso.rules.clusterRead" -}}
 - apiGroups: [sovereignsuite.io]
@@ -145,6 +162,6 @@ in every namespace, to count free GPUs.
   resources: [namespaces]
   verbs: [get, list, watch]
 - apiGroups: [""]
-  resources: [nodes, pods]
+  resources: [nodes]
   verbs: [list, watch]
 {{- end }}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from .fieldtypes import LabelKey
@@ -20,7 +20,11 @@ API_VERSION = f"{GROUP}/{VERSION}"
 DNS_NAME_RE = re.compile(r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$")
 DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 EXTENDED_RESOURCE_PATTERN = r"^[a-z0-9.-]+/[a-zA-Z0-9._-]+$"
-QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+# Kubernetes' quantity grammar (resource.Quantity: a number, then one binary-SI, decimal-SI or exponent
+# suffix), without the leading "-": every quantity here is a size or an amount. The looser pattern of
+# Kubernetes' OpenAPI accepted "+.TKeG-6" and "-5261073", which the API server refuses (found by
+# tests/cluster/test_input_property_dryrun.py).
+QUANTITY_PATTERN = r"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[numkMGTPE]|[eE][-+]?[0-9]+)?$"
 HOST_PORT_PATTERN = r"^[a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?:[0-9]{1,5}$"
 
 # ISO 3166-1 alpha-2 codes of the countries that can host a tenant (EU/EEA, Switzerland, the UK).
@@ -29,9 +33,19 @@ COUNTRIES = (
     "AT BE BG CH CY CZ DE DK EE ES FI FR GB GR HR HU IE IS IT LI LT LU LV MT NL NO PL PT RO SE SI SK"
 ).split()
 
+def _quantity(value: str | int) -> str | int:
+    """The pattern above is in the schema only (json_schema_extra): checked here, for strings and integers."""
+    if (isinstance(value, int) and value < 0) or (isinstance(value, str) and value.startswith("-")):
+        raise ValueError(f"{value}: a quantity here is a size or an amount, never negative")
+    if isinstance(value, str) and not re.fullmatch(QUANTITY_PATTERN, value):
+        raise ValueError(f"{value!r}: not a Kubernetes quantity (e.g. 500m, 2, 10Gi)")
+    return value
+
+
 Quantity = Annotated[
     str | int,
     Field(json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN}),
+    AfterValidator(_quantity),
 ]
 Country = Annotated[
     str,

@@ -151,7 +151,7 @@ ImageRef = Annotated[str, Field(min_length=1, max_length=512, pattern=IMAGE_PATT
 def _not_system_group(value: str) -> str:
     if value.startswith("system:"):
         raise ValueError(
-            f"{value!r} is a Kubernetes system group (system:*): binding tenant-admin to it would give the Role to "
+            f"{value!r} is a Kubernetes system group (system:*): binding tenant-admin to it would give its rights to "
             "every member (system:authenticated is every signed-in user)"
         )
     if CONTROL_RE.search(value):

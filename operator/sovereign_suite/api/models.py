@@ -373,7 +373,8 @@ class Tenant(Model):
         "nor added or removed after creation (Synapse's server_name).",
     )
     admin_group: AdminGroup | None = Field(
-        None, description="Group bound to the tenant-admin Role; default <suite>-<cc>-admins. Not a system: group."
+        None, description="Group given the ClusterRole sovereign-suite-tenant-admin in the tenant namespace; default "
+        "<suite>-<cc>-admins. Not a system: group."
     )
     quota: Quota = Field(default_factory=Quota)
     components: dict[str, Any] = Field(

@@ -2,7 +2,8 @@
 cluster, or take it back — like ``argocd cluster add`` or ``karmadactl join``.
 
 join, in the member: a namespace ``sovereign-suite-system``, a ServiceAccount ``sovereign-suite-hub``, a ClusterRole
-with only what the tenants' objects need (members/rbac.py) bound to it, and a long-lived token Secret (type
+with only what the tenants' objects need (members/rbac.py) bound to it, the tenant-admin ClusterRole the tenants'
+RoleBindings reference (as the chart creates it in the hub), and a long-lived token Secret (type
 ``kubernetes.io/service-account-token``, filled by the member's own token controller); on the hub: a Secret
 ``<cloud>-kubeconfig`` (key ``kubeconfig``: the member's API server, its CA, the token) and the NationalCloud's
 ``spec.kubeconfigSecretRef`` pointing at it. The NationalCloud must exist on the hub first: nothing is written
@@ -22,7 +23,8 @@ import yaml
 from kubernetes import client as k8s_client, config as k8s_config
 
 from ..reconcile.kube import ApiError, Kube
-from .rbac import member_rules
+from ..components.tenancy import TENANT_ADMIN_CLUSTER_ROLE
+from .rbac import TENANT_ADMIN_RULES, member_rules
 
 MANAGER = "sovereign-suite-cloud-join"
 MEMBER_NAMESPACE = "sovereign-suite-system"
@@ -51,6 +53,8 @@ def member_objects(cloud: str) -> list[dict[str, Any]]:
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SERVICE_ACCOUNT, **meta}},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
          "metadata": {"name": CLUSTER_ROLE, "labels": labels}, "rules": member_rules()},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": TENANT_ADMIN_CLUSTER_ROLE, "labels": labels}, "rules": TENANT_ADMIN_RULES},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
          "metadata": {"name": CLUSTER_ROLE, "labels": labels},
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": CLUSTER_ROLE},

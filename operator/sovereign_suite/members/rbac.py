@@ -3,13 +3,15 @@
 Derived from the code it serves, not written twice: every kind a renderer produces (reconcile/pipeline.py
 CHILD_KINDS) with the verbs the pipeline uses on it (list and watch for its cache, get, patch for server-side
 apply and the field-manager hand-over, create for namespaces and generated Secrets, delete for pruning), the
-Nodes and Pods it watches (GPU capacity, scheduler reasons), and the rules of the tenant-admin Role the tenancy
-renderer creates (Kubernetes lets no one grant in a Role more than they hold).
+Nodes and Pods it watches (GPU capacity, scheduler reasons), and "bind" on the one tenant-admin ClusterRole the
+tenants' RoleBindings reference (never the rights that role grants).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from ..components.tenancy import TENANT_ADMIN_CLUSTER_ROLE
 
 CHILD_VERBS = ["get", "list", "watch", "create", "patch", "delete"]
 READ_VERBS = ["get", "list", "watch"]
@@ -29,22 +31,17 @@ def _group(api_version: str) -> str:
     return api_version.rsplit("/", 1)[0] if "/" in api_version else ""
 
 
-def tenant_admin_rules() -> list[dict[str, Any]]:
-    """The rules of the Roles the tenancy renderer produces (rendered for a sample suite, offline)."""
-    from ..api.models import NationalCloud, SovereignSuite
-    from ..components.base import build_contexts
-    from ..components.tenancy import render
-
-    suite = SovereignSuite.model_validate({
-        "apiVersion": "sovereignsuite.io/v1alpha1", "kind": "SovereignSuite",
-        "metadata": {"name": "sample", "namespace": "sample"},
-        "spec": {"domain": "sample.example.eu", "tenants": [{"country": "FR", "cloud": "sample"}],
-                 "components": {"docs": {"enabled": False}}}})
-    cloud = NationalCloud.model_validate({
-        "apiVersion": "sovereignsuite.io/v1alpha1", "kind": "NationalCloud", "metadata": {"name": "sample"},
-        "spec": {"country": "FR", "provider": "sample", "regions": ["sample-1"]}})
-    (ctx,) = build_contexts(suite, {"sample": cloud})
-    return [rule for obj in render(ctx) if obj["kind"] == "Role" for rule in obj.get("rules") or []]
+# What a tenant's admin group may do in its namespace: the rules of the chart's ClusterRole
+# sovereign-suite-tenant-admin (templates/rbac-tenant-admin.yaml), which join creates in a member too (the tenant
+# namespaces' RoleBindings reference it there). tests/test_chart.py checks both are the same.
+TENANT_ADMIN_RULES: list[dict[str, Any]] = [
+    {"apiGroups": [""], "resources": ["pods", "pods/log", "services", "endpoints", "configmaps",
+                                       "persistentvolumeclaims", "events"], "verbs": READ_VERBS},
+    {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "replicasets"], "verbs": READ_VERBS},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": READ_VERBS},
+    {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "networkpolicies"], "verbs": READ_VERBS},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]},
+]
 
 
 def member_rules() -> list[dict[str, Any]]:
@@ -55,4 +52,7 @@ def member_rules() -> list[dict[str, Any]]:
         by_group.setdefault(_group(api_version), []).append(plural(kind))
     rules = [{"apiGroups": [g], "resources": sorted(r), "verbs": CHILD_VERBS} for g, r in sorted(by_group.items())]
     rules.append({"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": READ_VERBS})
-    return rules + tenant_admin_rules()
+    # the tenant-admin RoleBindings it renders: "bind" on that one ClusterRole, not the rights it grants
+    rules.append({"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"],
+                  "resourceNames": [TENANT_ADMIN_CLUSTER_ROLE]})
+    return rules

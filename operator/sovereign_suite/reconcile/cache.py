@@ -5,8 +5,11 @@
   Objects are indexed by their suite (labels), so a pass finds its children without scanning.
 - Tenant namespaces: every Namespace labelled ``sovereignsuite.io/suite`` (the operator's, and those a platform
   team created for the namespace-scoped mode).
-- Pods (not Succeeded/Failed) and Nodes, cluster-wide: the scheduler's reasons for pending pods, and the GPUs
-  in use on each national cloud's GPU nodes.
+- Pods (not Succeeded/Failed): the scheduler's reasons for pending pods, and the GPUs in use on each national
+  cloud's GPU nodes. Cluster-wide; in the namespace-scoped mode only in the tenant namespaces, like the children
+  (the chart grants no cluster-wide pod reads there), so GPU accounting sees only those pods
+  (docs/gpu-scheduling.md, "Namespace-scoped mode").
+- Nodes, cluster-wide: the allocatable GPUs.
 - Referenced Secrets: those labelled ``sovereignsuite.io/referenceable=true`` (their owners opt in).
 A change of a child or of one of the suite's pods enqueues the suite (``on_suite_change``).
 
@@ -135,9 +138,7 @@ class ClusterCache:
         self._started = False
         self.tenant_namespaces = Informer(kube, "v1", "Namespace", strip=strip_namespace, label_selector=LABEL_SUITE,
                                           on_event=self._namespace_event)
-        self.pods = Informer(kube, "v1", "Pod", strip=strip_pod,
-                             field_selector="status.phase!=Succeeded,status.phase!=Failed",
-                             on_event=self._pod_event)
+        self._pods: dict[str, Informer] = {}  # by namespace ("": cluster-wide)
         self.nodes = Informer(kube, "v1", "Node", strip=strip_node)
         self.referenceable = [Informer(kube, "v1", "Secret", strip=keep_whole, namespace=ns or None,
                                        label_selector=f"{LABEL_REFERENCEABLE}=true", on_event=self._secret_event)
@@ -146,12 +147,22 @@ class ClusterCache:
     # ---- life ---------------------------------------------------------------------------------
     def start(self) -> ClusterCache:
         self._started = True
-        for inf in (self.tenant_namespaces, self.pods, self.nodes, *self.referenceable):
+        for inf in (self.tenant_namespaces, self.nodes, *self.referenceable):
             inf.start()
         if not self.namespaces:
+            self._start_pods("")
             for api_version, kind in self.child_kinds:
                 self._start_child(api_version, kind, "")
         return self
+
+    def _start_pods(self, namespace: str) -> None:
+        with self._lock:
+            if namespace in self._pods:
+                return
+            inf = Informer(self.kube, "v1", "Pod", strip=strip_pod, namespace=namespace or None,
+                           field_selector="status.phase!=Succeeded,status.phase!=Failed", on_event=self._pod_event)
+            self._pods[namespace] = inf
+        inf.start()
 
     def _start_child(self, api_version: str, kind: str, namespace: str) -> None:
         key = (api_version, kind, namespace)
@@ -166,13 +177,14 @@ class ClusterCache:
 
     def stop(self) -> None:
         with self._lock:
-            informers = list(self._children.values())
-        for inf in (self.tenant_namespaces, self.pods, self.nodes, *self.referenceable, *informers):
+            informers = [*self._pods.values(), *self._children.values()]
+        for inf in (self.tenant_namespaces, self.nodes, *self.referenceable, *informers):
             inf.stop()
 
     def informers(self) -> list[Informer]:
         with self._lock:
-            return [self.tenant_namespaces, self.pods, self.nodes, *self.referenceable, *self._children.values()]
+            return [self.tenant_namespaces, self.nodes, *self.referenceable, *self._pods.values(),
+                    *self._children.values()]
 
     def wait_synced(self, timeout: float = 60.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -212,6 +224,7 @@ class ClusterCache:
             # serves (a platform team created them, with the operator's rights there)
             for api_version, kind in self.child_kinds:
                 self._start_child(api_version, kind, new["metadata"]["name"])
+            self._start_pods(new["metadata"]["name"])
 
     def _pod_event(self, type_: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         suite = suite_of(new) or suite_of(old)
@@ -232,8 +245,16 @@ class ClusterCache:
         with self._lock:
             return dict(self._index.get(suite) or {})
 
+    def pods(self) -> list[dict[str, Any]]:
+        """Every pod the cache watches (cluster-wide, or those of the tenant namespaces)."""
+        with self._lock:
+            informers = list(self._pods.values())
+        return [p for inf in informers for p in inf.items()]
+
     def pods_in(self, namespace: str) -> list[dict[str, Any]]:
-        return [p for p in self.pods.items() if p["metadata"].get("namespace") == namespace]
+        with self._lock:
+            inf = self._pods.get(namespace) or self._pods.get("")
+        return [p for p in inf.items() if p["metadata"].get("namespace") == namespace] if inf else []
 
     def referenced_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         for inf in self.referenceable:
@@ -255,7 +276,8 @@ class ClusterCache:
         be stale, and the suite says so (Degraded, WatchFailed). ``namespaces``: the suite's tenant namespaces."""
         with self._lock:
             children = [i for (_, _, ns), i in self._children.items() if not ns or ns in namespaces]
-        return [f"{i!r}: {i.last_error}" for i in (self.tenant_namespaces, self.pods, self.nodes, *children)
+            pods = [i for ns, i in self._pods.items() if not ns or ns in namespaces]
+        return [f"{i!r}: {i.last_error}" for i in (self.tenant_namespaces, *pods, self.nodes, *children)
                 if i.last_error]
 
     def stats(self) -> dict[str, int]:

@@ -90,7 +90,7 @@ def observe(cache: ClusterCache, cloud: NationalCloud) -> Capacity:
     gpu = cloud.spec.gpu
     regions = set(cloud.spec.regions)
     pods_by_node: dict[str, list[dict[str, Any]]] = {}
-    for pod in cache.pods.items():
+    for pod in cache.pods():
         pods_by_node.setdefault((pod.get("spec") or {}).get("nodeName") or "", []).append(pod)
     nodes = []
     for node in sorted(cache.nodes.items(), key=lambda n: n["metadata"]["name"]):

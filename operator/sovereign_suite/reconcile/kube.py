@@ -93,6 +93,10 @@ class Kube:
         headers = {"Accept": "application/json", "Content-Type": content_type, "User-Agent": self.user_agent}
         self.api.update_params_for_auth(headers, None, ["BearerToken"], None, method, body)
         verb = "APPLY" if content_type == "application/apply-patch+yaml" else method
+        if verb == "APPLY" and isinstance(body, dict):
+            # The API server parses an apply body as YAML; json.dumps' default \uXXXX surrogate pairs (characters
+            # outside the BMP) are not valid YAML escapes and were refused with 400. Raw UTF-8 is valid YAML.
+            body = json.dumps(body, ensure_ascii=False).encode()
         attempt = 0
         while True:
             with self._lock:

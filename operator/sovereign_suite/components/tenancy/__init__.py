@@ -3,7 +3,13 @@
 Namespace ``<suite>-<country>`` with Pod Security ``restricted`` enforced, a ResourceQuota (with the cloud's
 GPU resource), a LimitRange, NetworkPolicies (network.py: default deny in both directions, then each
 component's paths, and with ``spec.monitoring.serviceMonitors`` the metrics ports from namespaces labelled
-``sovereignsuite.io/monitoring: "true"``) and a tenant-admin Role bound to a group.
+``sovereignsuite.io/monitoring: "true"``) and a RoleBinding that gives the tenant's admin group the ClusterRole
+``sovereign-suite-tenant-admin``.
+
+That ClusterRole is the chart's (templates/rbac-tenant-admin.yaml), not rendered here: the operator holds only
+"bind" on it, not the rights it grants (docs/install.md). Its name is fixed so that rendering needs no cluster and
+no setting; the RoleBinding carries the same name (not the former ``tenant-admin``, whose roleRef pointed to a
+Role: a roleRef cannot change, and the old binding is pruned as an orphan instead).
 """
 
 from __future__ import annotations
@@ -12,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from ...api.host_ports import host_ports_allowed
-from ..base import LABEL_COUNTRY, LABEL_SUITE, RenderContext, render_template
+from ..base import RenderContext, render_template
 from . import network
 
 HERE = str(Path(__file__).parent)
 COMPONENT = "tenancy"
 from .network import MONITORING_NAMESPACE_LABEL  # noqa: F401 - re-exported for the tests and docs
+
+TENANT_ADMIN_CLUSTER_ROLE = "sovereign-suite-tenant-admin"  # the chart's sso.tenantAdminRole
 
 
 def pod_security_level(ctx: RenderContext) -> str:
@@ -46,7 +54,6 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         },
         quota=ctx.tenant.quota,
         gpu_resource=ctx.cloud.spec.gpu.resource_name,
+        admin_role=TENANT_ADMIN_CLUSTER_ROLE,
         admin_group=ctx.tenant.admin_group or f"{ctx.suite_name}-{ctx.country}-admins",
-        peer_selector_key=LABEL_SUITE,
-        country_key=LABEL_COUNTRY,
     )
