@@ -28,8 +28,10 @@ def _env_float(name: str, default: float) -> float:
 @dataclass(frozen=True)
 class Settings:
     namespaces: tuple[str, ...] = ()  # the suites' namespaces served (empty: all)
-    workers: int = 4  # passes run at once (each pass applies one phase in parallel on the apply pool)
-    apply_workers: int = 8
+    # passes run at once, each applying a phase in parallel on the shared apply pool (bench/many.py: 8 and 16 gave
+    # 143 objects/s at 200 suites, 4 and 8 gave 141: the API server is the limit on 2 cores)
+    workers: int = 8
+    apply_workers: int = 16
     drift_interval: float = 60.0  # every suite is enqueued this often (a safety net: watches trigger the rest)
     requeue_seconds: float = 5.0  # while children roll out and no event comes (e.g. a Job being created)
     child_debounce: float = 0.5  # a burst of child events makes one pass
