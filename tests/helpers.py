@@ -69,3 +69,26 @@ def with_host_ports(clouds: dict[str, NationalCloud], low: int = 10000, high: in
         spec = cloud.spec.model_copy(update={"host_ports": HostPortRange(min=low, max=high)})
         out[name] = cloud.model_copy(update={"spec": spec})
     return out
+
+
+def built_tools(tools: tuple[str, ...], group: str) -> Path:
+    """The folder holding ``tools`` built by hack/build-tools.sh (``SOVEREIGN_SUITE_BIN`` overrides it). Fails under
+    CI=true when one is missing, skips otherwise: building them needs Go and the module proxy."""
+    import os
+    import subprocess
+
+    import pytest
+
+    override = os.environ.get("SOVEREIGN_SUITE_BIN")
+    if override:
+        path = Path(override)
+    else:
+        script = ROOT / "hack" / "build-tools.sh"
+        path = Path(subprocess.run([str(script), "--print"], check=True, capture_output=True, text=True).stdout.strip())
+    missing = [t for t in tools if not (path / t).exists()]
+    if missing:
+        msg = f"missing in {path}: {', '.join(missing)} (run `make tools` or `hack/build-tools.sh {group}`)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg)
+    return path

@@ -10,17 +10,15 @@ the rendered Namespace labels plus ``kubernetes.io/metadata.name`` (set by the A
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-from .helpers import ROOT
+from .helpers import built_tools
 
 WORKLOADS = ("Deployment", "StatefulSet", "Job", "DaemonSet")
 
@@ -46,20 +44,8 @@ class External:
 
 
 def cyclonus_bin() -> Path:
-    """cyclonus from hack/build-tools.sh's cache. Fails under CI=true when missing, skips otherwise (building it
-    needs Go and the module proxy)."""
-    override = os.environ.get("SOVEREIGN_SUITE_BIN")
-    if override:
-        path = Path(override)
-    else:
-        script = ROOT / "hack" / "build-tools.sh"
-        path = Path(subprocess.run([str(script), "--print"], check=True, capture_output=True, text=True).stdout.strip())
-    if not (path / "cyclonus").exists():
-        msg = f"cyclonus missing in {path} (run `make tools` or `hack/build-tools.sh netpol`)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
-    return path / "cyclonus"
+    """cyclonus from hack/build-tools.sh's cache (tests/helpers.py: fails under CI=true when missing)."""
+    return built_tools(("cyclonus",), "netpol") / "cyclonus"
 
 
 def namespace_labels(manifests: list[dict[str, Any]]) -> dict[str, dict[str, str]]:

@@ -21,6 +21,7 @@ import yaml
 
 from sovereign_suite.components.base import LABEL_SUITE, LABEL_SUITE_NS
 from sovereign_suite.components.tenancy import TENANT_ADMIN_CLUSTER_ROLE
+from sovereign_suite.members.rbac import plural
 from sovereign_suite.reconcile.pipeline import CHILD_KINDS
 
 from .helpers import K8S_SCHEMA_VERSION, ROOT, render_example
@@ -75,15 +76,6 @@ def template(helm: str, tmp_path: Path, values: dict[str, Any] | None = None) ->
 
 def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == kind]
-
-
-def plural(kind: str) -> str:
-    low = kind.lower()
-    if low.endswith("y"):
-        return low[:-1] + "ies"
-    if low.endswith("ss"):
-        return low + "es"
-    return low + "s"
 
 
 def allowed(rules: list[dict[str, Any]], group: str, resource: str) -> set[str]:

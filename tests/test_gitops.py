@@ -9,7 +9,6 @@ operator itself; tests/cluster/test_gitops_live.py does the same on a live suite
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .helpers import ROOT
+from .helpers import ROOT, built_tools
 
 ARGOCD = ROOT / "manifests" / "argocd"
 TESTDATA = ARGOCD / "testdata"
@@ -27,21 +26,8 @@ TOOLS = ("luahealth", "kstatus")
 
 
 def gitops_bin() -> Path:
-    """The folder holding luahealth and kstatus (built by hack/build-tools.sh). Fails under CI=true when they
-    are missing, skips otherwise: building them needs Go and the module proxy."""
-    override = os.environ.get("SOVEREIGN_SUITE_BIN")
-    if override:
-        path = Path(override)
-    else:
-        script = ROOT / "hack" / "build-tools.sh"
-        path = Path(subprocess.run([str(script), "--print"], check=True, capture_output=True, text=True).stdout.strip())
-    missing = [t for t in TOOLS if not (path / t).exists()]
-    if missing:
-        msg = f"GitOps tools missing in {path}: {', '.join(missing)} (run `make tools` or `hack/build-tools.sh gitops`)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
-    return path
+    """The folder holding luahealth and kstatus (built by hack/build-tools.sh; tests/helpers.py)."""
+    return built_tools(TOOLS, "gitops")
 
 
 def run(cmd: list, check: bool = True) -> subprocess.CompletedProcess:
