@@ -389,9 +389,11 @@ def test_gateway_routes_each_served_name_to_its_service():
     config = gateway_config(llm.render(contexts()[FR]))
     assert config["model_list"] == [
         {"model_name": "albert-large",
-         "litellm_params": {"model": "hosted_vllm/albert-large", "api_base": "http://vllm-llama-70b:8000/v1"}},
+         "litellm_params": {"model": "hosted_vllm/albert-large", "api_base": "http://vllm-llama-70b:8000/v1",
+                            "api_key": "os.environ/VLLM_API_KEY"}},
         {"model_name": "albert-small",
-         "litellm_params": {"model": "hosted_vllm/albert-small", "api_base": "http://vllm-mistral-small:8000/v1"}},
+         "litellm_params": {"model": "hosted_vllm/albert-small", "api_base": "http://vllm-mistral-small:8000/v1",
+                            "api_key": "os.environ/VLLM_API_KEY"}},
     ]
     assert config["general_settings"] == {"master_key": "os.environ/LITELLM_MASTER_KEY"}
     lu = gateway_config(llm.render(contexts()[LU]))
@@ -443,7 +445,7 @@ def test_gateway_single_replica_has_no_pdb():
 
 def test_secrets_declares_the_master_key():
     ctx = contexts()[FR]
-    (spec,) = llm.secrets(ctx)
+    (spec,) = [s for s in llm.secrets(ctx) if s.name == "llm-gateway"]  # vLLM's key: test_llm_api_key.py
     assert (spec.name, spec.namespace, spec.component) == ("llm-gateway", "eu-workplace-fr", "llm")
     assert list(spec.keys) == ["master-key"]
     assert spec.keys["master-key"].generator == "random" and spec.keys["master-key"].length >= 32

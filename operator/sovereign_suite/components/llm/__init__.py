@@ -8,6 +8,8 @@ cloud's GPU taints, and must land on a node of the tenant's regions carrying one
 The gateway ``llm-gateway`` (LiteLLM proxy, MIT) routes each served model name to its vLLM Service. It is
 stateless (no database), starts without its backends, and authenticates clients with a master key generated
 by the operator (Secret ``llm-gateway``, key ``master-key``; the usable key is ``sk-`` + that value).
+vLLM's ``/v1`` API needs a second generated key (Secret ``vllm-api-key``), read only by the vLLM pods and the
+gateway: a pod of the tenant that reaches a vLLM Service still cannot run inference without the gateway.
 
 With ``spec.monitoring.serviceMonitors`` and the Prometheus Operator API served: one PodMonitor ``vllm`` for every
 model's pods. The gateway has none: in the pinned LiteLLM release its Prometheus metrics are Enterprise-only.
@@ -48,6 +50,12 @@ CACHE_MOUNT = "/cache"  # the model-cache PVC; HOME and HF_HOME live on it (the 
 STARTUP_PERIOD_SECONDS = 10
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 MASTER_KEY_SECRET_KEY = "master-key"
+# vLLM reads VLLM_API_KEY when --api-key is not given, and then refuses /v1 requests without
+# "Authorization: Bearer <key>"; /health and /metrics stay open for the probes and Prometheus
+# (tests/components/test_llm_api_key.py cites the vLLM source). The gateway reads the same name.
+VLLM_KEY_ENV = "VLLM_API_KEY"
+VLLM_KEY_SECRET = "vllm-api-key"
+VLLM_KEY_SECRET_KEY = "api-key"
 
 # Flags the operator sets from the model's fields; extraArgs may not repeat them (nor their aliases).
 OWNED_FLAGS = {
@@ -56,6 +64,7 @@ OWNED_FLAGS = {
     "--tensor-parallel-size": "gpusPerReplica",
     "-tp": "gpusPerReplica",
     "--port": None,
+    "--api-key": None,  # the operator's generated key, from the environment (VLLM_API_KEY)
     "--gpu-memory-utilization": "gpuMemoryUtilization",
     "--max-model-len": "maxModelLen",
 }
@@ -210,12 +219,18 @@ def vllm_env(ctx: RenderContext) -> list[dict[str, Any]]:
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
         {"name": "DO_NOT_TRACK", "value": "1"},
         {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
+        vllm_key_env(),
     ]
     ref = ctx.components.llm.hugging_face_token_secret_ref
     if ref is not None:
         for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
             env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
     return env
+
+
+def vllm_key_env() -> dict[str, Any]:
+    """The env entry with vLLM's API key, from the generated Secret (never a literal in args or a ConfigMap)."""
+    return {"name": VLLM_KEY_ENV, "valueFrom": {"secretKeyRef": {"name": VLLM_KEY_SECRET, "key": VLLM_KEY_SECRET_KEY}}}
 
 
 def cache_access_mode(model: LLMModel) -> str:
@@ -289,6 +304,7 @@ def gateway_config(ctx: RenderContext) -> dict[str, Any]:
             "litellm_params": {
                 "model": f"hosted_vllm/{m.served}",  # LiteLLM's provider for vLLM's OpenAI-compatible server
                 "api_base": f"http://vllm-{m.name}:{VLLM_PORT}/v1",
+                "api_key": f"os.environ/{VLLM_KEY_ENV}",  # LiteLLM reads the value from the gateway's env
             },
         }
         for m in llm.models
@@ -321,6 +337,7 @@ def render_gateway(ctx: RenderContext) -> list[dict[str, Any]]:
         master_key_env=MASTER_KEY_ENV,
         master_key_secret=GATEWAY_NAME,
         master_key_key=MASTER_KEY_SECRET_KEY,
+        vllm_key_env=vllm_key_env(),
         resources={
             kind: {k: str(v) for k, v in sorted(getattr(gateway.resources, kind).items())}
             for kind in ("requests", "limits")
@@ -361,9 +378,17 @@ def render_monitoring(ctx: RenderContext) -> list[dict[str, Any]]:
 
 
 def secrets(ctx: RenderContext) -> list[SecretSpec]:
-    """The gateway's master key. LiteLLM wants keys starting with ``sk-``: the container builds
-    ``LITELLM_MASTER_KEY=sk-<value>`` (Kubernetes env expansion), so clients use ``sk-`` + this value."""
+    """The gateway's master key, and vLLM's API key. LiteLLM wants keys starting with ``sk-``: the container builds
+    ``LITELLM_MASTER_KEY=sk-<value>`` (Kubernetes env expansion), so clients use ``sk-`` + this value. vLLM's key
+    is used as it is (a Bearer token between the gateway and vLLM)."""
     return [
+        SecretSpec(
+            name=VLLM_KEY_SECRET,
+            namespace=ctx.namespace,
+            component=COMPONENT,
+            keys={VLLM_KEY_SECRET_KEY: SecretKey("random", 48)},
+            labels=ctx.labels(COMPONENT, VLLM_PART),
+        ),
         SecretSpec(
             name=GATEWAY_NAME,
             namespace=ctx.namespace,
