@@ -14,6 +14,7 @@ from .api.secret_refs import collision_problems, secret_references
 from .api.validation import InputError, Problem, check_suite
 from .components import COMPONENT_MODULES, module
 from .components.base import CNPG_API, RenderContext, SecretSpec, build_contexts
+from .components.ingress import with_certificates
 from .components.postgres import CNPG_SECRET_SUFFIXES
 
 # Apply order (Stackable/CNPG style): the namespace and what isolates it, then configuration and storage,
@@ -86,7 +87,7 @@ def render_tenant(ctx: RenderContext) -> tuple[dict[str, list[dict[str, Any]]], 
         if not enabled(ctx, name):
             continue
         mod = module(name)
-        parts[name] = mod.render(ctx)
+        parts[name] = with_certificates(ctx, mod.render(ctx))
         if hasattr(mod, "secrets"):
             secrets += [
                 s if s.labels else dataclasses.replace(s, labels=ctx.labels(s.component)) for s in mod.secrets(ctx)

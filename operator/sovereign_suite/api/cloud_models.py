@@ -67,6 +67,24 @@ class CloudNativePGOperator(Model):
     )
 
 
+class IssuerRef(Model):
+    """A cert-manager issuer, written on every Ingress for cert-manager's ingress-shim (components/ingress.py)."""
+
+    name: ObjectName = Field(description="Name of the issuer.")
+    kind: Literal["ClusterIssuer", "Issuer"] = Field(
+        "ClusterIssuer",
+        description="ClusterIssuer (one for the whole cluster) or Issuer (namespaced: it must then exist in every "
+        "tenant namespace, which the operator does not create).",
+    )
+    group: SubdomainName | None = Field(
+        None, description="API group of an external issuer (e.g. awspca.cert-manager.io); absent: cert-manager.io."
+    )
+
+
+class CertManager(Model):
+    issuer_ref: IssuerRef = Field(description="The issuer of the certificates of every Ingress of the suites.")
+
+
 class HostPortRange(Model):
     """The host ports a cloud lets suites use (JVB media with jitsi.jvb.type HostPort)."""
 
@@ -109,6 +127,11 @@ class NationalCloudSpec(Model):
         description="The controller behind ingressClass, for the annotations the operator writes for request "
         "body sizes and timeouts (the Ingress API has no field for them); other: none (set the limits in the "
         "controller).",
+    )
+    cert_manager: CertManager | None = Field(
+        None,
+        description="Certificates of the Ingresses from cert-manager (annotations for its ingress-shim, which "
+        "fills each <host>-tls Secret). Absent: the <host>-tls Secrets must exist before the suite.",
     )
     gpu: GPU = Field(default_factory=GPU)
     cloud_native_pg: CloudNativePGOperator = Field(

@@ -10,9 +10,18 @@ For ``ingressController: other`` nothing is written: the platform team sets the 
 
 from __future__ import annotations
 
+from typing import Any
+
+from ..api.cloud_models import CertManager
 from .base import RenderContext
 
 NGINX = "nginx.ingress.kubernetes.io/"
+# cert-manager's ingress-shim creates a Certificate for each tls entry of an Ingress that names an issuer, and
+# stores it in the entry's secretName (cert-manager.io/docs/usage/ingress, "Supported Annotations"):
+# cert-manager.io/cluster-issuer names a ClusterIssuer, cert-manager.io/issuer an Issuer of the Ingress's namespace
+# or, with cert-manager.io/issuer-kind and cert-manager.io/issuer-group, an external issuer. cluster-issuer may not
+# be combined with issuer-kind or issuer-group (cert-manager pkg/controller/certificate-shim/sync.go).
+CERT_MANAGER = "cert-manager.io/"
 
 # La Suite Docs: the body size its own chart sets (suitenumerique/docs src/helm/env.d/dev/values.impress.yaml.gotmpl,
 # v3.8.2: nginx.ingress.kubernetes.io/proxy-body-size: 10m).
@@ -39,3 +48,32 @@ def annotations(ctx: RenderContext, body_size: str, timeout_seconds: int) -> dic
         NGINX + "proxy-read-timeout": str(timeout_seconds),
         NGINX + "proxy-send-timeout": str(timeout_seconds),
     }
+
+
+def cert_manager_annotations(cert_manager: CertManager | None) -> dict[str, str]:
+    """The annotations that make cert-manager issue the Ingress's certificates; none without an issuer (the
+    ``<host>-tls`` Secrets must then exist before the suite)."""
+    if cert_manager is None:
+        return {}
+    ref = cert_manager.issuer_ref
+    if ref.group is None:
+        key = "cluster-issuer" if ref.kind == "ClusterIssuer" else "issuer"
+        return {CERT_MANAGER + key: ref.name}
+    return {CERT_MANAGER + "issuer": ref.name, CERT_MANAGER + "issuer-kind": ref.kind,
+            CERT_MANAGER + "issuer-group": ref.group}
+
+
+def with_certificates(ctx: RenderContext, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``objects`` with the cloud's cert-manager annotations on every Ingress. Applied to every component's output
+    in one place (render.render_tenant), so no Ingress, present or future, is left with the controller's default
+    certificate. Returns new Ingress dicts: the renderers' objects are not changed."""
+    extra = cert_manager_annotations(ctx.cloud.spec.cert_manager)
+    if not extra:
+        return objects
+    out = []
+    for obj in objects:
+        if obj.get("kind") == "Ingress":
+            meta = obj["metadata"]
+            obj = {**obj, "metadata": {**meta, "annotations": {**meta.get("annotations", {}), **extra}}}
+        out.append(obj)
+    return out
