@@ -84,6 +84,8 @@ class Pass:
         self.clouds, self.cloud_problems = ctx.clouds.snapshot()
         self.events: list[tuple[str, str, str]] = []
         self.requeue_after: float | None = None
+        self._applied: set[ObjectKey] = set()  # children written by this pass (their pods are not worth a look)
+        self._pods: dict[str, list[dict[str, Any]]] = {}  # namespace -> its pods, looked up once per pass
 
     # ---- the stages ---------------------------------------------------------------------------
     def parse(self) -> tuple[SovereignSuite | None, list[Problem]]:
@@ -196,14 +198,15 @@ class Pass:
         suite, problems = self.parse()
         if suite is None:
             return self.finish(None, [], problems, rendered=False)
-        contexts = build_contexts(suite, self.clouds, self.capabilities())
+        capabilities = self.capabilities()
+        contexts = build_contexts(suite, self.clouds, capabilities)
         # a failing watch means what the pass reads may be stale: never report Ready on it
         watch_problems = [degraded("WatchFailed", e)
                           for e in self.ctx.cache.watch_errors({c.namespace for c in contexts})]
         placements = self.place(suite, contexts)
         try:
             result = self.ctx.render_pool.submit(
-                render_suite, suite, self.clouds, self.capabilities(),
+                render_suite, suite, self.clouds, capabilities,
                 {c: {p.model: p.product for p in ps} for c, ps in placements.items()}).result()
         except InputError as err:
             return self.finish(None, [], [stalled("InvalidSpec", "; ".join(str(p) for p in err.problems))],
@@ -237,7 +240,7 @@ class Pass:
         self.events += pruner.events
         problems = applier.problems + job_problems + pruner.problems + watch_problems
         out = self.finish(suite, self.health(suite, result, applier.applied), problems, waiting=waiting,
-                          models=self.models(contexts, placements), applied=applier.applied)
+                          models=self.models(contexts, placements))
         out.writes = applier.writes + pruner.writes
         out.written = applier.written
         out.complete = not problems and not waiting
@@ -248,23 +251,13 @@ class Pass:
                ) -> list[observe.ComponentHealth]:
         by_comp = observe.group_by_component(
             [o for k, o in self.live.items() if k.kind in ("Deployment", "StatefulSet", "Job")])
-        pods = {}
-
-        def pods_of(workload: dict[str, Any]) -> list[dict[str, Any]]:
-            if ObjectKey.of(workload) in applied:
-                return []  # applied in this very pass: its pods are not worth a look yet
-            ns = workload["metadata"]["namespace"]
-            if ns not in pods:
-                pods[ns] = self.ctx.cache.pods_in(ns)
-            match = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-            return [p for p in pods[ns] if match.items() <= (p["metadata"].get("labels") or {}).items()]
-
+        self._applied = applied
         health = []
         for (country, comp), objs in sorted(result.by_component.items()):
             if comp == "tenancy":
                 continue
             ns = f"{suite.name}-{country}"
-            h = observe.component_health(country, ns, comp, by_comp.get((ns, comp), []), pods_of=pods_of)
+            h = observe.component_health(country, ns, comp, by_comp.get((ns, comp), []), pods_of=self.pods_of)
             missing = [o for o in objs if o["kind"] in ("Deployment", "StatefulSet") and ObjectKey.of(o) not in
                        self.live]
             for o in missing:
@@ -273,23 +266,31 @@ class Pass:
             if missing and not h.reason:
                 h.reason, h.message = "Progressing", "waiting for " + ", ".join(h.waiting[:5])
             health.append(h)
-        self._pods_of = pods_of
         return health
+
+    def pods_of(self, workload: dict[str, Any]) -> list[dict[str, Any]]:
+        """A workload's pods, from the cache (none for a workload this pass just wrote)."""
+        if ObjectKey.of(workload) in self._applied:
+            return []
+        ns = workload["metadata"]["namespace"]
+        if ns not in self._pods:
+            self._pods[ns] = self.ctx.cache.pods_in(ns)
+        match = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        return [p for p in self._pods[ns] if match.items() <= (p["metadata"].get("labels") or {}).items()]
 
     def models(self, contexts: list, placements: dict[str, list[gpu.Placement]]) -> dict[str, list[dict[str, Any]]]:
         out = {}
         for c in contexts:
             ps = placements.get(c.tenant.country) or []
             if ps:
-                entries = gpu.model_states(c, ps, self.live, getattr(self, "_pods_of", lambda w: []),
-                                           gpu.quota_problem(c, ps))
+                entries = gpu.model_states(c, ps, self.live, self.pods_of, gpu.quota_problem(c, ps))
                 gpu.record(self.key.namespace, self.key.name, c.tenant.country, entries)
                 out[c.namespace] = entries
         return out
 
     def finish(self, suite: SovereignSuite | None, health: list[observe.ComponentHealth], problems: list[Problem],
                *, rendered: bool = True, paused: bool = False, waiting: list[str] | None = None,
-               models: dict[str, list[dict[str, Any]]] | None = None, applied: set | None = None) -> PassResult:
+               models: dict[str, list[dict[str, Any]]] | None = None) -> PassResult:
         gpu_problems = tuple((m["reason"], f"{ns.rsplit('-', 1)[-1]}/llm/{m['name']}: {m['reason']}: "
                               f"{m['message']}") for ns, entries in sorted((models or {}).items()) for m in entries
                              if m["reason"] in ("InsufficientGPU", "InsufficientGPUMemory", "GPUQuotaExceeded"))
