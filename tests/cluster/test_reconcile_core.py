@@ -73,8 +73,18 @@ def patch_spec(kube, doc, spec_patch: dict) -> None:
     kube.merge_patch(*SUITES, doc["metadata"]["name"], doc["metadata"]["namespace"], {"spec": spec_patch})
 
 
-def delete_suite(kube, doc) -> None:
+def delete_suite(kube, doc, wait: bool = True) -> None:
+    """Delete the suite and, unless told not to, wait until it is gone and its Services with it: the JVB's NodePort
+    is cluster-wide, and the next test's suite (or test module) asks for the same one."""
     kube.delete({"apiVersion": SUITES[0], "kind": SUITES[1], "metadata": doc["metadata"]})
+    if not wait:
+        return
+    name, ns = doc["metadata"]["name"], doc["metadata"]["namespace"]
+    wait_for(gone(kube, *SUITES, name, ns), timeout=120, what=f"suite {name} deleted")
+    for t in doc["spec"]["tenants"]:
+        tenant = f"{name}-{t['country'].lower()}"
+        wait_for(lambda: not kube.list("v1", "Service", namespace=tenant), timeout=120,
+                 what=f"Services of {tenant} deleted")
 
 
 def gone(kube, api_version, kind, name, ns=None):
@@ -144,7 +154,7 @@ def test_the_finalizer_stays_while_a_child_cannot_be_deleted(operator, kube, sui
     audit = Audit(cluster)
     with Policy(cluster, name, "services", "synapse", ["DELETE"]) as policy:
         mark = audit.mark()
-        delete_suite(kube, doc)
+        delete_suite(kube, doc, wait=False)  # the policy holds it back
         c = wait_condition(kube, doc, "Degraded", "True", "Forbidden")
         assert f"Service/{fr}/synapse" in c["message"] and f"test policy {policy.name}" in c["message"]
         suite = get_suite(kube, doc)
@@ -219,9 +229,9 @@ def test_two_suites_of_one_name_never_fight_over_a_namespace(operator, kube, cor
     after = kube.get("v1", "Namespace", f"{first['metadata']['name']}-fr")
     assert after["metadata"]["labels"] == before["metadata"]["labels"]
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
-    for d in (second, first):
+    for d in (second, first):  # the second never had a child: its tenant namespace is the first's
         patch_spec(kube, d, {"deletionPolicy": "Delete"})
-        delete_suite(kube, d)
+        delete_suite(kube, d, wait=d is first)
         wait_for(gone(kube, *SUITES, d["metadata"]["name"], d["metadata"]["namespace"]), timeout=60,
                  what="suite deleted")
     core.delete_namespace(other_ns)
@@ -394,7 +404,7 @@ def test_deleting_a_paused_suite_leaves_its_children(operator, kube, core, suite
     doc, name, fr = fr_suite(kube, suite_ns, {"deletionPolicy": "Delete", **NO_DOCS})
     patch_spec(kube, doc, {"paused": True})
     wait_condition(kube, doc, "Reconciling", "False", "Paused")
-    delete_suite(kube, doc)
+    delete_suite(kube, doc, wait=False)  # its children stay: that is the point
     wait_for(gone(kube, *SUITES, name, suite_ns), timeout=60, what="suite deleted")
     assert kube.get("apps/v1", "Deployment", "synapse", f"{name}-fr") is not None
     core.delete_namespace(f"{name}-fr")

@@ -61,8 +61,9 @@ def test_a_failing_watch_makes_the_suite_degraded_not_ready(restricted_kube, kub
             cloud = parse_cloud({**doc, "metadata": {"name": doc["metadata"]["name"]}})
             ctx.clouds.set(cloud.name, cloud)
     ctx.cache.start()
-    body = suite_doc("two-countries", namespace, patch={"deletionPolicy": "Delete",
-                                                        "components": {"docs": {"enabled": False}}})
+    # no Jitsi: its JVB NodePort is cluster-wide, and another test's suite may still hold it while being deleted
+    body = suite_doc("two-countries", namespace, patch={"deletionPolicy": "Delete", "components": {
+        "docs": {"enabled": False}, "jitsi": {"enabled": False}}})
     body["spec"]["tenants"] = [{"country": "FR", "cloud": "fr-secnumcloud"}]
     body["metadata"].update(uid=str(uuid.uuid4()), generation=1)
     try:
