@@ -16,7 +16,7 @@ from ..components.base import LABEL_SUITE, LABEL_SUITE_NS, SecretSpec
 from ..render import phase_of
 from .cache import strip_child
 from .context import OperatorContext
-from .converge import ANN_OWNER, FIELD_MANAGER, out_of_sync, takeover_patch
+from .converge import FIELD_MANAGER, out_of_sync, takeover_patch
 from .kube import ApiError
 from .problems import ObjectKey, Problem, SuiteKey, from_api_error, stalled
 from .secrets import ensure_generated
@@ -166,6 +166,3 @@ class Applier:
             self.apply_phase(now)
         return waiting
 
-
-def owner_of(obj: dict[str, Any] | None) -> str | None:
-    return ((obj or {}).get("metadata", {}).get("annotations") or {}).get(ANN_OWNER)

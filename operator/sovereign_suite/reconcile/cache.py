@@ -279,6 +279,3 @@ class ClusterCache:
             pods = [i for ns, i in self._pods.items() if not ns or ns in namespaces]
         return [f"{i!r}: {i.last_error}" for i in (self.tenant_namespaces, *pods, self.nodes, *children)
                 if i.last_error]
-
-    def stats(self) -> dict[str, int]:
-        return {repr(i): len(i) for i in self.informers()}

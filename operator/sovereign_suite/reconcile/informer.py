@@ -61,10 +61,6 @@ class Informer:
         with self._lock:
             return list(self._store.values())
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._store)
-
     # ---- life ---------------------------------------------------------------------------------
     def start(self) -> Informer:
         self._thread = threading.Thread(target=self._run, name=f"informer-{self.kind}", daemon=True)

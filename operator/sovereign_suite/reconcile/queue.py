@@ -34,10 +34,6 @@ class Backoff(Generic[K]):
             self._failures[key] = n + 1
         return min(self.cap, self.base * (2 ** n))
 
-    def failures(self, key: K) -> int:
-        with self._lock:
-            return self._failures.get(key, 0)
-
     def forget(self, key: K) -> None:
         with self._lock:
             self._failures.pop(key, None)
