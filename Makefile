@@ -10,10 +10,11 @@ CLOUDS ?= manifests/examples/clouds.yaml
 PYTEST_ARGS ?=
 export SOVEREIGN_SUITE_CACHE := $(CACHE)
 
-.PHONY: bench help venv tools prometheus federation-tools crds render golden test test-unit run cluster-up cluster-down clean-cache
+.PHONY: bench help venv tools prometheus federation-tools crds render golden test test-unit run run-multicluster cluster-up cluster-down cluster-down-multicluster clean-cache
 
 help:
 	@echo "make run     local cluster + simulated national clouds + CRDs + example suite + operator (foreground)"
+	@echo "make run-multicluster  a hub + France's and Germany's member clusters, joined; the operator in push mode"
 	@echo "make test    every test (builds the local control plane's binaries on first use)"
 	@echo "make tools   build kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok, helm into $(CACHE)/bin"
 	@echo "make crds    regenerate crds/ from the pydantic models"
@@ -65,6 +66,14 @@ cluster-down: venv
 
 run: venv tools
 	@hack/run.sh "$(VENV)" "$(EXAMPLE)" "$(CLOUDS)"
+
+# push mode on three local clusters: a hub, France's and Germany's member clusters (docs/multi-cluster.md)
+HUB_NAME ?= suite-hub
+run-multicluster: venv tools
+	@HUB_NAME=$(HUB_NAME) hack/run-multicluster.sh "$(VENV)" manifests/examples/two-countries.yaml "$(CLOUDS)"
+
+cluster-down-multicluster: venv
+	for n in $(HUB_NAME) $(HUB_NAME)-fr $(HUB_NAME)-de; do $(VENV)/bin/sovereign-suite cluster down --name $$n; done
 
 clean-cache:
 	rm -rf $(CACHE)

@@ -132,6 +132,19 @@ def test_deployment_is_restricted_and_probed(helm, tmp_path):
         (ROOT / "Dockerfile").read_text()
 
 
+def test_pull_mode_install_names_its_local_clouds_and_push_mode_can_read_member_kubeconfigs(helm, tmp_path):
+    # pull mode (one install per member): the operator is told which clouds this cluster is
+    (c,) = of_kind(template(helm, tmp_path, {"localClouds": ["de-c5"]}), "Deployment")[0]["spec"]["template"][
+        "spec"]["containers"]
+    assert "--local-cloud=de-c5" in c["args"]
+    (c,) = of_kind(template(helm, tmp_path), "Deployment")[0]["spec"]["template"]["spec"]["containers"]
+    assert not any(a.startswith("--local-cloud") for a in c["args"])
+    # push mode (the hub): the member kubeconfig Secrets are watched by name in their namespace
+    rules = next(r for r in of_kind(template(helm, tmp_path), "ClusterRole")
+                 if r["metadata"]["name"] == "sovereign-suite-operator")["rules"]
+    assert {"get", "list", "watch"} <= allowed(rules, "", "secrets")
+
+
 def test_namespaces_mode_watches_and_creates_only_the_listed_namespaces(helm, tmp_path):
     docs = template(helm, tmp_path, NAMESPACES_MODE)
     args = of_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -272,6 +285,7 @@ def test_rbac_for_suites_clouds_and_kopf(helm, tmp_path, values):
     ({"tenants": [{"suite": "s", "suiteNamespace": "n", "countries": ["france"]}]}, "/tenants/0/countries/0",
      "pattern"),
     ({"operator": {"driftInterval": 0}}, "/operator/driftInterval", "minimum"),
+    ({"localClouds": ["DE_C5"]}, "/localClouds/0", "pattern"),
     ({"typo": True}, "typo", "additional"),
 ])
 def test_schema_rejects_bad_values(helm, tmp_path, values, field, problem):

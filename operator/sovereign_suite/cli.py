@@ -153,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the operator (Kopf) in the foreground")
     run.add_argument("-n", "--namespace", action="append", help="watch only these namespaces (repeatable)")
+    run.add_argument("--local-cloud", action="append", metavar="CLOUD",
+                     help="pull mode: this cluster is these NationalClouds (repeatable); tenants on any other cloud "
+                     "are another operator's and reported as remote (docs/multi-cluster.md)")
     run.add_argument("--metrics-port", type=int, default=9090)
     run.add_argument("--liveness-port", type=int, default=8080)
     run.add_argument("--verbose", action="store_true")

@@ -52,8 +52,13 @@ DRIFT_CORRECTIONS_TOTAL = Counter(
     "Children re-applied, re-created or deleted after every child of the current generation was applied.",
     SUITE)
 
+MEMBER_UP = Gauge(
+    f"{NS}_member_cluster_up",
+    "1 when the member cluster of a NationalCloud (push mode) answers and accepts the operator's credentials, 0 when "
+    "it does not answer or refuses them (ClusterUnreachable, ClusterForbidden).", ["cloud"])
+
 KNOWN_REASONS = {
-    "InvalidSpec", "UnknownCloud", "RemoteCloud", "MissingSecret", "SecretNotReferenceable", "NamespaceConflict", "InvalidChild",
+    "ClusterUnreachable", "ClusterForbidden", "MemberCredentials", "InvalidSpec", "UnknownCloud", "MissingSecret", "SecretNotReferenceable", "NamespaceConflict", "InvalidChild",
     "Conflict", "Forbidden", "Unauthorized", "ApiError", "MissingAPI", "InsufficientGPU", "InsufficientGPUMemory",
     "MigrationFailed", "WatchFailed", "Exception",
 }
@@ -120,6 +125,14 @@ def record_pass(namespace: str, name: str, outcome: Any, result: str, trigger: s
         _components[(namespace, name)] = seen
     for country, component in stale:
         _remove_component(namespace, name, country, component)
+
+
+def record_member(cloud: str, up: bool | None) -> None:
+    """A member cluster's state as a pass found it; None: no cloud names it any more (its series goes)."""
+    if up is None:
+        _remove(MEMBER_UP, cloud)
+    else:
+        MEMBER_UP.labels(cloud).set(1 if up else 0)
 
 
 def record_exception(namespace: str, name: str, trigger: str, duration: float) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from .api.models import NationalCloud, SovereignSuite
 from .api.secret_refs import collision_problems, secret_references
@@ -112,10 +112,11 @@ def produced_secret_names(objects: list[dict[str, Any]], secrets: list[SecretSpe
 def render_suite(
     suite: SovereignSuite,
     clouds: dict[str, NationalCloud],
-    capabilities: frozenset[str] = frozenset(),
+    capabilities: frozenset[str] | Mapping[str, frozenset[str]] = frozenset(),
     placements: dict[str, dict[str, str]] | None = None,
 ) -> RenderResult:
-    """``capabilities``: optional APIs the target cluster serves (see components.base.OPTIONAL_APIS).
+    """``capabilities``: optional APIs the target cluster serves (see components.base.OPTIONAL_APIS), or per
+    country when tenants live in different clusters.
     ``placements``: country -> model -> the GPU product chosen for it (reconcile/gpu.py)."""
     problems = check_suite(suite, clouds)
     if problems:

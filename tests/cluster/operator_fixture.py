@@ -35,8 +35,9 @@ def free_port() -> int:
 
 class OperatorProcess:
     def __init__(self, cluster: Cluster, drift_interval: float = 3.0, env: dict[str, str] | None = None,
-                 tag: str = "operator"):
+                 tag: str = "operator", args: tuple[str, ...] = ()):
         self.cluster = cluster
+        self.args = tuple(args)  # extra arguments of `sovereign-suite run` (e.g. --local-cloud)
         self.drift_interval = drift_interval
         self.extra_env = dict(env or {})
         self.proc: subprocess.Popen | None = None
@@ -54,7 +55,7 @@ class OperatorProcess:
         log.flush()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sovereign_suite.cli", "run", "--metrics-port", str(self.metrics_port),
-             "--liveness-port", str(free_port())],
+             "--liveness-port", str(free_port()), *self.args],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )
 
@@ -71,15 +72,19 @@ class OperatorProcess:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
-    def series(self, name: str, **labels: str) -> list[str]:
-        """The metric's sample lines matching ``labels`` (none when absent or not serving yet)."""
+    def metrics_text(self) -> str:
+        """Everything the metrics endpoint serves ("" when not serving yet)."""
         import urllib.error
         import urllib.request
 
         try:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
+            return urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
         except (urllib.error.URLError, ConnectionError):
-            return []  # not serving yet (just started)
+            return ""  # not serving yet (just started)
+
+    def series(self, name: str, **labels: str) -> list[str]:
+        """The metric's sample lines matching ``labels`` (none when absent or not serving yet)."""
+        text = self.metrics_text()
         return [line for line in text.splitlines()
                 if (line.startswith(name + "{") or line.startswith(name + " "))
                 and all(f'{k}="{v}"' in line for k, v in labels.items())]

@@ -78,16 +78,16 @@ def test_join_gives_the_hub_a_least_privilege_kubeconfig_and_leave_takes_it_back
         client.CoreV1Api(as_member).delete_node("de-cpu-0")
     assert denied.value.status == 403
 
-    # until push mode applies it there, a tenant on a member cloud is never placed in the hub instead
+    # push mode: the tenant on the joined cloud lives in the member, nothing of it on the hub
     create_referenced_secrets(core, namespace)
     doc = suite_doc("two-countries", namespace, patch={"deletionPolicy": "Delete", "components": {"docs": {
         "enabled": False}}})
     doc["spec"]["tenants"] = [{"country": "DE", "cloud": CLOUD}]
     kube.create(doc)
-    stalled = wait_for(lambda: (c := condition(get_suite(kube, doc), "Stalled")) and c["status"] == "True" and c,
-                       timeout=60, what="Stalled RemoteCloud")
-    assert stalled["reason"] == "RemoteCloud" and "spec.tenants[0].cloud" in stalled["message"]
-    assert kube.get("v1", "Namespace", f"{doc['metadata']['name']}-de") is None
+    suite = wait_ready(kube, doc, timeout=180)
+    assert suite["status"]["tenants"][0]["cluster"] == CLOUD
+    tenant_ns = f"{doc['metadata']['name']}-de"
+    assert kube.get("v1", "Namespace", tenant_ns) is None and member_kube.get("v1", "Namespace", tenant_ns)
 
     # join again: idempotent, the same token
     again = cli("cloud", "join", CLOUD, "--member-kubeconfig", str(member.kubeconfig), kubeconfig=cluster.kubeconfig)
@@ -102,6 +102,8 @@ def test_join_gives_the_hub_a_least_privilege_kubeconfig_and_leave_takes_it_back
     with pytest.raises(ApiException) as revoked:  # the token no longer works
         client.CoreV1Api(as_member).list_node()
     assert revoked.value.status in (401, 403)
-    member_kube.delete({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    for gone in (ns, tenant_ns):  # what the hub left in the member when it lost access (docs/multi-cluster.md)
+        member_kube.delete({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": gone}})
     wait_ready(kube, doc)  # the cloud is the hub's own again: the NationalCloud's event brings the pass
+    assert kube.get("v1", "Namespace", tenant_ns)
     kube.delete({"apiVersion": "sovereignsuite.io/v1alpha1", "kind": "SovereignSuite", "metadata": doc["metadata"]})

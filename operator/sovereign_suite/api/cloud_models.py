@@ -150,8 +150,9 @@ class NationalCloudSpec(Model):
     )
     kubeconfig_secret_ref: KubeconfigSecretRef | None = Field(
         None, description="The cloud is a member cluster of its own, reached with this kubeconfig (written by "
-        "`sovereign-suite cloud join`). Push mode is not applied yet: suites with a tenant on such a cloud are "
-        "Stalled (RemoteCloud) rather than placed in the operator's cluster (docs/multi-cluster.md)."
+        "`sovereign-suite cloud join`): the tenants on this cloud are applied there, nothing of them in the "
+        "operator's cluster (push mode, docs/multi-cluster.md). Ignored by an operator started with "
+        "`--local-cloud` (pull mode)."
     )
 
     @field_validator("country")

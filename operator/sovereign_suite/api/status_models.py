@@ -45,6 +45,11 @@ class ModelStatus(Model):
 class TenantStatus(Model):
     country: str
     namespace: str
+    cluster: str | None = Field(
+        None, description="Where the tenant lives: `local` (the operator's cluster), the NationalCloud whose member "
+        "cluster holds it (push mode), or `remote` (pull mode: another country's operator serves it).")
+    cluster_reachable: bool | None = Field(
+        None, description="Whether that cluster answered the operator's last look (absent for `remote`).")
     ready: bool
     components: list[ComponentStatus] = Field(default_factory=list)
     models: list[ModelStatus] = Field(default_factory=list)

@@ -177,10 +177,11 @@ def image_version(image: str) -> str | None:
 def build_contexts(
     suite: SovereignSuite,
     clouds: dict[str, NationalCloud],
-    capabilities: frozenset[str] = frozenset(),
+    capabilities: frozenset[str] | Mapping[str, frozenset[str]] = frozenset(),
     placements: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[RenderContext]:
-    """One context per tenant, in the order of spec.tenants. The suite must have passed check_suite."""
+    """One context per tenant, in the order of spec.tenants. The suite must have passed check_suite.
+    ``capabilities``: the optional APIs served, for every tenant, or per country (each tenant's own cluster)."""
     peers_all = [
         Peer(t.country.lower(), tenant_domain(suite, t), namespace_of(suite, t)) for t in suite.spec.tenants
     ]
@@ -193,7 +194,8 @@ def build_contexts(
                 cloud=clouds[tenant.cloud],
                 components=effective_components(suite, tenant),
                 peers=tuple(p for p in peers_all if p is not me),
-                capabilities=capabilities,
+                capabilities=(capabilities.get(tenant.country, frozenset()) if isinstance(capabilities, Mapping)
+                              else capabilities),
                 placements=dict((placements or {}).get(tenant.country, {})),
             )
         )

@@ -171,6 +171,15 @@ class Cluster:
         progress(f"cluster {self.name}: ready in {took:.1f} s; KUBECONFIG={self.kubeconfig}")
         return took
 
+    def stop(self) -> None:
+        """Stop every process of the cluster, keeping its state (etcd's data, certificates, ports): a member
+        cluster that disappears, for the tests. ``start`` brings it back as it was."""
+        self._kwokctl(bin_dir(), "stop", "cluster", "--name", self.name)
+
+    def start(self) -> None:
+        self._kwokctl(bin_dir(), "start", "cluster", "--name", self.name, "--wait", "2m")
+        self.wait_healthy()
+
     def wait_healthy(self, timeout: float = 120) -> None:
         bins = bin_dir()
         deadline = time.monotonic() + timeout

@@ -20,6 +20,7 @@ from .converge import FIELD_MANAGER, out_of_sync, takeover_patch
 from .kube import ApiError
 from .problems import ObjectKey, Problem, SuiteKey, from_api_error, stalled
 from .secrets import ensure_generated
+from .targets import Target
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class Outcome:
 @dataclass
 class Applier:
     ctx: OperatorContext
+    target: Target  # the cluster written to: the operator's own, or a member's
     suite: SuiteKey
     live: dict[ObjectKey, dict[str, Any]]  # the suite's children, updated with what this pass writes
     writes: int = 0
@@ -62,7 +64,7 @@ class Applier:
         over one name). False when it exists and is not this suite's (Stalled, NamespaceConflict)."""
         key = ObjectKey.of(desired)
         name = key.name
-        current = self.live.get(key) or self.ctx.cache.tenant_namespaces.get("", name)
+        current = self.live.get(key) or self.target.cache.tenant_namespaces.get("", name)
         if current is not None:
             labels = current["metadata"].get("labels") or {}
             if (labels.get(LABEL_SUITE_NS), labels.get(LABEL_SUITE)) != (self.suite.namespace, self.suite.name):
@@ -70,12 +72,12 @@ class Applier:
                 return False
             return True
         try:
-            created = self.ctx.kube.create(desired)
+            created = self.target.kube.create(desired)
         except ApiError as err:
             if err.status != 409:
                 self.problems.append(from_api_error(err, key))
                 return False
-            other = self.ctx.kube.get("v1", "Namespace", name) or {"metadata": {}}
+            other = self.target.kube.get("v1", "Namespace", name) or {"metadata": {}}
             labels = other["metadata"].get("labels") or {}
             if (labels.get(LABEL_SUITE_NS), labels.get(LABEL_SUITE)) != (self.suite.namespace, self.suite.name):
                 self._conflict(name, labels)
@@ -88,7 +90,7 @@ class Applier:
         patch = takeover_patch(created)
         if patch:
             try:
-                created = self.ctx.kube.json_patch("v1", "Namespace", name, None, patch)
+                created = self.target.kube.json_patch("v1", "Namespace", name, None, patch)
                 writes += 1
             except ApiError as err:
                 log.info("namespace %s: ownership hand-over deferred: %s", name, err)
@@ -109,8 +111,8 @@ class Applier:
             if current is not None and all(k in (current.get("data") or {}) for k in spec.keys):
                 continue
             try:
-                full = self.ctx.kube.get("v1", "Secret", spec.name, spec.namespace) if current is not None else None
-                written = ensure_generated(self.ctx.kube, spec, full, self.suite)
+                full = self.target.kube.get("v1", "Secret", spec.name, spec.namespace) if current is not None else None
+                written = ensure_generated(self.target.kube, spec, full, self.suite)
             except ApiError as err:
                 self.problems.append(from_api_error(err, key))
                 continue
@@ -130,16 +132,16 @@ class Applier:
         writes = 0
         try:
             if current is not None and why.startswith("edited by"):
-                full = self.ctx.kube.get(obj["apiVersion"], obj["kind"], key.name, key.namespace or None)
+                full = self.target.kube.get(obj["apiVersion"], obj["kind"], key.name, key.namespace or None)
                 patch = takeover_patch(full) if full else None
                 if patch:
-                    self.ctx.kube.json_patch(obj["apiVersion"], obj["kind"], key.name, key.namespace or None, patch)
+                    self.target.kube.json_patch(obj["apiVersion"], obj["kind"], key.name, key.namespace or None, patch)
                     writes += 1
             log.info("apply %s: %s", key, why)
-            applied = self.ctx.kube.apply(obj, FIELD_MANAGER)
+            applied = self.target.kube.apply(obj, FIELD_MANAGER)
         except ApiError as err:
             if err.status == 404 and "does not serve" not in err.message:
-                self.ctx.kube.forget_api(obj["apiVersion"])
+                self.target.kube.forget_api(obj["apiVersion"])
             return Outcome(key, None, writes, from_api_error(err, key))
         return Outcome(key, strip_child(applied), writes + 1)
 

@@ -124,7 +124,8 @@ class ClusterCache:
     def __init__(self, kube: Kube, child_kinds: tuple[tuple[str, str], ...], namespaces: tuple[str, ...] = (),
                  on_suite_change: Callable[[SuiteKey, str], None] | None = None,
                  on_secret_change: Callable[[str], None] | None = None,
-                 on_api_change: Callable[[str], None] | None = None, unserved_retry: float = 30.0):
+                 on_api_change: Callable[[str], None] | None = None, unserved_retry: float = 30.0,
+                 on_health_change: Callable[[], None] | None = None, referenceable: bool = True):
         self.kube = kube
         self.child_kinds = tuple(k for k in child_kinds if k[1] != "Namespace")
         self.namespaces = tuple(namespaces)
@@ -132,17 +133,19 @@ class ClusterCache:
         self.on_secret_change = on_secret_change
         self.on_api_change = on_api_change
         self.unserved_retry = unserved_retry
+        self.on_health_change = on_health_change  # a watch started failing or works again (members: reachability)
         self._lock = threading.Lock()
         self._index: dict[SuiteKey, dict[ObjectKey, dict[str, Any]]] = {}
         self._children: dict[tuple[str, str, str], Informer] = {}  # (apiVersion, kind, namespace or "")
         self._started = False
         self.tenant_namespaces = Informer(kube, "v1", "Namespace", strip=strip_namespace, label_selector=LABEL_SUITE,
-                                          on_event=self._namespace_event)
+                                          on_event=self._namespace_event, on_health=self._health_changed)
         self._pods: dict[str, Informer] = {}  # by namespace ("": cluster-wide)
-        self.nodes = Informer(kube, "v1", "Node", strip=strip_node)
+        self.nodes = Informer(kube, "v1", "Node", strip=strip_node, on_health=self._health_changed)
+        # Secrets a suite references live beside the suite: a member cluster's cache has none to watch
         self.referenceable = [Informer(kube, "v1", "Secret", strip=keep_whole, namespace=ns or None,
                                        label_selector=f"{LABEL_REFERENCEABLE}=true", on_event=self._secret_event)
-                              for ns in (self.namespaces or ("",))]
+                              for ns in (self.namespaces or ("",))] if referenceable else []
 
     # ---- life ---------------------------------------------------------------------------------
     def start(self) -> ClusterCache:
@@ -160,7 +163,8 @@ class ClusterCache:
             if namespace in self._pods:
                 return
             inf = Informer(self.kube, "v1", "Pod", strip=strip_pod, namespace=namespace or None,
-                           field_selector="status.phase!=Succeeded,status.phase!=Failed", on_event=self._pod_event)
+                           field_selector="status.phase!=Succeeded,status.phase!=Failed", on_event=self._pod_event,
+                           on_health=self._health_changed)
             self._pods[namespace] = inf
         inf.start()
 
@@ -171,7 +175,8 @@ class ClusterCache:
                 return
             inf = Informer(self.kube, api_version, kind, strip=strip_child, namespace=namespace or None,
                            label_selector=MANAGED_SELECTOR, on_event=self._child_event,
-                           on_served=self._served_changed, unserved_retry=self.unserved_retry)
+                           on_served=self._served_changed, on_health=self._health_changed,
+                           unserved_retry=self.unserved_retry)
             self._children[key] = inf
         inf.start()
 
@@ -236,6 +241,10 @@ class ClusterCache:
         if self.on_api_change is not None:
             self.on_api_change(f"{informer.kind} {'served' if informer.served else 'not served'}")
 
+    def _health_changed(self, informer: Informer) -> None:
+        if self.on_health_change is not None:
+            self.on_health_change()
+
     def _secret_event(self, type_: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         if self.on_secret_change is not None:
             self.on_secret_change((new or old or {}).get("metadata", {}).get("namespace") or "")
@@ -270,6 +279,10 @@ class ClusterCache:
         if infs:
             return any(i.served and i.synced.is_set() for i in infs)
         return self.kube.kind(api_version, kind) is not None
+
+    def failing(self) -> list[Informer]:
+        """The watches failing now, and those that never listed (their cluster never answered)."""
+        return [i for i in self.informers() if i.last_error or not i.synced.is_set()]
 
     def watch_errors(self, namespaces: set[str]) -> list[str]:
         """Watches that are failing now (e.g. 403 after a permission was revoked): what a pass read from them may

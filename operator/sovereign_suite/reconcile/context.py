@@ -17,8 +17,9 @@ from ..api.models import NationalCloud
 from ..api.validation import Problem as FieldProblem
 from .cache import ClusterCache
 from .kube import Kube
-from .problems import SuiteKey
+from .problems import Problem, SuiteKey
 from .queue import Backoff, WorkQueue
+from .targets import LOCAL, REMOTE, Members, Target
 
 
 def _env_float(name: str, default: float) -> float:
@@ -40,11 +41,16 @@ class Settings:
     job_retry_base: float = 30.0  # a failed migration Job is re-created after base x 2^(attempt-1) seconds
     job_retry_cap: float = 3600.0
     discovery_interval: float = 30.0  # how often an API not served (a CRD not installed) is looked for again
+    # pull mode: the NationalClouds this cluster is (every other cloud is remote: never written to from here,
+    # no credential of it read); empty: push mode (a cloud with kubeconfigSecretRef is a member cluster)
+    local_clouds: tuple[str, ...] = ()
 
     @classmethod
-    def from_env(cls, namespaces: tuple[str, ...] = (), **overrides: Any) -> Settings:
+    def from_env(cls, namespaces: tuple[str, ...] = (), local_clouds: tuple[str, ...] = (),
+                 **overrides: Any) -> Settings:
         values = dict(
             namespaces=tuple(namespaces),
+            local_clouds=tuple(local_clouds),
             workers=int(_env_float("SOVEREIGN_SUITE_WORKERS", cls.workers)),
             apply_workers=int(_env_float("SOVEREIGN_SUITE_APPLY_WORKERS", cls.apply_workers)),
             drift_interval=_env_float("SOVEREIGN_SUITE_DRIFT_INTERVAL", cls.drift_interval),
@@ -65,7 +71,8 @@ class SuiteMemory:
     complete_generation: int = 0  # the generation whose every child was applied
     trigger: str = ""  # what enqueued the next pass (metrics)
     job_attempts: dict[str, int] = field(default_factory=dict)  # failed migration Job -> times re-created
-    expect: dict[Any, str] = field(default_factory=dict)  # children the last pass wrote -> their resourceVersion
+    # children the last pass wrote, as (cluster, key) -> their resourceVersion
+    expect: dict[Any, str] = field(default_factory=dict)
     last_status: dict[str, Any] | None = None  # the status last written (the watch may not show it yet)
 
 
@@ -101,6 +108,8 @@ class OperatorContext:
         self.cache = cache or ClusterCache(kube, CHILD_KINDS, settings.namespaces, on_suite_change=self.child_changed,
                                            on_secret_change=self.secret_changed, on_api_change=self.api_changed,
                                            unserved_retry=settings.discovery_interval)
+        self.local = Target(LOCAL, kube, self.cache)
+        self.members = Members(kube, self._member_cache, on_change=self.cloud_changed)
         self.clouds = Clouds()
         self.apply_pool = ThreadPoolExecutor(max_workers=settings.apply_workers, thread_name_prefix="apply")
         # Rendering is pure and fast; one thread keeps the YAML parser's native allocator to one heap (measured:
@@ -110,6 +119,27 @@ class OperatorContext:
         self._lock = threading.Lock()
         self._suites: dict[SuiteKey, dict[str, Any]] = {}
         self._memory: dict[SuiteKey, SuiteMemory] = {}
+
+    # ---- clusters ------------------------------------------------------------------------------
+    def target_for(self, cloud: NationalCloud) -> Target | Problem | str:
+        """The cluster a cloud's tenants are applied to, a problem reaching it, or REMOTE (pull mode)."""
+        if self.settings.local_clouds:
+            return self.local if cloud.name in self.settings.local_clouds else REMOTE
+        if cloud.spec.kubeconfig_secret_ref is None:
+            return self.local
+        return self.members.target(cloud)
+
+    def targets(self) -> list[Target]:
+        """Every cluster this operator writes to (where a suite's children may be)."""
+        return [self.local, *self.members.targets()]
+
+    def _member_cache(self, kube: Kube, cloud: str) -> ClusterCache:
+        from .pipeline import CHILD_KINDS
+
+        # cluster-wide: the member's ClusterRole (members/rbac.py) grants list/watch on the child kinds
+        return ClusterCache(kube, CHILD_KINDS, (), on_suite_change=self.child_changed,
+                            on_api_change=self.api_changed, unserved_retry=self.settings.discovery_interval,
+                            on_health_change=lambda: self.cloud_changed(cloud), referenceable=False)
 
     # ---- suites as last seen (Kopf's watch) ----------------------------------------------------
     def suite(self, key: SuiteKey) -> dict[str, Any] | None:
@@ -149,6 +179,13 @@ class OperatorContext:
         if self.suite(key) is not None:
             self.enqueue(key, "child", self.settings.child_debounce)
 
+    def cloud_changed(self, cloud: str) -> None:
+        """A cloud's member changed (credentials rotated, stopped or started answering): its suites pass again."""
+        for key in self.suite_keys():
+            tenants = ((self.suite(key) or {}).get("spec") or {}).get("tenants") or []
+            if cloud in {t.get("cloud") for t in tenants}:
+                self.enqueue(key, "cloud")
+
     def api_changed(self, what: str) -> None:
         """A child kind became served or stopped being served (a CRD installed or deleted): every suite renders
         again (what it may render depends on it)."""
@@ -165,6 +202,7 @@ class OperatorContext:
         self.stop.set()
         self.queue.shutdown()
         self.cache.stop()
+        self.members.stop()
         # running passes finish their current request; none starts (the queue is shut down)
         self.apply_pool.shutdown(wait=False)
         self.render_pool.shutdown(wait=False)

@@ -84,11 +84,7 @@ def _set_cloud(ctx: OperatorContext, body: dict[str, Any], deleted: bool = False
 def cloud_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A cloud changed: the suites using it are enqueued (each runs on its own; one failing skips none)."""
     ctx: OperatorContext = memo.ctx
-    name = _set_cloud(ctx, dict(body), deleted=event.get("type") == "DELETED")
-    for key in ctx.suite_keys():
-        suite = ctx.suite(key) or {}
-        if name in {t.get("cloud") for t in (suite.get("spec") or {}).get("tenants") or []}:
-            ctx.enqueue(key, "cloud")
+    ctx.cloud_changed(_set_cloud(ctx, dict(body), deleted=event.get("type") == "DELETED"))
 
 
 @kopf.on.probe(id="suites")

@@ -2,7 +2,8 @@
 
 client-go's reflector, reduced to what the operator needs: list (paginated) then watch from the list's
 resourceVersion with bookmarks on; a watch the server ends is resumed from the last version seen; an expired
-version (410 Gone) relists; other errors back off. Each object is stripped (``strip``) before it is stored, so
+version (410 Gone) relists; other errors back off, then relist (a working list is what clears ``last_error``:
+a re-opened watch may bring no event for minutes). Each object is stripped (``strip``) before it is stored, so
 the store keeps only what the pipeline reads (no managedFields' field sets, no spec of most kinds: see
 cache.py). ``on_event(type, old, new)`` runs on the informer's thread for every change, including the changes a
 relist finds; it must be quick (the cache indexes the object and enqueues a suite key).
@@ -33,17 +34,20 @@ class Informer:
                  namespace: str | None = None, label_selector: str | None = None,
                  field_selector: str | None = None, on_event: OnEvent | None = None,
                  on_served: Callable[[Informer], None] | None = None,
+                 on_health: Callable[[Informer], None] | None = None,
                  unserved_retry: float = 30.0, watch_timeout: int = 300):
         self.kube, self.api_version, self.kind = kube, api_version, kind
         self.namespace, self.label_selector, self.field_selector = namespace, label_selector, field_selector
         self.strip = strip
         self.on_event = on_event
         self.on_served = on_served  # called when the kind starts or stops being served (a CRD installed, deleted)
+        self.on_health = on_health  # called when the list/watch starts failing or works again
         self.unserved_retry = unserved_retry
         self.watch_timeout = watch_timeout
         self.synced = threading.Event()  # the first list is in the store (or the kind is not served)
         self.served = True
         self.last_error: str = ""
+        self.last_status: int = 0  # the API server's status code of the last error (0: no answer at all)
         self._store: dict[StoreKey, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -69,6 +73,15 @@ class Informer:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _failing(self, error: str, status: int) -> None:
+        was = bool(self.last_error)
+        self.last_error, self.last_status = error, status
+        if was != bool(error) and self.on_health is not None:
+            try:
+                self.on_health(self)
+            except Exception:  # noqa: BLE001 - a broken handler must not end the watch
+                log.exception("%r: health handler failed", self)
 
     def _emit(self, type_: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         if self.on_event is None:
@@ -112,6 +125,7 @@ class Informer:
                                                   self.namespace, self.field_selector)
                     served, self.served = self.served, bool(rv)
                     self._replace(items)
+                    self._failing("", 0)  # answered again (a watch may then run for minutes without an event)
                     if served != self.served and self.synced.is_set() and self.on_served is not None:
                         self.on_served(self)
                     self.synced.set()
@@ -130,7 +144,7 @@ class Informer:
                         obj.setdefault("kind", self.kind)
                         self._apply(type_, obj)
                 delay = 0.5
-                self.last_error = ""
+                self._failing("", 0)
             except ApiError as err:
                 if err.status == 410:  # too old: relist (client-go does the same)
                     rv = ""
@@ -138,12 +152,14 @@ class Informer:
                 if err.status == 404:  # the kind stopped being served (CRD deleted)
                     rv = ""
                     continue
-                self.last_error = str(err)
+                self._failing(str(err), err.status)
+                rv = ""  # list again: only a list that works says the watch works again (a watch may stay silent)
                 log.warning("%r: %s; retrying in %.1f s", self, err, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)
             except Exception as exc:  # noqa: BLE001 - connection dropped, API server restarting...
-                self.last_error = str(exc)
+                self._failing(str(exc), 0)
+                rv = ""
                 log.warning("%r: %s; retrying in %.1f s", self, exc, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)

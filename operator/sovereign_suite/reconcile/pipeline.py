@@ -1,6 +1,10 @@
 """The reconcile pipeline: one idempotent pass over a SovereignSuite.
 
-    dereference -> validate -> place -> render (pure) -> secrets -> apply (ordered) -> prune -> status
+    validate -> locate (each tenant's cluster) -> place -> render (pure) -> dereference -> secrets
+             -> apply (ordered, per cluster) -> prune (per cluster) -> status
+
+Each tenant is applied to its national cloud's cluster: the operator's own, or a member (views.py, targets.py);
+a member that does not answer holds back its own tenants only.
 
 Every read comes from the watch cache (cache.py); a pass writes only children that are out of sync
 (converge.py), so a converged suite costs no request at all. Each stage returns its problems as values
@@ -13,21 +17,25 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..api.derived_names import namespace_of
 from ..api.models import SovereignSuite
 from ..api.secret_refs import opt_in_problems, secret_references
 from ..api.validation import InputError, check_suite, parse_suite
 from ..components.base import OPTIONAL_APIS, build_contexts
 from ..render import RenderResult, phase_of, render_suite
 from . import gpu, observe
-from .apply import ANN_AFTER_JOB, Applier
-from .conditions import Findings, conditions, merge_conditions, transitions
+from .apply import Applier
+from .conditions import Findings, conditions, transitions
 from .context import OperatorContext
 from .converge import ANN_OWNER, stamp
 from .kube import ApiError
+from .jobs import migration_jobs
 from .problems import ObjectKey, Problem, SuiteKey, degraded, from_api_error, stalled
 from .prune import Pruner, component_of
 from .secrets import copy_manifest, roll_on_rotation
-from .status import now, tenants_status
+from .status import build_status
+from .targets import Target
+from .views import ClusterView, Homes, namespace_of_key, namespace_of_obj, on_cluster, resolve, stray_problem
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +74,8 @@ class PassResult:
     writes: int = 0
     requeue_after: float | None = None
     complete: bool = False  # every rendered child is applied (nothing held back, no problem)
-    written: dict[ObjectKey, str] = field(default_factory=dict)  # what this pass wrote (resourceVersions)
+    # what this pass wrote: (cluster, child) -> its resourceVersion (the next pass waits for the caches to show it)
+    written: dict[tuple[str, ObjectKey], str] = field(default_factory=dict)
 
 
 class Pass:
@@ -80,8 +89,9 @@ class Pass:
         self.uid = meta["uid"]
         self.generation = int(meta.get("generation") or 1)
         self.old_status = body.get("status") or {}
-        self.live = ctx.cache.children(self.key)
         self.clouds, self.cloud_problems = ctx.clouds.snapshot()
+        self.homes: Homes | None = None  # which cluster holds each tenant (views.py), once the spec is valid
+        self.live: dict[ObjectKey, dict[str, Any]] = {}  # the tenants' children where they live
         self.events: list[tuple[str, str, str]] = []
         self.requeue_after: float | None = None
         self._applied: set[ObjectKey] = set()  # children written by this pass (their pods are not worth a look)
@@ -94,28 +104,37 @@ class Pass:
         except InputError as err:
             return None, [stalled("InvalidSpec", "; ".join(str(p) for p in err.problems))]
         problems = check_suite(suite, self.clouds)
-        if not problems and (remote := remote_cloud_problems(suite, self.clouds)):
-            return None, [stalled("RemoteCloud", "; ".join(str(p) for p in remote))]
         if problems:
             reason = "UnknownCloud" if any("NationalCloud" in p.message for p in problems) else "InvalidSpec"
             extra = [str(p) for p in self.cloud_problems[:3]]
             return None, [stalled(reason, "; ".join([str(p) for p in problems] + extra))]
         return suite, []
 
-    def capabilities(self) -> frozenset[str]:
-        return frozenset(api for api in OPTIONAL_APIS
-                         if any(self.ctx.cache.served(api, k) for k in CAPABILITY_KINDS[api]))
+    def locate(self, suite: SovereignSuite) -> Homes:
+        if not self.ctx.settings.local_clouds:
+            self.ctx.members.drop_unused(self.clouds)
+        self.homes = resolve(self.ctx, self.key, suite, self.clouds)
+        self.live = self.homes.live()
+        return self.homes
 
-    def place(self, suite: SovereignSuite, contexts: list) -> dict[str, list[gpu.Placement]]:
+    def capabilities(self, target: Target) -> frozenset[str]:
+        return frozenset(api for api in OPTIONAL_APIS
+                         if any(target.cache.served(api, k) for k in CAPABILITY_KINDS[api]))
+
+    def place(self, contexts: list) -> dict[str, list[gpu.Placement]]:
         capacity: dict[str, gpu.Capacity] = {}
-        return {c.tenant.country: gpu.place_tenant(self.ctx.cache, c, self.live, capacity) for c in contexts}
+        assert self.homes is not None
+        return {c.tenant.country: gpu.place_tenant(self.homes.home[c.namespace].target.cache, c, self.live, capacity)
+                for c in contexts if c.namespace in self.homes.home}
 
     def dereference(self, suite: SovereignSuite, contexts: list) -> tuple[list[dict[str, Any]], list[Problem]]:
-        """Copies of the Secrets the suite references, for each tenant namespace. A referenced Secret must exist
-        in the suite's namespace and be labelled referenceable by its owner (who opts in to sharing it); one the
-        operator manages itself is never a source (api/secret_refs.py)."""
+        """Copies of the Secrets the suite references, for each tenant namespace served here. A referenced Secret
+        must exist in the suite's namespace (in the operator's cluster) and be labelled referenceable by its owner
+        (who opts in to sharing it); one the operator manages itself is never a source (api/secret_refs.py)."""
         copies, problems = [], []
         for index, c in enumerate(contexts):
+            if self.homes is not None and c.namespace not in self.homes.home:
+                continue  # another operator's tenant (pull mode), or a cluster not known yet
             refs = secret_references(suite, index, c.tenant, c.components)
             sources: dict[str, dict[str, Any] | None] = {}
             for r in refs:
@@ -150,60 +169,62 @@ class Pass:
             if obj["kind"] == "Namespace":
                 # Only a namespace the operator created carries the suite's UID (deletable with the suite); one a
                 # platform team created for the namespace-scoped mode is adopted but never deleted.
-                live = self.live.get(ObjectKey.of(obj)) or self.ctx.cache.tenant_namespaces.get(
-                    "", obj["metadata"]["name"])
+                view = self.homes.home.get(obj["metadata"]["name"]) if self.homes else None
+                live = self.live.get(ObjectKey.of(obj)) or (view.target.cache.tenant_namespaces.get(
+                    "", obj["metadata"]["name"]) if view else None)
                 created_by_us = live is None or bool((live["metadata"].get("annotations") or {}).get(ANN_OWNER))
                 out.append(stamp(obj, self.uid if created_by_us else None))
             else:
                 out.append(stamp(obj, self.uid))
         return out
 
-    def jobs(self, desired: list[dict[str, Any]]) -> tuple[set[tuple[str, str]], list[Problem]]:
-        """Migration Jobs the held-back children wait for: (namespace, name) of the Complete ones. A Failed one is
-        reported, and deleted after a backoff so that the next pass runs it again."""
-        mem = self.ctx.memory(self.key)
-        wanted = {(o["metadata"]["namespace"], o["metadata"]["annotations"][ANN_AFTER_JOB]) for o in desired
-                  if (o["metadata"].get("annotations") or {}).get(ANN_AFTER_JOB)}
-        ready, problems = set(), []
-        for ns, name in sorted(wanted):
-            key = ObjectKey("batch", "Job", ns, name)
-            job = self.live.get(key)
-            state = observe.job_state(job) if job else "Missing"
-            if state == "Complete":
-                ready.add((ns, name))
-                mem.job_attempts.pop(name, None)
-            elif state == "Failed":
-                attempt = mem.job_attempts.get(name, 0)
-                delay = min(self.ctx.settings.job_retry_cap, self.ctx.settings.job_retry_base * 2 ** attempt)
-                failed = next((c for c in job["status"]["conditions"] if c.get("type") == "Failed"), {})
-                left = delay - seconds_since(failed.get("lastTransitionTime"))
-                problems.append(degraded("MigrationFailed", f"failed ({failed.get('reason') or 'Failed'}: "
-                                         f"{failed.get('message') or ''}); run again "
-                                         f"{'now' if left <= 0 else f'in {left:.0f} s'} (attempt {attempt + 1})", key))
-                if left <= 0:
-                    try:
-                        self.ctx.kube.delete({"apiVersion": "batch/v1", "kind": "Job",
-                                              "metadata": {"name": name, "namespace": ns}})
-                        self.live.pop(key, None)
-                        mem.job_attempts[name] = attempt + 1
-                        self.requeue_after = 1.0
-                    except ApiError as err:
-                        problems.append(from_api_error(err, key))
-                else:
-                    self.requeue_after = max(1.0, left)
-        return ready, problems
+    def write(self, view: ClusterView, desired: list[dict[str, Any]], result: RenderResult, retain: bool
+              ) -> tuple[Applier | None, Pruner, list[Problem], list[str]]:
+        """Apply a cluster's tenants, then prune the suite's children there that are no longer rendered (or whose
+        tenant lives elsewhere now). Returns the applier (None: nothing applied), the pruner, the problems and
+        what waits for a migration Job."""
+        protected = self.homes.protected() if self.homes else set()
+        pruner = Pruner(view.target, self.key, self.uid, {k: o for k, o in view.live.items()
+                                                          if namespace_of_key(k) not in protected})
+        if view.problem is not None:  # a member that does not answer: its tenants wait, the others go on
+            owned = any(pruner.ours(o) for o in pruner.live.values())
+            stray = stray_problem(view, owned)
+            return None, pruner, [stray] if stray else ([view.problem] if view.namespaces else []), []
+        objs = [o for o in desired if namespace_of_obj(o) in view.namespaces]
+        applier = Applier(self.ctx, view.target, self.key, view.live)
+        for ns in (o for o in objs if o["kind"] == "Namespace"):
+            applier.ensure_namespace(ns)
+        if any(p.reason == "NamespaceConflict" for p in applier.problems):
+            return applier, pruner, on_cluster(view, applier.problems), []  # nothing half-applied there
+        applier.ensure_secrets([s for s in result.secrets if s.namespace in view.namespaces])
+        ready_jobs, job_problems, requeue = migration_jobs(self.ctx, self.ctx.memory(self.key), view.target.kube,
+                                                           view.live, objs)
+        if requeue is not None:
+            self.requeue_after = min(self.requeue_after or requeue, requeue)
+        waiting = applier.apply_all([o for o in objs if o["kind"] != "Namespace" or ObjectKey.of(o) in view.live],
+                                    ready_jobs)
+        watch = [degraded("WatchFailed", e) for e in view.target.cache.watch_errors(view.namespaces)] \
+            if not view.target.is_member else []
+        if not applier.problems and not watch:
+            # prune only after a complete apply on a current view: never delete while the new state is partial
+            wanted = {ObjectKey.of(o) for o in objs}
+            wanted |= {ObjectKey("", "Secret", s.namespace, s.name) for s in result.secrets}
+            rendered = {component_of(o) for o in objs}
+            pruner.live.update({k: o for k, o in view.live.items() if namespace_of_key(k) not in protected})
+            pruner.readopt(rendered)
+            pruner.prune(wanted, rendered, retain=retain)
+        return applier, pruner, on_cluster(view, applier.problems + job_problems + pruner.problems + watch), waiting
 
     # ---- the pass -----------------------------------------------------------------------------
     def run(self) -> PassResult:
         suite, problems = self.parse()
         if suite is None:
             return self.finish(None, [], problems, rendered=False)
-        capabilities = self.capabilities()
+        homes = self.locate(suite)
+        capabilities = {t.country: self.capabilities(homes.home[ns].target if ns in homes.home else self.ctx.local)
+                        for t in suite.spec.tenants for ns in [namespace_of(suite, t)]}
         contexts = build_contexts(suite, self.clouds, capabilities)
-        # a failing watch means what the pass reads may be stale: never report Ready on it
-        watch_problems = [degraded("WatchFailed", e)
-                          for e in self.ctx.cache.watch_errors({c.namespace for c in contexts})]
-        placements = self.place(suite, contexts)
+        placements = self.place(contexts)
         try:
             result = self.ctx.render_pool.submit(
                 render_suite, suite, self.clouds, capabilities,
@@ -218,31 +239,25 @@ class Pass:
         if problems:
             return self.finish(suite, self.health(suite, result, set()), problems)
         desired = self.desired(result, copies)
-
-        applier = Applier(self.ctx, self.key, self.live)
-        for ns in (o for o in desired if o["kind"] == "Namespace"):
-            applier.ensure_namespace(ns)
-        if any(p.reason == "NamespaceConflict" for p in applier.problems):
-            return self.finish(suite, [], applier.problems)  # nothing half-applied in someone else's namespace
-        applier.ensure_secrets(result.secrets)
-        ready_jobs, job_problems = self.jobs(desired)
-        waiting = applier.apply_all([o for o in desired if o["kind"] != "Namespace" or
-                                     ObjectKey.of(o) in self.live], ready_jobs)
-
-        rendered = {component_of(o) for o in desired}
-        pruner = Pruner(self.ctx, self.key, self.uid, self.live)
-        if not applier.problems and not watch_problems:
-            # prune only after a complete apply on a current view: never delete while the new state is partial
-            wanted = {ObjectKey.of(o) for o in desired}
-            wanted |= {ObjectKey("", "Secret", s.namespace, s.name) for s in result.secrets}
-            pruner.readopt(rendered)
-            pruner.prune(wanted, rendered, retain=suite.spec.deletion_policy == "Retain")
-        self.events += pruner.events
-        problems = applier.problems + job_problems + pruner.problems + watch_problems
-        out = self.finish(suite, self.health(suite, result, applier.applied), problems, waiting=waiting,
+        problems = list(homes.unresolved.values())
+        waiting: list[str] = []
+        applied: set[ObjectKey] = set()
+        writes, written = 0, {}
+        for view in homes.views:
+            applier, pruner, found, waits = self.write(view, desired, result, suite.spec.deletion_policy == "Retain")
+            problems += found
+            waiting += waits
+            self.events += pruner.events
+            writes += pruner.writes
+            if applier is not None:
+                writes += applier.writes
+                applied |= applier.applied
+                written.update({(view.target.name, k): rv for k, rv in applier.written.items()})
+                self.live.update({k: o for k, o in view.live.items() if namespace_of_key(k) in view.namespaces})
+        out = self.finish(suite, self.health(suite, result, applied), problems, waiting=waiting,
                           models=self.models(contexts, placements))
-        out.writes = applier.writes + pruner.writes
-        out.written = applier.written
+        out.writes = writes
+        out.written = written
         out.complete = not problems and not waiting
         return out
 
@@ -252,11 +267,12 @@ class Pass:
         by_comp = observe.group_by_component(
             [o for k, o in self.live.items() if k.kind in ("Deployment", "StatefulSet", "Job")])
         self._applied = applied
+        cluster_problems = self.homes.problems() if self.homes else {}
         health = []
         for (country, comp), objs in sorted(result.by_component.items()):
-            if comp == "tenancy":
-                continue
             ns = f"{suite.name}-{country}"
+            if comp == "tenancy" or (self.homes is not None and ns in self.homes.remote):
+                continue
             h = observe.component_health(country, ns, comp, by_comp.get((ns, comp), []), pods_of=self.pods_of)
             missing = [o for o in objs if o["kind"] in ("Deployment", "StatefulSet") and ObjectKey.of(o) not in
                        self.live]
@@ -265,16 +281,19 @@ class Pass:
                 h.waiting.append(f"{o['kind']}/{o['metadata']['name']}")
             if missing and not h.reason:
                 h.reason, h.message = "Progressing", "waiting for " + ", ".join(h.waiting[:5])
+            if ns in cluster_problems:  # what was last seen there is not a current health: never a stale Ready
+                h.reason, h.message = cluster_problems[ns].reason, cluster_problems[ns].message
             health.append(h)
         return health
 
     def pods_of(self, workload: dict[str, Any]) -> list[dict[str, Any]]:
-        """A workload's pods, from the cache (none for a workload this pass just wrote)."""
+        """A workload's pods, from its cluster's cache (none for a workload this pass just wrote)."""
         if ObjectKey.of(workload) in self._applied:
             return []
         ns = workload["metadata"]["namespace"]
         if ns not in self._pods:
-            self._pods[ns] = self.ctx.cache.pods_in(ns)
+            view = self.homes.home.get(ns) if self.homes else None
+            self._pods[ns] = (view.target.cache if view else self.ctx.cache).pods_in(ns)
         match = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         return [p for p in self._pods[ns] if match.items() <= (p["metadata"].get("labels") or {}).items()]
 
@@ -296,7 +315,8 @@ class Pass:
                              if m["reason"] in ("InsufficientGPU", "InsufficientGPUMemory", "GPUQuotaExceeded"))
         verdict = conditions(Findings(self.generation, tuple(problems), tuple(health), tuple(waiting or ()),
                                       gpu_problems, paused=paused, rendered=rendered))
-        status = build_status(self.old_status, verdict.conditions, self.generation, suite, health, models)
+        clusters = {ns: self.homes.cluster(ns) for ns in self.homes.cloud_of} if self.homes else None
+        status = build_status(self.old_status, verdict.conditions, self.generation, suite, health, models, clusters)
         self.events += transitions(self.old_status.get("conditions") or [], status["conditions"])
         requeue = self.requeue_after
         if verdict.progressing:
@@ -305,67 +325,50 @@ class Pass:
                           requeue_after=requeue)
 
 
-def remote_cloud_problems(suite: SovereignSuite, clouds: dict) -> list:
-    """A tenant whose cloud names a member cluster (``kubeconfigSecretRef``, set by ``cloud join``) is never
-    applied to this cluster instead: its Secrets and data would sit in another country's etcd. Until push mode
-    applies it there (docs/multi-cluster.md), the suite is Stalled and nothing is written."""
-    from ..api.validation import Problem as FieldProblem
-
-    return [FieldProblem(f"spec.tenants[{i}].cloud", f"NationalCloud {t.cloud!r} is a member cluster "
-                         "(kubeconfigSecretRef): this "
-                         "operator version applies tenants to its own cluster only, and will not place this tenant's "
-                         "data outside its country's cluster")
-            for i, t in enumerate(suite.spec.tenants) if clouds[t.cloud].spec.kubeconfig_secret_ref is not None]
-
-
-def seconds_since(stamp: str | None) -> float:
-    from datetime import datetime, timezone
-
-    if not stamp:
-        return 0.0
-    try:
-        then = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    except ValueError:
-        return 0.0
-    return (datetime.now(timezone.utc) - then).total_seconds()
-
-
-def build_status(old: dict[str, Any], conds: list[dict[str, Any]], generation: int, suite: SovereignSuite | None,
-                 health: list[observe.ComponentHealth], models: dict[str, list[dict[str, Any]]] | None
-                 ) -> dict[str, Any]:
-    status: dict[str, Any] = {"observedGeneration": generation,
-                              "conditions": merge_conditions(old.get("conditions") or [], conds, now())}
-    if suite is not None:
-        tenants = [(t.country, f"{suite.name}-{t.country.lower()}") for t in suite.spec.tenants]
-        status["countries"] = ",".join(t.country for t in suite.spec.tenants)
-        ts = tenants_status(health, tenants, models or {})
-        status["tenants"] = ts
-        status["readySummary"] = f"{sum(1 for t in ts if t['ready'])}/{len(ts)}"
-    else:
-        for key in ("countries", "tenants", "readySummary"):
-            if key in old:
-                status[key] = old[key]
-    return status
-
-
 def reconcile(ctx: OperatorContext, body: dict[str, Any]) -> PassResult:
     return Pass(ctx, body).run()
 
 
 def cleanup(ctx: OperatorContext, body: dict[str, Any]) -> PassResult:
-    """On deletion: delete the suite's children following ``deletionPolicy``. The result's problems name every
-    child that could not be deleted; the worker keeps the finalizer until there are none."""
+    """On deletion: delete the suite's children in every cluster following ``deletionPolicy``. The result's
+    problems name every child that could not be deleted, and every member cluster that does not answer (its
+    children may still be there); the worker keeps the finalizer until there are none."""
     p = Pass(ctx, body)
     spec = body.get("spec") or {}
     if spec.get("paused"):
         # Paused means hands off, deletion included (like a suspended Flux Kustomization): the finalizer goes,
         # every child stays as it is (docs/architecture.md).
         return PassResult(status=body.get("status") or {}, complete=True)
-    pruner = Pruner(ctx, p.key, p.uid, p.live)
-    pruner.delete([o for o in p.live.values() if pruner.ours(o)], retain=(spec.get("deletionPolicy") or "Retain")
-                  == "Retain")
-    verdict = conditions(Findings(p.generation, tuple(pruner.problems), deleting=True))
+    retain = (spec.get("deletionPolicy") or "Retain") == "Retain"
+    problems: list[Problem] = []
+    events: list[tuple[str, str, str]] = []
+    writes = 0
+    homes: set[str] = set()
+    if not ctx.settings.local_clouds:  # the members of the suite's clouds, built again after a restart
+        for tenant in spec.get("tenants") or []:
+            cloud = p.clouds.get(tenant.get("cloud") or "")
+            if cloud is not None and cloud.spec.kubeconfig_secret_ref is not None:
+                found = ctx.members.target(cloud)
+                if isinstance(found, Problem):
+                    problems.append(degraded(found.reason, f"waiting for the member cluster of NationalCloud "
+                                             f"{cloud.name}: {found.message}"))
+                else:
+                    homes.add(found.name)
+    for target in ctx.targets():
+        live = target.cache.children(p.key)
+        pruner = Pruner(target, p.key, p.uid, live)
+        ours = [o for o in live.values() if pruner.ours(o)]
+        problem = target.problem()
+        if problem is not None and (ours or target.name in homes):
+            problems.append(degraded(problem.reason, f"waiting for {target} to delete the suite's children: "
+                                     f"{problem.message}"))
+            continue
+        pruner.delete(ours, retain=retain)
+        found = pruner.problems if not target.is_member else \
+            [Problem(pr.severity, pr.reason, f"{target}: {pr.message}", pr.object) for pr in pruner.problems]
+        problems += found
+        events += pruner.events + [("Warning", pr.reason, f"cannot delete {pr}") for pr in found]
+        writes += pruner.writes
+    verdict = conditions(Findings(p.generation, tuple(problems), deleting=True))
     status = build_status(p.old_status, verdict.conditions, p.generation, None, [], None)
-    events = pruner.events + [("Warning", pr.reason, f"cannot delete {pr}") for pr in pruner.problems]
-    return PassResult(status=status, events=events, problems=pruner.problems, writes=pruner.writes,
-                      complete=not pruner.problems)
+    return PassResult(status=status, events=events, problems=problems, writes=writes, complete=not problems)

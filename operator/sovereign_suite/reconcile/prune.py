@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..components.base import CNPG_API, LABEL_COMPONENT, LABEL_RETAINED, LABEL_SUITE, LABEL_SUITE_NS, MANAGED_BY
-from .context import OperatorContext
 from .converge import ANN_OWNER
 from .kube import ApiError
 from .problems import ObjectKey, Problem, SuiteKey, from_api_error
 from .secrets import LABEL_GENERATED
+from .targets import Target
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def component_of(obj: dict[str, Any]) -> tuple[str, str | None]:
 
 @dataclass
 class Pruner:
-    ctx: OperatorContext
+    target: Target  # the cluster deleted from
     suite: SuiteKey
     uid: str
     live: dict[ObjectKey, dict[str, Any]]
@@ -99,7 +99,7 @@ class Pruner:
     def _delete(self, obj: dict[str, Any]) -> None:
         key = ObjectKey.of(obj)
         try:
-            if self.ctx.kube.delete(obj):
+            if self.target.kube.delete(obj):
                 self.writes += 1
             self.live.pop(key, None)
         except ApiError as err:
@@ -115,7 +115,7 @@ class Pruner:
             if kind == "Namespace":
                 continue
             try:
-                objs = self.ctx.kube.list(api_version, kind, namespace=namespace)
+                objs = self.target.kube.list(api_version, kind, namespace=namespace)
             except ApiError as err:
                 if err.status == 403:
                     continue  # a kind the operator may not list there holds nothing of its own
@@ -139,7 +139,7 @@ class Pruner:
         if hibernate:
             patch["metadata"]["annotations"] = {CNPG_HIBERNATION: "on"}
         try:
-            self.ctx.kube.merge_patch(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"), patch)
+            self.target.kube.merge_patch(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"), patch)
             self.writes += 1
         except ApiError as err:
             if err.status != 404:
@@ -156,7 +156,7 @@ class Pruner:
                 continue
             patch = {"metadata": {"labels": {LABEL_RETAINED: None}, "annotations": {ANN_OWNER: self.uid}}}
             try:
-                self.ctx.kube.merge_patch(obj["apiVersion"], obj["kind"], key.name, key.namespace, patch)
+                self.target.kube.merge_patch(obj["apiVersion"], obj["kind"], key.name, key.namespace, patch)
                 self.writes += 1
             except ApiError as err:
                 self.problems.append(from_api_error(err, key))

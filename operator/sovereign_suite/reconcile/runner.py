@@ -29,12 +29,14 @@ def main(args) -> int:
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env(tuple(args.namespace or ()), drift_interval=getattr(args, "drift_interval", None))
+    settings = Settings.from_env(tuple(args.namespace or ()), tuple(getattr(args, "local_cloud", None) or ()),
+                                 drift_interval=getattr(args, "drift_interval", None))
     ctx = OperatorContext(Kube(api_client(), discovery_ttl=settings.discovery_interval), settings)
     start_http_server(args.metrics_port)
     logging.getLogger("sovereign_suite").info(
-        "metrics on :%d/metrics, liveness on :%d/healthz, %d workers", args.metrics_port, args.liveness_port,
-        settings.workers)
+        "metrics on :%d/metrics, liveness on :%d/healthz, %d workers; %s", args.metrics_port, args.liveness_port,
+        settings.workers, f"pull mode, local clouds: {', '.join(settings.local_clouds)}" if settings.local_clouds
+        else "push mode (a NationalCloud with kubeconfigSecretRef is a member cluster)")
     kopf.run(
         standalone=True,
         clusterwide=not args.namespace,

@@ -21,9 +21,9 @@ from . import gpu
 from .conditions import Findings, conditions
 from .context import OperatorContext
 from .kube import ApiError
-from .pipeline import FINALIZER, PassResult, build_status, cleanup, reconcile
+from .pipeline import FINALIZER, PassResult, cleanup, reconcile
 from .problems import ObjectKey, SuiteKey, degraded
-from .status import now, same_status
+from .status import build_status, now, same_status
 
 log = logging.getLogger("sovereign_suite")
 
@@ -31,7 +31,9 @@ GROUP, VERSION = "sovereignsuite.io", "v1alpha1"
 SUITES = (f"{GROUP}/{VERSION}", "SovereignSuite")
 # Retried with the key's backoff (1 s doubling to 5 min). A rejected child (422) is Stalled, yet it is retried too:
 # the cause may pass by itself (a NodePort still held by a Service being deleted); at most one try per 5 min.
-RETRIED_REASONS = {"Conflict", "Forbidden", "Unauthorized", "ApiError", "Exception", "WatchFailed", "InvalidChild"}
+# A member cluster's problems are retried too; its watches enqueue the suite as soon as it answers again.
+RETRIED_REASONS = {"Conflict", "Forbidden", "Unauthorized", "ApiError", "Exception", "WatchFailed", "InvalidChild",
+                   "ClusterUnreachable", "ClusterForbidden", "MemberCredentials"}
 
 
 def start(ctx: OperatorContext) -> list[threading.Thread]:
@@ -64,14 +66,15 @@ def _drift(ctx: OperatorContext) -> None:
             ctx.enqueue(key, "timer")
 
 
-def wait_for_own_writes(ctx: OperatorContext, key: SuiteKey, expect: dict[ObjectKey, str],
+def wait_for_own_writes(ctx: OperatorContext, key: SuiteKey, expect: dict[tuple[str, ObjectKey], str],
                         timeout: float = 2.0) -> None:
-    """Before a pass, let the watch cache catch up with the previous pass's writes (else the pass would see
-    its own children as missing or stale and write them again)."""
+    """Before a pass, let the watch caches catch up with the previous pass's writes (else the pass would see
+    its own children as missing or stale and write them again). ``expect``: (cluster, child) -> resourceVersion."""
     deadline = time.monotonic() + timeout
     while expect and time.monotonic() < deadline:
-        children = ctx.cache.children(key)
-        expect = {k: rv for k, rv in expect.items() if not _caught_up(children.get(k), rv)}
+        children = {t.name: t.cache.children(key) for t in ctx.targets()}
+        expect = {(c, k): rv for (c, k), rv in expect.items()
+                  if c in children and not _caught_up(children[c].get(k), rv)}
         if expect:
             time.sleep(0.05)
 

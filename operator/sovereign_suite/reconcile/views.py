@@ -1,0 +1,117 @@
+"""A pass's clusters: which cluster holds each tenant, and the suite's children found in each.
+
+Every cluster the operator writes to is looked at, not only those holding a tenant now: a tenant whose cloud was
+joined to a member (or left it) still has children where it lived before, which the pass prunes there. A tenant
+whose cluster cannot be resolved (its kubeconfig Secret missing or unusable) is *protected*: nothing of its
+namespace is pruned anywhere until its cluster is known again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import metrics
+from ..api.models import NationalCloud, SovereignSuite
+from ..api.derived_names import namespace_of
+from .problems import ObjectKey, Problem, SuiteKey, degraded
+from .targets import REMOTE, Target
+
+
+def namespace_of_key(key: ObjectKey) -> str:
+    """The tenant namespace an object belongs to (a Namespace: its own name)."""
+    return key.name if key.kind == "Namespace" and not key.namespace else key.namespace
+
+
+def namespace_of_obj(obj: dict[str, Any]) -> str:
+    return namespace_of_key(ObjectKey.of(obj))
+
+
+@dataclass
+class ClusterView:
+    target: Target
+    namespaces: set[str]  # the tenant namespaces this cluster holds
+    live: dict[ObjectKey, dict[str, Any]]  # every child of the suite found there (its watch cache)
+    problem: Problem | None = None  # a member that does not answer, or refuses the operator's credentials
+
+    def held(self) -> dict[ObjectKey, dict[str, Any]]:
+        return {k: o for k, o in self.live.items() if namespace_of_key(k) in self.namespaces}
+
+
+@dataclass
+class Homes:
+    views: list[ClusterView]
+    home: dict[str, ClusterView]  # tenant namespace -> the cluster holding it
+    cloud_of: dict[str, str]  # tenant namespace -> its NationalCloud
+    remote: set[str] = field(default_factory=set)  # pull mode: namespaces another country's operator serves
+    unresolved: dict[str, Problem] = field(default_factory=dict)  # namespace -> why its cluster is unknown
+
+    def live(self) -> dict[ObjectKey, dict[str, Any]]:
+        """The children of the tenants where they live (what status and health read)."""
+        out: dict[ObjectKey, dict[str, Any]] = {}
+        for view in self.views:
+            out.update(view.held())
+        return out
+
+    def protected(self) -> set[str]:
+        return set(self.unresolved)
+
+    def problems(self) -> dict[str, Problem]:
+        """Tenant namespace -> why its cluster cannot be worked on now."""
+        out = dict(self.unresolved)
+        for ns, view in self.home.items():
+            if view.problem is not None:
+                out[ns] = view.problem
+        return out
+
+    def cluster(self, ns: str) -> dict[str, Any]:
+        """The tenant's ``cluster`` and ``clusterReachable`` status fields."""
+        if ns in self.remote:
+            return {"cluster": REMOTE}
+        view = self.home.get(ns)
+        if view is None:
+            return {"cluster": self.cloud_of.get(ns, ""), "clusterReachable": False}
+        return {"cluster": view.target.name, "clusterReachable": view.problem is None}
+
+
+def resolve(ctx: Any, key: SuiteKey, suite: SovereignSuite, clouds: dict[str, NationalCloud]) -> Homes:
+    """Each tenant's cluster (``ctx.target_for``), and a view of every cluster the operator writes to."""
+    by_name: dict[str, ClusterView] = {}
+    home: dict[str, ClusterView] = {}
+    homes = Homes([], home, {})
+    for tenant in suite.spec.tenants:
+        ns = namespace_of(suite, tenant)
+        homes.cloud_of[ns] = tenant.cloud
+        found = ctx.target_for(clouds[tenant.cloud])
+        if found == REMOTE:
+            homes.remote.add(ns)
+        elif isinstance(found, Problem):
+            homes.unresolved[ns] = found
+        else:
+            view = by_name.get(found.name)
+            if view is None:
+                view = by_name[found.name] = ClusterView(found, set(), found.cache.children(key), found.problem())
+            view.namespaces.add(ns)
+            home[ns] = view
+    for target in ctx.targets():
+        if target.name not in by_name:
+            by_name[target.name] = ClusterView(target, set(), target.cache.children(key), target.problem())
+        if target.is_member:
+            metrics.record_member(target.name, by_name[target.name].problem is None)
+    homes.views = list(by_name.values())
+    return homes
+
+
+def on_cluster(view: ClusterView, problems: list[Problem]) -> list[Problem]:
+    """A member's problems name the member (the API server's message alone does not say which cluster)."""
+    if not view.target.is_member:
+        return problems
+    return [Problem(p.severity, p.reason, f"{view.target}: {p.message}", p.object) for p in problems]
+
+
+def stray_problem(view: ClusterView, owned: bool) -> Problem | None:
+    """Children of the suite remain in a cluster that holds none of its tenants and cannot be reached."""
+    if view.problem is None or view.namespaces or not owned:
+        return None
+    return degraded(view.problem.reason, f"children of this suite remain there and cannot be pruned: "
+                    f"{view.problem.message}")

@@ -1,0 +1,258 @@
+"""Push mode on real local control planes: the session's cluster is the hub, and France's and Germany's national
+clouds are member clusters of their own (``cluster up --countries FR`` / ``DE``), joined with
+``sovereign-suite cloud join``. One operator runs on the hub. Faults are real: a member whose processes are
+stopped (``kwokctl stop cluster``), a token revoked, a permission removed from the member's ClusterRole."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import uuid
+
+import pytest
+import yaml
+from kubernetes import config
+
+from sovereign_suite.devcluster.cluster import Cluster
+from sovereign_suite.members import join
+from sovereign_suite.reconcile.kube import Kube
+
+from .conftest import wait_for
+from .operator_fixture import (OperatorProcess, condition, create_referenced_secrets, get_suite, suite_doc,
+                               wait_ready)
+from .test_cloud_join import cli
+
+SUITES = ("sovereignsuite.io/v1alpha1", "SovereignSuite")
+GENERATED = "sovereignsuite.io/generated=true"
+
+
+def _up(country: str) -> Cluster:
+    c = Cluster(f"{country.lower()}-member-{os.getpid()}")
+    c.up(progress=lambda m: print(f"[{country}] {m}"), countries=[country])
+    return c
+
+
+@pytest.fixture(scope="module")
+def members():
+    made: dict[str, Cluster] = {}
+    try:
+        for country in ("FR", "DE"):
+            made[country] = _up(country)
+        yield made
+    finally:
+        for c in made.values():
+            c.down()
+
+
+def member_kube(c: Cluster) -> Kube:
+    return Kube(config.new_client_from_config(config_file=str(c.kubeconfig)), user_agent="sovereign-suite-tests")
+
+
+@pytest.fixture(scope="module")
+def clouds(cluster, members, kube):
+    """Hub NationalClouds for the two members (copies of the hub's own FR and DE clouds, which other test modules
+    use locally), each joined to its member cluster; left again afterwards."""
+    suffix = uuid.uuid4().hex[:4]
+    names = {"FR": f"fr-push-{suffix}", "DE": f"de-push-{suffix}"}
+    for country, source in (("FR", "fr-secnumcloud"), ("DE", "de-c5")):
+        spec = kube.get(*join.CLOUDS, source)["spec"]
+        kube.create({"apiVersion": join.CLOUDS[0], "kind": "NationalCloud", "metadata": {"name": names[country]},
+                     "spec": spec})
+        done = cli("cloud", "join", names[country], "--member-kubeconfig", str(members[country].kubeconfig),
+                   kubeconfig=cluster.kubeconfig)
+        assert done.returncode == 0, done.stderr
+    yield names
+    for country, name in names.items():
+        if members[country].exists():
+            cli("cloud", "leave", name, "--member-kubeconfig", str(members[country].kubeconfig),
+                kubeconfig=cluster.kubeconfig)
+        kube.delete({"apiVersion": join.CLOUDS[0], "kind": "NationalCloud", "metadata": {"name": name}})
+
+
+@pytest.fixture(scope="module")
+def hub_operator(cluster):
+    op = OperatorProcess(cluster, drift_interval=30.0, tag="push-operator")
+    op.start()
+    yield op
+    op.stop()
+
+
+def two_country_suite(namespace: str, clouds: dict[str, str], policy: str = "Delete") -> dict:
+    doc = suite_doc("two-countries", namespace, patch={"deletionPolicy": policy, "components": {"docs": {
+        "enabled": False}}})
+    doc["spec"]["tenants"] = [{"country": "FR", "cloud": clouds["FR"]}, {"country": "DE", "cloud": clouds["DE"]}]
+    return doc
+
+
+def tenant(suite: dict, country: str) -> dict:
+    return next(t for t in suite["status"]["tenants"] if t["country"] == country)
+
+
+def generated_values(k: Kube, ns: str) -> set[str]:
+    """Every value of the operator's generated Secrets in a tenant namespace (decoded), long enough to be unique."""
+    out = set()
+    for s in k.list("v1", "Secret", GENERATED, ns):
+        for v in (s.get("data") or {}).values():
+            text = base64.b64decode(v).decode(errors="replace")
+            if len(text) >= 16:
+                out.add(text)
+    return out
+
+
+def everything(k: Kube) -> str:
+    """Every Secret, ConfigMap, Event and SovereignSuite of a cluster, as one text (Secrets decoded)."""
+    parts = []
+    for s in k.list("v1", "Secret"):
+        parts += [base64.b64decode(v).decode(errors="replace") for v in (s.get("data") or {}).values()]
+    for kind in ("ConfigMap", "Event"):
+        parts += [json.dumps(o) for o in k.list("v1", kind)]
+    if k.kind(*SUITES) is not None:
+        parts += [json.dumps(o) for o in k.list(*SUITES)]
+    return "\n".join(parts)
+
+
+def test_push_applies_each_tenant_in_its_own_cluster_and_no_secret_leaves_it(members, clouds, hub_operator, kube,
+                                                                              core, namespace):
+    create_referenced_secrets(core, namespace)
+    doc = two_country_suite(namespace, clouds)
+    kube.create(doc)
+    suite = wait_ready(kube, doc, timeout=240)
+    name = doc["metadata"]["name"]
+    fr, de = member_kube(members["FR"]), member_kube(members["DE"])
+    assert fr.get("v1", "Namespace", f"{name}-fr") and fr.get("apps/v1", "Deployment", "synapse", f"{name}-fr")
+    assert de.get("v1", "Namespace", f"{name}-de") and de.get("apps/v1", "Deployment", "synapse", f"{name}-de")
+    # each tenant only in its own country's cluster, nothing of either on the hub
+    assert fr.get("v1", "Namespace", f"{name}-de") is None and de.get("v1", "Namespace", f"{name}-fr") is None
+    assert kube.get("v1", "Namespace", f"{name}-fr") is None and kube.get("v1", "Namespace", f"{name}-de") is None
+    assert (tenant(suite, "FR")["cluster"], tenant(suite, "FR")["clusterReachable"]) == (clouds["FR"], True)
+    assert (tenant(suite, "DE")["cluster"], tenant(suite, "DE")["clusterReachable"]) == (clouds["DE"], True)
+    assert suite["status"]["readySummary"] == "2/2"
+    assert hub_operator.metric("sovereign_suite_member_cluster_up", cloud=clouds["DE"]) == 1
+
+    # sovereignty: a generated value of one country is nowhere else (other member, hub objects, status, Events,
+    # the operator's log, its metrics)
+    fr_values, de_values = generated_values(fr, f"{name}-fr"), generated_values(de, f"{name}-de")
+    assert fr_values and de_values  # Synapse's signing key, database passwords ...
+    hub_text = everything(kube)
+    log_text = hub_operator.log_path.read_text(errors="replace")
+    metrics_text = hub_operator.metrics_text()
+    assert "sovereign_suite_member_cluster_up" in metrics_text
+    for values, elsewhere in ((fr_values, everything(de)), (de_values, everything(fr))):
+        for v in values:
+            assert v not in elsewhere and v not in hub_text and v not in log_text and v not in metrics_text
+
+    # a spec change reaches both members
+    kube.merge_patch(*SUITES, name, namespace, {"metadata": {"labels": {"touched": "yes"}},
+                                                "spec": {"components": {"jitsi": {"enabled": False}}}})
+    wait_for(lambda: fr.get("apps/v1", "Deployment", "jvb", f"{name}-fr") is None
+             and de.get("apps/v1", "Deployment", "jvb", f"{name}-de") is None, timeout=120, what="jitsi pruned")
+    wait_ready(kube, doc, timeout=120)
+
+
+def test_a_member_that_stops_answering_degrades_only_its_tenant_and_deletion_waits_for_it(
+        members, clouds, hub_operator, kube, core, namespace):
+    create_referenced_secrets(core, namespace)
+    doc = two_country_suite(namespace, clouds)
+    doc["spec"]["components"]["jitsi"] = {"enabled": False}
+    kube.create(doc)
+    wait_ready(kube, doc, timeout=240)
+    name = doc["metadata"]["name"]
+    fr = member_kube(members["FR"])
+    members["DE"].stop()
+    try:
+        def degraded():
+            s = get_suite(kube, doc)
+            c = condition(s, "Degraded")
+            return s if c and c["status"] == "True" and c["reason"] == "ClusterUnreachable" else None
+
+        suite = wait_for(degraded, timeout=120, what="Degraded ClusterUnreachable")
+        assert clouds["DE"] in condition(suite, "Degraded")["message"]
+        assert tenant(suite, "DE")["clusterReachable"] is False and tenant(suite, "DE")["ready"] is False
+        assert tenant(suite, "FR")["ready"] is True  # the other country goes on
+        assert condition(suite, "Ready")["status"] == "False"  # never a stale Ready
+        wait_for(lambda: hub_operator.metric("sovereign_suite_member_cluster_up", cloud=clouds["DE"]) == 0,
+                 timeout=30, what="member_cluster_up 0")
+        # France keeps converging while Germany is away: Matrix off reaches France's cluster
+        kube.merge_patch(*SUITES, name, namespace, {"spec": {"components": {"matrix": {"enabled": False}}}})
+        wait_for(lambda: fr.get("apps/v1", "Deployment", "synapse", f"{name}-fr") is None, timeout=120,
+                 what="synapse pruned in France while Germany is unreachable")
+    finally:
+        members["DE"].start()
+    de = member_kube(members["DE"])
+    wait_ready(kube, doc, timeout=180)  # no restart of the operator: its watches found the member again
+    assert de.get("apps/v1", "Deployment", "synapse", f"{name}-de") is None
+    assert hub_operator.proc.poll() is None
+
+    # deleting the suite while Germany is away: France is cleaned, the finalizer waits for Germany
+    members["DE"].stop()
+    try:
+        wait_for(lambda: hub_operator.metric("sovereign_suite_member_cluster_up", cloud=clouds["DE"]) == 0,
+                 timeout=60, what="member_cluster_up 0")
+        kube.delete({"apiVersion": SUITES[0], "kind": SUITES[1], "metadata": doc["metadata"]})
+        wait_for(lambda: fr.get("v1", "Namespace", f"{name}-fr") is None, timeout=120, what="France cleaned")
+
+        def waiting():
+            s = get_suite(kube, doc)
+            c = condition(s, "Ready")
+            return s if s and c and clouds["DE"] in c["message"] else None
+
+        suite = wait_for(waiting, timeout=60, what="deletion waits for Germany")
+        assert "sovereignsuite.io/cleanup" in suite["metadata"]["finalizers"]
+    finally:
+        members["DE"].start()
+    wait_for(lambda: get_suite(kube, doc) is None, timeout=120, what="suite deleted after Germany answered")
+    wait_for(lambda: de.get("v1", "Namespace", f"{name}-de") is None, timeout=120, what="Germany cleaned")
+
+
+def test_rotated_and_weakened_member_credentials(members, clouds, hub_operator, kube, core, namespace, cluster):
+    create_referenced_secrets(core, namespace)
+    doc = two_country_suite(namespace, clouds)
+    doc["spec"]["components"]["jitsi"] = {"enabled": False}
+    kube.create(doc)
+    wait_ready(kube, doc, timeout=240)
+    name = doc["metadata"]["name"]
+    de = member_kube(members["DE"])
+    ref = kube.get(*join.CLOUDS, clouds["DE"])["spec"]["kubeconfigSecretRef"]
+
+    # rotation: a new token for the same ServiceAccount replaces the kubeconfig on the hub, the old one is revoked
+    fresh = f"{join.TOKEN_SECRET}-{uuid.uuid4().hex[:4]}"
+    de.create({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+               "metadata": {"name": fresh, "namespace": join.MEMBER_NAMESPACE,
+                            "annotations": {"kubernetes.io/service-account.name": join.SERVICE_ACCOUNT}}})
+    token = wait_for(lambda: (de.get("v1", "Secret", fresh, join.MEMBER_NAMESPACE).get("data") or {}).get("token"),
+                     timeout=30, what="new token")
+    old = kube.get("v1", "Secret", ref["name"], ref["namespace"])
+    cfg = yaml.safe_load(base64.b64decode(old["data"]["kubeconfig"]))
+    cfg["users"][0]["user"]["token"] = base64.b64decode(token).decode()
+    kube.merge_patch("v1", "Secret", ref["name"], ref["namespace"], {"data": {
+        "kubeconfig": base64.b64encode(yaml.safe_dump(cfg).encode()).decode()}})
+    de.delete({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": join.TOKEN_SECRET,
+                                                                  "namespace": join.MEMBER_NAMESPACE}})
+    kube.merge_patch(*SUITES, name, namespace, {"spec": {"components": {"matrix": {"enabled": False}}}})
+    wait_for(lambda: de.get("apps/v1", "Deployment", "synapse", f"{name}-de") is None, timeout=120,
+             what="the rotated credentials are used")
+    wait_ready(kube, doc, timeout=120)
+    assert hub_operator.proc.poll() is None  # no restart
+
+    # weak credentials: the member's role loses Services; the suite says so, naming the member
+    role = de.get("rbac.authorization.k8s.io/v1", "ClusterRole", join.CLUSTER_ROLE)
+    weakened = [dict(r, resources=[x for x in r["resources"] if x != "services"])
+                if r.get("apiGroups") == [""] and "services" in r.get("resources", []) and "create" in r["verbs"]
+                else r for r in role["rules"]]
+    assert weakened != role["rules"]
+    de.merge_patch("rbac.authorization.k8s.io/v1", "ClusterRole", join.CLUSTER_ROLE, None, {"rules": weakened})
+    try:
+        def forbidden():
+            c = condition(get_suite(kube, doc), "Degraded")
+            return c if c and c["status"] == "True" and c["reason"] in ("ClusterForbidden", "Forbidden") else None
+
+        kube.merge_patch(*SUITES, name, namespace, {"spec": {"components": {"matrix": {"enabled": True}}}})
+        c = wait_for(forbidden, timeout=120, what="Degraded Forbidden naming the member")
+        assert clouds["DE"] in c["message"] and "forbidden" in c["message"].lower()
+    finally:
+        de.merge_patch("rbac.authorization.k8s.io/v1", "ClusterRole", join.CLUSTER_ROLE, None,
+                       {"rules": role["rules"]})
+    wait_ready(kube, doc, timeout=180)
+    kube.delete({"apiVersion": SUITES[0], "kind": SUITES[1], "metadata": doc["metadata"]})
+    wait_for(lambda: get_suite(kube, doc) is None, timeout=120, what="suite deleted")
