@@ -1,7 +1,8 @@
 """Push mode on real local control planes: the session's cluster is the hub, and France's and Germany's national
 clouds are member clusters of their own (``cluster up --countries FR`` / ``DE``), joined with
-``sovereign-suite cloud join``. One operator runs on the hub. Faults are real: a member whose processes are
-stopped (``kwokctl stop cluster``), a token revoked, a permission removed from the member's ClusterRole."""
+``sovereign-suite cloud join``. One operator runs on the hub. Faults are real: a member whose kube-apiserver
+process is stopped (SIGTERM) and started again, a token revoked, a permission removed from the member's
+ClusterRole."""
 
 from __future__ import annotations
 
@@ -85,6 +86,15 @@ def two_country_suite(namespace: str, clouds: dict[str, str], policy: str = "Del
     return doc
 
 
+def ready(kube, doc: dict, timeout: float) -> dict:
+    """wait_ready, saying the suite's last status when it times out."""
+    try:
+        return wait_ready(kube, doc, timeout=timeout)
+    except AssertionError as err:
+        status = (get_suite(kube, doc) or {}).get("status")
+        raise AssertionError(f"{err}; last status: {json.dumps(status)[:4000]}") from None
+
+
 def tenant(suite: dict, country: str) -> dict:
     return next(t for t in suite["status"]["tenants"] if t["country"] == country)
 
@@ -117,7 +127,7 @@ def test_push_applies_each_tenant_in_its_own_cluster_and_no_secret_leaves_it(mem
     create_referenced_secrets(core, namespace)
     doc = two_country_suite(namespace, clouds)
     kube.create(doc)
-    suite = wait_ready(kube, doc, timeout=240)
+    suite = ready(kube, doc, 240)
     name = doc["metadata"]["name"]
     fr, de = member_kube(members["FR"]), member_kube(members["DE"])
     assert fr.get("v1", "Namespace", f"{name}-fr") and fr.get("apps/v1", "Deployment", "synapse", f"{name}-fr")
@@ -147,7 +157,7 @@ def test_push_applies_each_tenant_in_its_own_cluster_and_no_secret_leaves_it(mem
                                                 "spec": {"components": {"jitsi": {"enabled": False}}}})
     wait_for(lambda: fr.get("apps/v1", "Deployment", "jvb", f"{name}-fr") is None
              and de.get("apps/v1", "Deployment", "jvb", f"{name}-de") is None, timeout=120, what="jitsi pruned")
-    wait_ready(kube, doc, timeout=120)
+    ready(kube, doc, 120)
 
 
 def test_a_member_that_stops_answering_degrades_only_its_tenant_and_deletion_waits_for_it(
@@ -156,36 +166,45 @@ def test_a_member_that_stops_answering_degrades_only_its_tenant_and_deletion_wai
     doc = two_country_suite(namespace, clouds)
     doc["spec"]["components"]["jitsi"] = {"enabled": False}
     kube.create(doc)
-    wait_ready(kube, doc, timeout=240)
     name = doc["metadata"]["name"]
-    fr = member_kube(members["FR"])
-    members["DE"].stop()
+    fr, de = member_kube(members["FR"]), member_kube(members["DE"])
+    # mid-convergence: Germany's cluster goes away as soon as its generated Secrets are there
+    wait_for(lambda: de.list("v1", "Secret", GENERATED, f"{name}-de"), timeout=120, what="Germany's Secrets")
+    before = {(o["kind"], o["metadata"]["name"]): (o["metadata"]["uid"], o.get("data"))
+              for kind in ("Secret", "ConfigMap", "Service") for o in de.list("v1", kind, namespace=f"{name}-de")}
+    members["DE"].stop_component("kube-apiserver")
     try:
         def degraded():
             s = get_suite(kube, doc)
             c = condition(s, "Degraded")
-            return s if c and c["status"] == "True" and c["reason"] == "ClusterUnreachable" else None
+            return s if c and c["status"] == "True" and c["reason"] == "ClusterUnreachable" \
+                and tenant(s, "FR")["ready"] else None
 
-        suite = wait_for(degraded, timeout=120, what="Degraded ClusterUnreachable")
+        suite = wait_for(degraded, timeout=180, what="Degraded ClusterUnreachable, France ready")
         assert clouds["DE"] in condition(suite, "Degraded")["message"]
         assert tenant(suite, "DE")["clusterReachable"] is False and tenant(suite, "DE")["ready"] is False
-        assert tenant(suite, "FR")["ready"] is True  # the other country goes on
         assert condition(suite, "Ready")["status"] == "False"  # never a stale Ready
         wait_for(lambda: hub_operator.metric("sovereign_suite_member_cluster_up", cloud=clouds["DE"]) == 0,
                  timeout=30, what="member_cluster_up 0")
-        # France keeps converging while Germany is away: Matrix off reaches France's cluster
-        kube.merge_patch(*SUITES, name, namespace, {"spec": {"components": {"matrix": {"enabled": False}}}})
-        wait_for(lambda: fr.get("apps/v1", "Deployment", "synapse", f"{name}-fr") is None, timeout=120,
-                 what="synapse pruned in France while Germany is unreachable")
+        # France keeps converging while Germany is away: a federation setting reaches France's Synapse
+        kube.merge_patch(*SUITES, name, namespace, {"spec": {"components": {"matrix": {"federation": {
+            "extraDomains": ["example.org"]}}}}})
+        wait_for(lambda: "example.org" in json.dumps(fr.get("v1", "ConfigMap", "synapse", f"{name}-fr")),
+                 timeout=120, what="France's Synapse configuration changed while Germany is unreachable")
     finally:
-        members["DE"].start()
-    de = member_kube(members["DE"])
-    wait_ready(kube, doc, timeout=180)  # no restart of the operator: its watches found the member again
-    assert de.get("apps/v1", "Deployment", "synapse", f"{name}-de") is None
+        members["DE"].start_component("kube-apiserver")
+    ready(kube, doc, 180)  # no restart of the operator: its watches found the member again
+    assert "example.org" in json.dumps(de.get("v1", "ConfigMap", "synapse", f"{name}-de"))
     assert hub_operator.proc.poll() is None
+    # no duplicate: what Germany held before the outage is the same object (same UID), generated values unchanged
+    for (kind, obj_name), (uid, data) in before.items():
+        now = de.get("v1", kind, obj_name, f"{name}-de")
+        assert now and now["metadata"]["uid"] == uid, (kind, obj_name)
+        if kind == "Secret":
+            assert now.get("data") == data, obj_name
 
     # deleting the suite while Germany is away: France is cleaned, the finalizer waits for Germany
-    members["DE"].stop()
+    members["DE"].stop_component("kube-apiserver")
     try:
         wait_for(lambda: hub_operator.metric("sovereign_suite_member_cluster_up", cloud=clouds["DE"]) == 0,
                  timeout=60, what="member_cluster_up 0")
@@ -200,9 +219,14 @@ def test_a_member_that_stops_answering_degrades_only_its_tenant_and_deletion_wai
         suite = wait_for(waiting, timeout=60, what="deletion waits for Germany")
         assert "sovereignsuite.io/cleanup" in suite["metadata"]["finalizers"]
     finally:
-        members["DE"].start()
+        members["DE"].start_component("kube-apiserver")
     wait_for(lambda: get_suite(kube, doc) is None, timeout=120, what="suite deleted after Germany answered")
-    wait_for(lambda: de.get("v1", "Namespace", f"{name}-de") is None, timeout=120, what="Germany cleaned")
+    try:
+        wait_for(lambda: de.get("v1", "Namespace", f"{name}-de") is None, timeout=120, what="Germany cleaned")
+    except AssertionError as err:
+        left = de.get("v1", "Namespace", f"{name}-de")
+        raise AssertionError(f"{err}; namespace: {json.dumps(left)[:3000]}; events: "
+                             f"{[e['message'] for e in kube.list('v1', 'Event', namespace=namespace)][-10:]}") from None
 
 
 def test_rotated_and_weakened_member_credentials(members, clouds, hub_operator, kube, core, namespace, cluster):
@@ -210,7 +234,7 @@ def test_rotated_and_weakened_member_credentials(members, clouds, hub_operator, 
     doc = two_country_suite(namespace, clouds)
     doc["spec"]["components"]["jitsi"] = {"enabled": False}
     kube.create(doc)
-    wait_ready(kube, doc, timeout=240)
+    ready(kube, doc, 240)
     name = doc["metadata"]["name"]
     de = member_kube(members["DE"])
     ref = kube.get(*join.CLOUDS, clouds["DE"])["spec"]["kubeconfigSecretRef"]
@@ -232,7 +256,7 @@ def test_rotated_and_weakened_member_credentials(members, clouds, hub_operator, 
     kube.merge_patch(*SUITES, name, namespace, {"spec": {"components": {"matrix": {"enabled": False}}}})
     wait_for(lambda: de.get("apps/v1", "Deployment", "synapse", f"{name}-de") is None, timeout=120,
              what="the rotated credentials are used")
-    wait_ready(kube, doc, timeout=120)
+    ready(kube, doc, 120)
     assert hub_operator.proc.poll() is None  # no restart
 
     # weak credentials: the member's role loses Services; the suite says so, naming the member
@@ -253,6 +277,40 @@ def test_rotated_and_weakened_member_credentials(members, clouds, hub_operator, 
     finally:
         de.merge_patch("rbac.authorization.k8s.io/v1", "ClusterRole", join.CLUSTER_ROLE, None,
                        {"rules": role["rules"]})
-    wait_ready(kube, doc, timeout=180)
+    ready(kube, doc, 180)
     kube.delete({"apiVersion": SUITES[0], "kind": SUITES[1], "metadata": doc["metadata"]})
     wait_for(lambda: get_suite(kube, doc) is None, timeout=120, what="suite deleted")
+
+
+def test_gpu_placement_reads_the_members_own_nodes(members, clouds, hub_operator, kube, core, namespace):
+    """France's H100 nodes are cordoned in France's member only (the hub's simulated French nodes stay free): the
+    model goes to the A100s, as the member's nodes say."""
+    fr = member_kube(members["FR"])
+    product = "nvidia.com/gpu.product"
+    h100 = [n["metadata"]["name"] for n in fr.list("v1", "Node", f"{product}=NVIDIA-H100-80GB-HBM3")]
+    assert h100 and kube.list("v1", "Node", f"{product}=NVIDIA-H100-80GB-HBM3")
+    for n in h100:
+        fr.merge_patch("v1", "Node", n, None, {"spec": {"unschedulable": True}})
+    try:
+        create_referenced_secrets(core, namespace)
+        doc = two_country_suite(namespace, clouds)
+        doc["spec"]["tenants"] = [{"country": "FR", "cloud": clouds["FR"]}]
+        doc["spec"]["components"].update(jitsi={"enabled": False}, llm={
+            "enabled": True, "huggingFaceTokenSecretRef": {"name": "hf-token", "key": "token"},
+            "models": [{"name": "llama-70b", "modelId": "meta-llama/Llama-3.3-70B-Instruct",
+                        "parametersBillion": 70.6, "kvCacheMiBPer1kTokens": 320, "gpusPerReplica": 2,
+                        "maxModelLen": 8192,
+                        "gpuProducts": ["NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-80GB"]}]})
+        kube.create(doc)
+
+        def placed():
+            models = (((get_suite(kube, doc) or {}).get("status") or {}).get("tenants") or [{}])[0].get("models")
+            return models[0] if models and models[0].get("product") else None
+
+        model = wait_for(placed, timeout=120, what="the model placed")
+        assert model["product"] == "NVIDIA-A100-SXM4-80GB"
+        kube.delete({"apiVersion": SUITES[0], "kind": SUITES[1], "metadata": doc["metadata"]})
+        wait_for(lambda: get_suite(kube, doc) is None, timeout=120, what="suite deleted")
+    finally:
+        for n in h100:
+            fr.merge_patch("v1", "Node", n, None, {"spec": {"unschedulable": False}})

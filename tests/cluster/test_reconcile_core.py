@@ -47,8 +47,10 @@ def suite_ns(namespace, core):
 
 
 def kubectl(cluster, *args: str, stdin: str | None = None) -> str:
-    return subprocess.run([str(bin_dir() / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), *args], input=stdin,
-                          check=True, capture_output=True, text=True).stdout
+    proc = subprocess.run([str(bin_dir() / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), *args], input=stdin,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, f"kubectl {' '.join(args)}: {proc.stderr.strip()[-2000:]}"
+    return proc.stdout
 
 
 def wait_condition(kube, doc, type_: str, status: str, reason: str | None = None, timeout: float = 60):
@@ -244,10 +246,13 @@ def cnpg_crd(cluster):
     crds = Path(subprocess.run([str(ROOT / "hack" / "fetch-test-crds.sh"), "--print"], check=True,
                                capture_output=True, text=True).stdout.strip())
     subprocess.run([str(ROOT / "hack" / "fetch-test-crds.sh")], check=True)
+    # a CRD of the same name still being deleted (an earlier module's) would be applied as it goes away
+    kubectl(cluster, "wait", "--for=delete", "--timeout=180s", "-f", str(crds))
     kubectl(cluster, "apply", "--server-side", "-f", str(crds))
-    kubectl(cluster, "wait", "--for=condition=Established", "--timeout=60s", "-f", str(crds))
+    kubectl(cluster, "wait", "--for=condition=Established", "--timeout=180s", "-f", str(crds))
     yield crds
-    kubectl(cluster, "delete", "--ignore-not-found", "--wait=false", "-f", str(crds))
+    # gone before the next module starts (test_render_dryrun counts on CloudNativePG not being served)
+    kubectl(cluster, "delete", "--ignore-not-found", "--timeout=180s", "-f", str(crds))
 
 
 def test_retain_keeps_a_cloudnative_pg_database_and_adopts_it_again(operator, kube, core, suite_ns, cnpg_crd):

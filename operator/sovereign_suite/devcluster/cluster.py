@@ -171,14 +171,38 @@ class Cluster:
         progress(f"cluster {self.name}: ready in {took:.1f} s; KUBECONFIG={self.kubeconfig}")
         return took
 
-    def stop(self) -> None:
-        """Stop every process of the cluster, keeping its state (etcd's data, certificates, ports): a member
-        cluster that disappears, for the tests. ``start`` brings it back as it was."""
-        self._kwokctl(bin_dir(), "stop", "cluster", "--name", self.name)
+    def stop_component(self, component: str = "kube-apiserver") -> None:
+        """Stop one process of the cluster (SIGTERM, as an administrator would): a member whose API server stops
+        answering, for the tests. ``start_component`` runs it again with the same flags, ports and
+        certificates, and, like a node's supervisor, restarts the components that exited meanwhile (the
+        scheduler and the controller manager exit when they lose their leader lease)."""
+        pids = self.cluster_dir / "pids"
+        for f in pids.glob("*.pid"):
+            pid = int(f.read_text().strip())
+            if _alive(pid):
+                argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+                (self.cluster_dir / f"{f.stem}.argv").write_text("\n".join(argv))
+        pid = int((pids / f"{component}.pid").read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
-    def start(self) -> None:
-        self._kwokctl(bin_dir(), "start", "cluster", "--name", self.name, "--wait", "2m")
+    def start_component(self, component: str = "kube-apiserver") -> None:
+        self._run_again(component)
         self.wait_healthy()
+        for f in sorted((self.cluster_dir / "pids").glob("*.pid")):
+            if f.stem != component and not _alive(int(f.read_text().strip())):
+                self._run_again(f.stem)
+
+    def _run_again(self, component: str) -> None:
+        argv = (self.cluster_dir / f"{component}.argv").read_text().split("\n")
+        with open(self.logs_dir / f"{component}.log", "a") as log:
+            proc = subprocess.Popen(argv, cwd=self.cluster_dir, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        (self.cluster_dir / "pids" / f"{component}.pid").write_text(str(proc.pid))  # `down` stops it
 
     def wait_healthy(self, timeout: float = 120) -> None:
         bins = bin_dir()

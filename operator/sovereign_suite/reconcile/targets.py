@@ -19,6 +19,7 @@ import base64
 import binascii
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -49,6 +50,7 @@ class Target:
     server: str = ""  # the member's API server, as its kubeconfig names it
     source: tuple[str, str, str] = ("", "", "")  # (namespace, name, key) of the kubeconfig Secret on the hub
     version: str = ""  # that Secret's resourceVersion when this target was built
+    built_at: float = 0.0  # time.monotonic() when built: a pass waits for the first listing only that long
 
     @property
     def is_member(self) -> bool:
@@ -119,6 +121,7 @@ class Members:
             with self._lock:
                 current = self._targets.get(cloud.name)
             if current is not None and current.source == source and current.version == version:
+                self._settle(current)
                 return current
             built = self._build(cloud.name, secret, ref.key, where)
             if isinstance(built, Problem):
@@ -129,8 +132,17 @@ class Members:
         if old is not None:
             log.info("%s: kubeconfig Secret changed; the old client's watches stop", built)
             old.cache.stop()
-        built.cache.wait_synced(SYNC_TIMEOUT)  # unreachable: the pass says so (Target.problem)
+        self._settle(built)
         return built
+
+    @staticmethod
+    def _settle(target: Target) -> None:
+        """Let a new member's first listing finish (up to SYNC_TIMEOUT after it was built), so that a pass does
+        not mistake a cache still filling for a member that does not answer; later, unreachable is reported
+        at once (Target.problem)."""
+        left = SYNC_TIMEOUT - (time.monotonic() - target.built_at)
+        if left > 0:
+            target.cache.wait_synced(left)
 
     def _build(self, cloud: str, secret: dict[str, Any], key: str, where: str) -> Target | Problem:
         raw = (secret.get("data") or {}).get(key)
@@ -146,7 +158,7 @@ class Members:
                            f"({type(exc).__name__})")
         kube = Kube(api, max_retries=self.max_retries, max_delay=2.0, user_agent="sovereign-suite-operator")
         cache = self.make_cache(kube, cloud)
-        target = Target(cloud, kube, cache, server=api.configuration.host)
+        target = Target(cloud, kube, cache, server=api.configuration.host, built_at=time.monotonic())
         cache.start()
         log.info("%s: watching", target)
         return target
