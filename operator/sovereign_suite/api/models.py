@@ -31,6 +31,7 @@ from .fieldtypes import (
     Scope,
 )
 
+from .ingress_annotations import IngressAnnotations, ingress_annotations_field
 from .llm_models import LLM, LLMGateway, LLMModel  # noqa: F401 - re-exported: the API's one import point
 from .network import Network
 from .common import (  # noqa: F401 - re-exported: the API's one import point
@@ -153,6 +154,7 @@ class Matrix(Model):
     media_storage: Quantity = "20Gi"
     max_upload_size: str = Field("100M", pattern=r"^[0-9]+[KMG]?$")
     federation: Federation = Field(default_factory=Federation)
+    ingress_annotations: IngressAnnotations = ingress_annotations_field()  # Synapse, Element Web, .well-known
     postgres: Postgres = Field(default_factory=Postgres)
     resources: Resources = Field(
         default_factory=lambda: resources({"cpu": "500m", "memory": "1Gi"}, {"cpu": "2", "memory": "4Gi"})
@@ -192,6 +194,7 @@ class Jitsi(Model):
     web_replicas: int = Field(2, ge=0, le=20)
     jvb_replicas: int = Field(1, ge=0, le=50)
     jvb: JvbExposure = Field(default_factory=JvbExposure)
+    ingress_annotations: IngressAnnotations = ingress_annotations_field()
     stun_servers: list[Annotated[str, Field(pattern=HOST_PORT_PATTERN, max_length=260)]] = Field(
         default_factory=list,
         max_length=MAX_STUN_SERVERS,
@@ -238,6 +241,7 @@ class Docs(Model):
     y_provider_replicas: int = Field(1, ge=0, le=20)
     worker_replicas: int = Field(1, ge=0, le=20)
     s3: S3 | None = Field(None, description="Object storage for documents' media (required when enabled).")
+    ingress_annotations: IngressAnnotations = ingress_annotations_field()
     postgres: Postgres = Field(default_factory=Postgres)
     resources: Resources = Field(
         default_factory=lambda: resources({"cpu": "250m", "memory": "512Mi"}, {"cpu": "2", "memory": "2Gi"})

@@ -27,6 +27,7 @@ from ...api.models import COUNTRIES, Jitsi, Tenant
 from ...api.validation import InputError, Problem, effective_components
 from ...api.derived_names import tls_secret_name
 from ...api.host_ports import host_port_problems
+from ..ingress import annotations as ingress_annotations
 from ..base import (
     image_version,
     RenderContext,
@@ -335,6 +336,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         host=host,
         tls_secret=tls_secret_name(host),
         ingress_class=ctx.ingress_class,
+        ingress_annotations=ingress_annotations(ctx, COMPONENT),
         service_monitor=ctx.service_monitors,
     )
     objs: list[dict[str, Any]] = []
