@@ -117,7 +117,7 @@ def test_every_key_the_operator_writes_is_refused():
     ("cert-manager.io/cluster-issuer", "is set by the operator from the NationalCloud's spec.certManager.issuerRef"),
     ("cert-manager.io/issuer-group", "is set by the operator from the NationalCloud's spec.certManager.issuerRef"),
     ("kubernetes.io/tls-acme", "would ask cert-manager for its default issuer"),
-    ("kubernetes.io/ingress.class", "the API server refuses it next to spec.ingressClassName"),
+    ("kubernetes.io/ingress.class", "the class is spec.ingressClassName, set by the operator"),
     ("nginx.ingress.kubernetes.io/configuration-snippet", "is raw nginx configuration"),
     ("nginx.ingress.kubernetes.io/server-snippet", "is raw nginx configuration"),
     ("nginx.ingress.kubernetes.io/auth-snippet", "is raw nginx configuration"),

@@ -10,9 +10,10 @@ through ``tojson`` like every other value (components/base.py).
 Refused, whatever the controller (so that the rule does not depend on which cloud a tenant is on):
 - the annotations the operator renders itself (components/ingress.py): they follow fields of the suite or the
   cloud, and two sources for one key would fight;
-- ``kubernetes.io/ingress.class``: the API server refuses it next to ``spec.ingressClassName``, which the
-  operator always sets from the NationalCloud (kubernetes pkg/apis/networking/validation/validation.go,
-  ``ValidateIngressCreate``: "can not be set when the class field is also set");
+- ``kubernetes.io/ingress.class``: the operator always sets ``spec.ingressClassName`` from the NationalCloud; the
+  API server refuses the annotation unless it repeats that value (kubernetes v1.37.2 pkg/apis/networking/
+  validation/validation.go, ``ValidateIngressCreate``: "must match `ingressClassName` when both are specified";
+  older releases refused any value), so it could only fail or say nothing;
 - ``kubernetes.io/tls-acme``: asks cert-manager's ingress-shim for its default issuer; which issuer signs a
   country's hosts is the platform team's choice (NationalCloud ``spec.certManager``);
 - ingress-nginx's ``*-snippet`` annotations: raw nginx configuration in the controller shared by every tenant,
@@ -46,8 +47,8 @@ REFUSED_KEYS: dict[str, str] = {
           "the issuer)" for k in CERT_MANAGER_ISSUER_KEYS},
     "kubernetes.io/tls-acme": "would ask cert-manager for its default issuer; the issuer is the NationalCloud's "
                               "spec.certManager.issuerRef",
-    "kubernetes.io/ingress.class": "the API server refuses it next to spec.ingressClassName, which the operator "
-                                   "sets from the NationalCloud's ingressClass",
+    "kubernetes.io/ingress.class": "the class is spec.ingressClassName, set by the operator from the "
+                                   "NationalCloud's ingressClass (the API server refuses a different value here)",
 }
 SNIPPET_REASON = ("is raw nginx configuration in the ingress controller every tenant shares (CVE-2021-25742): "
                   "not accepted from a suite")
