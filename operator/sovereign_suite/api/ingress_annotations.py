@@ -9,7 +9,9 @@ through ``tojson`` like every other value (components/base.py).
 
 Refused, whatever the controller (so that the rule does not depend on which cloud a tenant is on):
 - the annotations the operator renders itself (components/ingress.py): they follow fields of the suite or the
-  cloud, and two sources for one key would fight;
+  cloud, and two sources for one key would fight. The request-size and timeout keys are the operator's on Matrix,
+  Docs and the LLM gateway only: Jitsi's Ingress has none of its own, and a longer read timeout for its
+  WebSocket is the user's to add (docs/components/jitsi.md);
 - ``kubernetes.io/ingress.class``: the operator always sets ``spec.ingressClassName`` from the NationalCloud; the
   API server refuses the annotation unless it repeats that value (kubernetes v1.37.2 pkg/apis/networking/
   validation/validation.go, ``ValidateIngressCreate``: "must match `ingressClassName` when both are specified";
@@ -37,12 +39,10 @@ PROXY_SEND_TIMEOUT = NGINX + "proxy-send-timeout"
 CERT_MANAGER_ISSUER_KEYS = tuple(CERT_MANAGER + k for k in ("issuer", "cluster-issuer", "issuer-kind", "issuer-group"))
 
 # Why each refused key is refused (the error message after the field path).
-_SIZES = ("is set by the operator for ingress-nginx (from matrix.maxUploadSize, llm.gateway.maxBodySize and "
-          "timeoutSeconds, and Docs' and Synapse's own limits: components/ingress.py)")
+LIMIT_REASON = ("is set by the operator for ingress-nginx (from matrix.maxUploadSize, llm.gateway.maxBodySize and "
+                "timeoutSeconds, and Docs' and Synapse's own limits: components/ingress.py)")
+LIMIT_KEYS = (PROXY_BODY_SIZE, PROXY_READ_TIMEOUT, PROXY_SEND_TIMEOUT)
 REFUSED_KEYS: dict[str, str] = {
-    PROXY_BODY_SIZE: _SIZES,
-    PROXY_READ_TIMEOUT: _SIZES,
-    PROXY_SEND_TIMEOUT: _SIZES,
     **{k: "is set by the operator from the NationalCloud's spec.certManager.issuerRef (the platform team chooses "
           "the issuer)" for k in CERT_MANAGER_ISSUER_KEYS},
     "kubernetes.io/tls-acme": "would ask cert-manager for its default issuer; the issuer is the NationalCloud's "
@@ -62,8 +62,9 @@ MAX_TOTAL_BYTES = 64 * 1024
 MAX_KEY_LENGTH = 253 + 1 + LABEL_NAME_MAX
 
 
-def key_problem(key: str) -> str | None:
-    """The problem with an annotation key, or None: the API server's syntax, then the refused keys."""
+def key_problem(key: str, limits_owned: bool = True) -> str | None:
+    """The problem with an annotation key, or None: the API server's syntax, then the refused keys.
+    ``limits_owned``: the operator writes the request-size and timeout keys on the component's Ingresses."""
     prefix, slash, name = key.lower().rpartition("/")
     if slash and (not prefix or dns1123_subdomain_problem(prefix)):
         return f"{key!r} is not an annotation key: its prefix {prefix!r} must be a DNS-1123 subdomain"
@@ -73,6 +74,8 @@ def key_problem(key: str) -> str | None:
     lowered = key.lower()
     if lowered in REFUSED_KEYS:
         return REFUSED_KEYS[lowered]
+    if limits_owned and lowered in LIMIT_KEYS:
+        return LIMIT_REASON
     if lowered.startswith(NGINX) and lowered.endswith("-snippet"):
         return SNIPPET_REASON
     return None
@@ -80,6 +83,13 @@ def key_problem(key: str) -> str | None:
 
 def _key(value: str) -> str:
     problem = key_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _jitsi_key(value: str) -> str:
+    problem = key_problem(value, limits_owned=False)
     if problem:
         raise ValueError(problem)
     return value
@@ -96,15 +106,18 @@ def _total(value: dict[str, str]) -> dict[str, str]:
 AnnotationKey = Annotated[str, AfterValidator(_key), Field(min_length=1, max_length=MAX_KEY_LENGTH)]
 AnnotationValue = Annotated[str, Field(max_length=MAX_VALUE_LENGTH)]
 IngressAnnotations = Annotated[dict[AnnotationKey, AnnotationValue], AfterValidator(_total)]
+JitsiAnnotationKey = Annotated[str, AfterValidator(_jitsi_key), Field(min_length=1, max_length=MAX_KEY_LENGTH)]
+JitsiIngressAnnotations = Annotated[dict[JitsiAnnotationKey, AnnotationValue], AfterValidator(_total)]
 
 
-def ingress_annotations_field() -> object:
-    """The ``ingressAnnotations`` field of a component (the same on each)."""
+def ingress_annotations_field(limits_owned: bool = True) -> object:
+    """The ``ingressAnnotations`` field of a component."""
+    limits = ("proxy-body-size, proxy-read-timeout, proxy-send-timeout, " if limits_owned else "")
     return Field(
         default_factory=dict,
         max_length=MAX_ANNOTATIONS,
         description="Extra annotations on the component's Ingresses, for the cloud's ingress controller. Keys: "
-        "annotation keys ([<DNS prefix>/]<name>); not one the operator sets (proxy-body-size, proxy-read-timeout, "
-        "proxy-send-timeout, cert-manager.io issuer keys), kubernetes.io/ingress.class, kubernetes.io/tls-acme or "
-        "an ingress-nginx *-snippet. Values: strings of at most 4096 characters, 64 KiB in all.",
+        f"annotation keys ([<DNS prefix>/]<name>); not one the operator sets ({limits}cert-manager.io issuer keys), "
+        "kubernetes.io/ingress.class, kubernetes.io/tls-acme or an ingress-nginx *-snippet. Values: strings of at "
+        "most 4096 characters, 64 KiB in all.",
     )

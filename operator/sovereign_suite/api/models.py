@@ -31,7 +31,7 @@ from .fieldtypes import (
     Scope,
 )
 
-from .ingress_annotations import IngressAnnotations, ingress_annotations_field
+from .ingress_annotations import IngressAnnotations, JitsiIngressAnnotations, ingress_annotations_field
 from .llm_models import LLM, LLMGateway, LLMModel  # noqa: F401 - re-exported: the API's one import point
 from .network import Network
 from .common import (  # noqa: F401 - re-exported: the API's one import point
@@ -194,7 +194,7 @@ class Jitsi(Model):
     web_replicas: int = Field(2, ge=0, le=20)
     jvb_replicas: int = Field(1, ge=0, le=50)
     jvb: JvbExposure = Field(default_factory=JvbExposure)
-    ingress_annotations: IngressAnnotations = ingress_annotations_field()
+    ingress_annotations: JitsiIngressAnnotations = ingress_annotations_field(limits_owned=False)
     stun_servers: list[Annotated[str, Field(pattern=HOST_PORT_PATTERN, max_length=260)]] = Field(
         default_factory=list,
         max_length=MAX_STUN_SERVERS,
