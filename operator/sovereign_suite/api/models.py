@@ -232,9 +232,9 @@ class Docs(Model):
     """La Suite Docs (impress): backend, frontend, y-provider, celery worker, Redis."""
 
     enabled: bool = True
-    backend_image: ImageRef = "docker.io/lasuite/impress-backend:v3.8.2"
-    frontend_image: ImageRef = "docker.io/lasuite/impress-frontend:v3.8.2"
-    y_provider_image: ImageRef = "docker.io/lasuite/impress-y-provider:v3.8.2"
+    backend_image: ImageRef = "docker.io/lasuite/impress-backend:v5.4.1"
+    frontend_image: ImageRef = "docker.io/lasuite/impress-frontend:v5.4.1"
+    y_provider_image: ImageRef = "docker.io/lasuite/impress-y-provider:v5.4.1"
     redis_image: ImageRef = "docker.io/library/redis:8.2-alpine"
     backend_replicas: int = Field(2, ge=0, le=20)
     frontend_replicas: int = Field(2, ge=0, le=20)

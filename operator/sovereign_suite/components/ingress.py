@@ -25,8 +25,10 @@ from .base import RenderContext
 # tests/components/test_ingress_annotations.py renders every variant and checks).
 
 # La Suite Docs: the body size its own chart sets (suitenumerique/docs src/helm/env.d/dev/values.impress.yaml.gotmpl,
-# v3.8.2: nginx.ingress.kubernetes.io/proxy-body-size: 10m).
-DOCS_BODY_SIZE = "10m"
+# v5.4.1: nginx.ingress.kubernetes.io/proxy-body-size: 20m; v3.8.2 had 10m). v5.4.1 accepts images up to 10 MB
+# (DOCUMENT_IMAGE_MAX_SIZE, src/backend/impress/settings.py) and files to convert up to 20 MB (y-provider
+# CONVERSION_FILE_MAX_SIZE, src/frontend/servers/y-provider/src/env.ts).
+DOCS_BODY_SIZE = "20m"
 # One Ingress carries every path of Docs, the collaboration WebSocket included, which is idle between edits
 # (Docs' chart gives its WebSocket Ingress 86400 s; an hour keeps a quiet editor connected).
 DOCS_TIMEOUT_SECONDS = 3600
