@@ -199,8 +199,9 @@ class Jitsi(Model):
         default_factory=list,
         max_length=MAX_STUN_SERVERS,
         description="STUN servers (host:port) the bridges use to learn their public address and the browsers "
-        "use for peer-to-peer calls. None by default: nothing calls a third-party server (the images would "
-        "otherwise use meet-jit-si-turnrelay.jitsi.net:443); set one you operate if the nodes are behind NAT.",
+        "use for peer-to-peer calls. None by default: nothing calls a third-party server (the images and the "
+        "browsers would otherwise use meet-jit-si-turnrelay.jitsi.net:443), and peer-to-peer is off (every call "
+        "goes through the tenant's bridge); set one you operate if the nodes are behind NAT or for peer-to-peer.",
     )
     resources: Resources = Field(
         default_factory=lambda: resources({"cpu": "250m", "memory": "512Mi"}, {"cpu": "2", "memory": "2Gi"})
