@@ -1,28 +1,55 @@
 #!/usr/bin/env bash
-# CustomResourceDefinitions of the operators the suite integrates with, for the tests on the local control plane:
-# CloudNativePG's Cluster CRD of a pinned release, taken from its Go module through the Go module proxy (the same
-# way as the Prometheus Operator's in hack/install-prometheus.sh) into the cache, once.
+# CustomResourceDefinitions of the operators the suite integrates with, for the tests on the local control plane,
+# taken from their Go modules through the Go module proxy (the same way as the Prometheus Operator's in
+# hack/install-prometheus.sh) into the cache, once per pinned release:
+#   cnpg          CloudNativePG's Cluster CRD
+#   cert-manager  cert-manager's CRDs (Certificate, CertificateRequest, Issuer, ClusterIssuer, Order, Challenge):
+#                 the schema the Certificates of ingress-shim are checked against (tests/cluster/test_cert_manager.py)
 #
-#   hack/fetch-test-crds.sh           fetch what is missing (quiet; idempotent)
-#   hack/fetch-test-crds.sh --print   print the CRD folder only
+#   hack/fetch-test-crds.sh                fetch what is missing (quiet; idempotent)
+#   hack/fetch-test-crds.sh --print [SET]  print the CRD folder of SET only (default: cnpg)
 set -euo pipefail
 
 CNPG_MODULE=github.com/cloudnative-pg/cloudnative-pg
 CNPG_VERSION=v1.27.1
+CERT_MANAGER_MODULE=github.com/cert-manager/cert-manager
+CERT_MANAGER_VERSION=v1.21.2
 cache="${SOVEREIGN_SUITE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sovereign-suite}"
-dir="$cache/test-crds-cnpg-$CNPG_VERSION"
+cnpg_dir="$cache/test-crds-cnpg-$CNPG_VERSION"
+cert_manager_dir="$cache/test-crds-cert-manager-$CERT_MANAGER_VERSION"
 
-if [[ "${1:-}" == "--print" ]]; then echo "$dir"; exit 0; fi
-[[ -f "$dir/.complete" ]] && exit 0
+if [[ "${1:-}" == "--print" ]]; then
+  case "${2:-cnpg}" in
+    cnpg) echo "$cnpg_dir" ;;
+    cert-manager) echo "$cert_manager_dir" ;;
+    *) echo "unknown CRD set ${2}: cnpg or cert-manager" >&2; exit 2 ;;
+  esac
+  exit 0
+fi
+[[ -f "$cnpg_dir/.complete" && -f "$cert_manager_dir/.complete" ]] && exit 0
 log() { echo "[fetch-test-crds] $*" >&2; }
 command -v go >/dev/null || { log "Go is needed to fetch CRDs from the module proxy (as for \`make tools\`)"; exit 1; }
 work="$(mktemp -d)"; out="$(mktemp)"
 trap 'rm -rf "$work" "$out"' EXIT
-log "fetching CloudNativePG $CNPG_VERSION's Cluster CRD (Go module proxy)"
-src="$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "$CNPG_MODULE@$CNPG_VERSION" 2>"$out" \
-       | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')" || true
-[[ -n "$src" && -f "$src/config/crd/bases/postgresql.cnpg.io_clusters.yaml" ]] || {
-  cat "$out" >&2; log "go mod download $CNPG_MODULE@$CNPG_VERSION failed"; exit 1; }
-mkdir -p "$dir"
-install -m 644 "$src/config/crd/bases/postgresql.cnpg.io_clusters.yaml" "$dir/"
-touch "$dir/.complete"
+
+# fetch MODULE VERSION DEST FILE...: the module's FILEs (paths inside it) into DEST
+fetch() {
+  local module="$1" version="$2" dest="$3" src f; shift 3
+  [[ -f "$dest/.complete" ]] && return 0
+  log "fetching $module $version's CRDs (Go module proxy)"
+  src="$(cd "$work" && GOFLAGS=-mod=mod go mod download -json "$module@$version" 2>"$out" \
+         | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')" || true
+  for f in "$@"; do
+    [[ -n "$src" && -f "$src/$f" ]] || { cat "$out" >&2; log "go mod download $module@$version: no $f"; exit 1; }
+  done
+  mkdir -p "$dest"
+  for f in "$@"; do install -m 644 "$src/$f" "$dest/"; done
+  touch "$dest/.complete"
+}
+
+fetch "$CNPG_MODULE" "$CNPG_VERSION" "$cnpg_dir" config/crd/bases/postgresql.cnpg.io_clusters.yaml
+# deploy/crds holds plain CRDs (controller-gen output, no Helm templating) at this release.
+fetch "$CERT_MANAGER_MODULE" "$CERT_MANAGER_VERSION" "$cert_manager_dir" \
+  deploy/crds/cert-manager.io_certificates.yaml deploy/crds/cert-manager.io_certificaterequests.yaml \
+  deploy/crds/cert-manager.io_issuers.yaml deploy/crds/cert-manager.io_clusterissuers.yaml \
+  deploy/crds/acme.cert-manager.io_orders.yaml deploy/crds/acme.cert-manager.io_challenges.yaml

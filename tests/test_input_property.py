@@ -140,6 +140,7 @@ def whole_specs(draw: st.DrawFn) -> dict[str, Any]:
 # The subtrees replaced in the example: the fields issue 15 found unsafe, and their neighbours.
 PATCHED = [("domain",), ("ingressNamespace",), ("identity", "oidc"), ("components", "docs", "s3"),
            ("components", "jitsi"), ("components", "llm"), ("components", "matrix", "federation"),
+           ("components", "docs", "ingressAnnotations"),
            ("components", "matrix", "postgres"), ("components", "docs", "postgres"),
            ("tenants", "[]", "domain"), ("tenants", "[]", "adminGroup"), ("tenants", "[]", "quota")]
 

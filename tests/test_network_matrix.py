@@ -3,6 +3,10 @@ rendered four-country example, compared with the matrix we intend (issue 14, net
 
 Every (source pod or address) -> (destination pod port or external address) pair is asked; a pair the engine
 allows and the intended matrix does not (or the reverse) fails the test with the list of such pairs.
+
+Twice: with the embedded databases, and with both databases in CloudNativePG mode, where the instance pods are
+CNPG's (not rendered: they are made here with the labels and ports CNPG gives them) and CNPG's operator must
+reach them (issue 14, finding 5).
 """
 
 from __future__ import annotations
@@ -13,13 +17,19 @@ from pathlib import Path
 import pytest
 
 from sovereign_suite.api.models import SovereignSuite
-from sovereign_suite.components.base import MONITORING_API
+from sovereign_suite.components.base import CNPG_API, MONITORING_API
 from sovereign_suite.render import render_suite
 
 from .helpers import load_example
 from .netpol_eval import External, Pod, evaluate, namespace_labels, rendered_pods
 
 INGRESS_NS, MONITORING_NS, OTHER_NS = "ingress-nginx", "monitoring", "unrelated"
+# CloudNativePG's operator where the NationalCloud says it runs by default (api/cloud_models.py cloudNativePG).
+CNPG_NS, CNPG_OPERATOR = "cnpg-system", {"app.kubernetes.io/name": "cloudnative-pg"}
+CNPG_CLUSTER = "cnpg.io/cluster"
+# The instance manager's status port and PostgreSQL: what CNPG's operator and the other instances connect to
+# (cloudnative-pg docs/src/networking.md; pkg/management/url/url.go StatusPort 8000, v1.27.1).
+CNPG_PORTS = {8000, 5432}
 
 # Endpoints the suite declares in this test (api/network.py); documentation ranges (RFC 5737).
 DECLARED = {
@@ -34,7 +44,7 @@ EXTERNALS = [
     External("203.0.113.5", (("https", 443, "TCP"),), "modelHub"),
     External("203.0.113.70", (("stun", 3478, "UDP"),), "stunTurn"),
     External("169.254.169.254", (("http", 80, "TCP"),), "metadata"),  # cloud metadata: never from a tenant
-    External("172.30.0.1", (("https", 6443, "TCP"),), "api-server"),  # the API server's address: never
+    External("172.30.0.1", (("https", 6443, "TCP"),), "apiServer"),  # the API server: CNPG instances only
     External("8.8.8.8", (("https", 443, "TCP"), ("dns", 53, "UDP")), "internet"),  # undeclared: never
 ]
 # Which pods may use each declared purpose (who calls out to it, upstream):
@@ -48,6 +58,10 @@ PURPOSE_PODS = {
     "modelHub": {"vllm"},
     "stunTurn": {"jitsi-jvb"},
 }
+# apiServer: CNPG's instance manager watches its Cluster through the API server (cloudnative-pg docs/src/
+# networking.md); declared in the CloudNativePG variant only, where those pods exist.
+API_SERVER = {"cidrs": ["172.30.0.1/32"], "ports": [{"port": 6443}]}
+CNPG_DATABASES = ("matrix-postgres", "docs-postgres")
 
 # Ingress controller -> pod ports the Ingresses route to (container ports behind the Services' target ports).
 ROUTED = {
@@ -77,12 +91,13 @@ METRICS = {("synapse", 9001), ("matrix-postgres", 9187), ("docs-postgres", 9187)
 PUBLIC_CLIENTS = {"synapse", "docs-y-provider"}
 
 
-def intended(src, dst, port: int, proto: str, tenants: set[str], media_port: int) -> bool:
+def intended(src, dst, port: int, proto: str, tenants: set[str], media_port: int, cnpg: bool = False) -> bool:
     src_tenant = isinstance(src, Pod) and src.namespace in tenants
+    purposes = {**PURPOSE_PODS, **({"apiServer": set(CNPG_DATABASES)} if cnpg else {})}
     if isinstance(dst, External):
         if not src_tenant:
             return True  # no policy outside the tenants: not ours to restrict
-        return dst.name in PURPOSE_PODS and src.app in PURPOSE_PODS[dst.name]
+        return dst.name in purposes and src.app in purposes[dst.name]
     if dst.namespace not in tenants:
         if not src_tenant:
             return True
@@ -98,7 +113,12 @@ def intended(src, dst, port: int, proto: str, tenants: set[str], media_port: int
         return (dst.app, port) in ROUTED
     if src.namespace == MONITORING_NS:
         return (dst.app, port) in METRICS
+    instance = CNPG_CLUSTER in dst.labels
+    if src.namespace == CNPG_NS:
+        return instance and port in CNPG_PORTS  # the operator, to every instance
     if src.namespace == dst.namespace:
+        if instance and src.labels.get(CNPG_CLUSTER) == dst.labels[CNPG_CLUSTER]:
+            return port in CNPG_PORTS  # replication and the status port, between a cluster's instances
         return (src.app, dst.app, port) in CLIENTS
     return False
 
@@ -112,25 +132,51 @@ def extra_pods(first_ip: int) -> tuple[list[Pod], dict[str, dict[str, str]]]:
         Pod(MONITORING_NS, "prometheus", {"app.kubernetes.io/name": "prometheus"}, (("web", 9090, "TCP"),), ip(1)),
         Pod("kube-system", "coredns", {"k8s-app": "kube-dns"}, (("dns", 53, "UDP"), ("dns-tcp", 53, "TCP")), ip(2)),
         Pod(OTHER_NS, "app", {"app.kubernetes.io/name": "app"}, (("http", 8080, "TCP"),), ip(3)),
+        Pod(CNPG_NS, "cnpg-controller-manager", CNPG_OPERATOR, (("webhook-server", 9443, "TCP"),), ip(4)),
     ]
-    ns = {n: {"kubernetes.io/metadata.name": n} for n in (INGRESS_NS, "kube-system", OTHER_NS)}
+    ns = {n: {"kubernetes.io/metadata.name": n} for n in (INGRESS_NS, "kube-system", OTHER_NS, CNPG_NS)}
     ns[MONITORING_NS] = {"kubernetes.io/metadata.name": MONITORING_NS, "sovereignsuite.io/monitoring": "true"}
     return pods, ns
 
 
-@pytest.fixture(scope="module")
-def matrix(tmp_path_factory):
+def cnpg_instances(manifests: list[dict], first_ip: int) -> list[Pod]:
+    """Two instance pods per rendered CNPG Cluster, labelled and with the ports CNPG gives them (cloudnative-pg
+    pkg/specs/pods.go, v1.27.1: labels cnpg.io/cluster, cnpg.io/instanceName, cnpg.io/podRole=instance; container
+    ports postgresql 5432, metrics 9187, status 8000)."""
+    pods = []
+    for o in manifests:
+        if o["kind"] == "Cluster" and o["apiVersion"] == CNPG_API:
+            name, ns = o["metadata"]["name"], o["metadata"]["namespace"]
+            for i in (1, 2):
+                labels = {CNPG_CLUSTER: name, "cnpg.io/instanceName": f"{name}-{i}", "cnpg.io/podRole": "instance"}
+                n = first_ip + len(pods)
+                pods.append(Pod(ns, name, labels, (("postgresql", 5432, "TCP"), ("metrics", 9187, "TCP"),
+                                                   ("status", 8000, "TCP")), f"10.246.{n // 250}.{n % 250 + 1}"))
+    return pods
+
+
+@pytest.fixture(scope="module", params=["embedded", "cloudnative-pg"])
+def matrix(request, tmp_path_factory):
+    cnpg = request.param == "cloudnative-pg"
     suite, clouds = load_example("four-countries")
     spec = copy.deepcopy(suite.wire())
     spec["spec"]["monitoring"]["serviceMonitors"] = True
     spec["spec"]["network"] = {"egress": {k: [v] for k, v in DECLARED.items()}}
-    result = render_suite(SovereignSuite.model_validate(spec), clouds, capabilities=frozenset({MONITORING_API}))
+    capabilities = {MONITORING_API}
+    if cnpg:
+        for component in ("matrix", "docs"):
+            spec["spec"]["components"][component]["postgres"] = {"mode": "cloudnative-pg", "instances": 2}
+        spec["spec"]["network"]["egress"]["apiServer"] = [API_SERVER]
+        capabilities.add(CNPG_API)
+    result = render_suite(SovereignSuite.model_validate(spec), clouds, capabilities=frozenset(capabilities))
     objs = result.manifests
     policies = [o for o in objs if o["kind"] == "NetworkPolicy"]
     tenant_ns = namespace_labels(objs)
     pods = rendered_pods(objs)
+    instances = cnpg_instances(objs, 10)
+    assert bool(instances) == cnpg and len(instances) == (16 if cnpg else 0)  # 4 tenants x 2 clusters x 2
     more, more_ns = extra_pods(10)
-    pods += more
+    pods += instances + more
     ns_labels = {**tenant_ns, **more_ns}
     cases, names = [], {}
     for dst in pods + EXTERNALS:
@@ -139,7 +185,7 @@ def matrix(tmp_path_factory):
             cases += [(src, dst, port, proto) for src in pods if src is not dst]
     verdicts = evaluate(policies, cases, ns_labels, names, Path(tmp_path_factory.mktemp("netpol")))
     media = {p.namespace: port for p in pods if p.app == "jitsi-jvb" for _, port, proto in p.ports if proto == "UDP"}
-    return cases, verdicts, set(tenant_ns), media
+    return cases, verdicts, set(tenant_ns), media, cnpg
 
 
 def _label(end) -> str:
@@ -147,17 +193,17 @@ def _label(end) -> str:
 
 
 def test_engine_matrix_is_the_intended_matrix(matrix):
-    cases, verdicts, tenants, media = matrix
+    cases, verdicts, tenants, media, cnpg = matrix
     wrong = [
         f"{_label(s)} -> {_label(d)}:{port}/{proto}: engine {'allows' if got else 'denies'}"
         for (s, d, port, proto), got in zip(cases, verdicts)
-        if got != intended(s, d, port, proto, tenants, media.get(getattr(d, "namespace", ""), -1))
+        if got != intended(s, d, port, proto, tenants, media.get(getattr(d, "namespace", ""), -1), cnpg)
     ]
     assert not wrong, f"{len(wrong)} of {len(cases)} pairs differ:\n" + "\n".join(sorted(wrong)[:80])
 
 
 def test_no_path_between_tenants_except_federation_through_the_ingress_controller(matrix):
-    cases, verdicts, tenants, _ = matrix
+    cases, verdicts, tenants, _, _ = matrix
     allowed = [c for c, ok in zip(cases, verdicts) if ok]
     across = [c for c in allowed if isinstance(c[0], Pod) and isinstance(c[1], Pod)
               and c[0].namespace in tenants and c[1].namespace in tenants and c[0].namespace != c[1].namespace]
@@ -171,12 +217,24 @@ def test_no_path_between_tenants_except_federation_through_the_ingress_controlle
 
 
 def test_no_tenant_pod_reaches_metadata_api_server_or_undeclared_addresses(matrix):
-    cases, verdicts, tenants, _ = matrix
+    cases, verdicts, tenants, _, cnpg = matrix
     leaks = [f"{_label(s)} -> {_label(d)}:{p}" for (s, d, p, _), ok in zip(cases, verdicts)
-             if ok and isinstance(d, External) and d.name in ("metadata", "api-server", "internet")
-             and s.namespace in tenants]
+             if ok and isinstance(d, External) and s.namespace in tenants
+             and (d.name in ("metadata", "internet") or (d.name == "apiServer" and CNPG_CLUSTER not in s.labels))]
     assert not leaks, leaks[:20]
     # and the declared endpoints are really reachable from their pods (the policy is not merely absent)
     used = {d.name for (s, d, p, _), ok in zip(cases, verdicts) if ok and isinstance(d, External)
             and s.namespace in tenants}
-    assert used == set(PURPOSE_PODS)
+    assert used == set(PURPOSE_PODS) | ({"apiServer"} if cnpg else set())
+
+
+def test_cloudnative_pg_operator_reaches_every_instance_and_nothing_else(matrix):
+    """With CloudNativePG: every instance on 8000 and 5432; with the embedded databases: no tenant pod (TCP; JVB's
+    media UDP port is open to anyone)."""
+    cases, verdicts, tenants, _, cnpg = matrix
+    from_operator = {(d.namespace, d.labels.get("cnpg.io/instanceName", d.name), p)
+                     for (s, d, p, proto), ok in zip(cases, verdicts)
+                     if ok and proto == "TCP" and isinstance(s, Pod) and s.namespace == CNPG_NS
+                     and isinstance(d, Pod) and d.namespace in tenants}
+    expected = {(ns, f"{db}-{i}", p) for ns in tenants for db in CNPG_DATABASES for i in (1, 2) for p in CNPG_PORTS}
+    assert from_operator == (expected if cnpg else set())

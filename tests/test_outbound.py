@@ -74,8 +74,12 @@ def test_gateway_uses_the_bundled_cost_map() -> None:
 
 
 def test_docs_enables_no_tracking_or_external_service() -> None:
-    # suitenumerique/docs src/backend/impress/settings.py (v3.8.2): SENTRY_DSN, POSTHOG_KEY, CRISP_WEBSITE_ID
-    # and AI_BASE_URL default to None (off); the operator sets none of them.
+    # suitenumerique/docs src/backend/impress/settings.py (v5.4.1): SENTRY_DSN, POSTHOG_KEY (PostHog is configured
+    # only when it is set; POSTHOG_HOST alone calls nothing), OPENAI_SDK_BASE_URL (or the older AI_BASE_URL),
+    # MISTRAL_SDK_BASE_URL, LANGFUSE_BASE_URL, INDEXING_URL and SEARCH_URL default to None (off);
+    # AI_FEATURE_ENABLED is False; LASUITE_MARKETING's backend is a dummy and SIGNUP_NEW_USER_TO_MARKETING_EMAIL is
+    # False; y-provider's SENTRY_DSN is empty (src/frontend/servers/y-provider/src/env.ts). CRISP_WEBSITE_ID is gone
+    # since v4. The operator sets none of them.
     objs = docs.render(fr_ctx())
     env: dict = {}
     for o in objs:
@@ -84,5 +88,7 @@ def test_docs_enables_no_tracking_or_external_service() -> None:
         for pod in ([o["spec"]["template"]["spec"]] if o["kind"] in ("Deployment", "Job", "StatefulSet") else []):
             for c in pod["containers"]:
                 env.update({e["name"]: e.get("value") for e in c.get("env", [])})
-    for name in ("SENTRY_DSN", "POSTHOG_KEY", "CRISP_WEBSITE_ID", "AI_BASE_URL"):
+    for name in ("SENTRY_DSN", "POSTHOG_KEY", "POSTHOG_HOST", "CRISP_WEBSITE_ID", "AI_BASE_URL", "OPENAI_SDK_BASE_URL",
+                 "MISTRAL_SDK_BASE_URL", "LANGFUSE_BASE_URL", "INDEXING_URL", "SEARCH_URL", "AI_FEATURE_ENABLED",
+                 "LASUITE_MARKETING_BACKEND", "SIGNUP_NEW_USER_TO_MARKETING_EMAIL"):
         assert name not in env, name

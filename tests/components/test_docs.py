@@ -131,7 +131,7 @@ def test_migrate_job_spec_and_dependencies() -> None:
     assert pod["restartPolicy"] == "Never"
     c = pod["containers"][0]
     assert c["command"] == ["python", "manage.py", "migrate", "--no-input"]
-    assert c["image"] == "docker.io/lasuite/impress-backend:v3.8.2"
+    assert c["image"] == "docker.io/lasuite/impress-backend:v5.4.1"
     assert c["envFrom"] == [{"configMapRef": {"name": "docs-config"}}]
     assert env_of(c)["DB_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "docs-postgres", "key": "password"}
     for dep in ("docs-backend", "docs-worker"):

@@ -28,16 +28,16 @@ def ingress(objs: list[dict], name: str) -> dict:
     return obj
 
 
-def test_docs_accepts_10m_like_its_own_chart_and_keeps_the_websocket_open() -> None:
-    # suitenumerique/docs src/helm/env.d/dev/values.impress.yaml.gotmpl (v3.8.2): proxy-body-size 10m; its
-    # WebSocket Ingress has proxy-read-timeout 86400 (src/helm/impress/values.yaml).
+def test_docs_accepts_20m_like_its_own_chart_and_keeps_the_websocket_open() -> None:
+    # suitenumerique/docs src/helm/env.d/dev/values.impress.yaml.gotmpl (v5.4.1): proxy-body-size 20m (10m at
+    # v3.8.2); its WebSocket Ingress has proxy-read-timeout 86400 (src/helm/impress/values.yaml, v5.4.1).
     notes = ingress(docs.render(fr()), "docs")["metadata"]["annotations"]
-    assert notes[NGINX + "proxy-body-size"] == "10m"
+    assert notes[NGINX + "proxy-body-size"] == "20m"
     assert int(notes[NGINX + "proxy-read-timeout"]) >= 3600
 
 
 def test_docs_routes_static_to_the_backend() -> None:
-    # suitenumerique/docs src/helm/impress/templates/ingress_admin.yaml (v3.8.2): path /static -> backend.
+    # suitenumerique/docs src/helm/impress/templates/ingress_admin.yaml (v5.4.1): path /static -> backend.
     paths = ingress(docs.render(fr()), "docs")["spec"]["rules"][0]["http"]["paths"]
     (static,) = [p for p in paths if p["path"] == "/static"]
     assert static["backend"]["service"]["name"] == "docs-backend"

@@ -274,7 +274,7 @@ def test_extra_config_is_merged_and_may_override_defaults() -> None:
 
 @pytest.mark.parametrize("name", ["XMPP_DOMAIN", "PUBLIC_URL", "XMPP_SERVER", "JVB_PORT", "JVB_ADVERTISE_IPS",
                                   "DISABLE_HTTPS", "JVB_AUTH_PASSWORD", "JVB_STUN_SERVERS", "JVB_DISABLE_STUN",
-                                  "P2P_STUN_SERVERS", "JICOFO_ENABLE_REST"])
+                                  "P2P_STUN_SERVERS", "ENABLE_P2P", "JICOFO_ENABLE_REST"])
 def test_extra_config_clash_names_the_field(name: str) -> None:
     ctx = contexts(jitsi_patch(extraConfig={name: "x", "ENABLE_PREJOIN_PAGE": "1"}))[FR]
     with pytest.raises(InputError) as err:

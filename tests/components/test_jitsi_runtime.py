@@ -34,7 +34,9 @@ def test_no_stun_server_by_default() -> None:
     # docker-jitsi-meet jvb/rootfs/defaults/jvb.conf (stable-11146-1): JVB_STUN_SERVERS | default
     # "meet-jit-si-turnrelay.jitsi.net:443" (an empty value falls back too); JVB_DISABLE_STUN=true writes
     # `stun { enabled = false }`. web/rootfs/defaults/settings-config.js sets p2p.stunServers only from
-    # P2P_STUN_SERVERS.
+    # P2P_STUN_SERVERS, and config.p2p.enabled from ENABLE_P2P (default true). Unset stunServers make the browser
+    # use lib-jitsi-meet's DEFAULT_STUN_SERVERS, stun:meet-jit-si-turnrelay.jitsi.net:443 (jitsi/lib-jitsi-meet
+    # modules/xmpp/xmpp.ts: `this.options.p2p?.stunServers || DEFAULT_STUN_SERVERS`): peer-to-peer is off.
     objs = render(contexts()[FR])
     jvb = env_of(container(find(objs, "Deployment", "jitsi-jvb")))
     web = env_of(container(find(objs, "Deployment", "jitsi-web")))
@@ -42,6 +44,7 @@ def test_no_stun_server_by_default() -> None:
     assert jvb["JVB_DISABLE_STUN"] == "true"
     assert "JVB_STUN_SERVERS" not in jvb and "JVB_STUN_SERVERS" not in config
     assert "P2P_STUN_SERVERS" not in web and "P2P_STUN_SERVERS" not in config
+    assert web["ENABLE_P2P"] == "false" and "ENABLE_P2P" not in config
 
 
 def test_stun_servers_are_an_explicit_setting() -> None:
@@ -51,6 +54,7 @@ def test_stun_servers_are_an_explicit_setting() -> None:
     assert jvb["JVB_DISABLE_STUN"] == "false"
     assert jvb["JVB_STUN_SERVERS"] == "stun.example.eu:3478,stun2.example.eu:443"
     assert web["P2P_STUN_SERVERS"] == "stun.example.eu:3478,stun2.example.eu:443"
+    assert web["ENABLE_P2P"] == "true"  # the browsers use the suite's STUN servers for peer-to-peer calls
 
 
 def test_stun_server_without_port_is_refused() -> None:

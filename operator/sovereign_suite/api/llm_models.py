@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 
 from .common import (DNS_LABEL_RE, MAX_EXTRA_ARGS, MAX_GPU_PRODUCTS, MAX_MODELS, Model, Quantity, Resources,
                      SecretKeyRef, resources)
+from .ingress_annotations import IngressAnnotations, ingress_annotations_field
 from .fieldtypes import CommandArg, ImageRef, LabelValue, ModelId, ServedName
 
 
@@ -83,6 +84,7 @@ class LLM(Model):
     hugging_face_token_secret_ref: SecretKeyRef | None = None
     startup_timeout_seconds: int = Field(1800, ge=60, le=6 * 3600, description="How long a model may take to load.")
     gateway: LLMGateway = Field(default_factory=LLMGateway)
+    ingress_annotations: IngressAnnotations = ingress_annotations_field()  # the gateway's Ingress
     extra_config: dict[str, Any] = Field(
         default_factory=dict,
         description="Merged into the gateway's configuration; may not set a key the operator owns.",

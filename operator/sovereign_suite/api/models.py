@@ -31,6 +31,7 @@ from .fieldtypes import (
     Scope,
 )
 
+from .ingress_annotations import IngressAnnotations, JitsiIngressAnnotations, ingress_annotations_field
 from .llm_models import LLM, LLMGateway, LLMModel  # noqa: F401 - re-exported: the API's one import point
 from .network import Network
 from .common import (  # noqa: F401 - re-exported: the API's one import point
@@ -153,6 +154,7 @@ class Matrix(Model):
     media_storage: Quantity = "20Gi"
     max_upload_size: str = Field("100M", pattern=r"^[0-9]+[KMG]?$")
     federation: Federation = Field(default_factory=Federation)
+    ingress_annotations: IngressAnnotations = ingress_annotations_field()  # Synapse, Element Web, .well-known
     postgres: Postgres = Field(default_factory=Postgres)
     resources: Resources = Field(
         default_factory=lambda: resources({"cpu": "500m", "memory": "1Gi"}, {"cpu": "2", "memory": "4Gi"})
@@ -192,12 +194,14 @@ class Jitsi(Model):
     web_replicas: int = Field(2, ge=0, le=20)
     jvb_replicas: int = Field(1, ge=0, le=50)
     jvb: JvbExposure = Field(default_factory=JvbExposure)
+    ingress_annotations: JitsiIngressAnnotations = ingress_annotations_field(limits_owned=False)
     stun_servers: list[Annotated[str, Field(pattern=HOST_PORT_PATTERN, max_length=260)]] = Field(
         default_factory=list,
         max_length=MAX_STUN_SERVERS,
         description="STUN servers (host:port) the bridges use to learn their public address and the browsers "
-        "use for peer-to-peer calls. None by default: nothing calls a third-party server (the images would "
-        "otherwise use meet-jit-si-turnrelay.jitsi.net:443); set one you operate if the nodes are behind NAT.",
+        "use for peer-to-peer calls. None by default: nothing calls a third-party server (the images and the "
+        "browsers would otherwise use meet-jit-si-turnrelay.jitsi.net:443), and peer-to-peer is off (every call "
+        "goes through the tenant's bridge); set one you operate if the nodes are behind NAT or for peer-to-peer.",
     )
     resources: Resources = Field(
         default_factory=lambda: resources({"cpu": "250m", "memory": "512Mi"}, {"cpu": "2", "memory": "2Gi"})
@@ -229,15 +233,16 @@ class Docs(Model):
     """La Suite Docs (impress): backend, frontend, y-provider, celery worker, Redis."""
 
     enabled: bool = True
-    backend_image: ImageRef = "docker.io/lasuite/impress-backend:v3.8.2"
-    frontend_image: ImageRef = "docker.io/lasuite/impress-frontend:v3.8.2"
-    y_provider_image: ImageRef = "docker.io/lasuite/impress-y-provider:v3.8.2"
+    backend_image: ImageRef = "docker.io/lasuite/impress-backend:v5.4.1"
+    frontend_image: ImageRef = "docker.io/lasuite/impress-frontend:v5.4.1"
+    y_provider_image: ImageRef = "docker.io/lasuite/impress-y-provider:v5.4.1"
     redis_image: ImageRef = "docker.io/library/redis:8.2-alpine"
     backend_replicas: int = Field(2, ge=0, le=20)
     frontend_replicas: int = Field(2, ge=0, le=20)
     y_provider_replicas: int = Field(1, ge=0, le=20)
     worker_replicas: int = Field(1, ge=0, le=20)
     s3: S3 | None = Field(None, description="Object storage for documents' media (required when enabled).")
+    ingress_annotations: IngressAnnotations = ingress_annotations_field()
     postgres: Postgres = Field(default_factory=Postgres)
     resources: Resources = Field(
         default_factory=lambda: resources({"cpu": "250m", "memory": "512Mi"}, {"cpu": "2", "memory": "2Gi"})

@@ -13,19 +13,22 @@ from __future__ import annotations
 from typing import Any
 
 from ..api.cloud_models import CertManager
+from ..api.ingress_annotations import CERT_MANAGER, PROXY_BODY_SIZE, PROXY_READ_TIMEOUT, PROXY_SEND_TIMEOUT
 from .base import RenderContext
 
-NGINX = "nginx.ingress.kubernetes.io/"
 # cert-manager's ingress-shim creates a Certificate for each tls entry of an Ingress that names an issuer, and
 # stores it in the entry's secretName (cert-manager.io/docs/usage/ingress, "Supported Annotations"):
 # cert-manager.io/cluster-issuer names a ClusterIssuer, cert-manager.io/issuer an Issuer of the Ingress's namespace
 # or, with cert-manager.io/issuer-kind and cert-manager.io/issuer-group, an external issuer. cluster-issuer may not
 # be combined with issuer-kind or issuer-group (cert-manager pkg/controller/certificate-shim/sync.go).
-CERT_MANAGER = "cert-manager.io/"
+# Every key written here is refused in a component's ingressAnnotations (api/ingress_annotations.py REFUSED_KEYS;
+# tests/components/test_ingress_annotations.py renders every variant and checks).
 
 # La Suite Docs: the body size its own chart sets (suitenumerique/docs src/helm/env.d/dev/values.impress.yaml.gotmpl,
-# v3.8.2: nginx.ingress.kubernetes.io/proxy-body-size: 10m).
-DOCS_BODY_SIZE = "10m"
+# v5.4.1: nginx.ingress.kubernetes.io/proxy-body-size: 20m; v3.8.2 had 10m). v5.4.1 accepts images up to 10 MB
+# (DOCUMENT_IMAGE_MAX_SIZE, src/backend/impress/settings.py) and files to convert up to 20 MB (y-provider
+# CONVERSION_FILE_MAX_SIZE, src/frontend/servers/y-provider/src/env.ts).
+DOCS_BODY_SIZE = "20m"
 # One Ingress carries every path of Docs, the collaboration WebSocket included, which is idle between edits
 # (Docs' chart gives its WebSocket Ingress 86400 s; an hour keeps a quiet editor connected).
 DOCS_TIMEOUT_SECONDS = 3600
@@ -39,15 +42,22 @@ def nginx_size(size: str) -> str:
     return size.lower()
 
 
-def annotations(ctx: RenderContext, body_size: str, timeout_seconds: int) -> dict[str, str]:
-    """The annotations for a body of at most ``body_size`` and an upstream silent for ``timeout_seconds``."""
-    if ctx.cloud.spec.ingress_controller != "ingress-nginx":
-        return {}
-    return {
-        NGINX + "proxy-body-size": nginx_size(body_size),
-        NGINX + "proxy-read-timeout": str(timeout_seconds),
-        NGINX + "proxy-send-timeout": str(timeout_seconds),
+def annotations(ctx: RenderContext, component: str, body_size: str | None = None,
+                timeout_seconds: int | None = None) -> dict[str, str]:
+    """The annotations of ``component``'s Ingresses: the user's ``ingressAnnotations``, then, for ingress-nginx
+    and a component that needs them, a body of at most ``body_size`` and an upstream silent for
+    ``timeout_seconds``. The templates print the result through ``tojson``."""
+    extra = dict(getattr(ctx.components, component).ingress_annotations)
+    if body_size is None or ctx.cloud.spec.ingress_controller != "ingress-nginx":
+        return extra
+    owned = {
+        PROXY_BODY_SIZE: nginx_size(body_size),
+        PROXY_READ_TIMEOUT: str(timeout_seconds),
+        PROXY_SEND_TIMEOUT: str(timeout_seconds),
     }
+    if set(owned) & set(extra):  # validation refuses these keys; never let a user value replace one silently
+        raise AssertionError(f"owned annotations in {component}.ingressAnnotations: {sorted(set(owned) & set(extra))}")
+    return {**extra, **owned}
 
 
 def cert_manager_annotations(cert_manager: CertManager | None) -> dict[str, str]:
@@ -74,6 +84,8 @@ def with_certificates(ctx: RenderContext, objects: list[dict[str, Any]]) -> list
     for obj in objects:
         if obj.get("kind") == "Ingress":
             meta = obj["metadata"]
+            if set(extra) & set(meta.get("annotations", {})):  # refused in ingressAnnotations (see above)
+                raise AssertionError(f"cert-manager annotations already on Ingress {meta['name']}")
             obj = {**obj, "metadata": {**meta, "annotations": {**meta.get("annotations", {}), **extra}}}
         out.append(obj)
     return out

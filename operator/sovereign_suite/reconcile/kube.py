@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -63,6 +64,22 @@ def ref(obj: dict[str, Any]) -> str:
     return f"{obj.get('kind')}/{ns + '/' if ns else ''}{meta.get('name')}"
 
 
+# Characters the API server's YAML reader refuses raw ("yaml: control characters are not allowed": DEL and the C1
+# controls, U+FFFE, U+FFFF) or reads as a line break inside a quoted string (NEL, U+2028, U+2029 in YAML 1.1), and
+# the byte-order mark. Found by tests/cluster/test_input_property_dryrun.py: an adminGroup ending in U+0091.
+_YAML_UNSAFE_RE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
+
+
+def yaml_safe_json(obj: Any) -> str:
+    """``obj`` as JSON that the API server's YAML parser reads back unchanged (an apply body is parsed as YAML).
+
+    Raw UTF-8, not json.dumps' default \\uXXXX surrogate pairs for characters outside the BMP, which are no valid
+    YAML escape (refused with 400); the characters above as \\uXXXX escapes, which YAML reads like JSON. JSON's
+    own syntax is ASCII, so every such character is inside a string, where the escape is valid."""
+    text = json.dumps(obj, ensure_ascii=False)
+    return _YAML_UNSAFE_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 class Kube:
     """Thread-safe; one per process. ``requests`` counts calls by HTTP verb (APPLY for server-side apply)."""
 
@@ -94,9 +111,7 @@ class Kube:
         self.api.update_params_for_auth(headers, None, ["BearerToken"], None, method, body)
         verb = "APPLY" if content_type == "application/apply-patch+yaml" else method
         if verb == "APPLY" and isinstance(body, dict):
-            # The API server parses an apply body as YAML; json.dumps' default \uXXXX surrogate pairs (characters
-            # outside the BMP) are not valid YAML escapes and were refused with 400. Raw UTF-8 is valid YAML.
-            body = json.dumps(body, ensure_ascii=False).encode()
+            body = yaml_safe_json(body).encode()
         attempt = 0
         while True:
             with self._lock:

@@ -329,7 +329,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         HERE, "ingress.yaml.j2", **common,
         labels=_labels(ctx, "ingress"), host=host, tls_secret=tls_secret_name(host),
         backend_port=80, frontend_port=80, y_provider_port=Y_PROVIDER_PORT, media_port=80,
-        annotations=ingress_annotations(ctx, DOCS_BODY_SIZE, DOCS_TIMEOUT_SECONDS),
+        annotations=ingress_annotations(ctx, COMPONENT, DOCS_BODY_SIZE, DOCS_TIMEOUT_SECONDS),
     )
     return objects
 

@@ -27,6 +27,7 @@ from ...api.models import COUNTRIES, Jitsi, Tenant
 from ...api.validation import InputError, Problem, effective_components
 from ...api.derived_names import tls_secret_name
 from ...api.host_ports import host_port_problems
+from ..ingress import annotations as ingress_annotations
 from ..base import (
     image_version,
     RenderContext,
@@ -65,7 +66,7 @@ DEFAULTS = {
     "ENABLE_XMPP_WEBSOCKET": "1",
 }
 # Set from jitsi.stunServers (container env): extraConfig may not set them, the field says what to do.
-STUN_VARIABLES = ("JVB_DISABLE_STUN", "JVB_STUN_SERVERS", "P2P_STUN_SERVERS")
+STUN_VARIABLES = ("JVB_DISABLE_STUN", "JVB_STUN_SERVERS", "P2P_STUN_SERVERS", "ENABLE_P2P")
 
 # Writable paths (emptyDir) under the read-only root filesystem: name -> (mount path, size limit).
 RUN_TMP = {"run": ("/run", "64Mi"), "tmp": ("/tmp", "256Mi")}
@@ -231,11 +232,16 @@ def stun_env(jitsi: Jitsi) -> tuple[dict[str, str], dict[str, str]]:
     meet-jit-si-turnrelay.jitsi.net:443 when JVB_STUN_SERVERS is unset *or empty* (sprig ``default``), so no
     STUN must be said with JVB_DISABLE_STUN=true (docker-jitsi-meet jvb/rootfs/defaults/jvb.conf,
     stable-11146-1). The web image's config.js only sets p2p.stunServers from P2P_STUN_SERVERS
-    (web/rootfs/defaults/settings-config.js)."""
+    (web/rootfs/defaults/settings-config.js), and browsers then fall back to lib-jitsi-meet's own default,
+    ``DEFAULT_STUN_SERVERS`` = stun:meet-jit-si-turnrelay.jitsi.net:443 (jitsi/lib-jitsi-meet modules/xmpp/xmpp.ts,
+    ``this.options.p2p?.stunServers || DEFAULT_STUN_SERVERS``; unchanged since 2019). Without a STUN server of the
+    suite's, peer-to-peer is off (ENABLE_P2P=false: every call goes through the tenant's JVB), so no browser
+    asks Jitsi's public server either."""
     if not jitsi.stun_servers:
-        return {"JVB_DISABLE_STUN": "true"}, {}
+        return {"JVB_DISABLE_STUN": "true"}, {"ENABLE_P2P": "false"}
     servers = ",".join(jitsi.stun_servers)
-    return {"JVB_DISABLE_STUN": "false", "JVB_STUN_SERVERS": servers}, {"P2P_STUN_SERVERS": servers}
+    return {"JVB_DISABLE_STUN": "false", "JVB_STUN_SERVERS": servers}, {"P2P_STUN_SERVERS": servers,
+                                                                         "ENABLE_P2P": "true"}
 
 
 def container_env(ctx: RenderContext) -> dict[str, list[dict[str, Any]]]:
@@ -335,6 +341,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         host=host,
         tls_secret=tls_secret_name(host),
         ingress_class=ctx.ingress_class,
+        ingress_annotations=ingress_annotations(ctx, COMPONENT),
         service_monitor=ctx.service_monitors,
     )
     objs: list[dict[str, Any]] = []

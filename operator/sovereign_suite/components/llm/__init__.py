@@ -347,7 +347,7 @@ def render_gateway(ctx: RenderContext) -> list[dict[str, Any]]:
         container_security=container_security(read_only_root=True),
         host=host,
         tls_secret=tls_secret_name(host),
-        ingress_annotations=ingress_annotations(ctx, gateway.max_body_size, gateway.timeout_seconds),
+        ingress_annotations=ingress_annotations(ctx, "llm", gateway.max_body_size, gateway.timeout_seconds),
     )
 
 

@@ -216,7 +216,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         metrics_port=METRICS_PORT,
         matrix_host=ctx.host("matrix"),
         ingress_paths=INGRESS_PATHS,
-        ingress_annotations=ingress_annotations(ctx, matrix.max_upload_size, SYNAPSE_TIMEOUT_SECONDS),
+        ingress_annotations=ingress_annotations(ctx, COMPONENT, matrix.max_upload_size, SYNAPSE_TIMEOUT_SECONDS),
         affinity=affinity,
         pod_security=pod_security(SYNAPSE_UID),
         container_security=container_security(read_only_root=True),
@@ -229,6 +229,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         "element-web.yaml.j2",
         ctx=ctx,
         matrix=matrix,
+        ingress_annotations=ingress_annotations(ctx, COMPONENT),  # the user's only: static files, small requests
         labels=ctx.labels(COMPONENT, "element-web", image_version(matrix.element_image)),
         selector=ctx.selector(COMPONENT, "element-web"),
         config_data={
