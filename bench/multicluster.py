@@ -24,8 +24,11 @@ import time
 import yaml
 from lib import Bench, audit_time, log, rendered_yaml, rss_mib, suite_doc, summary, table, wait_for, write_result
 
+from kubernetes import config
+
 from sovereign_suite.devcluster.cluster import Cluster
 from sovereign_suite.members import join
+from sovereign_suite.reconcile.kube import Kube
 from tests.cluster.operator_fixture import Audit
 
 CLOUDS = {"FR": "fr-secnumcloud", "DE": "de-c5", "LU": "lu-govcloud", "SE": "se-sovereign"}
@@ -55,7 +58,11 @@ def operator_writes(audits: dict[str, Audit], marks: dict[str, int]) -> list[dic
             if e.get("verb") in ("create", "update", "patch", "delete")]
 
 
-def operator_round(b: Bench, audits: dict[str, Audit], ns: str, name: str) -> dict[str, float]:
+def member_kube(c: Cluster) -> Kube:
+    return Kube(config.new_client_from_config(config_file=str(c.kubeconfig)), user_agent="sovereign-suite-bench")
+
+
+def operator_round(b: Bench, members: Members, audits: dict[str, Audit], ns: str, name: str) -> dict[str, float]:
     doc = suite_doc("four-countries", ns, name, {"deletionPolicy": "Delete"})
     marks = {c: a.mark() for c, a in audits.items()}
     start = time.time()
@@ -67,6 +74,9 @@ def operator_round(b: Bench, audits: dict[str, Audit], ns: str, name: str) -> di
     b.kube.delete({"apiVersion": "sovereignsuite.io/v1alpha1", "kind": "SovereignSuite", "metadata": doc["metadata"]})
     wait_for(lambda: b.kube.get("sovereignsuite.io/v1alpha1", "SovereignSuite", name, ns) is None, 600, 0.5,
              "suite deleted")
+    for country, member in members.clusters.items():
+        k = member_kube(member)
+        wait_for(lambda: k.get("v1", "Namespace", f"{name}-{country.lower()}") is None, 600, 0.5, "namespace gone")
     return {"applied": applied, "ready": ready, "writes": len(writes)}
 
 
@@ -91,10 +101,10 @@ def kubectl_round(b: Bench, members: Members, ns: str, name: str) -> dict[str, f
         if p.wait() != 0:
             raise RuntimeError(p.stderr.read().decode()[-2000:])
     applied = time.time() - start
-    for country, path in files:
+    for country, path in files:  # gone before the next round (JVB's NodePort is cluster-wide)
         os.unlink(path)
         subprocess.run([b.kubectl, "--kubeconfig", str(members.clusters[country].kubeconfig), "delete", "namespace",
-                        f"{name}-{country.lower()}", "--wait=false"], capture_output=True)
+                        f"{name}-{country.lower()}", "--timeout=600s"], capture_output=True)
     return {"applied": applied, "objects": sum(len(d) for d in by_country.values())}
 
 
@@ -115,7 +125,7 @@ def main() -> None:
         results: dict[str, list[dict[str, float]]] = {"operator": [], "kubectl": []}
         for i in range(args.rounds):
             for who in (("operator", "kubectl") if i % 2 == 0 else ("kubectl", "operator")):
-                r = operator_round(b, audits, ns, f"o{i}") if who == "operator" else \
+                r = operator_round(b, members, audits, ns, f"o{i}") if who == "operator" else \
                     kubectl_round(b, members, ns, f"k{i}")
                 results[who].append(r)
                 log(f"round {i} {who}: {json.dumps({k: round(v, 2) for k, v in r.items()})}")
@@ -141,6 +151,8 @@ def main() -> None:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         docs = [suite_doc("four-countries", ns, f"m{i:03d}") for i in range(args.suites)]
+        for i, d in enumerate(docs):  # one JVB NodePort per suite: the suites share each member cluster
+            d["spec"]["components"].setdefault("jitsi", {})["jvb"] = {"nodePort": 31000 + i}
         start = time.time()
         for d in docs:
             b.kube.create(d)

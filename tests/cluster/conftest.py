@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes import client, config, dynamic
 
 from sovereign_suite.devcluster.cluster import Cluster, ClusterError, bin_dir, cache_dir
@@ -120,3 +121,31 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.3, what: str = 
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+def crd_names(path) -> list[str]:
+    """The CustomResourceDefinitions in a YAML file or a folder of them."""
+    p = Path(path)
+    files = [p] if p.is_file() else sorted(list(p.glob("*.yaml")) + list(p.glob("*.yml")))
+    return [d["metadata"]["name"] for f in files for d in yaml.safe_load_all(f.read_text())
+            if d and d.get("kind") == "CustomResourceDefinition"]
+
+
+def wait_crds(kube, path, established: bool = True, timeout: float = 180) -> None:
+    """Until every CRD of ``path`` is Established (``established``), or is gone or not being deleted (before
+    installing it again: applying a CRD that is still being deleted makes it come back in a broken state).
+    Polled here: `kubectl wait --for=condition=Established` fails at once, instead of waiting, while a fresh CRD
+    has no conditions yet (seen with kubectl 1.37.2 on a loaded machine)."""
+    crd = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+    names = crd_names(path)
+    assert names, f"no CustomResourceDefinition in {path}"
+
+    def ready(name: str) -> bool:
+        obj = kube.get(*crd, name)
+        if not established:
+            return obj is None or not obj["metadata"].get("deletionTimestamp")
+        conds = ((obj or {}).get("status") or {}).get("conditions") or []
+        return any(c.get("type") == "Established" and c.get("status") == "True" for c in conds)
+
+    wait_for(lambda: all(ready(n) for n in names), timeout=timeout,
+             what=f"CRDs of {Path(path).name} {'established' if established else 'not being deleted'}")

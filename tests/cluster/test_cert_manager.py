@@ -27,7 +27,7 @@ from sovereign_suite.render import render_suite
 from sovereign_suite.api.validation import parse_suite
 
 from ..helpers import ROOT, example_dict, load_example
-from .conftest import wait_for
+from .conftest import wait_crds, wait_for
 from .operator_fixture import SUITES, create_referenced_secrets, suite_doc, wait_ready
 from .test_render_dryrun import dry_run_apply
 from .test_reconcile_core import delete_suite, kubectl
@@ -38,15 +38,18 @@ USER_NOTES = {"nginx.ingress.kubernetes.io/limit-rps": "20", "example.eu/owner":
 
 
 @pytest.fixture(scope="module")
-def cert_manager_crds(cluster):
+def cert_manager_crds(cluster, kube):
     script = str(ROOT / "hack" / "fetch-test-crds.sh")
     subprocess.run([script], check=True)
     crds = Path(subprocess.run([script, "--print", "cert-manager"], check=True, capture_output=True,
                                text=True).stdout.strip())
-    kubectl(cluster, "apply", "--server-side", "-f", str(crds))
-    kubectl(cluster, "wait", "--for=condition=Established", "--timeout=60s", "-f", str(crds))
-    yield crds
-    kubectl(cluster, "delete", "--ignore-not-found", "--wait=false", "-f", str(crds))
+    wait_crds(kube, crds, established=False)
+    try:
+        kubectl(cluster, "apply", "--server-side", "-f", str(crds))
+        wait_crds(kube, crds)
+        yield crds
+    finally:  # not awaited: no later module reads them, and the removal of cert-manager's CRDs can take minutes
+        kubectl(cluster, "delete", "--ignore-not-found", "--wait=false", "-f", str(crds))
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,7 @@ from sovereign_suite.devcluster.cluster import Cluster
 from sovereign_suite.members import join
 from sovereign_suite.reconcile.kube import Kube
 
-from .conftest import wait_for
-from .operator_fixture import condition, create_referenced_secrets, get_suite, suite_doc, wait_ready
+from .operator_fixture import create_referenced_secrets, suite_doc, wait_ready
 
 CLOUD = "de-c5"
 

@@ -36,7 +36,7 @@ from sovereign_suite.reconcile.kube import ApiError, Kube, ref
 from sovereign_suite.render import render_suite
 
 from ..helpers import CLOUDS
-from .conftest import wait_for
+from .conftest import wait_crds, wait_for
 from .operator_fixture import SUITES, OperatorProcess, condition, create_referenced_secrets, free_port, suite_doc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,7 +139,7 @@ def has_data(result: list[dict]) -> bool:
 
 
 @pytest.fixture(scope="module")
-def monitoring_crds(cluster):
+def monitoring_crds(cluster, kube):
     """The Prometheus Operator's CRDs in the test cluster while this module runs (the operator discovers the
     API once, at its first pass: it starts after them)."""
     crds = Path(subprocess.run([str(ROOT / "hack" / "install-prometheus.sh"), "--print-crds"], check=True,
@@ -147,9 +147,9 @@ def monitoring_crds(cluster):
     if not (crds / ".complete").exists():
         missing_tool(f"Prometheus Operator CRDs not in {crds}: run hack/install-prometheus.sh")
     kubectl = [str(bin_dir() / "kubectl"), "--kubeconfig", str(cluster.kubeconfig)]
+    wait_crds(kube, crds, established=False)
     subprocess.run(kubectl + ["apply", "--server-side", "-f", str(crds)], check=True, capture_output=True)
-    subprocess.run(kubectl + ["wait", "--for=condition=Established", "--timeout=60s", "-f", str(crds)], check=True,
-                   capture_output=True)
+    wait_crds(kube, crds)
     yield
     subprocess.run(kubectl + ["delete", "--ignore-not-found", "-f", str(crds)], check=True, capture_output=True)
 

@@ -20,7 +20,7 @@ import yaml
 from sovereign_suite.devcluster.cluster import bin_dir
 
 from ..helpers import ROOT
-from .conftest import wait_for
+from .conftest import wait_crds, wait_for
 from .operator_fixture import (SUITES, Audit, OperatorProcess, condition, create_referenced_secrets, get_suite,
                                suite_doc, wait_ready)
 
@@ -242,17 +242,17 @@ def test_two_suites_of_one_name_never_fight_over_a_namespace(operator, kube, cor
 # ---- 4. Retain keeps CloudNativePG data -------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def cnpg_crd(cluster):
+def cnpg_crd(cluster, kube):
     crds = Path(subprocess.run([str(ROOT / "hack" / "fetch-test-crds.sh"), "--print"], check=True,
                                capture_output=True, text=True).stdout.strip())
     subprocess.run([str(ROOT / "hack" / "fetch-test-crds.sh")], check=True)
-    # a CRD of the same name still being deleted (an earlier module's) would be applied as it goes away
-    kubectl(cluster, "wait", "--for=delete", "--timeout=180s", "-f", str(crds))
-    kubectl(cluster, "apply", "--server-side", "-f", str(crds))
-    kubectl(cluster, "wait", "--for=condition=Established", "--timeout=180s", "-f", str(crds))
-    yield crds
-    # gone before the next module starts (test_render_dryrun counts on CloudNativePG not being served)
-    kubectl(cluster, "delete", "--ignore-not-found", "--timeout=180s", "-f", str(crds))
+    wait_crds(kube, crds, established=False)
+    try:
+        kubectl(cluster, "apply", "--server-side", "-f", str(crds))
+        wait_crds(kube, crds)
+        yield crds
+    finally:  # gone before the next module starts (test_render_dryrun counts on CloudNativePG not being served)
+        kubectl(cluster, "delete", "--ignore-not-found", "--timeout=180s", "-f", str(crds))
 
 
 def test_retain_keeps_a_cloudnative_pg_database_and_adopts_it_again(operator, kube, core, suite_ns, cnpg_crd):
@@ -341,8 +341,9 @@ def test_crds_installed_and_deleted_while_the_operator_runs(operator, kube, suit
     assert kube.list("monitoring.coreos.com/v1", "ServiceMonitor", namespace=fr) == []  # not served yet
     exceptions = operator.metric("sovereign_suite_reconcile_total", result="exception")
     try:
+        wait_crds(kube, crds, established=False)
         kubectl(cluster, "apply", "--server-side", "-f", crds)
-        kubectl(cluster, "wait", "--for=condition=Established", "--timeout=60s", "-f", crds)
+        wait_crds(kube, crds)
         monitors = wait_for(lambda: kube.list("monitoring.coreos.com/v1", "ServiceMonitor", namespace=fr),
                             timeout=30, what="ServiceMonitors rendered once their CRD is installed")
         assert "synapse" in {m["metadata"]["name"] for m in monitors}
