@@ -112,6 +112,9 @@ class OperatorContext:
         self.members = Members(kube, self._member_cache, on_change=self.cloud_changed)
         self.clouds = Clouds()
         self.apply_pool = ThreadPoolExecutor(max_workers=settings.apply_workers, thread_name_prefix="apply")
+        # a pass writes its clusters (the operator's, the members) at the same time; a pool of its own, since each
+        # cluster's writes wait on the apply pool
+        self.cluster_pool = ThreadPoolExecutor(max_workers=settings.workers * 4, thread_name_prefix="cluster")
         # Rendering is pure and fast; one thread keeps the YAML parser's native allocator to one heap (measured:
         # concurrent renders on 16 threads doubled the operator's RSS).
         self.render_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
@@ -205,4 +208,5 @@ class OperatorContext:
         self.members.stop()
         # running passes finish their current request; none starts (the queue is shut down)
         self.apply_pool.shutdown(wait=False)
+        self.cluster_pool.shutdown(wait=False)
         self.render_pool.shutdown(wait=False)

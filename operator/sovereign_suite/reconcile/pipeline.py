@@ -179,28 +179,26 @@ class Pass:
         return out
 
     def write(self, view: ClusterView, desired: list[dict[str, Any]], result: RenderResult, retain: bool
-              ) -> tuple[Applier | None, Pruner, list[Problem], list[str]]:
+              ) -> tuple[Applier | None, Pruner, list[Problem], list[str], float | None]:
         """Apply a cluster's tenants, then prune the suite's children there that are no longer rendered (or whose
-        tenant lives elsewhere now). Returns the applier (None: nothing applied), the pruner, the problems and
-        what waits for a migration Job."""
+        tenant lives elsewhere now). Returns the applier (None: nothing applied), the pruner, the problems, what
+        waits for a migration Job and when to look again. Runs on a pool thread: it changes only ``view``."""
         protected = self.homes.protected() if self.homes else set()
         pruner = Pruner(view.target, self.key, self.uid, {k: o for k, o in view.live.items()
                                                           if namespace_of_key(k) not in protected})
         if view.problem is not None:  # a member that does not answer: its tenants wait, the others go on
             owned = any(pruner.ours(o) for o in pruner.live.values())
             stray = stray_problem(view, owned)
-            return None, pruner, [stray] if stray else ([view.problem] if view.namespaces else []), []
+            return None, pruner, [stray] if stray else ([view.problem] if view.namespaces else []), [], None
         objs = [o for o in desired if namespace_of_obj(o) in view.namespaces]
         applier = Applier(self.ctx, view.target, self.key, view.live)
         for ns in (o for o in objs if o["kind"] == "Namespace"):
             applier.ensure_namespace(ns)
         if any(p.reason == "NamespaceConflict" for p in applier.problems):
-            return applier, pruner, on_cluster(view, applier.problems), []  # nothing half-applied there
+            return applier, pruner, on_cluster(view, applier.problems), [], None  # nothing half-applied there
         applier.ensure_secrets([s for s in result.secrets if s.namespace in view.namespaces])
         ready_jobs, job_problems, requeue = migration_jobs(self.ctx, self.ctx.memory(self.key), view.target.kube,
                                                            view.live, objs)
-        if requeue is not None:
-            self.requeue_after = min(self.requeue_after or requeue, requeue)
         waiting = applier.apply_all([o for o in objs if o["kind"] != "Namespace" or ObjectKey.of(o) in view.live],
                                     ready_jobs)
         watch = [degraded("WatchFailed", e) for e in view.target.cache.watch_errors(view.namespaces)] \
@@ -213,7 +211,8 @@ class Pass:
             pruner.live.update({k: o for k, o in view.live.items() if namespace_of_key(k) not in protected})
             pruner.readopt(rendered)
             pruner.prune(wanted, rendered, retain=retain)
-        return applier, pruner, on_cluster(view, applier.problems + job_problems + pruner.problems + watch), waiting
+        return (applier, pruner, on_cluster(view, applier.problems + job_problems + pruner.problems + watch), waiting,
+                requeue)
 
     # ---- the pass -----------------------------------------------------------------------------
     def run(self) -> PassResult:
@@ -243,8 +242,14 @@ class Pass:
         waiting: list[str] = []
         applied: set[ObjectKey] = set()
         writes, written = 0, {}
-        for view in homes.views:
-            applier, pruner, found, waits = self.write(view, desired, result, suite.spec.deletion_policy == "Retain")
+        retain = suite.spec.deletion_policy == "Retain"
+        # the clusters are written at the same time (each phase's objects in parallel within a cluster), as one
+        # kubectl per cluster would; results are gathered in the views' order
+        outcomes = list(self.ctx.cluster_pool.map(lambda v: self.write(v, desired, result, retain), homes.views)) \
+            if len(homes.views) > 1 else [self.write(v, desired, result, retain) for v in homes.views]
+        for view, (applier, pruner, found, waits, requeue) in zip(homes.views, outcomes):
+            if requeue is not None:
+                self.requeue_after = min(self.requeue_after or requeue, requeue)
             problems += found
             waiting += waits
             self.events += pruner.events
