@@ -10,12 +10,13 @@ CLOUDS ?= manifests/examples/clouds.yaml
 PYTEST_ARGS ?=
 export SOVEREIGN_SUITE_CACHE := $(CACHE)
 
-.PHONY: bench help venv tools prometheus federation-tools crds render golden test test-unit run cluster-up cluster-down clean-cache
+.PHONY: bench help venv tools real-node-tools prometheus federation-tools crds render golden test test-unit run cluster-up cluster-down clean-cache
 
 help:
 	@echo "make run     local cluster + simulated national clouds + CRDs + example suite + operator (foreground)"
 	@echo "make test    every test (builds the local control plane's binaries on first use)"
 	@echo "make tools   build kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok, helm into $(CACHE)/bin"
+	@echo "make real-node-tools  kubelet, kube-proxy, containerd, kube-router (Go) + runc, CNI plugins, iptables (Debian)"
 	@echo "make crds    regenerate crds/ from the pydantic models"
 	@echo "make render  render $(EXAMPLE) offline"
 	@echo "make golden  refresh tests/golden/ from the examples"
@@ -46,8 +47,13 @@ golden: venv
 test-unit: venv
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
 
-test: venv tools prometheus federation-tools
+test: venv tools real-node-tools prometheus federation-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The real node (sovereign-suite cluster up --real-node; tests/cluster/test_real_node*.py)
+real-node-tools: tools
+	@hack/build-tools.sh node >/dev/null
+	@hack/install-real-node-deps.sh
 
 prometheus:
 	@hack/install-prometheus.sh
