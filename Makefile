@@ -10,7 +10,7 @@ CLOUDS ?= manifests/examples/clouds.yaml
 PYTEST_ARGS ?=
 export SOVEREIGN_SUITE_CACHE := $(CACHE)
 
-.PHONY: bench help venv tools real-node-tools prometheus federation-tools crds render golden test test-unit run cluster-up cluster-down clean-cache
+.PHONY: bench help venv tools real-node-tools real-node-images prometheus federation-tools crds render golden test test-unit run cluster-up cluster-down clean-cache
 
 help:
 	@echo "make run     local cluster + simulated national clouds + CRDs + example suite + operator (foreground)"
@@ -54,6 +54,10 @@ test: venv tools real-node-tools prometheus federation-tools
 real-node-tools: tools
 	@hack/build-tools.sh node >/dev/null
 	@hack/install-real-node-deps.sh
+
+# Stand-in images for the real node, into $(CACHE)/images (rebuilt only when a recipe changes)
+real-node-images: venv real-node-tools
+	$(PY) -m sovereign_suite.devcluster.realnode.build
 
 prometheus:
 	@hack/install-prometheus.sh

@@ -15,6 +15,7 @@ BRIDGE = "ssrn0"
 CNI_NETWORK = "sovereign-suite-realnode"
 CNI_BIN = "/usr/lib/cni"
 SANDBOX_IMAGE = "registry.k8s.io/pause:3.10"
+DNS_IP = "10.96.0.10"  # the Service kube-dns (dns.py), in the cluster's service range 10.96.0.0/16
 # Ports are fixed (kubelet's and kube-proxy's usual ones): hence one real node per machine.
 KUBELET_PORT, KUBELET_HEALTHZ = 10250, 10248
 PROXY_METRICS, PROXY_HEALTHZ = 10249, 10256
@@ -152,6 +153,7 @@ authentication:
   x509: {{clientCAFile: "{ca_file}"}}
 authorization: {{mode: Webhook}}
 clusterDomain: cluster.local
+clusterDNS: [{DNS_IP}]
 resolvConf: /etc/resolv.conf
 staticPodPath: ""
 maxPods: 60
@@ -196,3 +198,39 @@ def kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) -> str:
         "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
         "current-context": "local",
     }, indent=2)
+
+
+def dns_objects(image: str, server: str, pki: Path) -> list[dict]:
+    """The Service kube-dns and its two pods on the real node (dns.py): the resolver on the host network (the
+    API server listens on loopback), and the relay on the pod network with label k8s-app=kube-dns (the peer the
+    tenants' egress policies allow; kube-router leaves host-network pods out of policy peers)."""
+    labels = {"k8s-app": "kube-dns"}
+    resources = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}}
+
+    def pod(name: str, pod_labels: dict, args: list[str], host_network: bool, volumes: list) -> dict:
+        return {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "kube-system", "labels": pod_labels},
+            "spec": {
+                "nodeName": NODE_NAME, "hostNetwork": host_network, "dnsPolicy": "Default",
+                "priorityClassName": "system-node-critical",
+                "containers": [{
+                    "name": "dns", "image": image, "imagePullPolicy": "Never", "args": args,
+                    "env": [{"name": "NODE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}],
+                    "volumeMounts": [{"name": v["name"], "mountPath": "/pki", "readOnly": True} for v in volumes],
+                    "resources": resources,
+                }],
+                "volumes": volumes,
+            },
+        }
+
+    return [
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": labels},
+         "spec": {"clusterIP": DNS_IP, "selector": labels, "ports": [
+             {"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}},
+        pod(f"kube-dns-resolver-{NODE_NAME}", {"app": "kube-dns-resolver"},
+            ["--listen", "$(NODE_IP)", "--server", server, "--ca", "/pki/ca.crt", "--cert", "/pki/admin.crt",
+             "--key", "/pki/admin.key"], True, [{"name": "pki", "hostPath": {"path": str(pki), "type": "Directory"}}]),
+        pod(f"kube-dns-{NODE_NAME}", labels, ["--listen", "0.0.0.0", "--upstream", "$(NODE_IP)"], False, []),
+    ]

@@ -106,6 +106,7 @@ class RealNode:
                                "one real node per machine")
 
     def up(self, progress=print, images: list[Path] | None = None) -> float:
+        """Start the node. ``images``: archives to import (default: every stand-in already built, build.built())."""
         start = time.monotonic()
         self.check_free()
         bins = node_bin_dir(build=True)
@@ -121,7 +122,7 @@ class RealNode:
                  "started": time.time()}
         self._save_state(state)
         try:
-            self._start(bins, ca, state, progress, images or [])
+            self._start(bins, ca, state, progress, images)
         except BaseException:
             progress("real node: start failed, restoring the machine")
             self.down(progress=progress)
@@ -174,7 +175,7 @@ class RealNode:
             tail = "\n".join((self.logs / log).read_text(errors="replace").splitlines()[-15:])
         raise ClusterError(f"real node: {what} not ready after {timeout:.0f} s\n{tail}")
 
-    def _start(self, bins: Path, ca: Path, state: dict, progress, images: list[Path]) -> None:
+    def _start(self, bins: Path, ca: Path, state: dict, progress, images: list[Path] | None) -> None:
         lay = self.layout
         for d in (lay.conf, lay.kubelet_root, lay.cni_conf_dir, lay.cni_data):
             d.mkdir(parents=True, exist_ok=True)
@@ -193,7 +194,9 @@ class RealNode:
         self._wait("containerd", lambda: self._ctr("version").returncode == 0, 30, pid, "realnode-containerd.log")
         from . import images as images_mod
 
-        for archive in [images_mod.pause_archive(bins), *images]:
+        from .build import built
+
+        for archive in [images_mod.pause_archive(bins), *(built() if images is None else images)]:
             self.import_image(archive)
         progress("real node: starting kubelet")
         pid = self._spawn(state, "kubelet", [
@@ -216,6 +219,25 @@ class RealNode:
         ])
         self._wait("kube-router", lambda: _http_ok(configs.ROUTER_HEALTH, "/healthz"), 60, pid,
                    "realnode-kube-router.log")
+        self._start_dns(server, progress)
+
+    def _start_dns(self, server: str, progress) -> None:
+        """kube-dns for the node's pods (dns.py), from its image (built once, cached)."""
+        from .build import build
+        from .standins import DNS
+
+        self.import_image(build(DNS, progress))
+        objs = configs.dns_objects(DNS.name, server, self.cluster.cluster_dir / "pki")
+        proc = subprocess.run([str(bin_dir() / "kubectl"), "--kubeconfig", str(self.cluster.kubeconfig), "apply",
+                               "--server-side", "-f", "-"], input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                                               "items": objs}),
+                              capture_output=True, text=True, timeout=60)
+        if proc.returncode != 0:
+            raise ClusterError(f"real node: kube-dns: {proc.stderr.strip()[-800:]}")
+        for pod in (f"kube-dns-resolver-{NODE_NAME}", f"kube-dns-{NODE_NAME}"):
+            self._wait(pod, lambda: self._kubectl(
+                "-n", "kube-system", "get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[0].ready}",
+                check=False).stdout == "true", 90)
 
     def _ctr(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(bin_dir() / "ctr"), "--address", str(self.layout.containerd_sock), "-n", "k8s.io",
@@ -225,6 +247,22 @@ class RealNode:
         proc = self._ctr("images", "import", str(archive))
         if proc.returncode != 0:
             raise ClusterError(f"ctr images import {archive.name}: {proc.stderr.strip()[-800:]}")
+
+    def alias_images(self, registry: str) -> list[str]:
+        """Tag every image of the node's containerd under ``registry`` as well, at the reference a NationalCloud
+        with that imageRegistry makes of it (imageref.rewrite): the country's own mirror, locally."""
+        from ...imageref import rewrite
+
+        made = []
+        for name in self._ctr("images", "ls", "-q", timeout=30).stdout.split():
+            target = rewrite(name, registry)
+            if name.startswith("sha256:") or name.startswith(registry + "/"):
+                continue
+            proc = self._ctr("images", "tag", "--force", name, target, timeout=30)
+            if proc.returncode != 0:
+                raise ClusterError(f"ctr images tag {name} {target}: {proc.stderr.strip()}")
+            made.append(target)
+        return made
 
     def _node_ready(self) -> bool:
         proc = self._kubectl("get", "node", NODE_NAME, "-o",
@@ -318,6 +356,10 @@ def _stop(pid: int | None, grace: float = 20) -> None:
         os.kill(pid, signal.SIGKILL)
         while _alive(pid):
             time.sleep(0.05)
+    try:  # reap it when this process started it (`cluster up` and `down` in one process, as in the tests)
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
 
 
 def _pids_of(program: str) -> list[int]:
