@@ -87,3 +87,22 @@ def test_snapshot_diff_reports_every_kind_of_change():
     assert d["ipsets"]["added"] == ["b"] and d["links"]["added"] == ["ssrn0"]
     assert d["mounts"]["added"] == ["/run/netns/cni-1"] and d["cgroups"]["added"]
     assert d["sysctls"] == {"net.ipv4.ip_forward": ("0", "1")} and d["paths"]["added"] == ["/run/containerd"]
+
+
+def _query(name: str, qtype: int = 1) -> bytes:
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
+    return b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + labels + b"\x00" + qtype.to_bytes(2, "big") + b"\x00\x01"
+
+
+def test_dns_answers_services_and_relays_the_rest():
+    from sovereign_suite.devcluster.realnode import dns
+
+    records = {"synapse.rn-fr.svc.cluster.local": ["10.96.3.4"]}
+    reply = dns.answer(_query("synapse.rn-fr.svc.cluster.local"), records)
+    assert reply[:2] == b"\x12\x34" and reply[3] & 0x0F == 0 and reply[6:8] == b"\x00\x01"  # id, NOERROR, 1 answer
+    assert reply.endswith(bytes([10, 96, 3, 4]))
+    nodata = dns.answer(_query("synapse.rn-fr.svc.cluster.local", 28), records)  # AAAA: no answer, no error
+    assert nodata[3] & 0x0F == 0 and nodata[6:8] == b"\x00\x00"
+    missing = dns.answer(_query("synapse.rn-fr.rn-fr.svc.cluster.local"), records)  # a search-list try
+    assert missing[3] & 0x0F == 3  # NXDOMAIN
+    assert dns.answer(_query("pypi.org"), records) is None  # relayed to the host's resolver

@@ -18,7 +18,6 @@ from sovereign_suite.devcluster.cluster import Cluster, ClusterError, bin_dir
 from sovereign_suite.devcluster.realnode import NODE_NAME, REGION
 from sovereign_suite.imageref import rewrite
 
-from .conftest import wait_for
 
 
 def need_real_node() -> None:
@@ -81,7 +80,14 @@ FR_CLOUD = {
 PATCH = {
     "deletionPolicy": "Retain",
     "tenants": [{"country": "FR", "cloud": "fr-real"}, {"country": "DE", "cloud": "de-c5"}],
-    "components": {"docs": {"enabled": False}, "jitsi": {"enabled": False}},
+    "components": {
+        "docs": {"enabled": False}, "jitsi": {"enabled": False},
+        # the gateway runs on the real node; the model has no replica (vLLM needs a GPU: simulated nodes only)
+        "llm": {"enabled": True, "huggingFaceTokenSecretRef": {"name": "hf-token", "key": "token"},
+                "models": [{"name": "small", "modelId": "mistralai/Mistral-7B-Instruct-v0.3", "servedName": "albert",
+                            "parametersBillion": 7.2, "gpuProducts": ["NVIDIA-L40S", "NVIDIA-H100-80GB-HBM3"],
+                            "replicas": 0}]},
+    },
 }
 CLAIMS = ("data-matrix-postgres-0", "synapse-media")
 
@@ -130,6 +136,8 @@ class Real:
                         "securityContext": {"runAsUser": 991, "runAsNonRoot": True, "allowPrivilegeEscalation": False,
                                             "capabilities": {"drop": ["ALL"]},
                                             "seccompProfile": {"type": "RuntimeDefault"}}}]}})
+        from .conftest import wait_for
+
         wait_for(lambda: self.kubectl("-n", ns, "get", "pod", name, "-o", "jsonpath={.status.phase}") == "Running",
                  timeout=120, what=f"client pod {ns}/{name} running")
         return name
@@ -149,7 +157,7 @@ class Real:
 @pytest.fixture(scope="module")
 def real():
     need_real_node()
-    build_all(["postgres", "synapse", "element-web"], progress=lambda m: print(f"[images] {m}"))
+    build_all(["postgres", "synapse", "element-web", "litellm"], progress=lambda m: print(f"[images] {m}"))
     c = start(f"rn-suite-{os.getpid()}", countries=["DE"])
     try:
         node = RealNode(c)
@@ -209,7 +217,7 @@ def real():
     from .operator_fixture import OperatorProcess
 
     need_real_node()
-    build_all(["postgres", "synapse", "element-web"], progress=lambda m: print(f"[images] {m}"))
+    build_all(["postgres", "synapse", "element-web", "litellm"], progress=lambda m: print(f"[images] {m}"))
     c = start(f"rn-suite-{os.getpid()}", countries=["DE"])
     try:
         RealNode(c).alias_images(REGISTRY)

@@ -153,3 +153,19 @@ def test_data_survives_delete_with_retain_and_recreate(real: Real):
     status, msgs = call(r, INGRESS_NS, client_pod, "GET", _synapse_url(
         f"/_matrix/client/v3/rooms/{room['room_id']}/messages?dir=b&limit=20"), token=login["access_token"])
     assert status == 200 and any(e.get("content", {}).get("body") == text for e in msgs["chunk"]), msgs
+
+
+def test_gateway_starts_with_its_rendered_configuration(real: Real):
+    """LiteLLM runs the rendered config.yaml on the real node: ready, refusing requests without the generated
+    master key, and listing the suite's model under its served name with it."""
+    r = real
+    ensure_suite(r)
+    gw = r.pod(FR_NS, "llm-gateway")
+    assert gw["spec"]["nodeName"] == NODE_NAME and all(s["ready"] for s in gw["status"]["containerStatuses"])
+    port = r.core.read_namespaced_service("llm-gateway", FR_NS).spec.ports[0].port
+    url = f"http://llm-gateway.{FR_NS}.svc.cluster.local:{port}"
+    status, _ = call(r, INGRESS_NS, "client", "GET", url + "/v1/models")
+    assert status in (401, 403), status
+    key = "sk-" + r.secret(FR_NS, "llm-gateway", "master-key")
+    status, models = call(r, INGRESS_NS, "client", "GET", url + "/v1/models", token=key)
+    assert status == 200 and [m["id"] for m in models["data"]] == ["albert"], models
