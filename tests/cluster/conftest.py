@@ -120,7 +120,3 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.3, what: str = 
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
-
-
-# The cluster with the machine's real node, shared by tests/cluster/test_real_node_suite*.py (one per session).
-from .realnode_fixture import real  # noqa: E402,F401

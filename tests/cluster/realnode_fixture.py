@@ -207,9 +207,9 @@ def call(r: "Real", ns: str, pod: str, method: str, url: str, body=None, token: 
         return int(status), text
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def real():
-    """One cluster with the real node for all real-node suite tests (DE simulated; FR on the real node), the
+    """One cluster with the real node for the real-node suite tests (DE simulated; FR on the real node), the
     stand-in images imported and tagged under FR's registry, and the operator as a process."""
     from sovereign_suite.devcluster.realnode import RealNode
     from sovereign_suite.devcluster.realnode.build import build_all
