@@ -179,6 +179,42 @@ def test_gateway_starts_with_its_rendered_configuration(real: Real):
     assert status == 200 and [m["id"] for m in models["data"]] == ["albert"], models
 
 
+def test_a_failing_start_shows_its_real_reason(real: Real):
+    """The database's password changed under Synapse (as a rotation done behind the operator's back would): the
+    restarted Synapse cannot log in, and the suite's status names the stuck container with the tail of its log;
+    with the password back, the suite is Ready again."""
+    r = real
+    doc = suite_doc("two-countries", "rn-suites", name=SUITE, patch=PATCH)
+    ensure_suite(r)
+    pg = r.pod(FR_NS, "matrix-postgres")
+    env = {e["name"]: e for e in pg["spec"]["containers"][0]["env"]}
+    user = env["POSTGRES_USER"]["value"]
+    ref = env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]
+
+    def set_password(value: str) -> None:  # over the local socket (trusted, as in upstream's image)
+        r.kubectl("-n", FR_NS, "exec", pg["metadata"]["name"], "-c", "postgres", "--", "psql", "-U", user, "-d",
+                  "postgres", "-v", "ON_ERROR_STOP=1", "-c", f"ALTER ROLE \"{user}\" PASSWORD '{value}'")
+
+    set_password(uuid.uuid4().hex)
+    try:
+        r.kubectl("-n", FR_NS, "delete", "pod", "-l", "app.kubernetes.io/name=synapse", "--wait=false")
+
+        def stuck():
+            suite = r.kube.get("sovereignsuite.io/v1alpha1", "SovereignSuite", SUITE, "rn-suites") or {}
+            for t in (suite.get("status") or {}).get("tenants") or []:
+                for c in t.get("components") or []:
+                    if c.get("reason") == "CrashLoopBackOff":
+                        return c
+            return None
+
+        comp = wait_for(stuck, timeout=300, interval=2, what="the status naming Synapse's crash loop")
+        assert "container synapse" in comp["message"], comp
+        assert "password authentication failed" in comp["message"], comp
+    finally:
+        set_password(r.secret(FR_NS, ref["name"], ref["key"]))
+    wait_ready(r.kube, doc, timeout=400)
+
+
 SOURCES = (  # (namespace, extra namespace labels)
     ("rn-de", {}),  # the other tenant
     (INGRESS_NS, {}),
