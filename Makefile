@@ -4,19 +4,22 @@ CACHE ?= $(or $(SOVEREIGN_SUITE_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/so
 PYTHON ?= python3
 VENV := $(CACHE)/venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+# The editable install points at this checkout: another checkout (a CI clone) installs itself again, or the
+# operator processes the tests start would import the other checkout's code.
+STAMP := $(VENV)/.installed-$(shell (sha256sum pyproject.toml; pwd) | sha256sum | cut -c1-12)
 EXAMPLE ?= manifests/examples/four-countries.yaml
 CLOUDS ?= manifests/examples/clouds.yaml
 PYTEST_ARGS ?=
 export SOVEREIGN_SUITE_CACHE := $(CACHE)
 
-.PHONY: bench help venv tools prometheus federation-tools crds render golden test test-unit run run-multicluster cluster-up cluster-down cluster-down-multicluster clean-cache
+.PHONY: bench help venv tools real-node-tools real-node-images prometheus federation-tools crds render golden test test-unit run run-multicluster cluster-up cluster-down cluster-down-multicluster clean-cache
 
 help:
 	@echo "make run     local cluster + simulated national clouds + CRDs + example suite + operator (foreground)"
 	@echo "make run-multicluster  a hub + France's and Germany's member clusters, joined; the operator in push mode"
 	@echo "make test    every test (builds the local control plane's binaries on first use)"
 	@echo "make tools   build kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok, helm into $(CACHE)/bin"
+	@echo "make real-node-tools  kubelet, kube-proxy, containerd, kube-router (Go) + runc, CNI plugins, iptables (Debian)"
 	@echo "make crds    regenerate crds/ from the pydantic models"
 	@echo "make render  render $(EXAMPLE) offline"
 	@echo "make golden  refresh tests/golden/ from the examples"
@@ -47,8 +50,17 @@ golden: venv
 test-unit: venv
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
 
-test: venv tools prometheus federation-tools
+test: venv tools real-node-tools prometheus federation-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The real node (sovereign-suite cluster up --real-node; tests/cluster/test_real_node*.py)
+real-node-tools: tools
+	@hack/build-tools.sh node >/dev/null
+	@hack/install-real-node-deps.sh
+
+# Stand-in images for the real node, into $(CACHE)/images (rebuilt only when a recipe changes)
+real-node-images: venv real-node-tools
+	$(PY) -m sovereign_suite.devcluster.realnode.build
 
 prometheus:
 	@hack/install-prometheus.sh

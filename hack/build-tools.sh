@@ -5,6 +5,8 @@
 #
 #   hack/build-tools.sh            build what is missing, print the bin dir
 #   hack/build-tools.sh --print    print the bin dir only (no build)
+#   hack/build-tools.sh node       build only the real node's binaries (not part of `all`; `make real-node-tools`):
+#                                  kubelet, kube-proxy, containerd, containerd-shim-runc-v2, ctr, kube-router, pause
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -82,5 +84,24 @@ fi
 if [[ "$only" == all || "$only" == netpol ]]; then
   # Cyclonus evaluates the rendered NetworkPolicies offline (tests/test_network_matrix.py)
   build cyclonus cyclonus github.com/mattfenwick/cyclonus/cmd/cyclonus
+fi
+if [[ "$only" == node ]]; then
+  # The real node (sovereign-suite cluster up --real-node). kubelet and kube-proxy: hack/tools/node has the same
+  # Kubernetes release and staging replacements as hack/tools/kubernetes (checked here, so they cannot drift).
+  node_version="$(modver node k8s.io/kubernetes)"
+  [[ "$node_version" == "$k8s_version" ]] || { log "hack/tools/node pins $node_version, hack/tools/kubernetes $k8s_version"; exit 1; }
+  diff <(sed -n '/^replace (/,/^)/p' "$tools/kubernetes/go.mod") <(sed -n '/^replace (/,/^)/p' "$tools/node/go.mod") >/dev/null \
+    || { log "hack/tools/node's replace block differs from hack/tools/kubernetes's"; exit 1; }
+  build kubelet node k8s.io/kubernetes/cmd/kubelet "$kv"
+  build kube-proxy node k8s.io/kubernetes/cmd/kube-proxy "$kv"
+  ctd_version="$(modver containerd github.com/containerd/containerd/v2)"
+  ctdv="-X github.com/containerd/containerd/v2/version.Version=$ctd_version"
+  for c in containerd containerd-shim-runc-v2 ctr; do
+    build "$c" containerd "github.com/containerd/containerd/v2/cmd/$c" "$ctdv"
+  done
+  kr_version="$(modver kube-router github.com/cloudnativelabs/kube-router/v2)"
+  build pause pause .  # the sandbox image's program (hack/build-images.py packs it)
+  build kube-router kube-router github.com/cloudnativelabs/kube-router/v2/cmd/kube-router \
+    "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$kr_version"
 fi
 echo "$bin"

@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--name", default="sovereign-suite", help="cluster name (several can run side by side)")
     cl.add_argument("--countries", default="", help="up: simulate only these countries' clouds, e.g. FR,DE "
                     "(default: FR, DE, LU, SE)")
+    cl.add_argument("--real-node", action="store_true",
+                    help="up: also start a real node (kubelet, containerd, kube-proxy, kube-router) on this machine, "
+                    "in region local-real; one per machine (docs/development.md)")
     cl.set_defaults(func=cmd_cluster)
     cj = sub.add_parser("cloud", help="join a member cluster to the hub for a NationalCloud, or leave")
     cj.add_argument("action", choices=["join", "leave"])

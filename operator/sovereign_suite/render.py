@@ -16,6 +16,7 @@ from .components import COMPONENT_MODULES, module
 from .components.base import CNPG_API, RenderContext, SecretSpec, build_contexts
 from .components.ingress import with_certificates
 from .components.postgres import CNPG_SECRET_SUFFIXES
+from .imageref import rewrite_objects
 
 # Apply order (Stackable/CNPG style): the namespace and what isolates it, then configuration and storage,
 # then the databases, then the Jobs that must complete before the applications, then the applications,
@@ -87,7 +88,7 @@ def render_tenant(ctx: RenderContext) -> tuple[dict[str, list[dict[str, Any]]], 
         if not enabled(ctx, name):
             continue
         mod = module(name)
-        parts[name] = with_certificates(ctx, mod.render(ctx))
+        parts[name] = rewrite_objects(with_certificates(ctx, mod.render(ctx)), ctx.cloud.spec.image_registry)
         if hasattr(mod, "secrets"):
             secrets += [
                 s if s.labels else dataclasses.replace(s, labels=ctx.labels(s.component)) for s in mod.secrets(ctx)

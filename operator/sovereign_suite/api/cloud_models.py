@@ -21,6 +21,7 @@ from .common import (
     ObjectName,
     Toleration,
 )
+from ..imageref import REGISTRY_PATTERN, registry_problem
 from .models import Tenant
 from .network import Network
 
@@ -148,6 +149,13 @@ class NationalCloudSpec(Model):
         default_factory=Network,
         description="Endpoints outside the cluster that tenant pods may reach (egress is denied otherwise).",
     )
+    image_registry: str | None = Field(
+        None, max_length=255, json_schema_extra={"pattern": REGISTRY_PATTERN},
+        description="The country's own registry, host[:port][/path] (e.g. registry.example.fr/mirror): every "
+        "container image of the suites' tenants on this cloud is pulled from it, with the same repository path, "
+        "tag and digest (docker.io/library/postgres:17.6 -> <imageRegistry>/library/postgres:17.6). Absent: "
+        "the images' own registries.",
+    )
     kubeconfig_secret_ref: KubeconfigSecretRef | None = Field(
         None, description="The cloud is a member cluster of its own, reached with this kubeconfig (written by "
         "`sovereign-suite cloud join`): the tenants on this cloud are applied there, nothing of them in the "
@@ -159,6 +167,14 @@ class NationalCloudSpec(Model):
     @classmethod
     def _known_country(cls, v: str) -> str:
         return Tenant._known_country(v)
+
+    @field_validator("image_registry")
+    @classmethod
+    def _registry(cls, v: str | None) -> str | None:
+        problem = registry_problem(v) if v is not None else None
+        if problem:
+            raise ValueError(problem)
+        return v
 
 
 class ClusterMeta(BaseModel):

@@ -1,4 +1,4 @@
-"""``sovereign-suite cluster up|down|status [--name NAME] [--countries FR,DE]``."""
+"""``sovereign-suite cluster up|down|status [--name NAME] [--countries FR,DE] [--real-node]``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ def main(args) -> int:
     try:
         if args.action == "up":
             countries = [c.strip() for c in (getattr(args, "countries", "") or "").split(",") if c.strip()]
-            cluster.up(progress=main_progress, countries=countries or None)
+            cluster.up(progress=main_progress, countries=countries or None,
+                       real_node=getattr(args, "real_node", False))
             print(f"export KUBECONFIG={cluster.kubeconfig}")
         elif args.action == "down":
             cluster.down()

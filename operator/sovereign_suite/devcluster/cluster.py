@@ -104,22 +104,31 @@ class Cluster:
 
     # ---------------------------------------------------------------------------------------
     def up(self, clouds: bool = True, crds: bool = True, progress=print, attempts: int = 2,
-           countries: list[str] | None = None) -> float:
+           countries: list[str] | None = None, real_node: bool = False) -> float:
         """Start the cluster (or reuse a running one), then create the simulated clouds. Returns seconds taken.
 
         kwokctl picks free ports when it creates a cluster; two clusters created at the same moment can pick the
         same one, and a component then fails to listen. A cluster that does not come up is deleted and created
-        again (``attempts`` in all)."""
+        again (``attempts`` in all). ``real_node``: also start the machine's real node (devcluster/realnode)."""
+        if real_node:
+            from .realnode import RealNode
+
+            RealNode(self).check_free()  # before starting anything: one real node per machine
         for attempt in range(1, attempts + 1):
             fresh = not self.exists()
             try:
-                return self._up(clouds, crds, progress, countries)
+                took = self._up(clouds, crds, progress, countries)
+                break
             except ClusterError as err:
                 if attempt == attempts or not fresh:
                     raise
                 progress(f"cluster {self.name}: did not come up ({str(err).splitlines()[0][:200]}); retrying")
                 self.down()
-        raise AssertionError("unreachable")
+        if real_node:
+            from .realnode import RealNode
+
+            took += RealNode(self).up(progress=progress)
+        return took
 
     def _up(self, clouds: bool, crds: bool, progress, countries: list[str] | None = None) -> float:
         start = time.monotonic()
@@ -130,7 +139,7 @@ class Cluster:
             self._kwokctl(bins, "start", "cluster", "--name", self.name, "--wait", "2m")
         else:
             config = self.workdir / f"{self.name}-config.yaml"
-            config.write_text(KWOKCTL_CONFIG)
+            config.write_text(kwokctl_config(self.cluster_dir))
             progress(f"cluster {self.name}: starting etcd, kube-apiserver, controller-manager, scheduler, kwok")
             self._kwokctl(
                 bins, "create", "cluster", "--name", self.name, "--runtime", "binary",
@@ -238,7 +247,13 @@ class Cluster:
         return [p for p in proc.stdout.split() if p.startswith("/tmp/hostpath_pv/")]
 
     def down(self, timeout: float = 30) -> None:
-        """Stop every process of the cluster and remove its folder and kubeconfig; waits until they are gone."""
+        """Stop every process of the cluster and remove its folder and kubeconfig; waits until they are gone.
+        The machine's real node goes first when it belongs to this cluster."""
+        from .realnode import RealNode
+
+        node = RealNode(self)
+        if (node.state() or {}).get("cluster") == self.name:
+            node.down(progress=main_progress)
         bins = bin_dir()
         pids = self._pids()
         volumes = self._hostpath_volumes() if self.exists() else []
@@ -271,15 +286,34 @@ class Cluster:
         )
         info["healthy"] = proc.returncode == 0 and proc.stdout.strip() == "ok"
         info["logs"] = str(self.logs_dir)
+        from .realnode import RealNode
+
+        node = RealNode(self).state()
+        if node and node.get("cluster") == self.name:
+            info["realNode"] = {"pids": node.get("pids", {}), "state": str(RealNode(self).layout.state_file)}
         return info
 
 
-# Listen on loopback only; keep API priority and fairness on (the operator must handle 429s).
-KWOKCTL_CONFIG = """\
+def kwokctl_config(cluster_dir: Path) -> str:
+    """Listen on loopback only; keep API priority and fairness on (the operator must handle 429s).
+    For a real node beside the simulated ones: kwok manages only the nodes annotated as fake; the API server
+    reaches kubelets by their InternalIP and presents the admin certificate to them (logs, exec)."""
+    pki = cluster_dir / "pki"
+    return f"""\
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
 options:
   bindAddress: 127.0.0.1
+componentsPatches:
+- name: kube-apiserver
+  extraArgs:
+  - {{key: kubelet-preferred-address-types, value: "InternalIP,Hostname"}}
+  - {{key: kubelet-client-certificate, value: "{pki / 'admin.crt'}"}}
+  - {{key: kubelet-client-key, value: "{pki / 'admin.key'}"}}
+- name: kwok-controller
+  extraArgs:
+  - {{key: manage-all-nodes, value: "false"}}
+  - {{key: manage-nodes-with-annotation-selector, value: "kwok.x-k8s.io/node=fake"}}
 """
 
 

@@ -88,8 +88,20 @@ def strip_pod(obj: dict[str, Any]) -> dict[str, Any]:
                                 for c in spec.get("containers") or []]},
         "status": {"phase": status.get("phase"),
                    "conditions": [{k: c.get(k) for k in ("type", "status", "reason", "message")}
-                                  for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"]},
+                                  for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"],
+                   # only containers that are not ready, and only why (observe.container_reason)
+                   "containerStatuses": [_container_status(c) for key in ("initContainerStatuses", "containerStatuses")
+                                         for c in status.get(key) or [] if not c.get("ready")]},
     }
+
+
+def _container_status(c: dict[str, Any]) -> dict[str, Any]:
+    waiting = (c.get("state") or {}).get("waiting") or {}
+    last = (c.get("lastState") or {}).get("terminated") or {}
+    return {"name": c.get("name"), "restartCount": c.get("restartCount", 0),
+            "waiting": {"reason": waiting.get("reason"), "message": (waiting.get("message") or "")[:300]},
+            "lastTerminated": {"reason": last.get("reason"), "exitCode": last.get("exitCode"),
+                               "message": (last.get("message") or "")[-600:]} if last else None}
 
 
 def strip_node(obj: dict[str, Any]) -> dict[str, Any]:

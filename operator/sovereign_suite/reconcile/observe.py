@@ -64,6 +64,32 @@ def pending_reason(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
     return None
 
 
+# A container's waiting reasons that mean it will not get ready by itself (kubelet's and the runtime's names).
+STUCK = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "ErrImageNeverPull", "InvalidImageName",
+         "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+
+
+def container_reason(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """Why a scheduled pod of a workload does not get ready: a container stuck waiting (CrashLoopBackOff, an
+    image that cannot be pulled, a missing Secret key...), with its last exit and termination message (the tail
+    of its log for containers rendered with terminationMessagePolicy FallbackToLogsOnError)."""
+    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        for c in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = c.get("waiting") or {}
+            if waiting.get("reason") not in STUCK:
+                continue
+            msg = f"pod {pod['metadata']['name']}, container {c.get('name')}: {waiting['reason']}"
+            if waiting.get("message"):
+                msg += f" ({waiting['message']})"
+            last = c.get("lastTerminated")
+            if last:
+                msg += f"; last exit {last.get('exitCode')} ({last.get('reason')})"
+                if last.get("message"):
+                    msg += ": " + " ".join(last["message"].split())[-500:]
+            return waiting["reason"], msg
+    return None
+
+
 def component_health(
     country: str, namespace: str, component: str, objs: list[dict[str, Any]], pods_of=None
 ) -> ComponentHealth:
@@ -79,7 +105,8 @@ def component_health(
             if not done:
                 h.waiting.append(name)
                 if pods_of is not None and not h.reason:
-                    why = pending_reason(pods_of(obj))
+                    pods = pods_of(obj)
+                    why = pending_reason(pods) or container_reason(pods)
                     if why:
                         h.reason, h.message = why[0], f"{name}: {why[1]}"
         elif obj["kind"] == "Job":
