@@ -151,8 +151,9 @@ def main() -> None:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         docs = [suite_doc("four-countries", ns, f"m{i:03d}") for i in range(args.suites)]
-        for i, d in enumerate(docs):  # one JVB NodePort per suite: the suites share each member cluster
-            d["spec"]["components"].setdefault("jitsi", {})["jvb"] = {"nodePort": 31000 + i}
+        for i, d in enumerate(docs):  # JVB NodePorts are cluster-wide: one per tenant (validation wants them apart
+            for j, t in enumerate(d["spec"]["tenants"]):  # even across clusters)
+                t.setdefault("components", {}).setdefault("jitsi", {})["jvb"] = {"nodePort": 31000 + 4 * i + j}
         start = time.time()
         for d in docs:
             b.kube.create(d)
