@@ -19,13 +19,7 @@ export KUBECONFIG="$cache/kubeconfig-$hub.yaml"
 "$cli" cloud join de-c5 --member-kubeconfig "$cache/kubeconfig-$hub-de.yaml"
 
 ns="$(awk '/^  namespace:/{print $2; exit}' "$example")"
-"$kubectl" create namespace "$ns" --dry-run=client -o yaml | "$kubectl" apply --server-side -f - >/dev/null
-for s in "oidc-client client-secret" "docs-s3 AWS_S3_ACCESS_KEY_ID AWS_S3_SECRET_ACCESS_KEY" "hf-token token"; do
-  set -- $s; secret="$1"; shift
-  args=(); for key in "$@"; do args+=("--from-literal=$key=demo-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"); done
-  "$kubectl" -n "$ns" get secret "$secret" >/dev/null 2>&1 || "$kubectl" -n "$ns" create secret generic "$secret" "${args[@]}" >/dev/null
-  "$kubectl" -n "$ns" label --overwrite secret "$secret" sovereignsuite.io/referenceable=true >/dev/null
-done
+hack/demo-secrets.sh "$kubectl" "$ns"
 "$kubectl" apply --server-side -f "$example"
 
 cat <<MSG
