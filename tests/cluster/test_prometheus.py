@@ -240,10 +240,6 @@ def test_dashboard_alerts_and_rules_on_a_real_prometheus(operator, prometheus, k
     # a drift the timer repairs
     fr = f"{name}-fr"
     wait_for(lambda: kube.get("v1", "Service", "synapse", fr), timeout=120, what="Service synapse in FR")
-    # a change counts as drift once every child of the generation was applied: the last ones wait for Docs'
-    # migration Job, which a loaded machine runs late
-    wait_for(lambda: kube.get("apps/v1", "Deployment", "docs-backend", fr), timeout=240,
-             what="every child applied (docs-backend follows the migration Job)")
     core.delete_namespaced_service("synapse", fr)
     wait_for(lambda: operator.metric("sovereign_suite_drift_corrections_total", suite=name) >= 1, timeout=60,
              what="a drift correction counted")
