@@ -136,7 +136,7 @@ kind-deploy: image tools
 	$(KUBECTL_BIN) --context kind-$(KIND_CLUSTER) apply --server-side -f $(KIND_EXAMPLE)
 	@echo "watch it: $(KUBECTL_BIN) --context kind-$(KIND_CLUSTER) get suites -A -o wide -w"
 
-# Benchmarks on a throwaway local cluster each (docs/performance.md); about 20 minutes on 2 cores.
+# Benchmarks on throwaway local clusters (docs/performance.md); about 35 minutes on 2 cores.
 bench: venv tools
 	cd bench && $(PY) render_time.py && $(PY) converge.py --rounds 5 && $(PY) api_cost.py && \
-	  $(PY) many.py --suites 200 && $(PY) report.py
+	  $(PY) many.py --suites 200 && $(PY) multicluster.py --rounds 3 --suites 50 && $(PY) report.py

@@ -22,6 +22,7 @@ def verdict(ok: bool) -> str:
 def main() -> None:
     rows = [["target", "measured", "", "date"]]
     c, m, a, r = load("converge"), load("many"), load("api_cost"), load("render")
+    mc = load("multicluster")
     if c:
         for metric in ("applied", "ready"):
             ratio = c[metric]["ratio_operator_over_kubectl"]
@@ -48,6 +49,17 @@ def main() -> None:
         rows.append(["render <= 50 ms, four-country suite",
                      f"{r['warm_ms']['median']:.1f} ms (first in a process {r['first_ms']['median']:.0f} ms)",
                      verdict(r["warm_ms"]["median"] <= 50), r["date"]])
+    if mc:
+        ratio = mc["applied"]["ratio_operator_over_kubectl"]
+        rows.append([f"four members: applied <= 1.0x {mc['members']} kubectl runs in parallel",
+                     f"{ratio:.2f} (operator {mc['applied']['operator']['median']:.2f} s, kubectl "
+                     f"{mc['applied']['kubectl_parallel']['median']:.2f} s, {mc['rounds']} rounds)",
+                     verdict(ratio <= 1.0), mc["date"]])
+        worst = max(mc["reads_per_drift_pass_per_member"].values())
+        rows.append(["four members: reads per drift pass <= 2 per member", f"at most {worst:.2f}",
+                     verdict(worst <= 2), mc["date"]])
+        rows.append([f"four members: RSS <= 150 MiB at {mc['suites']} suites", f"peak {mc['rss_mib_peak']:.0f} MiB",
+                     verdict(mc["rss_mib_peak"] <= 150), mc["date"]])
     print(table(rows))
 
 
