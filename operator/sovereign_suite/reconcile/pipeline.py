@@ -184,18 +184,21 @@ class Pass:
         tenant lives elsewhere now). Returns the applier (None: nothing applied), the pruner, the problems, what
         waits for a migration Job and when to look again. Runs on a pool thread: it changes only ``view``."""
         protected = self.homes.protected() if self.homes else set()
-        pruner = Pruner(view.target, self.key, self.uid, {k: o for k, o in view.live.items()
-                                                          if namespace_of_key(k) not in protected})
+
+        def pruner() -> Pruner:  # over the children as they are now (the applier adds what it writes)
+            return Pruner(view.target, self.key, self.uid, {k: o for k, o in view.live.items()
+                                                            if namespace_of_key(k) not in protected})
+
         if view.problem is not None:  # a member that does not answer: its tenants wait, the others go on
-            owned = any(pruner.ours(o) for o in pruner.live.values())
-            stray = stray_problem(view, owned)
-            return None, pruner, [stray] if stray else ([view.problem] if view.namespaces else []), [], None
+            idle = pruner()
+            stray = stray_problem(view, any(idle.ours(o) for o in idle.live.values()))
+            return None, idle, [stray] if stray else ([view.problem] if view.namespaces else []), [], None
         objs = [o for o in desired if namespace_of_obj(o) in view.namespaces]
         applier = Applier(self.ctx, view.target, self.key, view.live)
         for ns in (o for o in objs if o["kind"] == "Namespace"):
             applier.ensure_namespace(ns)
         if any(p.reason == "NamespaceConflict" for p in applier.problems):
-            return applier, pruner, on_cluster(view, applier.problems), [], None  # nothing half-applied there
+            return applier, pruner(), on_cluster(view.target, applier.problems), [], None  # nothing half-applied
         applier.ensure_secrets([s for s in result.secrets if s.namespace in view.namespaces])
         ready_jobs, job_problems, requeue = migration_jobs(self.ctx, self.ctx.memory(self.key), view.target.kube,
                                                            view.live, objs)
@@ -203,16 +206,16 @@ class Pass:
                                     ready_jobs)
         watch = [degraded("WatchFailed", e) for e in view.target.cache.watch_errors(view.namespaces)] \
             if not view.target.is_member else []
+        pruning = pruner()
         if not applier.problems and not watch:
             # prune only after a complete apply on a current view: never delete while the new state is partial
             wanted = {ObjectKey.of(o) for o in objs}
             wanted |= {ObjectKey("", "Secret", s.namespace, s.name) for s in result.secrets}
             rendered = {component_of(o) for o in objs}
-            pruner.live.update({k: o for k, o in view.live.items() if namespace_of_key(k) not in protected})
-            pruner.readopt(rendered)
-            pruner.prune(wanted, rendered, retain=retain)
-        return (applier, pruner, on_cluster(view, applier.problems + job_problems + pruner.problems + watch), waiting,
-                requeue)
+            pruning.readopt(rendered)
+            pruning.prune(wanted, rendered, retain=retain)
+        return (applier, pruning, on_cluster(view.target, applier.problems + job_problems + pruning.problems + watch),
+                waiting, requeue)
 
     # ---- the pass -----------------------------------------------------------------------------
     def run(self) -> PassResult:
@@ -258,7 +261,7 @@ class Pass:
                 writes += applier.writes
                 applied |= applier.applied
                 written.update({(view.target.name, k): rv for k, rv in applier.written.items()})
-                self.live.update({k: o for k, o in view.live.items() if namespace_of_key(k) in view.namespaces})
+                self.live.update(view.held())
         out = self.finish(suite, self.health(suite, result, applied), problems, waiting=waiting,
                           models=self.models(contexts, placements))
         out.writes = writes
@@ -369,8 +372,7 @@ def cleanup(ctx: OperatorContext, body: dict[str, Any]) -> PassResult:
                                      f"{problem.message}"))
             continue
         pruner.delete(ours, retain=retain)
-        found = pruner.problems if not target.is_member else \
-            [Problem(pr.severity, pr.reason, f"{target}: {pr.message}", pr.object) for pr in pruner.problems]
+        found = on_cluster(target, pruner.problems)
         problems += found
         events += pruner.events + [("Warning", pr.reason, f"cannot delete {pr}") for pr in found]
         writes += pruner.writes

@@ -102,11 +102,11 @@ def resolve(ctx: Any, key: SuiteKey, suite: SovereignSuite, clouds: dict[str, Na
     return homes
 
 
-def on_cluster(view: ClusterView, problems: list[Problem]) -> list[Problem]:
+def on_cluster(target: Target, problems: list[Problem]) -> list[Problem]:
     """A member's problems name the member (the API server's message alone does not say which cluster)."""
-    if not view.target.is_member:
+    if not target.is_member:
         return problems
-    return [Problem(p.severity, p.reason, f"{view.target}: {p.message}", p.object) for p in problems]
+    return [Problem(p.severity, p.reason, f"{target}: {p.message}", p.object) for p in problems]
 
 
 def stray_problem(view: ClusterView, owned: bool) -> Problem | None:
