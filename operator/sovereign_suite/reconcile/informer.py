@@ -92,8 +92,8 @@ class Informer:
             log.exception("%r: event handler failed", self)
 
     def _replace(self, items: list[dict[str, Any]]) -> None:
-        """The store becomes a fresh listing; the differences are emitted as events."""
-        fresh = {_key(o): self.strip(o) for o in items}
+        """The store becomes a fresh listing (stripped already); the differences are emitted as events."""
+        fresh = {_key(o): o for o in items}
         with self._lock:
             old, self._store = self._store, fresh
         for k, obj in fresh.items():
@@ -115,34 +115,47 @@ class Informer:
                 self._store[k] = obj
         self._emit(type_, before, None if type_ == "DELETED" else obj)
 
+    def _list(self) -> str:
+        """List into the store; the list's resourceVersion ("" when the kind is not served). The raw listing
+        lives only in this frame: kept in ``_run``'s, it would stay referenced while the watch runs (for ever),
+        every object unstripped (an operator restarted over 50 suites held about 240 MiB that way)."""
+        items, rv = self.kube.list_rv(self.api_version, self.kind, self.label_selector, self.namespace,
+                                      self.field_selector, each=self.strip)
+        served, self.served = self.served, bool(rv)
+        self._replace(items)
+        self._failing("", 0)  # answered again (a watch may then run for minutes without an event)
+        if served != self.served and self.synced.is_set() and self.on_served is not None:
+            self.on_served(self)
+        self.synced.set()
+        return rv
+
+    def _watch(self, rv: str) -> str:
+        """Apply the watch's events until the server ends it; the last resourceVersion seen."""
+        for ev in self.kube.watch(self.api_version, self.kind, rv, self.label_selector, self.namespace,
+                                  self.field_selector, timeout=self.watch_timeout, stop=self._stop):
+            type_, obj = ev.get("type"), ev.get("object") or {}
+            if type_ == "ERROR":
+                raise ApiError(int(obj.get("code") or 500), obj.get("reason", ""), obj.get("message", ""),
+                               f"watch {self.kind}")
+            rv = obj.get("metadata", {}).get("resourceVersion") or rv
+            if type_ in ("ADDED", "MODIFIED", "DELETED"):
+                obj.setdefault("apiVersion", self.api_version)
+                obj.setdefault("kind", self.kind)
+                self._apply(type_, obj)
+            del ev, obj  # not held while waiting for the next event (the store has the stripped copy)
+        return rv
+
     def _run(self) -> None:
         rv = ""
         delay = 0.5
         while not self._stop.is_set():
             try:
                 if not rv:
-                    items, rv = self.kube.list_rv(self.api_version, self.kind, self.label_selector,
-                                                  self.namespace, self.field_selector)
-                    served, self.served = self.served, bool(rv)
-                    self._replace(items)
-                    self._failing("", 0)  # answered again (a watch may then run for minutes without an event)
-                    if served != self.served and self.synced.is_set() and self.on_served is not None:
-                        self.on_served(self)
-                    self.synced.set()
-                    if not self.served:  # CRD not installed (yet): ask discovery again later
+                    rv = self._list()
+                    if not rv:  # not served (CRD not installed yet): ask discovery again later
                         self._stop.wait(self.unserved_retry)
                         continue
-                for ev in self.kube.watch(self.api_version, self.kind, rv, self.label_selector, self.namespace,
-                                          self.field_selector, timeout=self.watch_timeout, stop=self._stop):
-                    type_, obj = ev.get("type"), ev.get("object") or {}
-                    if type_ == "ERROR":
-                        raise ApiError(int(obj.get("code") or 500), obj.get("reason", ""), obj.get("message", ""),
-                                       f"watch {self.kind}")
-                    rv = obj.get("metadata", {}).get("resourceVersion") or rv
-                    if type_ in ("ADDED", "MODIFIED", "DELETED"):
-                        obj.setdefault("apiVersion", self.api_version)
-                        obj.setdefault("kind", self.kind)
-                        self._apply(type_, obj)
+                rv = self._watch(rv)
                 delay = 0.5
                 self._failing("", 0)
             except ApiError as err:

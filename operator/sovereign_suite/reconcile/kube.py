@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import urlencode
 
 from kubernetes import client as k8s_client
@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 USER_AGENT = "sovereign-suite-operator"  # the audit log and API server metrics tell its requests apart
 RETRIABLE = {429, 500, 502, 503, 504}
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+# Connections kept per cluster: one per watch (about 20 per cluster) besides the workers' and the apply pool's.
+# urllib3's default (5 per core) would drop and reopen TLS connections all the time ("Connection pool is full").
+CONNECTION_POOL = 64
 
 
 class ApiError(Exception):
@@ -196,10 +199,12 @@ class Kube:
         return self.list_rv(api_version, kind, label_selector, namespace, field_selector)[0]
 
     def list_rv(self, api_version: str, kind: str, label_selector: str | None = None,
-                namespace: str | None = None, field_selector: str | None = None
+                namespace: str | None = None, field_selector: str | None = None,
+                each: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
                 ) -> tuple[list[dict[str, Any]], str]:
         """Every object (paginated) and the list's resourceVersion, from which a watch starts. A kind the
-        cluster does not serve (or no longer serves: 404) lists as empty."""
+        cluster does not serve (or no longer serves: 404) lists as empty. ``each`` maps every object as its
+        page arrives (an informer's strip), so a long listing never holds more than one page unstripped."""
         k = self.kind(api_version, kind)
         if k is None:
             return [], ""
@@ -221,10 +226,12 @@ class Kube:
             for item in doc.get("items", []):
                 item.setdefault("apiVersion", api_version)
                 item.setdefault("kind", kind)
-                items.append(item)
-            cont = doc.get("metadata", {}).get("continue")
+                items.append(each(item) if each is not None else item)
+            meta = doc.get("metadata", {})
+            del doc  # the page, unstripped, is not held while the next one is read
+            cont = meta.get("continue")
             if not cont:
-                return items, doc.get("metadata", {}).get("resourceVersion", "")
+                return items, meta.get("resourceVersion", "")
 
     def watch(self, api_version: str, kind: str, resource_version: str, label_selector: str | None = None,
               namespace: str | None = None, field_selector: str | None = None, timeout: int = 300,

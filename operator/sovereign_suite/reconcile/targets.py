@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import yaml
-from kubernetes import config as k8s_config
+from kubernetes import client as k8s_client, config as k8s_config
 
 from .. import metrics
 from ..api.models import NationalCloud
 from .cache import ClusterCache, keep_whole
 from .informer import Informer
-from .kube import Kube
+from .kube import CONNECTION_POOL, Kube
 from .problems import Problem, degraded, stalled
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,9 @@ class Members:
             return stalled("MemberCredentials", f"{where}: has no key {key!r}")
         try:
             doc = yaml.safe_load(base64.b64decode(raw))
-            api = k8s_config.new_client_from_config_dict(doc)
+            cfg = k8s_client.Configuration()
+            cfg.connection_pool_maxsize = CONNECTION_POOL
+            api = k8s_config.new_client_from_config_dict(doc, persist_config=False, client_configuration=cfg)
         except (binascii.Error, yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError,
                 k8s_config.ConfigException) as exc:
             # the exception's text may quote the kubeconfig (a token): only its type is reported
