@@ -84,6 +84,13 @@ class Bench:
         return bool(c and c["status"] == "True" and s["status"].get("observedGeneration") ==
                     s["metadata"]["generation"])
 
+    def applied(self, doc: dict[str, Any]) -> bool:
+        """The suite's last pass applied every child: Ready, or not Ready only because pods are not (yet)."""
+        s = self.kube.get(*SUITES, doc["metadata"]["name"], doc["metadata"]["namespace"])
+        c = condition(s, "Ready")
+        return bool(c and c["reason"] in ("Ready", "ComponentsNotReady") and
+                    s["status"].get("observedGeneration") == s["metadata"]["generation"])
+
     def workloads_ready(self, namespaces: list[str]) -> bool:
         for ns in namespaces:
             for kind in ("Deployment", "StatefulSet"):

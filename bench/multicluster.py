@@ -9,7 +9,8 @@
 2. Reads per drift pass of the converged suite, per member (gets and lists in each member's audit log while
    three drift passes run; watches are long requests opened once).
 3. Operator RSS (sampled every second, peak) while ``--suites`` light four-country suites (one replica per
-   component, no Docs, no LLM) converge across the members.
+   component, no Docs, no LLM) are applied across the members, and for 30 s after.
+4. Operator RSS (peak) in the 90 s after it is restarted over those suites (every cache lists at once).
 """
 
 from __future__ import annotations
@@ -163,11 +164,25 @@ def main() -> None:
         start = time.time()
         for d in docs:
             b.kube.create(d)
-        wait_for(lambda: all(b.ready(d) for d in docs), 3600, 2.0, f"{args.suites} suites Ready")
-        many_ready = time.time() - start
-        time.sleep(10)
+        # every child applied: each suite's pass ran to its end (Ready, or waiting only for its pods). Not all
+        # can become Ready: 50 tenants' pods need more CPU than Luxembourg's and Sweden's simulated clouds have
+        # (two 32-CPU nodes each), and the scheduler says so (the suites report Unschedulable)
+        wait_for(lambda: all(b.applied(d) for d in docs), 1800, 2.0, f"{args.suites} suites applied")
+        many_applied = time.time() - start
+        time.sleep(30)  # the passes following the rollout (status), sampled too
+        many_ready = sum(1 for d in docs if b.ready(d))
         stop.set()
         sampler.join()
+        op.stop()
+
+        # 4. the same operator restarted over them: its caches list everything at once, then every suite passes
+        op.start()
+        restart_peak = 0.0
+        t0 = time.time()
+        while time.time() - t0 < 90:
+            time.sleep(1.0)
+            restart_peak = max(restart_peak, rss_mib(op.proc.pid))
+        restart_passes = op.metric("sovereign_suite_reconcile_total")
         op.stop()
     out = {"rounds": args.rounds, "suites": args.suites, "members": len(CLOUDS)}
     o, k = summary([r["applied"] for r in results["operator"]]), summary([r["applied"] for r in results["kubectl"]])
@@ -176,13 +191,18 @@ def main() -> None:
     out["objects_rendered"] = results["kubectl"][0]["objects"]
     out["reads_per_drift_pass_per_member"] = reads
     out["rss_mib_peak"] = peak[0]
-    out["many_suites_ready_s"] = many_ready
+    out["rss_mib_peak_restart_90s"] = restart_peak
+    out["passes_in_90s_after_restart"] = restart_passes
+    out["many_suites_applied_s"] = many_applied
+    out["many_suites_ready_at_end"] = many_ready
     print(table([
         ["measure", "operator", "kubectl (4 in parallel)", "target"],
         ["four-country suite applied (s, median)", f"{o['median']:.2f} ({o['min']:.2f}-{o['max']:.2f})",
          f"{k['median']:.2f} ({k['min']:.2f}-{k['max']:.2f})", "ratio <= 1.0"],
         ["reads per drift pass, per member", ", ".join(f"{c} {v:.2f}" for c, v in reads.items()), "", "<= 2"],
         [f"RSS peak, {args.suites} suites, 4 members (MiB)", f"{peak[0]:.0f}", "", "<= 150"],
+        ["RSS peak, 90 s after a restart over them (MiB)", f"{restart_peak:.0f}", "", "<= 150"],
+        [f"{args.suites} suites applied (s); Ready at the end", f"{many_applied:.0f}; {many_ready}", "", ""],
     ]))
     print(f"wrote {write_result('multicluster', out)}")
 
