@@ -60,6 +60,10 @@ def main() -> None:
                      verdict(worst <= 2), mc["date"]])
         rows.append([f"four members: RSS <= 150 MiB at {mc['suites']} suites", f"peak {mc['rss_mib_peak']:.0f} MiB",
                      verdict(mc["rss_mib_peak"] <= 150), mc["date"]])
+        if "rss_mib_peak_restart_90s" in mc:
+            rows.append(["four members: RSS <= 150 MiB, restarted over them",
+                         f"peak {mc['rss_mib_peak_restart_90s']:.0f} MiB",
+                         verdict(mc["rss_mib_peak_restart_90s"] <= 150), mc["date"]])
     print(table(rows))
 
 

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 LABEL_REFERENCEABLE = OPT_IN_LABEL
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+LISTS_AT_ONCE = 4
 _KEEP_META = ("name", "namespace", "uid", "resourceVersion", "generation", "labels", "deletionTimestamp")
 _WRITERS: dict[tuple[str, ...], dict[str, str]] = {}  # one shared dict per (manager, operation, subresource)
 _MAX_WRITERS = 1000
@@ -182,13 +183,20 @@ class ClusterCache:
         self._index: dict[SuiteKey, dict[ObjectKey, dict[str, Any]]] = {}
         self._children: dict[tuple[str, str, str], Informer] = {}  # (apiVersion, kind, namespace or "")
         self._started = False
+        # at most LISTS_AT_ONCE of this cluster's watches list at the same time (all of them do after a start or a
+        # reconnection): each holds a decoded page until it is stripped. Per cluster, so that a member that
+        # does not answer never holds up the others' listings.
+        self._listing = threading.BoundedSemaphore(LISTS_AT_ONCE)
         self.tenant_namespaces = Informer(kube, "v1", "Namespace", strip=strip_namespace, label_selector=LABEL_SUITE,
-                                          on_event=self._namespace_event, on_health=self._health_changed)
+                                          on_event=self._namespace_event, on_health=self._health_changed,
+                                          listing=self._listing)
         self._pods: dict[str, Informer] = {}  # by namespace ("": cluster-wide)
-        self.nodes = Informer(kube, "v1", "Node", strip=strip_node, on_health=self._health_changed)
+        self.nodes = Informer(kube, "v1", "Node", strip=strip_node, on_health=self._health_changed,
+                              listing=self._listing)
         # Secrets a suite references live beside the suite: a member cluster's cache has none to watch
         self.referenceable = [Informer(kube, "v1", "Secret", strip=keep_whole, namespace=ns or None,
-                                       label_selector=f"{LABEL_REFERENCEABLE}=true", on_event=self._secret_event)
+                                       label_selector=f"{LABEL_REFERENCEABLE}=true", on_event=self._secret_event,
+                                       listing=self._listing)
                               for ns in (self.namespaces or ("",))] if referenceable else []
 
     # ---- life ---------------------------------------------------------------------------------
@@ -208,7 +216,7 @@ class ClusterCache:
                 return
             inf = Informer(self.kube, "v1", "Pod", strip=strip_pod, namespace=namespace or None,
                            field_selector="status.phase!=Succeeded,status.phase!=Failed", on_event=self._pod_event,
-                           on_health=self._health_changed)
+                           on_health=self._health_changed, listing=self._listing)
             self._pods[namespace] = inf
         inf.start()
 
@@ -220,7 +228,7 @@ class ClusterCache:
             inf = Informer(self.kube, api_version, kind, strip=strip_child, namespace=namespace or None,
                            label_selector=MANAGED_SELECTOR, on_event=self._child_event,
                            on_served=self._served_changed, on_health=self._health_changed,
-                           unserved_retry=self.unserved_retry)
+                           unserved_retry=self.unserved_retry, listing=self._listing)
             self._children[key] = inf
         inf.start()
 

@@ -11,6 +11,7 @@ relist finds; it must be quick (the cache indexes the object and enqueues a suit
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from typing import Any, Callable
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 Strip = Callable[[dict[str, Any]], dict[str, Any]]
 OnEvent = Callable[[str, "dict[str, Any] | None", "dict[str, Any] | None"], None]
 StoreKey = tuple[str, str]  # (namespace, name)
+# Objects per list page. A page is decoded whole before it is stripped, and after a restart every watch of every
+# cluster lists at once: small pages keep that burst small (100 NetworkPolicies as sent are about 1.5 MB).
+PAGE_SIZE = 100
 
 
 def _key(obj: dict[str, Any]) -> StoreKey:
@@ -35,7 +39,8 @@ class Informer:
                  field_selector: str | None = None, on_event: OnEvent | None = None,
                  on_served: Callable[[Informer], None] | None = None,
                  on_health: Callable[[Informer], None] | None = None,
-                 unserved_retry: float = 30.0, watch_timeout: int = 300):
+                 unserved_retry: float = 30.0, watch_timeout: int = 300,
+                 listing: threading.Semaphore | None = None, page_size: int = PAGE_SIZE):
         self.kube, self.api_version, self.kind = kube, api_version, kind
         self.namespace, self.label_selector, self.field_selector = namespace, label_selector, field_selector
         self.strip = strip
@@ -44,6 +49,8 @@ class Informer:
         self.on_health = on_health  # called when the list/watch starts failing or works again
         self.unserved_retry = unserved_retry
         self.watch_timeout = watch_timeout
+        self.listing = listing  # shared by a cluster's informers: how many of them list at once
+        self.page_size = page_size
         self.synced = threading.Event()  # the first list is in the store (or the kind is not served)
         self.served = True
         self.last_error: str = ""
@@ -119,8 +126,9 @@ class Informer:
         """List into the store; the list's resourceVersion ("" when the kind is not served). The raw listing
         lives only in this frame: kept in ``_run``'s, it would stay referenced while the watch runs (for ever),
         every object unstripped (an operator restarted over 50 suites held about 240 MiB that way)."""
-        items, rv = self.kube.list_rv(self.api_version, self.kind, self.label_selector, self.namespace,
-                                      self.field_selector, each=self.strip)
+        with self.listing or contextlib.nullcontext():
+            items, rv = self.kube.list_rv(self.api_version, self.kind, self.label_selector, self.namespace,
+                                          self.field_selector, each=self.strip, page_size=self.page_size)
         served, self.served = self.served, bool(rv)
         self._replace(items)
         self._failing("", 0)  # answered again (a watch may then run for minutes without an event)

@@ -200,7 +200,7 @@ class Kube:
 
     def list_rv(self, api_version: str, kind: str, label_selector: str | None = None,
                 namespace: str | None = None, field_selector: str | None = None,
-                each: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                each: Callable[[dict[str, Any]], dict[str, Any]] | None = None, page_size: int = 500,
                 ) -> tuple[list[dict[str, Any]], str]:
         """Every object (paginated) and the list's resourceVersion, from which a watch starts. A kind the
         cluster does not serve (or no longer serves: 404) lists as empty. ``each`` maps every object as its
@@ -214,7 +214,7 @@ class Kube:
             try:
                 doc = self.request(
                     "GET", k.path(namespace),
-                    query={"labelSelector": label_selector, "fieldSelector": field_selector, "limit": 500,
+                    query={"labelSelector": label_selector, "fieldSelector": field_selector, "limit": page_size,
                            "continue": cont},
                     what=f"list {kind}",
                 )
