@@ -43,8 +43,7 @@ _MAX_WRITERS = 1000
 
 def _i(value: Any) -> Any:
     """One shared copy of a string that many stored objects repeat (label keys and values, namespaces, field
-    managers): each watch event is decoded on its own, so without this every object holds its own copies
-    (about a third of the stores' size with hundreds of tenants)."""
+    managers): each watch event is decoded on its own, so without this every object holds its own copies."""
     return sys.intern(value) if isinstance(value, str) else value
 
 

@@ -125,7 +125,8 @@ class Informer:
     def _list(self) -> str:
         """List into the store; the list's resourceVersion ("" when the kind is not served). The raw listing
         lives only in this frame: kept in ``_run``'s, it would stay referenced while the watch runs (for ever),
-        every object unstripped (an operator restarted over 50 suites held about 240 MiB that way)."""
+        every object unstripped (an operator restarted over 50 suites on four members sat at 320 MiB
+        instead of 181: docs/performance.md)."""
         with self.listing or contextlib.nullcontext():
             items, rv = self.kube.list_rv(self.api_version, self.kind, self.label_selector, self.namespace,
                                           self.field_selector, each=self.strip, page_size=self.page_size)
