@@ -150,13 +150,15 @@ class Kube:
     def kind(self, api_version: str, kind: str) -> Kind | None:
         """The resource of a kind, or None when the cluster does not serve it (e.g. no CNPG installed).
 
-        A group found not served is asked again after ``discovery_ttl`` seconds (CloudNativePG or the Prometheus
-        Operator installed after start are seen within it); a served group is kept until a request on one of its
-        kinds gets a 404 (a CRD deleted), which drops it (``forget_api``)."""
+        A kind found not served is asked again after ``discovery_ttl`` seconds (CloudNativePG or the Prometheus
+        Operator installed after start are seen within it); a served kind is kept until a request on one of its
+        group's kinds gets a 404 (a CRD deleted), which drops the group (``forget_api``)."""
         with self._lock:
             cached = self._groups.get(api_version)
-            # a served group is kept until a request on it gets a 404; an unserved one is asked again after the TTL
-            if cached is not None and (cached[1] or time.monotonic() - cached[0] < self.discovery_ttl):
+            # a kind found is kept until a request on its group gets a 404; a kind not found is asked again after
+            # the TTL, also in a group that serves other kinds (its CRDs are established one by one: a group
+            # read between two of them would otherwise lack the second for ever)
+            if cached is not None and (kind in cached[1] or time.monotonic() - cached[0] < self.discovery_ttl):
                 return cached[1].get(kind)
         base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
         try:
