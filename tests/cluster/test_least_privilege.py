@@ -17,6 +17,7 @@ from kubernetes.client.rest import ApiException
 
 from sovereign_suite.components.tenancy import TENANT_ADMIN_CLUSTER_ROLE
 
+from .conftest import wait_for
 from .test_install import can, helm_template, install, release, token_kubeconfig  # noqa: F401 - release: fixture
 
 
@@ -69,13 +70,17 @@ def test_cluster_mode_token_is_refused_what_it_no_longer_needs(cluster, api, cor
     made = sa_rbac.create_namespaced_role_binding(
         namespace, binding(namespace, TENANT_ADMIN_CLUSTER_ROLE, f"t{uuid.uuid4().hex[:6]}"))
     assert made.role_ref.name == TENANT_ADMIN_CLUSTER_ROLE
-    # and it does give the group the tenant admins' rights
-    review = client.AuthorizationV1Api(api).create_subject_access_review({
-        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
-        "spec": {"user": "alice", "groups": ["some-admins"],
-                 "resourceAttributes": {"verb": "get", "resource": "pods", "subresource": "log",
-                                        "namespace": namespace}}})
-    assert review.status.allowed
+    # and it does give the group the tenant admins' rights (once the API server's RBAC authorizer, which reads
+    # RoleBindings from its own watch cache, has seen the new one: a review right after the create may not)
+    def alice_may_read_logs() -> bool:
+        review = client.AuthorizationV1Api(api).create_subject_access_review({
+            "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            "spec": {"user": "alice", "groups": ["some-admins"],
+                     "resourceAttributes": {"verb": "get", "resource": "pods", "subresource": "log",
+                                            "namespace": namespace}}})
+        return bool(review.status.allowed)
+
+    wait_for(alice_may_read_logs, 30, 0.3, "the tenant admins' group allowed pods/log through the binding")
 
 
 def test_namespaces_mode_token_sees_no_pods_outside_its_tenants(cluster, api, core, namespace, release, tmp_path):
