@@ -40,7 +40,7 @@ class Informer:
                  on_served: Callable[[Informer], None] | None = None,
                  on_health: Callable[[Informer], None] | None = None,
                  unserved_retry: float = 30.0, watch_timeout: int = 300,
-                 listing: threading.Semaphore | None = None, page_size: int = PAGE_SIZE):
+                 listing: threading.Semaphore | None = None):
         self.kube, self.api_version, self.kind = kube, api_version, kind
         self.namespace, self.label_selector, self.field_selector = namespace, label_selector, field_selector
         self.strip = strip
@@ -50,7 +50,6 @@ class Informer:
         self.unserved_retry = unserved_retry
         self.watch_timeout = watch_timeout
         self.listing = listing  # shared by a cluster's informers: how many of them list at once
-        self.page_size = page_size
         self.synced = threading.Event()  # the first list is in the store (or the kind is not served)
         self.served = True
         self.last_error: str = ""
@@ -129,7 +128,7 @@ class Informer:
         instead of 181: docs/performance.md)."""
         with self.listing or contextlib.nullcontext():
             items, rv = self.kube.list_rv(self.api_version, self.kind, self.label_selector, self.namespace,
-                                          self.field_selector, each=self.strip, page_size=self.page_size)
+                                          self.field_selector, each=self.strip, page_size=PAGE_SIZE)
         served, self.served = self.served, bool(rv)
         self._replace(items)
         self._failing("", 0)  # answered again (a watch may then run for minutes without an event)

@@ -26,7 +26,8 @@ USER_AGENT = "sovereign-suite-operator"  # the audit log and API server metrics 
 RETRIABLE = {429, 500, 502, 503, 504}
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 # Connections kept per cluster: one per watch (about 20 per cluster) besides the workers' and the apply pool's.
-# urllib3's default (5 per core) would drop and reopen TLS connections all the time ("Connection pool is full").
+# The kubernetes client's default (5 per core: 10 here) made urllib3 drop and reopen TLS connections all the time
+# ("Connection pool is full").
 CONNECTION_POOL = 64
 
 

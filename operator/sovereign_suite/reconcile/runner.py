@@ -30,8 +30,8 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     """Cap glibc's malloc arenas before any thread starts. glibc gives threads their own arenas (up to 8 per
     core) so that they can allocate at the same time; the operator's threads (a watch per kind and cluster,
     about 20 per member cluster, and its workers) run Python, which allocates under the GIL, one at a time, so
-    the extra arenas buy nothing and each keeps freed memory of its own: with four members they held about
-    30 MiB (docs/performance.md). ``MALLOC_ARENA_MAX`` in the environment still wins. False where there is no
+    the extra arenas buy nothing and each keeps freed memory of its own: with four members they held 26 MiB
+    (docs/performance.md). ``MALLOC_ARENA_MAX`` in the environment still wins. False where there is no
     glibc (nothing to tune)."""
     if os.environ.get("MALLOC_ARENA_MAX"):
         return False
