@@ -32,6 +32,10 @@ if [[ "${1:-}" == "--print" ]]; then echo "$bin"; exit 0; fi
 log() { echo "[make tools] $*" >&2; }
 command -v go >/dev/null || { log "Go is required (https://go.dev); none found on PATH"; exit 1; }
 mkdir -p "$bin"
+# One build at a time per cache: two `make` runs (or a test session's build) started together would otherwise
+# write the same $bin/<tool>.tmp and one of them fail on the other's rename.
+exec 9>"$cache/bin/.build.lock"
+flock 9
 export CGO_ENABLED=0 GOFLAGS="-buildvcs=false -mod=mod"
 build_date="2026-01-01T00:00:00Z" # fixed: reproducible binaries
 minor="$(echo "$k8s_version" | cut -d. -f2)"
