@@ -141,6 +141,24 @@ def _wait_policy(member_cfg: k8s_client.Configuration, cloud: str, timeout: floa
                     "the hub")
 
 
+def _ensure_namespace(member: Kube, timeout: float = 120) -> None:
+    """Create the shared namespace unless it exists (never taken over: leave deletes it only when it carries the
+    label set here). One a last leave is deleting is waited for: nothing can be created in it meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        live = member.get("v1", "Namespace", MEMBER_NAMESPACE)
+        if live is None:
+            member.create({"apiVersion": "v1", "kind": "Namespace",
+                           "metadata": {"name": MEMBER_NAMESPACE, "labels": SHARED_LABELS}})
+            return
+        if not live["metadata"].get("deletionTimestamp"):
+            return
+        if time.monotonic() > deadline:
+            raise JoinError(f"namespace {MEMBER_NAMESPACE} in the member is still being deleted after "
+                            f"{timeout:.0f} s (nothing was changed)")
+        time.sleep(0.5)
+
+
 def _other_joins(member: Kube, cloud: str) -> list[str]:
     """The other clouds joined to this member (their ServiceAccounts in the shared namespace)."""
     sas = member.list("v1", "ServiceAccount", f"app.kubernetes.io/managed-by={MANAGER}", MEMBER_NAMESPACE)
@@ -173,9 +191,7 @@ def join(cloud: str, member_path: str, hub_path: str | None, secret_namespace: s
     if member.kind(VAP, "ValidatingAdmissionPolicy") is None:
         raise JoinError(f"the member's API server does not serve {VAP} ValidatingAdmissionPolicy (Kubernetes 1.30 "
                         "or later): the hub's rights could not be confined there (nothing was changed)")
-    if member.get("v1", "Namespace", MEMBER_NAMESPACE) is None:  # created, never taken over: leave deletes it
-        member.create({"apiVersion": "v1", "kind": "Namespace",  # only when it carries this label
-                       "metadata": {"name": MEMBER_NAMESPACE, "labels": SHARED_LABELS}})
+    _ensure_namespace(member)
     for obj in shared_objects() + cloud_objects(cloud, WITH_PRIVILEGED if allow_privileged else RESTRICTED):
         if obj["kind"] == "Secret":
             _wait_policy(member_cfg, cloud)  # the token exists only once its rights are confined

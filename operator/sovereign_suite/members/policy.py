@@ -45,27 +45,27 @@ def validations(levels: tuple[str, ...]) -> list[dict[str, str]]:
     roles = json.dumps([TENANT_ADMIN_CLUSTER_ROLE, names.SECRET_READER_ROLE])
     reader = json.dumps(names.SECRET_READER_ROLE)
     return [
-        {"expression": f"!variables.namespace || request.operation != 'CREATE' || ({_labelled('object')})",
-         "message": f"the hub may create only tenant namespaces (labelled {LABEL_SUITE})"},
-        {"expression": f"!variables.namespace || request.operation == 'CREATE' || ({_labelled('oldObject')})",
-         "message": f"the hub may change or delete only tenant namespaces (already labelled {LABEL_SUITE})"},
-        {"expression": f"!variables.namespace || request.operation == 'DELETE' || (has(object.metadata.labels) && "
+        {"expression": f"!variables.isNamespace || request.operation != 'CREATE' || ({_labelled('object')})",
+         "reason": "Forbidden", "message": f"the hub may create only tenant namespaces (labelled {LABEL_SUITE})"},
+        {"expression": f"!variables.isNamespace || request.operation == 'CREATE' || ({_labelled('oldObject')})",
+         "reason": "Forbidden", "message": f"the hub may change or delete only tenant namespaces (already labelled {LABEL_SUITE})"},
+        {"expression": f"!variables.isNamespace || request.operation == 'DELETE' || (has(object.metadata.labels) && "
                        f"{json.dumps(ENFORCE)} in object.metadata.labels && "
                        f"object.metadata.labels[{json.dumps(ENFORCE)}] in {json.dumps(list(levels))})",
-         "message": f"a tenant namespace must enforce Pod Security {' or '.join(levels)} (label {ENFORCE}; "
+         "reason": "Forbidden", "message": f"a tenant namespace must enforce Pod Security {' or '.join(levels)} (label {ENFORCE}; "
                     "`cloud join --allow-privileged-tenants` allows privileged)"},
-        {"expression": f"variables.namespace || ({_labelled('namespaceObject')})",
-         "message": f"the hub may write only in tenant namespaces (labelled {LABEL_SUITE}), and no cluster-scoped "
+        {"expression": f"variables.isNamespace || ({_labelled('namespaceObject')})",
+         "reason": "Forbidden", "message": f"the hub may write only in tenant namespaces (labelled {LABEL_SUITE}), and no cluster-scoped "
                     "object but those namespaces"},
-        {"expression": f"!variables.roleBinding || request.operation == 'DELETE' || "
+        {"expression": f"!variables.isRoleBinding || request.operation == 'DELETE' || "
                        f"(object.roleRef.kind == 'ClusterRole' && object.roleRef.name in {roles})",
-         "message": f"the hub may bind only the ClusterRoles {TENANT_ADMIN_CLUSTER_ROLE} and "
+         "reason": "Forbidden", "message": f"the hub may bind only the ClusterRoles {TENANT_ADMIN_CLUSTER_ROLE} and "
                     f"{names.SECRET_READER_ROLE}"},
-        {"expression": f"!variables.roleBinding || request.operation == 'DELETE' || object.roleRef.name != {reader} "
+        {"expression": f"!variables.isRoleBinding || request.operation == 'DELETE' || object.roleRef.name != {reader} "
                        "|| (has(object.subjects) && object.subjects.all(s, s.kind == 'ServiceAccount' && "
                        "has(s.namespace) && 'system:serviceaccount:' + s.namespace + ':' + s.name == "
                        "request.userInfo.username))",
-         "message": f"the hub may bind {names.SECRET_READER_ROLE} only to its own ServiceAccount"},
+         "reason": "Forbidden", "message": f"the hub may bind {names.SECRET_READER_ROLE} only to its own ServiceAccount"},
     ]
 
 
@@ -82,10 +82,10 @@ def policy_objects(cloud: str, labels: dict[str, str], levels: tuple[str, ...] =
              "matchConditions": [{"name": "the-hubs-serviceaccount",
                                   "expression": f"request.userInfo.username == {json.dumps(names.username(cloud))}"}],
              "variables": [
-                 {"name": "namespace", "expression": "request.resource.group == '' && "
+                 {"name": "isNamespace", "expression": "request.resource.group == '' && "
                                                      "request.resource.resource == 'namespaces' && "
-                                                     "request.subResource == ''"},
-                 {"name": "roleBinding", "expression": "request.resource.group == 'rbac.authorization.k8s.io' && "
+                                                     "(!has(request.subResource) || request.subResource == '')"},
+                 {"name": "isRoleBinding", "expression": "request.resource.group == 'rbac.authorization.k8s.io' && "
                                                        "request.resource.resource == 'rolebindings'"},
              ],
              "validations": validations(levels),
