@@ -94,3 +94,26 @@ def test_member_metric_is_set_and_dropped():
     assert metrics.MEMBER_UP.labels("xx-test")._value.get() == 1
     metrics.record_member("xx-test", None)
     assert ("xx-test",) not in metrics.MEMBER_UP._metrics
+
+
+def test_a_refusing_member_names_the_command_that_repairs_it():
+    """A member role made by an older `cloud join` lacks a kind this version renders (issue 22, item 13): the
+    problem says to join again, naming the cloud."""
+    p = cluster_problem(MEMBER, [("list PodMonitor: 403 Forbidden: podmonitors is forbidden", 403)], "de-c5")
+    assert p.reason == "ClusterForbidden" and "podmonitors is forbidden" in p.message
+    assert "re-run `sovereign-suite cloud join de-c5 --member-kubeconfig" in p.message
+    unreachable = cluster_problem(MEMBER, [("connection refused", 0)], "de-c5")
+    assert "cloud join" not in unreachable.message  # joining again does not bring a member back
+
+
+def test_a_write_the_members_rbac_refuses_names_the_command_but_not_one_its_policy_refuses():
+    from sovereign_suite.reconcile.cache import ClusterCache
+    from sovereign_suite.reconcile.targets import Target
+    from sovereign_suite.reconcile.views import on_cluster
+
+    target = Target("de-c5", kube=None, cache=ClusterCache.__new__(ClusterCache), server="https://10.0.0.1:6443")
+    rbac = degraded("Forbidden", '403 Forbidden: poddisruptionbudgets.policy "x" is forbidden')
+    policy = degraded("Forbidden", "403 Forbidden: ValidatingAdmissionPolicy 'sovereign-suite-hub-de-c5' denied")
+    found = on_cluster(target, [rbac, policy])
+    assert "re-run `sovereign-suite cloud join de-c5" in found[0].message and str(target) in found[0].message
+    assert "cloud join" not in found[1].message

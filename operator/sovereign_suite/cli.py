@@ -148,10 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     cj.add_argument("action", choices=["join", "leave"])
     cj.add_argument("cloud", help="the NationalCloud's name on the hub")
     cj.add_argument("--member-kubeconfig", required=True, help="admin kubeconfig of the member cluster (join: "
-                    "creates the operator's ServiceAccount there; leave: removes it)")
+                    "creates the operator's ServiceAccount, role and admission policy there; leave: removes them)")
     cj.add_argument("--hub-kubeconfig", default=None, help="kubeconfig of the hub (default: $KUBECONFIG)")
     cj.add_argument("--secret-namespace", default="sovereign-suite-system",
                     help="hub namespace of the kubeconfig Secret (the operator's namespace)")
+    cj.add_argument("--allow-privileged-tenants", action="store_true",
+                    help="join: let the hub create tenant namespaces that enforce Pod Security privileged (Jitsi's "
+                    "JVB on host ports); by default the member refuses any tenant namespace below restricted")
     cj.set_defaults(func=cmd_cloud)
 
     run = sub.add_parser("run", help="run the operator (Kopf) in the foreground")

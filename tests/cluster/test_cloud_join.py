@@ -15,7 +15,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from sovereign_suite.devcluster.cluster import Cluster
-from sovereign_suite.members import join
+from sovereign_suite.members import join, names
 from sovereign_suite.reconcile.kube import Kube
 
 from .operator_fixture import create_referenced_secrets, suite_doc, wait_ready
@@ -52,7 +52,7 @@ def test_join_gives_the_hub_a_least_privilege_kubeconfig_and_leave_takes_it_back
                   kubeconfig=cluster.kubeconfig)
     assert missing.returncode == 1 and "not found on the hub" in missing.stderr
     member_kube = Kube(config.new_client_from_config(config_file=str(member.kubeconfig)))
-    assert member_kube.get("v1", "ServiceAccount", join.SERVICE_ACCOUNT, join.MEMBER_NAMESPACE) is None
+    assert member_kube.get("v1", "ServiceAccount", names.service_account(CLOUD), names.MEMBER_NAMESPACE) is None
 
     done = cli("cloud", "join", CLOUD, "--member-kubeconfig", str(member.kubeconfig), kubeconfig=cluster.kubeconfig)
     assert done.returncode == 0, done.stderr
@@ -62,9 +62,10 @@ def test_join_gives_the_hub_a_least_privilege_kubeconfig_and_leave_takes_it_back
     as_member = config.new_client_from_config_dict(yaml.safe_load(base64.b64decode(secret["data"]["kubeconfig"])))
     sa = Kube(as_member, user_agent="joined-hub")
 
-    # what the tenants' objects need: namespaces, workloads, Secrets ...
+    # what the tenants' objects need: tenant namespaces, workloads, Secrets ...
     ns = f"t-join-{uuid.uuid4().hex[:5]}"
-    sa.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    sa.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {
+        "sovereignsuite.io/suite": "t-join", "pod-security.kubernetes.io/enforce": "restricted"}}})
     sa.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": ns},
               "data": {"a": "b"}}, "sovereign-suite-operator")
     assert sa.list("v1", "Node")  # GPU capacity is read from the member's own nodes
@@ -97,7 +98,7 @@ def test_join_gives_the_hub_a_least_privilege_kubeconfig_and_leave_takes_it_back
     assert left.returncode == 0, left.stderr
     assert "kubeconfigSecretRef" not in kube.get(*join.CLOUDS, CLOUD)["spec"]
     assert kube.get("v1", "Secret", ref["name"], ref["namespace"]) is None
-    assert member_kube.get("v1", "ServiceAccount", join.SERVICE_ACCOUNT, join.MEMBER_NAMESPACE) is None
+    assert member_kube.get("v1", "ServiceAccount", names.service_account(CLOUD), names.MEMBER_NAMESPACE) is None
     with pytest.raises(ApiException) as revoked:  # the token no longer works
         client.CoreV1Api(as_member).list_node()
     assert revoked.value.status in (401, 403)

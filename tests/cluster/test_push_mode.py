@@ -16,7 +16,7 @@ import yaml
 from kubernetes import config
 
 from sovereign_suite.devcluster.cluster import Cluster
-from sovereign_suite.members import join
+from sovereign_suite.members import join, names
 from sovereign_suite.reconcile.kube import Kube
 
 from .conftest import wait_for
@@ -240,19 +240,20 @@ def test_rotated_and_weakened_member_credentials(members, clouds, hub_operator, 
     ref = kube.get(*join.CLOUDS, clouds["DE"])["spec"]["kubeconfigSecretRef"]
 
     # rotation: a new token for the same ServiceAccount replaces the kubeconfig on the hub, the old one is revoked
-    fresh = f"{join.TOKEN_SECRET}-{uuid.uuid4().hex[:4]}"
+    fresh = f"{names.token_secret(clouds['DE'])}-{uuid.uuid4().hex[:4]}"
     de.create({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
-               "metadata": {"name": fresh, "namespace": join.MEMBER_NAMESPACE,
-                            "annotations": {"kubernetes.io/service-account.name": join.SERVICE_ACCOUNT}}})
-    token = wait_for(lambda: (de.get("v1", "Secret", fresh, join.MEMBER_NAMESPACE).get("data") or {}).get("token"),
+               "metadata": {"name": fresh, "namespace": names.MEMBER_NAMESPACE,
+                            "annotations": {"kubernetes.io/service-account.name": names.service_account(
+                                clouds["DE"])}}})
+    token = wait_for(lambda: (de.get("v1", "Secret", fresh, names.MEMBER_NAMESPACE).get("data") or {}).get("token"),
                      timeout=30, what="new token")
     old = kube.get("v1", "Secret", ref["name"], ref["namespace"])
     cfg = yaml.safe_load(base64.b64decode(old["data"]["kubeconfig"]))
     cfg["users"][0]["user"]["token"] = base64.b64decode(token).decode()
     kube.merge_patch("v1", "Secret", ref["name"], ref["namespace"], {"data": {
         "kubeconfig": base64.b64encode(yaml.safe_dump(cfg).encode()).decode()}})
-    de.delete({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": join.TOKEN_SECRET,
-                                                                  "namespace": join.MEMBER_NAMESPACE}})
+    de.delete({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": names.token_secret(clouds["DE"]),
+                                                                  "namespace": names.MEMBER_NAMESPACE}})
     kube.merge_patch(*SUITES, name, namespace, {"spec": {"components": {"matrix": {"enabled": False}}}})
     wait_for(lambda: de.get("apps/v1", "Deployment", "synapse", f"{name}-de") is None, timeout=120,
              what="the rotated credentials are used")
@@ -260,12 +261,13 @@ def test_rotated_and_weakened_member_credentials(members, clouds, hub_operator, 
     assert hub_operator.proc.poll() is None  # no restart
 
     # weak credentials: the member's role loses Services; the suite says so, naming the member
-    role = de.get("rbac.authorization.k8s.io/v1", "ClusterRole", join.CLUSTER_ROLE)
+    role_name = names.cluster_role(clouds["DE"])
+    role = de.get("rbac.authorization.k8s.io/v1", "ClusterRole", role_name)
     weakened = [dict(r, resources=[x for x in r["resources"] if x != "services"])
                 if r.get("apiGroups") == [""] and "services" in r.get("resources", []) and "create" in r["verbs"]
                 else r for r in role["rules"]]
     assert weakened != role["rules"]
-    de.merge_patch("rbac.authorization.k8s.io/v1", "ClusterRole", join.CLUSTER_ROLE, None, {"rules": weakened})
+    de.merge_patch("rbac.authorization.k8s.io/v1", "ClusterRole", role_name, None, {"rules": weakened})
     try:
         def forbidden():
             c = condition(get_suite(kube, doc), "Degraded")
@@ -275,7 +277,7 @@ def test_rotated_and_weakened_member_credentials(members, clouds, hub_operator, 
         c = wait_for(forbidden, timeout=120, what="Degraded Forbidden naming the member")
         assert clouds["DE"] in c["message"] and "forbidden" in c["message"].lower()
     finally:
-        de.merge_patch("rbac.authorization.k8s.io/v1", "ClusterRole", join.CLUSTER_ROLE, None,
+        de.merge_patch("rbac.authorization.k8s.io/v1", "ClusterRole", role_name, None,
                        {"rules": role["rules"]})
     ready(kube, doc, 180)
     kube.delete({"apiVersion": SUITES[0], "kind": SUITES[1], "metadata": doc["metadata"]})

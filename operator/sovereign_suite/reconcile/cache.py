@@ -2,6 +2,9 @@
 
 - Children: one informer per child kind, label-filtered (``app.kubernetes.io/managed-by``), cluster-wide; in the
   namespace-scoped mode (``run -n``) one per kind and tenant namespace, since the operator may only list there.
+  A member cluster's cache (``secrets_by_namespace``) watches Secrets per tenant namespace, each once the
+  operator's Secret-reader RoleBinding there is seen: the hub may read Secrets only in those namespaces
+  (members/rbac.py).
   Objects are indexed by their suite (labels), so a pass finds its children without scanning.
 - Tenant namespaces: every Namespace labelled ``sovereignsuite.io/suite`` (the operator's, and those a platform
   team created for the namespace-scoped mode).
@@ -27,6 +30,7 @@ from typing import Any, Callable
 
 from ..api.secret_refs import OPT_IN_LABEL
 from ..components.base import LABEL_SUITE, LABEL_SUITE_NS, MANAGED_BY
+from ..members.rbac import is_secret_reader_binding
 from .informer import Informer
 from .kube import Kube
 from .problems import ObjectKey, SuiteKey
@@ -169,9 +173,13 @@ class ClusterCache:
                  on_suite_change: Callable[[SuiteKey, str], None] | None = None,
                  on_secret_change: Callable[[str], None] | None = None,
                  on_api_change: Callable[[str], None] | None = None, unserved_retry: float = 30.0,
-                 on_health_change: Callable[[], None] | None = None, referenceable: bool = True):
+                 on_health_change: Callable[[], None] | None = None, referenceable: bool = True,
+                 secrets_by_namespace: bool = False):
         self.kube = kube
-        self.child_kinds = tuple(k for k in child_kinds if k[1] != "Namespace")
+        self.child_kinds = tuple(k for k in child_kinds if k[1] != "Namespace"
+                                 and not (secrets_by_namespace and k == ("v1", "Secret")))
+        self.secrets_by_namespace = secrets_by_namespace
+        self._tenant_secrets: dict[str, Informer] = {}  # namespace -> its Secrets (secrets_by_namespace)
         self.namespaces = tuple(namespaces)
         self.on_suite_change = on_suite_change
         self.on_secret_change = on_secret_change
@@ -233,14 +241,14 @@ class ClusterCache:
 
     def stop(self) -> None:
         with self._lock:
-            informers = [*self._pods.values(), *self._children.values()]
+            informers = [*self._pods.values(), *self._children.values(), *self._tenant_secrets.values()]
         for inf in (self.tenant_namespaces, self.nodes, *self.referenceable, *informers):
             inf.stop()
 
     def informers(self) -> list[Informer]:
         with self._lock:
             return [self.tenant_namespaces, self.nodes, *self.referenceable, *self._pods.values(),
-                    *self._children.values()]
+                    *self._children.values(), *self._tenant_secrets.values()]
 
     def wait_synced(self, timeout: float = 60.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -269,6 +277,8 @@ class ClusterCache:
 
     def _child_event(self, type_: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         suite = self._index_child(old, new)
+        if self.secrets_by_namespace and is_secret_reader_binding(new or old or {}):
+            self._secret_reader_event(type_, (new or old)["metadata"]["namespace"])  # type: ignore[index]
         if suite is not None and self.on_suite_change is not None:
             self.on_suite_change(suite, f"{type_} {ObjectKey.of(new or old)}")  # type: ignore[arg-type]
 
@@ -281,6 +291,27 @@ class ClusterCache:
             for api_version, kind in self.child_kinds:
                 self._start_child(api_version, kind, new["metadata"]["name"])
             self._start_pods(new["metadata"]["name"])
+
+    # ---- member: Secrets per tenant namespace ----------------------------------------------------
+    def _secret_reader_event(self, type_: str, namespace: str) -> None:
+        """The operator's Secret-reader RoleBinding appeared in (or left) a tenant namespace: watch its Secrets
+        (or stop, dropping them from the index: the namespace is going, or the binding is written again)."""
+        if type_ != "DELETED":
+            with self._lock:
+                if namespace in self._tenant_secrets:
+                    return
+                inf = Informer(self.kube, "v1", "Secret", strip=strip_child, namespace=namespace,
+                               label_selector=MANAGED_SELECTOR, on_event=self._child_event,
+                               unserved_retry=self.unserved_retry, listing=self._listing)
+                self._tenant_secrets[namespace] = inf
+            inf.start()
+            return
+        with self._lock:
+            gone = self._tenant_secrets.pop(namespace, None)
+        if gone is not None:
+            gone.stop()
+            for obj in gone.items():
+                self._child_event("DELETED", obj, None)
 
     def _pod_event(self, type_: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         suite = suite_of(new) or suite_of(old)
@@ -332,8 +363,13 @@ class ClusterCache:
         return self.kube.kind(api_version, kind) is not None
 
     def failing(self) -> list[Informer]:
-        """The watches failing now, and those that never listed (their cluster never answered)."""
-        return [i for i in self.informers() if i.last_error or not i.synced.is_set()]
+        """The watches failing now, and those that never listed (their cluster never answered). A tenant
+        namespace's Secret watch is not one of them: it is refused for a moment after its RoleBinding is written
+        (the API server's authorizer sees the binding a little later), and a refusal there is the pass's to repair
+        (it applies the binding), which it would never do if the whole member were reported unreachable."""
+        with self._lock:
+            own = set(map(id, self._tenant_secrets.values()))
+        return [i for i in self.informers() if id(i) not in own and (i.last_error or not i.synced.is_set())]
 
     def watch_errors(self, namespaces: set[str]) -> list[str]:
         """Watches that are failing now (e.g. 403 after a permission was revoked): what a pass read from them may

@@ -139,10 +139,12 @@ class OperatorContext:
     def _member_cache(self, kube: Kube, cloud: str) -> ClusterCache:
         from .pipeline import CHILD_KINDS
 
-        # cluster-wide: the member's ClusterRole (members/rbac.py) grants list/watch on the child kinds
+        # cluster-wide: the member's ClusterRole (members/rbac.py) grants list/watch on the child kinds, but
+        # Secrets only per tenant namespace (the RoleBinding a pass writes there: pipeline.py)
         return ClusterCache(kube, CHILD_KINDS, (), on_suite_change=self.child_changed,
                             on_api_change=self.api_changed, unserved_retry=self.settings.discovery_interval,
-                            on_health_change=lambda: self.cloud_changed(cloud), referenceable=False)
+                            on_health_change=lambda: self.cloud_changed(cloud), referenceable=False,
+                            secrets_by_namespace=True)
 
     # ---- suites as last seen (Kopf's watch) ----------------------------------------------------
     def suite(self, key: SuiteKey) -> dict[str, Any] | None:

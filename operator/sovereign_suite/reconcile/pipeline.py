@@ -22,6 +22,7 @@ from ..api.models import SovereignSuite
 from ..api.secret_refs import opt_in_problems, secret_references
 from ..api.validation import InputError, check_suite, parse_suite
 from ..components.base import OPTIONAL_APIS, build_contexts
+from ..members.rbac import secret_reader_binding, tenant_labels
 from ..render import RenderResult, phase_of, render_suite
 from . import gpu, observe
 from .apply import Applier
@@ -194,6 +195,11 @@ class Pass:
             stray = stray_problem(view, any(idle.ours(o) for o in idle.live.values()))
             return None, idle, [stray] if stray else ([view.problem] if view.namespaces else []), [], None
         objs = [o for o in desired if namespace_of_obj(o) in view.namespaces]
+        if view.target.is_member:  # the hub reads Secrets in a member only where it binds itself (members/rbac.py)
+            readers = [stamp(secret_reader_binding(view.target.name, o["metadata"]["name"], tenant_labels(o)),
+                             self.uid) for o in objs if o["kind"] == "Namespace"]
+            first = next((i for i, o in enumerate(objs) if phase_of(o) != "namespace"), len(objs))
+            objs = objs[:first] + readers + objs[first:]  # with the policy phase, before any Secret is written
         applier = Applier(self.ctx, view.target, self.key, view.live)
         for ns in (o for o in objs if o["kind"] == "Namespace"):
             applier.ensure_namespace(ns)

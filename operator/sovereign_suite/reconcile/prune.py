@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..components.base import CNPG_API, LABEL_COMPONENT, LABEL_RETAINED, LABEL_SUITE, LABEL_SUITE_NS, MANAGED_BY
+from ..members.rbac import is_secret_reader_binding
 from .converge import ANN_OWNER
 from .kube import ApiError
 from .problems import ObjectKey, Problem, SuiteKey, from_api_error
@@ -80,7 +81,9 @@ class Pruner:
                    if retain and is_data(o) and self.ours(o)}
         keep_ns |= {o["metadata"].get("namespace") for o in self.live.values()
                     if (o["metadata"].get("labels") or {}).get(LABEL_RETAINED) == "true" and o["kind"] != "Namespace"}
-        for obj in sorted(objs, key=lambda o: o["kind"] == "Namespace"):
+        # namespaces last, but before the operator's Secret-reader binding in a member: what a namespace holds is
+        # read (foreign_content) before deciding to delete it
+        for obj in sorted(objs, key=lambda o: (is_secret_reader_binding(o), o["kind"] == "Namespace")):
             if obj["kind"] == "Namespace":
                 name = obj["metadata"]["name"]
                 if name in keep_ns:

@@ -65,16 +65,25 @@ class Target:
         reports failing watches as WatchFailed instead: pipeline.py.)"""
         if not self.is_member:
             return None
-        return cluster_problem(str(self), [(i.last_error, i.last_status) for i in self.cache.failing()])
+        return cluster_problem(str(self), [(i.last_error, i.last_status) for i in self.cache.failing()], self.name)
 
 
-def cluster_problem(cluster: str, failing: list[tuple[str, int]]) -> Problem | None:
-    """``failing``: (error, API status) of the watches failing now ("" error: never listed yet)."""
+def rejoin_hint(cloud: str) -> str:
+    """What to do when a member refuses the operator: its role and policy are those of the `cloud join` that made
+    them, which may predate a kind this version renders; join again brings them up to date (members/join.py)."""
+    return (f"re-run `sovereign-suite cloud join {cloud} --member-kubeconfig <member admin kubeconfig>`: it gives "
+            "the hub's ServiceAccount what this operator version needs there (a token revoked is replaced)")
+
+
+def cluster_problem(cluster: str, failing: list[tuple[str, int]], cloud: str = "") -> Problem | None:
+    """``failing``: (error, API status) of the watches failing now ("" error: never listed yet). ``cloud``: the
+    NationalCloud whose member it is (a refusal names the command that repairs it)."""
     if not failing:
         return None
     denied = [error for error, status in failing if status in (401, 403)]
     if denied:
-        return degraded("ClusterForbidden", f"{cluster} refuses the operator's credentials: {denied[0]}")
+        hint = f"; {rejoin_hint(cloud)}" if cloud else ""
+        return degraded("ClusterForbidden", f"{cluster} refuses the operator's credentials: {denied[0]}{hint}")
     errors = [error for error, _ in failing if error]
     return degraded("ClusterUnreachable", f"{cluster} does not answer: {errors[0] if errors else 'not reached yet'}")
 

@@ -15,7 +15,7 @@ from .. import metrics
 from ..api.models import NationalCloud, SovereignSuite
 from ..api.derived_names import namespace_of
 from .problems import ObjectKey, Problem, SuiteKey, degraded
-from .targets import REMOTE, Target
+from .targets import REMOTE, Target, rejoin_hint
 
 
 def namespace_of_key(key: ObjectKey) -> str:
@@ -106,7 +106,14 @@ def on_cluster(target: Target, problems: list[Problem]) -> list[Problem]:
     """A member's problems name the member (the API server's message alone does not say which cluster)."""
     if not target.is_member:
         return problems
-    return [Problem(p.severity, p.reason, f"{target}: {p.message}", p.object) for p in problems]
+    return [Problem(p.severity, p.reason, f"{target}: {p.message}{_hint(target, p)}", p.object) for p in problems]
+
+
+def _hint(target: Target, problem: Problem) -> str:
+    """A write the member's RBAC refused (not its admission policy, which refuses on purpose): join again."""
+    if problem.reason in ("Forbidden", "Unauthorized") and "ValidatingAdmissionPolicy" not in problem.message:
+        return f"; {rejoin_hint(target.name)}"
+    return ""
 
 
 def stray_problem(view: ClusterView, owned: bool) -> Problem | None:
