@@ -5,11 +5,13 @@ join, in the member: a namespace ``sovereign-suite-system``, a ServiceAccount ``
 with only what the tenants' objects need (members/rbac.py) bound to it, the tenant-admin ClusterRole the tenants'
 RoleBindings reference (as the chart creates it in the hub), and a long-lived token Secret (type
 ``kubernetes.io/service-account-token``, filled by the member's own token controller); on the hub: a Secret
-``<cloud>-kubeconfig`` (key ``kubeconfig``: the member's API server, its CA, the token) and the NationalCloud's
+``<cloud>-kubeconfig`` (key ``kubeconfig``: the member's API server, its CA, the token; labelled
+``sovereignsuite.io/member-credentials: "true"``) and the NationalCloud's ``spec.cluster: member`` and
 ``spec.kubeconfigSecretRef`` pointing at it. The NationalCloud must exist on the hub first: nothing is written
 anywhere otherwise. Running join again rotates nothing and changes nothing that is already right.
 
-leave: the hub's Secret and reference go first (the hub stops using the member), then the member's objects.
+leave: the hub's Secret and reference go first, with ``spec.cluster: local`` (the hub stops using the member), then
+the member's objects.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import yaml
 from kubernetes import client as k8s_client, config as k8s_config
 
+from ..api.secret_refs import MEMBER_CREDENTIALS_LABEL
 from ..reconcile.kube import ApiError, Kube
 from ..components.tenancy import TENANT_ADMIN_CLUSTER_ROLE
 from .rbac import TENANT_ADMIN_RULES, member_rules
@@ -99,11 +102,13 @@ def join(cloud: str, member_path: str, hub_path: str | None, secret_namespace: s
     kubeconfig = member_kubeconfig(cloud, member_cfg.host, data["ca.crt"], token)
     secret_name = f"{cloud}-kubeconfig"
     hub.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": secret_namespace}}, MANAGER)
+    # labelled as a member's credentials: the operator reads no other Secret as a kubeconfig (reconcile/targets.py)
     hub.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                "metadata": {"name": secret_name, "namespace": secret_namespace,
-                            "labels": {LABEL: cloud, "app.kubernetes.io/managed-by": MANAGER}},
+                            "labels": {LABEL: cloud, "app.kubernetes.io/managed-by": MANAGER,
+                                       MEMBER_CREDENTIALS_LABEL: "true"}},
                "data": {"kubeconfig": base64.b64encode(kubeconfig.encode()).decode()}}, MANAGER)
-    hub.merge_patch(*CLOUDS, cloud, None, {"spec": {"kubeconfigSecretRef": {
+    hub.merge_patch(*CLOUDS, cloud, None, {"spec": {"cluster": "member", "kubeconfigSecretRef": {
         "name": secret_name, "namespace": secret_namespace, "key": "kubeconfig"}}})
     return f"{secret_namespace}/{secret_name}"
 
@@ -113,7 +118,10 @@ def leave(cloud: str, member_path: str, hub_path: str | None) -> None:
     current = hub.get(*CLOUDS, cloud)
     ref = ((current or {}).get("spec") or {}).get("kubeconfigSecretRef")
     if ref:
-        hub.merge_patch(*CLOUDS, cloud, None, {"spec": {"kubeconfigSecretRef": None}})
+        # said explicitly: the cloud is the hub's own cluster from now on. A tenant still applied in the member is
+        # not moved while the member may hold its data, unless its suite's deletionPolicy is Delete
+        # (reconcile/moves.py)
+        hub.merge_patch(*CLOUDS, cloud, None, {"spec": {"cluster": "local", "kubeconfigSecretRef": None}})
         hub.delete({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": ref["name"],
                                                                         "namespace": ref["namespace"]}})
     member, _ = kube_for(member_path)
