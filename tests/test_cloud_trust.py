@@ -157,3 +157,17 @@ def test_a_refused_move_takes_the_tenant_out_of_its_new_cluster_and_keeps_its_ol
     assert homes.unresolved["eu-de"].reason == "TenantMoveRefused" and homes.protected() == {"eu-de"}
     assert homes.cluster("eu-de") == {"cluster": "de-c5", "clusterReachable": False}
     assert homes.cluster("eu-fr") == {"cluster": "local", "clusterReachable": True}
+
+
+def test_a_tenant_whose_cluster_is_unknown_this_pass_keeps_its_last_cluster_in_the_status():
+    """A cloud joined while its kubeconfig Secret is not readable yet: the tenant is unresolved, and its status must
+    keep saying it is on the hub, or the next pass would not see the move."""
+    from sovereign_suite.reconcile.problems import stalled
+
+    local = ClusterView(_Target("local"), set(), {})
+    homes = Homes([local], {}, {"eu-de": "de-c5"}, unresolved={"eu-de": stalled("MemberCredentials", "x")})
+    hold_moves(homes, {"eu-de": "local"}, "Retain")
+    assert homes.cluster("eu-de") == {"cluster": "local", "clusterReachable": False}
+    fresh = Homes([local], {}, {"eu-de": "de-c5"}, unresolved={"eu-de": stalled("MemberCredentials", "x")})
+    hold_moves(fresh, {}, "Retain")  # never applied: the cloud's name, as before
+    assert fresh.cluster("eu-de") == {"cluster": "de-c5", "clusterReachable": False}

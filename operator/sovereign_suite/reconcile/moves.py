@@ -67,8 +67,12 @@ def last_clusters(old_status: dict[str, Any]) -> dict[str, str]:
 
 def hold_moves(homes: Homes, last: dict[str, str], deletion_policy: str) -> None:
     """Take every tenant whose move is refused out of its new cluster (``homes`` is changed in place): it is
-    unresolved (its problem says why, nothing of its namespace is pruned anywhere) and its status keeps naming
-    the cluster it was applied to."""
+    unresolved (its problem says why, nothing of its namespace is pruned anywhere). Every unresolved tenant's
+    status keeps naming the cluster it was last applied to (a member whose Secret is missing for a while must
+    not become the remembered cluster of a tenant still on the hub)."""
+    for ns in homes.unresolved:  # its cluster unknown this pass: the status must not forget where it was
+        if last.get(ns) and last[ns] != REMOTE:
+            homes.held_by[ns] = last[ns]
     by_name = {v.target.name: v for v in homes.views}
     for ns, view in list(homes.home.items()):
         before = last.get(ns, "")
