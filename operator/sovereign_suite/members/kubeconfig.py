@@ -129,7 +129,7 @@ def _pem(value: Any, path: str, marker: bytes) -> bytes:
     if not isinstance(value, str):
         raise KubeconfigRefused(path, "must be base64 text")
     try:
-        data = base64.b64decode(value, validate=True)
+        data = base64.b64decode("".join(value.split()), validate=True)  # line breaks tolerated, nothing else
     except (binascii.Error, ValueError):
         raise KubeconfigRefused(path, "is not valid base64") from None
     if marker not in data:
