@@ -213,6 +213,7 @@ class Members:
         if old is not None:
             log.info("%s: credentials refused; its watches stop", old)
             old.cache.stop()
+            metrics.record_member(cloud, None)  # its series goes with its client (the suite says MemberCredentials)
         return problem
 
     def drop_unused(self, clouds: dict[str, NationalCloud]) -> None:
