@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 from kubernetes import config  # noqa: E402
 
-from sovereign_suite.devcluster.cluster import Cluster, bin_dir  # noqa: E402
+from sovereign_suite.devcluster.cluster import Cluster, bin_dir, dev_clouds  # noqa: E402
 from sovereign_suite.reconcile.kube import Kube  # noqa: E402
 from tests.cluster.conftest import wait_for  # noqa: E402,F401 - the same polling helper as the tests
 from tests.cluster.operator_fixture import (  # noqa: E402
@@ -145,14 +145,12 @@ def suite_doc(example: str, namespace: str, name: str, patch: dict | None = None
 
 def rendered_yaml(doc: dict[str, Any], generate_secrets: bool = True) -> str:
     """What ``sovereign-suite render [--generate-secrets]`` prints for a suite document (in-process)."""
-    from sovereign_suite.api.loader import load_files
     from sovereign_suite.api.validation import parse_suite
     from sovereign_suite.cli import _dump_all
     from sovereign_suite.render import render_suite, with_secrets
     from sovereign_suite.secretgen import missing_keys
 
-    _, clouds = load_files([ROOT / "manifests" / "examples" / "clouds.yaml"])
-    result = render_suite(parse_suite(doc), clouds)
+    result = render_suite(parse_suite(doc), dev_clouds())  # the clouds as the dev cluster holds them
     values = {(s.namespace, s.name): missing_keys(s, None) for s in result.secrets} if generate_secrets else None
     return _dump_all(with_secrets(result, values))
 

@@ -160,7 +160,13 @@ def test_namespaces_mode_watches_and_creates_only_the_listed_namespaces(helm, tm
         assert labels[LABEL_SUITE_NS] == want[n["metadata"]["name"]][LABEL_SUITE_NS]
         assert n["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     roles = of_kind(docs, "Role")
-    assert sorted(r["metadata"]["namespace"] for r in roles) == sorted(["sovereign-suite", *want])
+    # push mode: the member kubeconfig Secrets are read in the release namespace only (reconcile/targets.py)
+    assert sorted(r["metadata"]["namespace"] for r in roles) == sorted(["sovereign-suite", "sovereign-suite-system",
+                                                                         *want])
+    (member,) = [r for r in roles if r["metadata"]["namespace"] == "sovereign-suite-system"]
+    assert member["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}]
+    pull = template(helm, tmp_path, {**NAMESPACES_MODE, "localClouds": ["fr-secnumcloud"]})
+    assert "sovereign-suite-system" not in [r["metadata"]["namespace"] for r in of_kind(pull, "Role")]
     for binding in of_kind(docs, "RoleBinding"):
         assert binding["subjects"][0]["namespace"] == "sovereign-suite-system"
     # cluster-wide: reads only, and no pods (those of the tenant namespaces only)

@@ -117,3 +117,36 @@ def test_a_write_the_members_rbac_refuses_names_the_command_but_not_one_its_poli
     found = on_cluster(target, [rbac, policy])
     assert "re-run `sovereign-suite cloud join de-c5" in found[0].message and str(target) in found[0].message
     assert "cloud join" not in found[1].message
+
+
+def test_a_kubeconfig_secret_no_cloud_names_any_more_is_no_longer_watched():
+    """The kubeconfig Secret watches on the hub stop when no NationalCloud names the Secret (cloud deleted, its
+    reference changed), as the members' own watches do (issue 22, item 13)."""
+    from kubernetes import client as k8s_client
+
+    from sovereign_suite.api.validation import parse_cloud
+    from sovereign_suite.reconcile.kube import Kube
+    from sovereign_suite.reconcile.targets import Members
+
+    cfg = k8s_client.Configuration()
+    cfg.host = "https://127.0.0.1:9"  # nothing answers: the watch keeps retrying until stopped
+    members = Members(Kube(k8s_client.ApiClient(cfg), max_retries=0), make_cache=None, on_change=lambda c: None)
+    try:
+        old = members._watch("sovereign-suite-system", "de-c5-kubeconfig", "de-c5")
+        kept = members._watch("sovereign-suite-system", "fr-kubeconfig", "fr")
+        assert members._watch("sovereign-suite-system", "de-c5-kubeconfig", "de-c6") is old  # one watch per Secret
+        fr = parse_cloud({"apiVersion": "sovereignsuite.io/v1alpha1", "kind": "NationalCloud", "metadata": {
+            "name": "fr"}, "spec": {"country": "FR", "provider": "x", "regions": ["r"], "cluster": "member",
+                                    "kubeconfigSecretRef": {"name": "fr-kubeconfig",
+                                                            "namespace": "sovereign-suite-system"}}})
+        de6 = parse_cloud({**fr.model_dump(by_alias=True, exclude_none=True, mode="json"),
+                           "metadata": {"name": "de-c6"}})  # now names fr's Secret, no longer de-c5's
+        members.drop_unused({"fr": fr, "de-c6": de6})
+        assert old._stop.is_set() and not kept._stop.is_set()
+        assert set(members._secrets) == {("sovereign-suite-system", "fr-kubeconfig")}
+        old._thread.join(5)
+        assert not old._thread.is_alive()
+        members.drop_unused({})  # every cloud gone
+        assert kept._stop.is_set() and not members._secrets and not members._readers
+    finally:
+        members.stop()

@@ -12,6 +12,7 @@ from typing import Sequence
 
 import yaml
 
+from .api.common import OPERATOR_NAMESPACE
 from .api.validation import InputError, Problem
 
 
@@ -38,7 +39,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     problems: list[Problem] = []
     for suite in suites:
         try:
-            result = render_suite(suite, clouds, frozenset(args.api_versions or ()))
+            result = render_suite(suite, clouds, frozenset(args.api_versions or ()),
+                                  operator_namespace=args.operator_namespace)
         except InputError as err:
             problems += err.problems
             continue
@@ -66,7 +68,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     problems: list[Problem] = []
     for suite in suites:
         try:
-            result = render_suite(suite, clouds)
+            result = render_suite(suite, clouds, operator_namespace=args.operator_namespace)
         except InputError as err:
             problems += err.problems
             continue
@@ -113,6 +115,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     return status.main(args)
 
 
+_OPERATOR_NS_HELP = ("the operator's namespace, which a NationalCloud without spec.suiteNamespaces admits "
+                     "(default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sovereign-suite", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -124,11 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--generate-secrets", action="store_true", help="real random values instead of placeholders")
     r.add_argument("-a", "--api-versions", action="append",
                    help="an optional API the target cluster serves, e.g. monitoring.coreos.com/v1 (repeatable)")
+    r.add_argument("--operator-namespace", default=OPERATOR_NAMESPACE, help=_OPERATOR_NS_HELP)
     r.set_defaults(func=cmd_render)
 
     v = sub.add_parser("validate", help="check a suite and its clouds without a cluster")
     v.add_argument("-f", "--file", action="append", required=True)
     v.add_argument("--clouds", action="append")
+    v.add_argument("--operator-namespace", default=OPERATOR_NAMESPACE, help=_OPERATOR_NS_HELP)
     v.set_defaults(func=cmd_validate)
 
     c = sub.add_parser("crds", help="print the CustomResourceDefinitions generated from the models")
@@ -150,8 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     cj.add_argument("--member-kubeconfig", required=True, help="admin kubeconfig of the member cluster (join: "
                     "creates the operator's ServiceAccount, role and admission policy there; leave: removes them)")
     cj.add_argument("--hub-kubeconfig", default=None, help="kubeconfig of the hub (default: $KUBECONFIG)")
-    cj.add_argument("--secret-namespace", default="sovereign-suite-system",
-                    help="hub namespace of the kubeconfig Secret (the operator's namespace)")
+    cj.add_argument("--secret-namespace", default=OPERATOR_NAMESPACE,
+                    help="hub namespace of the kubeconfig Secret: the operator's member-secrets namespace (default: "
+                    "%(default)s)")
     cj.add_argument("--allow-privileged-tenants", action="store_true",
                     help="join: let the hub create tenant namespaces that enforce Pod Security privileged (Jitsi's "
                     "JVB on host ports); by default the member refuses any tenant namespace below restricted")
@@ -162,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--local-cloud", action="append", metavar="CLOUD",
                      help="pull mode: this cluster is these NationalClouds (repeatable); tenants on any other cloud "
                      "are another operator's and reported as remote (docs/multi-cluster.md)")
+    run.add_argument("--operator-namespace", default=None,
+                     help="the operator's own namespace, which a NationalCloud without suiteNamespaces admits "
+                     "(default: $SOVEREIGN_SUITE_OPERATOR_NAMESPACE, else the pod's, else " + OPERATOR_NAMESPACE + ")")
+    run.add_argument("--member-secrets-namespace", default=None,
+                     help="push mode: the only namespace member kubeconfig Secrets are read from (default: "
+                     "$SOVEREIGN_SUITE_MEMBER_SECRETS_NAMESPACE, else the operator's namespace)")
     run.add_argument("--metrics-port", type=int, default=9090)
     run.add_argument("--liveness-port", type=int, default=8080)
     run.add_argument("--verbose", action="store_true")

@@ -58,7 +58,7 @@ MEMBER_UP = Gauge(
     "it does not answer or refuses them (ClusterUnreachable, ClusterForbidden).", ["cloud"])
 
 KNOWN_REASONS = {
-    "ClusterUnreachable", "ClusterForbidden", "MemberCredentials", "InvalidSpec", "UnknownCloud", "MissingSecret", "SecretNotReferenceable", "NamespaceConflict", "InvalidChild",
+    "ClusterUnreachable", "ClusterForbidden", "MemberCredentials", "TenantMoveRefused", "InvalidSpec", "UnknownCloud", "MissingSecret", "SecretNotReferenceable", "NamespaceConflict", "InvalidChild",
     "Conflict", "Forbidden", "Unauthorized", "ApiError", "MissingAPI", "InsufficientGPU", "InsufficientGPUMemory",
     "MigrationFailed", "WatchFailed", "Exception",
 }

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from .api.models import NationalCloud, SovereignSuite
 from .api.secret_refs import collision_problems, secret_references
+from .api.common import OPERATOR_NAMESPACE
 from .api.validation import InputError, Problem, check_suite
 from .components import COMPONENT_MODULES, module
 from .components.base import CNPG_API, RenderContext, SecretSpec, build_contexts
@@ -115,11 +116,13 @@ def render_suite(
     clouds: dict[str, NationalCloud],
     capabilities: frozenset[str] | Mapping[str, frozenset[str]] = frozenset(),
     placements: dict[str, dict[str, str]] | None = None,
+    operator_namespace: str = OPERATOR_NAMESPACE,
 ) -> RenderResult:
     """``capabilities``: optional APIs the target cluster serves (see components.base.OPTIONAL_APIS), or per
     country when tenants live in different clusters.
-    ``placements``: country -> model -> the GPU product chosen for it (reconcile/gpu.py)."""
-    problems = check_suite(suite, clouds)
+    ``placements``: country -> model -> the GPU product chosen for it (reconcile/gpu.py).
+    ``operator_namespace``: the namespace a cloud without ``suiteNamespaces`` admits (check_suite)."""
+    problems = check_suite(suite, clouds, operator_namespace)
     if problems:
         raise InputError(problems)
     result = RenderResult()

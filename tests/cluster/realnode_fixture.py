@@ -75,7 +75,7 @@ INGRESS_NS = "ingress-nginx"
 FR_CLOUD = {
     "apiVersion": "sovereignsuite.io/v1alpha1", "kind": "NationalCloud", "metadata": {"name": "fr-real"},
     "spec": {"country": "FR", "provider": "local real node", "regions": [REGION], "storageClass": "standard",
-             "ingressClass": "nginx", "imageRegistry": REGISTRY},
+             "ingressClass": "nginx", "imageRegistry": REGISTRY, "suiteNamespaces": ["rn-suites"]},
 }
 PATCH = {
     "deletionPolicy": "Retain",

@@ -25,6 +25,7 @@ from sovereign_suite.reconcile.kube import ApiError, Kube
 from sovereign_suite.render import render_suite
 
 from sovereign_suite.api.validation import parse_suite
+from sovereign_suite.devcluster.cluster import dev_clouds
 
 from ..helpers import ROOT, example_dict, load_example
 from .conftest import wait_crds, wait_for
@@ -90,8 +91,7 @@ def certificates(ingress: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def cloud_with(ref: dict[str, Any], name: str) -> dict[str, Any]:
-    _, clouds = load_example("two-countries")
-    doc = clouds["fr-secnumcloud"].wire()
+    doc = dev_clouds()["fr-secnumcloud"].wire()  # as the dev cluster holds it: it admits the test's namespace
     doc["metadata"] = {"name": name}
     doc["spec"]["certManager"] = {"issuerRef": ref}
     return doc

@@ -179,7 +179,8 @@ def suites_and_clouds(draw):
         name = f"p{run}-{cc.lower()}"
         clouds.append({"apiVersion": "sovereignsuite.io/v1alpha1", "kind": "NationalCloud",
                        "metadata": {"name": name},
-                       "spec": {"country": cc, "provider": "prop", "regions": regions, "storageClass": "standard"}})
+                       "spec": {"country": cc, "provider": "prop", "regions": regions, "storageClass": "standard",
+                                "suiteNamespaces": ["default"]}})
         tenants.append({"country": cc, "cloud": name})
     models = [{"name": f"m{i}", "modelId": f"org/m{i}", "gpusPerReplica": draw(st.sampled_from([1, 2, 4])),
                "gpuProducts": draw(st.lists(st.sampled_from(PRODUCTS), min_size=1, max_size=3, unique=True))}

@@ -78,6 +78,7 @@ class ChartOperator(OperatorProcess):
     def __init__(self, cluster, deployment: dict[str, Any], kubeconfig: Path, name: str):
         super().__init__(cluster)
         self.container = deployment["spec"]["template"]["spec"]["containers"][0]
+        self.namespace = deployment["metadata"]["namespace"]  # the pod's, which the downward API would give
         self.kubeconfig = kubeconfig
         self.log_path = self.log_path.with_name(f"{cluster.name}-{name}.log")
         args = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in self.container["args"] if "=" in a}
@@ -88,11 +89,18 @@ class ChartOperator(OperatorProcess):
         command = self.container["command"]
         assert command[0] == "sovereign-suite"
         env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
-        env.update({e["name"]: e["value"] for e in self.container["env"]})
+        env.update({e["name"]: self.value(e) for e in self.container["env"]})
         self.log_path.write_text("")
         self.proc = subprocess.Popen([str(Path(sys.executable).parent / command[0]), *command[1:],
                                       *self.container["args"]],
                                      env=env, stdout=open(self.log_path, "a"), stderr=subprocess.STDOUT)
+
+    def value(self, env: dict[str, Any]) -> str:
+        """An environment variable's value as the kubelet would set it (a literal, or the pod's namespace)."""
+        if "value" in env:
+            return env["value"]
+        assert env["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}, env
+        return self.namespace
 
     def peak_rss_mib(self) -> float:
         """The process's peak resident memory (VmHWM), to compare with the chart's memory limit."""

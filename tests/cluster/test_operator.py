@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from sovereign_suite.api.loader import load_files
 from sovereign_suite.api.validation import parse_suite
+from sovereign_suite.devcluster.cluster import dev_clouds
 from sovereign_suite.reconcile.kube import Kube
 from sovereign_suite.components.base import LABEL_SUITE, LABEL_SUITE_NS
 from sovereign_suite.reconcile.pipeline import CHILD_KINDS, FINALIZER
@@ -22,7 +22,6 @@ def selector(name: str, namespace: str) -> str:
     return f"{LABEL_SUITE}={name},{LABEL_SUITE_NS}={namespace}"
 from sovereign_suite.render import render_suite
 
-from ..helpers import CLOUDS
 from .conftest import wait_for
 from .operator_fixture import (SUITES, Audit, OperatorProcess, condition, create_referenced_secrets, get_suite,
                                suite_doc, wait_ready)
@@ -49,8 +48,7 @@ def live_children(kube: Kube, doc) -> dict:
 
 
 def rendered(doc) -> list[dict]:
-    _, clouds = load_files([CLOUDS])
-    return render_suite(parse_suite(doc), clouds).manifests
+    return render_suite(parse_suite(doc), dev_clouds()).manifests
 
 
 def settle(operator: OperatorProcess, audit: Audit, passes: int = 2) -> int:
@@ -250,7 +248,8 @@ def test_unknown_cloud_is_stalled_then_recovers(operator, kube, suite_ns):
     assert ready["status"] == "False" and ready["reason"] == "UnknownCloud"
 
     kube.create({"apiVersion": "sovereignsuite.io/v1alpha1", "kind": "NationalCloud", "metadata": {"name": cloud},
-                 "spec": {"country": "FR", "provider": "test", "regions": ["eu-west-2"], "storageClass": "standard"}})
+                 "spec": {"country": "FR", "provider": "test", "regions": ["eu-west-2"], "storageClass": "standard",
+                          "suiteNamespaces": ["t-*"]}})
     try:
         wait_ready(kube, doc, timeout=120)
     finally:

@@ -29,14 +29,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sovereign_suite.api.loader import load_files
 from sovereign_suite.api.validation import parse_suite
-from sovereign_suite.devcluster.cluster import bin_dir, cache_dir
+from sovereign_suite.devcluster.cluster import bin_dir, cache_dir, dev_clouds
 from ..compare import contains, first_difference
 from sovereign_suite.reconcile.kube import ApiError, Kube, ref
 from sovereign_suite.render import render_suite
 
-from ..helpers import CLOUDS
 from .conftest import wait_crds, wait_for
 from .operator_fixture import SUITES, OperatorProcess, condition, create_referenced_secrets, free_port, suite_doc
 
@@ -202,8 +200,7 @@ def strict_dry_run(kube: Kube, obj: dict, namespace: str) -> None:
 
 
 def check_monitoring_objects(kube: Kube, doc: dict) -> None:
-    _, clouds = load_files([CLOUDS])
-    rendered = render_suite(parse_suite(doc), clouds, frozenset({MONITORING})).manifests
+    rendered = render_suite(parse_suite(doc), dev_clouds(), frozenset({MONITORING})).manifests
     want = [o for o in rendered if o["apiVersion"] == MONITORING or o["metadata"]["name"] == "allow-monitoring"]
     assert {(o["kind"], o["metadata"]["name"]) for o in want if o["metadata"]["namespace"].endswith("-fr")} == {
         ("ServiceMonitor", "synapse"), ("ServiceMonitor", "jitsi-jvb"), ("PodMonitor", "matrix-postgres"),

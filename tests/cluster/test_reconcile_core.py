@@ -307,7 +307,8 @@ def test_switching_the_database_runs_a_new_migration_job(operator, kube, suite_n
 def test_a_failed_migration_job_is_reported_and_run_again(operator, kube, suite_ns):
     cloud = f"fr-empty-{suite_ns[-5:]}"  # a cloud whose region has no node: every pod stays Pending
     kube.create({"apiVersion": "sovereignsuite.io/v1alpha1", "kind": "NationalCloud", "metadata": {"name": cloud},
-                 "spec": {"country": "FR", "provider": "test", "regions": ["nowhere-1"], "storageClass": "standard"}})
+                 "spec": {"country": "FR", "provider": "test", "regions": ["nowhere-1"], "storageClass": "standard",
+                          "suiteNamespaces": ["t-*"]}})
     doc = suite_doc("two-countries", suite_ns, patch={"deletionPolicy": "Delete"})
     doc["spec"]["tenants"] = [{"country": "FR", "cloud": cloud}]
     fr = f"{doc['metadata']['name']}-fr"

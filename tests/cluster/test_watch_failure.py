@@ -5,18 +5,15 @@ against the real API server, with a ServiceAccount's real token that may not lis
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import pytest
-import yaml
 from kubernetes import config
 
-from sovereign_suite.api.validation import parse_cloud
+from sovereign_suite.devcluster.cluster import dev_clouds
 from sovereign_suite.reconcile.context import OperatorContext, Settings
 from sovereign_suite.reconcile.kube import Kube
 from sovereign_suite.reconcile.pipeline import reconcile
 
-from ..helpers import CLOUDS
 from .conftest import wait_for
 from .operator_fixture import create_referenced_secrets, suite_doc
 from .test_install import token_kubeconfig
@@ -56,10 +53,8 @@ def restricted_kube(cluster, kube, namespace, tmp_path) -> Kube:
 def test_a_failing_watch_makes_the_suite_degraded_not_ready(restricted_kube, kube, core, namespace):
     create_referenced_secrets(core, namespace)
     ctx = OperatorContext(restricted_kube, Settings(namespaces=()))
-    for doc in yaml.safe_load_all(Path(CLOUDS).read_text()):
-        if doc and doc.get("kind") == "NationalCloud":
-            cloud = parse_cloud({**doc, "metadata": {"name": doc["metadata"]["name"]}})
-            ctx.clouds.set(cloud.name, cloud)
+    for cloud in dev_clouds().values():  # as the dev cluster holds them: they admit this test's namespace
+        ctx.clouds.set(cloud.name, cloud)
     ctx.cache.start()
     # no Jitsi: its JVB NodePort is cluster-wide, and another test's suite may still hold it while being deleted
     body = suite_doc("two-countries", namespace, patch={"deletionPolicy": "Delete", "components": {

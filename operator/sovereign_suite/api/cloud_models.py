@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from .fieldtypes import LabelKey, LabelValue, NamespaceName, SubdomainName
+from .fieldtypes import LabelKey, LabelValue, NamespaceGlob, NamespaceName, SubdomainName
 from .common import (
     API_VERSION,
     EXTENDED_RESOURCE_PATTERN,
@@ -15,6 +15,7 @@ from .common import (
     MAX_GPU_PRODUCTS_PER_CLOUD,
     MAX_NODE_SELECTOR,
     MAX_REGIONS,
+    MAX_SUITE_NAMESPACES,
     MAX_TOLERATIONS,
     Country,
     Model,
@@ -156,17 +157,42 @@ class NationalCloudSpec(Model):
         "tag and digest (docker.io/library/postgres:17.6 -> <imageRegistry>/library/postgres:17.6). Absent: "
         "the images' own registries.",
     )
+    cluster: Literal["local", "member"] = Field(
+        "local",
+        description="Where the tenants on this cloud live: local, the operator's own cluster; member, a member "
+        "cluster of its own reached with kubeconfigSecretRef (push mode, docs/multi-cluster.md). Never implied by "
+        "the reference: member without kubeconfigSecretRef, or local with one, is refused. Ignored by an operator "
+        "started with `--local-cloud` (pull mode).",
+    )
     kubeconfig_secret_ref: KubeconfigSecretRef | None = Field(
-        None, description="The cloud is a member cluster of its own, reached with this kubeconfig (written by "
-        "`sovereign-suite cloud join`): the tenants on this cloud are applied there, nothing of them in the "
-        "operator's cluster (push mode, docs/multi-cluster.md). Ignored by an operator started with "
-        "`--local-cloud` (pull mode)."
+        None, description="With cluster: member, the kubeconfig of the member cluster (written by `sovereign-suite "
+        "cloud join`): the tenants on this cloud are applied there, nothing of them in the operator's cluster. The "
+        "Secret must be in the operator's member-secrets namespace and labelled "
+        "sovereignsuite.io/member-credentials: \"true\"; its kubeconfig may hold only the server, its CA and an "
+        "inline token or client certificate (docs/security.md)."
+    )
+    suite_namespaces: list[NamespaceGlob] | None = Field(
+        None, max_length=MAX_SUITE_NAMESPACES,
+        description="The namespaces whose SovereignSuites may place tenants on this cloud: names or globs ('*' any "
+        "characters, '?' one), like the sourceNamespaces of an Argo CD AppProject. Absent: only the operator's own "
+        "namespace. [\"*\"]: every namespace.",
     )
 
     @field_validator("country")
     @classmethod
     def _known_country(cls, v: str) -> str:
         return Tenant._known_country(v)
+
+    @model_validator(mode="after")
+    def _cluster_is_explicit(self) -> "NationalCloudSpec":
+        # no member reference silently means "the hub": the cluster is said, and the reference must agree
+        if self.cluster == "member" and self.kubeconfig_secret_ref is None:
+            raise ValueError("kubeconfigSecretRef: required when cluster is member (a member cloud never falls "
+                             "back to the operator's own cluster; set cluster: local to move it there)")
+        if self.cluster == "local" and self.kubeconfig_secret_ref is not None:
+            raise ValueError("kubeconfigSecretRef: not allowed when cluster is local (the default): set cluster: "
+                             "member to use the member cluster")
+        return self
 
     @field_validator("image_registry")
     @classmethod

@@ -16,6 +16,9 @@ from .kubenames import LABEL_VALUE_PATTERN
 GROUP = "sovereignsuite.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
+# The operator's namespace when nothing says otherwise (`run --operator-namespace`, the chart's release namespace):
+# the chart's and `cloud join --secret-namespace`'s default.
+OPERATOR_NAMESPACE = "sovereign-suite-system"
 
 DNS_NAME_RE = re.compile(r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$")
 DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -108,6 +111,7 @@ MAX_STUN_SERVERS = 8
 MAX_EXTRA_DOMAINS = 256
 MAX_SCOPES = 16
 MAX_REGIONS = 32
+MAX_SUITE_NAMESPACES = 64
 MAX_TOLERATIONS = 16
 MAX_NODE_SELECTOR = 16
 MAX_CERTIFICATIONS = 16

@@ -188,6 +188,10 @@ def cloud_crd() -> dict[str, Any]:
     spec = schema_of(NationalCloudSpec)
     spec["x-kubernetes-validations"] = [
         {"rule": "self.country == oldSelf.country", "message": "spec.country is immutable"},
+        # the cluster is said, never implied by the reference (cloud_models.NationalCloudSpec._cluster_is_explicit)
+        {"rule": "has(self.kubeconfigSecretRef) == (has(self.cluster) && self.cluster == 'member')",
+         "message": "spec.kubeconfigSecretRef is required when spec.cluster is member, and not allowed when it is "
+                    "local (the default)"},
     ]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

@@ -35,6 +35,9 @@ NamespaceName = Annotated[str, Field(min_length=1, max_length=DNS1123_LABEL_MAX,
 SubdomainName = Annotated[
     str, Field(min_length=1, max_length=DNS1123_SUBDOMAIN_MAX, pattern=DNS1123_SUBDOMAIN_PATTERN)
 ]
+# A namespace name, or a glob of one: '*' any run of characters, '?' one character (NationalCloud suiteNamespaces).
+NAMESPACE_GLOB_PATTERN = r"^[a-z0-9*?]([-a-z0-9*?]*[a-z0-9*?])?$"
+NamespaceGlob = Annotated[str, Field(min_length=1, max_length=DNS1123_LABEL_MAX, pattern=NAMESPACE_GLOB_PATTERN)]
 
 
 def _label_key(value: str) -> str:
@@ -202,6 +205,8 @@ PATTERN_MEANINGS = {
     "letter or digit)",
     DNS1123_LABEL_PATTERN: "a DNS-1123 label (lower-case letters, digits and '-', alphanumeric at both ends)",
     DNS1123_SUBDOMAIN_PATTERN: "a DNS-1123 subdomain (lower-case labels of letters, digits and '-', joined by dots)",
+    NAMESPACE_GLOB_PATTERN: "a namespace name or a glob of one (lower-case letters, digits, '-', and the wildcards "
+    "'*' and '?')",
     MODEL_ID_PATTERN: "a Hugging Face model id (org/name) or an absolute path; it may not begin with '-'",
     SERVED_NAME_PATTERN: "a model name (letters, digits and . _ : / -, beginning with a letter or digit)",
     r"^[^\x00-\x1f\x7f]+$": "a printable argument (no control characters)",

@@ -20,6 +20,10 @@ from .models import Components, SovereignSuite, Tenant
 # The label a Secret in the suite's namespace must carry to be read and copied by the operator: a suite editor
 # can then only hand over Secrets their owner marked for it, not any Secret of the namespace.
 OPT_IN_LABEL = "sovereignsuite.io/referenceable"
+# The label a member cluster's kubeconfig Secret must carry to be used as that member's credentials (written by
+# `cloud join`). Distinct from OPT_IN_LABEL: a Secret carrying it is never copied into a tenant, and a
+# NationalCloud cannot borrow an unlabelled kubeconfig (e.g. Cluster API's <cluster>-kubeconfig).
+MEMBER_CREDENTIALS_LABEL = "sovereignsuite.io/member-credentials"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 OPERATOR = "sovereign-suite-operator"
 
@@ -84,6 +88,9 @@ def opt_in_problems(
             continue  # a missing Secret is reported by the pipeline (MissingSecret)
         if labels.get(MANAGED_BY_LABEL) == OPERATOR:
             out.append((ref.path, f"Secret {namespace}/{ref.name} is managed by the operator and cannot be referenced"))
+        elif labels.get(MEMBER_CREDENTIALS_LABEL) == "true":
+            out.append((ref.path, f"Secret {namespace}/{ref.name} holds a member cluster's credentials "
+                                  f"({MEMBER_CREDENTIALS_LABEL}) and cannot be referenced"))
         elif labels.get(OPT_IN_LABEL) != "true":
             out.append((ref.path, f"Secret {namespace}/{ref.name} is not labelled {OPT_IN_LABEL}=\"true\": label it "
                                   "to let the operator copy it into the tenant namespaces"))

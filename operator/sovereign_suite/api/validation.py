@@ -10,12 +10,14 @@ Both raise or return ``Problem`` objects; nothing here touches a cluster.
 from __future__ import annotations
 
 import copy
+import fnmatch
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 import yaml
 from pydantic import ValidationError
 
+from .common import OPERATOR_NAMESPACE
 from .derived_names import derived_name_problems, namespace_of, tenant_domain
 from .fieldtypes import PATTERN_MEANINGS
 from .models import (
@@ -155,16 +157,40 @@ def effective_components(suite: SovereignSuite, tenant: Tenant) -> Components:
         raise InputError(problems_from(err, prefix=f"spec.tenants[{index}].components")) from None
 
 
-def check_suite(suite: SovereignSuite, clouds: dict[str, NationalCloud]) -> list[Problem]:
-    """Semantic rules across objects. Returns every problem (empty list: the suite can be rendered)."""
+def cloud_admits(cloud: NationalCloud, namespace: str, operator_namespace: str) -> bool:
+    """Whether suites of ``namespace`` may place tenants on ``cloud``: its ``suiteNamespaces`` (names or globs:
+    '*' any run of characters, '?' one), or, absent, the operator's own namespace only. As Argo CD decides which
+    namespaces' Applications may use an AppProject (argo-cd pkg/apis/application/v1alpha1/app_project_types.go
+    IsAppNamespacePermitted; util/glob), but the operator's namespace is allowed by default only, not always: a
+    cloud that lists namespaces lists all of them."""
+    patterns = cloud.spec.suite_namespaces
+    if patterns is None:
+        return namespace == operator_namespace
+    return any(fnmatch.fnmatchcase(namespace, p) for p in patterns)
+
+
+def check_suite(suite: SovereignSuite, clouds: dict[str, NationalCloud],
+                operator_namespace: str = OPERATOR_NAMESPACE) -> list[Problem]:
+    """Semantic rules across objects. Returns every problem (empty list: the suite can be rendered).
+    ``operator_namespace``: the operator's own namespace, the one a cloud without ``suiteNamespaces`` admits."""
     problems: list[Problem] = []
     domains: dict[str, str] = {}
+    namespace = suite.metadata.namespace or ""
+    if not namespace:
+        problems.append(Problem("metadata.namespace", "required: the suite's namespace decides which NationalClouds "
+                                "it may use (their spec.suiteNamespaces)"))
     for i, tenant in enumerate(suite.spec.tenants):
         path = f"spec.tenants[{i}]"
         cloud = clouds.get(tenant.cloud)
         if cloud is None:
             known = ", ".join(sorted(clouds)) or "none"
             problems.append(Problem(f"{path}.cloud", f"NationalCloud {tenant.cloud!r} not found (known: {known})"))
+        elif namespace and not cloud_admits(cloud, namespace, operator_namespace):
+            allowed = (f"its spec.suiteNamespaces {cloud.spec.suite_namespaces}" if cloud.spec.suite_namespaces
+                       is not None else f"without spec.suiteNamespaces only the operator's namespace "
+                       f"{operator_namespace!r}")
+            problems.append(Problem(f"{path}.cloud", f"NationalCloud {tenant.cloud!r} does not admit suites of "
+                                    f"namespace {namespace!r} ({allowed})"))
         elif cloud.spec.country != tenant.country:
             problems.append(
                 Problem(
@@ -195,6 +221,7 @@ __all__ = [
     "InputError",
     "Problem",
     "check_suite",
+    "cloud_admits",
     "effective_components",
     "load_documents",
     "namespace_of",

@@ -174,7 +174,8 @@ class Cluster:
             nodes = seed.create_nodes(self.kubeconfig, {c: v for c, v in simulated.items() if c in wanted})
             progress(f"cluster {self.name}: {nodes} simulated nodes ({', '.join(sorted(wanted))})")
             if crds and EXAMPLE_CLOUDS.exists():
-                seed.apply_national_clouds(self.kubeconfig, EXAMPLE_CLOUDS, countries=wanted)
+                seed.apply_national_clouds(self.kubeconfig, EXAMPLE_CLOUDS, countries=wanted,
+                                           suite_namespaces=dev_suite_namespaces())
             seed.wait_nodes_ready(self.kubeconfig)
         took = time.monotonic() - start
         progress(f"cluster {self.name}: ready in {took:.1f} s; KUBECONFIG={self.kubeconfig}")
@@ -334,6 +335,23 @@ def _alive(pid: int) -> bool:
 
 def load_clouds(path: Path = CLOUDS_FILE) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())["countries"]
+
+
+def dev_suite_namespaces(path: Path = CLOUDS_FILE) -> list[str]:
+    """The namespaces the dev cluster's NationalClouds admit on top of the examples' (tests, benchmarks)."""
+    return list(yaml.safe_load(path.read_text()).get("suiteNamespaces") or [])
+
+
+def dev_clouds() -> dict[str, Any]:
+    """The NationalClouds as the dev cluster holds them (the examples' plus ``dev_suite_namespaces``), parsed:
+    what tests and benchmarks render offline for suites in their own namespaces."""
+    from ..api.loader import load_files
+
+    _, clouds = load_files([EXAMPLE_CLOUDS])
+    extra = dev_suite_namespaces()
+    return {n: c.model_copy(update={"spec": c.spec.model_copy(update={"suite_namespaces": [
+        *(c.spec.suite_namespaces or []), *(x for x in extra if x not in (c.spec.suite_namespaces or []))]})})
+        for n, c in clouds.items()}
 
 
 def main_progress(msg: str) -> None:

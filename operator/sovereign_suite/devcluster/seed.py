@@ -127,11 +127,16 @@ def create_nodes(kubeconfig: Path, countries: dict[str, Any]) -> int:
     return len(nodes)
 
 
-def apply_national_clouds(kubeconfig: Path, path: Path, countries: set[str] | None = None) -> None:
-    """The NationalClouds of ``path`` (only those of ``countries`` when given)."""
+def apply_national_clouds(kubeconfig: Path, path: Path, countries: set[str] | None = None,
+                          suite_namespaces: list[str] | None = None) -> None:
+    """The NationalClouds of ``path`` (only those of ``countries`` when given), admitting the suites of
+    ``suite_namespaces`` too."""
     dyn = dynamic.DynamicClient(api_client(kubeconfig))
     for doc in yaml.safe_load_all(path.read_text()):
         if doc and doc.get("kind") == "NationalCloud" and (countries is None or doc["spec"]["country"] in countries):
+            if suite_namespaces:
+                own = doc["spec"].get("suiteNamespaces") or []
+                doc["spec"]["suiteNamespaces"] = own + [n for n in suite_namespaces if n not in own]
             _apply(dyn, doc)
 
 

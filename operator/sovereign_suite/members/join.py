@@ -9,13 +9,14 @@ filled by the member's own token controller); shared by every cloud joined to th
 it in the hub) and the Secret-reader ClusterRole the operator binds itself to in each tenant namespace. Before it
 hands the token to the hub, join checks that the member enforces the policy (a dry-run namespace create as the
 ServiceAccount must be refused by it). On the hub: a Secret ``<cloud>-kubeconfig`` (key ``kubeconfig``: the
-member's API server, its CA, the token) and the NationalCloud's ``spec.kubeconfigSecretRef`` pointing at it. The
+member's API server, its CA, the token; labelled ``sovereignsuite.io/member-credentials: "true"``) and the
+NationalCloud's ``spec.cluster: member`` and ``spec.kubeconfigSecretRef`` pointing at it. The
 NationalCloud must exist on the hub first: nothing is written anywhere otherwise.
 
 Running join again rotates nothing and brings the role and the policy to what this version of the operator needs
 (after an upgrade that adds a child kind, the operator asks for exactly that: reconcile/targets.py).
 
-leave: the hub's Secret and reference go first (the hub stops using the member), then this cloud's binding (its
+leave: the hub's Secret and reference go first, with ``spec.cluster: local`` (the hub stops using the member), then this cloud's binding (its
 token loses every right at once), role, policy, token and ServiceAccount. Another cloud's objects are never
 touched; the shared ClusterRoles stay while another join or any RoleBinding (a tenant left in the member) still
 uses them, and the namespace while another join lives in it.
@@ -32,6 +33,7 @@ import yaml
 from kubernetes import client as k8s_client, config as k8s_config
 from kubernetes.client.rest import ApiException
 
+from ..api.secret_refs import MEMBER_CREDENTIALS_LABEL
 from ..components.tenancy import TENANT_ADMIN_CLUSTER_ROLE
 from ..reconcile.kube import ApiError, Kube
 from . import names
@@ -201,11 +203,13 @@ def join(cloud: str, member_path: str, hub_path: str | None, secret_namespace: s
     kubeconfig = member_kubeconfig(cloud, member_cfg.host, data["ca.crt"], token)
     secret_name = f"{cloud}-kubeconfig"
     hub.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": secret_namespace}}, MANAGER)
+    # labelled as a member's credentials: the operator reads no other Secret as a kubeconfig (reconcile/targets.py)
     hub.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                "metadata": {"name": secret_name, "namespace": secret_namespace,
-                            "labels": {LABEL: cloud, "app.kubernetes.io/managed-by": MANAGER}},
+                            "labels": {LABEL: cloud, "app.kubernetes.io/managed-by": MANAGER,
+                                       MEMBER_CREDENTIALS_LABEL: "true"}},
                "data": {"kubeconfig": base64.b64encode(kubeconfig.encode()).decode()}}, MANAGER)
-    hub.merge_patch(*CLOUDS, cloud, None, {"spec": {"kubeconfigSecretRef": {
+    hub.merge_patch(*CLOUDS, cloud, None, {"spec": {"cluster": "member", "kubeconfigSecretRef": {
         "name": secret_name, "namespace": secret_namespace, "key": "kubeconfig"}}})
     _remove_legacy(member, cloud)  # the hub uses the new token from now on
     return f"{secret_namespace}/{secret_name}"
@@ -217,7 +221,10 @@ def leave(cloud: str, member_path: str, hub_path: str | None) -> list[str]:
     current = hub.get(*CLOUDS, cloud)
     ref = ((current or {}).get("spec") or {}).get("kubeconfigSecretRef")
     if ref:
-        hub.merge_patch(*CLOUDS, cloud, None, {"spec": {"kubeconfigSecretRef": None}})
+        # said explicitly: the cloud is the hub's own cluster from now on. A tenant still applied in the member is
+        # not moved while the member may hold its data, unless its suite's deletionPolicy is Delete
+        # (reconcile/moves.py)
+        hub.merge_patch(*CLOUDS, cloud, None, {"spec": {"cluster": "local", "kubeconfigSecretRef": None}})
         hub.delete({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": ref["name"],
                                                                         "namespace": ref["namespace"]}})
     member, _ = kube_for(member_path)

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..api.common import OPERATOR_NAMESPACE
 from ..api.models import NationalCloud
 from ..api.validation import Problem as FieldProblem
 from .cache import ClusterCache
@@ -22,8 +23,23 @@ from .queue import Backoff, WorkQueue
 from .targets import LOCAL, REMOTE, Members, Target
 
 
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"  # mounted in every pod
+
+
 def _env_float(name: str, default: float) -> float:
     return float(os.environ.get(name, default))
+
+
+def own_namespace(path: str = SERVICE_ACCOUNT_NAMESPACE) -> str:
+    """The operator's namespace: $SOVEREIGN_SUITE_OPERATOR_NAMESPACE (the chart sets it from the pod's own
+    namespace), else the in-cluster ServiceAccount's, else OPERATOR_NAMESPACE (a process outside a cluster)."""
+    if os.environ.get("SOVEREIGN_SUITE_OPERATOR_NAMESPACE"):
+        return os.environ["SOVEREIGN_SUITE_OPERATOR_NAMESPACE"]
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip() or OPERATOR_NAMESPACE
+    except OSError:
+        return OPERATOR_NAMESPACE
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,14 @@ class Settings:
     # pull mode: the NationalClouds this cluster is (every other cloud is remote: never written to from here,
     # no credential of it read); empty: push mode (a cloud with kubeconfigSecretRef is a member cluster)
     local_clouds: tuple[str, ...] = ()
+    # the operator's own namespace: a NationalCloud without suiteNamespaces admits only suites of it
+    operator_namespace: str = OPERATOR_NAMESPACE
+    # the only namespace a member's kubeconfig Secret is read from (empty: operator_namespace)
+    member_secrets_namespace: str = ""
+
+    @property
+    def member_secrets(self) -> str:
+        return self.member_secrets_namespace or self.operator_namespace
 
     @classmethod
     def from_env(cls, namespaces: tuple[str, ...] = (), local_clouds: tuple[str, ...] = (),
@@ -51,6 +75,8 @@ class Settings:
         values = dict(
             namespaces=tuple(namespaces),
             local_clouds=tuple(local_clouds),
+            operator_namespace=own_namespace(),
+            member_secrets_namespace=os.environ.get("SOVEREIGN_SUITE_MEMBER_SECRETS_NAMESPACE", ""),
             workers=int(_env_float("SOVEREIGN_SUITE_WORKERS", cls.workers)),
             apply_workers=int(_env_float("SOVEREIGN_SUITE_APPLY_WORKERS", cls.apply_workers)),
             drift_interval=_env_float("SOVEREIGN_SUITE_DRIFT_INTERVAL", cls.drift_interval),
@@ -109,7 +135,8 @@ class OperatorContext:
                                            on_secret_change=self.secret_changed, on_api_change=self.api_changed,
                                            unserved_retry=settings.discovery_interval)
         self.local = Target(LOCAL, kube, self.cache)
-        self.members = Members(kube, self._member_cache, on_change=self.cloud_changed)
+        self.members = Members(kube, self._member_cache, on_change=self.cloud_changed,
+                               secrets_namespace=settings.member_secrets)
         self.clouds = Clouds()
         self.apply_pool = ThreadPoolExecutor(max_workers=settings.apply_workers, thread_name_prefix="apply")
         # a pass writes its clusters (the operator's, the members) at the same time; a pool of its own, since each
@@ -128,7 +155,7 @@ class OperatorContext:
         """The cluster a cloud's tenants are applied to, a problem reaching it, or REMOTE (pull mode)."""
         if self.settings.local_clouds:
             return self.local if cloud.name in self.settings.local_clouds else REMOTE
-        if cloud.spec.kubeconfig_secret_ref is None:
+        if cloud.spec.cluster == "local":  # said by the cloud, never implied by a missing reference
             return self.local
         return self.members.target(cloud)
 

@@ -31,6 +31,7 @@ from .context import OperatorContext
 from .converge import ANN_OWNER, stamp
 from .kube import ApiError
 from .jobs import migration_jobs
+from .moves import hold_moves, last_clusters
 from .problems import ObjectKey, Problem, SuiteKey, degraded, from_api_error, stalled
 from .prune import Pruner, component_of
 from .secrets import copy_manifest, roll_on_rotation
@@ -104,7 +105,7 @@ class Pass:
             suite = parse_suite({k: self.body[k] for k in ("apiVersion", "kind", "metadata", "spec")})
         except InputError as err:
             return None, [stalled("InvalidSpec", "; ".join(str(p) for p in err.problems))]
-        problems = check_suite(suite, self.clouds)
+        problems = check_suite(suite, self.clouds, self.ctx.settings.operator_namespace)
         if problems:
             reason = "UnknownCloud" if any("NationalCloud" in p.message for p in problems) else "InvalidSpec"
             extra = [str(p) for p in self.cloud_problems[:3]]
@@ -115,6 +116,7 @@ class Pass:
         if not self.ctx.settings.local_clouds:
             self.ctx.members.drop_unused(self.clouds)
         self.homes = resolve(self.ctx, self.key, suite, self.clouds)
+        hold_moves(self.homes, last_clusters(self.old_status), suite.spec.deletion_policy)
         self.live = self.homes.live()
         return self.homes
 
@@ -236,7 +238,8 @@ class Pass:
         try:
             result = self.ctx.render_pool.submit(
                 render_suite, suite, self.clouds, capabilities,
-                {c: {p.model: p.product for p in ps} for c, ps in placements.items()}).result()
+                {c: {p.model: p.product for p in ps} for c, ps in placements.items()},
+                self.ctx.settings.operator_namespace).result()
         except InputError as err:
             return self.finish(None, [], [stalled("InvalidSpec", "; ".join(str(p) for p in err.problems))],
                                rendered=False)
@@ -361,7 +364,7 @@ def cleanup(ctx: OperatorContext, body: dict[str, Any]) -> PassResult:
     if not ctx.settings.local_clouds:  # the members of the suite's clouds, built again after a restart
         for tenant in spec.get("tenants") or []:
             cloud = p.clouds.get(tenant.get("cloud") or "")
-            if cloud is not None and cloud.spec.kubeconfig_secret_ref is not None:
+            if cloud is not None and cloud.spec.cluster == "member":
                 found = ctx.members.target(cloud)
                 if isinstance(found, Problem):
                     problems.append(degraded(found.reason, f"waiting for the member cluster of NationalCloud "

@@ -53,14 +53,17 @@ def main(args) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env(tuple(args.namespace or ()), tuple(getattr(args, "local_cloud", None) or ()),
-                                 drift_interval=getattr(args, "drift_interval", None))
+                                 drift_interval=getattr(args, "drift_interval", None),
+                                 operator_namespace=getattr(args, "operator_namespace", None),
+                                 member_secrets_namespace=getattr(args, "member_secrets_namespace", None))
     ctx = OperatorContext(Kube(api_client(), discovery_ttl=settings.discovery_interval), settings)
     start_http_server(args.metrics_port)
     logging.getLogger("sovereign_suite").info(
         "metrics on :%d/metrics, liveness on :%d/healthz, %d workers%s; %s", args.metrics_port,
         args.liveness_port, settings.workers, f", {MALLOC_ARENAS} malloc arenas" if arenas_capped else "",
         f"pull mode, local clouds: {', '.join(settings.local_clouds)}" if settings.local_clouds
-        else "push mode (a NationalCloud with kubeconfigSecretRef is a member cluster)")
+        else f"push mode (a NationalCloud with cluster: member is a member cluster; kubeconfig Secrets read in "
+        f"{settings.member_secrets} only)")
     kopf.run(
         standalone=True,
         clusterwide=not args.namespace,

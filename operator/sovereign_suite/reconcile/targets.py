@@ -1,11 +1,13 @@
 """Where each tenant is applied: the operator's own cluster, or its national cloud's member cluster
 (docs/multi-cluster.md).
 
-- A NationalCloud without ``kubeconfigSecretRef`` is the operator's own cluster (``LOCAL``).
-- With one, it is a member cluster (push mode): the operator reaches it with the kubeconfig in that Secret on the
-  hub (written by ``sovereign-suite cloud join``). Each member gets a ``Target`` of its own: its own client and
-  watch cache, built on first use and built again when the Secret changes (rotated credentials are used from the
-  next pass, with no restart).
+- A NationalCloud with ``spec.cluster: local`` (the default) is the operator's own cluster (``LOCAL``).
+- With ``spec.cluster: member`` it is a member cluster (push mode): the operator reaches it with the kubeconfig in
+  the Secret ``kubeconfigSecretRef`` names (written by ``sovereign-suite cloud join``). That Secret must be in the
+  operator's member-secrets namespace and labelled ``sovereignsuite.io/member-credentials: "true"``, and its
+  kubeconfig is read as data only (members/kubeconfig.py: nothing in it can make the operator run a program or read
+  a file). Each member gets a ``Target`` of its own: its own client and watch cache, built on first use and built
+  again when the Secret changes (rotated credentials are used from the next pass, with no restart).
 - In pull mode (``run --local-cloud NAME``) the named clouds are this cluster and every other cloud is remote:
   its tenants are applied by the operator in their own country, and no credential of theirs is ever read here.
 
@@ -23,11 +25,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import yaml
-from kubernetes import client as k8s_client, config as k8s_config
+from kubernetes import client as k8s_client
 
 from .. import metrics
+from ..api.common import OPERATOR_NAMESPACE
 from ..api.models import NationalCloud
+from ..api.secret_refs import MEMBER_CREDENTIALS_LABEL, OPT_IN_LABEL
+from ..members import kubeconfig
 from .cache import ClusterCache, keep_whole
 from .informer import Informer
 from .kube import CONNECTION_POOL, Kube
@@ -96,8 +100,10 @@ class Members:
     stops the old one's watches. ``make_cache(kube, cloud)`` builds (does not start) a member's cache."""
 
     def __init__(self, hub: Kube, make_cache: Callable[[Kube, str], ClusterCache],
-                 on_change: Callable[[str], None], max_retries: int = 1):
+                 on_change: Callable[[str], None], max_retries: int = 1,
+                 secrets_namespace: str = OPERATOR_NAMESPACE):
         self.hub = hub
+        self.secrets_namespace = secrets_namespace  # the only namespace a member kubeconfig is read from
         self.make_cache = make_cache
         self.on_change = on_change
         self.max_retries = max_retries  # a member that does not answer fails fast: its tenants only wait
@@ -116,13 +122,30 @@ class Members:
         assert ref is not None
         source = (ref.namespace, ref.name, ref.key)
         where = f"NationalCloud {cloud.name}: spec.kubeconfigSecretRef: Secret {ref.namespace}/{ref.name}"
+        if ref.namespace != self.secrets_namespace:
+            # never watched nor read: a cloud must not borrow another namespace's kubeconfig (Cluster API keeps
+            # one per cluster as <cluster>-kubeconfig)
+            return self._refused(cloud.name, stalled(
+                "MemberCredentials", f"NationalCloud {cloud.name}: spec.kubeconfigSecretRef.namespace: "
+                f"{ref.namespace!r} is not the operator's member-secrets namespace {self.secrets_namespace!r}; member "
+                "kubeconfigs are read only there (--member-secrets-namespace)"))
         watch = self._watch(ref.namespace, ref.name, cloud.name)
         if not watch.synced.wait(SYNC_TIMEOUT):
             return degraded("MemberCredentials", f"{where}: cannot be read on the hub: {watch.last_error}")
         secret = watch.get(ref.namespace, ref.name)
         if secret is None:
-            return stalled("MemberCredentials", f"{where}: not found on the hub (written by `sovereign-suite cloud "
-                           "join`)")
+            return self._refused(cloud.name, stalled(
+                "MemberCredentials", f"{where}: not found on the hub (written by `sovereign-suite cloud join`)"))
+        labels = secret["metadata"].get("labels") or {}
+        if labels.get(MEMBER_CREDENTIALS_LABEL) != "true":
+            return self._refused(cloud.name, stalled(
+                "MemberCredentials", f"{where}: not labelled {MEMBER_CREDENTIALS_LABEL}=\"true\" (the Secret's "
+                "owner opts in to its use as a member's credentials; `sovereign-suite cloud join` labels the Secret "
+                "it writes)"))
+        if labels.get(OPT_IN_LABEL) == "true":
+            return self._refused(cloud.name, stalled(
+                "MemberCredentials", f"{where}: also labelled {OPT_IN_LABEL}=\"true\": suites of namespace "
+                f"{ref.namespace} could copy it into their tenants; remove that label"))
         version = secret["metadata"].get("resourceVersion", "")
         with self._lock:
             lock = self._building.setdefault(cloud.name, threading.Lock())
@@ -134,7 +157,7 @@ class Members:
                 return current
             built = self._build(cloud.name, secret, ref.key, where)
             if isinstance(built, Problem):
-                return built
+                return self._refused(cloud.name, built)
             built.source, built.version = source, version
             with self._lock:
                 old, self._targets[cloud.name] = self._targets.get(cloud.name), built
@@ -157,16 +180,15 @@ class Members:
         raw = (secret.get("data") or {}).get(key)
         if not raw:
             return stalled("MemberCredentials", f"{where}: has no key {key!r}")
+        # Parsed as data only, never by the client's kubeconfig loader (which runs exec plugins and reads files);
+        # the problem names the field, never its value (members/kubeconfig.py).
         try:
-            doc = yaml.safe_load(base64.b64decode(raw))
-            cfg = k8s_client.Configuration()
-            cfg.connection_pool_maxsize = CONNECTION_POOL
-            api = k8s_config.new_client_from_config_dict(doc, persist_config=False, client_configuration=cfg)
-        except (binascii.Error, yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError,
-                k8s_config.ConfigException) as exc:
-            # the exception's text may quote the kubeconfig (a token): only its type is reported
-            return stalled("MemberCredentials", f"{where}: key {key!r} is not a usable kubeconfig "
-                           f"({type(exc).__name__})")
+            creds = kubeconfig.parse(base64.b64decode(raw, validate=True))
+        except (binascii.Error, ValueError):
+            return stalled("MemberCredentials", f"{where}: key {key!r} is not base64")
+        except kubeconfig.KubeconfigRefused as err:
+            return stalled("MemberCredentials", f"{where}: key {key!r}: {err.path}: {err.message}")
+        api = k8s_client.ApiClient(kubeconfig.configuration(creds, CONNECTION_POOL))
         kube = Kube(api, max_retries=self.max_retries, max_delay=2.0, user_agent="sovereign-suite-operator")
         cache = self.make_cache(kube, cloud)
         target = Target(cloud, kube, cache, server=api.configuration.host, built_at=time.monotonic())
@@ -192,16 +214,39 @@ class Members:
         for cloud in clouds:
             self.on_change(cloud)
 
-    def drop_unused(self, clouds: dict[str, NationalCloud]) -> None:
-        """Stop the targets of clouds that no longer name a member (``cloud leave``, cloud deleted)."""
+    def _refused(self, cloud: str, problem: Problem) -> Problem:
+        """The cloud's credentials are not accepted (any more): its client stops (it must not go on with what
+        was accepted before), and the problem is the pass's."""
         with self._lock:
-            gone = [n for n, t in self._targets.items() if n not in clouds
-                    or clouds[n].spec.kubeconfig_secret_ref is None]
+            old = self._targets.pop(cloud, None)
+        if old is not None:
+            log.info("%s: credentials refused; its watches stop", old)
+            old.cache.stop()
+            metrics.record_member(cloud, None)  # its series goes with its client (the suite says MemberCredentials)
+        return problem
+
+    def drop_unused(self, clouds: dict[str, NationalCloud]) -> None:
+        """Stop the targets of clouds that no longer name a member (``cloud leave``, cloud deleted), and the
+        watches of kubeconfig Secrets no cloud names any more."""
+        def names(cloud: NationalCloud | None) -> tuple[str, str] | None:
+            ref = cloud.spec.kubeconfig_secret_ref if cloud is not None else None
+            return (ref.namespace, ref.name) if ref is not None else None
+
+        with self._lock:
+            gone = [n for n in self._targets if names(clouds.get(n)) is None]
             stopped = [self._targets.pop(n) for n in gone]
+            for secret, readers in list(self._readers.items()):
+                readers &= {c for c in readers if names(clouds.get(c)) == secret}
+                if not readers:
+                    del self._readers[secret]
+            unwatched = [self._secrets.pop(s) for s in list(self._secrets) if s not in self._readers]
         for t in stopped:
             log.info("%s: no NationalCloud names it any more; its watches stop", t)
             t.cache.stop()
             metrics.record_member(t.name, None)
+        for inf in unwatched:
+            log.info("%r: no NationalCloud names this kubeconfig Secret any more; its watch stops", inf)
+            inf.stop()
 
     def stop(self) -> None:
         with self._lock:

@@ -45,6 +45,9 @@ class Homes:
     cloud_of: dict[str, str]  # tenant namespace -> its NationalCloud
     remote: set[str] = field(default_factory=set)  # pull mode: namespaces another country's operator serves
     unresolved: dict[str, Problem] = field(default_factory=dict)  # namespace -> why its cluster is unknown
+    # namespace -> the cluster it was last applied to, for a tenant not applied this pass (a refused move, or its
+    # cluster unknown): the status keeps naming it, so that the next pass still knows where its data is
+    held_by: dict[str, str] = field(default_factory=dict)
 
     def live(self) -> dict[ObjectKey, dict[str, Any]]:
         """The children of the tenants where they live (what status and health read)."""
@@ -68,6 +71,8 @@ class Homes:
         """The tenant's ``cluster`` and ``clusterReachable`` status fields."""
         if ns in self.remote:
             return {"cluster": REMOTE}
+        if ns in self.held_by:  # not applied this pass (moves.py): the status keeps the cluster it was applied to
+            return {"cluster": self.held_by[ns], "clusterReachable": False}
         view = self.home.get(ns)
         if view is None:
             return {"cluster": self.cloud_of.get(ns, ""), "clusterReachable": False}
