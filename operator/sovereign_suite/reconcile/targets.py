@@ -10,7 +10,8 @@
   its tenants are applied by the operator in their own country, and no credential of theirs is ever read here.
 
 A member that does not answer, or answers 401/403, is a problem of its tenants only (``Target.problem``); the
-other tenants of the suite go on.
+other tenants of the suite go on. Each cluster has its own deadlines (transport.py) and its own threads
+(pools.py): a member that hangs holds neither another cluster's threads nor, beyond its deadlines, a pass.
 """
 
 from __future__ import annotations
@@ -24,14 +25,16 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import yaml
-from kubernetes import client as k8s_client, config as k8s_config
+from kubernetes import config as k8s_config
 
 from .. import metrics
 from ..api.models import NationalCloud
 from .cache import ClusterCache, keep_whole
 from .informer import Informer
-from .kube import CONNECTION_POOL, Kube
+from .kube import Kube
+from .pools import ClusterPools
 from .problems import Problem, degraded, stalled
+from .transport import MEMBER, Deadlines, Reachability, client_configuration
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,7 @@ class Target:
     name: str  # LOCAL, or the NationalCloud whose member cluster this is
     kube: Kube
     cache: ClusterCache
+    pools: ClusterPools  # this cluster's threads (pools.py)
     server: str = ""  # the member's API server, as its kubeconfig names it
     source: tuple[str, str, str] = ("", "", "")  # (namespace, name, key) of the kubeconfig Secret on the hub
     version: str = ""  # that Secret's resourceVersion when this target was built
@@ -61,11 +65,23 @@ class Target:
 
     def problem(self) -> Problem | None:
         """Whether the member answers. A watch failing with 401/403 means credentials too weak or revoked; any
-        other failure, or a first listing not done yet, means it does not answer. (The operator's own cluster
-        reports failing watches as WatchFailed instead: pipeline.py.)"""
+        other failure, a request of any pass that got no answer (its last one), or a first listing not done yet,
+        means it does not answer. (The operator's own cluster reports failing watches as WatchFailed instead:
+        pipeline.py.)"""
         if not self.is_member:
             return None
-        return cluster_problem(str(self), [(i.last_error, i.last_status) for i in self.cache.failing()])
+        down = self.kube.reachability.failure()
+        return cluster_problem(str(self), ([(down, 0)] if down else [])
+                               + [(i.last_error, i.last_status) for i in self.cache.failing()])
+
+    def unanswered(self) -> bool:
+        """A member whose last request or watch got no answer (a pass stops waiting for it: pools.wait_each)."""
+        return self.is_member and self.kube.reachability.failure() is not None
+
+    def stop(self) -> None:
+        """Its watches and its threads stop (a request in flight ends by its deadline)."""
+        self.cache.stop()
+        self.pools.stop()
 
 
 def cluster_problem(cluster: str, failing: list[tuple[str, int]]) -> Problem | None:
@@ -84,14 +100,19 @@ class Members:
 
     The kubeconfig Secrets are watched on the hub (one small watch each, by name): a change marks the target
     stale and ``on_change(cloud)`` enqueues the suites using that cloud; the next pass builds a new target and
-    stops the old one's watches. ``make_cache(kube, cloud)`` builds (does not start) a member's cache."""
+    stops the old one's watches and threads. ``make_cache(kube, cloud)`` builds (does not start) a member's cache;
+    ``make_pools(cloud)`` its threads. ``on_change(cloud)`` also runs when a member stops or starts answering."""
 
     def __init__(self, hub: Kube, make_cache: Callable[[Kube, str], ClusterCache],
-                 on_change: Callable[[str], None], max_retries: int = 1):
+                 on_change: Callable[[str], None], max_retries: int = 1, deadlines: Deadlines = MEMBER,
+                 make_pools: Callable[[str], ClusterPools] = lambda cloud: ClusterPools(cloud, 8, 16)):
         self.hub = hub
         self.make_cache = make_cache
+        self.make_pools = make_pools
         self.on_change = on_change
-        self.max_retries = max_retries  # a member that does not answer fails fast: its tenants only wait
+        # a member that does not answer fails fast: a refused connection is tried once more, a timeout never
+        self.max_retries = max_retries
+        self.deadlines = deadlines
         self._lock = threading.Lock()
         self._building: dict[str, threading.Lock] = {}
         self._targets: dict[str, Target] = {}
@@ -130,8 +151,8 @@ class Members:
             with self._lock:
                 old, self._targets[cloud.name] = self._targets.get(cloud.name), built
         if old is not None:
-            log.info("%s: kubeconfig Secret changed; the old client's watches stop", built)
-            old.cache.stop()
+            log.info("%s: kubeconfig Secret changed; the old client's watches and threads stop", built)
+            old.stop()
         self._settle(built)
         return built
 
@@ -150,17 +171,18 @@ class Members:
             return stalled("MemberCredentials", f"{where}: has no key {key!r}")
         try:
             doc = yaml.safe_load(base64.b64decode(raw))
-            cfg = k8s_client.Configuration()
-            cfg.connection_pool_maxsize = CONNECTION_POOL
+            cfg = client_configuration()  # no retry hidden in the client (transport.py)
             api = k8s_config.new_client_from_config_dict(doc, persist_config=False, client_configuration=cfg)
         except (binascii.Error, yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError,
                 k8s_config.ConfigException) as exc:
             # the exception's text may quote the kubeconfig (a token): only its type is reported
             return stalled("MemberCredentials", f"{where}: key {key!r} is not a usable kubeconfig "
                            f"({type(exc).__name__})")
-        kube = Kube(api, max_retries=self.max_retries, max_delay=2.0, user_agent="sovereign-suite-operator")
+        kube = Kube(api, max_retries=self.max_retries, max_delay=2.0, user_agent="sovereign-suite-operator",
+                    deadlines=self.deadlines, reachability=Reachability(lambda: self.on_change(cloud)))
         cache = self.make_cache(kube, cloud)
-        target = Target(cloud, kube, cache, server=api.configuration.host, built_at=time.monotonic())
+        target = Target(cloud, kube, cache, self.make_pools(cloud), server=api.configuration.host,
+                        built_at=time.monotonic())
         cache.start()
         log.info("%s: watching", target)
         return target
@@ -190,14 +212,14 @@ class Members:
                     or clouds[n].spec.kubeconfig_secret_ref is None]
             stopped = [self._targets.pop(n) for n in gone]
         for t in stopped:
-            log.info("%s: no NationalCloud names it any more; its watches stop", t)
-            t.cache.stop()
+            log.info("%s: no NationalCloud names it any more; its watches and threads stop", t)
+            t.stop()
             metrics.record_member(t.name, None)
 
     def stop(self) -> None:
         with self._lock:
             targets, secrets = list(self._targets.values()), list(self._secrets.values())
         for t in targets:
-            t.cache.stop()
+            t.stop()
         for inf in secrets:
             inf.stop()
