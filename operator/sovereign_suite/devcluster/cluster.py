@@ -225,12 +225,22 @@ class Cluster:
             if f.stem != component and not _alive(int(f.read_text().strip())):
                 self._run_again(f.stem)
 
-    def _run_again(self, component: str) -> None:
+    def _run_again(self, component: str, attempts: int = 5) -> None:
+        """Run a component again with its recorded command line. One that exits within 3 s is run again (up to
+        ``attempts`` times): its port, free while it was down, may be held for a moment by a cluster being
+        created beside this one (kwokctl picks free ports; seen once: "bind: address already in use")."""
         argv = (self.cluster_dir / f"{component}.argv").read_text().split("\n")
-        with open(self.logs_dir / f"{component}.log", "a") as log:
-            proc = subprocess.Popen(argv, cwd=self.cluster_dir, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        (self.cluster_dir / "pids" / f"{component}.pid").write_text(str(proc.pid))  # `down` stops it
+        for attempt in range(1, attempts + 1):
+            with open(self.logs_dir / f"{component}.log", "a") as log:
+                proc = subprocess.Popen(argv, cwd=self.cluster_dir, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
+            (self.cluster_dir / "pids" / f"{component}.pid").write_text(str(proc.pid))  # `down` stops it
+            try:
+                proc.wait(3)
+            except subprocess.TimeoutExpired:
+                return  # running
+            if attempt < attempts:
+                time.sleep(2)
 
     def wait_healthy(self, timeout: float = 120) -> None:
         bins = bin_dir()

@@ -179,7 +179,8 @@ class Members:
             return stalled("MemberCredentials", f"{where}: key {key!r} is not a usable kubeconfig "
                            f"({type(exc).__name__})")
         kube = Kube(api, max_retries=self.max_retries, max_delay=2.0, user_agent="sovereign-suite-operator",
-                    deadlines=self.deadlines, reachability=Reachability(lambda: self.on_change(cloud)))
+                    deadlines=self.deadlines,
+                    reachability=Reachability(lambda: self.on_change(cloud), f"member cluster {cloud}"))
         cache = self.make_cache(kube, cloud)
         target = Target(cloud, kube, cache, self.make_pools(cloud), server=api.configuration.host,
                         built_at=time.monotonic())

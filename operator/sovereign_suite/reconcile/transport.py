@@ -21,6 +21,7 @@ to a host that vanished, so that no request is sent on a dead one.
 from __future__ import annotations
 
 import http.client
+import logging
 import socket
 import ssl
 import threading
@@ -31,6 +32,8 @@ import urllib3
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.utils.keepalive import tcp_keepalive_socket_options
+
+log = logging.getLogger(__name__)
 
 # Connections kept per cluster: one per watch (about 20 per cluster) besides the workers' and the apply pool's.
 # The kubernetes client's default (5 per core: 10 here) made urllib3 drop and reopen TLS connections all the time
@@ -111,10 +114,11 @@ def transport_error(exc: BaseException) -> Cause | None:
 class Reachability:
     """Whether a cluster answered its last request. A request with no HTTP answer marks it down; any answer (of
     any status, a watch's event included) marks it up again. ``on_change`` runs on each change, on the thread
-    that saw it (a member's: enqueue the suites using it)."""
+    that saw it (a member's: enqueue the suites using it). ``name``: the cluster, for the log."""
 
-    def __init__(self, on_change: Callable[[], None] | None = None):
+    def __init__(self, on_change: Callable[[], None] | None = None, name: str = "the operator's cluster"):
         self.on_change = on_change
+        self.name = name
         self._lock = threading.Lock()
         self._failure: str | None = None
 
@@ -125,13 +129,17 @@ class Reachability:
     def failed(self, message: str) -> None:
         with self._lock:
             changed, self._failure = self._failure is None, message
-        if changed and self.on_change is not None:
-            self.on_change()
+        if changed:
+            log.warning("%s does not answer: %s", self.name, message)
+            if self.on_change is not None:
+                self.on_change()
 
     def answered(self) -> None:
         if self._failure is None:  # the usual case, without the lock: this runs on every answer
             return
         with self._lock:
             changed, self._failure = self._failure is not None, None
-        if changed and self.on_change is not None:
-            self.on_change()
+        if changed:
+            log.info("%s answers again", self.name)
+            if self.on_change is not None:
+                self.on_change()
