@@ -180,11 +180,15 @@ def test_transport_errors_and_the_rest():
 def test_a_member_whose_request_got_no_answer_is_unreachable_until_it_answers(silent):
     kube = kube_for(f"http://127.0.0.1:{silent.port}")
     target = Target("de-c5", kube, ClusterCache(kube, ()), ClusterPools("de-c5", 1, 1), server=kube.api.configuration.host)
+    sent_before = time.monotonic()
     with pytest.raises(Unreachable):
         kube.request("GET", "/version", what="version")
     assert target.unanswered()
     problem = target.problem()
     assert problem.reason == "ClusterUnreachable" and "de-c5" in problem.message and "version" in problem.message
-    kube.reachability.answered()
-    assert not target.unanswered()
+    # an answer to a request sent before it stopped answering (read late) says nothing about now
+    kube.reachability.answered(sent_before)
+    assert target.unanswered()
+    kube.reachability.answered(time.monotonic())
+    assert not target.unanswered() and target.problem().message.endswith("not reached yet")  # its cache never listed
     target.stop()

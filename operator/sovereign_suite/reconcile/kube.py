@@ -131,6 +131,7 @@ class Kube:
         while True:
             with self._lock:
                 self.requests[verb] += 1
+            sent = time.monotonic()
             try:
                 resp = self.api.rest_client.request(method, url, headers=headers, body=body,
                                                    _request_timeout=self.deadlines.request)
@@ -149,7 +150,7 @@ class Kube:
                 time.sleep(delay)
                 attempt += 1
                 continue
-            self.reachability.answered()
+            self.reachability.answered(sent)
             if 200 <= status < 300:
                 return json.loads(data) if data else {}
             try:
@@ -274,13 +275,14 @@ class Kube:
         with self._lock:
             self.requests["WATCH"] += 1
         # the client does not read the body before returning: the urllib3 response streams the events
+        sent = time.monotonic()
         try:
             resp = self.api.rest_client.request("GET", url, headers=headers,
                                                 _request_timeout=(self.deadlines.connect,
                                                                   timeout + self.deadlines.read))
         except Exception as exc:  # noqa: BLE001 - only transport errors are handled; anything else is raised
             raise self._unanswered(exc, kind) from None
-        self.reachability.answered()
+        self.reachability.answered(sent)
         raw = resp.response
         finished = False
         try:
@@ -305,7 +307,7 @@ class Kube:
                     break
                 if stop is not None and stop.is_set():
                     return
-                self.reachability.answered()
+                self.reachability.answered(sent)
                 buf += chunk
                 while b"\n" in buf:
                     line, buf = buf.split(b"\n", 1)

@@ -404,7 +404,7 @@ def cleanup(ctx: OperatorContext, body: dict[str, Any]) -> PassResult:
                 pruner.problems.append(from_api_error(err, None))
             problem = target.problem() if target.unanswered() else None  # stopped answering meanwhile
         if problem is not None and (ours or target.name in homes):
-            return waiting(target, problem)
+            return waiting(target, problem)[0], [], pruner.writes
         found = on_cluster(target, pruner.problems)
         return found, pruner.events + [("Warning", pr.reason, f"cannot delete {pr}") for pr in found], pruner.writes
 

@@ -25,6 +25,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -112,15 +113,17 @@ def transport_error(exc: BaseException) -> Cause | None:
 
 
 class Reachability:
-    """Whether a cluster answered its last request. A request with no HTTP answer marks it down; any answer (of
-    any status, a watch's event included) marks it up again. ``on_change`` runs on each change, on the thread
-    that saw it (a member's: enqueue the suites using it). ``name``: the cluster, for the log."""
+    """Whether a cluster answers. A request with no HTTP answer marks it down; an answer (of any status, a watch's
+    event included) to a request sent after that marks it up again (an answer sent before the server froze and
+    read later says nothing about now). ``on_change`` runs on each change, on the thread that saw it (a member's:
+    enqueue the suites using it). ``name``: the cluster, for the log."""
 
     def __init__(self, on_change: Callable[[], None] | None = None, name: str = "the operator's cluster"):
         self.on_change = on_change
         self.name = name
         self._lock = threading.Lock()
         self._failure: str | None = None
+        self._failed_at = 0.0  # time.monotonic() when marked down
 
     def failure(self) -> str | None:
         """Why the last request got no answer; None while it answers."""
@@ -128,17 +131,20 @@ class Reachability:
 
     def failed(self, message: str) -> None:
         with self._lock:
-            changed, self._failure = self._failure is None, message
+            changed, self._failure, self._failed_at = self._failure is None, message, time.monotonic()
         if changed:
             log.warning("%s does not answer: %s", self.name, message)
             if self.on_change is not None:
                 self.on_change()
 
-    def answered(self) -> None:
+    def answered(self, sent: float) -> None:
+        """An answer to a request sent at ``sent`` (time.monotonic())."""
         if self._failure is None:  # the usual case, without the lock: this runs on every answer
             return
         with self._lock:
-            changed, self._failure = self._failure is not None, None
+            changed = self._failure is not None and sent > self._failed_at
+            if changed:
+                self._failure = None
         if changed:
             log.info("%s answers again", self.name)
             if self.on_change is not None:
