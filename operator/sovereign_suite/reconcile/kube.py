@@ -92,7 +92,7 @@ def yaml_safe_json(obj: Any) -> str:
 class Kube:
     """Thread-safe; one per cluster. ``requests`` counts calls by HTTP verb (APPLY for server-side apply).
     ``deadlines``: how long a request and a watch may go without an answer (transport.py); ``reachability``:
-    whether the cluster answered its last request. The ApiClient should come from
+    whether the cluster answers (``Reachability``). The ApiClient should come from
     ``transport.client_configuration`` (no retry hidden in urllib3: ``request`` decides what is tried again)."""
 
     def __init__(self, api: k8s_client.ApiClient, max_retries: int = 6, max_delay: float = 30.0,

@@ -4,16 +4,15 @@ work queue and the workers").
 Each cluster (the operator's own, each member) has two pools of its own, made with its ``Target`` and stopped
 with it:
 
-- ``writes``: one thread per pass writing this cluster (a pass writes its clusters at the same time: each
-  cluster's part of a pass runs here). As many as passes run at once (``SOVEREIGN_SUITE_WORKERS``), so a pass
-  never waits for a thread.
+- ``writes``: a thread per pass writing this cluster (a pass writes its clusters at the same time: each
+  cluster's part of a pass runs here), as many as passes run at once (``SOVEREIGN_SUITE_WORKERS``).
 - ``requests``: the applies of one phase and the deletes of a prune, in parallel (``SOVEREIGN_SUITE_APPLY_WORKERS``
   per cluster).
 
-A member that hangs holds its own threads only, until its requests time out. ``wait_each`` waits for a pass's
-clusters, and stops waiting for a member as soon as that member is known not to answer (a request or a watch of
-any pass got no answer in time): the pass reports the member's tenants ``ClusterUnreachable`` and goes on; the
-part it leaves behind is told to stop (``cancel``) and sends no new request.
+A member that hangs holds its own threads only, until its requests time out. ``each_cluster`` runs a pass's
+clusters at once and waits for them, except for a member known not to answer (a request or a watch of any pass
+got no answer in time): the pass reports that member's tenants ``ClusterUnreachable`` and goes on; the part it
+leaves behind is told to stop (``cancel``) and sends no new request.
 """
 
 from __future__ import annotations

@@ -65,8 +65,8 @@ class Target:
 
     def problem(self) -> Problem | None:
         """Whether the member answers. A watch failing with 401/403 means credentials too weak or revoked; any
-        other failure, a request of any pass that got no answer (its last one), or a first listing not done yet,
-        means it does not answer. (The operator's own cluster reports failing watches as WatchFailed instead:
+        other failure, a request or watch that got no answer and none answered since, or a first listing not done
+        yet, means it does not answer. (The operator's own cluster reports failing watches as WatchFailed instead:
         pipeline.py.)"""
         if not self.is_member:
             return None
@@ -75,7 +75,8 @@ class Target:
                                + [(i.last_error, i.last_status) for i in self.cache.failing()])
 
     def unanswered(self) -> bool:
-        """A member whose last request or watch got no answer (a pass stops waiting for it: pools.wait_each)."""
+        """A member whose request or watch got no answer, and none since (a pass stops waiting for it:
+        pools.each_cluster)."""
         return self.is_member and self.kube.reachability.failure() is not None
 
     def stop(self) -> None:
