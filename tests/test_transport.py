@@ -179,7 +179,8 @@ def test_transport_errors_and_the_rest():
 
 def test_a_member_whose_request_got_no_answer_is_unreachable_until_it_answers(silent):
     kube = kube_for(f"http://127.0.0.1:{silent.port}")
-    target = Target("de-c5", kube, ClusterCache(kube, ()), ClusterPools("de-c5", 1, 1), server=kube.api.configuration.host)
+    target = Target("de-c5", kube, ClusterCache(kube, ()), ClusterPools("de-c5", 1, 1),
+                    server=kube.api.configuration.host)
     sent_before = time.monotonic()
     with pytest.raises(Unreachable):
         kube.request("GET", "/version", what="version")

@@ -5,10 +5,10 @@ resourceVersion with bookmarks on; a watch the server ends is resumed from the l
 version (410 Gone) relists; other errors back off, then relist (a working list is what clears ``last_error``:
 a re-opened watch may bring no event for minutes). A watch lasts the cluster's ``Deadlines.watch`` unless told
 otherwise: the server ends a quiet one then, and one that brings no byte for longer means the server does not
-answer (``Unreachable``, a failure like any other: transport.py). Each object is stripped (``strip``) before it is stored, so
-the store keeps only what the pipeline reads (no managedFields' field sets, no spec of most kinds: see
-cache.py). ``on_event(type, old, new)`` runs on the informer's thread for every change, including the changes a
-relist finds; it must be quick (the cache indexes the object and enqueues a suite key).
+answer (``Unreachable``, a failure like any other: transport.py). Each object is stripped (``strip``) before it
+is stored, so the store keeps only what the pipeline reads (no managedFields' field sets, no spec of most kinds:
+see cache.py). ``on_event(type, old, new)`` runs on the informer's thread for every change, including the
+changes a relist finds; it must be quick (the cache indexes the object and enqueues a suite key).
 """
 
 from __future__ import annotations
