@@ -111,7 +111,8 @@ def test_a_write_the_members_rbac_refuses_names_the_command_but_not_one_its_poli
     from sovereign_suite.reconcile.targets import Target
     from sovereign_suite.reconcile.views import on_cluster
 
-    target = Target("de-c5", kube=None, cache=ClusterCache.__new__(ClusterCache), server="https://10.0.0.1:6443")
+    target = Target("de-c5", kube=None, cache=ClusterCache.__new__(ClusterCache), pools=None,
+                    server="https://10.0.0.1:6443")
     rbac = degraded("Forbidden", '403 Forbidden: poddisruptionbudgets.policy "x" is forbidden')
     policy = degraded("Forbidden", "403 Forbidden: ValidatingAdmissionPolicy 'sovereign-suite-hub-de-c5' denied")
     found = on_cluster(target, [rbac, policy])

@@ -67,7 +67,7 @@ def server(cluster):
     applied: dict[str, dict[str, Any]] = {}
     outcomes: list[str] = []
     yield kube, recorder, ctx, applied, outcomes
-    ctx.apply_pool.shutdown()
+    ctx.local.pools.stop()
     ctx.render_pool.shutdown()
     for ns in applied.values():
         kube.delete(ns)

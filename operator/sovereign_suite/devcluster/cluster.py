@@ -186,13 +186,7 @@ class Cluster:
         answering, for the tests. ``start_component`` runs it again with the same flags, ports and
         certificates, and, like a node's supervisor, restarts the components that exited meanwhile (the
         scheduler and the controller manager exit when they lose their leader lease)."""
-        pids = self.cluster_dir / "pids"
-        for f in pids.glob("*.pid"):
-            pid = int(f.read_text().strip())
-            if _alive(pid):
-                argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
-                (self.cluster_dir / f"{f.stem}.argv").write_text("\n".join(argv))
-        pid = int((pids / f"{component}.pid").read_text().strip())
+        pid = self._save_argv(component)
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 30
         while _alive(pid) and time.monotonic() < deadline:
@@ -202,17 +196,52 @@ class Cluster:
 
     def start_component(self, component: str = "kube-apiserver") -> None:
         self._run_again(component)
+        self._restart_exited(component)
+
+    def pause_component(self, component: str = "kube-apiserver") -> None:
+        """Freeze one process (SIGSTOP): its sockets stay open, the kernel still accepts connections and
+        acknowledges what is sent, and nothing is ever answered, as with a hung API server or a black-holed route.
+        ``resume_component`` lets it go on (SIGCONT); always call it (a frozen process outlives the test)."""
+        os.kill(self._save_argv(component), signal.SIGSTOP)
+
+    def resume_component(self, component: str = "kube-apiserver") -> None:
+        os.kill(int((self.cluster_dir / "pids" / f"{component}.pid").read_text().strip()), signal.SIGCONT)
+        self._restart_exited(component)
+
+    def _save_argv(self, component: str) -> int:
+        """Record every running component's command line (to run it again); the pid of ``component``."""
+        pids = self.cluster_dir / "pids"
+        for f in pids.glob("*.pid"):
+            pid = int(f.read_text().strip())
+            if _alive(pid):
+                argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+                (self.cluster_dir / f"{f.stem}.argv").write_text("\n".join(argv))
+        return int((pids / f"{component}.pid").read_text().strip())
+
+    def _restart_exited(self, component: str) -> None:
+        """Once ``component`` answers, run again the others that exited meanwhile (the scheduler and the controller
+        manager exit when they lose their leader lease)."""
         self.wait_healthy()
         for f in sorted((self.cluster_dir / "pids").glob("*.pid")):
             if f.stem != component and not _alive(int(f.read_text().strip())):
                 self._run_again(f.stem)
 
-    def _run_again(self, component: str) -> None:
+    def _run_again(self, component: str, attempts: int = 5) -> None:
+        """Run a component again with its recorded command line. One that exits within 3 s is run again (up to
+        ``attempts`` times): its port, free while it was down, may be held for a moment by a cluster being
+        created beside this one (kwokctl picks free ports; seen once: "bind: address already in use")."""
         argv = (self.cluster_dir / f"{component}.argv").read_text().split("\n")
-        with open(self.logs_dir / f"{component}.log", "a") as log:
-            proc = subprocess.Popen(argv, cwd=self.cluster_dir, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        (self.cluster_dir / "pids" / f"{component}.pid").write_text(str(proc.pid))  # `down` stops it
+        for attempt in range(1, attempts + 1):
+            with open(self.logs_dir / f"{component}.log", "a") as log:
+                proc = subprocess.Popen(argv, cwd=self.cluster_dir, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
+            (self.cluster_dir / "pids" / f"{component}.pid").write_text(str(proc.pid))  # `down` stops it
+            try:
+                proc.wait(3)
+            except subprocess.TimeoutExpired:
+                return  # running
+            if attempt < attempts:
+                time.sleep(2)
 
     def wait_healthy(self, timeout: float = 120) -> None:
         bins = bin_dir()

@@ -46,6 +46,8 @@ from urllib.parse import urlsplit
 import yaml
 from kubernetes import client as k8s_client
 
+from ..reconcile.transport import client_configuration
+
 TOP_LEVEL = {"apiVersion", "kind", "clusters", "users", "contexts", "current-context", "preferences", "extensions"}
 CLUSTER_FIELDS = {"server", "certificate-authority-data", "tls-server-name", "insecure-skip-tls-verify", "extensions"}
 USER_FIELDS = {"token", "client-certificate-data", "client-key-data", "extensions"}
@@ -225,11 +227,11 @@ def _private_file(content: bytes, suffix: str) -> str:
 
 
 def configuration(creds: MemberCredentials, pool_size: int) -> k8s_client.Configuration:
-    """The client's Configuration built from the validated fields only (TLS verification always on)."""
-    cfg = k8s_client.Configuration()
+    """The client's Configuration built from the validated fields only (TLS verification always on), with no retry
+    hidden in the client and TCP keepalive (reconcile/transport.py)."""
+    cfg = client_configuration(pool_size)
     cfg.host = creds.server
     cfg.verify_ssl = True
-    cfg.connection_pool_maxsize = pool_size
     if creds.ca_data:
         cfg.ca_cert_data = creds.ca_data  # in memory (urllib3's ca_cert_data): no file
     if creds.tls_server_name:

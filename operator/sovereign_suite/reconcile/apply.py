@@ -1,14 +1,17 @@
 """The writing stages of a pass: tenant namespaces (create-only), generated Secrets, then every child by
 server-side apply, phase by phase, skipping what is in sync (converge.py).
 
-``Applier`` belongs to one pass. Applies of one phase run in parallel on the context's apply pool; each returns
-its result to the calling thread, which alone updates ``live`` (nothing shared is mutated across threads).
+``Applier`` belongs to one pass and one cluster. Applies of one phase run in parallel on that cluster's apply
+pool (pools.py); each returns its result to the calling thread, which alone updates ``live`` (nothing shared is
+mutated across threads). A cluster that does not answer (``Unreachable``) ends its applies for this pass: the
+next phases are not sent, nor is anything once the pass stopped waiting (``cancel``).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +21,7 @@ from .cache import strip_child
 from .context import OperatorContext
 from .converge import FIELD_MANAGER, out_of_sync, takeover_patch
 from .kube import ApiError
-from .problems import ObjectKey, Problem, SuiteKey, from_api_error, stalled
+from .problems import UNREACHABLE, ObjectKey, Problem, SuiteKey, degraded, from_api_error, stalled
 from .secrets import ensure_generated
 from .targets import Target
 
@@ -47,6 +50,13 @@ class Applier:
     problems: list[Problem] = field(default_factory=list)
     applied: set[ObjectKey] = field(default_factory=set)
     written: dict[ObjectKey, str] = field(default_factory=dict)  # key -> resourceVersion after our write
+    cancel: threading.Event = field(default_factory=threading.Event)  # set: the pass no longer waits; send nothing
+
+    def stopped(self) -> bool:
+        """The pass gave this cluster up, or the cluster did not answer a request (of this pass or another):
+        write no more."""
+        return self.cancel.is_set() or self.target.unanswered() or any(p.reason == UNREACHABLE
+                                                                       for p in self.problems)
 
     def _record(self, out: Outcome) -> None:
         self.writes += out.writes
@@ -64,6 +74,8 @@ class Applier:
         over one name). False when it exists and is not this suite's (Stalled, NamespaceConflict)."""
         key = ObjectKey.of(desired)
         name = key.name
+        if self.stopped():
+            return False
         current = self.live.get(key) or self.target.cache.tenant_namespaces.get("", name)
         if current is not None:
             labels = current["metadata"].get("labels") or {}
@@ -106,6 +118,8 @@ class Applier:
     # ---- generated Secrets ------------------------------------------------------------------------
     def ensure_secrets(self, specs: list[SecretSpec]) -> None:
         for spec in specs:
+            if self.stopped():
+                return
             key = ObjectKey("", "Secret", spec.namespace, spec.name)
             current = self.live.get(key)
             if current is not None and all(k in (current.get("data") or {}) for k in spec.keys):
@@ -123,6 +137,8 @@ class Applier:
     def apply_one(self, obj: dict[str, Any]) -> Outcome:
         """Runs on a pool thread: reads ``live``, never writes it."""
         key = ObjectKey.of(obj)
+        if self.cancel.is_set() or self.target.unanswered():  # queued behind requests that got no answer
+            return Outcome(key, problem=degraded(UNREACHABLE, "not sent: the cluster stopped answering", key))
         current = self.live.get(key)
         if obj["kind"] == "Job" and current is not None:
             return Outcome(key)  # a Job's template is immutable: its name changes with what it runs
@@ -146,11 +162,7 @@ class Applier:
         return Outcome(key, strip_child(applied), writes + 1)
 
     def apply_phase(self, objs: list[dict[str, Any]]) -> None:
-        if len(objs) <= 1:
-            outs = [self.apply_one(o) for o in objs]
-        else:
-            outs = list(self.ctx.apply_pool.map(self.apply_one, objs))
-        for out in outs:
+        for out in self.target.pools.map(self.apply_one, objs):
             self._record(out)
 
     def apply_all(self, desired: list[dict[str, Any]], ready_jobs: set[tuple[str, str]]) -> list[str]:
@@ -158,6 +170,8 @@ class Applier:
         (namespace, name) of those). Returns what still waits."""
         waiting: list[str] = []
         for _, group in itertools.groupby(desired, key=phase_of):
+            if self.stopped():
+                break
             now = []
             for obj in group:
                 job = (obj["metadata"].get("annotations") or {}).get(ANN_AFTER_JOB)

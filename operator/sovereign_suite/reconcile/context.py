@@ -18,9 +18,11 @@ from ..api.models import NationalCloud
 from ..api.validation import Problem as FieldProblem
 from .cache import ClusterCache
 from .kube import Kube
+from .pools import ClusterPools
 from .problems import Problem, SuiteKey
 from .queue import Backoff, WorkQueue
 from .targets import LOCAL, REMOTE, Members, Target
+from .transport import MEMBER, Deadlines
 
 
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"  # mounted in every pod
@@ -45,8 +47,9 @@ def own_namespace(path: str = SERVICE_ACCOUNT_NAMESPACE) -> str:
 @dataclass(frozen=True)
 class Settings:
     namespaces: tuple[str, ...] = ()  # the suites' namespaces served (empty: all)
-    # passes run at once, each applying a phase in parallel on the shared apply pool (bench/many.py: 8 and 16 gave
-    # 143 objects/s at 200 suites, 4 and 8 gave 141: the API server is the limit on 2 cores)
+    # passes run at once, each applying a phase in parallel on its cluster's apply pool, one pool per cluster
+    # (bench/many.py: 8 and 16 gave 143 objects/s at 200 suites, 4 and 8 gave 141: the API server is the limit on
+    # 2 cores)
     workers: int = 8
     apply_workers: int = 16
     drift_interval: float = 60.0  # every suite is enqueued this often (a safety net: watches trigger the rest)
@@ -68,6 +71,16 @@ class Settings:
     @property
     def member_secrets(self) -> str:
         return self.member_secrets_namespace or self.operator_namespace
+    # a member cluster's deadlines (transport.py): a connection, an answer to a request, a watch's timeoutSeconds
+    # (a member that does not answer is noticed by a pass within the read timeout, by its watches within
+    # watch + read: 60 s)
+    member_connect_timeout: float = MEMBER.connect
+    member_read_timeout: float = MEMBER.read
+    member_watch_timeout: int = MEMBER.watch
+
+    @property
+    def member_deadlines(self) -> Deadlines:
+        return Deadlines(self.member_connect_timeout, self.member_read_timeout, self.member_watch_timeout)
 
     @classmethod
     def from_env(cls, namespaces: tuple[str, ...] = (), local_clouds: tuple[str, ...] = (),
@@ -84,6 +97,9 @@ class Settings:
             retry_base=_env_float("SOVEREIGN_SUITE_RETRY_BASE", cls.retry_base),
             job_retry_base=_env_float("SOVEREIGN_SUITE_JOB_RETRY_BASE", cls.job_retry_base),
             discovery_interval=_env_float("SOVEREIGN_SUITE_DISCOVERY_INTERVAL", cls.discovery_interval),
+            member_connect_timeout=_env_float("SOVEREIGN_SUITE_MEMBER_CONNECT_TIMEOUT", cls.member_connect_timeout),
+            member_read_timeout=_env_float("SOVEREIGN_SUITE_MEMBER_READ_TIMEOUT", cls.member_read_timeout),
+            member_watch_timeout=int(_env_float("SOVEREIGN_SUITE_MEMBER_WATCH_TIMEOUT", cls.member_watch_timeout)),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -134,14 +150,11 @@ class OperatorContext:
         self.cache = cache or ClusterCache(kube, CHILD_KINDS, settings.namespaces, on_suite_change=self.child_changed,
                                            on_secret_change=self.secret_changed, on_api_change=self.api_changed,
                                            unserved_retry=settings.discovery_interval)
-        self.local = Target(LOCAL, kube, self.cache)
+        self.local = Target(LOCAL, kube, self.cache, self._pools(LOCAL))
         self.members = Members(kube, self._member_cache, on_change=self.cloud_changed,
-                               secrets_namespace=settings.member_secrets)
+                               secrets_namespace=settings.member_secrets, deadlines=settings.member_deadlines,
+                               make_pools=self._pools)
         self.clouds = Clouds()
-        self.apply_pool = ThreadPoolExecutor(max_workers=settings.apply_workers, thread_name_prefix="apply")
-        # a pass writes its clusters (the operator's, the members) at the same time; a pool of its own, since each
-        # cluster's writes wait on the apply pool
-        self.cluster_pool = ThreadPoolExecutor(max_workers=settings.workers * 4, thread_name_prefix="cluster")
         # Rendering is pure and fast; one thread keeps the YAML parser's native allocator to one heap (measured:
         # concurrent renders on 16 threads doubled the operator's RSS).
         self.render_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
@@ -162,6 +175,10 @@ class OperatorContext:
     def targets(self) -> list[Target]:
         """Every cluster this operator writes to (where a suite's children may be)."""
         return [self.local, *self.members.targets()]
+
+    def _pools(self, cluster: str) -> ClusterPools:
+        """A cluster's threads (pools.py): a writer per pass running at once, and its apply pool."""
+        return ClusterPools(cluster, self.settings.workers, self.settings.apply_workers)
 
     def _member_cache(self, kube: Kube, cloud: str) -> ClusterCache:
         from .pipeline import CHILD_KINDS
@@ -236,6 +253,5 @@ class OperatorContext:
         self.cache.stop()
         self.members.stop()
         # running passes finish their current request; none starts (the queue is shut down)
-        self.apply_pool.shutdown(wait=False)
-        self.cluster_pool.shutdown(wait=False)
+        self.local.pools.stop()
         self.render_pool.shutdown(wait=False)

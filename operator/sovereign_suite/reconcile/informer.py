@@ -3,10 +3,12 @@
 client-go's reflector, reduced to what the operator needs: list (paginated) then watch from the list's
 resourceVersion with bookmarks on; a watch the server ends is resumed from the last version seen; an expired
 version (410 Gone) relists; other errors back off, then relist (a working list is what clears ``last_error``:
-a re-opened watch may bring no event for minutes). Each object is stripped (``strip``) before it is stored, so
-the store keeps only what the pipeline reads (no managedFields' field sets, no spec of most kinds: see
-cache.py). ``on_event(type, old, new)`` runs on the informer's thread for every change, including the changes a
-relist finds; it must be quick (the cache indexes the object and enqueues a suite key).
+a re-opened watch may bring no event for minutes). A watch lasts the cluster's ``Deadlines.watch`` unless told
+otherwise: the server ends a quiet one then, and one that brings no byte for longer means the server does not
+answer (``Unreachable``, a failure like any other: transport.py). Each object is stripped (``strip``) before it
+is stored, so the store keeps only what the pipeline reads (no managedFields' field sets, no spec of most kinds:
+see cache.py). ``on_event(type, old, new)`` runs on the informer's thread for every change, including the
+changes a relist finds; it must be quick (the cache indexes the object and enqueues a suite key).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class Informer:
                  field_selector: str | None = None, on_event: OnEvent | None = None,
                  on_served: Callable[[Informer], None] | None = None,
                  on_health: Callable[[Informer], None] | None = None,
-                 unserved_retry: float = 30.0, watch_timeout: int = 300,
+                 unserved_retry: float = 30.0, watch_timeout: int | None = None,
                  listing: threading.Semaphore | None = None):
         self.kube, self.api_version, self.kind = kube, api_version, kind
         self.namespace, self.label_selector, self.field_selector = namespace, label_selector, field_selector
@@ -48,7 +50,7 @@ class Informer:
         self.on_served = on_served  # called when the kind starts or stops being served (a CRD installed, deleted)
         self.on_health = on_health  # called when the list/watch starts failing or works again
         self.unserved_retry = unserved_retry
-        self.watch_timeout = watch_timeout
+        self.watch_timeout = watch_timeout or kube.deadlines.watch
         self.listing = listing  # shared by a cluster's informers: how many of them list at once
         self.synced = threading.Event()  # the first list is in the store (or the kind is not served)
         self.served = True

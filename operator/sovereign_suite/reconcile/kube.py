@@ -20,15 +20,13 @@ from urllib.parse import urlencode
 
 from kubernetes import client as k8s_client
 
+from .transport import CONNECTION_POOL, HUB, Deadlines, Reachability, transport_error  # noqa: F401 (re-exported)
+
 log = logging.getLogger(__name__)
 
 USER_AGENT = "sovereign-suite-operator"  # the audit log and API server metrics tell its requests apart
 RETRIABLE = {429, 500, 502, 503, 504}
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
-# Connections kept per cluster: one per watch (about 20 per cluster) besides the workers' and the apply pool's.
-# The kubernetes client's default (5 per core: 10 here) made urllib3 drop and reopen TLS connections all the time
-# ("Connection pool is full").
-CONNECTION_POOL = 64
 
 
 class ApiError(Exception):
@@ -37,6 +35,13 @@ class ApiError(Exception):
     def __init__(self, status: int, reason: str, message: str, ref: str, method: str = ""):
         self.status, self.reason, self.message, self.ref, self.method = status, reason, message, ref, method
         super().__init__(f"{ref}: {status} {reason}: {message}")
+
+
+class Unreachable(ApiError):
+    """No HTTP answer at all (transport.py: a timeout, a connection refused or reset, a TLS failure): status 0."""
+
+    def __init__(self, message: str, ref: str, method: str = ""):
+        super().__init__(0, "Unreachable", message, ref, method)
 
 
 @dataclass(frozen=True)
@@ -85,11 +90,17 @@ def yaml_safe_json(obj: Any) -> str:
 
 
 class Kube:
-    """Thread-safe; one per process. ``requests`` counts calls by HTTP verb (APPLY for server-side apply)."""
+    """Thread-safe; one per cluster. ``requests`` counts calls by HTTP verb (APPLY for server-side apply).
+    ``deadlines``: how long a request and a watch may go without an answer (transport.py); ``reachability``:
+    whether the cluster answers (``Reachability``). The ApiClient should come from
+    ``transport.client_configuration`` (no retry hidden in urllib3: ``request`` decides what is tried again)."""
 
     def __init__(self, api: k8s_client.ApiClient, max_retries: int = 6, max_delay: float = 30.0,
-                 user_agent: str = USER_AGENT, discovery_ttl: float = 30.0):
+                 user_agent: str = USER_AGENT, discovery_ttl: float = 30.0, deadlines: Deadlines = HUB,
+                 reachability: Reachability | None = None):
         self.api = api
+        self.deadlines = deadlines
+        self.reachability = reachability or Reachability()
         self.user_agent = user_agent
         self.max_retries = max_retries
         self.max_delay = max_delay
@@ -120,15 +131,26 @@ class Kube:
         while True:
             with self._lock:
                 self.requests[verb] += 1
+            sent = time.monotonic()
             try:
                 resp = self.api.rest_client.request(method, url, headers=headers, body=body,
-                                                   _request_timeout=(10, 60))
+                                                   _request_timeout=self.deadlines.request)
                 data = resp.read()
                 status = resp.status
-            except (OSError, Exception) as exc:  # noqa: BLE001 - connection errors are retried like a 503
-                if not isinstance(exc, (OSError,)) and "urllib3" not in type(exc).__module__:
+            except Exception as exc:  # noqa: BLE001 - only transport errors are handled; anything else is raised
+                cause = transport_error(exc)
+                if cause is None:
                     raise
-                status, data, resp = 503, json.dumps({"reason": "Unavailable", "message": str(exc)}).encode(), None
+                if not cause.retriable or attempt >= self.max_retries:
+                    # a timeout is never sent again at once: the server had its whole deadline
+                    self.reachability.failed(f"{method} {what or path}: {cause.message}")
+                    raise Unreachable(cause.message, what or path, method) from None
+                delay = min(self.max_delay, 0.2 * 2 ** attempt + random.uniform(0, 0.1))
+                log.info("%s %s: %s, retrying in %.1f s", method, what or path, cause.message, delay)
+                time.sleep(delay)
+                attempt += 1
+                continue
+            self.reachability.answered(sent)
             if 200 <= status < 300:
                 return json.loads(data) if data else {}
             try:
@@ -137,7 +159,7 @@ class Kube:
                 detail = {"message": (data or b"").decode(errors="replace")[:500]}
             permanent = status == 500 and str(detail.get("message", "")).startswith("failed to create typed patch")
             if status in RETRIABLE and not permanent and attempt < self.max_retries:
-                retry_after = resp.getheader("Retry-After") if resp is not None else None
+                retry_after = resp.getheader("Retry-After")
                 delay = float(retry_after) if retry_after and retry_after.isdigit() else min(
                     self.max_delay, 0.2 * 2 ** attempt + random.uniform(0, 0.1))
                 delay = min(delay, self.max_delay)
@@ -240,7 +262,9 @@ class Kube:
               namespace: str | None = None, field_selector: str | None = None, timeout: int = 300,
               stop: threading.Event | None = None) -> Iterator[dict[str, Any]]:
         """The watch events ({"type", "object"}) from ``resource_version``, bookmarks on, until the server ends
-        the watch (``timeout``). An expired version arrives as an ERROR event with code 410."""
+        the watch (``timeout``). An expired version arrives as an ERROR event with code 410. No byte for
+        ``timeout`` + the read deadline (the server ends a quiet watch at ``timeout``), or any other transport
+        error, raises ``Unreachable``."""
         k = self.require(api_version, kind)
         query = {"watch": "true", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
                  "labelSelector": label_selector, "fieldSelector": field_selector, "timeoutSeconds": timeout}
@@ -251,7 +275,14 @@ class Kube:
         with self._lock:
             self.requests["WATCH"] += 1
         # the client does not read the body before returning: the urllib3 response streams the events
-        resp = self.api.rest_client.request("GET", url, headers=headers, _request_timeout=(10, timeout + 30))
+        sent = time.monotonic()
+        try:
+            resp = self.api.rest_client.request("GET", url, headers=headers,
+                                                _request_timeout=(self.deadlines.connect,
+                                                                  timeout + self.deadlines.read))
+        except Exception as exc:  # noqa: BLE001 - only transport errors are handled; anything else is raised
+            raise self._unanswered(exc, kind) from None
+        self.reachability.answered(sent)
         raw = resp.response
         finished = False
         try:
@@ -266,9 +297,17 @@ class Kube:
                 raise ApiError(resp.status, detail.get("reason", ""), detail.get("message", ""), f"watch {kind}",
                                "GET")
             buf = b""
-            for chunk in raw.stream(65536, decode_content=True):
+            chunks = raw.stream(65536, decode_content=True)
+            while True:
+                try:
+                    chunk = next(chunks, None)
+                except Exception as exc:  # noqa: BLE001 - only transport errors are handled
+                    raise self._unanswered(exc, kind) from None
+                if chunk is None:
+                    break
                 if stop is not None and stop.is_set():
                     return
+                self.reachability.answered(sent)
                 buf += chunk
                 while b"\n" in buf:
                     line, buf = buf.split(b"\n", 1)
@@ -280,6 +319,17 @@ class Kube:
                 raw.release_conn()
             else:  # left early: the connection is mid-stream, never give it back to the pool
                 raw.close()
+
+    def _unanswered(self, exc: Exception, kind: str) -> Exception:
+        """A watch's transport error as ``Unreachable``; anything else unchanged. Only a timeout or a TLS failure
+        marks the cluster down: a connection reset is the informer's to retry (its relist says whether the
+        server answers)."""
+        cause = transport_error(exc)
+        if cause is None:
+            return exc
+        if not cause.retriable:
+            self.reachability.failed(f"watch {kind}: {cause.message}")
+        return Unreachable(cause.message, f"watch {kind}", "GET")
 
     def apply(self, obj: dict[str, Any], field_manager: str, force: bool = True) -> dict[str, Any]:
         k = self.require(obj["apiVersion"], obj["kind"])

@@ -4,7 +4,8 @@
              -> apply (ordered, per cluster) -> prune (per cluster) -> status
 
 Each tenant is applied to its national cloud's cluster: the operator's own, or a member (views.py, targets.py);
-a member that does not answer holds back its own tenants only.
+a member that does not answer holds back its own tenants only: each cluster is written on its own threads
+(pools.py), and a pass stops waiting for a member as soon as it is known not to answer.
 
 Every read comes from the watch cache (cache.py); a pass writes only children that are out of sync
 (converge.py), so a converged suite costs no request at all. Each stage returns its problems as values
@@ -14,6 +15,7 @@ Every read comes from the watch cache (cache.py); a pass writes only children th
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,12 +34,14 @@ from .converge import ANN_OWNER, stamp
 from .kube import ApiError
 from .jobs import migration_jobs
 from .moves import hold_moves, last_clusters
-from .problems import ObjectKey, Problem, SuiteKey, degraded, from_api_error, stalled
+from .pools import each_cluster
+from .problems import UNREACHABLE, ObjectKey, Problem, SuiteKey, degraded, from_api_error, stalled
 from .prune import Pruner, component_of
 from .secrets import copy_manifest, roll_on_rotation
 from .status import build_status
 from .targets import Target
-from .views import ClusterView, Homes, namespace_of_key, namespace_of_obj, on_cluster, resolve, stray_problem
+from .views import (ClusterView, Homes, give_up, idle_problems, namespace_of_key, namespace_of_obj, on_cluster, owns,
+                    resolve)
 
 log = logging.getLogger(__name__)
 
@@ -181,28 +185,40 @@ class Pass:
                 out.append(stamp(obj, self.uid))
         return out
 
-    def write(self, view: ClusterView, desired: list[dict[str, Any]], result: RenderResult, retain: bool
+    def owns(self, view: ClusterView) -> bool:
+        return owns(view, Pruner(view.target, self.key, self.uid, {}).ours,
+                    self.homes.protected() if self.homes else set())
+
+    def idle(self, view: ClusterView, owned: bool, found: list[Problem] | None = None) -> tuple:
+        """A cluster not written: it did not answer (``view.problem``), or stopped answering during the pass
+        (``found``: its problems so far). Its tenants wait, the others go on."""
+        if found is not None:
+            give_up(view, found)
+        return None, Pruner(view.target, self.key, self.uid, {}), idle_problems(view, owned), [], None
+
+    def write(self, view: ClusterView, desired: list[dict[str, Any]], result: RenderResult, retain: bool,
+              cancel: threading.Event | None = None
               ) -> tuple[Applier | None, Pruner, list[Problem], list[str], float | None]:
         """Apply a cluster's tenants, then prune the suite's children there that are no longer rendered (or whose
         tenant lives elsewhere now). Returns the applier (None: nothing applied), the pruner, the problems, what
-        waits for a migration Job and when to look again. Runs on a pool thread: it changes only ``view``."""
+        waits for a migration Job and when to look again. Runs on the cluster's writer thread: it changes only
+        ``view``; ``cancel`` set: the pass no longer waits for it, nothing more is sent."""
         protected = self.homes.protected() if self.homes else set()
 
         def pruner() -> Pruner:  # over the children as they are now (the applier adds what it writes)
             return Pruner(view.target, self.key, self.uid, {k: o for k, o in view.live.items()
-                                                            if namespace_of_key(k) not in protected})
+                                                            if namespace_of_key(k) not in protected},
+                          cancel=applier.cancel)
 
         if view.problem is not None:  # a member that does not answer: its tenants wait, the others go on
-            idle = pruner()
-            stray = stray_problem(view, any(idle.ours(o) for o in idle.live.values()))
-            return None, idle, [stray] if stray else ([view.problem] if view.namespaces else []), [], None
+            return self.idle(view, self.owns(view))
         objs = [o for o in desired if namespace_of_obj(o) in view.namespaces]
         if view.target.is_member:  # the hub reads Secrets in a member only where it binds itself (members/rbac.py)
             readers = [stamp(secret_reader_binding(view.target.name, o["metadata"]["name"], tenant_labels(o)),
                              self.uid) for o in objs if o["kind"] == "Namespace"]
             first = next((i for i, o in enumerate(objs) if phase_of(o) != "namespace"), len(objs))
             objs = objs[:first] + readers + objs[first:]  # with the policy phase, before any Secret is written
-        applier = Applier(self.ctx, view.target, self.key, view.live)
+        applier = Applier(self.ctx, view.target, self.key, view.live, cancel=cancel or threading.Event())
         for ns in (o for o in objs if o["kind"] == "Namespace"):
             applier.ensure_namespace(ns)
         if any(p.reason == "NamespaceConflict" for p in applier.problems):
@@ -215,15 +231,20 @@ class Pass:
         watch = [degraded("WatchFailed", e) for e in view.target.cache.watch_errors(view.namespaces)] \
             if not view.target.is_member else []
         pruning = pruner()
-        if not applier.problems and not watch:
+        if not applier.problems and not watch and not applier.stopped():
             # prune only after a complete apply on a current view: never delete while the new state is partial
             wanted = {ObjectKey.of(o) for o in objs}
             wanted |= {ObjectKey("", "Secret", s.namespace, s.name) for s in result.secrets}
             rendered = {component_of(o) for o in objs}
-            pruning.readopt(rendered)
-            pruning.prune(wanted, rendered, retain=retain)
-        return (applier, pruning, on_cluster(view.target, applier.problems + job_problems + pruning.problems + watch),
-                waiting, requeue)
+            try:
+                pruning.readopt(rendered)
+                pruning.prune(wanted, rendered, retain=retain)
+            except ApiError as err:  # a namespace's content could not be listed
+                pruning.problems.append(from_api_error(err, None))
+        found = applier.problems + job_problems + pruning.problems
+        if view.target.is_member and (applier.stopped() or any(p.reason == UNREACHABLE for p in found)):
+            return self.idle(view, self.owns(view), found)  # stopped answering during the pass
+        return applier, pruning, on_cluster(view.target, found + watch), waiting, requeue
 
     # ---- the pass -----------------------------------------------------------------------------
     def run(self) -> PassResult:
@@ -255,10 +276,12 @@ class Pass:
         applied: set[ObjectKey] = set()
         writes, written = 0, {}
         retain = suite.spec.deletion_policy == "Retain"
-        # the clusters are written at the same time (each phase's objects in parallel within a cluster), as one
-        # kubectl per cluster would; results are gathered in the views' order
-        outcomes = list(self.ctx.cluster_pool.map(lambda v: self.write(v, desired, result, retain), homes.views)) \
-            if len(homes.views) > 1 else [self.write(v, desired, result, retain) for v in homes.views]
+        # the clusters are written at the same time, each on its own threads (each phase's objects in parallel
+        # within a cluster), as one kubectl per cluster would; results are gathered in the views' order. A member
+        # that stops answering meanwhile is not waited for (pools.each_cluster).
+        owned = {v.target.name: self.owns(v) for v in homes.views}
+        outcomes = each_cluster(homes.views, lambda v: v.target, lambda v, c: self.write(v, desired, result, retain, c),
+                                lambda v: self.idle(v, owned[v.target.name], []))
         for view, (applier, pruner, found, waits, requeue) in zip(homes.views, outcomes):
             if requeue is not None:
                 self.requeue_after = min(self.requeue_after or requeue, requeue)
@@ -371,20 +394,33 @@ def cleanup(ctx: OperatorContext, body: dict[str, Any]) -> PassResult:
                                              f"{cloud.name}: {found.message}"))
                 else:
                     homes.add(found.name)
-    for target in ctx.targets():
+
+    def waiting(target: Target, problem: Problem | None) -> tuple[list[Problem], list[tuple[str, str, str]], int]:
+        problem = problem or degraded(UNREACHABLE, "does not answer")
+        return [degraded(problem.reason, f"waiting for {target} to delete the suite's children: {problem.message}")
+                ], [], 0
+
+    def clean(target: Target, cancel: threading.Event) -> tuple[list[Problem], list[tuple[str, str, str]], int]:
+        """One cluster's part, on its writer thread (the clusters are cleaned at the same time)."""
         live = target.cache.children(p.key)
-        pruner = Pruner(target, p.key, p.uid, live)
+        pruner = Pruner(target, p.key, p.uid, live, cancel=cancel)
         ours = [o for o in live.values() if pruner.ours(o)]
         problem = target.problem()
+        if problem is None:
+            try:
+                pruner.delete(ours, retain=retain)
+            except ApiError as err:  # a namespace's content could not be listed
+                pruner.problems.append(from_api_error(err, None))
+            problem = target.problem() if target.unanswered() else None  # stopped answering meanwhile
         if problem is not None and (ours or target.name in homes):
-            problems.append(degraded(problem.reason, f"waiting for {target} to delete the suite's children: "
-                                     f"{problem.message}"))
-            continue
-        pruner.delete(ours, retain=retain)
+            return waiting(target, problem)[0], [], pruner.writes
         found = on_cluster(target, pruner.problems)
+        return found, pruner.events + [("Warning", pr.reason, f"cannot delete {pr}") for pr in found], pruner.writes
+
+    for found, said, wrote in each_cluster(ctx.targets(), lambda t: t, clean, lambda t: waiting(t, t.problem())):
         problems += found
-        events += pruner.events + [("Warning", pr.reason, f"cannot delete {pr}") for pr in found]
-        writes += pruner.writes
+        events += said
+        writes += wrote
     verdict = conditions(Findings(p.generation, tuple(problems), deleting=True))
     status = build_status(p.old_status, verdict.conditions, p.generation, None, [], None)
     return PassResult(status=status, events=events, problems=problems, writes=writes, complete=not problems)

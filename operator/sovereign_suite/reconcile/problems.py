@@ -69,9 +69,15 @@ def degraded(reason: str, message: str, obj: ObjectKey | None = None) -> Problem
     return Problem(Severity.DEGRADED, reason, message, obj)
 
 
+UNREACHABLE = "ClusterUnreachable"
+
+
 def from_api_error(err: Any, obj: ObjectKey | None) -> Problem:
-    """A problem from an ApiError (kube.py): 400/422 mean the object itself is wrong (Stalled); anything else can
-    pass (Degraded, and the key is retried with backoff)."""
+    """A problem from an ApiError (kube.py): 400/422 mean the object itself is wrong (Stalled); no HTTP answer at
+    all (status 0: a timeout, a connection refused, a TLS failure) means the cluster does not answer; anything
+    else can pass (Degraded, and the key is retried with backoff)."""
+    if err.status == 0:
+        return degraded(UNREACHABLE, f"does not answer: {err.message}", obj)
     message = f"{err.status} {err.reason}: {err.message}".strip()
     if err.status in (400, 422):
         return stalled("InvalidChild", message, obj)

@@ -15,6 +15,7 @@ the namespace-scoped mode has none), and must hold nothing the operator did not 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ from ..components.base import CNPG_API, LABEL_COMPONENT, LABEL_RETAINED, LABEL_S
 from ..members.rbac import is_secret_reader_binding
 from .converge import ANN_OWNER
 from .kube import ApiError
-from .problems import ObjectKey, Problem, SuiteKey, from_api_error
+from .problems import UNREACHABLE, ObjectKey, Problem, SuiteKey, degraded, from_api_error
 from .secrets import LABEL_GENERATED
 from .targets import Target
 
@@ -54,6 +55,7 @@ class Pruner:
     writes: int = 0
     problems: list[Problem] = field(default_factory=list)
     events: list[tuple[str, str, str]] = field(default_factory=list)
+    cancel: threading.Event = field(default_factory=threading.Event)  # set: the pass no longer waits; send nothing
 
     def ours(self, obj: dict[str, Any]) -> bool:
         meta = obj["metadata"]
@@ -83,8 +85,13 @@ class Pruner:
                     if (o["metadata"].get("labels") or {}).get(LABEL_RETAINED) == "true" and o["kind"] != "Namespace"}
         # namespaces last, but before the operator's Secret-reader binding in a member: what a namespace holds is
         # read (foreign_content) before deciding to delete it
+        batch: list[dict[str, Any]] = []  # deleted together, before the next namespace (what it holds goes first)
         for obj in sorted(objs, key=lambda o: (is_secret_reader_binding(o), o["kind"] == "Namespace")):
             if obj["kind"] == "Namespace":
+                self._delete_all(batch)
+                batch = []
+                if self._stopped():  # no namespace's content is listed on a cluster that does not answer
+                    return
                 name = obj["metadata"]["name"]
                 if name in keep_ns:
                     self.mark_retained(obj)
@@ -97,16 +104,30 @@ class Pruner:
             elif retain and is_data(obj):
                 self.mark_retained(obj)
                 continue
-            self._delete(obj)
+            batch.append(obj)
+        self._delete_all(batch)
 
-    def _delete(self, obj: dict[str, Any]) -> None:
-        key = ObjectKey.of(obj)
-        try:
-            if self.target.kube.delete(obj):
-                self.writes += 1
+    # ---- deletes: in parallel on the cluster's apply pool (pools.py), none sent once it stopped answering ----
+    def _delete_all(self, objs: list[dict[str, Any]]) -> None:
+        for key, deleted, problem in self.target.pools.map(self._delete, objs):
+            if problem is not None:
+                self.problems.append(problem)
+                continue
+            self.writes += deleted
             self.live.pop(key, None)
+
+    def _stopped(self) -> bool:
+        return self.cancel.is_set() or self.target.unanswered()
+
+    def _delete(self, obj: dict[str, Any]) -> tuple[ObjectKey, bool, Problem | None]:
+        """Runs on a pool thread: returns what happened, changes nothing."""
+        key = ObjectKey.of(obj)
+        if self._stopped():
+            return key, False, degraded(UNREACHABLE, "not deleted: the cluster stopped answering", key)
+        try:
+            return key, self.target.kube.delete(obj), None
         except ApiError as err:
-            self.problems.append(from_api_error(err, key))
+            return key, False, from_api_error(err, key)
 
     def foreign_content(self, namespace: str) -> list[str]:
         """Objects in ``namespace`` that are not this suite's (read at deletion only, not from the cache: the

@@ -8,17 +8,16 @@ import os
 
 from kubernetes import client as k8s_client, config as k8s_config
 
-from .kube import CONNECTION_POOL
+from .transport import CONNECTION_POOL, client_configuration
 
 
 def api_client(pool_size: int = CONNECTION_POOL) -> k8s_client.ApiClient:
-    """In-cluster credentials, else the kubeconfig."""
-    cfg = k8s_client.Configuration()
+    """In-cluster credentials, else the kubeconfig; no retry hidden in the client (transport.py)."""
+    cfg = client_configuration(pool_size)
     try:
         k8s_config.load_incluster_config(client_configuration=cfg)
     except k8s_config.ConfigException:
         k8s_config.load_kube_config(client_configuration=cfg)
-    cfg.connection_pool_maxsize = pool_size
     return k8s_client.ApiClient(cfg)
 
 

@@ -12,7 +12,8 @@
   its tenants are applied by the operator in their own country, and no credential of theirs is ever read here.
 
 A member that does not answer, or answers 401/403, is a problem of its tenants only (``Target.problem``); the
-other tenants of the suite go on.
+other tenants of the suite go on. Each cluster has its own deadlines (transport.py) and its own threads
+(pools.py): a member that hangs holds neither another cluster's threads nor, beyond its deadlines, a pass.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ from ..api.secret_refs import MEMBER_CREDENTIALS_LABEL, OPT_IN_LABEL
 from ..members import kubeconfig
 from .cache import ClusterCache, keep_whole
 from .informer import Informer
-from .kube import CONNECTION_POOL, Kube
+from .kube import Kube
+from .pools import ClusterPools
 from .problems import Problem, degraded, stalled
+from .transport import CONNECTION_POOL, MEMBER, Deadlines, Reachability
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,7 @@ class Target:
     name: str  # LOCAL, or the NationalCloud whose member cluster this is
     kube: Kube
     cache: ClusterCache
+    pools: ClusterPools  # this cluster's threads (pools.py)
     server: str = ""  # the member's API server, as its kubeconfig names it
     source: tuple[str, str, str] = ("", "", "")  # (namespace, name, key) of the kubeconfig Secret on the hub
     version: str = ""  # that Secret's resourceVersion when this target was built
@@ -65,11 +69,24 @@ class Target:
 
     def problem(self) -> Problem | None:
         """Whether the member answers. A watch failing with 401/403 means credentials too weak or revoked; any
-        other failure, or a first listing not done yet, means it does not answer. (The operator's own cluster
-        reports failing watches as WatchFailed instead: pipeline.py.)"""
+        other failure, a request or watch that got no answer and none answered since, or a first listing not done
+        yet, means it does not answer. (The operator's own cluster reports failing watches as WatchFailed instead:
+        pipeline.py.)"""
         if not self.is_member:
             return None
-        return cluster_problem(str(self), [(i.last_error, i.last_status) for i in self.cache.failing()], self.name)
+        down = self.kube.reachability.failure()
+        return cluster_problem(str(self), ([(down, 0)] if down else [])
+                               + [(i.last_error, i.last_status) for i in self.cache.failing()], self.name)
+
+    def unanswered(self) -> bool:
+        """A member whose request or watch got no answer, and none since (a pass stops waiting for it:
+        pools.each_cluster)."""
+        return self.is_member and self.kube.reachability.failure() is not None
+
+    def stop(self) -> None:
+        """Its watches and its threads stop (a request in flight ends by its deadline)."""
+        self.cache.stop()
+        self.pools.stop()
 
 
 def rejoin_hint(cloud: str) -> str:
@@ -97,16 +114,21 @@ class Members:
 
     The kubeconfig Secrets are watched on the hub (one small watch each, by name): a change marks the target
     stale and ``on_change(cloud)`` enqueues the suites using that cloud; the next pass builds a new target and
-    stops the old one's watches. ``make_cache(kube, cloud)`` builds (does not start) a member's cache."""
+    stops the old one's watches and threads. ``make_cache(kube, cloud)`` builds (does not start) a member's cache;
+    ``make_pools(cloud)`` its threads. ``on_change(cloud)`` also runs when a member stops or starts answering."""
 
     def __init__(self, hub: Kube, make_cache: Callable[[Kube, str], ClusterCache],
                  on_change: Callable[[str], None], max_retries: int = 1,
-                 secrets_namespace: str = OPERATOR_NAMESPACE):
+                 secrets_namespace: str = OPERATOR_NAMESPACE, deadlines: Deadlines = MEMBER,
+                 make_pools: Callable[[str], ClusterPools] = lambda cloud: ClusterPools(cloud, 8, 16)):
         self.hub = hub
         self.secrets_namespace = secrets_namespace  # the only namespace a member kubeconfig is read from
         self.make_cache = make_cache
+        self.make_pools = make_pools
         self.on_change = on_change
-        self.max_retries = max_retries  # a member that does not answer fails fast: its tenants only wait
+        # a member that does not answer fails fast: a refused connection is tried once more, a timeout never
+        self.max_retries = max_retries
+        self.deadlines = deadlines
         self._lock = threading.Lock()
         self._building: dict[str, threading.Lock] = {}
         self._targets: dict[str, Target] = {}
@@ -162,8 +184,8 @@ class Members:
             with self._lock:
                 old, self._targets[cloud.name] = self._targets.get(cloud.name), built
         if old is not None:
-            log.info("%s: kubeconfig Secret changed; the old client's watches stop", built)
-            old.cache.stop()
+            log.info("%s: kubeconfig Secret changed; the old client's watches and threads stop", built)
+            old.stop()
         self._settle(built)
         return built
 
@@ -188,10 +210,14 @@ class Members:
             return stalled("MemberCredentials", f"{where}: key {key!r} is not base64")
         except kubeconfig.KubeconfigRefused as err:
             return stalled("MemberCredentials", f"{where}: key {key!r}: {err.path}: {err.message}")
+        # no retry hidden in the client, TCP keepalive (transport.py)
         api = k8s_client.ApiClient(kubeconfig.configuration(creds, CONNECTION_POOL))
-        kube = Kube(api, max_retries=self.max_retries, max_delay=2.0, user_agent="sovereign-suite-operator")
+        kube = Kube(api, max_retries=self.max_retries, max_delay=2.0, user_agent="sovereign-suite-operator",
+                    deadlines=self.deadlines,
+                    reachability=Reachability(lambda: self.on_change(cloud), f"member cluster {cloud}"))
         cache = self.make_cache(kube, cloud)
-        target = Target(cloud, kube, cache, server=api.configuration.host, built_at=time.monotonic())
+        target = Target(cloud, kube, cache, self.make_pools(cloud), server=api.configuration.host,
+                        built_at=time.monotonic())
         cache.start()
         log.info("%s: watching", target)
         return target
@@ -241,8 +267,8 @@ class Members:
                     del self._readers[secret]
             unwatched = [self._secrets.pop(s) for s in list(self._secrets) if s not in self._readers]
         for t in stopped:
-            log.info("%s: no NationalCloud names it any more; its watches stop", t)
-            t.cache.stop()
+            log.info("%s: no NationalCloud names it any more; its watches and threads stop", t)
+            t.stop()
             metrics.record_member(t.name, None)
         for inf in unwatched:
             log.info("%r: no NationalCloud names this kubeconfig Secret any more; its watch stops", inf)
@@ -252,6 +278,6 @@ class Members:
         with self._lock:
             targets, secrets = list(self._targets.values()), list(self._secrets.values())
         for t in targets:
-            t.cache.stop()
+            t.stop()
         for inf in secrets:
             inf.stop()

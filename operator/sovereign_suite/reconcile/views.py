@@ -9,12 +9,12 @@ namespace is pruned anywhere until its cluster is known again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from .. import metrics
 from ..api.models import NationalCloud, SovereignSuite
 from ..api.derived_names import namespace_of
-from .problems import ObjectKey, Problem, SuiteKey, degraded
+from .problems import UNREACHABLE, ObjectKey, Problem, SuiteKey, degraded
 from .targets import REMOTE, Target, rejoin_hint
 
 
@@ -127,3 +127,22 @@ def stray_problem(view: ClusterView, owned: bool) -> Problem | None:
         return None
     return degraded(view.problem.reason, f"children of this suite remain there and cannot be pruned: "
                     f"{view.problem.message}")
+
+
+def owns(view: ClusterView, ours: Callable[[dict[str, Any]], bool], protected: set[str]) -> bool:
+    """Whether the suite's children (``ours``) are in the view's cluster, those of protected namespaces aside."""
+    return any(ours(o) for k, o in view.live.items() if namespace_of_key(k) not in protected)
+
+
+def idle_problems(view: ClusterView, owned: bool) -> list[Problem]:
+    """What a cluster that is not written (``view.problem``) reports: its tenants' problem, or its strays'."""
+    stray = stray_problem(view, owned)
+    return [stray] if stray else ([view.problem] if view.problem and view.namespaces else [])
+
+
+def give_up(view: ClusterView, problems: list[Problem]) -> None:
+    """A member that stopped answering during a pass: its tenants are reported like those of a member that did
+    not answer before it (``ClusterUnreachable``, what was last seen there is not current health)."""
+    first = next((p for p in problems if p.reason == UNREACHABLE), None)
+    view.problem = view.target.problem() or degraded(
+        UNREACHABLE, f"{view.target} {first.message if first else 'does not answer'}")
