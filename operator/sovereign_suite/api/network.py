@@ -41,6 +41,27 @@ Cidr = Annotated[
 ]
 
 
+MAX_SOURCE_RANGES = 32
+
+
+def _source_range(value: str) -> str:
+    """A client network allowed through an Ingress allow-list: canonical, and narrower than the whole internet."""
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"not a CIDR in canonical form (e.g. 192.0.2.0/24, 2001:db8::/32): {exc}") from None
+    if net.prefixlen == 0:
+        raise ValueError(f"{value} is every address: an allow-list of the whole internet is no allow-list")
+    return value
+
+
+SourceRange = Annotated[
+    str,
+    AfterValidator(_source_range),
+    Field(min_length=4, max_length=43, json_schema_extra={"pattern": r"^[0-9a-fA-F.:]+/[0-9]{1,3}$"}),
+]
+
+
 class EgressPort(Model):
     port: int = Field(ge=1, le=65535)
     protocol: Literal["TCP", "UDP"] = "TCP"
