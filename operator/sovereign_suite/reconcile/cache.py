@@ -139,7 +139,9 @@ def strip_node(obj: dict[str, Any]) -> dict[str, Any]:
     meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
     return {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": meta["name"], "labels": _labels(meta.get("labels"))},
-            "spec": {"unschedulable": bool(spec.get("unschedulable"))},
+            # podCIDRs: no declared egress range may overlap them (api/egress_checks.py)
+            "spec": {"unschedulable": bool(spec.get("unschedulable")),
+                     "podCIDRs": [_i(c) for c in spec.get("podCIDRs") or []]},
             "status": {"allocatable": _extended(status.get("allocatable"))}}
 
 
