@@ -153,7 +153,7 @@ def cluster_overlap(cidr: str, purpose: str, networks: list[ClusterNetwork]) -> 
     the CNI applies ipBlocks to pod addresses, and one over the Service network the Services' addresses (the API
     server's among them) wherever it checks before the Service's address is translated. Refused rather than
     carved out with ``except``: a range inside a cluster network cannot be carved (``except`` must be a strict
-    subset of the ``cidr``: kubernetes pkg/apis/networking/validation/validation.go, ValidateIPBlock), and one
+    subset of the ``cidr``: kubernetes v1.37.2 pkg/apis/networking/validation/validation.go, ValidateIPBlock), and one
     rule for every case reads more plainly in a review. The one exception: the apiServer purpose may name single
     addresses of the Service network, the ``kubernetes`` Service's ClusterIP its clients dial."""
     net = ipaddress.ip_network(cidr)

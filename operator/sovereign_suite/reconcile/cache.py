@@ -30,6 +30,7 @@ from ..components.base import LABEL_SUITE, LABEL_SUITE_NS, MANAGED_BY
 from .informer import Informer
 from .kube import Kube
 from .problems import ObjectKey, SuiteKey
+from .storage_hold import claim_fields
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,10 @@ def strip_child(obj: dict[str, Any]) -> dict[str, Any]:
         affinity = ((spec.get("template") or {}).get("spec") or {}).get("affinity") or {}
         out["spec"] = {"replicas": spec.get("replicas", 1), "selector": spec.get("selector") or {},
                        "template": {"spec": {"affinity": affinity}}}
+        if kind == "StatefulSet":  # immutable once created: the pass holds a change back (storage_hold.py)
+            out["spec"]["volumeClaimTemplates"] = [
+                {"name": (t.get("metadata") or {}).get("name"), **claim_fields(t.get("spec") or {})}
+                for t in spec.get("volumeClaimTemplates") or []]
         out["status"] = {k: status[k] for k in ("replicas", "readyReplicas", "availableReplicas", "updatedReplicas",
                                                  "observedGeneration", "updateRevision", "currentRevision")
                          if k in status}
@@ -98,6 +103,8 @@ def strip_child(obj: dict[str, Any]) -> dict[str, Any]:
         out["status"] = {"conditions": [{k: c.get(k) for k in ("type", "status", "reason", "message",
                                                                  "lastTransitionTime")}
                                         for c in status.get("conditions") or []]}
+    elif kind == "PersistentVolumeClaim":  # the class is immutable (storage_hold.py)
+        out["spec"] = claim_fields(spec)
     elif kind == "Secret":
         out["data"] = {k: "" for k in obj.get("data") or {}}  # which keys exist, never a value
     return out

@@ -36,6 +36,7 @@ from .problems import ObjectKey, Problem, SuiteKey, degraded, from_api_error, st
 from .prune import Pruner, component_of
 from .secrets import copy_manifest, roll_on_rotation
 from .status import build_status
+from .storage_hold import hold_immutable_storage
 from .targets import Target
 from .views import ClusterView, Homes, namespace_of_key, namespace_of_obj, on_cluster, resolve, stray_problem
 
@@ -247,8 +248,10 @@ class Pass:
         copies, problems = self.dereference(suite, contexts)
         if problems:
             return self.finish(suite, self.health(suite, result, set()), problems)
+        # a storage change the API server would refuse is held back and reported; the rest goes on
+        result.manifests, held = hold_immutable_storage(result.manifests, self.live, suite, self.clouds)
         desired = self.desired(result, copies)
-        problems = list(homes.unresolved.values())
+        problems = list(homes.unresolved.values()) + held
         waiting: list[str] = []
         applied: set[ObjectKey] = set()
         writes, written = 0, {}
