@@ -101,6 +101,8 @@ def test_a_range_over_a_nodes_pod_network_is_refused_naming_the_node():
     assert found.path == "spec.network.egress.oidc[0].cidrs[0]"
     assert "10.250.7.0/24 (spec.podCIDRs of Node fr-gpu-1, in the cluster of NationalCloud fr-secnumcloud)" \
         in found.message
+    exact = suite_with_network({"oidc": [{"cidrs": ["10.250.7.0/24"]}]}, "two-countries")
+    assert overlap_problems(exact, bare, read)[0].message.startswith("10.250.7.0/24 is the cluster's pod network")
 
 
 # ---- item 15: warnings for what a component needs and nobody declared ----------------------------------

@@ -163,7 +163,8 @@ def cluster_overlap(cidr: str, purpose: str, networks: list[ClusterNetwork]) -> 
             continue
         if kind == SERVICE and purpose == "api_server" and net.num_addresses == 1:
             continue
-        what = "lies in" if net.subnet_of(other) else "contains" if other.subnet_of(net) else "overlaps"
+        what = ("is" if net == other else "lies in" if net.subnet_of(other) else "contains" if other.subnet_of(net)
+                else "overlaps")
         hits.append(f"{what} the cluster's {kind} network {other} ({where})")
     if not hits:
         return None
