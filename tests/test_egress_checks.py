@@ -178,3 +178,28 @@ def test_warnings_go_to_the_status_and_an_event_once_never_to_the_conditions():
 def test_ipaddress_semantics_the_checks_rely_on():
     """strict canonical parsing and overlap across versions (ipaddress never says two versions overlap)."""
     assert not ipaddress.ip_network("10.0.0.0/8").overlaps(ipaddress.ip_network("fd00::/8"))
+
+
+def test_no_rendered_ip_block_overlaps_the_cluster_networks():
+    """The rendered policy (no engine: tests/test_network_matrix.py has Cyclonus' verdicts): with every purpose
+    declared as wide as the check accepts, no ipBlock of any tenant reaches into the example clouds' pod or
+    Service networks, except the kubernetes Service's address for CloudNativePG's instances."""
+    _, clouds = load_example("four-countries")
+    cluster = [ipaddress.ip_network(c) for c in ("10.244.0.0/16", "10.245.0.0/24", "10.96.0.0/16")]
+    rest = [ipaddress.ip_network("10.0.0.0/8")]
+    for net in cluster:
+        rest = [piece for r in rest for piece in (r.address_exclude(net) if net.subnet_of(r) else [r])]
+    widest = [{"cidrs": [str(n) for n in sorted(rest)[i:i + 16]]} for i in range(0, len(rest), 16)]
+    purposes = ("oidc", "s3", "modelHub", "stunTurn", "matrixFederation", "databases")
+    egress = {p: widest for p in purposes}
+    egress["apiServer"] = [{"cidrs": ["10.96.0.1/32"], "ports": [{"port": 443}]}]
+    suite = suite_with_network(egress, components={"matrix": {"postgres": {"mode": "cloudnative-pg"}},
+                                                   "jitsi": {"stunServers": ["stun.example.eu:3478"]}})
+    objs = render_suite(suite, clouds).manifests
+    blocks = [(o["metadata"]["namespace"], o["metadata"]["name"], ipaddress.ip_network(peer["ipBlock"]["cidr"]))
+              for o in objs if o["kind"] == "NetworkPolicy" for rule in o["spec"].get("egress") or []
+              for peer in rule.get("to") or [] if "ipBlock" in peer]
+    assert {name for _, name, _ in blocks} >= {"allow-egress-model-hub", "allow-egress-oidc", "allow-egress-api-server"}
+    inside = [(ns, name, str(net)) for ns, name, net in blocks for c in cluster
+              if net.version == c.version and net.overlaps(c)]
+    assert {(name, net) for _, name, net in inside} == {("allow-egress-api-server", "10.96.0.1/32")}
