@@ -106,3 +106,18 @@ def test_refused_on_a_cloud_whose_controller_enforces_no_allow_list():
     assert "ingressController other" in problem.message
     # without the opt-in the same cloud renders Docs (without /admin)
     assert "/admin" not in paths(ingresses(rendered(clouds=clouds))["docs"])
+
+
+def test_with_cert_manager_only_the_public_ingress_asks_for_the_shared_certificate():
+    """docs and docs-admin share docs.<domain>-tls; ingress-shim owns one Certificate per Secret and refuses to update
+    it for a second Ingress (cert-manager/cert-manager#2585): only the first carries the issuer."""
+    _, clouds = load_files([EXAMPLES / "clouds.yaml"])
+    issued = {}
+    for name, cloud in clouds.items():
+        doc = cloud.model_dump(by_alias=True, exclude_none=True, mode="json")
+        doc["spec"]["certManager"] = {"issuerRef": {"name": "letsencrypt"}}
+        issued[name] = type(cloud).model_validate(doc)
+    ings = ingresses(rendered({"admin": ADMIN}, clouds=issued))
+    assert ings["docs"]["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
+    assert not any(k.startswith("cert-manager.io/") for k in ings["docs-admin"]["metadata"]["annotations"])
+    assert ings["docs-admin"]["spec"]["tls"] == ings["docs"]["spec"]["tls"]
