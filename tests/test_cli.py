@@ -70,6 +70,30 @@ def test_validate_accepts_the_examples():
         suite, _ = load_example(name)
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.startswith(f"{suite.name}: valid ({len(suite.spec.tenants)} tenants, "), proc.stdout
+        assert proc.stderr == "", proc.stderr  # they declare the egress their components use: no warning
+
+
+def test_validate_warns_about_undeclared_egress_and_still_exits_0(tmp_path):
+    """A suite whose Docs and LLMs have no declared egress is valid, with one warning line per purpose naming the
+    field to set, on stderr (issue 22, item 15)."""
+    doc = yaml.safe_load(EXAMPLE_FILES["four-countries"].read_text())
+    doc["spec"].pop("network")
+    clouds = [d for d in yaml.safe_load_all(CLOUDS.read_text()) if d]
+    for cloud in clouds:
+        cloud["spec"]["network"]["egress"] = {}
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(doc))
+    (tmp_path / "clouds.yaml").write_text(yaml.safe_dump_all(clouds))
+    proc = run_cli("validate", "-f", str(tmp_path / "suite.yaml"), "--clouds", str(tmp_path / "clouds.yaml"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("eu-workplace: valid (4 tenants, "), proc.stdout
+    lines = proc.stderr.splitlines()
+    assert all(line.startswith("warning: eu-workplace: spec.network.egress.") for line in lines), proc.stderr
+    fields = [line.split(": ")[2] for line in lines]
+    assert fields == ["spec.network.egress.matrixFederation", "spec.network.egress.modelHub",
+                      "spec.network.egress.oidc", "spec.network.egress.s3"]
+    assert "docs needs it to reach https://id.workplace.example.eu/realms/suite" in lines[2]
+    assert "FR (NationalCloud fr-secnumcloud), DE (NationalCloud de-c5), LU (NationalCloud lu-govcloud), " \
+        "SE (NationalCloud se-sovereign)" in lines[2]
 
 
 @pytest.fixture(scope="module")

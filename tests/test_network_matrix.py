@@ -12,11 +12,13 @@ reach them (issue 14, finding 5).
 from __future__ import annotations
 
 import copy
+import ipaddress
 from pathlib import Path
 
 import pytest
 
 from sovereign_suite.api.models import SovereignSuite
+from sovereign_suite.api.validation import InputError
 from sovereign_suite.components.base import CNPG_API, MONITORING_API
 from sovereign_suite.render import render_suite
 
@@ -238,3 +240,80 @@ def test_cloudnative_pg_operator_reaches_every_instance_and_nothing_else(matrix)
                      and isinstance(d, Pod) and d.namespace in tenants}
     expected = {(ns, f"{db}-{i}", p) for ns in tenants for db in CNPG_DATABASES for i in (1, 2) for p in CNPG_PORTS}
     assert from_operator == (expected if cnpg else set())
+
+
+# ---- issue 22, item 14: a declared range may not reach the cluster's own networks --------------------------
+# The example clouds declare the pod networks 10.244.0.0/16 and 10.245.0.0/24 and the Service network
+# 10.96.0.0/16 (manifests/examples/clouds.yaml); the rendered pods get 10.244.x addresses and the ingress
+# controller, kube-system and the others 10.245.0.x (extra_pods) here, as in that cluster.
+SERVICE_NETWORK_ADDRESSES = [
+    External("10.96.0.1", (("https", 443, "TCP"),), "apiServerService"),  # the kubernetes Service's ClusterIP
+    External("10.96.0.10", (("dns", 53, "UDP"), ("metrics", 9153, "TCP")), "kubeDnsService"),
+]
+OUTSIDE = External("10.1.2.3", (("https", 443, "TCP"),), "modelHubInTen")  # in 10/8, outside the cluster
+
+
+def _vllm_cases(policies_of, tmp_path: Path):
+    """(case, verdict) for every vLLM pod of FR towards the other pods and the addresses above."""
+    suite, clouds = load_example("four-countries")
+    doc = copy.deepcopy(suite.wire())
+    # 10.0.0.0/8 without the cluster's networks: the widest declaration the check accepts
+    rest = [ipaddress.ip_network("10.0.0.0/8")]
+    for cluster in ("10.244.0.0/16", "10.245.0.0/24", "10.96.0.0/16"):
+        net = ipaddress.ip_network(cluster)
+        rest = [piece for r in rest for piece in (r.address_exclude(net) if net.subnet_of(r) else [r])]
+    rest = sorted(rest)
+    doc["spec"]["network"]["egress"]["modelHub"] = [{"cidrs": [str(n) for n in rest[i:i + 16]]}
+                                                    for i in range(0, len(rest), 16)]
+    objs = render_suite(SovereignSuite.model_validate(doc), clouds).manifests
+    policies = policies_of([o for o in objs if o["kind"] == "NetworkPolicy"])
+    pods = rendered_pods(objs)
+    more, more_ns = extra_pods(10)
+    pods += more
+    ns_labels = {**namespace_labels(objs), **more_ns}
+    sources = [p for p in pods if p.app == "vllm" and p.namespace == "eu-workplace-fr"]
+    assert sources
+    cases, names = [], {}
+    for dst in pods + SERVICE_NETWORK_ADDRESSES + [OUTSIDE]:
+        for pname, port, proto in dst.ports:
+            names[(dst, port, proto)] = pname
+            cases += [(src, dst, port, proto) for src in sources if src is not dst]
+    return list(zip(cases, evaluate(policies, cases, ns_labels, names, tmp_path)))
+
+
+def _reaches_cluster(verdicts) -> list[str]:
+    """vLLM's allowed flows into the cluster beyond what the matrix allows it (kube-dns on 53)."""
+    return sorted(f"{_label(d)}:{port}/{proto}" for (s, d, port, proto), ok in verdicts if ok
+                  and (isinstance(d, External) and d is not OUTSIDE
+                       or isinstance(d, Pod) and d.namespace != s.namespace
+                       and not (d.labels.get("k8s-app") == "kube-dns" and port == 53)))
+
+
+def test_a_range_over_the_cluster_networks_is_refused():
+    suite, clouds = load_example("four-countries")
+    doc = copy.deepcopy(suite.wire())
+    doc["spec"]["network"]["egress"]["modelHub"] = [{"cidrs": ["10.0.0.0/8"]}]
+    with pytest.raises(InputError) as err:
+        render_suite(SovereignSuite.model_validate(doc), clouds)
+    assert [p.path for p in err.value.problems] == ["spec.network.egress.modelHub[0].cidrs[0]"]
+
+
+def test_the_widest_accepted_range_reaches_no_pod_or_service_of_the_cluster(tmp_path_factory):
+    """Cyclonus: with 10.0.0.0/8 minus the cluster's networks declared, vLLM reaches an address of 10/8 outside the
+    cluster and nothing of the cluster (no Service address, the API server's among them; no pod of kube-system or
+    the ingress controller) beyond DNS. The same policies with the range the check refuses (10.0.0.0/8, what the
+    operator rendered before) let it reach them: the engine sees the hole the check closes."""
+    accepted = _vllm_cases(lambda ps: ps, Path(tmp_path_factory.mktemp("accepted")))
+    assert [ok for (s, d, *_), ok in accepted if d is OUTSIDE] == [True] * len({s for (s, *_), _ in accepted})
+    assert _reaches_cluster(accepted) == []
+
+    def widened(policies):
+        out = copy.deepcopy(policies)
+        for p in out:
+            if p["metadata"]["name"] == "allow-egress-model-hub":
+                p["spec"]["egress"] = [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}],
+                                        "ports": [{"protocol": "TCP", "port": 443}]}]
+        return out
+    refused = _reaches_cluster(_vllm_cases(widened, Path(tmp_path_factory.mktemp("refused"))))
+    assert "apiServerService(10.96.0.1):443/TCP" in refused
+    assert "ingress-nginx/ingress-nginx-controller:443/TCP" in refused

@@ -41,3 +41,15 @@ def test_colours_on_a_terminal():
 def test_suite_not_reconciled_yet():
     assert table({"metadata": {"namespace": "ops", "name": "new"}}, colour=False).splitlines()[0] == \
         "ops/new: not reconciled yet"
+
+
+def test_warnings_are_printed_under_the_table():
+    """status.warnings (issue 22, item 15): one "warning:" line each, whatever Ready says."""
+    suite = {"metadata": {"namespace": "ops", "name": "eu"}, "status": {
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "8 components ready"}],
+        "tenants": [],
+        "warnings": [{"reason": "EgressNotDeclared", "field": "spec.network.egress.oidc",
+                      "message": "docs needs it to reach https://id.example.eu"}]}}
+    lines = table(suite, colour=False).splitlines()
+    assert lines[0] == "ops/eu: Ready=True (Ready)"
+    assert lines[-1] == "warning: spec.network.egress.oidc: docs needs it to reach https://id.example.eu"

@@ -1,6 +1,8 @@
 """``sovereign-suite``: run the operator, render and validate suites offline, print CRDs, drive the dev cluster.
 
 Bad input prints one line per problem (``error: <field path>: <problem>``) on stderr and exits 1, never a traceback.
+``validate`` also prints ``warning: <suite>: <field path>: <what>`` on stderr for what is valid but will not work
+(a component's egress not declared: api/egress_checks.py); warnings do not change the exit code.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from .api.egress_checks import missing_egress
     from .render import render_suite
 
     suites, clouds = _load(args)
@@ -73,6 +76,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             problems += err.problems
             continue
         print(f"{suite.name}: valid ({len(suite.spec.tenants)} tenants, {len(result.manifests)} objects)")
+        # valid, but a component would not reach what it needs (the operator reports the same in status.warnings)
+        for warning in missing_egress(suite, clouds):
+            print(f"warning: {suite.name}: {warning}", file=sys.stderr)
     if problems:
         raise InputError(problems)
     return 0

@@ -60,7 +60,7 @@ MEMBER_UP = Gauge(
 KNOWN_REASONS = {
     "ClusterUnreachable", "ClusterForbidden", "MemberCredentials", "TenantMoveRefused", "InvalidSpec", "UnknownCloud", "MissingSecret", "SecretNotReferenceable", "NamespaceConflict", "InvalidChild",
     "Conflict", "Forbidden", "Unauthorized", "ApiError", "MissingAPI", "InsufficientGPU", "InsufficientGPUMemory",
-    "MigrationFailed", "WatchFailed", "Exception",
+    "MigrationFailed", "WatchFailed", "Exception", "ImmutableStorage",
 }
 
 _guard = threading.Lock()

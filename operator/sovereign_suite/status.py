@@ -44,6 +44,9 @@ def table(suite: dict[str, Any], colour: bool) -> str:
         lines.append("  ".join(cells).rstrip())
     if ready is not None and ready["status"] != "True" and ready.get("message"):
         lines.append(f"  {ready['message'][:500]}")
+    for w in status.get("warnings") or []:  # valid but will not work (status.warnings): never part of Ready
+        text = f"warning: {w.get('field', '')}: {w.get('message', '')}"[:500]
+        lines.append(f"{YELLOW}{text}{RESET}" if colour else text)
     return "\n".join(lines)
 
 

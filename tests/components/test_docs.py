@@ -186,8 +186,6 @@ def test_ingress_paths() -> None:
     assert routes == {
         "/": ("Prefix", "docs-frontend", 80),
         "/api": ("Prefix", "docs-backend", 80),
-        "/admin": ("Prefix", "docs-backend", 80),
-        "/static": ("Prefix", "docs-backend", 80),
         "/collaboration/ws/": ("Prefix", "docs-y-provider", 4444),
         "/collaboration/api/": ("Prefix", "docs-y-provider", 4444),
         "/media/": ("Prefix", "docs-media", 80),

@@ -36,9 +36,11 @@ def test_docs_accepts_20m_like_its_own_chart_and_keeps_the_websocket_open() -> N
     assert int(notes[NGINX + "proxy-read-timeout"]) >= 3600
 
 
-def test_docs_routes_static_to_the_backend() -> None:
-    # suitenumerique/docs src/helm/impress/templates/ingress_admin.yaml (v5.4.1): path /static -> backend.
-    paths = ingress(docs.render(fr()), "docs")["spec"]["rules"][0]["http"]["paths"]
+def test_docs_admin_routes_static_to_the_backend() -> None:
+    # suitenumerique/docs src/helm/impress/templates/ingress_admin.yaml (v5.4.1): path /static -> backend, on the
+    # admin Ingress only (tests/components/test_docs_admin.py: not rendered by default).
+    admin = {"components": {"docs": {"admin": {"enabled": True, "sourceRanges": ["192.0.2.0/24"]}}}}
+    paths = ingress(docs.render(fr(admin)), "docs-admin")["spec"]["rules"][0]["http"]["paths"]
     (static,) = [p for p in paths if p["path"] == "/static"]
     assert static["backend"]["service"]["name"] == "docs-backend"
 

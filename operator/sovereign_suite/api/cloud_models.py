@@ -24,7 +24,7 @@ from .common import (
 )
 from ..imageref import REGISTRY_PATTERN, registry_problem
 from .models import Tenant
-from .network import Network
+from .network import CloudNetwork
 
 
 # --------------------------------------------------------------------------------------------------
@@ -146,9 +146,10 @@ class NationalCloudSpec(Model):
         description="Host ports suites on this cloud may use (jitsi.jvb.type HostPort, whose namespace must then "
         "enforce the Pod Security level privileged). Absent: no suite may use host ports.",
     )
-    network: Network = Field(
-        default_factory=Network,
-        description="Endpoints outside the cluster that tenant pods may reach (egress is denied otherwise).",
+    network: CloudNetwork = Field(
+        default_factory=CloudNetwork,
+        description="Endpoints outside the cluster that tenant pods may reach (egress is denied otherwise), and "
+        "the cluster's own pod and Service networks, which those endpoints may not overlap.",
     )
     image_registry: str | None = Field(
         None, max_length=255, json_schema_extra={"pattern": REGISTRY_PATTERN},

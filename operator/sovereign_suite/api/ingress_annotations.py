@@ -36,6 +36,11 @@ CERT_MANAGER = "cert-manager.io/"
 PROXY_BODY_SIZE = NGINX + "proxy-body-size"
 PROXY_READ_TIMEOUT = NGINX + "proxy-read-timeout"
 PROXY_SEND_TIMEOUT = NGINX + "proxy-send-timeout"
+# ingress-nginx's client allow-list (kubernetes.github.io/ingress-nginx/user-guide/nginx-configuration/annotations/
+# #whitelist-source-range; ``allowlist-source-range`` is the newer spelling of the same annotation). The operator
+# writes it on Docs' admin Ingress only (components/docs: docs.admin.sourceRanges).
+WHITELIST_SOURCE_RANGE = NGINX + "whitelist-source-range"
+ALLOWLIST_KEYS = (WHITELIST_SOURCE_RANGE, NGINX + "allowlist-source-range")
 CERT_MANAGER_ISSUER_KEYS = tuple(CERT_MANAGER + k for k in ("issuer", "cluster-issuer", "issuer-kind", "issuer-group"))
 
 # Why each refused key is refused (the error message after the field path).

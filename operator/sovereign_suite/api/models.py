@@ -33,7 +33,7 @@ from .fieldtypes import (
 
 from .ingress_annotations import IngressAnnotations, JitsiIngressAnnotations, ingress_annotations_field
 from .llm_models import LLM, LLMGateway, LLMModel  # noqa: F401 - re-exported: the API's one import point
-from .network import Network
+from .network import MAX_SOURCE_RANGES, Network, SourceRange
 from .common import (  # noqa: F401 - re-exported: the API's one import point
     API_VERSION,
     COUNTRIES,
@@ -229,6 +229,35 @@ class S3(Model):
     )
 
 
+class DocsAdmin(Model):
+    """Django's admin site (``/admin`` and the ``/static`` files it needs). Not routed by default, as in Docs' own
+    chart (suitenumerique/docs src/helm/impress/values.yaml, v5.4.1: ``ingressAdmin.enabled: false``): it is a
+    password form for Django superusers and staff, and reachable by anyone who can reach the public host."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [
+            {"rule": "!has(self.enabled) || !self.enabled || (has(self.sourceRanges) && size(self.sourceRanges) > 0)",
+             "message": "enabled needs sourceRanges (the client networks the admin site is routed for)"}]}
+    )
+
+    enabled: bool = Field(
+        False, description="Route /admin and /static to the backend through a second Ingress, docs-admin, that "
+        "ingress-nginx serves only to sourceRanges (annotation nginx.ingress.kubernetes.io/whitelist-source-range). "
+        "Refused on a NationalCloud whose ingressController is other (no allow-list the operator could write).",
+    )
+    source_ranges: list[SourceRange] = Field(
+        default_factory=list, max_length=MAX_SOURCE_RANGES,
+        description="Client networks allowed to reach the admin site (CIDRs in canonical form, e.g. "
+        "192.0.2.0/24); required when enabled. /0 is refused: it would be no allow-list.",
+    )
+
+    @model_validator(mode="after")
+    def _ranges_when_enabled(self) -> "DocsAdmin":
+        if self.enabled and not self.source_ranges:
+            raise ValueError("enabled needs sourceRanges (the client networks the admin site is routed for)")
+        return self
+
+
 class Docs(Model):
     """La Suite Docs (impress): backend, frontend, y-provider, celery worker, Redis."""
 
@@ -243,6 +272,7 @@ class Docs(Model):
     worker_replicas: int = Field(1, ge=0, le=20)
     s3: S3 | None = Field(None, description="Object storage for documents' media (required when enabled).")
     ingress_annotations: IngressAnnotations = ingress_annotations_field()
+    admin: DocsAdmin = Field(default_factory=DocsAdmin, description="Django's admin site; not routed by default.")
     postgres: Postgres = Field(default_factory=Postgres)
     resources: Resources = Field(
         default_factory=lambda: resources({"cpu": "250m", "memory": "512Mi"}, {"cpu": "2", "memory": "2Gi"})

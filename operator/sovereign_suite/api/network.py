@@ -11,7 +11,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
+from pydantic.alias_generators import to_camel
 
 from .common import Model
 
@@ -37,6 +38,27 @@ def _cidr(value: str) -> str:
 Cidr = Annotated[
     str,
     AfterValidator(_cidr),
+    Field(min_length=4, max_length=43, json_schema_extra={"pattern": r"^[0-9a-fA-F.:]+/[0-9]{1,3}$"}),
+]
+
+
+MAX_SOURCE_RANGES = 32
+
+
+def _source_range(value: str) -> str:
+    """A client network allowed through an Ingress allow-list: canonical, and narrower than the whole internet."""
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"not a CIDR in canonical form (e.g. 192.0.2.0/24, 2001:db8::/32): {exc}") from None
+    if net.prefixlen == 0:
+        raise ValueError(f"{value} is every address: an allow-list of the whole internet is no allow-list")
+    return value
+
+
+SourceRange = Annotated[
+    str,
+    AfterValidator(_source_range),
     Field(min_length=4, max_length=43, json_schema_extra={"pattern": r"^[0-9a-fA-F.:]+/[0-9]{1,3}$"}),
 ]
 
@@ -93,6 +115,99 @@ class Egress(Model):
 
 class Network(Model):
     egress: Egress = Field(default_factory=Egress)
+
+
+MAX_CLUSTER_NETWORKS = 8  # dual-stack, plus a few ranges added later (ServiceCIDR objects, extra pod pools)
+
+
+def _cluster_cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"not a CIDR in canonical form (e.g. 10.244.0.0/16, fd00:10:244::/56): {exc}") from None
+    return value
+
+
+ClusterCidr = Annotated[
+    str,
+    AfterValidator(_cluster_cidr),
+    Field(min_length=4, max_length=43, json_schema_extra={"pattern": r"^[0-9a-fA-F.:]+/[0-9]{1,3}$"}),
+]
+
+
+# (network, what it is, where it was declared or read), e.g. (10.96.0.0/16, "Service", "serviceCIDRs[0]")
+ClusterNetwork = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str, str]
+POD, SERVICE = "pod", "Service"
+
+
+def egress_cidrs(network: Network) -> list[tuple[str, str, str]]:
+    """(purpose, field path under the network, CIDR) of every declared egress CIDR."""
+    return [(p, f"egress.{to_camel(p)}[{i}].cidrs[{j}]", cidr) for p in PURPOSES
+            for i, rule in enumerate(getattr(network.egress, p)) for j, cidr in enumerate(rule.cidrs)]
+
+
+def cluster_overlap(cidr: str, purpose: str, networks: list[ClusterNetwork]) -> str | None:
+    """Why ``cidr``, declared for ``purpose``, may not be opened, or None: it overlaps one of the cluster's own
+    networks. An ipBlock is matched against the address a packet is sent to: a range over the pod network lets
+    the pods of the purpose reach every pod (kube-system's, the ingress controller's, the operator's) wherever
+    the CNI applies ipBlocks to pod addresses, and one over the Service network the Services' addresses (the API
+    server's among them) wherever it checks before the Service's address is translated. Refused rather than
+    carved out with ``except``: a range inside a cluster network cannot be carved (``except`` must be a strict
+    subset of the ``cidr``: kubernetes v1.37.2 pkg/apis/networking/validation/validation.go, ValidateIPBlock), and one
+    rule for every case reads more plainly in a review. The one exception: the apiServer purpose may name single
+    addresses of the Service network, the ``kubernetes`` Service's ClusterIP its clients dial."""
+    net = ipaddress.ip_network(cidr)
+    hits = []
+    for other, kind, where in networks:
+        if other.version != net.version or not net.overlaps(other):
+            continue
+        if kind == SERVICE and purpose == "api_server" and net.num_addresses == 1:
+            continue
+        what = ("is" if net == other else "lies in" if net.subnet_of(other) else "contains" if other.subnet_of(net)
+                else "overlaps")
+        hits.append(f"{what} the cluster's {kind} network {other} ({where})")
+    if not hits:
+        return None
+    return (f"{cidr} {', and '.join(hits)}: the pods of this purpose would reach the cluster's own pods or "
+            "Services through it; declare the endpoint's own, narrower range")
+
+
+def parse_networks(cidrs: list[str], kind: str, where: str) -> list[ClusterNetwork]:
+    return [(ipaddress.ip_network(c), kind, f"{where}[{i}]") for i, c in enumerate(cidrs)]
+
+
+class CloudNetwork(Network):
+    """A NationalCloud's network: the endpoints outside the cluster its tenants may reach, and the cluster's own
+    networks, which no declared endpoint may overlap (api/egress_checks.py)."""
+
+    pod_cidrs: list[ClusterCidr] = Field(
+        default_factory=list, alias="podCIDRs", max_length=MAX_CLUSTER_NETWORKS,
+        description="The cluster's pod networks (kube-controller-manager --cluster-cidr, or the CNI's IP pools). "
+        "No egress range of this cloud or of a suite on it may overlap them: an ipBlock over pod addresses "
+        "opens kube-system's pods and the ingress controller. The operator also reads the Nodes' spec.podCIDRs; "
+        "declare the whole range, which covers nodes not added yet and CNIs that leave spec.podCIDRs empty.",
+    )
+    service_cidrs: list[ClusterCidr] = Field(
+        default_factory=list, alias="serviceCIDRs", max_length=MAX_CLUSTER_NETWORKS,
+        description="The cluster's Service networks (kube-apiserver --service-cluster-ip-range, or the ServiceCIDR "
+        "objects). No egress range may overlap them (the API server's Service address is in them), except single "
+        "addresses (/32, /128) of the apiServer purpose: the kubernetes Service's ClusterIP, which CloudNativePG's "
+        "instances dial.",
+    )
+
+    def cluster_networks(self, where: str = "") -> list[ClusterNetwork]:
+        """The networks declared here; ``where`` prefixes the field names in messages."""
+        return (parse_networks(self.pod_cidrs, POD, f"{where}podCIDRs")
+                + parse_networks(self.service_cidrs, SERVICE, f"{where}serviceCIDRs"))
+
+    @model_validator(mode="after")
+    def _egress_outside_the_cluster(self) -> "CloudNetwork":
+        networks = self.cluster_networks()
+        problems = [f"{path}: {why}" for purpose, path, cidr in egress_cidrs(self)
+                    if (why := cluster_overlap(cidr, purpose, networks))]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 PURPOSES = tuple(Egress.model_fields)

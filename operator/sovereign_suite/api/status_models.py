@@ -55,6 +55,15 @@ class TenantStatus(Model):
     models: list[ModelStatus] = Field(default_factory=list)
 
 
+class StatusWarning(Model):
+    """Something valid that will not work as the suite is written (a component's egress not declared). It does not
+    change Ready or any condition: the operator cannot tell whether the endpoint is reached another way."""
+
+    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
+    field: str = Field(description="The field to set, e.g. spec.network.egress.oidc.")
+    message: str = Field("", max_length=32768)
+
+
 class SovereignSuiteStatus(Model):
     observed_generation: int | None = None
     countries: str | None = Field(None, description="Countries, for the printer column (e.g. FR,DE).")
@@ -64,6 +73,13 @@ class SovereignSuiteStatus(Model):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     tenants: list[TenantStatus] = Field(default_factory=list)
+    warnings: list[StatusWarning] = Field(
+        default_factory=list,
+        description="What is valid but will not work (reason EgressNotDeclared: an enabled component needs an endpoint "
+        "outside the cluster for which no egress range is declared). Never changes Ready; also printed by "
+        "`sovereign-suite validate` and `sovereign-suite status` as warning lines, and sent as a Warning Event when "
+        "it appears.",
+    )
     operator: dict[str, Any] = Field(
         default_factory=dict,
         description="The operator's own bookkeeping (handler progress); not an interface.",

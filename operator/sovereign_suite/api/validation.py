@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from .common import OPERATOR_NAMESPACE
 from .derived_names import derived_name_problems, namespace_of, tenant_domain
+from .egress_checks import overlap_problems
 from .fieldtypes import PATTERN_MEANINGS
 from .models import (
     COMPONENTS,
@@ -213,6 +214,7 @@ def check_suite(suite: SovereignSuite, clouds: dict[str, NationalCloud],
         if comps.llm.enabled and not comps.llm.models:
             problems.append(Problem(f"{cpath}.llm.models", "at least one model is required when llm is enabled"))
     problems += [Problem(path, message) for path, message in derived_name_problems(suite)]
+    problems += [Problem(f.path, f.message) for f in overlap_problems(suite, clouds)]  # egress vs the cluster
     return problems
 
 

@@ -76,16 +76,27 @@ def cert_manager_annotations(cert_manager: CertManager | None) -> dict[str, str]
 def with_certificates(ctx: RenderContext, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``objects`` with the cloud's cert-manager annotations on every Ingress. Applied to every component's output
     in one place (render.render_tenant), so no Ingress, present or future, is left with the controller's default
-    certificate. Returns new Ingress dicts: the renderers' objects are not changed."""
+    certificate. Returns new Ingress dicts: the renderers' objects are not changed.
+
+    An Ingress whose TLS Secrets an earlier Ingress of ``objects`` already names (Docs' admin Ingress, on the
+    docs host) is left unannotated: ingress-shim makes one Certificate per Secret, owned by one Ingress, and
+    refuses to update it for another ("certificate resource is not owned by this ingress"); sharing a Secret
+    means annotating one of the Ingresses only (cert-manager/cert-manager#2585)."""
     extra = cert_manager_annotations(ctx.cloud.spec.cert_manager)
     if not extra:
         return objects
     out = []
+    issued: set[str] = set()  # TLS Secrets an annotated Ingress already asks a certificate for
     for obj in objects:
         if obj.get("kind") == "Ingress":
             meta = obj["metadata"]
             if set(extra) & set(meta.get("annotations", {})):  # refused in ingressAnnotations (see above)
                 raise AssertionError(f"cert-manager annotations already on Ingress {meta['name']}")
+            secrets = {t.get("secretName") for t in obj["spec"].get("tls") or []}
+            if secrets and secrets <= issued:
+                out.append(obj)
+                continue
+            issued |= secrets
             obj = {**obj, "metadata": {**meta, "annotations": {**meta.get("annotations", {}), **extra}}}
         out.append(obj)
     return out

@@ -34,6 +34,7 @@ from ..members.rbac import is_secret_reader_binding
 from .informer import Informer
 from .kube import Kube
 from .problems import ObjectKey, SuiteKey
+from .storage_hold import claim_fields
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,10 @@ def strip_child(obj: dict[str, Any]) -> dict[str, Any]:
         affinity = ((spec.get("template") or {}).get("spec") or {}).get("affinity") or {}
         out["spec"] = {"replicas": spec.get("replicas", 1), "selector": spec.get("selector") or {},
                        "template": {"spec": {"affinity": affinity}}}
+        if kind == "StatefulSet":  # immutable once created: the pass holds a change back (storage_hold.py)
+            out["spec"]["volumeClaimTemplates"] = [
+                {"name": (t.get("metadata") or {}).get("name"), **claim_fields(t.get("spec") or {})}
+                for t in spec.get("volumeClaimTemplates") or []]
         out["status"] = {k: status[k] for k in ("replicas", "readyReplicas", "availableReplicas", "updatedReplicas",
                                                  "observedGeneration", "updateRevision", "currentRevision")
                          if k in status}
@@ -102,6 +107,8 @@ def strip_child(obj: dict[str, Any]) -> dict[str, Any]:
         out["status"] = {"conditions": [{k: c.get(k) for k in ("type", "status", "reason", "message",
                                                                  "lastTransitionTime")}
                                         for c in status.get("conditions") or []]}
+    elif kind == "PersistentVolumeClaim":  # the class is immutable (storage_hold.py)
+        out["spec"] = claim_fields(spec)
     elif kind == "Secret":
         out["data"] = {k: "" for k in obj.get("data") or {}}  # which keys exist, never a value
     return out
@@ -143,7 +150,9 @@ def strip_node(obj: dict[str, Any]) -> dict[str, Any]:
     meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
     return {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": meta["name"], "labels": _labels(meta.get("labels"))},
-            "spec": {"unschedulable": bool(spec.get("unschedulable"))},
+            # podCIDRs: no declared egress range may overlap them (api/egress_checks.py)
+            "spec": {"unschedulable": bool(spec.get("unschedulable")),
+                     "podCIDRs": [_i(c) for c in spec.get("podCIDRs") or []]},
             "status": {"allocatable": _extended(status.get("allocatable"))}}
 
 

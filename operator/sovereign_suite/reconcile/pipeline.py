@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..api.derived_names import namespace_of
+from ..api.egress_checks import EgressFinding, missing_egress
 from ..api.models import SovereignSuite
 from ..api.secret_refs import opt_in_problems, secret_references
 from ..api.validation import InputError, check_suite, parse_suite
@@ -29,6 +30,7 @@ from ..render import RenderResult, phase_of, render_suite
 from . import gpu, observe
 from .apply import Applier
 from .conditions import Findings, conditions, transitions
+from .egress import add_warnings, cluster_egress_problems
 from .context import OperatorContext
 from .converge import ANN_OWNER, stamp
 from .kube import ApiError
@@ -39,6 +41,7 @@ from .problems import UNREACHABLE, ObjectKey, Problem, SuiteKey, degraded, from_
 from .prune import Pruner, component_of
 from .secrets import copy_manifest, roll_on_rotation
 from .status import build_status
+from .storage_hold import hold_immutable_storage
 from .targets import Target
 from .views import (ClusterView, Homes, give_up, idle_problems, namespace_of_key, namespace_of_obj, on_cluster, owns,
                     resolve)
@@ -102,6 +105,7 @@ class Pass:
         self.requeue_after: float | None = None
         self._applied: set[ObjectKey] = set()  # children written by this pass (their pods are not worth a look)
         self._pods: dict[str, list[dict[str, Any]]] = {}  # namespace -> its pods, looked up once per pass
+        self.warnings: list[EgressFinding] = []  # valid but will not work: status.warnings (never changes Ready)
 
     # ---- the stages ---------------------------------------------------------------------------
     def parse(self) -> tuple[SovereignSuite | None, list[Problem]]:
@@ -252,6 +256,10 @@ class Pass:
         if suite is None:
             return self.finish(None, [], problems, rendered=False)
         homes = self.locate(suite)
+        problems = cluster_egress_problems(suite, self.clouds, homes)
+        if problems:
+            return self.finish(None, [], problems, rendered=False)
+        self.warnings = missing_egress(suite, self.clouds)
         capabilities = {t.country: self.capabilities(homes.home[ns].target if ns in homes.home else self.ctx.local)
                         for t in suite.spec.tenants for ns in [namespace_of(suite, t)]}
         contexts = build_contexts(suite, self.clouds, capabilities)
@@ -270,8 +278,10 @@ class Pass:
         copies, problems = self.dereference(suite, contexts)
         if problems:
             return self.finish(suite, self.health(suite, result, set()), problems)
+        # a storage change the API server would refuse is held back and reported; the rest goes on
+        result.manifests, held = hold_immutable_storage(result.manifests, self.live, suite, self.clouds)
         desired = self.desired(result, copies)
-        problems = list(homes.unresolved.values())
+        problems = list(homes.unresolved.values()) + held
         waiting: list[str] = []
         applied: set[ObjectKey] = set()
         writes, written = 0, {}
@@ -358,6 +368,7 @@ class Pass:
         clusters = {ns: self.homes.cluster(ns) for ns in self.homes.cloud_of} if self.homes else None
         status = build_status(self.old_status, verdict.conditions, self.generation, suite, health, models, clusters)
         self.events += transitions(self.old_status.get("conditions") or [], status["conditions"])
+        self.events += add_warnings(status, self.old_status, self.warnings if suite is not None else None)
         requeue = self.requeue_after
         if verdict.progressing:
             requeue = min(requeue or self.ctx.settings.requeue_seconds, self.ctx.settings.requeue_seconds)

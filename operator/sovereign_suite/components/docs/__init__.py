@@ -14,7 +14,9 @@ Objects (all in the tenant namespace):
   feature, only a standard Ingress path;
 - ``docs-redis``: Redis without persistence (cache, sessions, Celery broker), password from ``docs-secrets``;
 - ``docs-config``: the non-secret settings (environment) shared by backend, worker, Job and y-provider;
-- ``docs``: one Ingress for every path; the database objects come from the postgres renderer.
+- ``docs``: one Ingress for every public path; ``docs-admin``: Django's admin site (``/admin``, ``/static``), only
+  with ``docs.admin.enabled`` and only for ``docs.admin.sourceRanges`` (``admin_annotations``); the database
+  objects come from the postgres renderer.
 
 Secrets: ``docs-secrets`` (generated: DJANGO_SECRET_KEY, Y_PROVIDER_API_KEY, COLLABORATION_SERVER_SECRET,
 REDIS_PASSWORD); the S3 credentials (``s3.credentialsSecretRef``) and the OIDC client secret
@@ -34,6 +36,7 @@ from urllib.parse import urlsplit
 from ...api.models import OIDC, Docs, Resources
 from ...api.validation import InputError, Problem
 from ...api.derived_names import tls_secret_name
+from ...api.ingress_annotations import ALLOWLIST_KEYS, WHITELIST_SOURCE_RANGE
 from ..ingress import DOCS_BODY_SIZE, DOCS_TIMEOUT_SECONDS, annotations as ingress_annotations
 from ..base import (
     image_version,
@@ -236,6 +239,37 @@ def config_data(ctx: RenderContext, db: Database) -> dict[str, str]:
     return {**owned, **extra}
 
 
+def _docs_path(ctx: RenderContext, field: str) -> str:
+    """Where the user wrote docs.<field>: the tenant's override, or spec.components."""
+    if field in (ctx.tenant.components.get("docs") or {}):
+        return f"spec.tenants[{ctx.suite.spec.tenants.index(ctx.tenant)}].components.docs.{field}"
+    return f"spec.components.docs.{field}"
+
+
+def admin_annotations(ctx: RenderContext, public: dict[str, str]) -> dict[str, str] | None:
+    """The annotations of the ``docs-admin`` Ingress, or None when the admin site is not routed.
+
+    The allow-list is ingress-nginx's ``whitelist-source-range`` annotation: a comma-separated list of client
+    CIDRs, any other client gets 403 (kubernetes.github.io/ingress-nginx/user-guide/nginx-configuration/
+    annotations/#whitelist-source-range). An annotation applies to every path of its Ingress, hence a second
+    Ingress for the admin paths. It replaces any source-range key of docs.ingressAnnotations there: the admin
+    site's allow-list is docs.admin.sourceRanges. The controller sees the client's address only if the load
+    balancer keeps it (externalTrafficPolicy Local, or the PROXY protocol): docs/components/docs.md.
+
+    With ``ingressController: other`` the operator knows no annotation that the controller would enforce, and an
+    allow-list nobody enforces would publish the admin site: refused, naming the field."""
+    admin = ctx.components.docs.admin
+    if not admin.enabled:
+        return None
+    if ctx.cloud.spec.ingress_controller != "ingress-nginx":
+        raise InputError([Problem(
+            _docs_path(ctx, "admin"),
+            f"the admin site needs an allow-list the ingress controller enforces; NationalCloud {ctx.cloud.name} has "
+            "ingressController other, for which the operator writes none (route it yourself, or leave it off)")])
+    kept = {k: v for k, v in public.items() if k.lower() not in ALLOWLIST_KEYS}
+    return {**kept, WHITELIST_SOURCE_RANGE: ",".join(admin.source_ranges)}
+
+
 def _data_hash(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
@@ -325,11 +359,12 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         security=container_security(read_only_root=True),
         secret_name=SECRET,
     )
+    public = ingress_annotations(ctx, COMPONENT, DOCS_BODY_SIZE, DOCS_TIMEOUT_SECONDS)
     objects += render_template(
         HERE, "ingress.yaml.j2", **common,
         labels=_labels(ctx, "ingress"), host=host, tls_secret=tls_secret_name(host),
         backend_port=80, frontend_port=80, y_provider_port=Y_PROVIDER_PORT, media_port=80,
-        annotations=ingress_annotations(ctx, COMPONENT, DOCS_BODY_SIZE, DOCS_TIMEOUT_SECONDS),
+        annotations=public, admin_labels=_labels(ctx, "admin"), admin_annotations=admin_annotations(ctx, public),
     )
     return objects
 
