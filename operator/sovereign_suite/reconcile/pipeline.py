@@ -194,9 +194,10 @@ class Pass:
             stray = stray_problem(view, any(idle.ours(o) for o in idle.live.values()))
             return None, idle, [stray] if stray else ([view.problem] if view.namespaces else []), [], None
         objs = [o for o in desired if namespace_of_obj(o) in view.namespaces]
-        applier = Applier(self.ctx, view.target, self.key, view.live)
-        for ns in (o for o in objs if o["kind"] == "Namespace"):
-            applier.ensure_namespace(ns)
+        applier = Applier(self.ctx, view.target, self.key, view.live, uid=self.uid)
+        # each namespace as found (or created): it carries the suite's UID only if the operator created it
+        found = {ObjectKey.of(ns): applier.ensure_namespace(ns) for ns in objs if ns["kind"] == "Namespace"}
+        objs = [found.get(ObjectKey.of(o)) or o if o["kind"] == "Namespace" else o for o in objs]
         if any(p.reason == "NamespaceConflict" for p in applier.problems):
             return applier, pruner(), on_cluster(view.target, applier.problems), [], None  # nothing half-applied
         applier.ensure_secrets([s for s in result.secrets if s.namespace in view.namespaces])
@@ -370,6 +371,13 @@ def cleanup(ctx: OperatorContext, body: dict[str, Any]) -> PassResult:
         if problem is not None and (ours or target.name in homes):
             problems.append(degraded(problem.reason, f"waiting for {target} to delete the suite's children: "
                                      f"{problem.message}"))
+            continue
+        unsynced = target.cache.unsynced()
+        if unsynced and (ours or target.name in homes or not target.is_member):
+            # an unlisted cache looks empty: the finalizer would go and the children stay behind
+            problems.append(degraded("WatchFailed", f"waiting for the watches of {target} to list before deleting "
+                                     f"the suite's children there (not listed yet: "
+                                     f"{', '.join(repr(i) for i in unsynced[:3])})"))
             continue
         pruner.delete(ours, retain=retain)
         found = on_cluster(target, pruner.problems)
