@@ -137,8 +137,10 @@ def widget_crd(kube, cluster):
     kube.delete(crd)
 
 
+RESTRICTED = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True,
+              "runAsUser": 65532, "seccompProfile": {"type": "RuntimeDefault"}}  # the tenant's PSA level
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "users-debug-pod"},
-       "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}
+       "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10", "securityContext": RESTRICTED}]}}
 CRONJOB = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "users-backup"},
            "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {"spec": {
                "restartPolicy": "Never", "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}}}}}

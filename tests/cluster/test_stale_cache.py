@@ -12,7 +12,6 @@ import pytest
 import yaml
 
 from sovereign_suite.api.validation import parse_cloud
-from sovereign_suite.reconcile.apply import stale_patch
 from sovereign_suite.reconcile.cache import ClusterCache
 from sovereign_suite.reconcile.context import OperatorContext, Settings
 from sovereign_suite.reconcile.converge import ANN_OWNER, takeover_patch
@@ -114,6 +113,8 @@ def test_the_watches_of_a_tenant_namespace_stop_when_it_goes(kube, core, namespa
 
 def test_a_stale_take_over_patch_is_a_conflict_not_an_invalid_child(kube, namespace):
     """The API server answers a failed JSON-patch test with 422; it means "changed meanwhile"."""
+    from sovereign_suite.reconcile.apply import stale_patch  # here: the other tests of this file run on old code
+
     cm = kube.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": namespace},
                       "data": {"a": "1"}})
     kube.merge_patch("v1", "ConfigMap", "c", namespace, {"data": {"b": "2"}})  # changed after it was read
