@@ -61,6 +61,16 @@ def test_a_namespace_named_otherwise_is_no_tenant_namespace():
     assert not p.ours(platform) and p.ours(obj("ConfigMap", "docs-config"))
 
 
+def test_generated_secrets_need_no_uid_in_a_tenant_namespace():
+    """Created once, never applied (reconcile/secrets.py): they carry the generated label, no UID."""
+    generated = obj("Secret", "synapse-keys", owner=None, labels={**LABELS, "sovereignsuite.io/generated": "true"})
+    copied = obj("Secret", "synapse-keys", namespace="scratch", owner=None,
+                 labels={**LABELS, "sovereignsuite.io/generated": "true"})
+    p = pruner(tenant_ns(), generated, copied)
+    assert p.ours(generated) and not p.ours(copied)
+    assert not p.ours(obj("Secret", "hand-made", owner=None))
+
+
 def test_claims_of_a_statefulset_need_no_uid():
     """A claim made from volumeClaimTemplates has the template's labels and annotations (no UID) and the name
     <template>-<statefulset>-<ordinal>."""

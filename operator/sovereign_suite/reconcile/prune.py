@@ -11,7 +11,9 @@ labels and annotations (no UID: the templates are immutable, and carried none be
 ``<template>-<statefulset>-<ordinal>`` (Kubernetes v1.37.2, pkg/controller/statefulset/stateful_set_utils.go,
 getPersistentVolumeClaims and getPersistentVolumeClaimName). A Namespace additionally must carry this suite's UID,
 written only when the operator itself created it (a namespace a platform team made for the namespace-scoped mode
-has none), and must hold nothing the operator did not render (namespace_content.py).
+has none), and must hold nothing the operator did not render (namespace_content.py). The generated Secrets
+(signing key, passwords: created once, never applied, secrets.py) carry no UID either; they count as the
+suite's by their ``sovereignsuite.io/generated`` label, in its tenant namespaces only.
 
 ``Retain`` keeps the data: PersistentVolumeClaims, generated Secrets (keys, passwords), CloudNativePG clusters
 (hibernated: CNPG deletes their pods and keeps their PVCs), and the namespaces holding them, all labelled
@@ -90,8 +92,9 @@ class Pruner:
             return False
         if labels.get("app.kubernetes.io/managed-by") != MANAGED_BY:
             return False
-        if owner is None:  # only a StatefulSet's claim has none
-            return obj["kind"] == "PersistentVolumeClaim" and bool(CLAIM_NAME.fullmatch(meta["name"]))
+        if owner is None:  # only a StatefulSet's claim and a generated Secret (created, never applied) have none
+            return ((obj["kind"] == "PersistentVolumeClaim" and bool(CLAIM_NAME.fullmatch(meta["name"])))
+                    or (obj["kind"] == "Secret" and labels.get(LABEL_GENERATED) == "true"))
         return owner == self.uid
 
     # ---- the stages -----------------------------------------------------------------------------
