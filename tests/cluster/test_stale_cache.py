@@ -1,7 +1,8 @@
 """The pipeline when its watch cache is behind the cluster, in-process against the real API server (issue 22,
 item 13): a namespace ownership decided from a cache that does not know the namespace yet, a deletion on a cache
 that never listed, the watches of a tenant namespace that is gone (namespace-scoped mode), and a take-over patch
-whose resourceVersion test fails."""
+whose resourceVersion test fails because another writer changed the object meanwhile (a real write, sent right
+after each read of the object)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,12 @@ from sovereign_suite.api.validation import parse_cloud
 from sovereign_suite.reconcile.cache import ClusterCache
 from sovereign_suite.reconcile.context import OperatorContext, Settings
 from sovereign_suite.reconcile.converge import ANN_OWNER, takeover_patch
-from sovereign_suite.reconcile.kube import ApiError
+from sovereign_suite.reconcile.apply import Applier
+from sovereign_suite.reconcile.cache import strip_child
+from sovereign_suite.reconcile.converge import stamp
+from sovereign_suite.reconcile.kube import ApiError, Kube
+from sovereign_suite.reconcile.problems import ObjectKey, Severity, SuiteKey
+from sovereign_suite.reconcile.targets import LOCAL, Target
 from sovereign_suite.reconcile.pipeline import CHILD_KINDS, cleanup, reconcile
 from sovereign_suite.reconcile.problems import from_api_error
 
@@ -127,3 +133,44 @@ def test_a_stale_take_over_patch_is_a_conflict_not_an_invalid_child(kube, namesp
     assert from_api_error(err.value, None).reason == "InvalidChild"  # what a pass reported before: Stalled
     fresh = kube.get("v1", "ConfigMap", "c", namespace)
     kube.json_patch("v1", "ConfigMap", "c", namespace, takeover_patch(fresh, rendered))  # read again, it passes
+
+
+class ChangedAfterEachRead(Kube):
+    """The operator's client, and another writer that changes the object right after each of the operator's
+    reads (``times`` reads): a real concurrent write between the take-over's read and its patch."""
+
+    def __init__(self, kube: Kube, times: int):
+        super().__init__(kube.api, user_agent="sovereign-suite-operator")
+        self.other, self.times = kube, times
+
+    def get(self, api_version, kind, name, namespace=None):
+        obj = super().get(api_version, kind, name, namespace)
+        if self.times > 0:
+            self.times -= 1
+            self.other.merge_patch(api_version, kind, name, namespace,
+                                   {"metadata": {"annotations": {"other-writer": str(self.times)}}})
+        return obj
+
+
+@pytest.mark.parametrize("changes", [1, 3])
+def test_a_take_over_raced_by_another_writer_is_retried_then_a_conflict(kube, namespace, changes):
+    cm = stamp({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": namespace},
+                "data": {"a": "rendered"}}, "uid")
+    key = ObjectKey.of(cm)
+    ctx = context(kube)
+    target = Target(LOCAL, kube, ctx.cache)
+    try:
+        first = Applier(ctx, target, SuiteKey(namespace, "s"), {}).apply_one(cm)
+        assert first.problem is None
+        kube.merge_patch("v1", "ConfigMap", "c", namespace, {"data": {"a": "by hand"}})  # a rendered key rewritten
+        live = {key: strip_child(kube.get("v1", "ConfigMap", "c", namespace))}
+        raced = Target(LOCAL, ChangedAfterEachRead(kube, changes), ctx.cache)
+        out = Applier(ctx, raced, SuiteKey(namespace, "s"), live).apply_one(cm)
+        if changes < 3:  # read again after the failed test, then handed over and applied
+            assert out.problem is None
+            assert kube.get("v1", "ConfigMap", "c", namespace)["data"]["a"] == "rendered"
+        else:  # still changing: a conflict, retried with the suite's backoff, never "the child is invalid"
+            assert out.problem is not None
+            assert (out.problem.severity, out.problem.reason) == (Severity.DEGRADED, "Conflict"), out.problem
+    finally:
+        ctx.shutdown()
