@@ -122,11 +122,9 @@ list is a doubt, and keeps the namespace. Off by default (no wildcard in the cha
 namespaces are then kept on deletion, with an Event naming the kinds that could not be listed. List only.
 */}}
 {{- define "sso.rules.namespaceContent" -}}
-{{- if .Values.rbac.listNamespaceContent }}
 - apiGroups: ["*"]
   resources: ["*"]
   verbs: [list]
-{{- end }}
 {{- end }}
 
 {{/*
