@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from sovereign_suite.reconcile.cache import strip_child, strip_pod
-from sovereign_suite.reconcile.converge import foreign_entries
+from sovereign_suite.reconcile.converge import OWN_FIELDS, fields_digest, foreign_entries
 
 
 def event_object(name: str, kind: str = "Deployment") -> dict:
@@ -37,7 +37,9 @@ def test_a_stored_child_keeps_only_what_the_pipeline_reads():
     stored = strip_child(event_object("synapse"))
     meta = stored["metadata"]
     assert set(meta) == {"name", "namespace", "uid", "resourceVersion", "generation", "labels", "annotations",
-                         "managedFields"}
+                         "managedFields", OWN_FIELDS}
+    # of the field sets, only the digest of the operator's own (a removed field shrinks it: converge.py)
+    assert meta[OWN_FIELDS] == fields_digest({"f:spec": {"f:replicas": {}}})
     assert meta["annotations"] == {"sovereignsuite.io/applied-hash": "h-synapse"}
     assert meta["managedFields"] == [
         {"manager": "sovereign-suite-operator", "operation": "Apply"},

@@ -191,6 +191,16 @@ def test_no_wildcard_anywhere(helm, tmp_path, values):
                                 "verbs": ["bind"], "resourceNames": [TENANT_ADMIN_CLUSTER_ROLE]}, rule
 
 
+@pytest.mark.parametrize("values", [{}, NAMESPACES_MODE], ids=["cluster", "namespaces"])
+def test_listing_a_namespaces_content_is_the_only_wildcard_and_opt_in(helm, tmp_path, values):
+    """rbac.listNamespaceContent: list (only) every namespaced kind, for the check before a tenant namespace is
+    deleted (reconcile/namespace_content.py)."""
+    scope = {**values, "rbac": {**values.get("rbac", {}), "listNamespaceContent": True}}
+    roles = [d for d in template(helm, tmp_path, scope) if d["kind"] in ("Role", "ClusterRole")]
+    wild = [r for d in roles for r in d["rules"] if "*" in r["resources"] or "*" in r["apiGroups"]]
+    assert wild and all(r == {"apiGroups": ["*"], "resources": ["*"], "verbs": ["list"]} for r in wild)
+
+
 def operator_rules(docs: list[dict[str, Any]], namespace: str) -> list[dict[str, Any]]:
     """Every rule that applies to the operator in ``namespace`` (cluster-wide ones included)."""
     rules = [r for d in of_kind(docs, "ClusterRole") for r in d["rules"]]

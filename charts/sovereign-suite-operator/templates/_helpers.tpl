@@ -115,6 +115,19 @@ and create when absent), deletes orphans (delete).
 {{- end }}
 
 {{/*
+sso.rules.namespaceContent: before it deletes a tenant namespace (deletionPolicy Delete), the operator lists
+everything namespaced the API server serves there (reconcile/namespace_content.py, as `kubectl api-resources
+--namespaced --verbs=list` finds it) and keeps the namespace if anything is not the suite's: a kind it may not
+list is a doubt, and keeps the namespace. Off by default (no wildcard in the chart's rules): the tenant
+namespaces are then kept on deletion, with an Event naming the kinds that could not be listed. List only.
+*/}}
+{{- define "sso.rules.namespaceContent" -}}
+- apiGroups: ["*"]
+  resources: ["*"]
+  verbs: [list]
+{{- end }}
+
+{{/*
 sso.rules.pods: the operator's cache watches pods that are not finished (reconcile/cache.py): the scheduler's
 reasons for its own pending pods, and the GPUs that pods hold on GPU nodes. Cluster-wide in mode cluster; in
 mode namespaces only in the tenant namespaces (GPU accounting then sees only those pods: docs/gpu-scheduling.md).

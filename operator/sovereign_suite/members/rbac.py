@@ -51,8 +51,11 @@ TENANT_ADMIN_RULES: list[dict[str, Any]] = [
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]},
 ]
 
-# The hub's Secret reads, bound in each tenant namespace only (secret_reader_binding)
-SECRET_READER_RULES: list[dict[str, Any]] = [{"apiGroups": [""], "resources": ["secrets"], "verbs": READ_VERBS}]
+# The hub's reads bound in each tenant namespace only (secret_reader_binding): its Secrets, and "list" on every kind,
+# so that before a tenant namespace is deleted the operator can see all it holds (reconcile/namespace_content.py:
+# a kind it may not list keeps the namespace). Both only where the hub already writes everything.
+SECRET_READER_RULES: list[dict[str, Any]] = [{"apiGroups": [""], "resources": ["secrets"], "verbs": READ_VERBS},
+                                             {"apiGroups": ["*"], "resources": ["*"], "verbs": ["list"]}]
 
 
 def member_rules() -> list[dict[str, Any]]:

@@ -19,7 +19,8 @@ from ..components.base import LABEL_SUITE, LABEL_SUITE_NS, SecretSpec
 from ..render import phase_of
 from .cache import strip_child
 from .context import OperatorContext
-from .converge import FIELD_MANAGER, out_of_sync, takeover_patch
+from .converge import (ANN_HASH, ANN_OWNER, FIELD_MANAGER, PENDING, fields_digest, foreign_entries, out_of_sync,
+                       own_entry, stamp, takeover_patch, with_fields_digest)
 from .kube import ApiError
 from .problems import UNREACHABLE, ObjectKey, Problem, SuiteKey, degraded, from_api_error, stalled
 from .secrets import ensure_generated
@@ -28,6 +29,16 @@ from .targets import Target
 log = logging.getLogger(__name__)
 
 ANN_AFTER_JOB = "sovereignsuite.io/after-job"
+TAKEOVER_ATTEMPTS = 3  # reads and patches of an object changing under the take-over before it is a Conflict
+
+
+def stale_patch(err: ApiError) -> bool:
+    """Whether the take-over patch failed its resourceVersion ``test``: the object changed since it was read (a
+    conflict, not an invalid object). The API server answers any JSON patch that cannot be applied with a
+    generic 422 ("the server rejected our request due to an error in our request"; k8s.io/apiserver
+    pkg/endpoints/handlers/patch.go, applyJSPatch), the reason only in its causes; the take-over patch holds
+    nothing else that can fail (invalid managedFields are reset by the API server, never refused)."""
+    return err.status == 422
 
 
 @dataclass
@@ -46,6 +57,7 @@ class Applier:
     target: Target  # the cluster written to: the operator's own, or a member's
     suite: SuiteKey
     live: dict[ObjectKey, dict[str, Any]]  # the suite's children, updated with what this pass writes
+    uid: str = ""  # the suite's UID (stamped on a namespace the operator created)
     writes: int = 0
     problems: list[Problem] = field(default_factory=list)
     applied: set[ObjectKey] = field(default_factory=set)
@@ -69,9 +81,12 @@ class Applier:
                 self.applied.add(out.key)
 
     # ---- namespaces: created, never taken over --------------------------------------------------
-    def ensure_namespace(self, desired: dict[str, Any]) -> bool:
+    def ensure_namespace(self, desired: dict[str, Any]) -> dict[str, Any] | None:
         """Create the tenant namespace if it does not exist (a create, never an apply: two suites must not fight
-        over one name). False when it exists and is not this suite's (Stalled, NamespaceConflict)."""
+        over one name). Returns the namespace as it is to be applied: it carries the suite's UID only when the
+        operator created it, decided from the namespace as the API server has it when the cache did not know it
+        (a namespace a platform team made, found by the create's 409, is adopted, never stamped deletable).
+        None when it exists and is not this suite's (Stalled, NamespaceConflict) or cannot be created."""
         key = ObjectKey.of(desired)
         name = key.name
         if self.stopped():
@@ -81,21 +96,21 @@ class Applier:
             labels = current["metadata"].get("labels") or {}
             if (labels.get(LABEL_SUITE_NS), labels.get(LABEL_SUITE)) != (self.suite.namespace, self.suite.name):
                 self._conflict(name, labels)
-                return False
-            return True
+                return None
+            return self._as_found(desired, current)
         try:
             created = self.target.kube.create(desired)
         except ApiError as err:
             if err.status != 409:
                 self.problems.append(from_api_error(err, key))
-                return False
+                return None
             other = self.target.kube.get("v1", "Namespace", name) or {"metadata": {}}
             labels = other["metadata"].get("labels") or {}
             if (labels.get(LABEL_SUITE_NS), labels.get(LABEL_SUITE)) != (self.suite.namespace, self.suite.name):
                 self._conflict(name, labels)
-                return False
+                return None
             self._record(Outcome(key, strip_child(other)))
-            return True
+            return self._as_found(desired, other)
         writes = 1
         # The create made the operator's manager an "Update" owner; hand its fields to the apply entry at once,
         # so that later applies own (and can remove) them.
@@ -107,7 +122,18 @@ class Applier:
             except ApiError as err:
                 log.info("namespace %s: ownership hand-over deferred: %s", name, err)
         self._record(Outcome(key, strip_child(created), writes))
-        return True
+        return desired
+
+    def _as_found(self, desired: dict[str, Any], found: dict[str, Any]) -> dict[str, Any]:
+        """``desired`` stamped with the suite's UID only if the namespace found carries one (the operator created
+        it, or a suite of this name before it that retained it)."""
+        created_by_us = bool((found["metadata"].get("annotations") or {}).get(ANN_OWNER))
+        if created_by_us == bool((desired["metadata"].get("annotations") or {}).get(ANN_OWNER)):
+            return desired
+        meta = dict(desired["metadata"])
+        meta["annotations"] = {k: v for k, v in (meta.get("annotations") or {}).items()
+                               if k not in (ANN_OWNER, ANN_HASH)}
+        return stamp({**desired, "metadata": meta}, self.uid if created_by_us else None)
 
     def _conflict(self, name: str, labels: dict[str, str]) -> None:
         owner = f"{labels.get(LABEL_SUITE_NS, '?')}/{labels.get(LABEL_SUITE, '?')}" if labels else "nobody"
@@ -145,21 +171,44 @@ class Applier:
         why = out_of_sync(current, obj)
         if why is None:
             return Outcome(key)
+        kube = self.target.kube
         writes = 0
         try:
-            if current is not None and why.startswith("edited by"):
-                full = self.target.kube.get(obj["apiVersion"], obj["kind"], key.name, key.namespace or None)
-                patch = takeover_patch(full) if full else None
-                if patch:
-                    self.target.kube.json_patch(obj["apiVersion"], obj["kind"], key.name, key.namespace or None, patch)
-                    writes += 1
             log.info("apply %s: %s", key, why)
-            applied = self.target.kube.apply(obj, FIELD_MANAGER)
+            # the field set this apply gives the operator, from a dry run of the same configuration (converge.py)
+            trial = kube.apply(with_fields_digest(obj, PENDING), FIELD_MANAGER, dry_run=True)
+            wanted = (own_entry(trial.get("metadata") or {}) or {}).get("fieldsV1") or {}
+            if current is not None and foreign_entries(current):
+                taken = self._take_over(obj, key, wanted)
+                if isinstance(taken, Problem):
+                    return Outcome(key, None, writes, taken)
+                writes += taken
+            applied = kube.apply(with_fields_digest(obj, fields_digest(wanted)), FIELD_MANAGER)
         except ApiError as err:
             if err.status == 404 and "does not serve" not in err.message:
-                self.target.kube.forget_api(obj["apiVersion"])
+                kube.forget_api(obj["apiVersion"])
             return Outcome(key, None, writes, from_api_error(err, key))
         return Outcome(key, strip_child(applied), writes + 1)
+
+    def _take_over(self, obj: dict[str, Any], key: ObjectKey, wanted: dict[str, Any]) -> int | Problem:
+        """Hand the rendered fields other writers hold to the operator's apply entry (converge.takeover_patch):
+        the number of writes, or a Conflict when the object kept changing under the patch's resourceVersion
+        test (the suite is retried with its backoff, like a 409)."""
+        kube = self.target.kube
+        for _ in range(TAKEOVER_ATTEMPTS):
+            full = kube.get(obj["apiVersion"], obj["kind"], key.name, key.namespace or None)
+            patch = takeover_patch(full, wanted) if full else None
+            if not patch:
+                return 0
+            try:
+                kube.json_patch(obj["apiVersion"], obj["kind"], key.name, key.namespace or None, patch)
+                return 1
+            except ApiError as err:
+                if not stale_patch(err):
+                    raise
+                log.info("take-over of %s: changed meanwhile (%s), reading it again", key, err.message)
+        return degraded("Conflict", f"changed by another writer while the operator took its rendered fields over "
+                        f"({TAKEOVER_ATTEMPTS} attempts); retried", key)
 
     def apply_phase(self, objs: list[dict[str, Any]]) -> None:
         for out in self.target.pools.map(self.apply_one, objs):

@@ -31,6 +31,7 @@ from typing import Any, Callable
 from ..api.secret_refs import OPT_IN_LABEL
 from ..components.base import LABEL_SUITE, LABEL_SUITE_NS, MANAGED_BY
 from ..members.rbac import is_secret_reader_binding
+from .converge import OWN_FIELDS, entry_digest
 from .informer import Informer
 from .kube import Kube
 from .problems import ObjectKey, SuiteKey
@@ -68,6 +69,9 @@ def _strip_meta(meta: dict[str, Any], managers: bool = True) -> dict[str, Any]:
         out["annotations"] = ann
     if managers:  # who wrote what, without the field sets (converge.foreign_entries reads these three)
         out["managedFields"] = [_writer(e) for e in meta.get("managedFields") or []]
+        # and the digest of the operator's own field set: a field removed or rewritten by another writer leaves
+        # it (converge.out_of_sync compares it with the digest the operator's apply wrote)
+        out[OWN_FIELDS] = entry_digest(meta)
     return out
 
 
@@ -293,8 +297,15 @@ class ClusterCache:
 
     def _namespace_event(self, type_: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         self._child_event(type_, old, new)
+        if not self.namespaces:
+            return
+        if type_ == "DELETED":
+            # namespace-scoped mode: a tenant namespace gone takes its watches with it (each is a thread and a
+            # connection, and would retry a namespace that no longer exists for ever)
+            self._stop_namespace((old or {}).get("metadata", {}).get("name") or "")
+            return
         suite = suite_of(new)
-        if self.namespaces and suite is not None and suite.namespace in self.namespaces and type_ != "DELETED":
+        if suite is not None and suite.namespace in self.namespaces:
             # namespace-scoped mode: the operator may list only inside the tenant namespaces of the suites it
             # serves (a platform team created them, with the operator's rights there)
             for api_version, kind in self.child_kinds:
@@ -321,6 +332,22 @@ class ClusterCache:
             gone.stop()
             for obj in gone.items():
                 self._child_event("DELETED", obj, None)
+
+    def _stop_namespace(self, namespace: str) -> None:
+        """Stop and forget the watches of one namespace (namespace-scoped mode), and what they held."""
+        if not namespace:
+            return
+        with self._lock:
+            gone = [self._children.pop(k) for k in [k for k in self._children if k[2] == namespace]]
+            pods = self._pods.pop(namespace, None)
+            for suite in list(self._index):
+                children = self._index[suite]
+                for key in [k for k in children if k.namespace == namespace]:
+                    children.pop(key)
+                if not children:
+                    self._index.pop(suite)
+        for inf in [*gone, *([pods] if pods else [])]:
+            inf.stop()
 
     def _pod_event(self, type_: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         suite = suite_of(new) or suite_of(old)
@@ -370,6 +397,13 @@ class ClusterCache:
         if infs:
             return any(i.served and i.synced.is_set() for i in infs)
         return self.kube.kind(api_version, kind) is not None
+
+    def unsynced(self) -> list[Informer]:
+        """The watches of tenant namespaces and children that have not listed yet: what they hold is not the
+        cluster's state, and a deletion must not take it for "nothing left"."""
+        with self._lock:
+            children = list(self._children.values())
+        return [i for i in (self.tenant_namespaces, *children) if not i.synced.is_set()]
 
     def failing(self) -> list[Informer]:
         """The watches failing now, and those that never listed (their cluster never answered). A tenant

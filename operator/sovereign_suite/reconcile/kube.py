@@ -127,6 +127,8 @@ class Kube:
         verb = "APPLY" if content_type == "application/apply-patch+yaml" else method
         if verb == "APPLY" and isinstance(body, dict):
             body = yaml_safe_json(body).encode()
+        if (query or {}).get("dryRun"):
+            verb = "DRYRUN"  # nothing is written: not counted with the writes
         attempt = 0
         while True:
             with self._lock:
@@ -331,12 +333,16 @@ class Kube:
             self.reachability.failed(f"watch {kind}: {cause.message}")
         return Unreachable(cause.message, f"watch {kind}", "GET")
 
-    def apply(self, obj: dict[str, Any], field_manager: str, force: bool = True) -> dict[str, Any]:
+    def apply(self, obj: dict[str, Any], field_manager: str, force: bool = True, dry_run: bool = False
+              ) -> dict[str, Any]:
+        """Server-side apply; ``dry_run``: what it would give, nothing persisted (converge.py reads its
+        managedFields)."""
         k = self.require(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
         return self.request(
             "PATCH", k.path(meta.get("namespace"), meta["name"]), body=obj,
-            query={"fieldManager": field_manager, "force": "true" if force else None},
+            query={"fieldManager": field_manager, "force": "true" if force else None,
+                   "dryRun": "All" if dry_run else None},
             content_type="application/apply-patch+yaml", what=ref(obj),
         )
 

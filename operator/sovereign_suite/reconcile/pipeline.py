@@ -222,9 +222,11 @@ class Pass:
                              self.uid) for o in objs if o["kind"] == "Namespace"]
             first = next((i for i, o in enumerate(objs) if phase_of(o) != "namespace"), len(objs))
             objs = objs[:first] + readers + objs[first:]  # with the policy phase, before any Secret is written
-        applier = Applier(self.ctx, view.target, self.key, view.live, cancel=cancel or threading.Event())
-        for ns in (o for o in objs if o["kind"] == "Namespace"):
-            applier.ensure_namespace(ns)
+        applier = Applier(self.ctx, view.target, self.key, view.live, uid=self.uid,
+                          cancel=cancel or threading.Event())
+        # each namespace as found (or created): it carries the suite's UID only if the operator created it
+        found = {ObjectKey.of(ns): applier.ensure_namespace(ns) for ns in objs if ns["kind"] == "Namespace"}
+        objs = [found.get(ObjectKey.of(o)) or o if o["kind"] == "Namespace" else o for o in objs]
         if any(p.reason == "NamespaceConflict" for p in applier.problems):
             return applier, pruner(), on_cluster(view.target, applier.problems), [], None  # nothing half-applied
         applier.ensure_secrets([s for s in result.secrets if s.namespace in view.namespaces])
@@ -418,6 +420,12 @@ def cleanup(ctx: OperatorContext, body: dict[str, Any]) -> PassResult:
         ours = [o for o in live.values() if pruner.ours(o)]
         problem = target.problem()
         if problem is None:
+            unsynced = target.cache.unsynced()
+            if unsynced and (ours or target.name in homes or not target.is_member):
+                # an unlisted cache looks empty: the finalizer would go and the children stay behind
+                return [degraded("WatchFailed", f"waiting for the watches of {target} to list before deleting the "
+                                 f"suite's children there (not listed yet: "
+                                 f"{', '.join(repr(i) for i in unsynced[:3])})")], [], 0
             try:
                 pruner.delete(ours, retain=retain)
             except ApiError as err:  # a namespace's content could not be listed
