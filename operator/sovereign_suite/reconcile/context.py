@@ -139,10 +139,12 @@ class OperatorContext:
     def _member_cache(self, kube: Kube, cloud: str) -> ClusterCache:
         from .pipeline import CHILD_KINDS
 
-        # cluster-wide: the member's ClusterRole (members/rbac.py) grants list/watch on the child kinds
+        # cluster-wide: the member's ClusterRole (members/rbac.py) grants list/watch on the child kinds. No log text
+        # of the member's containers is kept: the hub's status and Events get a container's reason and exit code.
         return ClusterCache(kube, CHILD_KINDS, (), on_suite_change=self.child_changed,
                             on_api_change=self.api_changed, unserved_retry=self.settings.discovery_interval,
-                            on_health_change=lambda: self.cloud_changed(cloud), referenceable=False)
+                            on_health_change=lambda: self.cloud_changed(cloud), referenceable=False,
+                            log_text=False)
 
     # ---- suites as last seen (Kopf's watch) ----------------------------------------------------
     def suite(self, key: SuiteKey) -> dict[str, Any] | None:
