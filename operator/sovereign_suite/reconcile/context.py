@@ -16,6 +16,7 @@ from typing import Any
 from ..api.models import NationalCloud
 from ..api.validation import Problem as FieldProblem
 from .cache import ClusterCache
+from .rotation_key import RotationKeys
 from .kube import Kube
 from .problems import Problem, SuiteKey
 from .queue import Backoff, WorkQueue
@@ -110,6 +111,7 @@ class OperatorContext:
                                            unserved_retry=settings.discovery_interval)
         self.local = Target(LOCAL, kube, self.cache)
         self.members = Members(kube, self._member_cache, on_change=self.cloud_changed)
+        self.rotation_keys = RotationKeys(kube)  # the key of the pods' secrets-hash annotation, per suites' namespace
         self.clouds = Clouds()
         self.apply_pool = ThreadPoolExecutor(max_workers=settings.apply_workers, thread_name_prefix="apply")
         # a pass writes its clusters (the operator's, the members) at the same time; a pool of its own, since each
