@@ -65,6 +65,16 @@ def test_suite_crd_shape():
         "Ready", "Reconciling", "Stalled", "Degraded"}
 
 
+def test_no_category_is_a_resource_name():
+    """kubectl expands a category before it looks a name up: a category named like a resource (the former
+    `sovereignsuite`) makes `kubectl get sovereignsuite NAME` two resources (tests/cluster/test_crd_names.py)."""
+    names = [crd["spec"]["names"] for crd in (crdgen.suite_crd(), crdgen.cloud_crd())]
+    taken = {n[k] for n in names for k in ("plural", "singular")} | {s for n in names for s in n["shortNames"]}
+    taken |= {n["kind"].lower() for n in names}
+    assert all(n["categories"] == [crdgen.CATEGORY] for n in names)
+    assert crdgen.CATEGORY not in taken
+
+
 def test_cloud_crd_is_cluster_scoped():
     crd = crdgen.cloud_crd()
     assert crd["spec"]["scope"] == "Cluster"

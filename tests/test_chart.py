@@ -229,6 +229,13 @@ def test_rbac_covers_every_child_kind(helm, tmp_path, values):
 
 
 @pytest.mark.parametrize("values", [{}, NAMESPACES_MODE], ids=["cluster", "namespaces"])
+def test_the_operator_may_create_the_rotation_key_in_a_suites_namespace(helm, tmp_path, values):
+    """The rotation key's Secret (reconcile/rotation_key.py) is created in the suite's namespace, and read there."""
+    rules = operator_rules(template(helm, tmp_path, values), "sovereign-suite")
+    assert {"get", "create"} <= allowed(rules, "", "secrets")
+
+
+@pytest.mark.parametrize("values", [{}, NAMESPACES_MODE], ids=["cluster", "namespaces"])
 def test_tenant_admin_is_bound_not_held(helm, tmp_path, values):
     """The rendered RoleBinding references the chart's ClusterRole, which the operator may bind (Kubernetes'
     escalation check) without holding what it grants."""

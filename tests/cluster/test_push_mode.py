@@ -122,6 +122,37 @@ def everything(k: Kube) -> str:
     return "\n".join(parts)
 
 
+def crash_loop(k: Kube, namespace: str, deployment: str) -> str:
+    """Make the Deployment's pod crash-loop as the kubelet reports it: its container waiting in CrashLoopBackOff,
+    its last termination an exit 1 whose message is the tail of its log (terminationMessagePolicy
+    FallbackToLogsOnError), the pod not ready. The kwok nodes run no container, so the test writes the pod's
+    status as the kubelet would (kwok's pod-ready stage only acts on Pending pods: it leaves this one alone).
+    Returns the pieces of that log text unique to this call: a user ID and a room ID (in a line of SQL with a
+    client address, like Synapse's log)."""
+    tag = uuid.uuid4().hex[:8]
+    user, room = f"@alice-{tag}:example.org", f"!room-{tag}:example.org"
+    log_tail = (f"synapse.storage.txn - 812 - ERROR - SELECT room_id FROM local_current_membership WHERE user_id = "
+                f"'{user}' AND room_id = '{room}' (client 203.0.113.7)")
+    selector = k.get("apps/v1", "Deployment", deployment, namespace)["spec"]["selector"]["matchLabels"]
+    pods = k.list("v1", "Pod", ",".join(f"{a}={b}" for a, b in selector.items()), namespace)
+    assert pods, f"no pod of {namespace}/{deployment}"
+    pod = pods[0]
+    now = pod["status"].get("startTime")
+    statuses = [{"name": c["name"], "image": c["image"], "imageID": "", "ready": False, "started": False,
+                 "restartCount": 3,
+                 "state": {"waiting": {"reason": "CrashLoopBackOff",
+                                       "message": f"back-off 40s restarting failed container={c['name']} "
+                                                  f"pod={pod['metadata']['name']}_{namespace}"}},
+                 "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": log_tail,
+                                              "startedAt": now, "finishedAt": now}}}
+                for c in pod["spec"]["containers"]]
+    conditions = [dict(c, status="False", reason="ContainersNotReady") if c["type"] in ("Ready", "ContainersReady")
+                  else c for c in pod["status"].get("conditions") or []]
+    k.merge_patch("v1", "Pod", pod["metadata"]["name"], namespace,
+                  {"status": {"containerStatuses": statuses, "conditions": conditions}}, sub="status")
+    return [user, room]
+
+
 def test_push_applies_each_tenant_in_its_own_cluster_and_no_secret_leaves_it(members, clouds, hub_operator, kube,
                                                                               core, namespace):
     create_referenced_secrets(core, namespace)
@@ -151,6 +182,30 @@ def test_push_applies_each_tenant_in_its_own_cluster_and_no_secret_leaves_it(mem
     for values, elsewhere in ((fr_values, everything(de)), (de_values, everything(fr))):
         for v in values:
             assert v not in elsewhere and v not in hub_text and v not in log_text and v not in metrics_text
+
+    # a container's log stays in its country: France's Synapse crash-loops with a log tail as its termination
+    # message; the hub's status, conditions and Events say CrashLoopBackOff and the exit code, never the log text
+    markers = crash_loop(fr, f"{name}-fr", "synapse")
+
+    def reported():
+        s = get_suite(kube, doc)
+        matrix = next((c for c in tenant(s, "FR")["components"] if c["name"] == "matrix"), {})
+        events = [e for e in kube.list("v1", "Event", namespace=namespace)
+                  if e["involvedObject"].get("name") == name and "CrashLoopBackOff" in e.get("message", "")]
+        return (s, matrix, events) if matrix.get("reason") == "CrashLoopBackOff" and events else None
+
+    suite, matrix, events = wait_for(reported, timeout=120, what="France's CrashLoopBackOff reported on the hub")
+    assert "last exit 1 (Error)" in matrix["message"] and "last exit 1 (Error)" in events[0]["message"]
+    assert "CrashLoopBackOff" in condition(suite, "Ready")["message"]
+    hub_text, log_text = everything(kube), hub_operator.log_path.read_text(errors="replace")
+    for text in (hub_text, json.dumps(suite), log_text, hub_operator.metrics_text()):
+        assert not [m for m in markers if m in text]
+    # the member keeps the detail (its pod's own status, read with the member's credentials)
+    crashed = [p for p in fr.list("v1", "Pod", namespace=f"{name}-fr") if markers[0] in json.dumps(p)]
+    assert crashed
+    for pod in crashed:  # a new pod: Synapse runs again
+        fr.delete(pod)
+    ready(kube, doc, 120)
 
     # a spec change reaches both members
     kube.merge_patch(*SUITES, name, namespace, {"metadata": {"labels": {"touched": "yes"}},

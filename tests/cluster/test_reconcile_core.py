@@ -9,6 +9,8 @@ cannot be scheduled and whose deadline expires, a CRD installed or deleted while
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import subprocess
 import time
@@ -19,6 +21,7 @@ import pytest
 import yaml
 
 from sovereign_suite.devcluster.cluster import bin_dir
+from sovereign_suite.reconcile.secrets import LABEL_COPY, secret_names_used
 
 from ..helpers import ROOT
 from .conftest import wait_crds, wait_for
@@ -394,9 +397,31 @@ def test_hand_made_drift_is_repaired_by_a_watch_event(operator, kube, core, suit
 
 # ---- 10. a rotated referenced Secret rolls the pods that read it ------------------------------------------------
 
+def rotation_input(kube, deployment: dict) -> bytes:
+    """What the rotation annotation of a Deployment is computed from: the data of the copied Secrets its pods read."""
+    ns = deployment["metadata"]["namespace"]
+    copies = {s["metadata"]["name"]: s.get("data") or {} for s in kube.list("v1", "Secret", LABEL_COPY, ns)}
+    used = sorted(n for n in secret_names_used(deployment["spec"]["template"]["spec"]) if n in copies)
+    assert used, f"{deployment['metadata']['name']} reads no copied Secret"
+    return json.dumps([[n, copies[n]] for n in used], sort_keys=True).encode()
+
+
+def assert_keyed(kube, deployment: dict, suite_namespace: str) -> None:
+    """The annotation is the HMAC under the key the operator keeps in the suite's namespace, not a hash of the
+    data that a reader of the Deployment could test guesses against (issue 22, item 6)."""
+    data = rotation_input(kube, deployment)
+    got = deployment["spec"]["template"]["metadata"]["annotations"]["sovereignsuite.io/secrets-hash"]
+    assert got != hashlib.sha256(data).hexdigest()[:16], "the annotation is a plain hash of the Secrets' data"
+    secret = kube.get("v1", "Secret", "sovereign-suite-rotation-key", suite_namespace)
+    assert secret and secret["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "sovereign-suite-operator"
+    key = base64.b64decode(secret["data"]["key"])
+    assert len(key) == 32 and got == hmac.new(key, data, hashlib.sha256).hexdigest()[:16]
+
+
 def test_a_rotated_referenced_secret_rolls_the_pods_that_use_it(operator, kube, core, suite_ns):
     doc, name, fr = fr_suite(kube, suite_ns, {"deletionPolicy": "Delete"})
     before = kube.get("apps/v1", "Deployment", "docs-backend", fr)
+    assert_keyed(kube, before, suite_ns)
     synapse_before = kube.get("apps/v1", "Deployment", "synapse", fr)["metadata"]["generation"]
     core.patch_namespaced_secret("oidc-client", suite_ns, {"data": {
         "client-secret": base64.b64encode(b"rotated-value").decode()}})
@@ -407,6 +432,7 @@ def test_a_rotated_referenced_secret_rolls_the_pods_that_use_it(operator, kube, 
     key = "sovereignsuite.io/secrets-hash"
     assert after["spec"]["template"]["metadata"]["annotations"][key] != \
         before["spec"]["template"]["metadata"]["annotations"][key]
+    assert_keyed(kube, after, suite_ns)
     assert kube.get("apps/v1", "Deployment", "synapse", fr)["metadata"]["generation"] == synapse_before
     delete_suite(kube, doc)
 

@@ -240,16 +240,21 @@ def test_database_password_reaches_synapse_through_the_init_container(fr):
     [pod] = pod_specs(fr[("Deployment", "synapse")])
     [init] = pod["initContainers"]
     [synapse] = pod["containers"]
-    assert init["env"] == [
-        {"name": "SYNAPSE_DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "matrix-postgres", "key": "password"}}}
-    ]
+    # the password as a file of its Secret, mounted in the init container only (issue 22, item 17)
+    assert "env" not in init
     paths = matrix.PATHS
-    assert init["command"] == ["python3", paths.script, paths.homeserver, paths.database]
+    secret = next(v for v in pod["volumes"] if v["name"] == "database-secret")["secret"]
+    assert secret == {"secretName": "matrix-postgres", "items": [{"key": "password", "path": "password"}],
+                      "defaultMode": 0o440}
+    assert {m["name"]: m["mountPath"] for m in init["volumeMounts"]}["database-secret"] == paths.database_secret
+    assert paths.database_password == f"{paths.database_secret}/password"
+    assert "database-secret" not in {m["name"] for m in synapse["volumeMounts"]}
+    assert init["command"] == ["python3", paths.script, paths.homeserver, paths.database, paths.database_password]
     assert synapse["command"] == [
         "python3", "-m", "synapse.app.homeserver",
         "--config-path", paths.homeserver, "--config-path", paths.database, "--no-secrets-in-config",
     ]
-    assert "env" not in synapse  # the password is only in the init container's environment
+    assert "env" not in synapse
     runtime = next(v for v in pod["volumes"] if v["name"] == "runtime")
     assert runtime["emptyDir"]["medium"] == "Memory"
     assert {m["mountPath"]: m.get("readOnly", False) for m in synapse["volumeMounts"]}[paths.runtime] is True
@@ -261,8 +266,9 @@ def test_cloudnative_pg_database():
     objs = objects(fr_context(suite))
     assert ("Cluster", "matrix-postgres") in objs and ("StatefulSet", "matrix-postgres") not in objs
     assert homeserver(objs)["database"]["args"]["host"] == "matrix-postgres-rw"
-    [init] = pod_specs(objs[("Deployment", "synapse")])[0]["initContainers"]
-    assert init["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "matrix-postgres-app", "key": "password"}
+    [pod] = pod_specs(objs[("Deployment", "synapse")])
+    secret = next(v for v in pod["volumes"] if v["name"] == "database-secret")["secret"]
+    assert (secret["secretName"], secret["items"]) == ("matrix-postgres-app", [{"key": "password", "path": "password"}])
     assert [s.name for s in matrix.secrets(fr_context(suite))] == ["synapse-keys"]
 
 

@@ -138,8 +138,8 @@ def test_postgres_exporter_sidecar(objs):
     env = {e["name"]: e for e in c["env"]}
     assert env["DATA_SOURCE_URI"]["value"] == "127.0.0.1:5432/matrix?sslmode=disable"
     assert env["DATA_SOURCE_USER"]["value"] == "matrix"
-    assert env["DATA_SOURCE_PASS"] == {"name": "DATA_SOURCE_PASS", "valueFrom": {
-        "secretKeyRef": {"name": "matrix-postgres", "key": "password"}}}
+    assert "DATA_SOURCE_PASS" not in env  # a file of the Secret instead (tests/test_secret_files.py)
+    assert env["DATA_SOURCE_PASS_FILE"]["value"] == "/etc/postgres-password/password"
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert "readinessProbe" not in c  # the exporter never takes the database out of its Service

@@ -96,8 +96,8 @@ def test_embedded_pod(fr):
     env = {e["name"]: e for e in c["env"]}
     assert env["POSTGRES_INITDB_ARGS"]["value"] == "--lc-collate=C --lc-ctype=C --encoding=UTF8"
     assert env["POSTGRES_USER"]["value"] == "docs" and env["POSTGRES_DB"]["value"] == "docs"
-    assert env["POSTGRES_PASSWORD"]["valueFrom"] == {"secretKeyRef": {"name": "docs-postgres", "key": "password"}}
-    assert "value" not in env["POSTGRES_PASSWORD"]
+    assert "POSTGRES_PASSWORD" not in env  # a file of the Secret instead (tests/test_secret_files.py)
+    assert env["POSTGRES_PASSWORD_FILE"]["value"] == "/etc/postgres-password/password"
     mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
     assert env["PGDATA"]["value"].startswith("/var/lib/postgresql/data/")
     assert mounts["/var/lib/postgresql/data"] == "data"

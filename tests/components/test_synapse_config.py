@@ -114,9 +114,10 @@ def synapse_python() -> Path:
 
 def _paths(root: Path) -> matrix.SynapsePaths:
     paths = matrix.SynapsePaths(
-        config=str(root / "config"), keys=str(root / "keys"), runtime=str(root / "runtime"), media=str(root / "media")
+        config=str(root / "config"), keys=str(root / "keys"), runtime=str(root / "runtime"), media=str(root / "media"),
+        database_secret=str(root / "database-secret"),
     )
-    for d in (paths.config, paths.keys, paths.runtime):
+    for d in (paths.config, paths.keys, paths.runtime, paths.database_secret):
         Path(d).mkdir(parents=True)
     return paths
 
@@ -132,12 +133,9 @@ def _write_files(python: Path, ctx, paths: matrix.SynapsePaths, homeserver_yaml:
     secrets = {"macaroon_secret_key": "m" * 64, "registration_shared_secret": "r" * 64, "form_secret": "f" * 64}
     for name, value in secrets.items():
         (keys / name).write_text(value)
-    # the init container: same script, same arguments
-    subprocess.run(
-        [str(python), paths.script, paths.homeserver, paths.database],
-        check=True,
-        env={**os.environ, "SYNAPSE_DB_PASSWORD": DB_PASSWORD},
-    )
+    # the init container: same script, same arguments, the password Secret's key as a file
+    Path(paths.database_password).write_text(DB_PASSWORD)
+    subprocess.run([str(python), paths.script, paths.homeserver, paths.database, paths.database_password], check=True)
     return secrets
 
 

@@ -141,7 +141,8 @@ mode namespaces only in the tenant namespaces (GPU accounting then sees only tho
 {{/*
 sso.rules.suites: what the operator does in a suite's namespace. Kopf lists and watches the suites; the
 handlers read a suite, patch its finalizer (patch) and its status (sovereignsuites/status), copy the Secrets
-it references into the tenants (secrets get) and post Events on it (events create).
+it references into the tenants (secrets get), create the rotation key's Secret once (secrets create:
+reconcile/rotation_key.py) and post Events on the suite (events create).
 */}}
 {{- define "sso.rules.suites" -}}
 - apiGroups: [sovereignsuite.io]
@@ -152,7 +153,7 @@ it references into the tenants (secrets get) and post Events on it (events creat
   verbs: [patch]
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, list, watch]
+  verbs: [get, list, watch, create]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

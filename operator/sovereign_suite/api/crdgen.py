@@ -16,6 +16,12 @@ import yaml
 from .models import GROUP, VERSION, NationalCloudSpec, SovereignSuiteSpec, SovereignSuiteStatus
 
 _DROP = {"title", "default", "examples"}
+# `kubectl get sovereign-suite` lists the suites and the clouds. A category must not be a resource's name: kubectl
+# expands a category before it looks names up (k8s.io/cli-runtime v0.37.2, pkg/resource/builder.go,
+# Builder.replaceAliases), so the former category `sovereignsuite`, SovereignSuite's singular, turned
+# `kubectl get sovereignsuite NAME` into two resources and the error "you must specify only one resource"
+# (visitByName). The API server requires a DNS-1035 label (apiextensions validation: names.categories).
+CATEGORY = "sovereign-suite"
 TENANT_DOMAIN_RULE = "has(oldSelf.domain) == has(self.domain) && (!has(self.domain) || self.domain == oldSelf.domain)"
 
 
@@ -145,7 +151,7 @@ def suite_crd() -> dict[str, Any]:
                 "plural": "sovereignsuites",
                 "singular": "sovereignsuite",
                 "shortNames": ["suite", "suites"],
-                "categories": ["sovereignsuite"],
+                "categories": [CATEGORY],
             },
             "versions": [
                 {
@@ -206,7 +212,7 @@ def cloud_crd() -> dict[str, Any]:
                 "plural": "nationalclouds",
                 "singular": "nationalcloud",
                 "shortNames": ["ncloud"],
-                "categories": ["sovereignsuite"],
+                "categories": [CATEGORY],
             },
             "versions": [
                 {

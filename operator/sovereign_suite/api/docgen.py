@@ -75,7 +75,9 @@ def generate() -> str:
         "",
         "Kinds: `SovereignSuite` (namespaced, short name `suite`) with [SovereignSuiteSpec](#sovereignsuitespec)",
         "and [SovereignSuiteStatus](#sovereignsuitestatus); `NationalCloud` (cluster-scoped, short name `ncloud`)",
-        "with [NationalCloudSpec](#nationalcloudspec).",
+        "with [NationalCloudSpec](#nationalcloudspec). Both are in the category `sovereign-suite`:",
+        "`kubectl get sovereign-suite` lists a namespace's suites and every cloud; `kubectl get sovereignsuite NAME`",
+        "(or `suite NAME`) gets one suite.",
         "",
     ]
     seen: set[type[BaseModel]] = set()

@@ -118,7 +118,12 @@ def strip_child(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def strip_pod(obj: dict[str, Any]) -> dict[str, Any]:
+def strip_pod(obj: dict[str, Any], log_text: bool = True) -> dict[str, Any]:
+    """A pod as the pipeline reads it. ``log_text`` False (member clusters): a container's last termination keeps
+    its reason and exit code only, never its message, which is the tail of the container's log for containers
+    rendered with ``terminationMessagePolicy: FallbackToLogsOnError`` (Synapse's: user IDs, room IDs, client
+    addresses, SQL). What the hub does not hold, its status, conditions and Events cannot copy
+    (docs/multi-cluster.md, "What the hub learns of a member")."""
     meta = obj["metadata"]
     labels = meta.get("labels") or {}
     if labels.get("app.kubernetes.io/managed-by") != MANAGED_BY:
@@ -136,18 +141,27 @@ def strip_pod(obj: dict[str, Any]) -> dict[str, Any]:
                    "conditions": [{k: c.get(k) for k in ("type", "status", "reason", "message")}
                                   for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"],
                    # only containers that are not ready, and only why (observe.container_reason)
-                   "containerStatuses": [_container_status(c) for key in ("initContainerStatuses", "containerStatuses")
+                   "containerStatuses": [_container_status(c, log_text)
+                                         for key in ("initContainerStatuses", "containerStatuses")
                                          for c in status.get(key) or [] if not c.get("ready")]},
     }
 
 
-def _container_status(c: dict[str, Any]) -> dict[str, Any]:
+def strip_member_pod(obj: dict[str, Any]) -> dict[str, Any]:
+    return strip_pod(obj, log_text=False)
+
+
+def _container_status(c: dict[str, Any], log_text: bool) -> dict[str, Any]:
+    # waiting.message is the kubelet's own text (back-off delay, a missing Secret key, a pull error), never the
+    # container's output; lastState.terminated.message is what the container wrote, or its log's tail
     waiting = (c.get("state") or {}).get("waiting") or {}
     last = (c.get("lastState") or {}).get("terminated") or {}
+    ended = {"reason": last.get("reason"), "exitCode": last.get("exitCode")}
+    if log_text:
+        ended["message"] = (last.get("message") or "")[-600:]
     return {"name": c.get("name"), "restartCount": c.get("restartCount", 0),
             "waiting": {"reason": waiting.get("reason"), "message": (waiting.get("message") or "")[:300]},
-            "lastTerminated": {"reason": last.get("reason"), "exitCode": last.get("exitCode"),
-                               "message": (last.get("message") or "")[-600:]} if last else None}
+            "lastTerminated": ended if last else None}
 
 
 def strip_node(obj: dict[str, Any]) -> dict[str, Any]:
@@ -187,7 +201,7 @@ class ClusterCache:
                  on_secret_change: Callable[[str], None] | None = None,
                  on_api_change: Callable[[str], None] | None = None, unserved_retry: float = 30.0,
                  on_health_change: Callable[[], None] | None = None, referenceable: bool = True,
-                 secrets_by_namespace: bool = False):
+                 secrets_by_namespace: bool = False, log_text: bool = True):
         self.kube = kube
         self.child_kinds = tuple(k for k in child_kinds if k[1] != "Namespace"
                                  and not (secrets_by_namespace and k == ("v1", "Secret")))
@@ -199,6 +213,8 @@ class ClusterCache:
         self.on_api_change = on_api_change
         self.unserved_retry = unserved_retry
         self.on_health_change = on_health_change  # a watch started failing or works again (members: reachability)
+        # a member's cache keeps no container's log text (strip_pod): its cluster's data stays in its country
+        self.strip_pod = strip_pod if log_text else strip_member_pod
         self._lock = threading.Lock()
         self._index: dict[SuiteKey, dict[ObjectKey, dict[str, Any]]] = {}
         self._children: dict[tuple[str, str, str], Informer] = {}  # (apiVersion, kind, namespace or "")
@@ -234,7 +250,7 @@ class ClusterCache:
         with self._lock:
             if namespace in self._pods:
                 return
-            inf = Informer(self.kube, "v1", "Pod", strip=strip_pod, namespace=namespace or None,
+            inf = Informer(self.kube, "v1", "Pod", strip=self.strip_pod, namespace=namespace or None,
                            field_selector="status.phase!=Succeeded,status.phase!=Failed", on_event=self._pod_event,
                            on_health=self._health_changed, listing=self._listing)
             self._pods[namespace] = inf

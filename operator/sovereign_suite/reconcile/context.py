@@ -17,6 +17,7 @@ from ..api.common import OPERATOR_NAMESPACE
 from ..api.models import NationalCloud
 from ..api.validation import Problem as FieldProblem
 from .cache import ClusterCache
+from .rotation_key import RotationKeys
 from .kube import Kube
 from .pools import ClusterPools
 from .problems import Problem, SuiteKey
@@ -154,6 +155,7 @@ class OperatorContext:
         self.members = Members(kube, self._member_cache, on_change=self.cloud_changed,
                                secrets_namespace=settings.member_secrets, deadlines=settings.member_deadlines,
                                make_pools=self._pools)
+        self.rotation_keys = RotationKeys(kube)  # the key of the pods' secrets-hash annotation, per suites' namespace
         self.clouds = Clouds()
         # Rendering is pure and fast; one thread keeps the YAML parser's native allocator to one heap (measured:
         # concurrent renders on 16 threads doubled the operator's RSS).
@@ -184,11 +186,12 @@ class OperatorContext:
         from .pipeline import CHILD_KINDS
 
         # cluster-wide: the member's ClusterRole (members/rbac.py) grants list/watch on the child kinds, but
-        # Secrets only per tenant namespace (the RoleBinding a pass writes there: pipeline.py)
+        # Secrets only per tenant namespace (the RoleBinding a pass writes there: pipeline.py). No log text of
+        # the member's containers is kept: the hub's status and Events get a container's reason and exit code.
         return ClusterCache(kube, CHILD_KINDS, (), on_suite_change=self.child_changed,
                             on_api_change=self.api_changed, unserved_retry=self.settings.discovery_interval,
                             on_health_change=lambda: self.cloud_changed(cloud), referenceable=False,
-                            secrets_by_namespace=True)
+                            secrets_by_namespace=True, log_text=False)
 
     # ---- suites as last seen (Kopf's watch) ----------------------------------------------------
     def suite(self, key: SuiteKey) -> dict[str, Any] | None:

@@ -72,7 +72,8 @@ STUCK = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "ErrImageNeverP
 def container_reason(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
     """Why a scheduled pod of a workload does not get ready: a container stuck waiting (CrashLoopBackOff, an
     image that cannot be pulled, a missing Secret key...), with its last exit and termination message (the tail
-    of its log for containers rendered with terminationMessagePolicy FallbackToLogsOnError)."""
+    of its log for containers rendered with terminationMessagePolicy FallbackToLogsOnError). A member cluster's
+    pods come without the termination message (cache.strip_pod): reason and exit code only."""
     for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
         for c in (pod.get("status") or {}).get("containerStatuses") or []:
             waiting = c.get("waiting") or {}

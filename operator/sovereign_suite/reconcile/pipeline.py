@@ -168,10 +168,11 @@ class Pass:
         unique = {ObjectKey.of(c): c for c in copies}
         return list(unique.values()), list(dict.fromkeys(problems))
 
-    def desired(self, result: RenderResult, copies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def desired(self, result: RenderResult, copies: list[dict[str, Any]], key: bytes) -> list[dict[str, Any]]:
         """The rendered manifests plus the Secret copies (right after each namespace's configuration), with the
-        rotation hash on the pods that read a copy, stamped with the suite's UID and each object's hash."""
-        manifests = roll_on_rotation(list(result.manifests), copies)
+        rotation digest (keyed with ``key``) on the pods that read a copy, stamped with the suite's UID and each
+        object's hash."""
+        manifests = roll_on_rotation(list(result.manifests), copies, key)
         idx = next((i for i, o in enumerate(manifests) if phase_of(o) not in ("namespace", "policy", "config")),
                    len(manifests))
         manifests = manifests[:idx] + copies + manifests[idx:]
@@ -278,11 +279,14 @@ class Pass:
             return self.finish(suite, self.health(suite, result, set()), [], models=self.models(contexts, placements),
                                paused=True)
         copies, problems = self.dereference(suite, contexts)
+        key = self.ctx.rotation_keys.key(self.key.namespace) if copies else b""
+        if isinstance(key, Problem):
+            problems.append(key)
         if problems:
             return self.finish(suite, self.health(suite, result, set()), problems)
         # a storage change the API server would refuse is held back and reported; the rest goes on
         result.manifests, held = hold_immutable_storage(result.manifests, self.live, suite, self.clouds)
-        desired = self.desired(result, copies)
+        desired = self.desired(result, copies, key)
         problems = list(homes.unresolved.values()) + held
         waiting: list[str] = []
         applied: set[ObjectKey] = set()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 from typing import Any
 
@@ -94,10 +95,17 @@ def secret_names_used(pod_spec: dict[str, Any]) -> set[str]:
     return names
 
 
-def roll_on_rotation(manifests: list[dict[str, Any]], copies: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Deployments and StatefulSets reading a copied (referenced) Secret get a pod-template annotation with the
-    hash of that Secret's data: a rotated OIDC, S3 or database password rolls the pods that read it from env.
-    Generated Secrets never change, so they need none."""
+def rotation_digest(key: bytes, data: list[list[Any]]) -> str:
+    """HMAC-SHA256 of the Secrets' data under the operator's key (reconcile/rotation_key.py), 64 bits of it: the
+    annotation changes when the data does, and tells whoever reads it nothing they could test a guess against."""
+    return hmac.new(key, json.dumps(data, sort_keys=True).encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def roll_on_rotation(manifests: list[dict[str, Any]], copies: list[dict[str, Any]], key: bytes
+                     ) -> list[dict[str, Any]]:
+    """Deployments and StatefulSets reading a copied (referenced) Secret get a pod-template annotation keyed on
+    that Secret's data (``rotation_digest``): a rotated OIDC, S3 or database password rolls the pods that read it
+    from env. Generated Secrets never change, so they need none."""
     by_ns: dict[tuple[str, str], dict[str, Any]] = {
         (c["metadata"]["namespace"], c["metadata"]["name"]): c.get("data") or {} for c in copies}
     if not by_ns:
@@ -113,8 +121,7 @@ def roll_on_rotation(manifests: list[dict[str, Any]], copies: list[dict[str, Any
         if not used:
             out.append(obj)
             continue
-        digest = hashlib.sha256(json.dumps([[n, by_ns[(ns, n)]] for n in used], sort_keys=True).encode()
-                                ).hexdigest()[:16]
+        digest = rotation_digest(key, [[n, by_ns[(ns, n)]] for n in used])
         meta = dict(template.get("metadata") or {})
         meta["annotations"] = {**(meta.get("annotations") or {}), ANN_SECRETS_HASH: digest}
         out.append({**obj, "spec": {**obj["spec"], "template": {**template, "metadata": meta}}})

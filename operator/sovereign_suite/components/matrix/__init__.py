@@ -61,6 +61,8 @@ class SynapsePaths:
     keys: str = "/synapse/keys"  # Secret synapse-keys
     runtime: str = "/synapse/runtime"  # emptyDir: database.yaml with the password, from the init container
     media: str = "/synapse/media"  # PVC synapse-media
+    # the database's password Secret, in the init container only: a file, not an environment variable
+    database_secret: str = "/synapse/database-secret"
 
     @property
     def homeserver(self) -> str:
@@ -73,6 +75,10 @@ class SynapsePaths:
     @property
     def script(self) -> str:
         return f"{self.config}/write-database-config.py"
+
+    @property
+    def database_password(self) -> str:
+        return f"{self.database_secret}/password"
 
 
 PATHS = SynapsePaths()
@@ -210,7 +216,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         labels=ctx.labels(COMPONENT, "synapse", image_version(matrix.image)),
         selector=ctx.selector(COMPONENT, "synapse"),
         config_data={"homeserver.yaml": homeserver_yaml(ctx), "write-database-config.py": write_database_script()},
-        init_command=["python3", PATHS.script, PATHS.homeserver, PATHS.database],
+        init_command=["python3", PATHS.script, PATHS.homeserver, PATHS.database, PATHS.database_password],
         command=["python3", "-m", "synapse.app.homeserver", *synapse_args()],
         http_port=HTTP_PORT,
         metrics_port=METRICS_PORT,

@@ -47,6 +47,13 @@ PASSWORD_LENGTH = 32
 INITDB_ARGS = "--lc-collate=C --lc-ctype=C --encoding=UTF8"
 DATA_DIR = "/var/lib/postgresql/data"
 PGDATA = f"{DATA_DIR}/pgdata"  # a subdirectory: a fresh volume's root may hold lost+found, which initdb refuses
+# The password reaches both containers as a file of the generated Secret, not as an environment variable (which
+# `kubectl describe`, /proc/<pid>/environ and crash dumps show): the image's entrypoint reads POSTGRES_PASSWORD_FILE
+# (docker-library/postgres 17/bookworm/docker-entrypoint.sh, `file_env 'POSTGRES_PASSWORD'`, at 3506774b, the last
+# commit building 17.6), postgres_exporter reads DATA_SOURCE_PASS_FILE (prometheus-community/postgres_exporter
+# v0.18.1, cmd/postgres_exporter/datasource.go, getDataSources).
+PASSWORD_DIR = "/etc/postgres-password"
+PASSWORD_FILE = f"{PASSWORD_DIR}/{PASSWORD_KEY}"
 # The metrics sidecar of the embedded mode (only with spec.monitoring.serviceMonitors and the Prometheus Operator).
 EXPORTER_IMAGE = "quay.io/prometheuscommunity/postgres-exporter:v0.18.1"
 EXPORTER_PORT = 9187
@@ -139,6 +146,8 @@ def _embedded(
         data_dir=DATA_DIR,
         pgdata=PGDATA,
         password_key=PASSWORD_KEY,
+        password_dir=PASSWORD_DIR,
+        password_file=PASSWORD_FILE,
         exporter=_exporter(ctx, name),
         resources=pg.resources.wire(),
         affinity=ctx.region_affinity(),

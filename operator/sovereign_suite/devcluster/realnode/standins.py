@@ -47,8 +47,8 @@ class Recipe:
 # docker-library/postgres 17/bookworm/Dockerfile: postgres is uid/gid 999 with home /var/lib/postgresql;
 # PATH gains /usr/lib/postgresql/$PG_MAJOR/bin; the sample config listens on '*'; /var/run/postgresql is 3777;
 # PGDATA=/var/lib/postgresql/data; ENTRYPOINT ["docker-entrypoint.sh"], CMD ["postgres"], STOPSIGNAL SIGINT.
-# The entrypoint below keeps what the embedded mode's StatefulSet relies on (POSTGRES_USER, POSTGRES_PASSWORD,
-# POSTGRES_DB, POSTGRES_INITDB_ARGS, PGDATA; the first initdb's temporary server listens on the socket only;
+# The entrypoint below keeps what the embedded mode's StatefulSet relies on (POSTGRES_USER, POSTGRES_PASSWORD or
+# POSTGRES_PASSWORD_FILE as upstream's file_env reads them, POSTGRES_DB, POSTGRES_INITDB_ARGS, PGDATA; the first initdb's temporary server listens on the socket only;
 # `host all all all scram-sha-256` appended to pg_hba.conf), run as the non-root user the pod sets.
 PG_ENTRYPOINT = r"""#!/bin/bash
 # Stand-in for docker-library/postgres's docker-entrypoint.sh (same environment contract; no initdb.d scripts).
@@ -59,6 +59,10 @@ if [ "$1" = 'postgres' ]; then
   user="${POSTGRES_USER:-postgres}"; db="${POSTGRES_DB:-$user}"
   mkdir -p "$PGDATA"; chmod 00700 "$PGDATA" || true
   if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    if [ -n "${POSTGRES_PASSWORD:-}" ] && [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+      echo 'error: both POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE are set (but are exclusive)' >&2; exit 1
+    fi
+    if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then POSTGRES_PASSWORD="$(< "$POSTGRES_PASSWORD_FILE")"; fi
     if [ -z "${POSTGRES_PASSWORD:-}" ]; then echo 'error: POSTGRES_PASSWORD is not set' >&2; exit 1; fi
     eval 'initdb --username="$user" --pwfile=<(printf "%s\n" "$POSTGRES_PASSWORD") '"${POSTGRES_INITDB_ARGS:-}"
     printf '\nhost all all all %s\n' "${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}" >> "$PGDATA/pg_hba.conf"
