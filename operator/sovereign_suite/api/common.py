@@ -5,6 +5,7 @@ resources, tolerations, and the upper bounds of lists."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -131,3 +132,14 @@ class Toleration(Model):
 
 def resources(requests: dict[str, str], limits: dict[str, str]) -> Resources:
     return Resources(requests=dict(requests), limits=dict(limits))
+
+
+@dataclass(frozen=True, order=True)
+class FieldProblem:
+    """A field path of the input and what is wrong there (validation.py, egress_checks.py)."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"

@@ -14,24 +14,16 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic.alias_generators import to_camel
 
+from .common import FieldProblem
 from .models import Components, NationalCloud, SovereignSuite
 from .network import POD, ClusterNetwork, cluster_overlap, egress_cidrs, merged
 
 
-@dataclass(frozen=True, order=True)
-class EgressFinding:
-    """A field path and what is wrong there (validation.Problem's shape, kept apart to avoid an import cycle)."""
-
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
+EgressFinding = FieldProblem  # a field path and what is wrong there, as validation.Problem
 
 
 def node_pod_networks(nodes: list[dict[str, Any]]) -> list[ClusterNetwork]:

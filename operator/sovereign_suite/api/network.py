@@ -24,11 +24,15 @@ MAX_PORTS = 8
 METADATA_NETWORKS = (ipaddress.ip_network("169.254.169.254/32"), ipaddress.ip_network("fd00:ec2::254/128"))
 
 
-def _cidr(value: str) -> str:
+def _canonical_network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     try:
-        net = ipaddress.ip_network(value, strict=True)
+        return ipaddress.ip_network(value, strict=True)
     except ValueError as exc:
         raise ValueError(f"not a CIDR in canonical form (e.g. 192.0.2.0/24, 2001:db8::/32): {exc}") from None
+
+
+def _cidr(value: str) -> str:
+    net = _canonical_network(value)
     for meta in METADATA_NETWORKS:
         if meta.version == net.version and meta.subnet_of(net):
             raise ValueError(f"{value} contains the cloud metadata address {meta.network_address}, which no pod may reach")
@@ -47,10 +51,7 @@ MAX_SOURCE_RANGES = 32
 
 def _source_range(value: str) -> str:
     """A client network allowed through an Ingress allow-list: canonical, and narrower than the whole internet."""
-    try:
-        net = ipaddress.ip_network(value, strict=True)
-    except ValueError as exc:
-        raise ValueError(f"not a CIDR in canonical form (e.g. 192.0.2.0/24, 2001:db8::/32): {exc}") from None
+    net = _canonical_network(value)
     if net.prefixlen == 0:
         raise ValueError(f"{value} is every address: an allow-list of the whole internet is no allow-list")
     return value

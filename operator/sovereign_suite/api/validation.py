@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-from dataclasses import dataclass
 from typing import Any, Iterable
 
 import yaml
 from pydantic import ValidationError
 
-from .common import OPERATOR_NAMESPACE
+from .common import OPERATOR_NAMESPACE, FieldProblem
 from .derived_names import derived_name_problems, namespace_of, tenant_domain
 from .egress_checks import overlap_problems
 from .fieldtypes import PATTERN_MEANINGS
@@ -43,13 +42,7 @@ _PATTERNS = {
 }
 
 
-@dataclass(frozen=True, order=True)
-class Problem:
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
+Problem = FieldProblem  # the name the CLI and the operator use
 
 
 class InputError(Exception):
