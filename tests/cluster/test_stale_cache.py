@@ -22,7 +22,8 @@ from sovereign_suite.reconcile.converge import stamp
 from sovereign_suite.reconcile.kube import ApiError, Kube
 from sovereign_suite.reconcile.problems import ObjectKey, Severity, SuiteKey
 from sovereign_suite.reconcile.targets import LOCAL, Target
-from sovereign_suite.reconcile.pipeline import CHILD_KINDS, cleanup, reconcile
+from sovereign_suite.reconcile.cleanup import cleanup
+from sovereign_suite.reconcile.pipeline import CHILD_KINDS, reconcile
 from sovereign_suite.reconcile.problems import from_api_error
 
 from ..helpers import CLOUDS

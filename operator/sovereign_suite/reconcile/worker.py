@@ -21,7 +21,8 @@ from . import gpu
 from .conditions import Findings, conditions
 from .context import OperatorContext
 from .kube import ApiError
-from .pipeline import FINALIZER, PassResult, cleanup, reconcile
+from .cleanup import cleanup
+from .pipeline import FINALIZER, PassResult, reconcile
 from .problems import ObjectKey, SuiteKey, degraded
 from .status import build_status, now, same_status
 
