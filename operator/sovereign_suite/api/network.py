@@ -9,7 +9,7 @@ none is declared by default, so nothing leaves the cluster until someone says wh
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Literal
+from typing import Annotated, Any, Callable, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -39,11 +39,16 @@ def _cidr(value: str) -> str:
     return value
 
 
-Cidr = Annotated[
-    str,
-    AfterValidator(_cidr),
-    Field(min_length=4, max_length=43, json_schema_extra={"pattern": r"^[0-9a-fA-F.:]+/[0-9]{1,3}$"}),
-]
+def _cidr_type(check: Callable[[str], str]) -> Any:
+    """A CIDR string type: ``check`` in Python, a length and a pattern in the CRD's schema."""
+    return Annotated[
+        str,
+        AfterValidator(check),
+        Field(min_length=4, max_length=43, json_schema_extra={"pattern": r"^[0-9a-fA-F.:]+/[0-9]{1,3}$"}),
+    ]
+
+
+Cidr = _cidr_type(_cidr)
 
 
 MAX_SOURCE_RANGES = 32
@@ -57,11 +62,7 @@ def _source_range(value: str) -> str:
     return value
 
 
-SourceRange = Annotated[
-    str,
-    AfterValidator(_source_range),
-    Field(min_length=4, max_length=43, json_schema_extra={"pattern": r"^[0-9a-fA-F.:]+/[0-9]{1,3}$"}),
-]
+SourceRange = _cidr_type(_source_range)
 
 
 class EgressPort(Model):
