@@ -97,6 +97,20 @@ class Applied:
                 out[e["name"]] = self.secrets[ref["name"]][ref["key"]]
         return out
 
+    def mounted(self, workload: dict, container: dict, path: str) -> str:
+        """The content of the Secret key a container sees at ``path`` (a Secret volume, ``items`` mapping keys to
+        paths, as the kubelet mounts it)."""
+        volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"].get("volumes", [])}
+        for mount in container.get("volumeMounts", []):
+            prefix = mount["mountPath"].rstrip("/") + "/"
+            secret = volumes[mount["name"]].get("secret")
+            if secret is None or not path.startswith(prefix):
+                continue
+            rel = path[len(prefix):]
+            keys = {i["path"]: i["key"] for i in secret.get("items", [])} or None
+            return self.secrets[secret["secretName"]][keys[rel] if keys else rel]
+        raise KeyError(f"nothing mounted at {path} in container {container['name']}")
+
     @property
     def synapse(self) -> dict:
         return self.deployments["synapse"]
@@ -222,6 +236,8 @@ class Lab:
         start it on the tenant's address, port 5432, as nobody."""
         sts = app.statefulsets["matrix-postgres"]
         env = app.env(app.container(sts, "postgres"))
+        if "POSTGRES_PASSWORD_FILE" in env:  # the image's file_env (docker-library/postgres docker-entrypoint.sh)
+            env["POSTGRES_PASSWORD"] = app.mounted(sts, app.container(sts, "postgres"), env["POSTGRES_PASSWORD_FILE"])
         # the container's port; the Service maps the same number (matrix-postgres:5432 in homeserver.yaml)
         port = next(p["containerPort"] for p in app.container(sts, "postgres")["ports"] if p["name"] == "postgres")
         base = self.root / f"pg-{tenant}"

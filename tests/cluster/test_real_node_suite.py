@@ -36,6 +36,19 @@ from .realnode_fixture import (  # noqa: F401 - real: the module's cluster
 
 pytestmark = [pytest.mark.realnode, pytest.mark.slow]
 
+
+def password_ref(pod: dict) -> dict[str, str]:
+    """The Secret name and key of the password the postgres container reads from the file POSTGRES_PASSWORD_FILE
+    names (a Secret volume: upstream's entrypoint reads it with file_env, docker-library/postgres
+    docker-entrypoint.sh)."""
+    ctr = pod["spec"]["containers"][0]
+    path = next(e["value"] for e in ctr["env"] if e["name"] == "POSTGRES_PASSWORD_FILE")
+    mount = next(m for m in ctr["volumeMounts"] if path.startswith(m["mountPath"].rstrip("/") + "/"))
+    secret = next(v["secret"] for v in pod["spec"]["volumes"] if v["name"] == mount["name"])
+    rel = path[len(mount["mountPath"].rstrip("/")) + 1:]
+    key = next((i["key"] for i in secret.get("items", []) if i["path"] == rel), rel)
+    return {"name": secret["secretName"], "key": key}
+
 def test_suite_runs_on_the_real_node(real: Real):
     r = real
     started = time.monotonic()
@@ -54,7 +67,7 @@ def test_suite_runs_on_the_real_node(real: Real):
     pg = r.pod(FR_NS, "matrix-postgres")
     pg_ip = pg["status"]["podIP"]
     env = {e["name"]: e for e in pg["spec"]["containers"][0]["env"]}
-    ref = env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    ref = password_ref(pg)
     password = r.secret(FR_NS, ref["name"], ref["key"])
     user, db = env["POSTGRES_USER"]["value"], env["POSTGRES_DB"]["value"]
     out = r.kubectl("-n", FR_NS, "exec", pg["metadata"]["name"], "-c", "postgres", "--", "env",
@@ -189,7 +202,7 @@ def test_a_failing_start_shows_its_real_reason(real: Real):
     pg = r.pod(FR_NS, "matrix-postgres")
     env = {e["name"]: e for e in pg["spec"]["containers"][0]["env"]}
     user = env["POSTGRES_USER"]["value"]
-    ref = env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    ref = password_ref(pg)
 
     def set_password(value: str) -> None:  # over the local socket (trusted, as in upstream's image)
         r.kubectl("-n", FR_NS, "exec", pg["metadata"]["name"], "-c", "postgres", "--", "psql", "-U", user, "-d",
