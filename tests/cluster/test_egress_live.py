@@ -20,7 +20,8 @@ CLOUDS = ("sovereignsuite.io/v1alpha1", "NationalCloud")
 def test_a_range_over_the_nodes_pod_network_is_refused_before_anything_is_written(operator, kube, namespace):
     cloud = f"fr-nonet-{uuid.uuid4().hex[:5]}"  # a cloud that declares no network: only the Nodes tell
     kube.create({"apiVersion": CLOUDS[0], "kind": CLOUDS[1], "metadata": {"name": cloud},
-                 "spec": {"country": "FR", "provider": "test", "regions": ["eu-west-2"], "storageClass": "standard"}})
+                 "spec": {"country": "FR", "provider": "test", "regions": ["eu-west-2"], "storageClass": "standard",
+                          "suiteNamespaces": [namespace]}})
     doc = suite_doc("two-countries", namespace, patch={"network": {"egress": {"s3": [{"cidrs": ["10.244.0.0/16"]}]}}})
     doc["spec"]["tenants"] = [{"country": "FR", "cloud": cloud}]
     try:
