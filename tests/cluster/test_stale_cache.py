@@ -7,12 +7,10 @@ after each read of the object)."""
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import pytest
-import yaml
 
-from sovereign_suite.api.validation import parse_cloud
+from sovereign_suite.devcluster.cluster import dev_clouds
 from sovereign_suite.reconcile.cache import ClusterCache
 from sovereign_suite.reconcile.context import OperatorContext, Settings
 from sovereign_suite.reconcile.converge import ANN_OWNER, takeover_patch
@@ -26,7 +24,6 @@ from sovereign_suite.reconcile.cleanup import cleanup
 from sovereign_suite.reconcile.pipeline import CHILD_KINDS, reconcile
 from sovereign_suite.reconcile.problems import from_api_error
 
-from ..helpers import CLOUDS
 from .conftest import wait_for
 from .operator_fixture import create_referenced_secrets, suite_doc
 
@@ -36,10 +33,8 @@ NO_NODEPORTS = {"components": {"docs": {"enabled": False}, "jitsi": {"enabled": 
 def context(kube) -> OperatorContext:
     """An operator context whose cache is not started: it knows no namespace and no child (a cache behind)."""
     ctx = OperatorContext(kube, Settings(namespaces=()))
-    for doc in yaml.safe_load_all(Path(CLOUDS).read_text()):
-        if doc and doc.get("kind") == "NationalCloud":
-            cloud = parse_cloud({**doc, "metadata": {"name": doc["metadata"]["name"]}})
-            ctx.clouds.set(cloud.name, cloud)
+    for cloud in dev_clouds().values():  # as the dev cluster holds them: they admit the tests' namespaces
+        ctx.clouds.set(cloud.name, cloud)
     return ctx
 
 
@@ -159,13 +154,13 @@ def test_a_take_over_raced_by_another_writer_is_retried_then_a_conflict(kube, na
                 "data": {"a": "rendered"}}, "uid")
     key = ObjectKey.of(cm)
     ctx = context(kube)
-    target = Target(LOCAL, kube, ctx.cache)
+    target = Target(LOCAL, kube, ctx.cache, ctx.local.pools)
     try:
         first = Applier(ctx, target, SuiteKey(namespace, "s"), {}).apply_one(cm)
         assert first.problem is None
         kube.merge_patch("v1", "ConfigMap", "c", namespace, {"data": {"a": "by hand"}})  # a rendered key rewritten
         live = {key: strip_child(kube.get("v1", "ConfigMap", "c", namespace))}
-        raced = Target(LOCAL, ChangedAfterEachRead(kube, changes), ctx.cache)
+        raced = Target(LOCAL, ChangedAfterEachRead(kube, changes), ctx.cache, ctx.local.pools)
         out = Applier(ctx, raced, SuiteKey(namespace, "s"), live).apply_one(cm)
         if changes < 3:  # read again after the failed test, then handed over and applied
             assert out.problem is None
