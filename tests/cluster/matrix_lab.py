@@ -103,7 +103,7 @@ class Applied:
         volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"].get("volumes", [])}
         for mount in container.get("volumeMounts", []):
             prefix = mount["mountPath"].rstrip("/") + "/"
-            secret = volumes[mount["name"]].get("secret")
+            secret = volumes.get(mount["name"], {}).get("secret")  # a claim template is no volume
             if secret is None or not path.startswith(prefix):
                 continue
             rel = path[len(prefix):]
