@@ -4,6 +4,8 @@
 #   - nginx: Debian's `nginx` package, to serve Element Web's rendered server block
 #     and to terminate TLS for the tenants' hostnames as the ingress would;
 #   - iproute2 (`ip netns`) and util-linux (`unshare`): the test's private network and mount namespaces.
+# and, for tests/components/test_redis_secret.py (Docs' Redis reads its password from a file), Debian's
+# `redis-server` (redis-server and redis-cli).
 #
 #   hack/install-federation-tools.sh            install what is missing (quiet; idempotent)
 #   hack/install-federation-tools.sh --print    print the PostgreSQL bin folder
@@ -30,6 +32,7 @@ command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v unshare >/dev/null || missing+=(util-linux)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing+=(redis-server)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 command -v apt-get >/dev/null || {
@@ -58,7 +61,7 @@ log "installing Debian's ${missing[*]}"
 apt update -qq
 apt install -y -qq --no-install-recommends "${missing[@]}"
 if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
-  for unit in postgresql.service nginx.service; do
+  for unit in postgresql.service nginx.service redis-server.service; do
     "${sudo[@]}" systemctl disable --now "$unit" >/dev/null 2>&1 || true
   done
 fi

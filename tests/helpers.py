@@ -60,6 +60,38 @@ def pod_specs(obj: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
+def mounted_secret(pod: dict[str, Any], container: dict[str, Any], path: str) -> tuple[str, str]:
+    """The (Secret, key) whose file is ``path`` in ``container``: through a ``secret`` or a ``projected`` volume
+    mounted read-only, mode 0440 (owner and the pod's fsGroup only)."""
+    for mount in container.get("volumeMounts", []):
+        prefix = mount["mountPath"].rstrip("/") + "/"
+        if not path.startswith(prefix):
+            continue
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        if "secret" in volume:
+            secret = volume["secret"]
+            sources = [({"name": secret["secretName"]}, secret.get("items", []))]
+            mode = secret["defaultMode"]
+        else:
+            assert mount.get("readOnly") is True, mount
+            sources = [(s["secret"], s["secret"]["items"]) for s in volume["projected"]["sources"]]
+            mode = volume["projected"]["defaultMode"]
+        assert mode == 0o440, (mount, mode)
+        for source, items in sources:
+            for item in items:
+                if item["path"] == path[len(prefix):]:
+                    return source["name"], item["key"]
+        raise AssertionError(f"{path}: no such file in volume {mount['name']}")
+    raise AssertionError(f"{path} is not in a volume mounted in {container['name']}")
+
+
+def file_secret(pod: dict[str, Any], container: dict[str, Any], variable: str) -> tuple[str, str]:
+    """The (Secret, key) of the file the environment variable ``variable`` (a ``*_FILE``) names."""
+    env = {e["name"]: e for e in container.get("env", [])}
+    assert "valueFrom" not in env[variable], variable
+    return mounted_secret(pod, container, env[variable]["value"])
+
+
 def with_host_ports(clouds: dict[str, NationalCloud], low: int = 10000, high: int = 10100) -> dict[str, NationalCloud]:
     """The clouds, each allowing host ports low..high (what the platform team opts into for JVB HostPort)."""
     from sovereign_suite.api.models import HostPortRange

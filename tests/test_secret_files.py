@@ -18,17 +18,30 @@ import pytest
 from sovereign_suite.components.matrix import PATHS
 from sovereign_suite.render import render_suite
 
-from .helpers import load_example, pod_specs, suite_with
+from .helpers import file_secret, load_example, mounted_secret, pod_specs, suite_with
 
 MONITORING = frozenset({"monitoring.coreos.com/v1"})
 
-# (workload prefix, container, variable): still passed as environment variables from a Secret, not examined at the
-# pinned versions yet (docs/security.md, "Secrets in containers")
+# (workload prefix, container, variable): still passed as environment variables from a Secret, each for the reason
+# docs/security.md ("Secrets in containers") gives with its upstream citation. A new one must be added on purpose.
 ENV_SECRETS = {
-    ("docs-", "backend"), ("docs-", "worker"), ("docs-", "migrate"), ("docs-", "y-provider"), ("docs-", "redis"),
-    ("jitsi-", "jicofo"), ("jitsi-", "jvb"), ("jitsi-", "prosody"),
-    ("llm-", "litellm"), ("vllm-", "vllm"),
+    # Docs: the Redis URLs embed the password and are plain settings, with no *_FILE form (settings.py v5.4.1)
+    ("docs-", "backend", "REDIS_PASSWORD"), ("docs-", "worker", "REDIS_PASSWORD"), ("docs-", "migrate", "REDIS_PASSWORD"),
+    # Jitsi stable-11146-1: the images' templates read only the variables ({{ .Env.* }}), no *_FILE
+    ("jitsi-", "jicofo", "JICOFO_AUTH_PASSWORD"), ("jitsi-", "jvb", "JVB_AUTH_PASSWORD"),
+    ("jitsi-", "prosody", "JICOFO_AUTH_PASSWORD"), ("jitsi-", "prosody", "JVB_AUTH_PASSWORD"),
+    ("jitsi-", "jicofo", "JICOFO_COMPONENT_SECRET"), ("jitsi-", "prosody", "JICOFO_COMPONENT_SECRET"),
+    ("llm-", "litellm", "GATEWAY_MASTER_KEY"), ("llm-", "litellm", "VLLM_API_KEY"),
+    ("vllm-", "vllm", "VLLM_API_KEY"), ("vllm-", "vllm", "HF_TOKEN"), ("vllm-", "vllm", "HUGGING_FACE_HUB_TOKEN"),
 }
+# Docs reads these from the file <NAME>_FILE names: django-lasuite 0.0.26 SecretFileValue (the version
+# suitenumerique/docs v5.4.1 pins), and the y-provider's src/env.ts (v5.4.1)
+DOCS_FILES = {
+    "backend": {"DJANGO_SECRET_KEY", "DB_PASSWORD", "AWS_S3_ACCESS_KEY_ID", "AWS_S3_SECRET_ACCESS_KEY",
+                "OIDC_RP_CLIENT_SECRET", "Y_PROVIDER_API_KEY", "COLLABORATION_SERVER_SECRET"},
+    "y-provider": {"Y_PROVIDER_API_KEY", "COLLABORATION_SERVER_SECRET"},
+}
+DOCS_FILES["worker"] = DOCS_FILES["migrate"] = DOCS_FILES["backend"]
 
 
 @pytest.fixture(scope="module")
@@ -44,18 +57,6 @@ def containers(obj: dict[str, Any]):
             yield pod, c
 
 
-def secret_file(pod: dict[str, Any], container: dict[str, Any], path: str) -> tuple[str, str]:
-    """The (Secret, key) whose mounted file is ``path`` in ``container``."""
-    for mount in container.get("volumeMounts", []):
-        prefix = mount["mountPath"].rstrip("/") + "/"
-        if path.startswith(prefix):
-            volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])["secret"]
-            item = next(i for i in volume["items"] if i["path"] == path[len(prefix):])
-            assert volume["defaultMode"] == 0o440  # owner and the pod's fsGroup only
-            return volume["secretName"], item["key"]
-    raise AssertionError(f"{path} is not in a volume mounted in {container['name']}")
-
-
 def test_embedded_databases_read_their_password_from_a_file(objs):
     databases = [o for o in objs if o["kind"] == "StatefulSet" and o["metadata"]["name"].endswith("-postgres")]
     assert databases
@@ -64,7 +65,7 @@ def test_embedded_databases_read_their_password_from_a_file(objs):
             env = {e["name"]: e for e in c.get("env", [])}
             assert not [e for e in env.values() if "valueFrom" in e], (sts["metadata"]["name"], c["name"])
             variable = {"postgres": "POSTGRES_PASSWORD_FILE", "metrics": "DATA_SOURCE_PASS_FILE"}[c["name"]]
-            assert secret_file(pod, c, env[variable]["value"]) == (sts["metadata"]["name"], "password")
+            assert mounted_secret(pod, c, env[variable]["value"]) == (sts["metadata"]["name"], "password")
     assert {c["name"] for sts in databases for _, c in containers(sts)} == {"postgres", "metrics"}
 
 
@@ -73,7 +74,20 @@ def test_synapse_reads_its_database_password_from_a_file(objs):
         [(pod, init), (_, synapse)] = list(containers(dep))
         assert "env" not in init and "env" not in synapse
         assert init["command"][-1] == PATHS.database_password
-        assert secret_file(pod, init, PATHS.database_password) == ("matrix-postgres", "password")
+        assert mounted_secret(pod, init, PATHS.database_password) == ("matrix-postgres", "password")
+
+
+def test_docs_reads_its_secrets_from_files(objs):
+    seen = set()
+    for o in objs:
+        if o["kind"] in ("Deployment", "Job") and o["metadata"]["name"].startswith("docs-"):
+            for pod, c in containers(o):
+                for name in DOCS_FILES.get(c["name"], ()):
+                    secret, key = file_secret(pod, c, f"{name}_FILE")
+                    assert secret and key
+                    assert name not in {e["name"] for e in c.get("env", [])}
+                    seen.add(c["name"])
+    assert seen == set(DOCS_FILES)
 
 
 def test_the_secrets_still_in_the_environment_are_the_listed_ones(objs):
@@ -82,8 +96,10 @@ def test_the_secrets_still_in_the_environment_are_the_listed_ones(objs):
         if o["kind"] not in ("Deployment", "StatefulSet", "Job"):
             continue
         for _, c in containers(o):
-            if any("valueFrom" in e and "secretKeyRef" in e["valueFrom"] for e in c.get("env", [])) or \
-                    any("secretRef" in e for e in c.get("envFrom", [])):
-                prefix = next((p for p, _ in ENV_SECRETS if o["metadata"]["name"].startswith(p)), o["metadata"]["name"])
-                found.add((prefix, c["name"]))
+            assert not any("secretRef" in e for e in c.get("envFrom", [])), (o["metadata"]["name"], c["name"])
+            for e in c.get("env", []):
+                if "secretKeyRef" in e.get("valueFrom", {}):
+                    prefix = next((p for p, _, _ in ENV_SECRETS if o["metadata"]["name"].startswith(p)),
+                                  o["metadata"]["name"])
+                    found.add((prefix, c["name"], e["name"]))
     assert found == ENV_SECRETS

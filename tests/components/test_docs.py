@@ -13,7 +13,9 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from ..helpers import K8S_SCHEMA_VERSION, example_dict, load_example, pod_specs, render_example, suite_with
+from ..helpers import (
+    K8S_SCHEMA_VERSION, example_dict, file_secret, load_example, pod_specs, render_example, suite_with,
+)
 from sovereign_suite.api.validation import InputError, parse_suite
 from sovereign_suite.components import docs as docs_mod
 from sovereign_suite.components.base import RenderContext, build_contexts, render_text
@@ -133,7 +135,7 @@ def test_migrate_job_spec_and_dependencies() -> None:
     assert c["command"] == ["python", "manage.py", "migrate", "--no-input"]
     assert c["image"] == "docker.io/lasuite/impress-backend:v5.4.1"
     assert c["envFrom"] == [{"configMapRef": {"name": "docs-config"}}]
-    assert env_of(c)["DB_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "docs-postgres", "key": "password"}
+    assert file_secret(pod, c, "DB_PASSWORD_FILE") == ("docs-postgres", "password")
     for dep in ("docs-backend", "docs-worker"):
         assert get(objs, "Deployment", dep)["metadata"]["annotations"]["sovereignsuite.io/after-job"] == name
     assert phase_of(j) == "jobs"
@@ -253,7 +255,9 @@ def test_settings_in_configmap_and_secrets_by_reference() -> None:
     assert not {"REDIS_URL", "DJANGO_CELERY_BROKER_URL"} & set(data)
     assert not any("$(" in v for v in data.values())
 
-    expected_refs = {
+    # Files wherever Docs reads <NAME>_FILE (django-lasuite 0.0.26 SecretFileValue, settings.py v5.4.1; the
+    # y-provider's env.ts v5.4.1), the Redis password only in the environment (the URLs embed it).
+    expected_files = {
         "DJANGO_SECRET_KEY": ("docs-secrets", "DJANGO_SECRET_KEY"),
         "DB_PASSWORD": ("docs-postgres", "password"),
         "AWS_S3_ACCESS_KEY_ID": ("docs-s3", "AWS_S3_ACCESS_KEY_ID"),
@@ -261,27 +265,30 @@ def test_settings_in_configmap_and_secrets_by_reference() -> None:
         "OIDC_RP_CLIENT_SECRET": ("oidc-client", "client-secret"),
         "Y_PROVIDER_API_KEY": ("docs-secrets", "Y_PROVIDER_API_KEY"),
         "COLLABORATION_SERVER_SECRET": ("docs-secrets", "COLLABORATION_SERVER_SECRET"),
-        "REDIS_PASSWORD": ("docs-secrets", "REDIS_PASSWORD"),
     }
     for dep in ("docs-backend", "docs-worker"):
+        pod = pod_specs(get(objs, "Deployment", dep))[0]
         c = container(get(objs, "Deployment", dep))
         assert c["envFrom"] == [{"configMapRef": {"name": "docs-config"}}]
         env = env_of(c)
-        for name, (secret, key) in expected_refs.items():
-            assert "value" not in env[name]
-            assert env[name]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": key}, (dep, name)
+        for name, ref in expected_files.items():
+            assert name not in env, (dep, name)
+            assert file_secret(pod, c, f"{name}_FILE") == ref, (dep, name)
+        assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "docs-secrets", "key": "REDIS_PASSWORD"}
+        assert [e["name"] for e in c["env"] if "valueFrom" in e] == ["REDIS_PASSWORD"]
         # Kubernetes expands $(REDIS_PASSWORD) only from an entry defined earlier in the list.
         names = [e["name"] for e in c["env"]]
         assert names.index("REDIS_PASSWORD") < names.index("REDIS_URL")
         assert names.index("REDIS_PASSWORD") < names.index("DJANGO_CELERY_BROKER_URL")
         assert env["REDIS_URL"]["value"] == "redis://:$(REDIS_PASSWORD)@docs-redis:6379/1"
         assert env["DJANGO_CELERY_BROKER_URL"]["value"] == "redis://:$(REDIS_PASSWORD)@docs-redis:6379/0"
-    yprov = env_of(container(get(objs, "Deployment", "docs-y-provider")))
-    assert yprov["COLLABORATION_SERVER_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "docs-secrets"
-    assert yprov["Y_PROVIDER_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "docs-secrets"
+    yprov_dep = get(objs, "Deployment", "docs-y-provider")
+    yprov = container(yprov_dep)
+    assert not [e for e in yprov["env"] if "valueFrom" in e]
+    for name in ("COLLABORATION_SERVER_SECRET", "Y_PROVIDER_API_KEY"):
+        assert file_secret(pod_specs(yprov_dep)[0], yprov, f"{name}_FILE") == ("docs-secrets", name)
     redis = container(get(objs, "Deployment", "docs-redis"))
-    assert "$(REDIS_PASSWORD)" in redis["args"]
-    assert env_of(redis)["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "docs-secrets", "key": "REDIS_PASSWORD"}
+    assert not [e for e in redis.get("env", []) if "valueFrom" in e]
 
 
 def test_no_secret_value_in_any_annotation_or_configmap() -> None:
@@ -340,9 +347,10 @@ def test_postgres_modes(postgres: dict, host: str, password_ref: dict, kinds: se
         assert "PGSSLROOTCERT" not in data
     db_kinds = {o["kind"] for o in objs if o["metadata"]["labels"].get("app.kubernetes.io/component") == "postgres"}
     assert kinds <= db_kinds and not db_kinds - kinds - {"Service"}
-    for dep in ("docs-backend", "docs-worker"):
-        assert env_of(container(get(objs, "Deployment", dep)))["DB_PASSWORD"]["valueFrom"]["secretKeyRef"] == password_ref
-    assert env_of(job(objs)["spec"]["template"]["spec"]["containers"][0])["DB_PASSWORD"]["valueFrom"]["secretKeyRef"] == password_ref
+    expected = (password_ref["name"], password_ref["key"])
+    for workload in (get(objs, "Deployment", "docs-backend"), get(objs, "Deployment", "docs-worker"), job(objs)):
+        pod = pod_specs(workload)[0]
+        assert file_secret(pod, pod["containers"][0], "DB_PASSWORD_FILE") == expected
 
 
 # ---- extraConfig ---------------------------------------------------------------------------------------
@@ -353,7 +361,8 @@ def test_extra_config_merged_into_configmap() -> None:
     assert data["DB_HOST"] == "docs-postgres"
 
 
-@pytest.mark.parametrize("key", ["DB_HOST", "OIDC_RP_CLIENT_ID", "DJANGO_SECRET_KEY", "REDIS_URL", "DB_PASSWORD"])
+@pytest.mark.parametrize("key", ["DB_HOST", "OIDC_RP_CLIENT_ID", "DJANGO_SECRET_KEY", "REDIS_URL", "DB_PASSWORD",
+                                 "DB_PASSWORD_FILE", "Y_PROVIDER_API_KEY_FILE"])
 def test_extra_config_clash(key: str) -> None:
     with pytest.raises(InputError) as err:
         render_fr({"components": {"docs": {"extraConfig": {key: "x", "FRONTEND_THEME": "dsfr"}}}})
@@ -429,8 +438,8 @@ def test_redis_is_applied_with_the_databases() -> None:
     assert redis["metadata"]["labels"]["app.kubernetes.io/component"] == "redis"
     assert phase_of(redis) == "data"
     assert phase_of(get(objs, "Deployment", "docs-backend")) == "apps"
-    args = container(redis)["args"]
-    assert args[args.index("--save") + 1] == "" and args[args.index("--appendonly") + 1] == "no"
+    # what the script configures is checked against a real redis-server: tests/components/test_redis_secret.py
+    assert container(redis)["command"][:2] == ["/bin/sh", "-c"] and "args" not in container(redis)
 
 
 def test_pdbs_follow_replicas() -> None:

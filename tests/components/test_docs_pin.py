@@ -24,7 +24,13 @@ SETTINGS_ENV = {
     "Y_PROVIDER_API_BASE_URL", "Y_PROVIDER_API_KEY", "COLLABORATION_API_URL", "COLLABORATION_WS_URL",
     "COLLABORATION_SERVER_SECRET", "REDIS_URL",
 }
-# src/frontend/servers/y-provider/src/env.ts (v5.4.1)
+# A SecretFileValue setting (django-lasuite 0.0.26, lasuite/configuration/values.py, the version Docs' pyproject.toml
+# pins) reads <NAME>_FILE first: the renderer sets that form for the secrets (components/docs/secret_env.py).
+SECRET_FILE_SETTINGS = {"DJANGO_SECRET_KEY", "DB_PASSWORD", "AWS_S3_ACCESS_KEY_ID", "AWS_S3_SECRET_ACCESS_KEY",
+                        "OIDC_RP_CLIENT_SECRET", "Y_PROVIDER_API_KEY", "COLLABORATION_SERVER_SECRET"}
+# src/frontend/servers/y-provider/src/env.ts (v5.4.1); COLLABORATION_SERVER_SECRET and Y_PROVIDER_API_KEY are read
+# from the file their *_FILE variable names, when it is set
+Y_PROVIDER_FILES = {"COLLABORATION_SERVER_SECRET", "Y_PROVIDER_API_KEY"}
 Y_PROVIDER_ENV = {"COLLABORATION_SERVER_ORIGIN", "COLLABORATION_SERVER_SECRET", "Y_PROVIDER_API_KEY",
                   "COLLABORATION_BACKEND_BASE_URL"}
 
@@ -39,7 +45,8 @@ def test_backend_settings_and_port():
     objs = render_fr()
     backend = container(get(objs, "Deployment", "docs-backend"))
     names = set(config(objs)) | set(env_of(backend))
-    assert SETTINGS_ENV <= names, sorted(SETTINGS_ENV - names)
+    assert SETTINGS_ENV <= names | {n.removesuffix("_FILE") for n in names}, sorted(SETTINGS_ENV - names)
+    assert {f"{n}_FILE" for n in SECRET_FILE_SETTINGS} <= names and not SECRET_FILE_SETTINGS & names
     # Dockerfile (v5.4.1), backend-production: CMD uvicorn --host=0.0.0.0 ... impress.asgi:application, no --port:
     # uvicorn's default 8000 (gunicorn's config bound 8000 up to v3.8.2). The chart's Service targets 8000 too
     # (src/helm/impress/values.yaml, backend.service.targetPort).
@@ -61,7 +68,8 @@ def test_y_provider_routes_port_and_environment():
     assert data["COLLABORATION_WS_URL"].endswith("/collaboration/ws/")
     y = container(get(objs, "Deployment", "docs-y-provider"))
     assert y["ports"][0]["containerPort"] == 4444 and y["livenessProbe"]["httpGet"]["path"] == "/ping"
-    assert Y_PROVIDER_ENV <= set(data) | set(env_of(y))
+    names = set(data) | set(env_of(y))
+    assert Y_PROVIDER_ENV - Y_PROVIDER_FILES <= names and {f"{n}_FILE" for n in Y_PROVIDER_FILES} <= names
 
 
 def test_frontend_and_media_proxy():

@@ -21,7 +21,8 @@ Objects (all in the tenant namespace):
 Secrets: ``docs-secrets`` (generated: DJANGO_SECRET_KEY, Y_PROVIDER_API_KEY, COLLABORATION_SERVER_SECRET,
 REDIS_PASSWORD); the S3 credentials (``s3.credentialsSecretRef``) and the OIDC client secret
 (``identity.oidc.clientSecretRef``) are read from Secrets of the same names in the tenant namespace, where the
-operator copies them from the suite's namespace.
+operator copies them from the suite's namespace. The pods read them as files of a projected volume at
+``/run/secrets/docs`` (``*_FILE`` variables, ``secret_env.py``); only the Redis password is an environment variable.
 """
 
 from __future__ import annotations
@@ -51,20 +52,21 @@ from ..base import (
     short_hash,
 )
 from ..postgres import Database, render_postgres
+from ..secret_files import mount, projected_volume
+from .secret_env import (
+    BROKER_URL, REDIS_FILES, REDIS_PORT, REDIS_SECRET_DIR, REDIS_URL, SECRET, SECRET_DIR, SECRET_VOLUME, backend_files,
+    redis_probe_script, redis_server_script, secret_env, y_provider_env, y_provider_files,
+)
 
 HERE = str(Path(__file__).parent)
 COMPONENT = "docs"
 CONFIG = "docs-config"
-SECRET = "docs-secrets"
 MEDIA_CONFIG = "docs-media-nginx"
 
 BACKEND_PORT = 8000
 FRONTEND_PORT = 8080  # the frontend image's nginx (nginx-unprivileged) listens on 8080
 Y_PROVIDER_PORT = 4444  # y-provider's default PORT
 MEDIA_PORT = 8080
-REDIS_PORT = 6379
-REDIS_URL = f"redis://:$(REDIS_PASSWORD)@docs-redis:{REDIS_PORT}/1"  # cache and sessions
-BROKER_URL = f"redis://:$(REDIS_PASSWORD)@docs-redis:{REDIS_PORT}/0"  # Celery
 
 # Keys of the generated Secret docs-secrets.
 GENERATED = {
@@ -91,14 +93,17 @@ REDIS_MAXMEMORY = "384mb"  # below the 512Mi limit: Redis evicts (volatile-lru) 
 # The Job's template is immutable once created, so its resources do not follow docs.resources.
 MIGRATE_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # also a valid ConfigMap key
-WORKER_CONCURRENCY = 2  # Celery defaults to the node's CPU count; the worker's limit is what it may use
+WORKER_CONCURRENCY = 2
+JOB_TEMPLATE = "secret-files"  # the secrets as files (issue 22, item 17)  # Celery defaults to the node's CPU count; the worker's limit is what it may use
 
 
 def migrate_job_name(docs: Docs, db: Database) -> str:
     """The Job's identity is everything that changes what it migrates: the backend image (new migrations) and
     the database it migrates (a switch from embedded to CloudNativePG or external Postgres must migrate the new,
     empty database). A Job's template cannot change, so a new identity is a new Job; the old one is pruned."""
-    return f"docs-migrate-{short_hash(docs.backend_image, db.host, str(db.port), db.name, db.user)}"
+    # JOB_TEMPLATE changes whenever the Job's pod template changes shape (a Job's template is immutable: the
+    # operator must create a new one instead of patching the old)
+    return f"docs-migrate-{short_hash(JOB_TEMPLATE, docs.backend_image, db.host, str(db.port), db.name, db.user)}"
 
 
 def _labels(ctx: RenderContext, part: str, image: str | None = None, component_label: str | None = None) -> dict[str, str]:
@@ -175,37 +180,6 @@ def settings(ctx: RenderContext, db: Database) -> dict[str, str]:
     return out
 
 
-def secret_env(ctx: RenderContext, db: Database) -> list[dict[str, Any]]:
-    """Environment from Secrets (backend, worker and Job). Order matters: REDIS_URL and the broker URL expand
-    $(REDIS_PASSWORD), which must be defined before them."""
-    docs = ctx.components.docs
-    assert docs.s3 is not None and ctx.suite.spec.identity.oidc is not None
-    oidc_ref = ctx.suite.spec.identity.oidc.client_secret_ref
-
-    def ref(name: str, secret: str, key: str) -> dict[str, Any]:
-        return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
-
-    return [
-        ref("DJANGO_SECRET_KEY", SECRET, "DJANGO_SECRET_KEY"),
-        ref("DB_PASSWORD", db.password_secret, db.password_key),
-        ref("AWS_S3_ACCESS_KEY_ID", docs.s3.credentials_secret_ref, "AWS_S3_ACCESS_KEY_ID"),
-        ref("AWS_S3_SECRET_ACCESS_KEY", docs.s3.credentials_secret_ref, "AWS_S3_SECRET_ACCESS_KEY"),
-        ref("OIDC_RP_CLIENT_SECRET", oidc_ref.name, oidc_ref.key),
-        ref("Y_PROVIDER_API_KEY", SECRET, "Y_PROVIDER_API_KEY"),
-        ref("COLLABORATION_SERVER_SECRET", SECRET, "COLLABORATION_SERVER_SECRET"),
-        ref("REDIS_PASSWORD", SECRET, "REDIS_PASSWORD"),
-        {"name": "REDIS_URL", "value": REDIS_URL},
-        {"name": "DJANGO_CELERY_BROKER_URL", "value": BROKER_URL},
-    ]
-
-
-def y_provider_env() -> list[dict[str, Any]]:
-    return [
-        {"name": name, "valueFrom": {"secretKeyRef": {"name": SECRET, "key": name}}}
-        for name in ("Y_PROVIDER_API_KEY", "COLLABORATION_SERVER_SECRET")
-    ] + [{"name": "HOME", "value": "/tmp"}]  # yarn looks for its config in HOME; the root filesystem is read-only
-
-
 def _extra_path(ctx: RenderContext, key: str) -> str:
     """Where the user wrote an extraConfig key: the tenant's override, or spec.components."""
     override = ctx.tenant.components.get("docs") or {}
@@ -220,7 +194,9 @@ def config_data(ctx: RenderContext, db: Database) -> dict[str, str]:
     """docs-config: the owned settings and extraConfig. A key the operator sets, in the ConfigMap or from a
     Secret, is an error (an env entry from a Secret would silently win over the ConfigMap)."""
     owned = settings(ctx, db)
-    taken = {**owned, **{e["name"]: "" for e in secret_env(ctx, db) + y_provider_env()}}
+    # the *_FILE variables, and the plain names they replace: a plain one in extraConfig would be ignored
+    taken = {**owned, **{e["name"]: "" for e in secret_env(ctx, db) + y_provider_env()},
+             **{f.name: "" for f in backend_files(ctx, db)}}
     extra = dict(ctx.components.docs.extra_config)
     problems: list[Problem] = []
     by_path: dict[str, dict[str, str]] = {}
@@ -316,6 +292,8 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
     backend_common = dict(
         **common,
         env=secret_env(ctx, db),
+        secret_volume=projected_volume(SECRET_VOLUME, backend_files(ctx, db)),
+        secret_mount=mount(SECRET_VOLUME, SECRET_DIR),
         resources=_resources(docs.resources),
         security=container_security(read_only_root=True),
     )
@@ -342,6 +320,8 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         HERE, "y-provider.yaml.j2", **common,
         labels=_labels(ctx, "y-provider", docs.y_provider_image), selector=_selector(ctx, "y-provider"),
         port=Y_PROVIDER_PORT, env=y_provider_env(), resources=_resources(docs.resources),
+        secret_volume=projected_volume(SECRET_VOLUME, y_provider_files()),
+        secret_mount=mount(SECRET_VOLUME, SECRET_DIR),
         security=container_security(read_only_root=True),
     )
     objects += render_template(
@@ -353,11 +333,12 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
     objects += render_template(
         HERE, "redis.yaml.j2", **common,
         labels=_labels(ctx, "redis", docs.redis_image, component_label="redis"), selector=_selector(ctx, "redis"),
-        port=REDIS_PORT, resources=REDIS_RESOURCES, maxmemory=REDIS_MAXMEMORY,
+        port=REDIS_PORT, resources=REDIS_RESOURCES,
+        server_script=redis_server_script(REDIS_PORT, REDIS_MAXMEMORY), probe_script=redis_probe_script(REDIS_PORT),
+        secret_volume=projected_volume(SECRET_VOLUME, REDIS_FILES), secret_mount=mount(SECRET_VOLUME, REDIS_SECRET_DIR),
         # The image's redis user (uid 999, gid 1000).
         redis_pod_security=pod_security(user=999, fs_group=1000),
         security=container_security(read_only_root=True),
-        secret_name=SECRET,
     )
     public = ingress_annotations(ctx, COMPONENT, DOCS_BODY_SIZE, DOCS_TIMEOUT_SECONDS)
     objects += render_template(
