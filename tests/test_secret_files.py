@@ -4,7 +4,11 @@ crash dumps and in every child process. Each case below is cited where it is ren
 
 - the embedded PostgreSQL: POSTGRES_PASSWORD_FILE (docker-library/postgres docker-entrypoint.sh, file_env);
 - its postgres_exporter sidecar: DATA_SOURCE_PASS_FILE (postgres_exporter datasource.go);
-- Synapse's database password: the init container's own script reads the mounted Secret key.
+- Synapse's database password: the init container's own script reads the mounted Secret key;
+- Docs' backend, worker, Job and y-provider: *_FILE (django-lasuite SecretFileValue; y-provider env.ts), and its
+  Redis: the password on redis-server's stdin (tests/components/test_redis_secret.py runs it);
+- vLLM: the API key in its --config file, the Hugging Face token through HF_TOKEN_PATH; LiteLLM: its config with
+  the keys, written by an init container (tests/components/test_llm_api_key.py runs both scripts).
 
 The environment variables still taken from Secrets are listed in ENV_SECRETS (docs/security.md, "Secrets in
 containers"): a new one must be added there on purpose."""
@@ -30,9 +34,6 @@ ENV_SECRETS = {
     # Jitsi stable-11146-1: the images' templates read only the variables ({{ .Env.* }}), no *_FILE
     ("jitsi-", "jicofo", "JICOFO_AUTH_PASSWORD"), ("jitsi-", "jvb", "JVB_AUTH_PASSWORD"),
     ("jitsi-", "prosody", "JICOFO_AUTH_PASSWORD"), ("jitsi-", "prosody", "JVB_AUTH_PASSWORD"),
-    ("jitsi-", "jicofo", "JICOFO_COMPONENT_SECRET"), ("jitsi-", "prosody", "JICOFO_COMPONENT_SECRET"),
-    ("llm-", "litellm", "GATEWAY_MASTER_KEY"), ("llm-", "litellm", "VLLM_API_KEY"),
-    ("vllm-", "vllm", "VLLM_API_KEY"), ("vllm-", "vllm", "HF_TOKEN"), ("vllm-", "vllm", "HUGGING_FACE_HUB_TOKEN"),
 }
 # Docs reads these from the file <NAME>_FILE names: django-lasuite 0.0.26 SecretFileValue (the version
 # suitenumerique/docs v5.4.1 pins), and the y-provider's src/env.ts (v5.4.1)

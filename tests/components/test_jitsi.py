@@ -226,7 +226,8 @@ def test_secrets_are_declared_and_only_referenced() -> None:
     ctx = contexts()[FR]
     (spec,) = jitsi.secrets(ctx)
     assert spec.name == "jitsi-auth" and spec.namespace == "eu-workplace-fr" and spec.component == "jitsi"
-    assert set(spec.keys) == {"JICOFO_AUTH_PASSWORD", "JVB_AUTH_PASSWORD", "JICOFO_COMPONENT_SECRET"}
+    # no JICOFO_COMPONENT_SECRET: no file of docker-jitsi-meet stable-11146-1's images reads it
+    assert set(spec.keys) == {"JICOFO_AUTH_PASSWORD", "JVB_AUTH_PASSWORD"}
     assert {(k.generator, k.length) for k in spec.keys.values()} == {("random", 32)}
     objs = render(ctx)
     assert not [o for o in objs if o["kind"] == "Secret"]
@@ -241,7 +242,7 @@ def test_secrets_are_declared_and_only_referenced() -> None:
                 assert "value" not in e, f"{e['name']} has a plain value"
     assert refs == {
         "jitsi-prosody": set(spec.keys),
-        "jitsi-jicofo": {"JICOFO_AUTH_PASSWORD", "JICOFO_COMPONENT_SECRET"},
+        "jitsi-jicofo": {"JICOFO_AUTH_PASSWORD"},
         "jitsi-jvb": {"JVB_AUTH_PASSWORD"},
     }
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import sovereign_suite.render as suite_render
-from ..helpers import K8S_SCHEMA_VERSION, load_example, pod_specs, suite_with
+from ..helpers import K8S_SCHEMA_VERSION, file_secret, load_example, pod_specs, suite_with
 from sovereign_suite.api.models import NationalCloud
 from sovereign_suite.api.validation import InputError
 from sovereign_suite.components import llm
@@ -164,6 +164,7 @@ def test_pods_are_restricted_and_sized():
                     assert sc["capabilities"] == {"drop": ["ALL"]}
                     assert sc["readOnlyRootFilesystem"] is True
                     assert c["resources"]["requests"] and c["resources"]["limits"]
+                for c in spec["containers"]:  # the init containers write only their one file
                     mounts = {m["mountPath"] for m in c["volumeMounts"]}
                     assert "/tmp" in mounts
 
@@ -196,7 +197,8 @@ def test_args_tensor_parallel_equals_gpus():
 def test_extra_args_are_appended():
     ctx = contexts(models_patch(model(extraArgs=["--enable-prefix-caching", "--max-num-seqs", "64"])))[FR]
     args = container(by_kind(llm.render(ctx), "Deployment", "vllm-small"))["args"]
-    assert args[-3:] == ["--enable-prefix-caching", "--max-num-seqs", "64"]
+    # then the operator's options file (the API key): test_llm_api_key.py
+    assert args[-5:] == ["--enable-prefix-caching", "--max-num-seqs", "64", "--config", "/run/vllm/api-key.yaml"]
 
 
 @pytest.mark.parametrize("extra", [["--tensor-parallel-size", "4"], ["-tp", "4"], ["--max_model_len=1024"],
@@ -313,7 +315,9 @@ def test_shm_cache_and_writable_paths():
     volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
     assert volumes["shm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "16Gi"}
     mounts = {m["name"]: m["mountPath"] for m in container(dep)["volumeMounts"]}
-    assert mounts == {"cache": "/cache", "shm": "/dev/shm", "tmp": "/tmp"}
+    assert mounts == {"cache": "/cache", "shm": "/dev/shm", "tmp": "/tmp", "runtime": "/run/vllm",
+                      "hf-token": "/run/secrets/hugging-face"}
+    assert volumes["runtime"]["emptyDir"]["medium"] == "Memory"  # the key's options file: never on a disk
     assert volumes["cache"]["persistentVolumeClaim"]["claimName"] == "vllm-small-cache"
     pvc = by_kind(objs, "PersistentVolumeClaim", "vllm-small-cache")
     assert pvc["spec"] == {"accessModes": ["ReadWriteOnce"], "storageClassName": "standard",
@@ -324,17 +328,22 @@ def test_shm_cache_and_writable_paths():
 
 
 def test_hugging_face_token_is_optional():
-    c = container(by_kind(llm.render(contexts()[FR]), "Deployment", "vllm-llama-70b"))
-    ref = {"secretKeyRef": {"name": "hf-token", "key": "token"}}
-    assert env_of(c)["HF_TOKEN"] == ref == env_of(c)["HUGGING_FACE_HUB_TOKEN"]
+    dep = by_kind(llm.render(contexts()[FR]), "Deployment", "vllm-llama-70b")
+    c = container(dep)
+    # huggingface_hub (>= 1.31.0, vLLM 0.33.0's requirement) reads the token from the file HF_TOKEN_PATH names
+    # when HF_TOKEN is unset: constants.py, utils/_auth.py get_token / _get_token_from_file
+    assert file_secret(pod_specs(dep)[0], c, "HF_TOKEN_PATH") == ("hf-token", "token")
+    assert "HF_TOKEN" not in env_of(c) and "HUGGING_FACE_HUB_TOKEN" not in env_of(c)
     suite = suite_with("four-countries", {})
     doc = suite.model_dump(by_alias=True, exclude_none=True, mode="json")
     del doc["spec"]["components"]["llm"]["huggingFaceTokenSecretRef"]
     from sovereign_suite.api.validation import parse_suite
 
     ctx = build_contexts(parse_suite(doc), load_example("four-countries")[1])[FR]
-    env = env_of(container(by_kind(llm.render(ctx), "Deployment", "vllm-llama-70b")))
-    assert "HF_TOKEN" not in env and "HUGGING_FACE_HUB_TOKEN" not in env
+    dep = by_kind(llm.render(ctx), "Deployment", "vllm-llama-70b")
+    env = env_of(container(dep))
+    assert "HF_TOKEN" not in env and "HUGGING_FACE_HUB_TOKEN" not in env and "HF_TOKEN_PATH" not in env
+    assert "hf-token" not in {v["name"] for v in pod_specs(dep)[0]["volumes"]}
 
 
 def test_replicas_pdb_and_shared_cache():
@@ -389,13 +398,11 @@ def test_gateway_routes_each_served_name_to_its_service():
     config = gateway_config(llm.render(contexts()[FR]))
     assert config["model_list"] == [
         {"model_name": "albert-large",
-         "litellm_params": {"model": "hosted_vllm/albert-large", "api_base": "http://vllm-llama-70b:8000/v1",
-                            "api_key": "os.environ/VLLM_API_KEY"}},
+         "litellm_params": {"model": "hosted_vllm/albert-large", "api_base": "http://vllm-llama-70b:8000/v1"}},
         {"model_name": "albert-small",
-         "litellm_params": {"model": "hosted_vllm/albert-small", "api_base": "http://vllm-mistral-small:8000/v1",
-                            "api_key": "os.environ/VLLM_API_KEY"}},
-    ]
-    assert config["general_settings"] == {"master_key": "os.environ/LITELLM_MASTER_KEY"}
+         "litellm_params": {"model": "hosted_vllm/albert-small", "api_base": "http://vllm-mistral-small:8000/v1"}},
+    ]  # the keys are added by the init container (test_llm_api_key.py)
+    assert "general_settings" not in config
     lu = gateway_config(llm.render(contexts()[LU]))
     assert [(m["model_name"], m["litellm_params"]["api_base"]) for m in lu["model_list"]] == [
         ("mistral-small", "http://vllm-mistral-small:8000/v1")  # no servedName: the model's name
@@ -408,14 +415,10 @@ def test_gateway_deployment_service_and_ingress():
     dep = by_kind(objs, "Deployment", "llm-gateway")
     c = container(dep)
     assert c["image"] == "ghcr.io/berriai/litellm:v1.77.7-stable"
-    assert c["args"] == ["--config", "/etc/litellm/config.yaml", "--port", "4000"]
+    assert c["args"] == ["--config", "/run/litellm/config.yaml", "--port", "4000"]  # written by the init container
     assert c["livenessProbe"]["httpGet"] == {"path": "/health/liveliness", "port": "http"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/health/readiness", "port": "http"}
-    env = [e["name"] for e in c["env"]]
-    # $(GATEWAY_MASTER_KEY) only expands from a variable defined earlier in the list.
-    assert env.index("GATEWAY_MASTER_KEY") < env.index("LITELLM_MASTER_KEY")
-    assert env_of(c)["GATEWAY_MASTER_KEY"] == {"secretKeyRef": {"name": "llm-gateway", "key": "master-key"}}
-    assert env_of(c)["LITELLM_MASTER_KEY"] == "sk-$(GATEWAY_MASTER_KEY)"
+    assert not [e for e in c["env"] if "valueFrom" in e]  # the keys are files: test_llm_api_key.py
     assert dep["spec"]["replicas"] == 2
     assert by_kind(objs, "PodDisruptionBudget", "llm-gateway")["spec"]["selector"] == dep["spec"]["selector"]
     svc = by_kind(objs, "Service", "llm-gateway")
@@ -457,7 +460,7 @@ def test_extra_config_is_merged():
     config = gateway_config(llm.render(contexts(llm_patch(extraConfig=extra))[FR]))
     assert config["litellm_settings"] == {"drop_params": True}
     assert config["router_settings"] == {"num_retries": 2}
-    assert config["general_settings"] == {"master_key": "os.environ/LITELLM_MASTER_KEY", "disable_spend_logs": True}
+    assert config["general_settings"] == {"disable_spend_logs": True}
     assert len(config["model_list"]) == 2
 
 
@@ -491,8 +494,7 @@ def test_extra_config_clash_in_tenant_override_names_the_tenant_path():
 def test_no_secret_value_in_config_map():
     for objs in all_variants():
         config = by_kind(objs, "ConfigMap", "llm-gateway")["data"]["config.yaml"]
-        assert "sk-" not in config
-        assert "os.environ/LITELLM_MASTER_KEY" in config
+        assert "sk-" not in config and "master_key" not in config and "api_key" not in config
 
 
 def test_image_version():

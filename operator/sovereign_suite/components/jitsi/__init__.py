@@ -3,8 +3,8 @@
 Objects (all in the tenant namespace):
 - ConfigMap ``jitsi-env``: the environment every Jitsi container reads (XMPP domains, prosody's address, the
   public URL, defaults, ``extraConfig``). No secret goes there.
-- Secret ``jitsi-auth`` is *declared* (``secrets()``): JICOFO_AUTH_PASSWORD, JVB_AUTH_PASSWORD and
-  JICOFO_COMPONENT_SECRET, 32 random characters each; containers read them through ``secretKeyRef``.
+- Secret ``jitsi-auth`` is *declared* (``secrets()``): JICOFO_AUTH_PASSWORD and JVB_AUTH_PASSWORD, 32 random
+  characters each; containers read them through ``secretKeyRef`` (the images read no file: ``container_env``).
 - ``jitsi-web``: Deployment (``webReplicas``, PDB above 1), Service 80 -> 8000, Ingress ``meet.<domain>``.
 - ``jitsi-prosody``: Deployment (1 replica, Recreate), Service 5222/5280/5347.
 - ``jitsi-jicofo``: Deployment (1 replica, Recreate); nothing connects to it, so no Service.
@@ -44,7 +44,10 @@ COMPONENT = "jitsi"
 WEB, PROSODY, JICOFO, JVB, JVB_MEDIA = "jitsi-web", "jitsi-prosody", "jitsi-jicofo", "jitsi-jvb", "jitsi-jvb-media"
 CONFIG_NAME = "jitsi-env"
 SECRET_NAME = "jitsi-auth"
-SECRET_KEYS = ("JICOFO_AUTH_PASSWORD", "JVB_AUTH_PASSWORD", "JICOFO_COMPONENT_SECRET")
+# No JICOFO_COMPONENT_SECRET: nothing in the images of docker-jitsi-meet stable-11146-1 reads it (only its
+# docker-compose.yml still lists it), so it is neither generated nor passed (issue 22, item 17: no unused secret in
+# an environment). A jitsi-auth Secret made by an older operator keeps the key; nothing reads it.
+SECRET_KEYS = ("JICOFO_AUTH_PASSWORD", "JVB_AUTH_PASSWORD")
 SECRET_LENGTH = 32
 
 UID = 1000  # the "s6" user of the hardened Jitsi images
@@ -253,10 +256,14 @@ def container_env(ctx: RenderContext) -> dict[str, list[dict[str, Any]]]:
         WEB: plain_env({"DISABLE_HTTPS": "1", "ENABLE_HTTP_REDIRECT": "0", "ENABLE_LETSENCRYPT": "0", **web_stun}),
         # prosody registers the focus and jvb users and the focus component with these at every start.
         PROSODY: secret_env(*SECRET_KEYS),
+        # The passwords stay environment variables: the images of docker-jitsi-meet stable-11146-1 write their
+        # configuration from templates that read the environment only (jicofo/rootfs/defaults/jicofo.conf,
+        # jvb/rootfs/defaults/jvb.conf: {{ .Env.JICOFO_AUTH_PASSWORD }}, {{ $ENV.JVB_AUTH_PASSWORD }}; prosody's
+        # s6 script register-setup: prosodyctl ... user create ... $JVB_AUTH_PASSWORD), with no *_FILE form.
         # Jicofo's REST server (8888, what the probes check) binds 127.0.0.1 unless the REST module is
         # enabled: then the image's jicofo.conf sets rest.host 0.0.0.0 (jicofo reference.conf; docker-jitsi-meet
         # jicofo/rootfs/defaults/jicofo.conf; jitsi-helm sets JICOFO_ENABLE_REST "true" the same way).
-        JICOFO: secret_env("JICOFO_AUTH_PASSWORD", "JICOFO_COMPONENT_SECRET")
+        JICOFO: secret_env("JICOFO_AUTH_PASSWORD")
         + plain_env({"JICOFO_ENABLE_REST": "true"}),
         JVB: secret_env("JVB_AUTH_PASSWORD")
         + plain_env({"JVB_PORT": str(media_port(ctx)), "COLIBRI_REST_ENABLED": "true", **jvb_stun})

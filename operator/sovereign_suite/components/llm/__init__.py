@@ -28,34 +28,31 @@ from ..ingress import annotations as ingress_annotations
 from ..base import (
     image_version,
     RenderContext,
-    SecretKey,
-    SecretSpec,
     container_security,
     dump_yaml,
     merge_extra_config,
     pod_security,
     render_template,
 )
+from ..secret_files import mount, projected_volume
+from .secret_files import (  # noqa: F401 (secrets: the component's Secrets)
+    COMPONENT, GATEWAY_NAME, GATEWAY_PART, MASTER_KEY_SECRET_KEY, VLLM_PART, secrets,
+    GATEWAY_CONFIG_DIR, GATEWAY_KEY_DIR, GATEWAY_RUNTIME, INIT_RESOURCES, VLLM_KEY_CONFIG, VLLM_KEY_SECRET,
+    VLLM_KEY_SECRET_KEY, gateway_files, gateway_init_command, hf_token_env, memory_dir, vllm_key_init, vllm_mounts,
+    vllm_volumes,
+)
 
 HERE = str(Path(__file__).parent)
-COMPONENT = "llm"
-VLLM_PART = "vllm"
-GATEWAY_PART = "llm-gateway"
-GATEWAY_NAME = "llm-gateway"
+WRITE_CONFIG = (Path(HERE) / "templates" / "write-config.py").read_text()
 MODEL_LABEL = "sovereignsuite.io/model"
 
 VLLM_PORT = 8000
 GATEWAY_PORT = 4000  # LiteLLM's default (its image EXPOSEs 4000, its chart's Service uses 4000)
 CACHE_MOUNT = "/cache"  # the model-cache PVC; HOME and HF_HOME live on it (the pod runs as a non-root user)
 STARTUP_PERIOD_SECONDS = 10
-MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
-MASTER_KEY_SECRET_KEY = "master-key"
-# vLLM reads VLLM_API_KEY when --api-key is not given, and then refuses /v1 requests without
-# "Authorization: Bearer <key>"; /health and /metrics stay open for the probes and Prometheus
-# (tests/components/test_llm_api_key.py cites the vLLM source). The gateway reads the same name.
-VLLM_KEY_ENV = "VLLM_API_KEY"
-VLLM_KEY_SECRET = "vllm-api-key"
-VLLM_KEY_SECRET_KEY = "api-key"
+# vLLM refuses /v1 requests without "Authorization: Bearer <key>" once it has a key; /health and /metrics stay open
+# for the probes and Prometheus (tests/components/test_llm_api_key.py cites the vLLM source). Both vLLM and the
+# gateway read the key from a file (secret_files.py).
 
 # Flags the operator sets from the model's fields; extraArgs may not repeat them (nor their aliases).
 OWNED_FLAGS = {
@@ -64,7 +61,8 @@ OWNED_FLAGS = {
     "--tensor-parallel-size": "gpusPerReplica",
     "-tp": "gpusPerReplica",
     "--port": None,
-    "--api-key": None,  # the operator's generated key, from the environment (VLLM_API_KEY)
+    "--api-key": None,  # the operator's generated key, from the --config file (secret_files.py)
+    "--config": None,  # vLLM takes one options file: the operator's, which holds the key
     "--gpu-memory-utilization": "gpuMemoryUtilization",
     "--max-model-len": "maxModelLen",
 }
@@ -174,7 +172,7 @@ def vllm_args(model: LLMModel, path: str) -> list[str]:
     for flag, value in zip(family[::2], family[1::2]):
         if flag not in given:  # extraArgs may say otherwise (e.g. a community conversion in HF format)
             args += [flag, value]
-    return args + list(model.extra_args)
+    return args + list(model.extra_args) + ["--config", VLLM_KEY_CONFIG]
 
 
 def vllm_resources(ctx: RenderContext, model: LLMModel, path: str) -> dict[str, dict[str, str]]:
@@ -219,18 +217,15 @@ def vllm_env(ctx: RenderContext) -> list[dict[str, Any]]:
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
         {"name": "DO_NOT_TRACK", "value": "1"},
         {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
-        vllm_key_env(),
     ]
-    ref = ctx.components.llm.hugging_face_token_secret_ref
-    if ref is not None:
-        for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
-            env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    if hf_token_ref(ctx) is not None:
+        env.append(hf_token_env())  # the token as a file of the user's Secret (secret_files.py)
     return env
 
 
-def vllm_key_env() -> dict[str, Any]:
-    """The env entry with vLLM's API key, from the generated Secret (never a literal in args or a ConfigMap)."""
-    return {"name": VLLM_KEY_ENV, "valueFrom": {"secretKeyRef": {"name": VLLM_KEY_SECRET, "key": VLLM_KEY_SECRET_KEY}}}
+def hf_token_ref(ctx: RenderContext) -> tuple[str, str] | None:
+    ref = ctx.components.llm.hugging_face_token_secret_ref
+    return None if ref is None else (ref.name, ref.key)
 
 
 def cache_access_mode(model: LLMModel) -> str:
@@ -274,6 +269,9 @@ def render_models(ctx: RenderContext, placements: dict[str, str] | None = None) 
             selector={**ctx.selector(COMPONENT, VLLM_PART), **model_label},
             args=args,
             env=vllm_env(ctx),
+            key_init=vllm_key_init(llm.image, container_security(read_only_root=True)),
+            secret_mounts=vllm_mounts(hf_token_ref(ctx)),
+            secret_volumes=vllm_volumes(hf_token_ref(ctx)),
             resources=resources,
             affinity=vllm_affinity(ctx, placement_products(ctx, model, placements)),
             tolerations=[t.wire() for t in ctx.cloud.spec.gpu.tolerations],
@@ -295,8 +293,9 @@ def render_models(ctx: RenderContext, placements: dict[str, str] | None = None) 
 # ---- gateway ---------------------------------------------------------------------------------------------
 
 def gateway_config(ctx: RenderContext) -> dict[str, Any]:
-    """LiteLLM's config.yaml: one route per served name to its vLLM Service, the master key from the env,
-    and llm.extraConfig merged over it (model_list and general_settings.master_key are the operator's)."""
+    """LiteLLM's config.yaml without its keys: one route per served name to its vLLM Service, and llm.extraConfig
+    merged over it (model_list and general_settings.master_key are the operator's: the gateway's init container
+    adds the master key and each route's api_key from the Secrets' files, secret_files.py)."""
     llm = ctx.components.llm
     model_list = [
         {
@@ -304,19 +303,21 @@ def gateway_config(ctx: RenderContext) -> dict[str, Any]:
             "litellm_params": {
                 "model": f"hosted_vllm/{m.served}",  # LiteLLM's provider for vLLM's OpenAI-compatible server
                 "api_base": f"http://vllm-{m.name}:{VLLM_PORT}/v1",
-                "api_key": f"os.environ/{VLLM_KEY_ENV}",  # LiteLLM reads the value from the gateway's env
             },
         }
         for m in llm.models
     ]
-    owned_general = {"master_key": f"os.environ/{MASTER_KEY_ENV}"}
+    owned_general = {"master_key": None}  # set by the init container
     extra = dict(llm.extra_config)
     path = _llm_path(ctx, "extraConfig")
     general = extra.pop("general_settings", {})
     if not isinstance(general, dict):
         raise InputError([Problem(f"{path}.general_settings", "must be an object")])
     config = merge_extra_config({"model_list": model_list}, extra, path)
-    config["general_settings"] = merge_extra_config(owned_general, general, f"{path}.general_settings")
+    general = merge_extra_config(owned_general, general, f"{path}.general_settings")
+    del general["master_key"]
+    if general:
+        config["general_settings"] = general
     return config
 
 
@@ -334,10 +335,14 @@ def render_gateway(ctx: RenderContext) -> list[dict[str, Any]]:
         selector=ctx.selector(COMPONENT, GATEWAY_PART),
         config_text=config_text,
         port=GATEWAY_PORT,
-        master_key_env=MASTER_KEY_ENV,
-        master_key_secret=GATEWAY_NAME,
-        master_key_key=MASTER_KEY_SECRET_KEY,
-        vllm_key_env=vllm_key_env(),
+        write_config=WRITE_CONFIG,
+        init_command=gateway_init_command(),
+        init_resources=INIT_RESOURCES,
+        config_dir=GATEWAY_CONFIG_DIR,
+        runtime_dir=GATEWAY_RUNTIME,
+        keys_mount=mount("keys", GATEWAY_KEY_DIR),
+        keys_volume=projected_volume("keys", gateway_files(GATEWAY_NAME, MASTER_KEY_SECRET_KEY)),
+        runtime_volume=memory_dir("runtime"),
         resources={
             kind: {k: str(v) for k, v in sorted(getattr(gateway.resources, kind).items())}
             for kind in ("requests", "limits")
@@ -375,25 +380,3 @@ def render_monitoring(ctx: RenderContext) -> list[dict[str, Any]]:
     return render_template(HERE, "monitoring.yaml.j2", ctx=ctx, obj_name="vllm", model_label=MODEL_LABEL,
                            labels=ctx.labels(COMPONENT, VLLM_PART, image_version(ctx.components.llm.image)),
                            selector=ctx.selector(COMPONENT, VLLM_PART))
-
-
-def secrets(ctx: RenderContext) -> list[SecretSpec]:
-    """The gateway's master key, and vLLM's API key. LiteLLM wants keys starting with ``sk-``: the container builds
-    ``LITELLM_MASTER_KEY=sk-<value>`` (Kubernetes env expansion), so clients use ``sk-`` + this value. vLLM's key
-    is used as it is (a Bearer token between the gateway and vLLM)."""
-    return [
-        SecretSpec(
-            name=VLLM_KEY_SECRET,
-            namespace=ctx.namespace,
-            component=COMPONENT,
-            keys={VLLM_KEY_SECRET_KEY: SecretKey("random", 48)},
-            labels=ctx.labels(COMPONENT, VLLM_PART),
-        ),
-        SecretSpec(
-            name=GATEWAY_NAME,
-            namespace=ctx.namespace,
-            component=COMPONENT,
-            keys={MASTER_KEY_SECRET_KEY: SecretKey("random", 48)},
-            labels=ctx.labels(COMPONENT, GATEWAY_PART),
-        )
-    ]
