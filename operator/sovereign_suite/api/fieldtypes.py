@@ -146,7 +146,9 @@ HostName = Annotated[
 
 # An image reference ([registry/]repository[:tag][@digest]) in the characters the OCI distribution grammar
 # allows: whitespace or a control character in it would only fail at pull time, on every node.
-IMAGE_PATTERN = r"^[a-z0-9]([a-z0-9._/:-]*[a-z0-9])?(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@[a-z0-9]+:[a-f0-9]{32,})?$"
+# The digest is one of the OCI image spec's registered algorithms at its exact length (api/image_pins.py).
+IMAGE_PATTERN = (r"^[a-z0-9]([a-z0-9._/:-]*[a-z0-9])?(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+                 r"(@(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}))?$")
 ImageRef = Annotated[str, Field(min_length=1, max_length=512, pattern=IMAGE_PATTERN)]
 
 # ---- identities, command lines -----------------------------------------------------------------------------
@@ -213,7 +215,8 @@ PATTERN_MEANINGS = {
     SCOPE_PATTERN: "an OAuth scope token (printable ASCII without spaces, '\"' or '\\')",
     PG_IDENTIFIER_PATTERN: "a PostgreSQL identifier (letters, digits and '_', not beginning with a digit)",
     ENV_NAME_PATTERN: "a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)",
-    IMAGE_PATTERN: "an image reference ([registry/]repository[:tag][@digest], lower-case repository)",
+    IMAGE_PATTERN: "an image reference ([registry/]repository[:tag][@sha256:<64 hex digits>], lower-case "
+    "repository)",
     JITSI_VALUE_PATTERN: "a value without quotes, backslashes or control characters (the Jitsi images paste it "
     "unescaped into Lua, HOCON and JavaScript files)",
 }

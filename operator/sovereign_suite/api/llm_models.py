@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from .common import (DNS_LABEL_RE, MAX_EXTRA_ARGS, MAX_GPU_PRODUCTS, MAX_MODELS, Model, Quantity, Resources,
                      SecretKeyRef, resources)
 from .ingress_annotations import IngressAnnotations, ingress_annotations_field
+from .image_pins import pinned
 from .fieldtypes import CommandArg, ImageRef, LabelValue, ModelId, ServedName
 
 
@@ -60,7 +61,7 @@ class LLMModel(Model):
 
 
 class LLMGateway(Model):
-    image: ImageRef = "ghcr.io/berriai/litellm:v1.77.7-stable"
+    image: ImageRef = pinned("litellm")
     replicas: int = Field(2, ge=0, le=20)
     max_body_size: str = Field(
         "32m", pattern=r"^[0-9]+[kmgKMG]?$",
@@ -79,7 +80,7 @@ class LLM(Model):
     """Open-weight LLM inference: vLLM per model, and one OpenAI-compatible gateway per tenant."""
 
     enabled: bool = False
-    image: ImageRef = "docker.io/vllm/vllm-openai:v0.33.0"
+    image: ImageRef = pinned("vllm")
     models: list[LLMModel] = Field(default_factory=list, max_length=MAX_MODELS)
     hugging_face_token_secret_ref: SecretKeyRef | None = None
     startup_timeout_seconds: int = Field(1800, ge=60, le=6 * 3600, description="How long a model may take to load.")

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from .image_pins import pinned
 from .fieldtypes import (
     AdminGroup,
     Endpoint,
@@ -110,7 +111,7 @@ class Postgres(Model):
     existing server."""
 
     mode: Literal["embedded", "cloudnative-pg", "external"] = "embedded"
-    image: ImageRef = "docker.io/library/postgres:17.6-bookworm"
+    image: ImageRef = pinned("postgres")
     storage: Quantity = "10Gi"
     instances: int = Field(1, ge=1, le=9, description="cloudnative-pg only: number of instances.")
     resources: Resources = Field(
@@ -147,8 +148,8 @@ class Matrix(Model):
     """Synapse homeserver and Element Web."""
 
     enabled: bool = True
-    image: ImageRef = "ghcr.io/element-hq/synapse:v1.163.2"
-    element_image: ImageRef = "ghcr.io/element-hq/element-web:v1.11.110"
+    image: ImageRef = pinned("synapse")
+    element_image: ImageRef = pinned("element-web")
     replicas: int = Field(1, ge=0, le=1, description="Synapse runs as one main process (workers are not rendered).")
     element_replicas: int = Field(2, ge=0, le=20)
     media_storage: Quantity = "20Gi"
@@ -187,10 +188,10 @@ class Jitsi(Model):
     """Jitsi Meet: web, prosody, jicofo, jvb."""
 
     enabled: bool = True
-    web_image: ImageRef = "ghcr.io/jitsi/web:stable-11146-1"
-    prosody_image: ImageRef = "ghcr.io/jitsi/prosody:stable-11146-1"
-    jicofo_image: ImageRef = "ghcr.io/jitsi/jicofo:stable-11146-1"
-    jvb_image: ImageRef = "ghcr.io/jitsi/jvb:stable-11146-1"
+    web_image: ImageRef = pinned("jitsi-web")
+    prosody_image: ImageRef = pinned("jitsi-prosody")
+    jicofo_image: ImageRef = pinned("jitsi-jicofo")
+    jvb_image: ImageRef = pinned("jitsi-jvb")
     web_replicas: int = Field(2, ge=0, le=20)
     jvb_replicas: int = Field(1, ge=0, le=50)
     jvb: JvbExposure = Field(default_factory=JvbExposure)
@@ -262,10 +263,10 @@ class Docs(Model):
     """La Suite Docs (impress): backend, frontend, y-provider, celery worker, Redis."""
 
     enabled: bool = True
-    backend_image: ImageRef = "docker.io/lasuite/impress-backend:v5.4.1"
-    frontend_image: ImageRef = "docker.io/lasuite/impress-frontend:v5.4.1"
-    y_provider_image: ImageRef = "docker.io/lasuite/impress-y-provider:v5.4.1"
-    redis_image: ImageRef = "docker.io/library/redis:8.2-alpine"
+    backend_image: ImageRef = pinned("docs-backend")
+    frontend_image: ImageRef = pinned("docs-frontend")
+    y_provider_image: ImageRef = pinned("docs-y-provider")
+    redis_image: ImageRef = pinned("redis")
     backend_replicas: int = Field(2, ge=0, le=20)
     frontend_replicas: int = Field(2, ge=0, le=20)
     y_provider_replicas: int = Field(1, ge=0, le=20)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ...api.image_pins import pinned
 from ...api.models import Postgres
 from ...api.validation import InputError, Problem
 from ..base import (
@@ -55,7 +56,7 @@ PGDATA = f"{DATA_DIR}/pgdata"  # a subdirectory: a fresh volume's root may hold 
 PASSWORD_DIR = "/etc/postgres-password"
 PASSWORD_FILE = f"{PASSWORD_DIR}/{PASSWORD_KEY}"
 # The metrics sidecar of the embedded mode (only with spec.monitoring.serviceMonitors and the Prometheus Operator).
-EXPORTER_IMAGE = "quay.io/prometheuscommunity/postgres-exporter:v0.18.1"
+EXPORTER_IMAGE = pinned("postgres-exporter")
 EXPORTER_PORT = 9187
 EXPORTER_RESOURCES = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}}
 
