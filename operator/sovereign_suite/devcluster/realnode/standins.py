@@ -212,7 +212,9 @@ nginx -t -c /etc/nginx/nginx.conf
 # ---- LiteLLM gateway ---------------------------------------------------------------------------------------
 # BerriAI/litellm Dockerfile: WORKDIR /app; EXPOSE 4000/tcp; ENTRYPOINT ["litellm"] (later releases wrap it in
 # docker/prod_entrypoint.sh, which execs litellm with the same arguments); CMD ["--port", "4000"]. The renderer
-# passes args [--config, /etc/litellm/config.yaml, --port, 4000] and HOME=/tmp, and runs it as uid 1000.
+# passes args [--config, /run/litellm/config.yaml, --port, 4000] and HOME=/tmp, and runs it as uid 1000; its init
+# container runs `python3 /etc/litellm/write-config.py ...` in the same image (Debian's python3 here, with PyYAML
+# from litellm's dependencies), which writes that config with the keys.
 LITELLM_VERSION = "1.77.7"
 LITELLM = Recipe(
     name=f"ghcr.io/berriai/litellm:v{LITELLM_VERSION}-stable",
