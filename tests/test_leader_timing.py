@@ -139,9 +139,20 @@ def test_clocks_may_differ_in_rate_by_the_ratio_of_lease_duration_to_renew_deadl
     assert T.renew_deadline / (ratio - 0.01) > T.lease_duration  # slower than that: unsafe (documented)
 
 
-def test_a_renewal_answered_after_the_deadline_does_not_reopen_the_fence():
-    assert renewed_in_time(106.0, 105.9)
-    assert not renewed_in_time(106.0, 106.0)
+def test_a_renewal_counts_if_answered_before_the_deadline_it_sets():
+    """Sent at 104 (before the previous deadline 106), answered at 107 (a slow API server): it leads until 110;
+    answered at 110 or later, it does not (its own deadline passed before the answer came)."""
+    assert renewed_in_time(104.0, 107.0, T)
+    assert not renewed_in_time(104.0, 110.0, T)
+    clock = Clock(107.0)
+    leadership = Leadership(clock)
+    leadership.extend(106.0)
+    assert not leadership.may_write()  # closed while the renewal was in flight
+    leadership.extend(leading_until(104.0, T))
+    assert leadership.may_write() and leadership.until == 110.0
+
+
+def test_an_ended_leadership_never_reopens():
     clock = Clock(100.0)
     leadership = Leadership(clock)
     leadership.extend(106.0)

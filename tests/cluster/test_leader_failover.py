@@ -125,3 +125,24 @@ def test_sigstop_past_the_renew_deadline_the_old_leader_never_writes_again(clust
     assert seconds_written_by_two(events) == []
     assert duplicates_created(events) == []
     delete_suite(kube, doc)
+
+
+def test_a_stopped_leader_releases_the_lease_and_the_standby_takes_over_at_once(cluster, kube, suite_ns, pair):
+    """SIGTERM (a rolling update, a drain): the leader closes its fence, then releases the Lease (holder empty,
+    1 s); the standby takes it within a couple of retry periods instead of a lease duration."""
+    a, b = pair
+    audit = ReplicaAudit(cluster)
+    time.sleep(2)
+    mark = audit.mark()
+    a.proc.send_signal(signal.SIGTERM)
+    stopped = time.monotonic()
+    wait_for(lambda: holder(kube, suite_ns) == b.identity, timeout=10, interval=0.05, what="B leads")
+    took = time.monotonic() - stopped
+    print(f"takeover after SIGTERM: {took:.1f} s")
+    assert wait_exit(a, 30) == 0
+    assert "released by" in a.log_text()
+    assert took < 10.0 - 1.0  # sooner than any takeover of a lease left to expire (lease duration 10 s)
+    time.sleep(1)
+    events = audit.events(mark)
+    assert seconds_written_by_two(events) == []
+    assert audit.writes(events, "kopf/") == []

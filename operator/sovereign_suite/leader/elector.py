@@ -4,7 +4,9 @@ fence every write of the operator checks (``Leadership``).
 A replica campaigns (reads the Lease every retry period, jittered, and takes it once free or expired: timing.py),
 then renews it every retry period. Its leadership lasts until ``renew_deadline`` after the last renewal it *sent*
 successfully; the fence closes at that instant by the clock alone, whatever the loop is doing (a request that
-hangs, a process that was stopped and resumed), and the loop, seeing it closed, stops leading for good: the
+hangs, a process that was stopped and resumed). A renewal sent before the deadline and answered after it, but
+within its own renew deadline, reopens the fence (a slow API server; timing.renewed_in_time). When the loop
+finds the deadline passed before it could send a renewal, it stops leading for good, without a request: the
 replica does not campaign again (the operator then exits, as client-go's users do, and comes back as a standby).
 A graceful stop releases the Lease after closing the fence (client-go's ReleaseOnCancel: holder empty,
 leaseDurationSeconds 1), so the standby takes over within a retry period or two.
@@ -68,6 +70,8 @@ class Leadership:
             raise NotLeading(f"not the leader: {what} not sent" if what else "not the leader")
 
     def extend(self, until: float) -> None:
+        """Lead until ``until`` (never shortened: an older renewal's late answer changes nothing). A renewal
+        answered in time reopens a fence whose previous deadline passed meanwhile (timing.renewed_in_time)."""
         with self._lock:
             if not self._ended:
                 self._until = max(self._until, until)
@@ -180,26 +184,32 @@ class LeaderElector:
             return 0.0
         record = claim(Action.RENEW, self.observed.record if self.observed else None, self.identity,
                        int(self.timing.lease_duration), self.store.stamp())
+        # no request may outlast the deadline this renewal would set (a slow answer is worth waiting for)
+        timeout = self.timing.renew_deadline
         try:
             try:  # client-go's fast path: the version we last wrote
-                self.resource_version = self.store.update(record, self.resource_version)
+                self.resource_version = self.store.update(record, self.resource_version, timeout)
             except ApiError as err:
                 if not is_conflict(err):
                     raise
-                read = self.store.get()  # changed by someone else: still ours?
+                read = self.store.get(timeout)  # changed by someone else: still ours?
                 if read is None or read.record.holder != self.identity:
                     self._lose(f"the Lease is {'gone' if read is None else 'held by ' + read.record.holder}")
                     return 0.0
                 record = claim(Action.RENEW, read.record, self.identity, record.duration, record.renew_time)
-                self.resource_version = self.store.update(record, read.resource_version)
+                self.resource_version = self.store.update(record, read.resource_version, timeout)
         except ApiError as err:
             left = self.leadership.until - self.clock()
             log.warning("%s: renewal failed (%.1f s left): %s", self.store.describe(), left, err)
             return max(0.0, min(self.timing.retry_period, left))
         answered = self.clock()
-        if not renewed_in_time(deadline, answered):
+        if not renewed_in_time(sent, answered, self.timing):
             self._lose("the renewal answered after the renew deadline")
             return 0.0
+        if answered >= deadline:
+            log.warning("%s: renewed %.1f s after the renew deadline had passed (a slow API server): leading again "
+                        "until %.1f s after the renewal was sent", self.store.describe(), answered - deadline,
+                        self.timing.renew_deadline)
         self.observed = Observation(record, answered)
         self.leadership.extend(leading_until(sent, self.timing))
         return max(0.0, min(self.timing.retry_period, self.leadership.until - self.clock()))

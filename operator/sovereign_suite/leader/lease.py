@@ -59,27 +59,34 @@ class LeaseStore:
     def stamp(self) -> str:
         return micro_time(self.wall())
 
-    def get(self) -> Read | None:
-        lease = self.kube.get(*LEASE, self.name, self.namespace)
-        if lease is None:
-            return None
+    def get(self, timeout: float | None = None) -> Read | None:
+        try:
+            lease = self._send("GET", None, timeout)
+        except ApiError as err:
+            if err.status == 404:
+                return None
+            raise
         return Read(record_of(lease), lease["metadata"]["resourceVersion"])
 
-    def create(self, record: Record) -> str:
-        done = self.kube.create({"apiVersion": LEASE[0], "kind": LEASE[1], "spec": spec_of(record),
-                                 "metadata": {"name": self.name, "namespace": self.namespace,
-                                              "labels": {"app.kubernetes.io/name": "sovereign-suite-operator",
-                                                         "app.kubernetes.io/component": "leader-election"}}})
-        return done["metadata"]["resourceVersion"]
+    def create(self, record: Record, timeout: float | None = None) -> str:
+        body = {"apiVersion": LEASE[0], "kind": LEASE[1], "spec": spec_of(record),
+                "metadata": {"name": self.name, "namespace": self.namespace,
+                             "labels": {"app.kubernetes.io/name": "sovereign-suite-operator",
+                                        "app.kubernetes.io/component": "leader-election"}}}
+        return self._send("POST", body, timeout)["metadata"]["resourceVersion"]
 
-    def update(self, record: Record, resource_version: str) -> str:
+    def update(self, record: Record, resource_version: str, timeout: float | None = None) -> str:
         """Replace the Lease's spec if it is still at ``resource_version`` (else ApiError 409)."""
-        kind = self.kube.require(*LEASE)
         body = {"apiVersion": LEASE[0], "kind": LEASE[1], "spec": spec_of(record),
                 "metadata": {"name": self.name, "namespace": self.namespace, "resourceVersion": resource_version}}
-        done = self.kube.request("PUT", kind.path(self.namespace, self.name), body,
-                                 what=self.describe())
-        return done["metadata"]["resourceVersion"]
+        return self._send("PUT", body, timeout)["metadata"]["resourceVersion"]
+
+    def _send(self, method: str, body: dict | None, timeout: float | None) -> dict:
+        """``timeout``: seconds to connect and to wait for the answer (None: the client's deadlines)."""
+        kind = self.kube.require(*LEASE)
+        path = kind.path(self.namespace, None if method == "POST" else self.name)
+        limit = (max(0.1, timeout), max(0.1, timeout)) if timeout is not None else None
+        return self.kube.request(method, path, body, what=self.describe(), timeout=limit)
 
 
 def is_conflict(err: ApiError) -> bool:

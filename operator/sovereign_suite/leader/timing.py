@@ -127,10 +127,13 @@ def leading_until(sent_at: float, timing: LeaseTiming) -> float:
     return sent_at + timing.renew_deadline
 
 
-def renewed_in_time(deadline: float, answered_at: float) -> bool:
-    """A renewal that succeeded after the leader's deadline had passed does not make it lead again: its work
-    stopped at the deadline, and some write of it may have been refused meanwhile (it stops for good)."""
-    return answered_at < deadline
+def renewed_in_time(sent_at: float, answered_at: float, timing: LeaseTiming) -> bool:
+    """A renewal keeps the leader leading if its answer came before the deadline it sets (sent + renew
+    deadline), even after the previous one had passed (a slow API server: the fence was closed meanwhile, and
+    reopens). Safe: the update was guarded by the resourceVersion of our previous renewal, so no one took the
+    Lease in between, and a candidate's count starts again from this renewal. A leader whose loop found its
+    deadline passed *before* sending (stopped, starved) never sends one: it stops for good (elector.py)."""
+    return answered_at < leading_until(sent_at, timing)
 
 
 def claim(action: Action, previous: Record | None, identity: str, duration: int, stamp: str) -> Record:

@@ -36,11 +36,10 @@ def timing_of(ctx: OperatorContext) -> LeaseTiming:
 
 
 def lease_kube(kube: Kube, identity: str, timing: LeaseTiming) -> Kube:
-    """The Lease's own client: no retry inside a request and a third of the renew deadline to connect and to
-    answer each, so that the elector tries again within its deadline rather than wait in one request."""
-    third = timing.renew_deadline / 3
+    """The Lease's own client: no retry inside a request (the elector decides when to try again), and no request
+    waits longer than the renew deadline (a renewal passes its own, shorter, timeout)."""
     return Kube(kube.api, max_retries=0, user_agent=f"{LEASE_AGENT}/{identity}",
-                deadlines=Deadlines(connect=third, read=third, watch=0))
+                deadlines=Deadlines(connect=timing.renew_deadline, read=timing.renew_deadline, watch=0))
 
 
 def begin(ctx: OperatorContext, exit_process: Callable[[int], None] = os._exit) -> None:

@@ -121,7 +121,10 @@ class Kube:
         query: dict[str, Any] | None = None,
         content_type: str = "application/json",
         what: str = "",
+        timeout: tuple[float, float] | None = None,
     ) -> dict[str, Any]:
+        """``timeout``: (connect, read) for this request instead of the client's deadlines (the leader's Lease
+        renewal must not wait past its renew deadline)."""
         url = self.api.configuration.host + path
         if query:
             url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
@@ -141,7 +144,7 @@ class Kube:
             sent = time.monotonic()
             try:
                 resp = self.api.rest_client.request(method, url, headers=headers, body=body,
-                                                   _request_timeout=self.deadlines.request)
+                                                   _request_timeout=timeout or self.deadlines.request)
                 data = resp.read()
                 status = resp.status
             except Exception as exc:  # noqa: BLE001 - only transport errors are handled; anything else is raised

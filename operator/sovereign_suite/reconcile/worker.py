@@ -109,8 +109,10 @@ def process(ctx: OperatorContext, key: SuiteKey) -> None:
             log.info("pass of %s interrupted by shutdown", key)
             return
         if isinstance(exc, NotLeading) or not ctx.leadership.may_write():
-            # leadership ended during the pass: the fence refused its next write; the new leader runs it again
+            # the fence refused a write: leadership ended (then the queue is shut down and the new leader runs
+            # the pass) or a slow renewal is pending (then the pass runs again with its backoff)
             log.warning("pass of %s cut short: %s", key, exc)
+            ctx.queue.add_rate_limited(key)
             return
         log.exception("pass of %s raised", key)
         metrics.record_exception(key.namespace, key.name, trigger, time.monotonic() - started)
