@@ -24,7 +24,7 @@ def main() -> None:
     args = ap.parse_args()
     takeover, converged = [], []
     with Bench("failover") as b:
-        ns = b.namespace("bench-failover")
+        ns = b.namespace("bench")  # a namespace the dev clouds admit (devcluster/clouds.yaml)
         a, s = start_pair(b.cluster, b.kube, ns)
         doc = suite_doc("two-countries", ns, "failover")
         b.kube.create(doc)

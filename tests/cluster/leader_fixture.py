@@ -7,9 +7,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from sovereign_suite.devcluster.cluster import Cluster
 from sovereign_suite.leader.lease import LEASE, record_of
@@ -17,22 +23,35 @@ from sovereign_suite.leader.work import LEASE_AGENT
 from sovereign_suite.reconcile.kube import USER_AGENT
 
 from .conftest import wait_for
-from .operator_fixture import WRITE_VERBS, OperatorProcess
+from .operator_fixture import WRITE_VERBS, OperatorProcess, free_port
 
 LEASE_NAME = "sovereign-suite-operator"
 
 
 class Replica(OperatorProcess):
-    def __init__(self, cluster: Cluster, lease_namespace: str, tag: str, drift_interval: float = 3.0):
+    """``kubeconfig``: another way to the API server than the cluster's own (a proxy that can cut it off)."""
+
+    def __init__(self, cluster: Cluster, lease_namespace: str, tag: str, drift_interval: float = 3.0,
+                 kubeconfig: Path | None = None):
         super().__init__(cluster, drift_interval=drift_interval, tag=tag,
                          args=("--leader-elect", "--leader-elect-resource-namespace", lease_namespace))
+        self.kubeconfig = kubeconfig or cluster.kubeconfig
         self.identity = ""
         self._log_from = 0
 
     def start(self) -> None:
         self._log_from = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.identity = ""
-        super().start()
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig),
+                   SOVEREIGN_SUITE_DRIFT_INTERVAL=str(self.drift_interval))
+        self.metrics_port = free_port()
+        log = open(self.log_path, "a")
+        log.write(f"\n===== start {time.strftime('%H:%M:%S')}\n")
+        log.flush()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sovereign_suite.cli", "run", "--metrics-port", str(self.metrics_port),
+             "--liveness-port", str(free_port()), *self.args], env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def campaigning(self) -> str:
         """This process's identity once its elector runs (after its caches synced), else ''."""
@@ -54,9 +73,25 @@ def holder(kube, namespace: str) -> str:
     return record_of(lease).holder if lease else ""
 
 
-def start_pair(cluster: Cluster, kube, namespace: str) -> tuple[Replica, Replica]:
+def kubeconfig_via(cluster: Cluster, port: int, path: Path) -> Path:
+    """The cluster's kubeconfig with the API server reached on 127.0.0.1:``port`` instead."""
+    cfg = yaml.safe_load(cluster.kubeconfig.read_text())
+    for c in cfg["clusters"]:
+        c["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def api_server_port(cluster: Cluster) -> int:
+    cfg = yaml.safe_load(cluster.kubeconfig.read_text())
+    return int(cfg["clusters"][0]["cluster"]["server"].rsplit(":", 1)[1])
+
+
+def start_pair(cluster: Cluster, kube, namespace: str, a_kubeconfig: Path | None = None
+               ) -> tuple[Replica, Replica]:
     """Start A, wait until it leads, then B, until it campaigns (a standby with synced caches)."""
-    a, b = Replica(cluster, namespace, "leader-a"), Replica(cluster, namespace, "leader-b")
+    a = Replica(cluster, namespace, "leader-a", kubeconfig=a_kubeconfig)
+    b = Replica(cluster, namespace, "leader-b")
     a.start()
     wait_for(lambda: a.campaigning() and holder(kube, namespace) == a.identity, timeout=120, what="A leads")
     b.start()

@@ -146,3 +146,37 @@ def test_a_stopped_leader_releases_the_lease_and_the_standby_takes_over_at_once(
     events = audit.events(mark)
     assert seconds_written_by_two(events) == []
     assert audit.writes(events, "kopf/") == []
+
+
+def test_a_leader_cut_off_from_the_api_server_stops_before_the_standby_takes_over(cluster, kube, suite_ns,
+                                                                                 tmp_path):
+    """A network partition of the leader (its traffic to the API server dropped, through a proxy that turns into
+    a black hole): its renewals hang and time out, its renew deadline passes and it exits (code 3) — before the
+    standby, which still reaches the API server, may take the Lease."""
+    from .leader_fixture import api_server_port, kubeconfig_via
+    from .tcp_proxy import BlackHoleProxy
+
+    proxy = BlackHoleProxy("127.0.0.1", api_server_port(cluster))
+    a, b = start_pair(cluster, kube, suite_ns, a_kubeconfig=kubeconfig_via(cluster, proxy.port,
+                                                                           tmp_path / "via-proxy.yaml"))
+    try:
+        time.sleep(2)
+        proxy.cut()
+        cut = time.monotonic()
+        exited_at = taken_at = None
+        while time.monotonic() - cut < 30 and (exited_at is None or taken_at is None):
+            if exited_at is None and a.proc.poll() is not None:
+                exited_at = time.monotonic() - cut
+            if taken_at is None and holder(kube, suite_ns) == b.identity:
+                taken_at = time.monotonic() - cut
+            time.sleep(0.05)
+        print(f"partition: A exited {exited_at} s after the cut, B led {taken_at} s after it")
+        assert exited_at is not None and taken_at is not None
+        assert a.proc.returncode == EXIT_LOST, a.log_text()[-3000:]
+        assert exited_at < taken_at  # A was gone before B could write
+        assert "leadership lost (renew deadline passed" in a.log_text()
+        assert taken_at < TAKEOVER
+    finally:
+        for r in (a, b):
+            r.stop()
+        proxy.close()
