@@ -129,3 +129,14 @@ def test_a_leader_not_scheduled_past_its_renew_deadline_stops_without_writing_th
     assert kube.get(*LEASE, NAME, namespace)["metadata"]["resourceVersion"] == before
     a.elector.step()  # and it never campaigns again
     assert sum(a.store.kube.requests.values()) == sent and not a.leadership.may_write()
+
+
+def test_a_candidate_stopped_while_acquiring_gives_the_lease_back(kube, namespace, candidates):
+    """A stop that comes while the create is in flight (here: before it): the Lease it got is released at once
+    (holder empty, 1 s), so the other replica does not wait a lease duration; it never leads."""
+    a = candidates()
+    a.elector._stop.set()  # noqa: SLF001 - the stop racing the attempt, made deterministic
+    assert a.elector.step() == 0.0
+    rec = lease(kube, namespace)
+    assert (rec.holder, rec.duration) == ("", 1)
+    assert a.events == [] and not a.leadership.may_write() and a.elector.done

@@ -168,6 +168,10 @@ class LeaderElector:
             log.info("%s: %s failed: %s", self.store.describe(), action.value, err)
             return wait
         self.observed = Observation(record, self.clock())
+        if self._stop.is_set():  # stopped while this attempt was in flight: give the Lease back at once
+            self.release()
+            self.done = True
+            return 0.0
         self.leadership.extend(leading_until(sent, self.timing))
         self.leading = True
         log.info("%s: acquired by %s (%s, transitions %d)", self.store.describe(), self.identity, action.value,
