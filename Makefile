@@ -139,4 +139,5 @@ kind-deploy: image tools
 # Benchmarks on throwaway local clusters (docs/performance.md); about 35 minutes on 2 cores.
 bench: venv tools
 	cd bench && $(PY) render_time.py && $(PY) converge.py --rounds 5 && $(PY) api_cost.py && \
-	  $(PY) many.py --suites 200 && $(PY) multicluster.py --rounds 3 --suites 50 && $(PY) report.py
+	  $(PY) many.py --suites 200 && $(PY) multicluster.py --rounds 3 --suites 50 && $(PY) failover.py --rounds 5 && \
+	  $(PY) report.py

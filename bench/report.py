@@ -64,6 +64,12 @@ def main() -> None:
             rows.append(["four members: RSS <= 150 MiB, restarted over them",
                          f"peak {mc['rss_mib_peak_restart_90s']:.0f} MiB",
                          verdict(mc["rss_mib_peak_restart_90s"] <= 150), mc["date"]])
+    f = load("failover")
+    if f:
+        t = f["takeover_seconds"]
+        rows.append([f"failover after a SIGKILL of the leader < 15 s (median of {f['rounds']})",
+                     f"{t['median']:.1f} s ({t['min']:.1f}-{t['max']:.1f}); change converged "
+                     f"{f['converged_seconds']['median']:.1f} s after the kill", verdict(t["max"] < 15), f["date"]])
     print(table(rows))
 
 

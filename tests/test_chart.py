@@ -100,7 +100,8 @@ def test_rendered_objects_are_valid_kubernetes(helm, tmp_path, values):
 def test_cluster_mode_objects(helm, tmp_path):
     docs = template(helm, tmp_path)
     assert sorted(d["kind"] for d in docs) == ["ClusterRole", "ClusterRole", "ClusterRoleBinding", "Deployment",
-                                               "Service", "ServiceAccount"]
+                                               "PodDisruptionBudget", "Role", "RoleBinding", "Service",
+                                               "ServiceAccount"]
     binding = of_kind(docs, "ClusterRoleBinding")[0]
     sa = of_kind(docs, "ServiceAccount")[0]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
@@ -115,7 +116,8 @@ def test_deployment_is_restricted_and_probed(helm, tmp_path):
     dep = of_kind(docs, "Deployment")[0]
     pod = dep["spec"]["template"]["spec"]
     (c,) = pod["containers"]
-    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert dep["spec"]["replicas"] == 2 and dep["spec"]["strategy"] == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     assert c["command"] == ["sovereign-suite", "run"]
     assert "--liveness-port=8181" in c["args"]
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
@@ -130,6 +132,67 @@ def test_deployment_is_restricted_and_probed(helm, tmp_path):
     # the Dockerfile's user is the chart's
     assert f"USER {pod['securityContext']['runAsUser']}:{pod['securityContext']['runAsGroup']}" in \
         (ROOT / "Dockerfile").read_text()
+
+
+# ---- replicas, leader election, disruption budget --------------------------------------------------------
+@pytest.mark.parametrize("values", [{}, NAMESPACES_MODE], ids=["cluster", "namespaces"])
+def test_two_replicas_elect_a_leader_on_a_lease_they_may_replace_in_their_namespace(helm, tmp_path, values):
+    from sovereign_suite.cli import build_parser
+    from sovereign_suite.reconcile.runner import leader_settings
+
+    docs = template(helm, tmp_path, {**values, "leaderElection": {"leaseDuration": 12, "renewDeadline": 7,
+                                                                  "retryPeriod": 1.5}})
+    dep = of_kind(docs, "Deployment")[0]
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert dep["spec"]["replicas"] == 2
+    # the chart's arguments are the operator's: parsed by its own parser into its settings
+    settings = leader_settings(build_parser().parse_args(["run", *c["args"]]))
+    assert settings == {"leader_elect": True, "lease_name": "sovereign-suite-operator", "lease_namespace": "",
+                        "lease_duration": 12, "renew_deadline": 7, "retry_period": 1.5}
+    # the Lease's namespace is the operator's own (SOVEREIGN_SUITE_OPERATOR_NAMESPACE from the pod)
+    assert {"name": "SOVEREIGN_SUITE_OPERATOR_NAMESPACE",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}} in c["env"]
+    (role,) = [r for r in of_kind(docs, "Role") if r["metadata"]["name"].endswith("-leader-election")]
+    assert role["metadata"]["namespace"] == "sovereign-suite-system"
+    assert allowed(role["rules"], "coordination.k8s.io", "leases") == {"create", "get", "update"}
+    assert all(r.get("resourceNames") == ["sovereign-suite-operator"] for r in role["rules"] if r["verbs"] != ["create"])
+    (binding,) = [b for b in of_kind(docs, "RoleBinding") if b["roleRef"]["name"] == role["metadata"]["name"]]
+    sa = of_kind(docs, "ServiceAccount")[0]
+    assert binding["metadata"]["namespace"] == "sovereign-suite-system"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
+                                    "namespace": "sovereign-suite-system"}]
+    # no rule anywhere else grants leases (the operator touches no other Lease)
+    assert not [r for d in docs if d["kind"] in ("Role", "ClusterRole") and d is not role for r in d["rules"]
+                if "leases" in r["resources"]]
+
+
+def test_disruption_budget_keeps_one_replica_and_spreads_them(helm, tmp_path):
+    docs = template(helm, tmp_path)
+    (pdb,) = of_kind(docs, "PodDisruptionBudget")
+    dep = of_kind(docs, "Deployment")[0]
+    assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
+    assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    anti = dep["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert anti[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert anti[0]["podAffinityTerm"]["labelSelector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    # one replica: no budget (nothing to keep), no anti-affinity; the user's affinity replaces the default
+    one = template(helm, tmp_path, {"replicaCount": 1})
+    assert not of_kind(one, "PodDisruptionBudget") and "affinity" not in of_kind(one, "Deployment")[0]["spec"][
+        "template"]["spec"]
+    mine = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "ops", "operator": "Exists"}]}]}}}
+    assert of_kind(template(helm, tmp_path, {"affinity": mine}), "Deployment")[0]["spec"]["template"]["spec"][
+        "affinity"] == mine
+
+
+def test_without_leader_election_one_replica_recreated_and_no_lease_rights(helm, tmp_path):
+    docs = template(helm, tmp_path, {"replicaCount": 1, "leaderElection": {"enabled": False}})
+    dep = of_kind(docs, "Deployment")[0]
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert not [a for a in dep["spec"]["template"]["spec"]["containers"][0]["args"] if a.startswith("--leader")]
+    assert not [r for d in docs if d["kind"] in ("Role", "ClusterRole") for r in d["rules"]
+                if "leases" in r["resources"]]
 
 
 def test_pull_mode_install_names_its_local_clouds_and_push_mode_can_read_member_kubeconfigs(helm, tmp_path):
@@ -159,14 +222,15 @@ def test_namespaces_mode_watches_and_creates_only_the_listed_namespaces(helm, tm
         assert labels[LABEL_SUITE] == want[n["metadata"]["name"]][LABEL_SUITE]
         assert labels[LABEL_SUITE_NS] == want[n["metadata"]["name"]][LABEL_SUITE_NS]
         assert n["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    roles = of_kind(docs, "Role")
+    roles = [r for r in of_kind(docs, "Role") if not r["metadata"]["name"].endswith("-leader-election")]
     # push mode: the member kubeconfig Secrets are read in the release namespace only (reconcile/targets.py)
     assert sorted(r["metadata"]["namespace"] for r in roles) == sorted(["sovereign-suite", "sovereign-suite-system",
                                                                          *want])
     (member,) = [r for r in roles if r["metadata"]["namespace"] == "sovereign-suite-system"]
     assert member["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}]
     pull = template(helm, tmp_path, {**NAMESPACES_MODE, "localClouds": ["fr-secnumcloud"]})
-    assert "sovereign-suite-system" not in [r["metadata"]["namespace"] for r in of_kind(pull, "Role")]
+    assert "sovereign-suite-system" not in [r["metadata"]["namespace"] for r in of_kind(pull, "Role")
+                                            if not r["metadata"]["name"].endswith("-leader-election")]
     for binding in of_kind(docs, "RoleBinding"):
         assert binding["subjects"][0]["namespace"] == "sovereign-suite-system"
     # cluster-wide: reads only, and no pods (those of the tenant namespaces only)
@@ -185,6 +249,10 @@ def test_no_wildcard_anywhere(helm, tmp_path, values):
             for key in ("verbs", "resources", "apiGroups"):
                 assert "*" not in rule.get(key, []), f"{role['kind']} {role['metadata']['name']}: {key} {rule}"
             assert not rule.get("nonResourceURLs"), rule
+            if "update" in rule["verbs"]:  # only the leader Lease, by name (leader/lease.py: client-go's Update)
+                assert rule == {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                                "resourceNames": ["sovereign-suite-operator"], "verbs": ["get", "update"]}, rule
+                continue
             assert not {"escalate", "impersonate", "update", "deletecollection"} & set(rule["verbs"]), rule
             if "bind" in rule["verbs"]:  # only the tenant-admin ClusterRole, named
                 assert rule == {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"],
@@ -283,7 +351,8 @@ def test_rbac_grants_nothing_the_code_does_not_use(helm, tmp_path, values):
     children = {(v.rsplit("/", 1)[0] if "/" in v else "", plural(k)) for v, k in CHILD_KINDS}
     others = {("sovereignsuite.io", "sovereignsuites"), ("sovereignsuite.io", "sovereignsuites/status"),
               ("sovereignsuite.io", "nationalclouds"), ("apiextensions.k8s.io", "customresourcedefinitions"),
-              ("", "events"), ("", "nodes"), ("", "pods"), ("rbac.authorization.k8s.io", "clusterroles")}
+              ("", "events"), ("", "nodes"), ("", "pods"), ("rbac.authorization.k8s.io", "clusterroles"),
+              ("coordination.k8s.io", "leases")}
     assert granted - children - others == set()
     assert not {("", "serviceaccounts"), ("monitoring.coreos.com", "prometheusrules")} & granted
 
@@ -302,7 +371,9 @@ def test_rbac_for_suites_clouds_and_kopf(helm, tmp_path, values):
 
 # ---- values schema and template checks -------------------------------------------------------------------
 @pytest.mark.parametrize("values, field, problem", [
-    ({"replicaCount": 2}, "/replicaCount", "maximum"),
+    ({"replicaCount": 2, "leaderElection": {"enabled": False}}, "/replicaCount", "maximum"),
+    ({"leaderElection": {"leaseDuration": 10.5}}, "/leaderElection/leaseDuration", "integer"),
+    ({"podDisruptionBudget": {"maxUnavailable": 0}}, "/podDisruptionBudget/maxUnavailable", "minimum"),
     ({"rbac": {"scope": "everything"}}, "/rbac/scope", "cluster"),
     ({"watchNamespaces": ["Not_A_Namespace"]}, "/watchNamespaces/0", "pattern"),
     ({"tenants": [{"suite": "s", "suiteNamespace": "n", "countries": ["france"]}]}, "/tenants/0/countries/0",
@@ -377,7 +448,7 @@ def test_install_check_fails_when_a_manifest_is_stale(helm, tmp_path):
     for part in ("hack", "crds", "charts", "manifests"):
         shutil.copytree(ROOT / part, tmp_path / part, symlinks=True)
     path = tmp_path / "manifests" / "install" / "deployment.yaml"
-    path.write_text(path.read_text().replace("replicas: 1", "replicas: 3"))
+    path.write_text(path.read_text().replace("replicas: 2", "replicas: 3"))
     proc = subprocess.run([str(tmp_path / "hack" / "gen-manifests.sh"), "--check"], capture_output=True, text=True,
                           env=dict(os.environ, SOVEREIGN_SUITE_BIN=str(Path(helm).parent)))
     assert proc.returncode == 1 and "out of date: manifests/install" in proc.stdout, proc.stdout + proc.stderr

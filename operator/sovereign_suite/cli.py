@@ -183,6 +183,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--member-secrets-namespace", default=None,
                      help="push mode: the only namespace member kubeconfig Secrets are read from (default: "
                      "$SOVEREIGN_SUITE_MEMBER_SECRETS_NAMESPACE, else the operator's namespace)")
+    run.add_argument("--leader-elect", action="store_true",
+                     help="run several replicas: only the one holding a coordination.k8s.io Lease works and writes, "
+                     "the others wait with warm caches (docs/install.md, High availability)")
+    run.add_argument("--leader-elect-resource-name", default="sovereign-suite-operator", metavar="NAME",
+                     help="the Lease's name (default: %(default)s)")
+    run.add_argument("--leader-elect-resource-namespace", default=None, metavar="NS",
+                     help="the Lease's namespace (default: the operator's namespace)")
+    run.add_argument("--leader-elect-lease-duration", type=float, default=10.0, metavar="SECONDS",
+                     help="how long a standby waits, from the last renewal it saw, before taking the Lease "
+                     "(default: %(default)s)")
+    run.add_argument("--leader-elect-renew-deadline", type=float, default=6.0, metavar="SECONDS",
+                     help="the leader stops all work when it could not renew for this long; less than the lease "
+                     "duration (default: %(default)s)")
+    run.add_argument("--leader-elect-retry-period", type=float, default=1.0, metavar="SECONDS",
+                     help="between two renewals, or two attempts of a standby (default: %(default)s)")
     run.add_argument("--metrics-port", type=int, default=9090)
     run.add_argument("--liveness-port", type=int, default=8080)
     run.add_argument("--verbose", action="store_true")

@@ -190,8 +190,8 @@ def test_cluster_scope_rbac_is_enough_for_the_example(cluster, api, core, namesp
     docs = helm_template(name, release_ns, {"operator": {"driftInterval": 3, "metricsPort": free_port(),
                                                          "livenessPort": free_port()}}, tmp_path)
     kinds = sorted({d["kind"] for d in docs})
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment", "Service",
-                     "ServiceAccount"]
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment",
+                     "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"]
     deployment = install(cluster, docs)
     assert_pod_meets_restricted(core, deployment, release_ns)
     sa = deployment["spec"]["template"]["spec"]["serviceAccountName"]
@@ -208,6 +208,12 @@ def test_cluster_scope_rbac_is_enough_for_the_example(cluster, api, core, namesp
         kube.apply(doc, "test")
         suite = wait_ready(kube, doc, operator)
         assert [t["country"] for t in suite["status"]["tenants"]] == ["FR", "DE"]
+        # leader election (the chart's default): the ServiceAccount created and renews its Lease
+        lease = kube.get("coordination.k8s.io/v1", "Lease", f"{name}-sovereign-suite-operator", release_ns)
+        assert lease and lease["spec"]["holderIdentity"] and operator.metric("sovereign_suite_leader") == 1
+        renewed = lease["spec"]["renewTime"]
+        wait_for(lambda: kube.get("coordination.k8s.io/v1", "Lease", f"{name}-sovereign-suite-operator",
+                                  release_ns)["spec"]["renewTime"] != renewed, timeout=10, what="Lease renewed")
         # a few drift passes on the converged suite, then the deletion (cleanup runs under the same identity)
         passes = operator.metric("sovereign_suite_reconcile_total", trigger="timer")
         wait_for(lambda: operator.metric("sovereign_suite_reconcile_total", trigger="timer") >= passes + 2,

@@ -16,6 +16,7 @@ from typing import Any
 from ..api.common import OPERATOR_NAMESPACE
 from ..api.models import NationalCloud
 from ..api.validation import Problem as FieldProblem
+from ..leader.elector import Leadership
 from .cache import ClusterCache
 from .rotation_key import RotationKeys
 from .kube import Kube
@@ -78,6 +79,14 @@ class Settings:
     member_connect_timeout: float = MEMBER.connect
     member_read_timeout: float = MEMBER.read
     member_watch_timeout: int = MEMBER.watch
+    # leader election (leader/): off, this process works alone; on, it works only while it holds the Lease
+    # lease_namespace/lease_name (empty namespace: operator_namespace)
+    leader_elect: bool = False
+    lease_name: str = "sovereign-suite-operator"
+    lease_namespace: str = ""
+    lease_duration: float = 10.0
+    renew_deadline: float = 6.0
+    retry_period: float = 1.0
 
     @property
     def member_deadlines(self) -> Deadlines:
@@ -142,11 +151,16 @@ class Clouds:
 
 
 class OperatorContext:
-    def __init__(self, kube: Kube, settings: Settings, cache: ClusterCache | None = None):
+    def __init__(self, kube: Kube, settings: Settings, cache: ClusterCache | None = None,
+                 leadership: Leadership | None = None):
         from .pipeline import CHILD_KINDS  # the kinds the renderers produce
 
         self.kube = kube
         self.settings = settings
+        # whether this replica may write (leader/elector.py); kube.fence checks the same object
+        self.leadership = leadership or Leadership.always()
+        self.elector: Any = None  # the LeaderElector under leader election (leader/work.py), else None
+        self.identity = ""  # this replica's name in the Lease (and its user agent) under leader election
         self.queue: WorkQueue[SuiteKey] = WorkQueue(Backoff(settings.retry_base, settings.retry_cap))
         self.cache = cache or ClusterCache(kube, CHILD_KINDS, settings.namespaces, on_suite_change=self.child_changed,
                                            on_secret_change=self.secret_changed, on_api_change=self.api_changed,
@@ -253,6 +267,8 @@ class OperatorContext:
     def shutdown(self) -> None:
         self.stop.set()
         self.queue.shutdown()
+        if self.elector is not None:  # the fence closes before the Lease is released (leader/elector.py)
+            self.elector.stop(release=True)
         self.cache.stop()
         self.members.stop()
         # running passes finish their current request; none starts (the queue is shut down)

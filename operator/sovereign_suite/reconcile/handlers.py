@@ -6,6 +6,8 @@ the passes.
   everything from the cluster, so a resync or a restart of a converged suite writes nothing.
 - Kopf's storages point at ``status.operator`` (never annotations) and log lines are not posted as Events.
 - The operator context (context.py) lives in Kopf's ``memo``: no module state.
+- Under leader election every replica runs these handlers (they only read and enqueue); the workers, which do
+  every write, run only on the leader (leader/work.py).
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from typing import Any
 import kopf
 
 from .. import metrics
+from ..leader.work import begin
 from ..api.validation import InputError, parse_cloud
 from .context import OperatorContext
 from .pipeline import FINALIZER
 from .problems import SuiteKey
-from .worker import GROUP, VERSION, forget_suite, start
+from .worker import GROUP, VERSION, forget_suite
 
 log = logging.getLogger("sovereign_suite")
 
@@ -40,7 +43,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     ctx.cache.start()
     if not ctx.cache.wait_synced(120):
         log.warning("watch cache not synced after 120 s; starting anyway (passes see what is cached)")
-    start(ctx)
+    begin(ctx)  # the workers now, or once this replica holds the leader Lease (leader/work.py)
 
 
 @kopf.on.cleanup()

@@ -92,13 +92,16 @@ def yaml_safe_json(obj: Any) -> str:
 class Kube:
     """Thread-safe; one per cluster. ``requests`` counts calls by HTTP verb (APPLY for server-side apply).
     ``deadlines``: how long a request and a watch may go without an answer (transport.py); ``reachability``:
-    whether the cluster answers (``Reachability``). The ApiClient should come from
+    whether the cluster answers (``Reachability``); ``fence``: checked before each write is sent (leader election). The ApiClient should come from
     ``transport.client_configuration`` (no retry hidden in urllib3: ``request`` decides what is tried again)."""
 
     def __init__(self, api: k8s_client.ApiClient, max_retries: int = 6, max_delay: float = 30.0,
                  user_agent: str = USER_AGENT, discovery_ttl: float = 30.0, deadlines: Deadlines = HUB,
-                 reachability: Reachability | None = None):
+                 reachability: Reachability | None = None, fence: Callable[[str], None] | None = None):
         self.api = api
+        # called before every mutating request is sent (each attempt): raises when this replica may not write
+        # (leader/elector.py, Leadership.check); None: always allowed
+        self.fence = fence
         self.deadlines = deadlines
         self.reachability = reachability or Reachability()
         self.user_agent = user_agent
@@ -118,7 +121,10 @@ class Kube:
         query: dict[str, Any] | None = None,
         content_type: str = "application/json",
         what: str = "",
+        timeout: tuple[float, float] | None = None,
     ) -> dict[str, Any]:
+        """``timeout``: (connect, read) for this request instead of the client's deadlines (the leader's Lease
+        renewal must not wait past its renew deadline)."""
         url = self.api.configuration.host + path
         if query:
             url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
@@ -131,12 +137,14 @@ class Kube:
             verb = "DRYRUN"  # nothing is written: not counted with the writes
         attempt = 0
         while True:
+            if self.fence is not None and method in MUTATING:
+                self.fence(f"{method} {what or path}")  # last thing before the request goes out
             with self._lock:
                 self.requests[verb] += 1
             sent = time.monotonic()
             try:
                 resp = self.api.rest_client.request(method, url, headers=headers, body=body,
-                                                   _request_timeout=self.deadlines.request)
+                                                   _request_timeout=timeout or self.deadlines.request)
                 data = resp.read()
                 status = resp.status
             except Exception as exc:  # noqa: BLE001 - only transport errors are handled; anything else is raised

@@ -40,13 +40,33 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
         return False
 
 
+def leader_settings(args) -> dict:
+    """The leader-election settings of ``run``'s flags; refused (InputError naming the flag) when the timings
+    break client-go's rules (leader/timing.py)."""
+    from ..api.validation import InputError, Problem
+    from ..leader.timing import LeaseTiming
+
+    if not getattr(args, "leader_elect", False):
+        return {}
+    timing = LeaseTiming(args.leader_elect_lease_duration, args.leader_elect_renew_deadline,
+                         args.leader_elect_retry_period)
+    problems = timing.problems()
+    if problems:
+        raise InputError([Problem("--leader-elect-lease-duration/--leader-elect-renew-deadline/"
+                                  "--leader-elect-retry-period", p) for p in problems])
+    return dict(leader_elect=True, lease_name=args.leader_elect_resource_name,
+                lease_namespace=args.leader_elect_resource_namespace or "", lease_duration=timing.lease_duration,
+                renew_deadline=timing.renew_deadline, retry_period=timing.retry_period)
+
+
 def main(args) -> int:
     import kopf
     from prometheus_client import start_http_server
 
     from . import handlers  # noqa: F401 - registers the Kopf handlers
+    from ..leader.elector import Leadership, new_identity
     from .context import OperatorContext, Settings
-    from .kube import Kube
+    from .kube import USER_AGENT, Kube
 
     arenas_capped = limit_malloc_arenas()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -54,8 +74,17 @@ def main(args) -> int:
     settings = Settings.from_env(tuple(args.namespace or ()), tuple(getattr(args, "local_cloud", None) or ()),
                                  drift_interval=getattr(args, "drift_interval", None),
                                  operator_namespace=getattr(args, "operator_namespace", None),
-                                 member_secrets_namespace=getattr(args, "member_secrets_namespace", None))
-    ctx = OperatorContext(Kube(api_client(), discovery_ttl=settings.discovery_interval), settings)
+                                 member_secrets_namespace=getattr(args, "member_secrets_namespace", None),
+                                 **leader_settings(args))
+    leadership, identity, user_agent, fence = Leadership.always(), "", USER_AGENT, None
+    if settings.leader_elect:
+        # every write checks the fence; the replica's identity in its user agent tells the replicas apart in the
+        # audit log (the field manager of creates and patches stays the part before "/": USER_AGENT)
+        leadership, identity = Leadership(), new_identity()
+        user_agent, fence = f"{USER_AGENT}/{identity}", leadership.check
+    ctx = OperatorContext(Kube(api_client(), discovery_ttl=settings.discovery_interval, user_agent=user_agent,
+                               fence=fence), settings, leadership=leadership)
+    ctx.identity = identity
     start_http_server(args.metrics_port)
     logging.getLogger("sovereign_suite").info(
         "metrics on :%d/metrics, liveness on :%d/healthz, %d workers%s; %s", args.metrics_port,

@@ -212,8 +212,10 @@ class Members:
             return stalled("MemberCredentials", f"{where}: key {key!r}: {err.path}: {err.message}")
         # no retry hidden in the client, TCP keepalive (transport.py)
         api = k8s_client.ApiClient(kubeconfig.configuration(creds, CONNECTION_POOL))
-        kube = Kube(api, max_retries=self.max_retries, max_delay=2.0, user_agent="sovereign-suite-operator",
-                    deadlines=self.deadlines,
+        # the hub's user agent (the replica's identity under leader election) and write fence: a member is
+        # written only by the leader, like the hub
+        kube = Kube(api, max_retries=self.max_retries, max_delay=2.0, user_agent=self.hub.user_agent,
+                    deadlines=self.deadlines, fence=self.hub.fence,
                     reachability=Reachability(lambda: self.on_change(cloud), f"member cluster {cloud}"))
         cache = self.make_cache(kube, cloud)
         target = Target(cloud, kube, cache, self.make_pools(cloud), server=api.configuration.host,

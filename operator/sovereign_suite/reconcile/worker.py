@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from .. import metrics
+from ..leader.elector import NotLeading
 from . import gpu
 from .conditions import Findings, conditions
 from .context import OperatorContext
@@ -106,6 +107,12 @@ def process(ctx: OperatorContext, key: SuiteKey) -> None:
     except Exception as exc:  # noqa: BLE001 - any failure becomes a condition, then a retry with backoff
         if ctx.stop.is_set():  # shutting down: the pass was cut short, not failed; the next process runs it again
             log.info("pass of %s interrupted by shutdown", key)
+            return
+        if isinstance(exc, NotLeading) or not ctx.leadership.may_write():
+            # the fence refused a write: leadership ended (then the queue is shut down and the new leader runs
+            # the pass) or a slow renewal is pending (then the pass runs again with its backoff)
+            log.warning("pass of %s cut short: %s", key, exc)
+            ctx.queue.add_rate_limited(key)
             return
         log.exception("pass of %s raised", key)
         metrics.record_exception(key.namespace, key.name, trigger, time.monotonic() - started)
