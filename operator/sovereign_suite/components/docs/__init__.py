@@ -50,6 +50,7 @@ from ..base import (
     render_text,
     short_hash,
 )
+from .. import tls
 from ..postgres import Database, render_postgres
 
 HERE = str(Path(__file__).parent)
@@ -63,8 +64,19 @@ FRONTEND_PORT = 8080  # the frontend image's nginx (nginx-unprivileged) listens 
 Y_PROVIDER_PORT = 4444  # y-provider's default PORT
 MEDIA_PORT = 8080
 REDIS_PORT = 6379
-REDIS_URL = f"redis://:$(REDIS_PASSWORD)@docs-redis:{REDIS_PORT}/1"  # cache and sessions
-BROKER_URL = f"redis://:$(REDIS_PASSWORD)@docs-redis:{REDIS_PORT}/0"  # Celery
+# The CA certificate of the tenant (components/tls.py) in the backend, worker and migration pods: libpq and the
+# Redis clients verify their servers with it.
+CA_DIR = "/etc/docs-tls"
+CA_FILE = f"{CA_DIR}/{tls.CA_CERT}"
+# Redis over TLS only, verified: redis-py 5.2.1 (impress v5.4.1 src/backend/uv.lock; django-redis passes REDIS_URL
+# to it) reads rediss:// and the ssl_* query parameters (redis/connection.py parse_url, URL_QUERY_ARGUMENT_PARSERS);
+# kombu 5.5.4 (Celery's broker) turns the same ssl_* parameters into its ssl options (kombu/utils/url.py
+# parse_url) and, without them, would default a rediss:// URL to CERT_NONE. Hostname checked too (verify-full).
+REDIS_TLS_QUERY = f"ssl_cert_reqs=required&ssl_ca_certs={CA_FILE}&ssl_check_hostname=true"
+REDIS_URL = f"rediss://:$(REDIS_PASSWORD)@{tls.DOCS_REDIS}:{REDIS_PORT}/1?{REDIS_TLS_QUERY}"  # cache and sessions
+BROKER_URL = f"rediss://:$(REDIS_PASSWORD)@{tls.DOCS_REDIS}:{REDIS_PORT}/0?{REDIS_TLS_QUERY}"  # Celery
+REDIS_TLS_DIR = "/etc/redis-tls"
+DATABASE_CA_DIR = "/etc/docs-database-tls"  # CloudNativePG's CA, for a database of mode cloudnative-pg
 
 # Keys of the generated Secret docs-secrets.
 GENERATED = {
@@ -144,7 +156,9 @@ def settings(ctx: RenderContext, db: Database) -> dict[str, str]:
         "DB_PORT": str(db.port),
         "DB_NAME": db.name,
         "DB_USER": db.user,
-        "PGSSLMODE": db.ssl_mode,  # libpq reads it: impress has no setting of its own for the SSL mode
+        # libpq reads PGSSLMODE and PGSSLROOTCERT (postgresql.org/docs/17/libpq-envars.html): impress has no setting
+        # of its own for TLS (its DATABASES has no OPTIONS: src/backend/impress/settings.py, v5.4.1)
+        "PGSSLMODE": db.ssl_mode,
         # Media on S3 (credentials from a Secret)
         "AWS_S3_ENDPOINT_URL": s3.endpoint,
         "AWS_STORAGE_BUCKET_NAME": s3.bucket,
@@ -168,7 +182,10 @@ def settings(ctx: RenderContext, db: Database) -> dict[str, str]:
     }
     if s3.region:
         out["AWS_S3_REGION_NAME"] = s3.region
-    if db.ssl_mode == "verify-full":
+    ca_file = database_ca_file(db)
+    if ca_file:
+        out["PGSSLROOTCERT"] = ca_file  # the tenant's CA (embedded) or CloudNativePG's, mounted (ca_mounts)
+    elif db.ssl_mode == "verify-full":
         # Verify the server against the image's CA bundle (libpq >= 16; psycopg's binary wheel bundles it).
         # verify-ca would need a CA file, which nothing mounts: libpq refuses "system" with verify-ca.
         out["PGSSLROOTCERT"] = "system"
@@ -315,6 +332,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
     )
     backend_common = dict(
         **common,
+        ca_mounts=ca_mounts(db),
         env=secret_env(ctx, db),
         resources=_resources(docs.resources),
         security=container_security(read_only_root=True),
@@ -354,6 +372,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         HERE, "redis.yaml.j2", **common,
         labels=_labels(ctx, "redis", docs.redis_image, component_label="redis"), selector=_selector(ctx, "redis"),
         port=REDIS_PORT, resources=REDIS_RESOURCES, maxmemory=REDIS_MAXMEMORY,
+        tls_args=redis_tls_args(), tls_dir=REDIS_TLS_DIR, probe_command=redis_probe(), tls_volume=tls.server_volume("tls", tls.DOCS_REDIS),
         # The image's redis user (uid 999, gid 1000).
         redis_pod_security=pod_security(user=999, fs_group=1000),
         security=container_security(read_only_root=True),
@@ -367,6 +386,39 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         annotations=public, admin_labels=_labels(ctx, "admin"), admin_annotations=admin_annotations(ctx, public),
     )
     return objects
+
+
+def database_ca_file(db: Database) -> str | None:
+    """Where the backend, worker and Job find the CA certificate of their database: the tenant's (embedded), or
+    CloudNativePG's mounted at DATABASE_CA_DIR; None for an external server (the system's roots)."""
+    if db.ca_secret is None:
+        return None
+    return CA_FILE if db.ca_secret == tls.SECRET else f"{DATABASE_CA_DIR}/{tls.CA_CERT}"
+
+
+def ca_mounts(db: Database) -> list[tuple[str, dict[str, Any]]]:
+    """(mount path, volume) of the CA certificates the backend, worker and Job verify their servers with: the
+    tenant's (Redis, and the embedded database), and CloudNativePG's for a CNPG database."""
+    mounts = [(CA_DIR, tls.ca_volume("tls-ca"))]
+    if db.ca_secret not in (None, tls.SECRET):
+        mounts.append((DATABASE_CA_DIR, tls.ca_volume("database-ca", db.ca_secret, db.ca_key)))
+    return mounts
+
+
+def redis_tls_args(tls_dir: str = REDIS_TLS_DIR, port: int = REDIS_PORT) -> list[str]:
+    """redis-server's TLS arguments (redis.conf of redis 8.2, "TLS/SSL"; the official image is built with
+    BUILD_TLS=yes: docker-library/redis Dockerfile.template): TLS on the port, plaintext off (port 0), no client
+    certificates (clients authenticate with the password)."""
+    files = tls.SERVER_FILES
+    return ["--port", "0", "--tls-port", str(port), "--tls-cert-file", f"{tls_dir}/{files['cert']}",
+            "--tls-key-file", f"{tls_dir}/{files['key']}", "--tls-ca-cert-file", f"{tls_dir}/{files['ca']}",
+            "--tls-auth-clients", "no", "--tls-protocols", "TLSv1.2 TLSv1.3"]
+
+
+def redis_probe(tls_dir: str = REDIS_TLS_DIR, port: int = REDIS_PORT) -> list[str]:
+    """The readiness probe: redis-cli over TLS, verifying the server as a client would (localhost is one of the
+    certificate's names); the password comes from REDISCLI_AUTH."""
+    return ["/bin/sh", "-c", f"redis-cli --tls --cacert {tls_dir}/{tls.CA_CERT} -h localhost -p {port} ping | grep -q PONG"]
 
 
 def secrets(ctx: RenderContext) -> list[SecretSpec]:
