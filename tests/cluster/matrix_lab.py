@@ -79,7 +79,12 @@ class Applied:
         by_name = lambda kind: {o["metadata"]["name"]: o for o in items[kind]}  # noqa: E731
         configmaps = {n: o.get("data", {}) for n, o in by_name("ConfigMap").items()}
         server_name = yaml.safe_load(configmaps["synapse"]["homeserver.yaml"])["server_name"]
-        return cls(namespace, server_name, configmaps, {n: b64(o.get("data")) for n, o in by_name("Secret").items()},
+        secrets = {n: b64(o.get("data")) for n, o in by_name("Secret").items()}
+        # the tenant's TLS Secret (its CA and the database's certificate) belongs to the tenancy component
+        tenant_tls = kube.get("v1", "Secret", "tenant-tls", namespace)
+        if tenant_tls:
+            secrets["tenant-tls"] = b64(tenant_tls.get("data"))
+        return cls(namespace, server_name, configmaps, secrets,
                    by_name("Deployment"), by_name("StatefulSet"), by_name("Service"), items["Ingress"])
 
     def container(self, workload: dict, name: str, init: bool = False) -> dict[str, Any]:
@@ -96,6 +101,13 @@ class Applied:
                 ref = e["valueFrom"]["secretKeyRef"]
                 out[e["name"]] = self.secrets[ref["name"]][ref["key"]]
         return out
+
+    def volume_files(self, volume: dict) -> dict[str, str]:
+        """A Secret or ConfigMap volume's files (relative path -> content), ``items`` applied as the kubelet does."""
+        source = volume.get("secret") or volume.get("configMap")
+        data = self.secrets[source["secretName"]] if "secret" in volume else self.configmaps[source["name"]]
+        items = source.get("items") or [{"key": k, "path": k} for k in data]
+        return {i["path"]: data[i["key"]] for i in items}
 
     def mounted(self, workload: dict, container: dict, path: str) -> str:
         """The content of the Secret key a container sees at ``path`` (a Secret volume, ``items`` mapping keys to
@@ -260,9 +272,29 @@ class Lab:
             # docker-entrypoint.sh, pg_setup_hba_conf: `host all all all scram-sha-256` by default)
             with open(data / "pg_hba.conf", "a") as hba:
                 hba.write("\nhost all all all scram-sha-256\n")
+        # the container's arguments (TLS with the tenant's certificate, the ConfigMap's hostssl-only pg_hba.conf),
+        # their Secret and ConfigMap volumes written under the tenant's folder: root-owned, group nogroup standing
+        # in for the pod's fsGroup, the volume's mode (PostgreSQL accepts a root-owned key file up to 0640)
+        container = app.container(sts, "postgres")
+        volumes = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+        args = list(container.get("args", []))
+        for mount in container["volumeMounts"]:
+            volume = volumes.get(mount["name"], {})
+            if "secret" not in volume and "configMap" not in volume:
+                continue
+            folder = base / "mounts" / mount["name"]
+            folder.mkdir(parents=True, exist_ok=True)
+            folder.parent.chmod(0o755)
+            folder.chmod(0o755)
+            for rel, content in app.volume_files(volume).items():
+                f = folder / rel
+                f.write_text(content)
+                shutil.chown(f, "root", NOBODY[1])
+                f.chmod(volume["secret"].get("defaultMode", 0o644) if "secret" in volume else 0o644)
+            args = [a.replace(mount["mountPath"], str(folder)) for a in args]
+        options = " ".join([*args, f"-c listen_addresses={self.ip(tenant, 'postgres')} -p {port} -k {sock}"])
         start = self.run([str(self.pg_bin / "pg_ctl"), "-D", str(data), "-l", str(base / "postgres.log"), "-w", "-t",
-                          "60", "-o", f"-c listen_addresses={self.ip(tenant, 'postgres')} -p {port} -k {sock}",
-                          "start"], user=NOBODY)
+                          "60", "-o", options, "start"], user=NOBODY)
         assert start.returncode == 0, start.stdout + start.stderr + (base / "postgres.log").read_text()
         self.postgres[tenant] = base
         if fresh and env["POSTGRES_DB"] != "postgres":
@@ -290,10 +322,8 @@ class Lab:
             target = Path(self.remap(tenant, mount["mountPath"]))
             target.mkdir(parents=True, exist_ok=True)
             source = volumes[mount["name"]]
-            if "configMap" in source:
-                files = app.configmaps[source["configMap"]["name"]]
-            elif "secret" in source:
-                files = app.secrets[source["secret"]["secretName"]]
+            if "configMap" in source or "secret" in source:
+                files = app.volume_files(source)
             else:
                 continue
             for key, value in files.items():
@@ -306,6 +336,9 @@ class Lab:
         for key, value in list(hs.items()):
             if key.endswith("_path") and isinstance(value, str):
                 hs[key] = self.remap(tenant, value)
+        db_args = hs["database"]["args"]
+        if "sslrootcert" in db_args:  # the database's CA certificate (the volume database-ca)
+            db_args["sslrootcert"] = self.remap(tenant, db_args["sslrootcert"])
         for listener in hs["listeners"]:
             listener["bind_addresses"] = [self.ip(tenant, "synapse")]
         Path(hs["media_store_path"]).mkdir(parents=True, exist_ok=True)

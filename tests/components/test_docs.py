@@ -280,8 +280,15 @@ def test_settings_in_configmap_and_secrets_by_reference() -> None:
         names = [e["name"] for e in c["env"]]
         assert names.index("REDIS_PASSWORD") < names.index("REDIS_URL")
         assert names.index("REDIS_PASSWORD") < names.index("DJANGO_CELERY_BROKER_URL")
-        assert env["REDIS_URL"]["value"] == "redis://:$(REDIS_PASSWORD)@docs-redis:6379/1"
-        assert env["DJANGO_CELERY_BROKER_URL"]["value"] == "redis://:$(REDIS_PASSWORD)@docs-redis:6379/0"
+        # TLS, verified against the tenant's CA with the host name checked (tests/components/test_redis_tls.py
+        # connects with these URLs, through the pinned redis-py and kombu, to a real redis-server)
+        tls_query = "ssl_cert_reqs=required&ssl_ca_certs=/etc/docs-tls/ca.crt&ssl_check_hostname=true"
+        assert env["REDIS_URL"]["value"] == f"rediss://:$(REDIS_PASSWORD)@docs-redis:6379/1?{tls_query}"
+        assert env["DJANGO_CELERY_BROKER_URL"]["value"] == f"rediss://:$(REDIS_PASSWORD)@docs-redis:6379/0?{tls_query}"
+        pod = get(objs, "Deployment", dep)["spec"]["template"]["spec"]
+        [ca] = [v for v in pod["volumes"] if v["name"] == "tls-ca"]
+        assert ca["secret"]["secretName"] == "tenant-tls" and ca["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+        assert {"name": "tls-ca", "mountPath": "/etc/docs-tls", "readOnly": True} in c["volumeMounts"]
     yprov_dep = get(objs, "Deployment", "docs-y-provider")
     yprov = container(yprov_dep)
     assert not [e for e in yprov["env"] if "valueFrom" in e]
@@ -289,6 +296,9 @@ def test_settings_in_configmap_and_secrets_by_reference() -> None:
         assert file_secret(pod_specs(yprov_dep)[0], yprov, f"{name}_FILE") == ("docs-secrets", name)
     redis = container(get(objs, "Deployment", "docs-redis"))
     assert not [e for e in redis.get("env", []) if "valueFrom" in e]
+    script = redis["command"][2]
+    assert "--port 0 --tls-port 6379 " in script  # TLS only (test_redis_secret.py runs this script)
+    assert "--tls" in redis["readinessProbe"]["exec"]["command"][2]
 
 
 def test_no_secret_value_in_any_annotation_or_configmap() -> None:
@@ -325,7 +335,7 @@ def test_secrets_declared() -> None:
 @pytest.mark.parametrize(
     "postgres, host, password_ref, kinds",
     [
-        ({"mode": "embedded"}, "docs-postgres", {"name": "docs-postgres", "key": "password"}, {"StatefulSet"}),
+        ({"mode": "embedded"}, "docs-postgres", {"name": "docs-postgres", "key": "password"}, {"StatefulSet", "ConfigMap"}),
         ({"mode": "cloudnative-pg", "instances": 3}, "docs-postgres-rw", {"name": "docs-postgres-app", "key": "password"}, {"Cluster", "NetworkPolicy"}),
         (
             {"mode": "external", "host": "pg.fr.example.eu", "passwordSecretRef": {"name": "docs-db", "key": "pw"},
@@ -339,12 +349,23 @@ def test_postgres_modes(postgres: dict, host: str, password_ref: dict, kinds: se
     validate(objs)
     data = config(objs)
     assert data["DB_HOST"] == host
-    assert data["PGSSLMODE"] == postgres.get("sslMode", "prefer")
+    assert data["PGSSLMODE"] == "verify-full"
+    backend = get(objs, "Deployment", "docs-backend")["spec"]["template"]["spec"]
+    mounts = {m["mountPath"]: m["name"] for m in backend["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v for v in backend["volumes"]}
     if postgres["mode"] == "external":
         assert (data["DB_NAME"], data["DB_USER"]) == ("impress", "impress")
         assert data["PGSSLROOTCERT"] == "system"  # verify-full checks the server against the system CAs
-    else:
-        assert "PGSSLROOTCERT" not in data
+    elif postgres["mode"] == "embedded":
+        assert data["PGSSLROOTCERT"] == "/etc/docs-tls/ca.crt"  # the tenant's CA
+        assert volumes[mounts["/etc/docs-tls"]]["secret"]["secretName"] == "tenant-tls"
+    else:  # CloudNativePG's own CA (its Secret <cluster>-ca, key ca.crt)
+        assert data["PGSSLROOTCERT"] == "/etc/docs-database-tls/ca.crt"
+        assert volumes[mounts["/etc/docs-database-tls"]]["secret"] == {
+            "secretName": "docs-postgres-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}], "defaultMode": 0o440}
+    for workload in (get(objs, "Deployment", "docs-worker"), job(objs)):
+        secret_volumes = lambda pod: [v for v in pod["volumes"] if "secret" in v]  # noqa: E731
+        assert secret_volumes(workload["spec"]["template"]["spec"]) == secret_volumes(backend)
     db_kinds = {o["kind"] for o in objs if o["metadata"]["labels"].get("app.kubernetes.io/component") == "postgres"}
     assert kinds <= db_kinds and not db_kinds - kinds - {"Service"}
     expected = (password_ref["name"], password_ref["key"])

@@ -75,6 +75,7 @@ def test_examples_render_and_validate(example):
             selector = selector.get("matchLabels", selector)
             assert "app.kubernetes.io/version" not in selector
         assert {(o["kind"], o["metadata"]["name"]) for o in objs} == {
+            ("ConfigMap", "matrix-postgres-hba"),
             ("Service", "matrix-postgres"),
             ("StatefulSet", "matrix-postgres"),
             ("ConfigMap", "synapse"),
@@ -149,11 +150,13 @@ def test_homeserver_yaml(fr):
             "port": 5432,
             "dbname": "matrix",
             "user": "matrix",
-            "sslmode": "prefer",
+            "sslmode": "verify-full",
+            "sslrootcert": "/synapse/database-ca/ca.crt",
             "cp_min": 5,
             "cp_max": 10,
         },
     }
+    assert hs["encryption_enabled_by_default_for_room_type"] == "invite"  # private and invite-only rooms
     assert hs["max_upload_size"] == "100M"
     assert hs["trusted_key_servers"] == [] and hs["suppress_key_server_warning"] is True
     assert hs["web_client_location"] == f"https://chat.{FR_DOMAIN}/"
@@ -386,6 +389,7 @@ def test_well_known(fr):
     files = element_files(fr)
     assert json.loads(files["matrix-server"]) == {"m.server": f"matrix.{FR_DOMAIN}:443"}
     assert json.loads(files["matrix-client"]) == {"m.homeserver": {"base_url": f"https://matrix.{FR_DOMAIN}"}}
+
     ing = fr[("Ingress", "matrix-well-known")]["spec"]
     [rule] = ing["rules"]
     assert rule["host"] == FR_DOMAIN
@@ -446,3 +450,11 @@ def test_suite_applies_the_database_before_synapse():
     declared = {(s.namespace, s.name) for s in result.secrets}
     for country in ("fr", "de", "lu", "se"):
         assert {(f"eu-workplace-{country}", "synapse-keys"), (f"eu-workplace-{country}", "matrix-postgres")} <= declared
+
+
+def test_element_follows_encryption_off():
+    """With encryptionByDefault off, the client well-known tells Element not to encrypt new rooms by itself
+    either; with invite (the default) Element's own default (private rooms and DMs encrypted) agrees."""
+    ctx = fr_context(suite_with("four-countries", {"components": {"matrix": {"encryptionByDefault": "off"}}}))
+    assert matrix.well_known(ctx)["client"]["io.element.e2ee"] == {"default": False}
+    assert matrix.homeserver_config(ctx)["encryption_enabled_by_default_for_room_type"] == "off"

@@ -136,7 +136,11 @@ def test_postgres_exporter_sidecar(objs):
     c = pod["containers"][1]
     assert c["image"] == EXPORTER_IMAGE and ":v" in EXPORTER_IMAGE  # pinned, never :latest
     env = {e["name"]: e for e in c["env"]}
-    assert env["DATA_SOURCE_URI"]["value"] == "127.0.0.1:5432/matrix?sslmode=disable"
+    # over TLS, verifying the server with the tenant's CA (localhost is one of its certificate's names)
+    assert env["DATA_SOURCE_URI"]["value"] == "localhost:5432/matrix?sslmode=verify-full&sslrootcert=/etc/postgres-tls-ca/ca.crt"
+    assert {"name": "tls-ca", "mountPath": "/etc/postgres-tls-ca", "readOnly": True} in c["volumeMounts"]
+    [ca] = [v for v in pod["volumes"] if v["name"] == "tls-ca"]
+    assert ca["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]  # not the server's key
     assert env["DATA_SOURCE_USER"]["value"] == "matrix"
     assert "DATA_SOURCE_PASS" not in env  # a file of the Secret instead (tests/test_secret_files.py)
     assert env["DATA_SOURCE_PASS_FILE"]["value"] == "/etc/postgres-password/password"

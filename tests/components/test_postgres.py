@@ -40,6 +40,7 @@ def by_kind(objs):
 def test_embedded_objects_and_connection(fr):
     objs, secrets, db = render_postgres(fr, "matrix", Postgres())
     assert [(o["kind"], o["metadata"]["name"]) for o in objs] == [
+        ("ConfigMap", "matrix-postgres-hba"),
         ("Service", "matrix-postgres"),
         ("StatefulSet", "matrix-postgres"),
     ]
@@ -55,7 +56,9 @@ def test_embedded_objects_and_connection(fr):
         user="matrix",
         password_secret="matrix-postgres",
         password_key="password",
-        ssl_mode="prefer",
+        ssl_mode="verify-full",  # the server accepts TLS only; clients verify it with the tenant's CA
+        ca_secret="tenant-tls",
+        ca_key="ca.crt",
     )
     [secret] = secrets
     assert (secret.name, secret.namespace, secret.component) == ("matrix-postgres", "eu-workplace-fr", "matrix")
@@ -133,21 +136,26 @@ def test_embedded_without_storage_class():
 
 
 def test_custom_database_and_user(fr):
-    objs, _, db = render_postgres(fr, "matrix", Postgres(database="synapse", user="synapse_user", ssl_mode="disable"))
-    assert (db.name, db.user, db.ssl_mode) == ("synapse", "synapse_user", "disable")
+    objs, _, db = render_postgres(fr, "matrix", Postgres(database="synapse", user="synapse_user"))
+    assert (db.name, db.user, db.ssl_mode) == ("synapse", "synapse_user", "verify-full")
     env = {e["name"]: e.get("value") for e in pod_specs(by_kind(objs)["StatefulSet"])[0]["containers"][0]["env"]}
     assert env["POSTGRES_DB"] == "synapse" and env["POSTGRES_USER"] == "synapse_user"
 
 
-@pytest.mark.parametrize("mode", ["require", "verify-ca", "verify-full"])
-def test_embedded_refuses_tls_modes(fr, mode):
+@pytest.mark.parametrize("db_mode", ["embedded", "cloudnative-pg"])
+@pytest.mark.parametrize("mode", ["disable", "prefer", "require", "verify-ca"])
+def test_tenant_databases_refuse_weaker_ssl_modes(fr, db_mode, mode):
+    """The embedded and CloudNativePG databases accept TLS only and the suite's clients verify them: a weaker
+    sslMode is refused, naming the field; verify-full (or nothing) is accepted."""
     with pytest.raises(InputError) as err:
-        render_postgres(fr, "matrix", Postgres(ssl_mode=mode))
+        render_postgres(fr, "matrix", Postgres(mode=db_mode, ssl_mode=mode))
     assert [p.path for p in err.value.problems] == ["spec.components.matrix.postgres.sslMode"]
+    assert "TLS only" in err.value.problems[0].message
+    assert render_postgres(fr, "matrix", Postgres(mode=db_mode, ssl_mode="verify-full"))[2].ssl_mode == "verify-full"
 
 
 def test_cloudnative_pg_cluster(fr):
-    pg = Postgres(mode="cloudnative-pg", instances=3, storage="50Gi", ssl_mode="require")
+    pg = Postgres(mode="cloudnative-pg", instances=3, storage="50Gi")
     objs, secrets, db = render_postgres(fr, "matrix", pg)
     [cluster] = [o for o in objs if o["kind"] == "Cluster"]
     assert [o["kind"] for o in objs if o is not cluster] == ["NetworkPolicy"]  # test_postgres_network.py
@@ -168,7 +176,10 @@ def test_cloudnative_pg_cluster(fr):
     }
     assert spec["affinity"]["nodeAffinity"] == fr.region_affinity()["nodeAffinity"]
     assert spec["resources"] == pg.resources.wire()
-    assert db == Database("matrix-postgres-rw", 5432, "matrix", "matrix", "matrix-postgres-app", "password", "require")
+    # CNPG's own TLS: plaintext refused ahead of its default rule, clients verify its CA (Secret <cluster>-ca)
+    assert spec["postgresql"] == {"pg_hba": ["hostnossl all all all reject"]}
+    assert db == Database("matrix-postgres-rw", 5432, "matrix", "matrix", "matrix-postgres-app", "password",
+                          "verify-full", "matrix-postgres-ca", "ca.crt")
 
 
 def test_external(fr):
@@ -184,6 +195,12 @@ def test_external(fr):
     objs, secrets, db = render_postgres(fr, "matrix", pg)
     assert objs == [] and secrets == []
     assert db == Database("pg.internal.example.eu", 6432, "chat", "chat_rw", "chat-db", "pw", "verify-full")
+    assert db.ca_secret is None  # the system's roots: the server's owner's CA
+
+
+def test_external_keeps_prefer_by_default(fr):
+    pg = Postgres(mode="external", host="pg.example.eu", password_secret_ref=SecretKeyRef(name="db", key="pw"))
+    assert render_postgres(fr, "matrix", pg)[2].ssl_mode == "prefer"
 
 
 def test_every_tenant_of_both_examples_validates():

@@ -20,12 +20,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sovereign_suite.api.validation import InputError
+
 from sovereign_suite.api.models import Matrix
 from sovereign_suite.components import matrix
 from sovereign_suite.components.base import build_contexts
 from sovereign_suite.components.postgres import image_tag
 
 from ..helpers import load_example, suite_with
+from . import rendered_servers
 
 pytestmark = pytest.mark.slow
 
@@ -66,6 +69,7 @@ print(json.dumps({
     "registration_shared_secret": config.registration.registration_shared_secret,
     "key_servers": [s.server_name for s in config.key.key_servers],
     "report_stats": config.metrics.report_stats,
+    "encryption_presets": sorted(config.room.encryption_enabled_by_default_for_room_presets),
 }))
 """
 
@@ -115,9 +119,9 @@ def synapse_python() -> Path:
 def _paths(root: Path) -> matrix.SynapsePaths:
     paths = matrix.SynapsePaths(
         config=str(root / "config"), keys=str(root / "keys"), runtime=str(root / "runtime"), media=str(root / "media"),
-        database_secret=str(root / "database-secret"),
+        database_secret=str(root / "database-secret"), database_ca=str(root / "database-ca"),
     )
-    for d in (paths.config, paths.keys, paths.runtime, paths.database_secret):
+    for d in (paths.config, paths.keys, paths.runtime, paths.database_secret, paths.database_ca):
         Path(d).mkdir(parents=True)
     return paths
 
@@ -180,7 +184,8 @@ def test_rendered_config_is_accepted_by_synapse(synapse_python, tmp_path):
         "port": 5432,
         "dbname": "matrix",
         "user": "matrix",
-        "sslmode": "prefer",
+        "sslmode": "verify-full",  # TLS, the server's certificate checked against the tenant's CA and name
+        "sslrootcert": f"{paths.database_ca}/ca.crt",
         "cp_min": 5,
         "cp_max": 10,
         "password": DB_PASSWORD,  # from the init container's file, merged over homeserver.yaml
@@ -191,6 +196,8 @@ def test_rendered_config_is_accepted_by_synapse(synapse_python, tmp_path):
     assert loaded["macaroon_secret_key"] == secrets["macaroon_secret_key"]
     assert loaded["form_secret"] == secrets["form_secret"]
     assert loaded["registration_shared_secret"] == secrets["registration_shared_secret"]
+    # new private and invite-only rooms are end-to-end encrypted (matrix.encryptionByDefault: invite)
+    assert loaded["encryption_presets"] == ["private_chat", "trusted_private_chat"]
 
     # the password is only in the runtime file, never in homeserver.yaml (the ConfigMap)
     assert DB_PASSWORD not in Path(paths.homeserver).read_text()
@@ -243,3 +250,87 @@ def test_inline_secret_from_extra_config_is_refused(synapse_python, tmp_path):
     result = _load(synapse_python, paths, tmp_path)
     assert result.returncode != 0
     assert "turn_shared_secret" in result.stderr
+
+
+@pytest.mark.parametrize("setting, presets", [("all", ["private_chat", "public_chat", "trusted_private_chat"]),
+                                              ("off", [])])
+def test_encryption_by_default_is_overridable_per_tenant(synapse_python, tmp_path, setting, presets):
+    """matrix.encryptionByDefault, here in the tenant's override, reaches Synapse's room config ("off" stays the
+    string Synapse expects, never YAML's boolean)."""
+    doc = suite_with("four-countries", {}).model_dump(by_alias=True, exclude_none=True)
+    doc["spec"]["tenants"][0]["components"] = {"matrix": {"encryptionByDefault": setting}}
+    suite = type(suite_with("four-countries", {})).model_validate(doc)
+    ctx = _fr_context(suite)
+    paths = _paths(tmp_path)
+    _write_files(synapse_python, ctx, paths)
+
+    result = _load(synapse_python, paths, tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1])["encryption_presets"] == presets
+
+
+def test_encryption_by_default_cannot_be_set_in_extra_config():
+    suite = suite_with("four-countries", {"components": {"matrix": {
+        "extraConfig": {"encryption_enabled_by_default_for_room_type": "off"}}}})
+    with pytest.raises(InputError) as err:
+        matrix.homeserver_config(_fr_context(suite))
+    assert [p.path for p in err.value.problems] == [
+        "spec.components.matrix.extraConfig.encryption_enabled_by_default_for_room_type"]
+
+
+def test_an_unknown_encryption_setting_is_refused():
+    with pytest.raises(InputError) as err:
+        suite_with("four-countries", {"components": {"matrix": {"encryptionByDefault": "sometimes"}}})
+    [problem] = err.value.problems
+    assert problem.path == "spec.components.matrix.encryptionByDefault" and "'invite', 'all' or 'off'" in problem.message
+
+
+# Runs inside the Synapse venv: Synapse's own connection code (synapse/storage/database.py make_conn, which passes
+# the database args to psycopg2/libpq) and its database check, then whether the session is encrypted.
+CONNECT = r"""
+import json, sys
+from synapse.config.homeserver import HomeServerConfig
+from synapse.storage.database import make_conn
+from synapse.storage.engines import create_engine
+
+config = HomeServerConfig.load_config("sovereign-suite database check", sys.argv[1:])
+db = config.database.databases[0]
+engine = create_engine(db.config)
+conn = make_conn(db_config=db, engine=engine, default_txn_name="tls-check", server_name=config.server.server_name)
+engine.check_database(conn.conn)
+cur = conn.conn.cursor()
+cur.execute("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+print(json.dumps(cur.fetchone()))
+"""
+
+
+def test_synapse_connects_to_the_tls_database_with_its_rendered_config(synapse_python, tmp_path):
+    """Synapse, with its rendered homeserver.yaml and the init container's database file, reaches the rendered
+    embedded PostgreSQL (real, TLS only: tests/components/rendered_servers.py) over verified TLS. Only where it
+    dials changes (libpq's hostaddr: matrix-postgres is the Service's name in the cluster); the certificate is
+    checked against the rendered host name."""
+    ctx = _fr_context()
+    paths = _paths(tmp_path)
+    _write_files(synapse_python, ctx, paths)
+    tenant_tls = rendered_servers.tenant_tls(ctx)
+    Path(paths.database_ca, "ca.crt").write_text(tenant_tls["ca.crt"])  # the database-ca volume's one item
+    objs = matrix.render(ctx)
+    with rendered_servers.postgres(objs, "matrix-postgres", {"tenant-tls": tenant_tls,
+                                   "matrix-postgres": {"password": DB_PASSWORD}}, DB_PASSWORD) as server:
+        runtime = yaml.safe_load(Path(paths.database).read_text())
+        dial = tmp_path / "dial.yaml"
+
+        def connect(**args):
+            database = {**runtime["database"], "args": {**runtime["database"]["args"], "hostaddr": "127.0.0.1",
+                                                        "port": server["port"], **args}}
+            dial.write_text(json.dumps({"database": database}))
+            return subprocess.run([str(synapse_python), "-c", CONNECT, *matrix.synapse_args(paths),
+                                   "--config-path", str(dial)], capture_output=True, text=True, cwd=tmp_path)
+
+        ok = connect()
+        assert ok.returncode == 0, ok.stderr[-4000:]
+        ssl, version = json.loads(ok.stdout.strip().splitlines()[-1])
+        assert ssl is True and version in ("TLSv1.2", "TLSv1.3")
+        # the same Synapse without TLS is refused by the server
+        plain = connect(sslmode="disable")
+        assert plain.returncode != 0 and "no encryption" in plain.stderr

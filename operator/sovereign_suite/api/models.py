@@ -122,7 +122,10 @@ class Postgres(Model):
     database: PgIdentifier | None = Field(None, description="Database name; default: the component's name.")
     user: PgIdentifier | None = Field(None, description="User name; default: the component's name.")
     password_secret_ref: SecretKeyRef | None = Field(None, description="external only: the user's password.")
-    ssl_mode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    ssl_mode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] | None = Field(
+        None, description="external only (default prefer). The embedded and cloudnative-pg databases accept TLS only "
+        "and the suite's clients verify them (verify-full, with the tenant's CA or CloudNativePG's): any other value "
+        "is refused there.")
 
     @model_validator(mode="after")
     def _external_needs_host(self) -> "Postgres":
@@ -155,6 +158,11 @@ class Matrix(Model):
     media_storage: Quantity = "20Gi"
     max_upload_size: str = Field("100M", pattern=r"^[0-9]+[KMG]?$")
     federation: Federation = Field(default_factory=Federation)
+    encryption_by_default: Literal["invite", "all", "off"] = Field(
+        "invite", description="Which new rooms Synapse makes end-to-end encrypted at creation "
+        "(encryption_enabled_by_default_for_room_type): invite, the private and invite-only ones (private_chat and "
+        "trusted_private_chat presets); all, public ones too; off, none (the room's creator chooses).",
+    )
     ingress_annotations: IngressAnnotations = ingress_annotations_field()  # Synapse, Element Web, .well-known
     postgres: Postgres = Field(default_factory=Postgres)
     resources: Resources = Field(

@@ -246,16 +246,21 @@ def merge_extra_config(owned: dict[str, Any], extra: dict[str, Any], path: str) 
 
 # ---- generated secrets ---------------------------------------------------------------------------
 
-Generator = Literal["random", "synapse-signing-key"]
+Generator = Literal["random", "synapse-signing-key", "tls-ca-cert", "tls-ca-key", "tls-cert", "tls-key"]
 
 
 @dataclass(frozen=True)
 class SecretKey:
-    """How one key of a generated Secret is made: ``random`` (URL-safe, ``length`` characters) or
-    ``synapse-signing-key`` (an ed25519 key in Synapse's own signing-key file format)."""
+    """How one key of a generated Secret is made: ``random`` (URL-safe, ``length`` characters),
+    ``synapse-signing-key`` (an ed25519 key in Synapse's own signing-key file format), or a part of a tenant's
+    TLS material (tlsgen.py): ``tls-ca-cert``/``tls-ca-key`` (the CA, ``subject`` its common name) and
+    ``tls-cert``/``tls-key`` (a server's certificate for ``hosts``, signed by the CA of the same Secret; the pair
+    shares the key name's stem, ``<server>.crt`` and ``<server>.key``)."""
 
     generator: Generator = "random"
     length: int = 48
+    subject: str = ""
+    hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from .kube import ApiError
 from .problems import UNREACHABLE, ObjectKey, Problem, SuiteKey, degraded, from_api_error, stalled
 from .secrets import ensure_generated
 from .targets import Target
+from ..tlsgen import TlsStateError
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,9 @@ class Applier:
                 written = ensure_generated(self.target.kube, spec, full, self.suite)
             except ApiError as err:
                 self.problems.append(from_api_error(err, key))
+                continue
+            except TlsStateError as err:  # half a stored CA or certificate: the operator never overwrites it
+                self.problems.append(stalled("IncompleteTlsSecret", str(err), key))
                 continue
             if written is not None:
                 self._record(Outcome(key, strip_child({"apiVersion": "v1", "kind": "Secret", **written}), 1))

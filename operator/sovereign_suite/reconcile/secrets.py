@@ -34,16 +34,21 @@ def copy_manifest(source: dict[str, Any], namespace: str, labels: dict[str, str]
     }
 
 
+def _missing(spec: SecretSpec, live: dict[str, Any] | None) -> dict[str, str]:
+    """The base64 values of the keys the stored Secret lacks. The stored values are passed decoded: a new server's
+    certificate is signed with the CA the Secret already holds (tlsgen.fill)."""
+    stored = {k: base64.b64decode(v).decode(errors="replace") for k, v in ((live or {}).get("data") or {}).items()}
+    return {k: base64.b64encode(v.encode()).decode() for k, v in missing_keys(spec, stored).items()}
+
+
 def ensure_generated(kube: Kube, spec: SecretSpec, live: dict[str, Any] | None, suite: SuiteKey
                      ) -> dict[str, Any] | None:
     """Create the Secret or add the keys it lacks. Returns the written Secret, None when nothing was written.
     Values never leave this function except to the API server. A Secret of that name that exists but is not
     labelled as this suite's is never adopted (409 Conflict)."""
-    existing = {k: v for k, v in ((live or {}).get("data") or {}).items()}
-    values = missing_keys(spec, existing)
-    if not values:
+    encoded = _missing(spec, live)
+    if not encoded:
         return None
-    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
     labels = {**spec.labels, LABEL_GENERATED: "true", LABEL_COMPONENT: spec.component}
     if live is None:
         try:
@@ -60,8 +65,7 @@ def ensure_generated(kube: Kube, spec: SecretSpec, live: dict[str, Any] | None, 
             if (theirs.get(LABEL_SUITE_NS), theirs.get(LABEL_SUITE)) != (suite.namespace, suite.name):
                 raise ApiError(409, "Conflict", "a Secret of this name exists and is not labelled as this "
                                "suite's: the operator does not adopt it", f"Secret/{spec.namespace}/{spec.name}")
-            existing = live.get("data") or {}
-            encoded = {k: v for k, v in encoded.items() if k not in existing}
+            encoded = _missing(spec, live)  # again: a new server certificate must be signed by the stored CA
             if not encoded:
                 return None
     # Only the missing keys, guarded by resourceVersion: a concurrent writer makes this fail, never overwrite.

@@ -51,11 +51,13 @@ from ..base import (
     render_text,
     short_hash,
 )
+from .. import tls
 from ..postgres import Database, render_postgres
 from ..secret_files import mount, projected_volume
 from .secret_env import (
-    BROKER_URL, REDIS_FILES, REDIS_PORT, REDIS_SECRET_DIR, REDIS_URL, SECRET, SECRET_DIR, SECRET_VOLUME, backend_files,
-    redis_probe_script, redis_server_script, secret_env, y_provider_env, y_provider_files,
+    BROKER_URL, CA_DIR, CA_FILE, REDIS_FILES, REDIS_PORT, REDIS_SECRET_DIR, REDIS_TLS_DIR, REDIS_URL, SECRET,
+    SECRET_DIR, SECRET_VOLUME, backend_files, redis_probe_script, redis_server_script, redis_tls_args, secret_env,
+    y_provider_env, y_provider_files,
 )
 
 HERE = str(Path(__file__).parent)
@@ -67,6 +69,8 @@ BACKEND_PORT = 8000
 FRONTEND_PORT = 8080  # the frontend image's nginx (nginx-unprivileged) listens on 8080
 Y_PROVIDER_PORT = 4444  # y-provider's default PORT
 MEDIA_PORT = 8080
+# CloudNativePG's CA, for a database of mode cloudnative-pg (the tenant's own CA is at secret_env.CA_DIR).
+DATABASE_CA_DIR = "/etc/docs-database-tls"
 
 # Keys of the generated Secret docs-secrets.
 GENERATED = {
@@ -149,7 +153,9 @@ def settings(ctx: RenderContext, db: Database) -> dict[str, str]:
         "DB_PORT": str(db.port),
         "DB_NAME": db.name,
         "DB_USER": db.user,
-        "PGSSLMODE": db.ssl_mode,  # libpq reads it: impress has no setting of its own for the SSL mode
+        # libpq reads PGSSLMODE and PGSSLROOTCERT (postgresql.org/docs/17/libpq-envars.html): impress has no setting
+        # of its own for TLS (its DATABASES has no OPTIONS: src/backend/impress/settings.py, v5.4.1)
+        "PGSSLMODE": db.ssl_mode,
         # Media on S3 (credentials from a Secret)
         "AWS_S3_ENDPOINT_URL": s3.endpoint,
         "AWS_STORAGE_BUCKET_NAME": s3.bucket,
@@ -173,7 +179,10 @@ def settings(ctx: RenderContext, db: Database) -> dict[str, str]:
     }
     if s3.region:
         out["AWS_S3_REGION_NAME"] = s3.region
-    if db.ssl_mode == "verify-full":
+    ca_file = database_ca_file(db)
+    if ca_file:
+        out["PGSSLROOTCERT"] = ca_file  # the tenant's CA (embedded) or CloudNativePG's, mounted (ca_mounts)
+    elif db.ssl_mode == "verify-full":
         # Verify the server against the image's CA bundle (libpq >= 16; psycopg's binary wheel bundles it).
         # verify-ca would need a CA file, which nothing mounts: libpq refuses "system" with verify-ca.
         out["PGSSLROOTCERT"] = "system"
@@ -291,6 +300,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
     )
     backend_common = dict(
         **common,
+        ca_mounts=ca_mounts(db),
         env=secret_env(ctx, db),
         secret_volume=projected_volume(SECRET_VOLUME, backend_files(ctx, db)),
         secret_mount=mount(SECRET_VOLUME, SECRET_DIR),
@@ -334,8 +344,10 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         HERE, "redis.yaml.j2", **common,
         labels=_labels(ctx, "redis", docs.redis_image, component_label="redis"), selector=_selector(ctx, "redis"),
         port=REDIS_PORT, resources=REDIS_RESOURCES,
-        server_script=redis_server_script(REDIS_PORT, REDIS_MAXMEMORY), probe_script=redis_probe_script(REDIS_PORT),
+        server_script=redis_server_script(REDIS_PORT, REDIS_MAXMEMORY, redis_tls_args()),
+        probe_script=redis_probe_script(REDIS_PORT),
         secret_volume=projected_volume(SECRET_VOLUME, REDIS_FILES), secret_mount=mount(SECRET_VOLUME, REDIS_SECRET_DIR),
+        tls_dir=REDIS_TLS_DIR, tls_volume=tls.server_volume("tls", tls.DOCS_REDIS),
         # The image's redis user (uid 999, gid 1000).
         redis_pod_security=pod_security(user=999, fs_group=1000),
         security=container_security(read_only_root=True),
@@ -348,6 +360,23 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         annotations=public, admin_labels=_labels(ctx, "admin"), admin_annotations=admin_annotations(ctx, public),
     )
     return objects
+
+
+def database_ca_file(db: Database) -> str | None:
+    """Where the backend, worker and Job find the CA certificate of their database: the tenant's (embedded), or
+    CloudNativePG's mounted at DATABASE_CA_DIR; None for an external server (the system's roots)."""
+    if db.ca_secret is None:
+        return None
+    return CA_FILE if db.ca_secret == tls.SECRET else f"{DATABASE_CA_DIR}/{tls.CA_CERT}"
+
+
+def ca_mounts(db: Database) -> list[tuple[str, dict[str, Any]]]:
+    """(mount path, volume) of the CA certificates the backend, worker and Job verify their servers with: the
+    tenant's (Redis, and the embedded database), and CloudNativePG's for a CNPG database."""
+    mounts = [(CA_DIR, tls.ca_volume("tls-ca"))]
+    if db.ca_secret not in (None, tls.SECRET):
+        mounts.append((DATABASE_CA_DIR, tls.ca_volume("database-ca", db.ca_secret, db.ca_key)))
+    return mounts
 
 
 def secrets(ctx: RenderContext) -> list[SecretSpec]:

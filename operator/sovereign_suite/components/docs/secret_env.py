@@ -3,16 +3,28 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
+from .. import tls
 from ..base import RenderContext
 from ..postgres import Database
 from ..secret_files import SecretFile, file_env
 
 SECRET = "docs-secrets"
 REDIS_PORT = 6379
-REDIS_URL = f"redis://:$(REDIS_PASSWORD)@docs-redis:{REDIS_PORT}/1"  # cache and sessions
-BROKER_URL = f"redis://:$(REDIS_PASSWORD)@docs-redis:{REDIS_PORT}/0"  # Celery
+# The CA certificate of the tenant (components/tls.py) in the backend, worker and migration pods: libpq and the
+# Redis clients verify their servers with it.
+CA_DIR = "/etc/docs-tls"
+CA_FILE = f"{CA_DIR}/{tls.CA_CERT}"
+# Redis over TLS only, verified: redis-py 5.2.1 (impress v5.4.1 src/backend/uv.lock; django-redis passes REDIS_URL
+# to it) reads rediss:// and the ssl_* query parameters (redis/connection.py parse_url, URL_QUERY_ARGUMENT_PARSERS);
+# kombu 5.5.4 (Celery's broker) turns the same ssl_* parameters into its ssl options (kombu/utils/url.py
+# parse_url) and, without them, would default a rediss:// URL to CERT_NONE. Hostname checked too (verify-full).
+REDIS_TLS_QUERY = f"ssl_cert_reqs=required&ssl_ca_certs={CA_FILE}&ssl_check_hostname=true"
+REDIS_URL = f"rediss://:$(REDIS_PASSWORD)@{tls.DOCS_REDIS}:{REDIS_PORT}/1?{REDIS_TLS_QUERY}"  # cache and sessions
+BROKER_URL = f"rediss://:$(REDIS_PASSWORD)@{tls.DOCS_REDIS}:{REDIS_PORT}/0?{REDIS_TLS_QUERY}"  # Celery
+REDIS_TLS_DIR = "/etc/redis-tls"  # the Redis pod's certificate, key and CA (the tenant's TLS Secret)
 
 # Where the pods of Docs find their Secret files (components/secret_files.py).
 SECRET_VOLUME = "secrets"
@@ -68,18 +80,31 @@ REDIS_SECRET_DIR = "/run/secrets/redis"
 REDIS_FILES = [SecretFile("REDIS_PASSWORD", SECRET, "REDIS_PASSWORD")]
 
 
-def redis_server_script(port: int, maxmemory: str) -> str:
+def redis_tls_args(tls_dir: str = REDIS_TLS_DIR, port: int = REDIS_PORT) -> list[str]:
+    """redis-server's TLS arguments (redis.conf of redis 8.2, "TLS/SSL"; the official image is built with
+    BUILD_TLS=yes: docker-library/redis Dockerfile.template): TLS on the port, plaintext off (port 0), no client
+    certificates (clients authenticate with the password)."""
+    files = tls.SERVER_FILES
+    return ["--port", "0", "--tls-port", str(port), "--tls-cert-file", f"{tls_dir}/{files['cert']}",
+            "--tls-key-file", f"{tls_dir}/{files['key']}", "--tls-ca-cert-file", f"{tls_dir}/{files['ca']}",
+            "--tls-auth-clients", "no", "--tls-protocols", "TLSv1.2 TLSv1.3"]
+
+
+def redis_server_script(port: int, maxmemory: str, tls_args: list[str]) -> str:
     """redis-server with its password as a config line on standard input ("-" as the first argument: redis
     src/server.c main(), config_from_stdin, since 6.2; still there in 7.4, the newest tag this machine could read,
-    and run by tests/components/test_redis_secret.py against a real redis-server). The generated password is
-    alphanumeric (secretgen.py), so it needs no quoting in redis.conf. No RDB, no AOF: a cache and a broker."""
+    and run by tests/components/test_redis_secret.py against a real redis-server), TLS only (``tls_args``, which
+    carry the port). The generated password is alphanumeric (secretgen.py), so it needs no quoting in redis.conf.
+    No RDB, no AOF: a cache and a broker."""
     return (
-        f"exec redis-server - --port {port} --save '' --appendonly no --maxmemory {maxmemory} "
+        f"exec redis-server - {shlex.join(tls_args)} --save '' --appendonly no --maxmemory {maxmemory} "
         f"--maxmemory-policy volatile-lru <<EOF\nrequirepass $(cat {REDIS_SECRET_DIR}/REDIS_PASSWORD)\nEOF\n"
     )
 
 
-def redis_probe_script(port: int) -> str:
-    """redis-cli's PING, with the password in REDISCLI_AUTH of that one process (redis src/redis-cli.c,
-    REDIS_CLI_AUTH_ENV), never in the container's environment."""
-    return f'REDISCLI_AUTH="$(cat {REDIS_SECRET_DIR}/REDIS_PASSWORD)" redis-cli -p {port} ping | grep -q PONG'
+def redis_probe_script(port: int, tls_dir: str = REDIS_TLS_DIR) -> str:
+    """redis-cli's PING over TLS, verifying the server as a client would (localhost is one of the certificate's
+    names), with the password in REDISCLI_AUTH of that one process (redis src/redis-cli.c, REDIS_CLI_AUTH_ENV),
+    never in the container's environment."""
+    return (f'REDISCLI_AUTH="$(cat {REDIS_SECRET_DIR}/REDIS_PASSWORD)" redis-cli --tls --cacert {tls_dir}/{tls.CA_CERT}'
+            f" -h localhost -p {port} ping | grep -q PONG")

@@ -33,6 +33,7 @@ from ..base import (
     render_template,
     render_text,
 )
+from .. import tls
 from ..postgres import Database, render_postgres
 
 HERE = str(Path(__file__).parent)
@@ -63,6 +64,7 @@ class SynapsePaths:
     media: str = "/synapse/media"  # PVC synapse-media
     # the database's password Secret, in the init container only: a file, not an environment variable
     database_secret: str = "/synapse/database-secret"
+    database_ca: str = "/synapse/database-ca"  # the CA certificate the database's certificate is verified with
 
     @property
     def homeserver(self) -> str:
@@ -136,6 +138,7 @@ def homeserver_config(ctx: RenderContext, paths: SynapsePaths = PATHS) -> dict[s
         paths=paths,
         max_upload_size=matrix.max_upload_size,
         federation_whitelist=federation_whitelist(ctx),
+        encryption_by_default=matrix.encryption_by_default,
     )[0]
     guarded = {**owned, **{k: None for k in RESERVED}}
     tenant_path, tenant_keys = _extra_path(ctx)
@@ -193,6 +196,11 @@ def element_config(ctx: RenderContext) -> dict[str, Any]:
 def well_known(ctx: RenderContext) -> dict[str, dict[str, Any]]:
     """The /.well-known/matrix files; no ``server`` file when federation is disabled."""
     files: dict[str, dict[str, Any]] = {"client": {"m.homeserver": {"base_url": f"https://{ctx.host('matrix')}"}}}
+    if ctx.components.matrix.encryption_by_default == "off":
+        # Element encrypts new private rooms and DMs on its own unless the well-known says otherwise
+        # (element-hq/element-web docs/e2ee.md, "Disabling encryption by default"): it follows the homeserver's choice.
+        # With invite or all, Element's own default already agrees.
+        files["client"]["io.element.e2ee"] = {"default": False}
     if ctx.components.matrix.federation.enabled:
         files["server"] = {"m.server": f"{ctx.host('matrix')}:443"}
     return files
@@ -228,6 +236,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         container_security=container_security(read_only_root=True),
         resources=matrix.resources.wire(),
         small_resources=SMALL_RESOURCES,
+        database_ca_volume=tls.ca_volume("database-ca", db.ca_secret, db.ca_key) if db.ca_secret else None,
     )
     files = well_known(ctx)
     element = render_template(

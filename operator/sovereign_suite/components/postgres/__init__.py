@@ -4,10 +4,15 @@
 connect (``Database``). Three modes (``Postgres.mode``):
 
 - ``embedded`` (default): a single-instance StatefulSet ``<component>-postgres`` (official postgres image,
-  C collation), a Service of the same name, and a generated Secret ``<component>-postgres`` (key ``password``).
-  Labelled ``app.kubernetes.io/component: postgres`` so the suite renderer applies it in the data phase.
+  C collation), a Service of the same name, a generated Secret ``<component>-postgres`` (key ``password``) and a
+  ConfigMap ``<component>-postgres-hba`` (its pg_hba.conf). Labelled ``app.kubernetes.io/component: postgres`` so
+  the suite renderer applies it in the data phase. It serves TLS only: the certificate of the tenant's CA
+  (components/tls.py, Secret ``tenant-tls``), and pg_hba.conf has ``hostssl`` lines only, so a plaintext TCP
+  connection finds no entry and is refused. Clients verify it: ``sslmode=verify-full`` with the tenant's CA.
 - ``cloudnative-pg``: a CloudNativePG ``Cluster`` ``<component>-postgres``; clients use the ``-rw`` Service and
-  the Secret ``<component>-postgres-app`` that CNPG generates.
+  the Secret ``<component>-postgres-app`` that CNPG generates, and verify CNPG's own server CA (Secret
+  ``<component>-postgres-ca``, key ``ca.crt``) with ``sslmode=verify-full``; a ``hostnossl ... reject`` rule
+  refuses plaintext.
 - ``external``: nothing is rendered; the connection comes from the spec.
 
 With ``spec.monitoring.serviceMonitors`` and the Prometheus Operator API served, the embedded StatefulSet gets a
@@ -25,6 +30,7 @@ from urllib.parse import quote
 from ...api.image_pins import pinned
 from ...api.models import Postgres
 from ...api.validation import InputError, Problem
+from .. import tls
 from ..base import (
     RenderContext,
     SecretKey,
@@ -55,6 +61,20 @@ PGDATA = f"{DATA_DIR}/pgdata"  # a subdirectory: a fresh volume's root may hold 
 # v0.18.1, cmd/postgres_exporter/datasource.go, getDataSources).
 PASSWORD_DIR = "/etc/postgres-password"
 PASSWORD_FILE = f"{PASSWORD_DIR}/{PASSWORD_KEY}"
+# TLS of the embedded server: the tenant CA's certificate for <component>-postgres (components/tls.py), mounted
+# root-owned with mode 0440 — PostgreSQL refuses a key file it does not own unless root owns it with at most 0640
+# (postgres src/backend/libpq/be-secure-common.c, check_ssl_key_file_permissions, REL_17_6). The settings are
+# postgres' own (postgresql.org/docs/17/runtime-config-connection.html#RUNTIME-CONFIG-CONNECTION-SSL), given as
+# `-c` arguments: the image's entrypoint passes arguments starting with '-' to postgres, its temporary
+# initialisation server included (docker-library/postgres 17/bookworm/docker-entrypoint.sh, at 3506774b).
+TLS_DIR = "/etc/postgres-tls"
+HBA_DIR = "/etc/postgres-hba"
+HBA_FILE = f"{HBA_DIR}/pg_hba.conf"
+# The first matching line decides (postgresql.org/docs/17/auth-pg-hba-conf.html): the Unix socket, reachable only
+# inside the container (its emptyDir), keeps the image's initdb default `trust` (the entrypoint initialises the
+# database through it); TCP is `hostssl` only, so a connection without TLS matches no line and is refused.
+HBA_LINES = ("local all all trust", "hostssl all all all scram-sha-256")
+SSL_MODE = "verify-full"  # what the suite's clients use with the embedded and CloudNativePG servers
 # The metrics sidecar of the embedded mode (only with spec.monitoring.serviceMonitors and the Prometheus Operator).
 EXPORTER_IMAGE = pinned("postgres-exporter")
 EXPORTER_PORT = 9187
@@ -63,6 +83,12 @@ EXPORTER_RESOURCES = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"
 
 # The Secrets CloudNativePG creates for a Cluster <name>: <name>-<suffix> (its documentation, "Secrets").
 CNPG_SECRET_SUFFIXES = ("app", "superuser", "ca", "server", "replication")
+# CloudNativePG's generated server CA, "used as sslrootcert in clients' connection strings", and its server
+# certificate's names include <cluster>-rw (cloudnative-pg v1.27.1 docs/src/certificates.md "Server CA secret";
+# api/v1/cluster_funcs.go GetClusterAltDNSNames). Its pg_hba.conf puts the Cluster's rules before its default
+# `host all all all <method>` (docs/src/postgresql_conf.md, "The pg_hba section"): this one refuses plaintext.
+CNPG_CA_KEY = "ca.crt"
+CNPG_HBA = ("hostnossl all all all reject",)
 
 
 @dataclass(frozen=True)
@@ -77,6 +103,9 @@ class Database:
     password_secret: str
     password_key: str
     ssl_mode: str
+    # the Secret and key of the CA certificate the client verifies the server with (None: the system's roots)
+    ca_secret: str | None = None
+    ca_key: str = tls.CA_CERT
 
 
 def object_name(component: str) -> str:
@@ -105,6 +134,12 @@ def _field(component: str, name: str) -> str:
     return f"spec.components.{component}.postgres.{name}"
 
 
+def _check_ssl_mode(component: str, pg: Postgres) -> None:
+    if pg.ssl_mode not in (None, SSL_MODE):
+        raise InputError([Problem(_field(component, "sslMode"), f"{pg.ssl_mode!r}: a database of mode {pg.mode} "
+                                  f"accepts TLS only and the suite's clients verify it ({SSL_MODE}); leave it unset")])
+
+
 def render_postgres(
     ctx: RenderContext, component: str, pg: Postgres
 ) -> tuple[list[dict[str, Any]], list[SecretSpec], Database]:
@@ -113,7 +148,7 @@ def render_postgres(
     if pg.mode == "external":
         assert pg.host and pg.password_secret_ref  # the model's validator guarantees both
         ref = pg.password_secret_ref
-        return [], [], Database(pg.host, pg.port, name, user, ref.name, ref.key, pg.ssl_mode)
+        return [], [], Database(pg.host, pg.port, name, user, ref.name, ref.key, pg.ssl_mode or "prefer")
     if pg.mode == "cloudnative-pg":
         return _cloudnative_pg(ctx, component, pg, name, user)
     return _embedded(ctx, component, pg, name, user)
@@ -122,11 +157,7 @@ def render_postgres(
 def _embedded(
     ctx: RenderContext, component: str, pg: Postgres, name: str, user: str
 ) -> tuple[list[dict[str, Any]], list[SecretSpec], Database]:
-    if pg.ssl_mode in ("require", "verify-ca", "verify-full"):
-        raise InputError(
-            [Problem(_field(component, "sslMode"), f"{pg.ssl_mode!r} needs TLS, which the embedded database does not "
-                     "serve; use disable or prefer, or mode cloudnative-pg/external")]
-        )
+    _check_ssl_mode(component, pg)
     if pg.port != PORT:
         raise InputError([Problem(_field(component, "port"), f"the embedded database listens on {PORT}")])
     obj_name = object_name(component)
@@ -149,6 +180,13 @@ def _embedded(
         password_key=PASSWORD_KEY,
         password_dir=PASSWORD_DIR,
         password_file=PASSWORD_FILE,
+        tls_dir=TLS_DIR,
+        tls_volume=tls.server_volume("tls", obj_name),
+        tls_ca_volume=tls.ca_volume("tls-ca"),
+        server_args=server_args(),
+        hba_name=f"{obj_name}-hba",
+        hba_dir=HBA_DIR,
+        hba_conf=hba_conf(),
         exporter=_exporter(ctx, name),
         resources=pg.resources.wire(),
         affinity=ctx.region_affinity(),
@@ -163,20 +201,36 @@ def _embedded(
         keys={PASSWORD_KEY: SecretKey("random", PASSWORD_LENGTH)},
         labels=labels(ctx, component),
     )
-    db = Database(obj_name, PORT, name, user, obj_name, PASSWORD_KEY, pg.ssl_mode)
+    db = Database(obj_name, PORT, name, user, obj_name, PASSWORD_KEY, SSL_MODE, tls.SECRET, tls.CA_CERT)
     return objs, [secret], db
+
+
+def server_args(tls_dir: str = TLS_DIR, hba_file: str = HBA_FILE) -> list[str]:
+    """postgres' arguments: TLS on with the mounted certificate, TLS 1.2 at least, the operator's pg_hba.conf."""
+    files = tls.SERVER_FILES
+    settings = {"ssl": "on", "ssl_cert_file": f"{tls_dir}/{files['cert']}", "ssl_key_file": f"{tls_dir}/{files['key']}",
+                "ssl_min_protocol_version": "TLSv1.2", "hba_file": hba_file}
+    return [arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")]
+
+
+def hba_conf() -> str:
+    return "".join(line + "\n" for line in HBA_LINES)
 
 
 def _exporter(ctx: RenderContext, db_name: str) -> dict[str, Any] | None:
     if not ctx.service_monitors:
         return None
-    return {"image": EXPORTER_IMAGE, "port": EXPORTER_PORT, "resources": EXPORTER_RESOURCES,
-            "uri": f"127.0.0.1:{PORT}/{quote(db_name, safe='')}?sslmode=disable"}
+    # lib/pq (postgres_exporter's driver) reads sslmode and sslrootcert from the URI; "localhost" is one of the
+    # certificate's names (components/tls.py hosts)
+    ca = f"{TLS_DIR}-ca/{tls.CA_CERT}"
+    return {"image": EXPORTER_IMAGE, "port": EXPORTER_PORT, "resources": EXPORTER_RESOURCES, "ca_dir": f"{TLS_DIR}-ca",
+            "uri": f"localhost:{PORT}/{quote(db_name, safe='')}?sslmode={SSL_MODE}&sslrootcert={quote(ca, safe='/')}"}
 
 
 def _cloudnative_pg(
     ctx: RenderContext, component: str, pg: Postgres, name: str, user: str
 ) -> tuple[list[dict[str, Any]], list[SecretSpec], Database]:
+    _check_ssl_mode(component, pg)
     if pg.port != PORT:
         raise InputError([Problem(_field(component, "port"), f"CloudNativePG listens on {PORT}")])
     obj_name = object_name(component)
@@ -193,8 +247,10 @@ def _cloudnative_pg(
         node_affinity=ctx.region_affinity()["nodeAffinity"],
         operator=ctx.cloud.spec.cloud_native_pg,
         ports=CNPG_OPERATOR_PORTS,
+        pg_hba=list(CNPG_HBA),
     )
     # CNPG creates <cluster>-app (keys username, password, host, uri, ...) for the owner and the -rw Service
     # that always points at the primary.
-    db = Database(f"{obj_name}-rw", PORT, name, user, f"{obj_name}-app", PASSWORD_KEY, pg.ssl_mode)
+    db = Database(f"{obj_name}-rw", PORT, name, user, f"{obj_name}-app", PASSWORD_KEY, SSL_MODE, f"{obj_name}-ca",
+                  CNPG_CA_KEY)
     return objs, [], db

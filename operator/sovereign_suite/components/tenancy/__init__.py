@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ...api.host_ports import host_ports_allowed
-from ..base import RenderContext, render_template
+from .. import tls
+from ..base import RenderContext, SecretSpec, render_template
 from . import network
 
 HERE = str(Path(__file__).parent)
@@ -57,3 +58,9 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         admin_role=TENANT_ADMIN_CLUSTER_ROLE,
         admin_group=ctx.tenant.admin_group or f"{ctx.suite_name}-{ctx.country}-admins",
     )
+
+
+def secrets(ctx: RenderContext) -> list[SecretSpec]:
+    """The tenant's TLS Secret (its CA and its databases' certificates, components/tls.py), when it has any."""
+    spec = tls.secret_spec(ctx)
+    return [spec] if spec else []
