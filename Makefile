@@ -12,7 +12,7 @@ CLOUDS ?= manifests/examples/clouds.yaml
 PYTEST_ARGS ?=
 export SOVEREIGN_SUITE_CACHE := $(CACHE)
 
-.PHONY: bench help venv tools real-node-tools real-node-images prometheus federation-tools crds render golden test test-unit run run-multicluster cluster-up cluster-down cluster-down-multicluster clean-cache
+.PHONY: bench help venv tools real-node-tools real-node-images prometheus federation-tools backup-tools crds render golden test test-unit run run-multicluster cluster-up cluster-down cluster-down-multicluster clean-cache
 
 help:
 	@echo "make run     local cluster + simulated national clouds + CRDs + example suite + operator (foreground)"
@@ -50,7 +50,7 @@ golden: venv
 test-unit: venv
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
 
-test: venv tools real-node-tools prometheus federation-tools
+test: venv tools real-node-tools prometheus federation-tools backup-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The real node (sovereign-suite cluster up --real-node; tests/cluster/test_real_node*.py)
@@ -69,6 +69,11 @@ prometheus:
 # Debian's postgresql and nginx for the Matrix federation test (tests/cluster/test_matrix_federation.py)
 federation-tools:
 	@hack/install-federation-tools.sh
+
+# Debian's age and moto's S3 server (its own venv in the cache) for the backup program's test
+# (tests/test_backup_program.py)
+backup-tools:
+	@hack/install-backup-tools.sh
 
 cluster-up: venv tools
 	$(VENV)/bin/sovereign-suite cluster up

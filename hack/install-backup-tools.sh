@@ -22,6 +22,7 @@ if [[ "${1:-}" == "--print" ]]; then [[ -e "$venv/.complete" ]] && echo "$venv/b
 if ! command -v age >/dev/null || ! command -v age-keygen >/dev/null; then
   sudo=(); [[ "$(id -u)" == 0 ]] || sudo=(sudo)
   log "installing Debian's age"
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends age >/dev/null
 fi
 if [[ ! -e "$venv/.complete" ]]; then

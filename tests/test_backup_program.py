@@ -68,12 +68,14 @@ def s3_server():
                 pytest.fail("moto_server did not start")
             time.sleep(0.2)
     client = Client(endpoint, "fr-backups", "eu-west-3", Credentials(ACCESS, SECRET))
-    # CreateBucket (the bucket is the platform team's, made before any backup), in the region it is declared in
-    client._request("PUT", body=b"<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>eu-west-3</LocationConstraint>"
-                                b"</CreateBucketConfiguration>")
-    yield client
-    proc.terminate()
-    proc.wait(10)
+    try:
+        # CreateBucket (the bucket is the platform team's, made before any backup), in its declared region
+        client._request("PUT", body=b'<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                                    b"<LocationConstraint>eu-west-3</LocationConstraint></CreateBucketConfiguration>")
+        yield client
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -100,15 +102,17 @@ def postgres(tmp_path_factory):
         return subprocess.run(["psql", "-v", "ON_ERROR_STOP=1", "-Atq", "-d", db, "-c", sql], env=env, check=True,
                               capture_output=True, text=True).stdout.strip()
 
-    psql("postgres", "CREATE DATABASE synapse")
-    psql("synapse", "CREATE TABLE events (id serial PRIMARY KEY, body text NOT NULL);"
-                    "INSERT INTO events (body) VALUES ('hello from Paris'), ('second message');"
-                    "CREATE TABLE e2e_one_time_keys_json (user_id text, key_id text, key_json text);"
-                    "INSERT INTO e2e_one_time_keys_json VALUES ('@a:fr', 'k1', '{}'), ('@b:fr', 'k2', '{}')")
-    yield {"port": port, "env": env, "psql": psql, "pwfile": pwfile}
-    subprocess.run(user + [str(bindir / "pg_ctl"), "-D", str(base / "data"), "-m", "fast", "-w", "stop"],
-                   capture_output=True)
-    shutil.rmtree(base, ignore_errors=True)
+    try:
+        psql("postgres", "CREATE DATABASE synapse")
+        psql("synapse", "CREATE TABLE events (id serial PRIMARY KEY, body text NOT NULL);"
+                        "INSERT INTO events (body) VALUES ('hello from Paris'), ('second message');"
+                        "CREATE TABLE e2e_one_time_keys_json (user_id text, key_id text, key_json text);"
+                        "INSERT INTO e2e_one_time_keys_json VALUES ('@a:fr', 'k1', '{}'), ('@b:fr', 'k2', '{}')")
+        yield {"port": port, "env": env, "psql": psql, "pwfile": pwfile}
+    finally:
+        subprocess.run(user + [str(bindir / "pg_ctl"), "-D", str(base / "data"), "-m", "fast", "-w", "stop"],
+                       capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _identity(dirpath: Path, name: str) -> tuple[Path, str]:

@@ -97,7 +97,7 @@ def encrypt_secrets(spec: dict[str, Any], work: Path, out: Path) -> None:
     if not RECIPIENT_RE.match(recipient):
         raise BackupError("the encryption recipient is not an age X25519 recipient (age1...): refusing to write "
                           "the Secrets")
-    plain = work / "secrets.tar"
+    plain = Path(spec.get("workDir") or work) / "secrets.tar"  # memory-backed in the pod (an emptyDir)
     with tarfile.open(plain, "w") as tar:
         for name, path in sorted(spec["dirs"].items()):
             for f in sorted(Path(path).iterdir()):
