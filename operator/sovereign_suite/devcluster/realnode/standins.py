@@ -240,7 +240,8 @@ BACKUP = Recipe(
     name=BACKUP_IMAGE,
     packages=("postgresql-client-17", "age", "python3", "ca-certificates"),
     files={f"{_BACKUP_DIR}/{rel}": ((_BACKUP_SRC / rel).read_text(), 0o644)
-           for rel in ("__init__.py", "backup/__init__.py", "backup/program.py", "backup/s3.py")},
+           for rel in ("__init__.py", "backup/__init__.py", "backup/program.py", "backup/restore.py",
+                       "backup/s3.py")},
     script="PYTHONPATH=/opt/sovereign-suite-backup python3 -c 'import sovereign_suite.backup.program'\n"
            "pg_dump --version\nage --version\n",
     config=ImageConfig(cmd=["python3", "-m", "sovereign_suite.backup.program", "/etc/backup/config/config.json"],
