@@ -12,6 +12,7 @@ import pytest
 
 from sovereign_suite.api import cron
 from sovereign_suite.api.models import NationalCloud
+from sovereign_suite.api.egress_checks import missing_egress
 from sovereign_suite.api.secret_refs import secret_references
 from sovereign_suite.api.validation import InputError, check_suite
 from sovereign_suite.components.base import BARMAN_API, CNPG_API, build_contexts
@@ -236,3 +237,15 @@ def test_cloudnative_pg_backups_without_the_plugin_are_refused():
     s = suite(matrix={"postgres": {"mode": "cloudnative-pg"}})
     with pytest.raises(InputError, match="does not serve barmancloud.cnpg.io/v1"):
         render_suite(s, clouds_with_storage(), frozenset({CNPG_API}))
+
+
+def test_an_object_storage_without_declared_egress_is_a_warning_naming_the_field():
+    clouds = clouds_with_storage()
+    de = clouds["de-c5"].model_dump(by_alias=True, exclude_none=True)
+    del de["spec"]["network"]["egress"]["objectStorage"]
+    clouds["de-c5"] = NationalCloud.model_validate(de)
+    found = {f.path: f.message for f in missing_egress(suite(), clouds)}
+    assert "spec.network.egress.objectStorage" in found
+    message = found["spec.network.egress.objectStorage"]
+    assert "the backup job needs it to reach https://object.eu01.example.de" in message
+    assert "DE (NationalCloud de-c5)" in message and "FR" not in message

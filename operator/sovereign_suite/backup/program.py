@@ -38,7 +38,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .s3 import Client, Credentials
+from .s3 import Client, Credentials, S3Error
 
 ID_FORMAT = "%Y%m%dT%H%M%SZ"
 ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z$")
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = json.loads(Path(args[0]).read_text())
     try:
         result = run_backup(cfg)
-    except BackupError as err:
+    except (BackupError, S3Error, OSError) as err:  # one line saying what failed (the runbook reads it)
         print(f"backup failed: {err}", file=sys.stderr)
         return 1
     print(json.dumps(result))

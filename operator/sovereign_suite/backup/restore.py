@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = json.loads(Path(args[0]).read_text())
     try:
         result = run_restore(cfg, args[1], args[2], Path(args[3]))
-    except BackupError as err:
+    except (BackupError, S3Error, OSError) as err:
         print(f"restore refused: {err}", file=sys.stderr)
         return 1
     print(json.dumps(result))
