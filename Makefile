@@ -12,7 +12,7 @@ CLOUDS ?= manifests/examples/clouds.yaml
 PYTEST_ARGS ?=
 export SOVEREIGN_SUITE_CACHE := $(CACHE)
 
-.PHONY: bench help venv tools real-node-tools real-node-images prometheus federation-tools redis-tools crds render golden test test-unit run run-multicluster cluster-up cluster-down cluster-down-multicluster clean-cache
+.PHONY: bench help venv tools real-node-tools real-node-images prometheus federation-tools redis-tools backup-tools crds render golden test test-unit run run-multicluster cluster-up cluster-down cluster-down-multicluster clean-cache
 
 help:
 	@echo "make run     local cluster + simulated national clouds + CRDs + example suite + operator (foreground)"
@@ -50,7 +50,7 @@ golden: venv
 test-unit: venv
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
 
-test: venv tools real-node-tools prometheus federation-tools redis-tools
+test: venv tools real-node-tools prometheus federation-tools redis-tools backup-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The real node (sovereign-suite cluster up --real-node; tests/cluster/test_real_node*.py)
@@ -73,6 +73,10 @@ federation-tools:
 # Debian's redis-server for the TLS tests of Docs' Redis (tests/components/test_redis_tls.py)
 redis-tools:
 	@hack/install-redis.sh
+# Debian's age and moto's S3 server (its own venv in the cache) for the backup program's test
+# (tests/test_backup_program.py)
+backup-tools:
+	@hack/install-backup-tools.sh
 
 cluster-up: venv tools
 	$(VENV)/bin/sovereign-suite cluster up

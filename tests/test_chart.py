@@ -276,10 +276,12 @@ def operator_rules(docs: list[dict[str, Any]], namespace: str) -> list[dict[str,
 
 
 def test_child_kinds_are_the_kinds_the_renderers_produce():
-    """CHILD_KINDS (and so the RBAC) holds what the templates produce, plus the Secrets the operator writes
+    """CHILD_KINDS (and so the RBAC) holds what the templates and renderers produce, plus the Secrets the operator writes
     itself (generated passwords, copies of referenced Secrets): no kind that nothing renders."""
     templates = ROOT / "operator" / "sovereign_suite" / "components"
     produced = {m for p in templates.rglob("*.j2") for m in re.findall(r"^kind: (\w+)$", p.read_text(), re.M)}
+    # and the renderers that build objects in Python (components/backup, the Barman Cloud objects of postgres)
+    produced |= {m for p in templates.rglob("*.py") for m in re.findall(r'"kind": "(\w+)"', p.read_text())}
     assert {k for _, k in CHILD_KINDS} == produced | {"Secret"}
 
 

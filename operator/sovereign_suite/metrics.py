@@ -10,6 +10,7 @@ built on them. GPU capacity gauges live in their own module.
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
 
@@ -59,6 +60,21 @@ MEMBER_UP = Gauge(
     "1 when the member cluster of a NationalCloud (push mode) answers and accepts the operator's credentials, 0 when "
     "it does not answer or refuses them (ClusterUnreachable, ClusterForbidden).", ["cloud"])
 
+# Per tenant with backups enabled (status.tenants[].backup, reconcile/backup_status.py). The alert
+# SovereignSuiteBackupTooOld compares the last success (or, before the first, the time backups were set up) with
+# twice the schedule's longest interval.
+BACKUP = SUITE + ["country"]
+BACKUP_LAST_SUCCESS = Gauge(
+    f"{NS}_backup_last_success_timestamp_seconds",
+    "Unix time of the tenant's last successful backup; 0 before the first.", BACKUP)
+BACKUP_SIZE = Gauge(f"{NS}_backup_last_size_bytes", "Size of the tenant's last successful backup in the bucket.",
+                    BACKUP)
+BACKUP_INTERVAL = Gauge(
+    f"{NS}_backup_interval_seconds", "Longest wait between two scheduled backups of the tenant.", BACKUP)
+BACKUP_ENABLED = Gauge(
+    f"{NS}_backup_enabled_timestamp_seconds", "Unix time the tenant's backup schedule was set up.", BACKUP)
+BACKUP_GAUGES = (BACKUP_LAST_SUCCESS, BACKUP_SIZE, BACKUP_INTERVAL, BACKUP_ENABLED)
+
 KNOWN_REASONS = {
     "ClusterUnreachable", "ClusterForbidden", "MemberCredentials", "TenantMoveRefused", "InvalidSpec", "UnknownCloud", "MissingSecret", "SecretNotReferenceable", "NamespaceConflict", "InvalidChild",
     "Conflict", "Forbidden", "Unauthorized", "ApiError", "MissingAPI", "InsufficientGPU", "InsufficientGPUMemory",
@@ -68,6 +84,7 @@ KNOWN_REASONS = {
 _guard = threading.Lock()
 _components: dict[tuple[str, str], set[tuple[str, str]]] = {}  # suite -> (country, component) with series
 _errors: dict[tuple[str, str], set[str]] = {}  # suite -> error reasons with series
+_backups: dict[tuple[str, str], set[str]] = {}  # suite -> countries with backup series
 
 
 def version() -> str:
@@ -127,6 +144,36 @@ def record_pass(namespace: str, name: str, outcome: Any, result: str, trigger: s
         _components[(namespace, name)] = seen
     for country, component in stale:
         _remove_component(namespace, name, country, component)
+    record_backups(namespace, name, outcome.status.get("tenants") or [])
+
+
+def _unix(timestamp: str | None) -> float:
+    if not timestamp:
+        return 0.0
+    return datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+
+
+def record_backups(namespace: str, name: str, tenants: list[dict[str, Any]]) -> None:
+    """The backup gauges of each tenant whose status has a ``backup`` entry; the others' series go."""
+    seen = set()
+    for t in tenants:
+        b = t.get("backup")
+        if not b:
+            continue
+        labels = (namespace, name, t["country"])
+        BACKUP_LAST_SUCCESS.labels(*labels).set(_unix(b.get("lastSuccessTime")))
+        BACKUP_INTERVAL.labels(*labels).set(b.get("intervalSeconds") or 0)
+        if b.get("enabledSince"):
+            BACKUP_ENABLED.labels(*labels).set(_unix(b["enabledSince"]))
+        if b.get("sizeBytes") is not None:
+            BACKUP_SIZE.labels(*labels).set(b["sizeBytes"])
+        seen.add(t["country"])
+    with _guard:
+        stale = _backups.get((namespace, name), set()) - seen
+        _backups[(namespace, name)] = seen
+    for country in stale:
+        for g in BACKUP_GAUGES:
+            _remove(g, namespace, name, country)
 
 
 def record_member(cloud: str, up: bool | None) -> None:
@@ -163,6 +210,10 @@ def forget_suite(namespace: str, name: str) -> None:
     with _guard:
         comps = _components.pop((namespace, name), set())
         reasons = _errors.pop((namespace, name), set())
+        backups = _backups.pop((namespace, name), set())
+    for country in backups:
+        for g in BACKUP_GAUGES:
+            _remove(g, namespace, name, country)
     for country, component in comps:
         _remove_component(namespace, name, country, component)
     for reason in reasons:

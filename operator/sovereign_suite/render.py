@@ -35,7 +35,9 @@ _KIND_PHASE = {
     "ConfigMap": "config",
     "PersistentVolumeClaim": "config",
     "Service": "config",
+    "ObjectStore": "config",  # the Barman Cloud plugin's, before the Cluster that archives to it
     "Cluster": "data",  # CloudNativePG
+    "ScheduledBackup": "routing",  # after its Cluster
     "Job": "jobs",
     "Deployment": "apps",
     "StatefulSet": "apps",
@@ -79,6 +81,8 @@ class RenderResult:
 
 
 def enabled(ctx: RenderContext, name: str) -> bool:
+    if name == "backup":
+        return ctx.backups.enabled
     return name == "tenancy" or bool(getattr(ctx.components, name).enabled)
 
 
@@ -135,7 +139,7 @@ def render_suite(
             errors += err.problems
             continue
         produced = produced_secret_names([o for objs in parts.values() for o in objs], secrets)
-        refs = secret_references(suite, index, ctx.tenant, ctx.components)
+        refs = secret_references(suite, index, ctx.tenant, ctx.components, ctx.backups, ctx.object_storage)
         errors += [Problem(path, message) for path, message in collision_problems(refs, produced)]
         for name, objs in parts.items():
             result.by_component[(ctx.country, name)] = objs

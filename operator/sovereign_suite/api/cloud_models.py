@@ -25,6 +25,7 @@ from .common import (
 from ..imageref import REGISTRY_PATTERN, registry_problem
 from .models import Tenant
 from .network import CloudNetwork
+from .backups import ObjectStorage
 
 
 # --------------------------------------------------------------------------------------------------
@@ -171,6 +172,11 @@ class NationalCloudSpec(Model):
         "Secret must be in the operator's member-secrets namespace and labelled "
         "sovereignsuite.io/member-credentials: \"true\"; its kubeconfig may hold only the server, its CA and an "
         "inline token or client certificate (docs/security.md)."
+    )
+    object_storage: ObjectStorage | None = Field(
+        None, description="The country's S3-compatible object storage in this cloud, declared once for every use "
+        "(backups of the suites' tenants: spec.backups). Its addresses must also be declared in "
+        "spec.network.egress.objectStorage for the pods that use it to reach it.",
     )
     suite_namespaces: list[NamespaceGlob] | None = Field(
         None, max_length=MAX_SUITE_NAMESPACES,

@@ -82,6 +82,7 @@ CANNOT = {
     "stun_turn": "learn the bridges' public address",
     "databases": "connect to the database",
     "api_server": "run the database's instances",
+    "object_storage": "upload its backups",
 }
 
 
@@ -120,10 +121,17 @@ def missing_egress(suite: SovereignSuite, clouds: dict[str, NationalCloud]) -> l
     from .validation import effective_components  # validation imports this module's overlap check
 
     missing: dict[str, tuple[str, list[str]]] = {}  # purpose -> (why, ["FR (NationalCloud fr-...)", ...])
+    from .validation import effective_backups
+
     for tenant in suite.spec.tenants:
         cloud = clouds.get(tenant.cloud)
         declared = merged(cloud.spec.network if cloud else None, suite.spec.network)
-        for purpose, why in needed_purposes(suite, effective_components(suite, tenant)).items():
+        needed = needed_purposes(suite, effective_components(suite, tenant))
+        backups = effective_backups(suite, tenant)
+        target = clouds.get(backups.cloud or tenant.cloud)
+        if backups.enabled and target and target.spec.object_storage:
+            needed["object_storage"] = f"the backup job needs it to reach {target.spec.object_storage.endpoint}"
+        for purpose, why in needed.items():
             if not declared[purpose]:
                 entry = missing.setdefault(purpose, (why, []))
                 entry[1].append(f"{tenant.country} (NationalCloud {tenant.cloud})")

@@ -35,6 +35,7 @@ from .fieldtypes import (
 from .ingress_annotations import IngressAnnotations, JitsiIngressAnnotations, ingress_annotations_field
 from .llm_models import LLM, LLMGateway, LLMModel  # noqa: F401 - re-exported: the API's one import point
 from .network import MAX_SOURCE_RANGES, Network, SourceRange
+from .backups import Backups
 from .common import (  # noqa: F401 - re-exported: the API's one import point
     API_VERSION,
     COUNTRIES,
@@ -336,6 +337,13 @@ class Tenant(Model):
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
 
+    backups: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Per-tenant overrides of spec.backups (same shape; only the fields set are merged), e.g. its "
+        "own cloud, schedule or encryption recipient.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
     @field_validator("country")
     @classmethod
     def _known_country(cls, v: str) -> str:
@@ -371,6 +379,11 @@ class SovereignSuiteSpec(Model):
     network: Network = Field(
         default_factory=Network,
         description="Endpoints outside the cluster that tenant pods may reach, added to the NationalCloud's.",
+    )
+    backups: Backups = Field(
+        default_factory=Backups,
+        description="Backups of every tenant (off by default) to its country's object storage; a tenant's "
+        "backups field overrides it.",
     )
 
     @field_validator("tenants")

@@ -108,6 +108,11 @@ class Egress(Model):
         default_factory=list, max_length=MAX_EGRESS_RULES,
         description="External PostgreSQL servers (postgres.mode external), for the component's pods that use them.",
     )
+    object_storage: list[EgressRule] = Field(
+        default_factory=list, max_length=MAX_EGRESS_RULES,
+        description="The NationalCloud's objectStorage (the backup jobs' pods, and CloudNativePG's instances when "
+        "they archive to it).",
+    )
     api_server: list[EgressRule] = Field(
         default_factory=list, max_length=MAX_EGRESS_RULES,
         description="The Kubernetes API server, for CloudNativePG's instance manager only (no other pod the "

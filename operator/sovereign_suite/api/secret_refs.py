@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from .backups import Backups, ObjectStorage
 from .models import Components, SovereignSuite, Tenant
 
 # The label a Secret in the suite's namespace must carry to be read and copied by the operator: a suite editor
@@ -45,9 +46,21 @@ def written_path(tenant: Tenant, index: int, component: str, *fields: str) -> st
     return f"spec.tenants[{index}].components.{component}." + ".".join(fields)
 
 
-def secret_references(suite: SovereignSuite, index: int, tenant: Tenant, comps: Components) -> list[SecretReference]:
-    """The Secrets the tenant's enabled components read from the suite's namespace, with the fields naming them."""
+def secret_references(suite: SovereignSuite, index: int, tenant: Tenant, comps: Components,
+                      backups: Backups | None = None, storage: ObjectStorage | None = None) -> list[SecretReference]:
+    """The Secrets the tenant's enabled components (and its backups, with the object storage they go to) read
+    from the suite's namespace, with the fields naming them."""
     refs: list[SecretReference] = []
+    if backups is not None and backups.enabled:
+        if storage is not None:
+            cloud = backups.cloud or tenant.cloud
+            refs.append(SecretReference(storage.credentials_secret_ref,
+                                        f"NationalCloud/{cloud}.spec.objectStorage.credentialsSecretRef", "backup"))
+        recipient = backups.encryption_recipient_secret_ref
+        if recipient is not None and backups.include.secrets:
+            path = (f"spec.tenants[{index}].backups" if "encryptionRecipientSecretRef" in tenant.backups
+                    else "spec.backups")
+            refs.append(SecretReference(recipient.name, f"{path}.encryptionRecipientSecretRef.name", "backup"))
     oidc = suite.spec.identity.oidc
     if oidc and comps.docs.enabled:
         refs.append(SecretReference(oidc.client_secret_ref.name, "spec.identity.oidc.clientSecretRef.name", "docs"))

@@ -42,6 +42,19 @@ class ModelStatus(Model):
     message: str = ""
 
 
+class BackupStatus(Model):
+    """The tenant's backups (reconcile/backup_status.py): when the last one succeeded, which and how big."""
+
+    schedule: str
+    interval_seconds: int = Field(0, description="The longest wait between two scheduled runs (the alert fires "
+                                  "when the last success is older than twice this).")
+    enabled_since: str | None = Field(None, description="When the backup CronJob was created.")
+    last_success_time: str | None = Field(None, description="When the last backup succeeded (the CronJob's "
+                                          "lastSuccessfulTime).")
+    last_backup_id: str | None = Field(None, description="Its id: the folder <prefix><id>/ in the bucket.")
+    size_bytes: int | None = Field(None, description="Its size in the bucket (the objects it uploaded).")
+
+
 class TenantStatus(Model):
     country: str
     namespace: str
@@ -53,6 +66,7 @@ class TenantStatus(Model):
     ready: bool
     components: list[ComponentStatus] = Field(default_factory=list)
     models: list[ModelStatus] = Field(default_factory=list)
+    backup: BackupStatus | None = Field(None, description="Present when the tenant's backups are enabled.")
 
 
 class StatusWarning(Model):

@@ -20,6 +20,7 @@ from .common import OPERATOR_NAMESPACE, FieldProblem
 from .derived_names import derived_name_problems, namespace_of, tenant_domain
 from .egress_checks import overlap_problems
 from .fieldtypes import PATTERN_MEANINGS
+from .backups import Backups
 from .models import (
     COMPONENTS,
     DNS_LABEL_RE,
@@ -112,10 +113,11 @@ def parse_suite(doc: dict[str, Any]) -> SovereignSuite:
         raise InputError(problems_from(err)) from None
     problems = []
     for i, tenant in enumerate(suite.spec.tenants):
-        try:
-            effective_components(suite, tenant)
-        except InputError as err:
-            problems += err.problems
+        for effective in (effective_components, effective_backups):
+            try:
+                effective(suite, tenant)
+            except InputError as err:
+                problems += err.problems
     if problems:
         raise InputError(problems)
     return suite
@@ -149,6 +151,51 @@ def effective_components(suite: SovereignSuite, tenant: Tenant) -> Components:
     except ValidationError as err:
         index = suite.spec.tenants.index(tenant)
         raise InputError(problems_from(err, prefix=f"spec.tenants[{index}].components")) from None
+
+
+def effective_backups(suite: SovereignSuite, tenant: Tenant) -> Backups:
+    """The suite's backups with the tenant's overrides deep-merged over them."""
+    if not tenant.backups:
+        return suite.spec.backups
+    base = suite.spec.backups.model_dump(by_alias=True, exclude_none=True, mode="json")
+    try:
+        return Backups.model_validate(_merge(base, tenant.backups))
+    except ValidationError as err:
+        index = suite.spec.tenants.index(tenant)
+        raise InputError(problems_from(err, prefix=f"spec.tenants[{index}].backups")) from None
+
+
+def backup_field(tenant: Tenant, index: int, name: str) -> str:
+    """The path of a backups field as the user wrote it: the tenant's override, or the suite's."""
+    return f"spec.tenants[{index}].backups.{name}" if name in tenant.backups else f"spec.backups.{name}"
+
+
+def backup_problems(suite: SovereignSuite, clouds: dict[str, NationalCloud], index: int, tenant: Tenant,
+                    namespace: str, operator_namespace: str) -> list[Problem]:
+    """A tenant's backups go to an object storage of its own country, declared, and its Secrets are encrypted."""
+    backups = effective_backups(suite, tenant)
+    if not backups.enabled:
+        return []
+    out: list[Problem] = []
+    name = backups.cloud or tenant.cloud
+    path = backup_field(tenant, index, "cloud") if backups.cloud else f"spec.tenants[{index}].cloud"
+    target = clouds.get(name)
+    if target is None:
+        if backups.cloud:  # the tenant's own cloud missing is reported once, on spec.tenants[i].cloud
+            out.append(Problem(path, f"NationalCloud {name!r} not found (known: {', '.join(sorted(clouds)) or 'none'})"))
+    elif target.spec.country != tenant.country:
+        out.append(Problem(path, f"NationalCloud {name!r} is in {target.spec.country}, not in {tenant.country}: a "
+                                 "tenant's backups must stay in its own country"))
+    elif backups.cloud and namespace and not cloud_admits(target, namespace, operator_namespace):
+        out.append(Problem(path, f"NationalCloud {name!r} does not admit suites of namespace {namespace!r}"))
+    elif target.spec.object_storage is None:
+        out.append(Problem(path, f"NationalCloud {name!r} declares no spec.objectStorage: backups need the "
+                                 "country's object storage"))
+    if backups.include.secrets and backups.encryption_recipient_secret_ref is None:
+        out.append(Problem(backup_field(tenant, index, "encryptionRecipientSecretRef"),
+                           "required when include.secrets is true: the generated Secrets are never stored in "
+                           "clear (an age recipient, age1...)"))
+    return out
 
 
 def cloud_admits(cloud: NationalCloud, namespace: str, operator_namespace: str) -> bool:
@@ -206,6 +253,7 @@ def check_suite(suite: SovereignSuite, clouds: dict[str, NationalCloud],
                 problems.append(Problem("spec.identity.oidc", "required when docs is enabled (Docs signs users in with OIDC)"))
         if comps.llm.enabled and not comps.llm.models:
             problems.append(Problem(f"{cpath}.llm.models", "at least one model is required when llm is enabled"))
+        problems += backup_problems(suite, clouds, i, tenant, namespace, operator_namespace)
     problems += [Problem(path, message) for path, message in derived_name_problems(suite)]
     problems += [Problem(f.path, f.message) for f in overlap_problems(suite, clouds)]  # egress vs the cluster
     return problems
@@ -217,6 +265,7 @@ __all__ = [
     "Problem",
     "check_suite",
     "cloud_admits",
+    "effective_backups",
     "effective_components",
     "load_documents",
     "namespace_of",

@@ -1,7 +1,8 @@
 """One pure renderer per component, with its jinja2 templates beside it.
 
 Each module exposes ``render(ctx) -> list[dict]`` and may expose ``secrets(ctx) -> list[SecretSpec]``.
-``tenancy`` always renders; the others render when ``components.<name>.enabled`` is true for the tenant.
+``tenancy`` always renders; ``backup`` when the tenant's ``backups.enabled``; the others when
+``components.<name>.enabled`` is true for the tenant.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import importlib
 from types import ModuleType
 
 # Order matters only for readability; the apply order is decided by sovereign_suite.render.phase_of.
-COMPONENT_MODULES = ("tenancy", "matrix", "jitsi", "docs", "llm")
+COMPONENT_MODULES = ("tenancy", "matrix", "jitsi", "docs", "llm", "backup")
 
 
 def module(name: str) -> ModuleType:

@@ -21,7 +21,15 @@ import yaml
 from ..api.derived_names import TENANT_HOST_PREFIXES
 from ..api.kubenames import CONTROL_RE, label_value_from
 from ..api.models import Components, NationalCloud, SovereignSuite, Tenant
-from ..api.validation import InputError, Problem, effective_components, namespace_of, tenant_domain
+from ..api.backups import Backups, ObjectStorage
+from ..api.validation import (
+    InputError,
+    Problem,
+    effective_backups,
+    effective_components,
+    namespace_of,
+    tenant_domain,
+)
 
 MANAGED_BY = "sovereign-suite-operator"
 LABEL_SUITE = "sovereignsuite.io/suite"
@@ -32,7 +40,9 @@ LABEL_RETAINED = "sovereignsuite.io/retained"
 REGION_LABEL = "topology.kubernetes.io/region"
 MONITORING_API = "monitoring.coreos.com/v1"
 CNPG_API = "postgresql.cnpg.io/v1"
-OPTIONAL_APIS = (MONITORING_API, CNPG_API)
+# The Barman Cloud plugin of CloudNativePG (cloudnative-pg/plugin-barman-cloud): backups of cloudnative-pg databases
+BARMAN_API = "barmancloud.cnpg.io/v1"
+OPTIONAL_APIS = (MONITORING_API, CNPG_API, BARMAN_API)
 ZONE_LABEL = "topology.kubernetes.io/zone"
 
 try:  # the C loader is ~10x faster; fall back when PyYAML was built without libyaml
@@ -80,6 +90,14 @@ class RenderContext:
     # model name -> the GPU product capacity-aware placement chose (reconcile/gpu.py); empty offline, where a
     # model may land on any product it accepts
     placements: Mapping[str, str] = field(default_factory=dict)
+    # the tenant's effective backups, and the NationalCloud whose objectStorage receives them (validated: same
+    # country, declared) when they are enabled
+    backups: Backups = field(default_factory=Backups)
+    backup_cloud: NationalCloud | None = None
+
+    @property
+    def object_storage(self) -> ObjectStorage | None:
+        return self.backup_cloud.spec.object_storage if self.backup_cloud is not None else None
 
     def serves(self, api_version: str) -> bool:
         return api_version in self.capabilities
@@ -187,6 +205,7 @@ def build_contexts(
     ]
     contexts = []
     for tenant, me in zip(suite.spec.tenants, peers_all):
+        backups = effective_backups(suite, tenant)
         contexts.append(
             RenderContext(
                 suite=suite,
@@ -197,6 +216,8 @@ def build_contexts(
                 capabilities=(capabilities.get(tenant.country, frozenset()) if isinstance(capabilities, Mapping)
                               else capabilities),
                 placements=dict((placements or {}).get(tenant.country, {})),
+                backups=backups,
+                backup_cloud=clouds.get(backups.cloud or tenant.cloud) if backups.enabled else None,
             )
         )
     return contexts

@@ -23,7 +23,7 @@ from ..api.derived_names import namespace_of
 from ..api.egress_checks import EgressFinding, missing_egress
 from ..api.models import SovereignSuite
 from ..api.secret_refs import opt_in_problems, secret_references
-from ..api.validation import InputError, check_suite, parse_suite
+from ..api.validation import InputError, check_suite, effective_backups, parse_suite
 from ..components.base import OPTIONAL_APIS, build_contexts
 from ..members.rbac import secret_reader_binding, tenant_labels
 from ..render import RenderResult, phase_of, render_suite
@@ -40,6 +40,7 @@ from .pools import each_cluster
 from .problems import UNREACHABLE, ObjectKey, Problem, SuiteKey, degraded, from_api_error, stalled
 from .prune import Pruner, component_of
 from .secrets import copy_manifest, roll_on_rotation
+from .backup_status import backup_entry
 from .status import build_status
 from .storage_hold import hold_immutable_storage
 from .targets import Target
@@ -64,6 +65,9 @@ CHILD_KINDS: tuple[tuple[str, str], ...] = (
     ("v1", "Service"),
     ("postgresql.cnpg.io/v1", "Cluster"),
     ("batch/v1", "Job"),
+    ("batch/v1", "CronJob"),
+    ("barmancloud.cnpg.io/v1", "ObjectStore"),
+    ("postgresql.cnpg.io/v1", "ScheduledBackup"),
     ("apps/v1", "Deployment"),
     ("apps/v1", "StatefulSet"),
     ("policy/v1", "PodDisruptionBudget"),
@@ -71,7 +75,8 @@ CHILD_KINDS: tuple[tuple[str, str], ...] = (
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PodMonitor"),
 )
-CAPABILITY_KINDS = {"monitoring.coreos.com/v1": ("ServiceMonitor",), "postgresql.cnpg.io/v1": ("Cluster",)}
+CAPABILITY_KINDS = {"monitoring.coreos.com/v1": ("ServiceMonitor",), "postgresql.cnpg.io/v1": ("Cluster",),
+                    "barmancloud.cnpg.io/v1": ("ObjectStore",)}
 
 
 @dataclass
@@ -146,7 +151,7 @@ class Pass:
         for index, c in enumerate(contexts):
             if self.homes is not None and c.namespace not in self.homes.home:
                 continue  # another operator's tenant (pull mode), or a cluster not known yet
-            refs = secret_references(suite, index, c.tenant, c.components)
+            refs = secret_references(suite, index, c.tenant, c.components, c.backups, c.object_storage)
             sources: dict[str, dict[str, Any] | None] = {}
             for r in refs:
                 sources[r.name] = self.ctx.cache.referenced_secret(self.key.namespace, r.name)
@@ -327,7 +332,8 @@ class Pass:
         health = []
         for (country, comp), objs in sorted(result.by_component.items()):
             ns = f"{suite.name}-{country}"
-            if comp == "tenancy" or (self.homes is not None and ns in self.homes.remote):
+            # tenancy runs nothing; the backup's health is its last success (status.tenants[].backup, the alert)
+            if comp in ("tenancy", "backup") or (self.homes is not None and ns in self.homes.remote):
                 continue
             h = observe.component_health(country, ns, comp, by_comp.get((ns, comp), []), pods_of=self.pods_of)
             missing = [o for o in objs if o["kind"] in ("Deployment", "StatefulSet") and ObjectKey.of(o) not in
@@ -363,6 +369,20 @@ class Pass:
                 out[c.namespace] = entries
         return out
 
+    def add_backups(self, suite: SovereignSuite, status: dict[str, Any]) -> None:
+        """Each tenant's last successful backup (reconcile/backup_status.py), for the tenants served here."""
+        old = {t.get("namespace"): t.get("backup") for t in self.old_status.get("tenants") or []}
+        for tenant, entry in zip(suite.spec.tenants, status.get("tenants") or []):
+            backups = effective_backups(suite, tenant)
+            ns = entry["namespace"]
+            view = self.homes.home.get(ns) if self.homes else None
+            if not backups.enabled or (self.homes is not None and view is None):
+                continue
+            kube = view.target.kube if view else self.ctx.kube
+            cronjob = self.live.get(ObjectKey("batch", "CronJob", ns, "backup"))
+            entry["backup"] = backup_entry(backups.schedule, cronjob, old.get(ns),
+                                           lambda sel: kube.list("v1", "Pod", sel, ns), ns)
+
     def finish(self, suite: SovereignSuite | None, health: list[observe.ComponentHealth], problems: list[Problem],
                *, rendered: bool = True, paused: bool = False, waiting: list[str] | None = None,
                models: dict[str, list[dict[str, Any]]] | None = None) -> PassResult:
@@ -373,6 +393,8 @@ class Pass:
                                       gpu_problems, paused=paused, rendered=rendered))
         clusters = {ns: self.homes.cluster(ns) for ns in self.homes.cloud_of} if self.homes else None
         status = build_status(self.old_status, verdict.conditions, self.generation, suite, health, models, clusters)
+        if suite is not None and rendered:
+            self.add_backups(suite, status)
         self.events += transitions(self.old_status.get("conditions") or [], status["conditions"])
         self.events += add_warnings(status, self.old_status, self.warnings if suite is not None else None)
         requeue = self.requeue_after

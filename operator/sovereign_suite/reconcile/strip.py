@@ -86,6 +86,10 @@ def strip_child(obj: dict[str, Any]) -> dict[str, Any]:
         out["status"] = {"conditions": [{k: c.get(k) for k in ("type", "status", "reason", "message",
                                                                  "lastTransitionTime")}
                                         for c in status.get("conditions") or []]}
+    elif kind == "CronJob":  # when the backup last ran and last succeeded (reconcile/backup_status.py)
+        out["status"] = {k: status[k] for k in ("lastScheduleTime", "lastSuccessfulTime") if k in status}
+        if obj["metadata"].get("creationTimestamp"):  # since when backups run: the alert's start without a success
+            out["metadata"]["creationTimestamp"] = obj["metadata"]["creationTimestamp"]
     elif kind == "PersistentVolumeClaim":  # the class is immutable (storage_hold.py)
         out["spec"] = claim_fields(spec)
     elif kind == "Secret":

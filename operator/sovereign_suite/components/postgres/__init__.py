@@ -32,6 +32,7 @@ from ...api.models import Postgres
 from ...api.validation import InputError, Problem
 from .. import tls
 from ..base import (
+    BARMAN_API,
     RenderContext,
     SecretKey,
     SecretSpec,
@@ -249,8 +250,75 @@ def _cloudnative_pg(
         ports=CNPG_OPERATOR_PORTS,
         pg_hba=list(CNPG_HBA),
     )
+    if ctx.backups.enabled and ctx.backups.include.databases:
+        objs = with_barman_backups(ctx, component, obj_name, objs)
     # CNPG creates <cluster>-app (keys username, password, host, uri, ...) for the owner and the -rw Service
     # that always points at the primary.
     db = Database(f"{obj_name}-rw", PORT, name, user, f"{obj_name}-app", PASSWORD_KEY, SSL_MODE, f"{obj_name}-ca",
                   CNPG_CA_KEY)
     return objs, [], db
+
+
+# ---- backups of a cloudnative-pg database: the Barman Cloud plugin ---------------------------------------------
+# cloudnative-pg/plugin-barman-cloud web/docs/usage.md and intro.md (v0.x, 2025): an ObjectStore
+# (barmancloud.cnpg.io/v1) per object store; the Cluster archives its WAL there through spec.plugins
+# (isWALArchiver: true, parameters.barmanObjectName); base backups are Backup/ScheduledBackup objects with
+# method: plugin and pluginConfiguration.name. Requires CloudNativePG 1.26 or later (1.27+ recommended; the in-tree
+# spec.backup.barmanObjectStore is deprecated since 1.26) and cert-manager for the plugin's TLS. The operator
+# renders these only when the cluster serves barmancloud.cnpg.io/v1 (the plugin is installed); otherwise the
+# suite is refused with the reason, never silently left without database backups.
+BARMAN_PLUGIN = "barman-cloud.cloudnative-pg.io"
+
+
+def with_barman_backups(ctx: RenderContext, component: str, obj_name: str,
+                        objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    storage = ctx.object_storage
+    assert storage is not None  # validation: enabled backups have a declared object storage
+    if not ctx.serves(BARMAN_API):
+        raise InputError([Problem(
+            "spec.backups.include.databases",
+            f"{component}'s database is cloudnative-pg, and the cluster does not serve {BARMAN_API}: install "
+            "CloudNativePG's Barman Cloud plugin (CloudNativePG 1.26 or later, cert-manager), or set "
+            "include.databases: false")])
+    from ..backup import prefix  # the tenant's place in the bucket, shared with the backup job
+
+    store = f"{obj_name}-backup"
+    creds = storage.credentials_secret_ref
+    for obj in objs:
+        if obj["kind"] == "Cluster":
+            obj["spec"]["plugins"] = [{"name": BARMAN_PLUGIN, "isWALArchiver": True,
+                                       "parameters": {"barmanObjectName": store}}]
+    object_store = {
+        "apiVersion": BARMAN_API,
+        "kind": "ObjectStore",
+        "metadata": {"name": store, "namespace": ctx.namespace, "labels": labels(ctx, component)},
+        "spec": {
+            # barman-cloud's retention: a recovery window ("<n>d"): base backups and WAL needed to restore any
+            # point of the last n days are kept
+            "retentionPolicy": f"{ctx.backups.retention_days}d",
+            "configuration": {
+                "destinationPath": f"s3://{storage.bucket}/{prefix(ctx)}cnpg/",
+                "endpointURL": storage.endpoint,
+                "s3Credentials": {
+                    "accessKeyId": {"name": creds, "key": "AWS_ACCESS_KEY_ID"},
+                    "secretAccessKey": {"name": creds, "key": "AWS_SECRET_ACCESS_KEY"},
+                },
+                "wal": {"compression": "gzip"},
+                "data": {"compression": "gzip"},
+            },
+        },
+    }
+    scheduled = {
+        "apiVersion": "postgresql.cnpg.io/v1",
+        "kind": "ScheduledBackup",
+        "metadata": {"name": obj_name, "namespace": ctx.namespace, "labels": labels(ctx, component)},
+        "spec": {
+            # CloudNativePG's schedule has a leading seconds field (robfig/cron with seconds)
+            "schedule": f"0 {ctx.backups.schedule}",
+            "cluster": {"name": obj_name},
+            "method": "plugin",
+            "pluginConfiguration": {"name": BARMAN_PLUGIN},
+            "backupOwnerReference": "self",
+        },
+    }
+    return [object_store, *objs, scheduled]

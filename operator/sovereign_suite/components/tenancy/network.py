@@ -45,6 +45,7 @@ DNS_PEER = {
 INGRESS_CONTROLLER_PORT = 443  # the public hosts are https on 443 (well-known server file, Ingress TLS)
 JITSI_PODS = ("jitsi-web", "jitsi-jicofo", "jitsi-jvb")
 DOCS_DB_CLIENTS = ("docs-backend", "docs-worker", "docs-migrate")
+BACKUP_POD = "backup"  # components/backup: app.kubernetes.io/name of the backup job's pods
 
 
 def _ports(*ports: int, protocol: str = "TCP") -> list[dict[str, Any]]:
@@ -66,12 +67,15 @@ def _policy(ctx: RenderContext, name: str, selector: dict[str, Any], **spec: Any
 
 
 def _databases(ctx: RenderContext) -> list[tuple[str, str, tuple[str, ...]]]:
-    """(database object name, mode, client pods) of each enabled component's PostgreSQL."""
+    """(database object name, mode, client pods) of each enabled component's PostgreSQL. The backup job's pod
+    dumps the embedded ones when the tenant backs its databases up."""
     out = []
-    if ctx.components.matrix.enabled:
-        out.append(("matrix-postgres", ctx.components.matrix.postgres.mode, ("synapse",)))
-    if ctx.components.docs.enabled:
-        out.append(("docs-postgres", ctx.components.docs.postgres.mode, DOCS_DB_CLIENTS))
+    dumps = ctx.backups.enabled and ctx.backups.include.databases
+    for name, comp, clients in (("matrix", ctx.components.matrix, ("synapse",)),
+                                ("docs", ctx.components.docs, DOCS_DB_CLIENTS)):
+        if comp.enabled:
+            mode = comp.postgres.mode
+            out.append((f"{name}-postgres", mode, clients + (BACKUP_POD,) if dumps and mode == "embedded" else clients))
     return out
 
 
@@ -166,7 +170,13 @@ def _purpose_pods(ctx: RenderContext) -> dict[str, dict[str, Any] | None]:
         "matrix_federation": _names(["synapse"]) if c.matrix.enabled and c.matrix.federation.enabled else None,
         "databases": _names(external_db) if external_db else None,
         "api_server": {"matchExpressions": [{"key": CNPG_CLUSTER, "operator": "Exists"}]} if cnpg else None,
+        "object_storage": _object_storage_pods(ctx, cnpg),
     }
+
+
+def _object_storage_pods(ctx: RenderContext, cnpg: bool) -> dict[str, Any] | None:
+    """The backup job's pods (CloudNativePG's instances, which archive there too, get their own policy)."""
+    return _names([BACKUP_POD]) if ctx.backups.enabled else None
 
 
 def egress_policies(ctx: RenderContext) -> list[dict[str, Any]]:
@@ -174,7 +184,10 @@ def egress_policies(ctx: RenderContext) -> list[dict[str, Any]]:
     out = [
         _policy(ctx, "allow-egress-dns", {}, egress=[
             {"to": [DNS_PEER], "ports": _ports(53, protocol="UDP") + _ports(53)}]),
-        _policy(ctx, "allow-egress-same-namespace", {}, egress=[{"to": [{"podSelector": {}}]}]),
+        # every pod but the backup job's, which reaches only the databases it dumps (components/backup)
+        _policy(ctx, "allow-egress-same-namespace",
+                {"matchExpressions": [{"key": NAME, "operator": "NotIn", "values": [BACKUP_POD]}]}
+                if ctx.backups.enabled else {}, egress=[{"to": [{"podSelector": {}}]}]),
     ]
     public_clients = []
     if c.matrix.enabled and c.matrix.federation.enabled and ctx.peers:
@@ -193,7 +206,15 @@ def egress_policies(ctx: RenderContext) -> list[dict[str, Any]]:
         egress = [{"to": [{"ipBlock": {"cidr": cidr}} for cidr in r.cidrs],
                    "ports": [{"protocol": p.protocol, "port": p.port} for p in r.ports]} for r in rules]
         out.append(_policy(ctx, f"allow-egress-{purpose.replace('_', '-')}", selector, egress=egress))
+        if purpose == "object_storage" and _cnpg_archives(ctx):  # the Barman Cloud plugin's sidecar uploads too
+            out.append(_policy(ctx, "allow-egress-object-storage-cnpg",
+                               {"matchExpressions": [{"key": CNPG_CLUSTER, "operator": "Exists"}]}, egress=egress))
     return out
+
+
+def _cnpg_archives(ctx: RenderContext) -> bool:
+    return (ctx.backups.enabled and ctx.backups.include.databases
+            and any(mode == "cloudnative-pg" for _, mode, _ in _databases(ctx)))
 
 
 def render(ctx: RenderContext) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...api.backups import BACKUP_IMAGE
 from .oci import ImageConfig
 
 SUITE = "trixie"  # PostgreSQL 17 (the pinned major) and Redis 8 are trixie's
@@ -232,5 +233,24 @@ DNS = Recipe(
     config=ImageConfig(entrypoint=["python3", "/usr/local/bin/realnode-dns.py"]),
 )
 
+# ---- the backup job (not a stand-in: the project's own image, Dockerfile.backup) ---------------------------
+# The same contents as Dockerfile.backup: Debian's PostgreSQL 17 client, age and Python, and the
+# backup program's files from this package under /opt/sovereign-suite-backup.
+_BACKUP_SRC = Path(__file__).resolve().parents[2]  # operator/sovereign_suite
+_BACKUP_DIR = "/opt/sovereign-suite-backup/sovereign_suite"
+BACKUP = Recipe(
+    name=BACKUP_IMAGE,
+    packages=("postgresql-client-17", "age", "python3", "ca-certificates"),
+    files={f"{_BACKUP_DIR}/{rel}": ((_BACKUP_SRC / rel).read_text(), 0o644)
+           for rel in ("__init__.py", "backup/__init__.py", "backup/program.py", "backup/restore.py",
+                       "backup/s3.py")},
+    script="PYTHONPATH=/opt/sovereign-suite-backup python3 -c 'import sovereign_suite.backup.program'\n"
+           "pg_dump --version\nage --version\n",
+    config=ImageConfig(cmd=["python3", "-m", "sovereign_suite.backup.program", "/etc/backup/config/config.json"],
+                       user="991:991", env=[f"PATH={PATH}", "PYTHONPATH=/opt/sovereign-suite-backup",
+                                           "PYTHONDONTWRITEBYTECODE=1"]),
+)
+
 RECIPES = {"postgres": POSTGRES, "redis": REDIS, "synapse": SYNAPSE, "element-web": ELEMENT, "litellm": LITELLM,
-           "dns": DNS}
+           "dns": DNS,
+           "backup": BACKUP}

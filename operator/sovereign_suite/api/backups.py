@@ -1,0 +1,77 @@
+"""Backups: where a country's object storage is (NationalCloud ``spec.objectStorage``, declared once and used by
+every feature that keeps data in the country's buckets), and what a suite or tenant backs up (``spec.backups``,
+``spec.tenants[].backups`` overriding it field by field).
+
+A backup goes to the ``objectStorage`` of a NationalCloud of the tenant's own country: the tenant's cloud by
+default, or another of the same country (``backups.cloud``); another country's is refused at validation.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
+
+from . import cron
+from .common import Model, ObjectName, SecretKeyRef
+from .fieldtypes import Endpoint, ImageRef
+
+BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$"  # S3 bucket naming rules (lower case, 3-63)
+REGION_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# The image the backup CronJob runs: Debian's PostgreSQL client (pg_dump of the pinned major, 17), age and
+# Python with the backup program (sovereign_suite/backup). Built from this repository's Dockerfile.backup.
+BACKUP_IMAGE = "ghcr.io/sovereign-suite/backup:0.1.0"
+
+CronSchedule = Annotated[
+    str,
+    AfterValidator(cron.check),
+    Field(min_length=9, max_length=cron.MAX_LENGTH, json_schema_extra={"pattern": r"^[0-9a-zA-Z*/,-]+( [0-9a-zA-Z*/,-]+){4}$"}),
+]
+
+
+class ObjectStorage(Model):
+    """The country's S3-compatible object storage in this cloud. Declared once: backups use it (and later
+    features that keep data in the country's buckets)."""
+
+    endpoint: Endpoint = Field(description="S3 endpoint: http(s)://<host>[:<port>], no credentials, no path.")
+    region: str | None = Field(None, max_length=63, pattern=REGION_PATTERN,
+                               description="The bucket's region (signing region); absent: us-east-1.")
+    bucket: str = Field(min_length=3, max_length=63, pattern=BUCKET_PATTERN)
+    credentials_secret_ref: ObjectName = Field(
+        description="Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, in the namespace of each suite "
+        "that uses this storage and labelled sovereignsuite.io/referenceable=true (copied into the tenant "
+        "namespaces like every referenced Secret).",
+    )
+
+
+class BackupContent(Model):
+    databases: bool = Field(True, description="The embedded PostgreSQL databases (pg_dump -Fc), or CloudNativePG's "
+                            "base backups and WAL archive (Barman Cloud plugin).")
+    media: bool = Field(True, description="Synapse's media store: local_content and local_thumbnails.")
+    secrets: bool = Field(True, description="The generated Secrets (database passwords, Synapse's signing key, "
+                          "Docs' and the LLM gateway's keys), age-encrypted to encryptionRecipientSecretRef.")
+
+
+class Backups(Model):
+    """What a tenant backs up, how often and for how long."""
+
+    enabled: bool = False
+    cloud: ObjectName | None = Field(
+        None, description="The NationalCloud whose spec.objectStorage receives the backups; default: the tenant's "
+        "own cloud. It must be in the tenant's country.",
+    )
+    schedule: CronSchedule = Field(
+        "0 2 * * *", description="When to back up: five cron fields (minute hour day-of-month month day-of-week), "
+        "in the controller manager's time zone; no macros, no TZ= prefix.",
+    )
+    retention_days: int = Field(
+        14, ge=1, le=3650, description="Backups older than this many days are deleted (the newest complete one is "
+        "always kept).",
+    )
+    include: BackupContent = Field(default_factory=BackupContent)
+    encryption_recipient_secret_ref: SecretKeyRef | None = Field(
+        None, description="Secret and key holding the country's age recipient (age1..., the public half of an "
+        "X25519 identity the country keeps offline); required when include.secrets. The Secrets archive is "
+        "encrypted to it: without the identity it cannot be read.",
+    )
+    image: ImageRef = Field(BACKUP_IMAGE, description="The backup job's image (PostgreSQL client, age, the program).")
