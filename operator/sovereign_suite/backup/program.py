@@ -73,6 +73,7 @@ def _sha256(path: Path) -> str:
 
 def dump_database(db: dict[str, Any], out: Path) -> None:
     env = {**os.environ, "PGPASSWORD": _read(db["passwordFile"]), "PGSSLMODE": db.get("sslMode", "prefer"),
+           **({"PGSSLROOTCERT": db["sslRootCert"]} if db.get("sslRootCert") else {}),
            "PGCONNECT_TIMEOUT": "30"}
     cmd = ["pg_dump", "-Fc", "--no-password", "-h", db["host"], "-p", str(db["port"]), "-U", db["user"],
            "-d", db["database"], "-f", str(out)]

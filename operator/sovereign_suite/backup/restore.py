@@ -69,7 +69,8 @@ def fetch_verified(s3: Client, prefix: str, bid: str, out: Path) -> dict[str, An
 
 
 def _psql(db: dict[str, Any], sql: str) -> str:
-    env = {**os.environ, "PGPASSWORD": _read(db["passwordFile"]), "PGSSLMODE": db.get("sslMode", "prefer")}
+    env = {**os.environ, "PGPASSWORD": _read(db["passwordFile"]), "PGSSLMODE": db.get("sslMode", "prefer"),
+           **({"PGSSLROOTCERT": db["sslRootCert"]} if db.get("sslRootCert") else {})}
     run = subprocess.run(["psql", "-X", "-v", "ON_ERROR_STOP=1", "-Atq", "-h", db["host"], "-p", str(db["port"]),
                           "-U", db["user"], "-d", db["database"], "-c", sql], env=env, capture_output=True, text=True)
     if run.returncode != 0:
@@ -82,7 +83,8 @@ def restore_database(db: dict[str, Any], dump: Path) -> None:
                        "('pg_catalog', 'information_schema')")
     if tables != "0":
         raise RestoreError(f"database {db['name']} is not empty ({tables} tables): never restored over")
-    env = {**os.environ, "PGPASSWORD": _read(db["passwordFile"]), "PGSSLMODE": db.get("sslMode", "prefer")}
+    env = {**os.environ, "PGPASSWORD": _read(db["passwordFile"]), "PGSSLMODE": db.get("sslMode", "prefer"),
+           **({"PGSSLROOTCERT": db["sslRootCert"]} if db.get("sslRootCert") else {})}
     run = subprocess.run(["pg_restore", "--exit-on-error", "--no-owner", "--no-password", "-h", db["host"],
                           "-p", str(db["port"]), "-U", db["user"], "-d", db["database"], str(dump)],
                          env=env, capture_output=True, text=True)

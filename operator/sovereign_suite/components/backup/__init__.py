@@ -22,6 +22,7 @@ from typing import Any
 
 from ...api.backups import Backups
 from ...backup.program import MANIFEST  # noqa: F401 - the layout the program writes (docs/operations.md)
+from .. import tls
 from ..base import RenderContext, container_security, pod_security
 from ..postgres import PASSWORD_KEY, PORT as POSTGRES_PORT, object_name as db_object_name
 
@@ -36,6 +37,7 @@ WORK = "/backup/work"  # dumps and archives before upload (disk)
 SEALED_WORK = "/backup/sealed"  # the clear Secrets tar before age encrypts it: memory only
 RECIPIENT_FILE = f"{MOUNT}/recipient/recipient"
 S3_DIR = f"{MOUNT}/s3"
+TLS_DIR = f"{MOUNT}/tls"  # the tenant's CA certificate (components/tls.py), to verify the embedded databases
 # Synapse's advice: one-time keys restored and handed out again break end-to-end sessions
 # (element-hq/synapse docs/usage/administration/backups.md, v1.163.2).
 SYNAPSE_EXCLUDED_DATA = ("e2e_one_time_keys_json",)
@@ -95,7 +97,8 @@ def config(ctx: RenderContext) -> dict[str, Any]:
         cfg["databases"].append({
             "name": component, "host": secret, "port": POSTGRES_PORT, "database": pg.database or component,
             "user": pg.user or component, "passwordFile": f"{SECRETS_ROOT}/{secret}/{PASSWORD_KEY}",
-            "sslMode": "disable" if pg.ssl_mode == "disable" else "prefer",
+            # the embedded servers accept TLS only (hostssl), with a certificate of the tenant's CA for this name
+            "sslMode": "verify-full", "sslRootCert": f"{TLS_DIR}/{tls.CA_CERT}",
             "excludeTableData": list(SYNAPSE_EXCLUDED_DATA) if component == "matrix" else [],
         })
     if media_included(ctx):
@@ -138,6 +141,9 @@ def cronjob(ctx: RenderContext) -> dict[str, Any]:
         {"name": "work", "mountPath": WORK},
         {"name": "sealed", "mountPath": SEALED_WORK},
     ]
+    if embedded_databases(ctx):
+        volumes.append(tls.ca_volume("tls-ca"))
+        mounts.append({"name": "tls-ca", "mountPath": TLS_DIR, "readOnly": True})
     if backups.include.secrets and backups.encryption_recipient_secret_ref is not None:
         ref = backups.encryption_recipient_secret_ref
         volumes.append({"name": "recipient", "secret": {"secretName": ref.name, "defaultMode": 0o440,
