@@ -32,6 +32,7 @@ from .fieldtypes import (
 )
 
 from .ingress_annotations import IngressAnnotations, JitsiIngressAnnotations, ingress_annotations_field
+from .matrix_workers import MatrixWorkers
 from .llm_models import LLM, LLMGateway, LLMModel  # noqa: F401 - re-exported: the API's one import point
 from .network import MAX_SOURCE_RANGES, Network, SourceRange
 from .common import (  # noqa: F401 - re-exported: the API's one import point
@@ -149,7 +150,7 @@ class Matrix(Model):
     enabled: bool = True
     image: ImageRef = "ghcr.io/element-hq/synapse:v1.163.2"
     element_image: ImageRef = "ghcr.io/element-hq/element-web:v1.11.110"
-    replicas: int = Field(1, ge=0, le=1, description="Synapse runs as one main process (workers are not rendered).")
+    replicas: int = Field(1, ge=0, le=1, description="Synapse's main process (0 or 1); see workers for the others.")
     element_replicas: int = Field(2, ge=0, le=20)
     media_storage: Quantity = "20Gi"
     max_upload_size: str = Field("100M", pattern=r"^[0-9]+[KMG]?$")
@@ -158,6 +159,10 @@ class Matrix(Model):
     postgres: Postgres = Field(default_factory=Postgres)
     resources: Resources = Field(
         default_factory=lambda: resources({"cpu": "500m", "memory": "1Gi"}, {"cpu": "2", "memory": "4Gi"})
+    )
+    workers: MatrixWorkers = Field(default_factory=MatrixWorkers)
+    redis_image: ImageRef = Field(
+        "docker.io/library/redis:8.2-alpine", description="Redis for the workers' replication (size not monolith)."
     )
     extra_config: dict[str, Any] = Field(
         default_factory=dict,
