@@ -34,6 +34,7 @@ from ..base import (
     render_text,
 )
 from ..postgres import Database, render_postgres
+from . import workers as synapse_workers
 
 HERE = str(Path(__file__).parent)
 COMPONENT = "matrix"
@@ -80,6 +81,18 @@ class SynapsePaths:
     def database_password(self) -> str:
         return f"{self.database_secret}/password"
 
+    @property
+    def worker(self) -> str:
+        """A worker's own file, written by its init container (templates/write-worker-config.py.j2)."""
+        return f"{self.runtime}/worker.yaml"
+
+    @property
+    def worker_script(self) -> str:
+        return f"{self.config}/write-worker-config.py"
+
+    def worker_type_file(self, type_name: str) -> str:
+        return f"{self.config}/worker-{type_name}.yaml"
+
 
 PATHS = SynapsePaths()
 
@@ -87,6 +100,11 @@ PATHS = SynapsePaths()
 def synapse_args(paths: SynapsePaths = PATHS) -> list[str]:
     """Synapse's arguments: homeserver.yaml, then the database file (merged over it); in-line secrets refused."""
     return ["--config-path", paths.homeserver, "--config-path", paths.database, "--no-secrets-in-config"]
+
+
+def worker_args(paths: SynapsePaths = PATHS) -> list[str]:
+    """A worker's arguments: the shared files, then its own (docs/workers.md, "Worker configuration")."""
+    return [*synapse_args(paths)[:-1], "--config-path", paths.worker, "--no-secrets-in-config"]
 
 
 def database(ctx: RenderContext) -> Database:
@@ -137,6 +155,10 @@ def homeserver_config(ctx: RenderContext, paths: SynapsePaths = PATHS) -> dict[s
         max_upload_size=matrix.max_upload_size,
         federation_whitelist=federation_whitelist(ctx),
     )[0]
+    shared = synapse_workers.shared_config(ctx, paths.keys)
+    if shared:  # workers: the main process's replication listener and the keys every process shares
+        owned["listeners"].append(synapse_workers.main_listener())
+        owned.update(shared)
     guarded = {**owned, **{k: None for k in RESERVED}}
     tenant_path, tenant_keys = _extra_path(ctx)
     extra = matrix.extra_config
@@ -160,6 +182,20 @@ def homeserver_yaml(ctx: RenderContext, paths: SynapsePaths = PATHS) -> str:
 
 def write_database_script() -> str:
     return render_text(HERE, "write-database-config.py.j2")
+
+
+def write_worker_script() -> str:
+    return render_text(HERE, "write-worker-config.py.j2")
+
+
+def worker_files(ctx: RenderContext) -> dict[str, str]:
+    """The ConfigMap synapse-workers: each active worker type's file and the init script ({} for the monolith)."""
+    active = synapse_workers.active(ctx.components.matrix.workers)
+    if not active:
+        return {}
+    files = {f"worker-{kind.name}.yaml": dump_yaml(synapse_workers.worker_config(kind, HTTP_PORT, METRICS_PORT))
+             for kind, _ in active}
+    return {**files, "write-worker-config.py": write_worker_script()}
 
 
 def element_config(ctx: RenderContext) -> dict[str, Any]:
@@ -267,6 +303,9 @@ def secrets(ctx: RenderContext) -> list[SecretSpec]:
             "macaroon_secret_key": SecretKey("random", 64),
             "registration_shared_secret": SecretKey("random", 64),
             "form_secret": SecretKey("random", 64),
+            # workers only (added to the stored Secret when they are turned on): replication and Redis
+            **({"worker_replication_secret": SecretKey("random", 64), "redis_password": SecretKey("random", 64)}
+               if ctx.components.matrix.workers.enabled() else {}),
         },
         labels=ctx.labels(COMPONENT, "synapse"),
     )
