@@ -164,6 +164,11 @@ class Matrix(Model):
     redis_image: ImageRef = Field(
         "docker.io/library/redis:8.2-alpine", description="Redis for the workers' replication (size not monolith)."
     )
+    router_image: ImageRef = Field(
+        "docker.io/nginxinc/nginx-unprivileged:1.28.0-alpine",
+        description="nginx routing each path to its worker type (workers only).",
+    )
+    router_replicas: int = Field(2, ge=1, le=20, description="The router's replicas (workers only).")
     extra_config: dict[str, Any] = Field(
         default_factory=dict,
         description="Merged into homeserver.yaml; may not set a key the operator owns.",

@@ -14,6 +14,7 @@ into a separate config file (see templates/write-database-config.py.j2). Nothing
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from ..base import (
 )
 from ..postgres import Database, render_postgres
 from . import workers as synapse_workers
+from .workloads import render_router, render_workers
 
 HERE = str(Path(__file__).parent)
 COMPONENT = "matrix"
@@ -47,6 +49,9 @@ KEYS_SECRET = "synapse-keys"
 WELL_KNOWN_DIR = "/srv/well-known/matrix"
 INGRESS_PATHS = ("/_matrix", "/_synapse/client")  # not /_synapse/admin: the admin API stays in-cluster
 SMALL_RESOURCES = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
+ROUTER_RESOURCES = {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"cpu": "1", "memory": "256Mi"}}
+# nginxinc/docker-nginx-unprivileged README: uid 101, listens without privileges, pid and temp files in /tmp
+ROUTER_UID = 101
 ELEMENT_RESOURCES = {"requests": {"cpu": "20m", "memory": "32Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
 
 # Keys of homeserver.yaml that extraConfig may not set, besides those the template renders: the in-line
@@ -242,6 +247,9 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
     matrix = ctx.components.matrix
     pg_objects, _, db = render_postgres(ctx, COMPONENT, matrix.postgres)
     affinity = ctx.region_affinity()
+    config_data = {"homeserver.yaml": homeserver_yaml(ctx), "write-database-config.py": write_database_script()}
+    worker_data = worker_files(ctx)
+    active = synapse_workers.active(matrix.workers)
     synapse = render_template(
         HERE,
         "synapse.yaml.j2",
@@ -251,7 +259,10 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         paths=PATHS,
         labels=ctx.labels(COMPONENT, "synapse", image_version(matrix.image)),
         selector=ctx.selector(COMPONENT, "synapse"),
-        config_data={"homeserver.yaml": homeserver_yaml(ctx), "write-database-config.py": write_database_script()},
+        config_data=config_data,
+        replication_port=synapse_workers.REPLICATION_PORT if active else None,
+        media_on_worker=any(kind.key == "media_repository" for kind, _ in active),
+        ingress_backend="synapse-router" if active else "synapse",
         init_command=["python3", PATHS.script, PATHS.homeserver, PATHS.database, PATHS.database_password],
         command=["python3", "-m", "synapse.app.homeserver", *synapse_args()],
         http_port=HTTP_PORT,
@@ -265,6 +276,23 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         resources=matrix.resources.wire(),
         small_resources=SMALL_RESOURCES,
     )
+    # every process restarts when the shared file or a worker file changes (docs/workers.md: adding or removing
+    # event persisters or federation senders needs every process restarted)
+    workers = render_workers(
+        ctx, COMPONENT, image_version(matrix.image),
+        here=HERE, uid=SYNAPSE_UID, worker_data=worker_data, db=db, paths=PATHS, affinity=affinity,
+        config_hash=hashlib.sha256(json.dumps([config_data, worker_data], sort_keys=True).encode()).hexdigest(),
+        keys_secret=KEYS_SECRET,
+        init_command=["python3", PATHS.script, PATHS.homeserver, PATHS.database, PATHS.database_password],
+        command=["python3", "-m", "synapse.app.generic_worker", *worker_args()],
+        http_port=HTTP_PORT, metrics_port=METRICS_PORT,
+        resources=matrix.resources.wire(), small_resources=SMALL_RESOURCES,
+    )
+    if active:
+        workers += render_router(
+            ctx, COMPONENT, here=HERE, http_port=HTTP_PORT, affinity=affinity, max_body=matrix.max_upload_size.lower(),
+            timeout=SYNAPSE_TIMEOUT_SECONDS, resources=ROUTER_RESOURCES, uid=ROUTER_UID,
+        )
     files = well_known(ctx)
     element = render_template(
         HERE,
@@ -290,7 +318,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         container_security=container_security(read_only_root=True),
         resources=ELEMENT_RESOURCES,
     )
-    return pg_objects + synapse + element
+    return pg_objects + synapse + workers + element
 
 
 def secrets(ctx: RenderContext) -> list[SecretSpec]:
