@@ -3,7 +3,9 @@
 #   - PostgreSQL server binaries (initdb, pg_ctl, postgres): Debian's `postgresql` package;
 #   - nginx: Debian's `nginx` package, to serve Element Web's rendered server block
 #     and to terminate TLS for the tenants' hostnames as the ingress would;
-#   - iproute2 (`ip netns`) and util-linux (`unshare`): the test's private network and mount namespaces.
+#   - iproute2 (`ip netns`) and util-linux (`unshare`): the test's private network and mount namespaces;
+#   - redis-server: the Synapse workers' Redis, started from its rendered command
+#     (tests/components/test_matrix_redis.py).
 #
 #   hack/install-federation-tools.sh            install what is missing (quiet; idempotent)
 #   hack/install-federation-tools.sh --print    print the PostgreSQL bin folder
@@ -30,6 +32,7 @@ command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v unshare >/dev/null || missing+=(util-linux)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v redis-server >/dev/null || missing+=(redis-server)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 command -v apt-get >/dev/null || {
