@@ -3,9 +3,9 @@
 #   - PostgreSQL server binaries (initdb, pg_ctl, postgres): Debian's `postgresql` package;
 #   - nginx: Debian's `nginx` package, to serve Element Web's rendered server block
 #     and to terminate TLS for the tenants' hostnames as the ingress would;
-#   - iproute2 (`ip netns`) and util-linux (`unshare`): the test's private network and mount namespaces.
-# and, for tests/components/test_redis_secret.py (Docs' Redis reads its password from a file), Debian's
-# `redis-server` (redis-server and redis-cli).
+#   - iproute2 (`ip netns`) and util-linux (`unshare`): the test's private network and mount namespaces;
+#   - redis-server (redis-server and redis-cli): the Synapse workers' Redis, started from its rendered command
+#     (tests/components/test_matrix_redis.py), and Docs' Redis (tests/components/test_redis_secret.py).
 #
 #   hack/install-federation-tools.sh            install what is missing (quiet; idempotent)
 #   hack/install-federation-tools.sh --print    print the PostgreSQL bin folder

@@ -43,6 +43,7 @@ _KIND_PHASE = {
     "StatefulSet": "apps",
     "DaemonSet": "apps",
     "PodDisruptionBudget": "apps",
+    "HorizontalPodAutoscaler": "apps",
     "Ingress": "routing",
     "ServiceMonitor": "routing",
     "PodMonitor": "routing",

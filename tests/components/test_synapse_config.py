@@ -37,6 +37,8 @@ SYNAPSE_VERSION = image_tag(Matrix().image).lstrip("v")  # the pinned image's ve
 # real PostgreSQL: the image has Synapse's `postgres` extra (psycopg2, built against libpq); the binary wheel needs
 # neither a compiler nor libpq-dev here.
 PSYCOPG2 = "psycopg2-binary==2.9.10"
+# The image has Synapse's extras; its `redis` extra (txredisapi, hiredis) is what workers need: Synapse's loader
+# refuses `redis.enabled` without it (synapse/config/redis.py, check_requirements("redis")).
 DB_PASSWORD = "p@ss: 'w\"rd' # with YAML-hostile characters"
 
 # Runs inside the Synapse venv: load the config exactly as `python -m synapse.app.homeserver ARGS` would
@@ -85,7 +87,8 @@ def _installed(python: Path) -> bool:
     if not python.exists():
         return False
     probe = subprocess.run(
-        [str(python), "-c", "import psycopg2, synapse; print(synapse.__version__)"], capture_output=True, text=True
+        [str(python), "-c", "import psycopg2, txredisapi, hiredis, synapse; print(synapse.__version__)"],
+        capture_output=True, text=True,
     )
     return probe.returncode == 0 and probe.stdout.strip() == SYNAPSE_VERSION
 
@@ -102,7 +105,7 @@ def synapse_python() -> Path:
     partial.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "venv", str(partial)], check=True)
     install = subprocess.run(
-        [str(partial / "bin" / "python"), "-m", "pip", "install", "--quiet", f"matrix-synapse=={SYNAPSE_VERSION}",
+        [str(partial / "bin" / "python"), "-m", "pip", "install", "--quiet", f"matrix-synapse[redis]=={SYNAPSE_VERSION}",
          PSYCOPG2],
         capture_output=True,
         text=True,

@@ -164,6 +164,8 @@ def suite_crd() -> dict[str, Any]:
                         _printer("Ready", ".status.conditions[?(@.type==\"Ready\")].status"),
                         _printer("Reason", ".status.conditions[?(@.type==\"Ready\")].reason"),
                         _printer("Tenants", ".status.readySummary", priority=1, desc="Ready tenants / tenants"),
+                        _printer("Components", ".status.componentsSummary", priority=1,
+                                 desc="Ready/desired replicas per tenant and component"),
                         _printer("Message", ".status.conditions[?(@.type==\"Ready\")].message", priority=1),
                         _printer("Age", ".metadata.creationTimestamp", "date"),
                     ],

@@ -33,6 +33,7 @@ from .fieldtypes import (
 )
 
 from .ingress_annotations import IngressAnnotations, JitsiIngressAnnotations, ingress_annotations_field
+from .matrix_workers import MatrixWorkers
 from .llm_models import LLM, LLMGateway, LLMModel  # noqa: F401 - re-exported: the API's one import point
 from .network import MAX_SOURCE_RANGES, Network, SourceRange
 from .backups import Backups
@@ -154,7 +155,7 @@ class Matrix(Model):
     enabled: bool = True
     image: ImageRef = pinned("synapse")
     element_image: ImageRef = pinned("element-web")
-    replicas: int = Field(1, ge=0, le=1, description="Synapse runs as one main process (workers are not rendered).")
+    replicas: int = Field(1, ge=0, le=1, description="Synapse's main process (0 or 1); see workers for the others.")
     element_replicas: int = Field(2, ge=0, le=20)
     media_storage: Quantity = "20Gi"
     max_upload_size: str = Field("100M", pattern=r"^[0-9]+[KMG]?$")
@@ -169,6 +170,15 @@ class Matrix(Model):
     resources: Resources = Field(
         default_factory=lambda: resources({"cpu": "500m", "memory": "1Gi"}, {"cpu": "2", "memory": "4Gi"})
     )
+    workers: MatrixWorkers = Field(default_factory=MatrixWorkers)
+    redis_image: ImageRef = Field(
+        "docker.io/library/redis:8.2-alpine", description="Redis for the workers' replication (size not monolith)."
+    )
+    router_image: ImageRef = Field(
+        "docker.io/nginxinc/nginx-unprivileged:1.28.0-alpine",
+        description="nginx routing each path to its worker type (workers only).",
+    )
+    router_replicas: int = Field(2, ge=1, le=20, description="The router's replicas (workers only).")
     extra_config: dict[str, Any] = Field(
         default_factory=dict,
         description="Merged into homeserver.yaml; may not set a key the operator owns.",

@@ -22,6 +22,14 @@ class Condition(Model):
     last_transition_time: str
 
 
+class WorkerTypeStatus(Model):
+    """Ready/desired replicas of one Synapse worker type (components.matrix.workers)."""
+
+    type: str
+    ready_replicas: int = 0
+    desired_replicas: int = 0
+
+
 class ComponentStatus(Model):
     name: str
     ready: bool
@@ -29,6 +37,7 @@ class ComponentStatus(Model):
     desired_replicas: int = 0
     reason: str = ""
     message: str = ""
+    workers: list[WorkerTypeStatus] = Field(default_factory=list, description="Matrix: per Synapse worker type.")
 
 
 class ModelStatus(Model):
@@ -82,6 +91,9 @@ class SovereignSuiteStatus(Model):
     observed_generation: int | None = None
     countries: str | None = Field(None, description="Countries, for the printer column (e.g. FR,DE).")
     ready_summary: str | None = Field(None, description="Ready tenants/total tenants, for the printer column.")
+    components_summary: str | None = Field(
+        None, description="Ready/desired replicas per tenant and component (e.g. \"FR matrix 7/7 docs 5/5\"), for "
+        "the wide printer column.")
     conditions: list[Condition] = Field(
         default_factory=list,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..components.base import LABEL_COMPONENT
+from ..components.matrix.workers import WORKER_LABEL
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 
@@ -20,6 +21,8 @@ class ComponentHealth:
     reason: str = ""
     message: str = ""
     waiting: list[str] = field(default_factory=list)  # workloads not ready yet
+    # Synapse worker type -> [ready, desired] (the workloads labelled sovereignsuite.io/synapse-worker)
+    parts: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def is_ready(self) -> bool:
@@ -103,6 +106,11 @@ def component_health(
             desired, ready, done = workload_ready(obj)
             h.desired += desired
             h.ready += min(ready, desired)
+            part = (obj["metadata"].get("labels") or {}).get(WORKER_LABEL)
+            if part:
+                counts = h.parts.setdefault(part, [0, 0])
+                counts[0] += min(ready, desired)
+                counts[1] += desired
             if not done:
                 h.waiting.append(name)
                 if pods_of is not None and not h.reason:

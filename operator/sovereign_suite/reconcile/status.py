@@ -39,12 +39,22 @@ def tenants_status(health: list[ComponentHealth], tenants: list[tuple[str, str]]
                     "desiredReplicas": h.desired,
                     "reason": h.reason,
                     "message": h.message[:1000],
+                    **({"workers": [{"type": t, "readyReplicas": r, "desiredReplicas": d}
+                                    for t, (r, d) in sorted(h.parts.items())]} if h.parts else {}),
                 }
                 for h in sorted(comps, key=lambda h: h.name)
             ],
             **({"models": models[ns]} if (models or {}).get(ns) else {}),
         })
     return out
+
+
+def components_summary(tenants: list[dict[str, Any]]) -> str:
+    """Ready/desired replicas per tenant and component, for `kubectl get -o wide`: "FR matrix 7/7 docs 5/5; DE ..."."""
+    return "; ".join(
+        " ".join([t["country"], *(f"{c['name']} {c['readyReplicas']}/{c['desiredReplicas']}" for c in t["components"])])
+        for t in tenants
+    )
 
 
 def same_status(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
@@ -66,8 +76,9 @@ def build_status(old: dict[str, Any], conds: list[dict[str, Any]], generation: i
         status["tenants"] = ts
         served = [t for t in ts if t.get("cluster") != REMOTE]
         status["readySummary"] = f"{sum(1 for t in served if t['ready'])}/{len(served)}"
+        status["componentsSummary"] = components_summary(served)
     else:
-        for key in ("countries", "tenants", "readySummary"):
+        for key in ("countries", "tenants", "readySummary", "componentsSummary"):
             if key in old:
                 status[key] = old[key]
     return status

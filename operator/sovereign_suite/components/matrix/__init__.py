@@ -14,6 +14,7 @@ into a separate config file (see templates/write-database-config.py.j2). Nothing
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,8 @@ from ..base import (
 )
 from .. import tls
 from ..postgres import Database, render_postgres
+from . import workers as synapse_workers
+from .workloads import render_router, render_workers
 
 HERE = str(Path(__file__).parent)
 COMPONENT = "matrix"
@@ -47,6 +50,9 @@ KEYS_SECRET = "synapse-keys"
 WELL_KNOWN_DIR = "/srv/well-known/matrix"
 INGRESS_PATHS = ("/_matrix", "/_synapse/client")  # not /_synapse/admin: the admin API stays in-cluster
 SMALL_RESOURCES = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
+ROUTER_RESOURCES = {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"cpu": "1", "memory": "256Mi"}}
+# nginxinc/docker-nginx-unprivileged README: uid 101, listens without privileges, pid and temp files in /tmp
+ROUTER_UID = 101
 ELEMENT_RESOURCES = {"requests": {"cpu": "20m", "memory": "32Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
 
 # Keys of homeserver.yaml that extraConfig may not set, besides those the template renders: the in-line
@@ -82,6 +88,18 @@ class SynapsePaths:
     def database_password(self) -> str:
         return f"{self.database_secret}/password"
 
+    @property
+    def worker(self) -> str:
+        """A worker's own file, written by its init container (templates/write-worker-config.py.j2)."""
+        return f"{self.runtime}/worker.yaml"
+
+    @property
+    def worker_script(self) -> str:
+        return f"{self.config}/write-worker-config.py"
+
+    def worker_type_file(self, type_name: str) -> str:
+        return f"{self.config}/worker-{type_name}.yaml"
+
 
 PATHS = SynapsePaths()
 
@@ -89,6 +107,11 @@ PATHS = SynapsePaths()
 def synapse_args(paths: SynapsePaths = PATHS) -> list[str]:
     """Synapse's arguments: homeserver.yaml, then the database file (merged over it); in-line secrets refused."""
     return ["--config-path", paths.homeserver, "--config-path", paths.database, "--no-secrets-in-config"]
+
+
+def worker_args(paths: SynapsePaths = PATHS) -> list[str]:
+    """A worker's arguments: the shared files, then its own (docs/workers.md, "Worker configuration")."""
+    return [*synapse_args(paths)[:-1], "--config-path", paths.worker, "--no-secrets-in-config"]
 
 
 def database(ctx: RenderContext) -> Database:
@@ -140,6 +163,10 @@ def homeserver_config(ctx: RenderContext, paths: SynapsePaths = PATHS) -> dict[s
         federation_whitelist=federation_whitelist(ctx),
         encryption_by_default=matrix.encryption_by_default,
     )[0]
+    shared = synapse_workers.shared_config(ctx, paths.keys)
+    if shared:  # workers: the main process's replication listener and the keys every process shares
+        owned["listeners"].append(synapse_workers.main_listener())
+        owned.update(shared)
     guarded = {**owned, **{k: None for k in RESERVED}}
     tenant_path, tenant_keys = _extra_path(ctx)
     extra = matrix.extra_config
@@ -163,6 +190,20 @@ def homeserver_yaml(ctx: RenderContext, paths: SynapsePaths = PATHS) -> str:
 
 def write_database_script() -> str:
     return render_text(HERE, "write-database-config.py.j2")
+
+
+def write_worker_script() -> str:
+    return render_text(HERE, "write-worker-config.py.j2")
+
+
+def worker_files(ctx: RenderContext) -> dict[str, str]:
+    """The ConfigMap synapse-workers: each active worker type's file and the init script ({} for the monolith)."""
+    active = synapse_workers.active(ctx.components.matrix.workers)
+    if not active:
+        return {}
+    files = {f"worker-{kind.name}.yaml": dump_yaml(synapse_workers.worker_config(kind, HTTP_PORT, METRICS_PORT))
+             for kind, _ in active}
+    return {**files, "write-worker-config.py": write_worker_script()}
 
 
 def element_config(ctx: RenderContext) -> dict[str, Any]:
@@ -214,6 +255,9 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
     matrix = ctx.components.matrix
     pg_objects, _, db = render_postgres(ctx, COMPONENT, matrix.postgres)
     affinity = ctx.region_affinity()
+    config_data = {"homeserver.yaml": homeserver_yaml(ctx), "write-database-config.py": write_database_script()}
+    worker_data = worker_files(ctx)
+    active = synapse_workers.active(matrix.workers)
     synapse = render_template(
         HERE,
         "synapse.yaml.j2",
@@ -223,7 +267,10 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         paths=PATHS,
         labels=ctx.labels(COMPONENT, "synapse", image_version(matrix.image)),
         selector=ctx.selector(COMPONENT, "synapse"),
-        config_data={"homeserver.yaml": homeserver_yaml(ctx), "write-database-config.py": write_database_script()},
+        config_data=config_data,
+        replication_port=synapse_workers.REPLICATION_PORT if active else None,
+        media_on_worker=any(kind.key == "media_repository" for kind, _ in active),
+        ingress_backend="synapse-router" if active else "synapse",
         init_command=["python3", PATHS.script, PATHS.homeserver, PATHS.database, PATHS.database_password],
         command=["python3", "-m", "synapse.app.homeserver", *synapse_args()],
         http_port=HTTP_PORT,
@@ -238,6 +285,23 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         small_resources=SMALL_RESOURCES,
         database_ca_volume=tls.ca_volume("database-ca", db.ca_secret, db.ca_key) if db.ca_secret else None,
     )
+    # every process restarts when the shared file or a worker file changes (docs/workers.md: adding or removing
+    # event persisters or federation senders needs every process restarted)
+    workers = render_workers(
+        ctx, COMPONENT, image_version(matrix.image),
+        here=HERE, uid=SYNAPSE_UID, worker_data=worker_data, db=db, paths=PATHS, affinity=affinity,
+        config_hash=hashlib.sha256(json.dumps([config_data, worker_data], sort_keys=True).encode()).hexdigest(),
+        keys_secret=KEYS_SECRET,
+        init_command=["python3", PATHS.script, PATHS.homeserver, PATHS.database, PATHS.database_password],
+        command=["python3", "-m", "synapse.app.generic_worker", *worker_args()],
+        http_port=HTTP_PORT, metrics_port=METRICS_PORT,
+        resources=matrix.resources.wire(), small_resources=SMALL_RESOURCES,
+    )
+    if active:
+        workers += render_router(
+            ctx, COMPONENT, here=HERE, http_port=HTTP_PORT, affinity=affinity, max_body=matrix.max_upload_size.lower(),
+            timeout=SYNAPSE_TIMEOUT_SECONDS, resources=ROUTER_RESOURCES, uid=ROUTER_UID,
+        )
     files = well_known(ctx)
     element = render_template(
         HERE,
@@ -263,7 +327,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         container_security=container_security(read_only_root=True),
         resources=ELEMENT_RESOURCES,
     )
-    return pg_objects + synapse + element
+    return pg_objects + synapse + workers + element
 
 
 def secrets(ctx: RenderContext) -> list[SecretSpec]:
@@ -276,6 +340,9 @@ def secrets(ctx: RenderContext) -> list[SecretSpec]:
             "macaroon_secret_key": SecretKey("random", 64),
             "registration_shared_secret": SecretKey("random", 64),
             "form_secret": SecretKey("random", 64),
+            # workers only (added to the stored Secret when they are turned on): replication and Redis
+            **({"worker_replication_secret": SecretKey("random", 64), "redis_password": SecretKey("random", 64)}
+               if ctx.components.matrix.workers.enabled() else {}),
         },
         labels=ctx.labels(COMPONENT, "synapse"),
     )

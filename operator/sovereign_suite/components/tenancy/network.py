@@ -31,6 +31,7 @@ from ..docs import BACKEND_PORT, FRONTEND_PORT, MEDIA_PORT, REDIS_PORT, Y_PROVID
 from ..jitsi import JVB_HTTP_PORT, PROSODY_PORTS, WEB_PORT
 from ..llm import GATEWAY_PORT, VLLM_PORT
 from ..matrix import ELEMENT_PORT, HTTP_PORT as SYNAPSE_PORT
+from ..matrix.network import synapse_database_clients, synapse_servers, synapse_federation_pods
 from ..postgres import CNPG_OPERATOR_PORTS, PORT as POSTGRES_PORT
 
 NAME = "app.kubernetes.io/name"
@@ -71,7 +72,7 @@ def _databases(ctx: RenderContext) -> list[tuple[str, str, tuple[str, ...]]]:
     dumps the embedded ones when the tenant backs its databases up."""
     out = []
     dumps = ctx.backups.enabled and ctx.backups.include.databases
-    for name, comp, clients in (("matrix", ctx.components.matrix, ("synapse",)),
+    for name, comp, clients in (("matrix", ctx.components.matrix, synapse_database_clients(ctx)),
                                 ("docs", ctx.components.docs, DOCS_DB_CLIENTS)):
         if comp.enabled:
             mode = comp.postgres.mode
@@ -88,7 +89,7 @@ def servers(ctx: RenderContext) -> list[tuple[str, dict[str, Any], list[int], li
         return {"matchLabels": {NAME: name}}
 
     if c.matrix.enabled:
-        out.append(("synapse", pod("synapse"), [SYNAPSE_PORT], []))
+        out += synapse_servers(ctx, pod, SYNAPSE_PORT)
         out.append(("element-web", pod("element-web"), [ELEMENT_PORT], []))
     if c.docs.enabled:
         out.append(("docs-frontend", pod("docs-frontend"), [FRONTEND_PORT], []))
@@ -167,7 +168,8 @@ def _purpose_pods(ctx: RenderContext) -> dict[str, dict[str, Any] | None]:
         "s3": _names(["docs-backend", "docs-worker", "docs-media"]) if c.docs.enabled else None,
         "model_hub": _names(["vllm"]) if c.llm.enabled and c.llm.models else None,
         "stun_turn": _names(["jitsi-jvb"]) if c.jitsi.enabled else None,
-        "matrix_federation": _names(["synapse"]) if c.matrix.enabled and c.matrix.federation.enabled else None,
+        "matrix_federation": synapse_federation_pods(ctx, _names) if c.matrix.enabled and c.matrix.federation.enabled
+        else None,
         "databases": _names(external_db) if external_db else None,
         "api_server": {"matchExpressions": [{"key": CNPG_CLUSTER, "operator": "Exists"}]} if cnpg else None,
         "object_storage": _object_storage_pods(ctx, cnpg),
@@ -191,7 +193,14 @@ def egress_policies(ctx: RenderContext) -> list[dict[str, Any]]:
     ]
     public_clients = []
     if c.matrix.enabled and c.matrix.federation.enabled and ctx.peers:
-        public_clients.append("synapse")
+        senders = synapse_federation_pods(ctx, _names)
+        if senders == _names(["synapse"]):
+            public_clients.append("synapse")
+        else:  # workers: only the federation senders go out (outbound_federation_restricted_to)
+            controller = {"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": ctx.suite.spec.ingress_namespace}}}
+            out.append(_policy(ctx, "allow-egress-public-hosts-synapse", senders, egress=[
+                {"to": [controller], "ports": _ports(INGRESS_CONTROLLER_PORT)}]))
     if c.docs.enabled:  # COLLABORATION_BACKEND_BASE_URL is the public origin
         public_clients.append("docs-y-provider")
     if public_clients:

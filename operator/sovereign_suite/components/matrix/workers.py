@@ -1,0 +1,166 @@
+"""Synapse workers of a tenant: the shared configuration they need and each worker type's own file.
+
+Every fact below is from element-hq/synapse at the pinned tag v1.163.2: docs/workers.md ("Shared configuration",
+"Stream writers", "Background tasks", "Push Notifications", "synapse.app.media_repository", "Restrict outbound
+federation traffic") and docs/usage/configuration/config_documentation.md ("Coordinating workers",
+"Individual worker configuration"); the health resource every HTTP listener serves is in
+synapse/app/generic_worker.py (``_listen_http``).
+
+Instance names are the StatefulSet pod names (``synapse-<type>-<ordinal>``): stable across restarts, so the
+``instance_map`` entries are the pods' DNS names under the type's headless Service, and ``stream_writers``,
+``federation_sender_instances`` and the single-instance settings name them. A worker learns its own name from
+its pod name (init container ``worker-config``, templates/write-worker-config.py.j2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ...api.matrix_workers import MatrixWorkers, WORKER_FIELDS
+from ..base import RenderContext
+
+REPLICATION_PORT = 9093  # docs/workers.md's example; ESS uses 9093 too
+REDIS_NAME = "synapse-redis"
+REDIS_PORT = 6379
+GENERIC = "synapse.app.generic_worker"
+MEDIA = "synapse.app.media_repository"
+WORKER_LABEL = "sovereignsuite.io/synapse-worker"  # the worker type of a pod (status, selectors)
+WORKER_POD_NAME = "synapse-worker"  # app.kubernetes.io/name of every worker pod (network policies)
+
+
+@dataclass(frozen=True)
+class WorkerType:
+    key: str  # the API's snake_case name (MatrixWorkers field)
+    app: str  # worker_app
+    resources: tuple[str, ...]  # of the public HTTP listener; () = only /health
+    replication: bool = False  # a replication listener, listed in instance_map
+    autoscaled: bool = False  # an HPA may change its replicas (nothing in the config lists them)
+
+    @property
+    def name(self) -> str:
+        """The type's object name suffix: event_persister -> event-persister."""
+        return self.key.replace("_", "-")
+
+    @property
+    def field(self) -> str:
+        return WORKER_FIELDS[self.key]
+
+    @property
+    def statefulset(self) -> str:
+        return f"synapse-{self.name}"
+
+    def instance(self, ordinal: int) -> str:
+        return f"{self.statefulset}-{ordinal}"
+
+
+TYPES: tuple[WorkerType, ...] = (
+    WorkerType("sync", GENERIC, ("client",)),
+    WorkerType("initial_sync", GENERIC, ("client",)),
+    WorkerType("client_reader", GENERIC, ("client",), autoscaled=True),
+    WorkerType("federation_inbound", GENERIC, ("federation",), autoscaled=True),
+    # outbound_federation_restricted_to: "Any worker specified here must also be in the instance_map".
+    WorkerType("federation_sender", GENERIC, (), replication=True),
+    # stream writers need a replication listener and an instance_map entry ("Stream writers").
+    WorkerType("event_persister", GENERIC, (), replication=True),
+    # the media resource also serves /_matrix/client/v1/media and /_matrix/federation/v1/media.
+    WorkerType("media_repository", MEDIA, ("media",)),
+    WorkerType("background", GENERIC, ()),
+    WorkerType("pusher", GENERIC, ()),
+    # the user directory search may go to any client worker; its updates run here only.
+    WorkerType("user_directory", GENERIC, ("client",)),
+)
+BY_KEY = {t.key: t for t in TYPES}
+
+
+def active(workers: MatrixWorkers) -> list[tuple[WorkerType, int]]:
+    """The worker types with at least one replica, in TYPES order, with their count."""
+    counts = workers.topology()
+    return [(t, counts[t.key]) for t in TYPES if counts[t.key] > 0]
+
+
+def instances(workers: MatrixWorkers, key: str) -> list[str]:
+    kind = BY_KEY[key]
+    return [kind.instance(i) for i in range(workers.topology()[key])]
+
+
+def pod_host(ctx: RenderContext, kind: WorkerType, ordinal: int) -> str:
+    """A StatefulSet pod's DNS name under its headless Service (stable while the pod is rescheduled)."""
+    return f"{kind.instance(ordinal)}.{kind.statefulset}.{ctx.namespace}.svc.cluster.local"
+
+
+def shared_config(ctx: RenderContext, keys_dir: str) -> dict[str, Any]:
+    """The keys every process reads from homeserver.yaml when workers run ({} for the monolith)."""
+    workers = ctx.components.matrix.workers
+    if not workers.enabled():
+        return {}
+    instance_map: dict[str, Any] = {
+        "main": {"host": f"synapse.{ctx.namespace}.svc.cluster.local", "port": REPLICATION_PORT},
+    }
+    for kind, count in active(workers):
+        if kind.replication:
+            for i in range(count):
+                instance_map[kind.instance(i)] = {"host": pod_host(ctx, kind, i), "port": REPLICATION_PORT}
+    config: dict[str, Any] = {
+        "redis": {
+            "enabled": True,
+            "host": f"{REDIS_NAME}.{ctx.namespace}.svc.cluster.local",
+            "port": REDIS_PORT,
+            "password_path": f"{keys_dir}/redis_password",
+        },
+        # Authenticates the replication HTTP requests (required by outbound_federation_restricted_to).
+        "worker_replication_secret_path": f"{keys_dir}/worker_replication_secret",
+        "instance_map": instance_map,
+    }
+    persisters = instances(workers, "event_persister")
+    if persisters:
+        config["stream_writers"] = {"events": persisters}
+    senders = instances(workers, "federation_sender")
+    if senders:
+        config["send_federation"] = False
+        config["federation_sender_instances"] = senders
+        # only the senders contact other homeservers (the network policy lets only them out)
+        config["outbound_federation_restricted_to"] = senders
+    pushers = instances(workers, "pusher")
+    if pushers:
+        config["start_pushers"] = False
+        config["pusher_instances"] = pushers
+    media = instances(workers, "media_repository")
+    if media:
+        config["enable_media_repo"] = False  # main stops serving media; the media worker's app overrides it
+        config["media_instance_running_background_jobs"] = media[0]
+    for key, option in (("background", "run_background_tasks_on"),
+                        ("user_directory", "update_user_directory_from_worker")):
+        names = instances(workers, key)
+        if names:
+            config[option] = names[0]
+    return config
+
+
+def main_listener() -> dict[str, Any]:
+    """The main process's replication listener (docs/workers.md, "Shared configuration"): never routed."""
+    return {
+        "port": REPLICATION_PORT,
+        "type": "http",
+        "tls": False,
+        "bind_addresses": ["::", "0.0.0.0"],
+        "resources": [{"names": ["replication"], "compress": False}],
+    }
+
+
+def worker_config(kind: WorkerType, http_port: int, metrics_port: int) -> dict[str, Any]:
+    """A worker type's own file, without worker_name (the init container adds the pod's name)."""
+    listeners: list[dict[str, Any]] = [
+        {
+            "port": http_port,
+            "type": "http",
+            "tls": False,
+            "x_forwarded": True,
+            "bind_addresses": ["::", "0.0.0.0"],
+            "resources": [{"names": list(kind.resources) or ["health"], "compress": False}],
+        },
+        {"port": metrics_port, "type": "metrics", "bind_addresses": ["0.0.0.0"]},
+    ]
+    if kind.replication:
+        listeners.append({**main_listener()})
+    return {"worker_app": kind.app, "worker_listeners": listeners}
