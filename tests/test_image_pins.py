@@ -46,11 +46,14 @@ def test_a_bad_pin_is_refused(image, digest):
 
 
 def test_every_default_image_is_a_pin():
+    from sovereign_suite.api.backups import Backups
+
     defaults = {
         Postgres().image, EXPORTER_IMAGE, Matrix().image, Matrix().element_image,
         Jitsi().web_image, Jitsi().prosody_image, Jitsi().jicofo_image, Jitsi().jvb_image,
         Docs().backend_image, Docs().frontend_image, Docs().y_provider_image, Docs().redis_image,
         LLMGateway().image, LLM().image,
+        Matrix().redis_image, Matrix().router_image, Backups().image,  # the workers' Redis and router, backups
     }
     assert defaults == {pin.ref for pin in PINS.values()}
     assert all(pinned(name) == pin.ref for name, pin in PINS.items())

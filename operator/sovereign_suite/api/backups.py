@@ -15,12 +15,13 @@ from pydantic import AfterValidator, Field
 from . import cron
 from .common import Model, ObjectName, SecretKeyRef
 from .fieldtypes import Endpoint, ImageRef
+from .image_pins import pinned
 
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$"  # S3 bucket naming rules (lower case, 3-63)
 REGION_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # The image the backup CronJob runs: Debian's PostgreSQL client (pg_dump of the pinned major, 17), age and
 # Python with the backup program (sovereign_suite/backup). Built from this repository's Dockerfile.backup.
-BACKUP_IMAGE = "ghcr.io/sovereign-suite/backup:0.1.0"
+BACKUP_IMAGE = pinned("backup")
 
 CronSchedule = Annotated[
     str,

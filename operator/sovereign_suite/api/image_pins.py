@@ -58,6 +58,10 @@ PINS: dict[str, Pin] = {
     "redis": Pin("docker.io/library/redis:8.2-alpine"),
     "litellm": Pin("ghcr.io/berriai/litellm:v1.77.7-stable"),
     "vllm": Pin("docker.io/vllm/vllm-openai:v0.33.0"),
+    "synapse-redis": Pin("docker.io/library/redis:8.2-alpine"),  # the Synapse workers' replication
+    "synapse-router": Pin("docker.io/nginxinc/nginx-unprivileged:1.28.0-alpine"),  # paths to worker types
+    # built from this repository's Dockerfile.backup (api/backups.py)
+    "backup": Pin("ghcr.io/sovereign-suite/backup:0.1.0"),
 }
 
 

@@ -172,10 +172,10 @@ class Matrix(Model):
     )
     workers: MatrixWorkers = Field(default_factory=MatrixWorkers)
     redis_image: ImageRef = Field(
-        "docker.io/library/redis:8.2-alpine", description="Redis for the workers' replication (size not monolith)."
+        pinned("synapse-redis"), description="Redis for the workers' replication (size not monolith)."
     )
     router_image: ImageRef = Field(
-        "docker.io/nginxinc/nginx-unprivileged:1.28.0-alpine",
+        pinned("synapse-router"),
         description="nginx routing each path to its worker type (workers only).",
     )
     router_replicas: int = Field(2, ge=1, le=20, description="The router's replicas (workers only).")
