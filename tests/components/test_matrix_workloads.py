@@ -115,3 +115,20 @@ def test_workers_secrets_and_network_policies():
     # the ingress controller reaches the router only, not Synapse's processes
     assert policies["allow-to-synapse"]["ingress"][0]["from"][0]["podSelector"]
     assert all("namespaceSelector" not in f for r in policies["allow-to-synapse-worker"]["ingress"] for f in r["from"])
+
+
+def test_every_worker_verifies_the_database_with_the_tenants_ca():
+    """The workers share main's database settings (sslmode verify-full, sslrootcert in the shared homeserver.yaml:
+    tests/components/test_synapse_config.py connects with them to a real PostgreSQL): each worker pod mounts the
+    same CA volume at the same path as main, or libpq could not verify the server and the worker would not start."""
+    ctx, objs = _render({"size": "small"})
+    main = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "synapse")
+    main_pod = main["spec"]["template"]["spec"]
+    [ca] = [v for v in main_pod["volumes"] if v["name"] == "database-ca"]
+    [mount] = [m for m in main_pod["containers"][0]["volumeMounts"] if m["name"] == "database-ca"]
+    statefulsets = [o for name, o in _by(objs, "StatefulSet").items() if name.startswith("synapse-")]
+    assert statefulsets
+    for sts in statefulsets:
+        pod = sts["spec"]["template"]["spec"]
+        assert ca in pod["volumes"], sts["metadata"]["name"]
+        assert mount in pod["containers"][0]["volumeMounts"], sts["metadata"]["name"]

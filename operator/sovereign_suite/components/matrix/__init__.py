@@ -258,6 +258,8 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
     config_data = {"homeserver.yaml": homeserver_yaml(ctx), "write-database-config.py": write_database_script()}
     worker_data = worker_files(ctx)
     active = synapse_workers.active(matrix.workers)
+    # the CA certificate a database of the tenant is verified with (sslrootcert in homeserver.yaml)
+    database_ca_volume = tls.ca_volume("database-ca", db.ca_secret, db.ca_key) if db.ca_secret else None
     synapse = render_template(
         HERE,
         "synapse.yaml.j2",
@@ -283,7 +285,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         container_security=container_security(read_only_root=True),
         resources=matrix.resources.wire(),
         small_resources=SMALL_RESOURCES,
-        database_ca_volume=tls.ca_volume("database-ca", db.ca_secret, db.ca_key) if db.ca_secret else None,
+        database_ca_volume=database_ca_volume,
     )
     # every process restarts when the shared file or a worker file changes (docs/workers.md: adding or removing
     # event persisters or federation senders needs every process restarted)
@@ -296,6 +298,8 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         command=["python3", "-m", "synapse.app.generic_worker", *worker_args()],
         http_port=HTTP_PORT, metrics_port=METRICS_PORT,
         resources=matrix.resources.wire(), small_resources=SMALL_RESOURCES,
+        # the workers connect to the same database as main, verified with the same CA (sslrootcert)
+        database_ca_volume=database_ca_volume,
     )
     if active:
         workers += render_router(
