@@ -82,6 +82,8 @@ class Sampler:
                 s = proc_status(self.pid)
             except OSError:
                 continue
+            if "VmRSS" not in s:  # exited (a zombie has no memory)
+                return
             self.rss, self.threads = max(self.rss, s["VmRSS"] / 1024), max(self.threads, s["Threads"])
 
     def now(self) -> dict[str, float]:
@@ -104,11 +106,30 @@ def join_members(b: Bench, members: dict[str, LightMember]) -> None:
                                "kubeconfigSecretRef": {"name": secret, "namespace": SECRETS_NS}}}, "bench")
 
 
-def light_suite(ns: str, name: str, countries: list[str], port: int) -> dict:
+class NodePorts:
+    """JVB's node port for each tenant: unique within a suite (validation: node ports are cluster-wide, and it
+    cannot know its tenants are in different clusters) and within each member (a port is allocated once there)."""
+
+    def __init__(self) -> None:
+        self.used: dict[str, set[int]] = {}
+
+    def take(self, countries: list[str]) -> list[int]:
+        mine: set[int] = set()
+        out = []
+        for c in countries:
+            used = self.used.setdefault(c, set())
+            port = next(p for p in range(30000, 32768) if p not in used and p not in mine)
+            used.add(port)
+            mine.add(port)
+            out.append(port)
+        return out
+
+
+def light_suite(ns: str, name: str, countries: list[str], ports: list[int]) -> dict:
     doc = suite_doc("four-countries", ns, name)
     doc["spec"]["components"] = dict(LIGHT)
     doc["spec"]["tenants"] = [{"country": c, "cloud": cloud_name(c),
-                               "components": {"jitsi": {"jvb": {"nodePort": port}}}} for c in countries]
+                               "components": {"jitsi": {"jvb": {"nodePort": p}}}} for c, p in zip(countries, ports)]
     return doc
 
 
@@ -136,8 +157,8 @@ def rendered_by_country(b: Bench, doc: dict) -> dict[str, str]:
     return {c: "---\n".join(d) for c, d in out.items()}
 
 
-def operator_round(b: Bench, audits: dict[str, Audit], ns: str, name: str, port: int) -> float:
-    doc = light_suite(ns, name, EU, port)
+def operator_round(b: Bench, audits: dict[str, Audit], ns: str, name: str, ports: list[int]) -> float:
+    doc = light_suite(ns, name, EU, ports)
     marks = {c: a.mark() for c, a in audits.items()}
     start = time.time()
     b.kube.create(doc)
@@ -146,9 +167,9 @@ def operator_round(b: Bench, audits: dict[str, Audit], ns: str, name: str, port:
     return max(audit_time(e) for e in writes) - start
 
 
-def kubectl_round(b: Bench, members: dict[str, LightMember], ns: str, name: str, port: int) -> float:
+def kubectl_round(b: Bench, members: dict[str, LightMember], ns: str, name: str, ports: list[int]) -> float:
     files = {}
-    for country, text in rendered_by_country(b, light_suite(ns, name, EU, port)).items():
+    for country, text in rendered_by_country(b, light_suite(ns, name, EU, ports)).items():
         f = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
         f.write(text)
         f.close()
@@ -222,11 +243,12 @@ def main() -> None:
             # 2. a new 27-country suite, operator vs 27 kubectl in parallel (the first operator round also builds
             # the 27 member targets: their watches list while the suite is applied)
             results: dict[str, list[float]] = {"operator": [], "kubectl": []}
+            node_ports = NodePorts()
             for i in range(args.rounds):
                 for who in ("operator", "kubectl") if i % 2 == 0 else ("kubectl", "operator"):
-                    name, port = f"{who[0]}{i}", 30000 + 2 * i + (who == "kubectl")
-                    took = operator_round(b, audits, ns, name, port) if who == "operator" else \
-                        kubectl_round(b, members, ns, name, port)
+                    name, ports = f"{who[0]}{i}", node_ports.take(EU)
+                    took = operator_round(b, audits, ns, name, ports) if who == "operator" else \
+                        kubectl_round(b, members, ns, name, ports)
                     results[who].append(took)
                     log(f"round {i} {who}: {took:.2f} s")
                 if i == 0:
@@ -242,7 +264,7 @@ def main() -> None:
             docs = []
             for i in range(args.suites):
                 countries = rng.sample(EU, 2 + i % 3)
-                docs.append(light_suite(ns, f"s{i:03d}", countries, 30100 + i))
+                docs.append(light_suite(ns, f"s{i:03d}", countries, node_ports.take(countries)))
             sampler.reset()
             start = time.time()
             for d in docs:
