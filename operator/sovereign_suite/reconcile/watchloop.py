@@ -32,8 +32,34 @@ from .watchstream import session_for
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
+# The read buffer of one TLS connection of the loop. asyncio's SSLProtocol allocates 256 KiB per connection
+# (CPython 3.11 Lib/asyncio/sslproto.py: ``max_size = 256 * 1024``, ``self._ssl_buffer =
+# bytearray(self.max_size)``), all of it resident: 540 watch connections at 27 members held 135 MiB of buffers
+# (measured: the operator's RSS was 288 MiB with 27 members and 7 suites, docs/performance.md). A TLS record
+# holds at most 16 KiB of data (RFC 8446, 5.1), so reads of 16 KiB lose nothing.
+TLS_READ_BUFFER = 16 * 1024
 LIST_THREADS = 6  # lists at once over all clusters
 LISTS_PER_CLUSTER = 2  # lists of one cluster at once (a hung member holds no more list threads than this)
+
+
+class _WatchEventLoop(asyncio.SelectorEventLoop):
+    """The event loop, with TLS read buffers of ``TLS_READ_BUFFER`` instead of asyncio's 256 KiB."""
+
+    def _make_ssl_transport(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        transport = super()._make_ssl_transport(*args, **kwargs)  # type: ignore[misc]
+        shrink_tls_buffer(getattr(transport, "_ssl_protocol", None))
+        return transport
+
+
+def shrink_tls_buffer(protocol: Any) -> None:
+    """Give an asyncio SSLProtocol a read buffer of ``TLS_READ_BUFFER`` (its ``get_buffer`` and its copied reads
+    use the instance's ``max_size``: CPython 3.11 Lib/asyncio/sslproto.py). An object without those attributes
+    (another Python's implementation) is left as it is."""
+    if protocol is None or not hasattr(protocol, "_ssl_buffer") or not hasattr(protocol, "max_size"):
+        return
+    protocol.max_size = TLS_READ_BUFFER
+    protocol._ssl_buffer = bytearray(TLS_READ_BUFFER)
+    protocol._ssl_buffer_view = memoryview(protocol._ssl_buffer)
 
 
 class WatchLoop:
@@ -53,7 +79,7 @@ class WatchLoop:
     def _ensure(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None:
-                loop = asyncio.new_event_loop()
+                loop = _WatchEventLoop()
                 ready = threading.Event()
 
                 def run() -> None:
