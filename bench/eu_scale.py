@@ -39,7 +39,7 @@ import yaml
 from lib import Bench, audit_time, log, summary, table, wait_for, write_result
 
 from sovereign_suite.api.secret_refs import MEMBER_CREDENTIALS_LABEL
-from sovereign_suite.devcluster.light_member import LightMember
+from sovereign_suite.devcluster.light_member import LightMember, stop_all
 from sovereign_suite.reconcile.kube import Kube
 from tests.cluster.operator_fixture import Audit, suite_doc
 
@@ -212,7 +212,7 @@ def passes(op) -> float:
 
 
 def p95(values: list[float]) -> float:
-    return statistics.quantiles(values, n=20)[-1] if len(values) >= 2 else values[0]
+    return statistics.quantiles(values, n=20, method="inclusive")[-1] if len(values) >= 2 else values[0]
 
 
 def main() -> None:
@@ -224,6 +224,7 @@ def main() -> None:
     out: dict = {"members": len(EU), "suites": args.suites, "rounds": args.rounds, "probes": args.probes}
     with Bench("eu") as b:
         members = {c: LightMember(b.cluster, f"m-{c.lower()}") for c in EU}
+        op = None
         try:
             t0 = time.time()
             for m in members.values():
@@ -259,6 +260,7 @@ def main() -> None:
                     time.sleep(5)
                     out["after_first_27_country_suite"] = sampler.now()
             o, k = summary(results["operator"]), summary(results["kubectl"])
+            write_result("eu_scale", out)
             out["applied_27"] = {"operator": o, "kubectl_parallel": k,
                                  "ratio_operator_over_kubectl": o["median"] / k["median"],
                                  "operator_runs": results["operator"], "kubectl_runs": results["kubectl"]}
@@ -280,6 +282,7 @@ def main() -> None:
             out["suites_peak"] = {"rss_mib": sampler.rss, "threads": sampler.threads}
             out["suites_steady"] = sampler.now()
             log(f"{args.suites} suites applied in {out['suites_applied_s']:.0f} s; {out['suites_peak']}")
+            write_result("eu_scale", out)
 
             # 4. reads per pass of the converged fleet, per member: as many passes as three of every suite (no
             # rollout ever ends in a light member, so a suite passes again every 5 s, SOVEREIGN_SUITE_REQUEUE,
@@ -301,11 +304,15 @@ def main() -> None:
             latency: dict[str, list[float]] = {"no_fault": [], "hung": []}
             for _ in range(args.probes):
                 latency["no_fault"].append(probe(kubes, docs, rng))
+                log(f"probe, no fault: {latency['no_fault'][-1]:.1f} s")
+            write_result("eu_scale", {**out, "pass_latency_partial": latency})
             members[HUNG].pause()
             try:
                 hung_at = time.time()
                 for _ in range(args.probes):
                     latency["hung"].append(probe(kubes, docs, rng))
+                    log(f"probe, {HUNG} hung: {latency['hung'][-1]:.1f} s")
+                    write_result("eu_scale", {**out, "pass_latency_partial": latency})
                 out["hung_probe_window_s"] = time.time() - hung_at
                 out["hung_peak"] = {"rss_mib": sampler.rss, "threads": sampler.threads}
             finally:
@@ -316,10 +323,10 @@ def main() -> None:
             out["operator_hwm_mib"] = proc_status(op.proc.pid)["VmHWM"] / 1024
             out["operator_peak_threads"] = max(sampler.threads, out["suites_peak"]["threads"])
             sampler.stop.set()
-            op.stop()
         finally:
-            for m in members.values():
-                m.stop()
+            if op is not None and op.proc is not None and op.proc.poll() is None:
+                op.stop()
+            stop_all(list(members.values()))
     lat = out["pass_latency"]
     print(table([
         ["measure", "measured", "target"],

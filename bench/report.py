@@ -81,7 +81,7 @@ def main() -> None:
         lat = eu["pass_latency"]
         rows.append(["a member hung among 27: the others' p95 pass latency <= 1.2x no fault",
                      f"{lat['ratio_p95_hung_over_no_fault']:.2f} ({lat['hung']['p95']:.2f} s vs "
-                     f"{lat['no_fault']['p95']:.2f} s, {eu['probes']} probes each)",
+                     f"{lat['no_fault']['p95']:.2f} s; {lat['hung']['n']} and {lat['no_fault']['n']} probes)",
                      verdict(lat["ratio_p95_hung_over_no_fault"] <= 1.2), eu["date"]])
     print(table(rows))
 

@@ -14,7 +14,7 @@ import yaml
 
 from sovereign_suite.api.secret_refs import MEMBER_CREDENTIALS_LABEL
 from sovereign_suite.api.validation import parse_cloud
-from sovereign_suite.devcluster.light_member import LightMember
+from sovereign_suite.devcluster.light_member import LightMember, stop_all
 from sovereign_suite.reconcile.context import OperatorContext, Settings
 from sovereign_suite.reconcile.problems import SuiteKey
 from sovereign_suite.reconcile.targets import Target
@@ -33,8 +33,7 @@ def light_members(cluster):
             m.wait_ready()
         yield made
     finally:
-        for m in made:
-            m.stop()
+        stop_all(made)
 
 
 def join(ctx: OperatorContext, kube, member: LightMember, country: str) -> Target:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from .cluster import Cluster, ClusterError, _alive, bin_dir
+from .cluster import Cluster, ClusterError, bin_dir
 
 
 def _free_port() -> int:
@@ -127,17 +127,25 @@ class LightMember:
                 return int(line.split()[1]) / 1024
         return 0.0
 
-    def stop(self) -> None:
-        """Its process ends (its objects stay in the host's etcd, gone with the host)."""
-        if self.proc is None:
-            return
+    def stop(self, timeout: float = 15) -> None:
+        """Its process ends (its objects stay in the host's etcd, gone with the host): SIGTERM, then SIGKILL after
+        ``timeout`` (an API server whose etcd is gone may never finish its graceful shutdown)."""
+        stop_all([self], timeout)
+
+
+def stop_all(members: list[LightMember], timeout: float = 15) -> None:
+    """Stop every member at once: SIGCONT (a paused one), SIGTERM, SIGKILL after ``timeout`` for those left."""
+    running = [m.proc for m in members if m.proc is not None and m.proc.poll() is None]
+    for p in running:
+        for sig in (signal.SIGCONT, signal.SIGTERM):
+            try:
+                os.kill(p.pid, sig)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + timeout
+    for p in running:
         try:
-            os.kill(self.proc.pid, signal.SIGCONT)
-            self.proc.terminate()
-            self.proc.wait(30)
+            p.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        except ProcessLookupError:
-            pass
-        assert not _alive(self.proc.pid) or self.proc.returncode is not None
+            p.kill()
+            p.wait(10)
