@@ -144,8 +144,9 @@ kind-deploy: image tools
 	$(KUBECTL_BIN) --context kind-$(KIND_CLUSTER) apply --server-side -f $(KIND_EXAMPLE)
 	@echo "watch it: $(KUBECTL_BIN) --context kind-$(KIND_CLUSTER) get suites -A -o wide -w"
 
-# Benchmarks on throwaway local clusters (docs/performance.md); about 35 minutes on 2 cores.
+# Benchmarks on throwaway local clusters (docs/performance.md); about an hour on 2 cores (eu_scale.py starts 27
+# member API servers: about 8 GiB of memory).
 bench: venv tools
 	cd bench && $(PY) render_time.py && $(PY) converge.py --rounds 5 && $(PY) api_cost.py && \
 	  $(PY) many.py --suites 200 && $(PY) multicluster.py --rounds 3 --suites 50 && $(PY) failover.py --rounds 5 && \
-	  $(PY) report.py
+	  $(PY) eu_scale.py --suites 100 --rounds 2 --probes 40 && $(PY) report.py

@@ -99,3 +99,26 @@ def test_deletes_go_out_in_parallel_and_none_after_the_cluster_stopped_answering
     finally:
         de.stop()
         silent.close()
+
+
+def test_shared_pools_a_hung_member_holds_at_most_its_cap_and_the_threads_do_not_grow_with_members():
+    """The operator's pools are shared by every cluster (pools.SharedPools): a member whose requests all wait holds
+    its cap of threads; 27 members' work runs on the same fixed threads."""
+    from sovereign_suite.reconcile.pools import SharedPools
+
+    shared = SharedPools(writers=2, requests=4)
+    release = threading.Event()
+    views = [ClusterPools(f"m{i}", 2, 4, shared=shared) for i in range(27)]
+    hung = views[0]
+    try:
+        stuck = [hung.submit(lambda: hung.map(lambda _: release.wait(10), range(8))) for _ in range(4)]
+        time.sleep(0.3)
+        assert shared.writes.running(hung._key) == 2 and shared.requests.running(hung._key) == 4
+        started = time.monotonic()
+        done = [v.submit(lambda v=v: v.map(lambda x: x + 1, range(5))) for v in views[1:]]
+        assert all(f.result(timeout=10) == [1, 2, 3, 4, 5] for f in done)
+        assert time.monotonic() - started < 3.0 and not any(f.done() for f in stuck)
+        assert shared.writes.thread_count() <= 3 and shared.requests.thread_count() <= 6
+    finally:
+        release.set()
+        shared.stop()

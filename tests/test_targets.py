@@ -145,8 +145,7 @@ def test_a_kubeconfig_secret_no_cloud_names_any_more_is_no_longer_watched():
         members.drop_unused({"fr": fr, "de-c6": de6})
         assert old._stop.is_set() and not kept._stop.is_set()
         assert set(members._secrets) == {("sovereign-suite-system", "fr-kubeconfig")}
-        old._thread.join(5)
-        assert not old._thread.is_alive()
+        assert old.done.wait(5)  # its watch ended
         members.drop_unused({})  # every cloud gone
         assert kept._stop.is_set() and not members._secrets and not members._readers
     finally:

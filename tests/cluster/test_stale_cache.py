@@ -108,7 +108,7 @@ def test_the_watches_of_a_tenant_namespace_stop_when_it_goes(kube, core, namespa
         core.delete_namespace(tenant)
         wait_for(lambda: not watches(), timeout=120, what="the watches of the deleted namespace forgotten")
         for inf in started:
-            wait_for(lambda inf=inf: not inf._thread.is_alive(), timeout=60, what=f"{inf!r} stopped")
+            wait_for(lambda inf=inf: inf.done.is_set(), timeout=60, what=f"{inf!r} stopped")
     finally:
         cache.stop()
 

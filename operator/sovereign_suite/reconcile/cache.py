@@ -17,7 +17,8 @@
 A change of a child or of one of the suite's pods enqueues the suite (``on_suite_change``).
 
 Stripped objects keep only what the pipeline reads (strip.py), so the cache stays small with hundreds of
-suites. One ClusterCache per cluster: a hub and its members each get one.
+suites. One ClusterCache per cluster: a hub and its members each get one. Its watches have no threads of their
+own: they are coroutines on the operator's ``WatchLoop`` (watchloop.py), one event loop for every cluster.
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ from .kube import Kube
 from .problems import ObjectKey, SuiteKey
 # the stripping of stored objects (strip.py); keep_whole and strip_child are also imported from here
 from .strip import keep_whole, strip_child, strip_member_pod, strip_namespace, strip_node, strip_pod  # noqa: F401
+from .watchloop import WatchLoop, shared
 
 log = logging.getLogger(__name__)
 
 LABEL_REFERENCEABLE = OPT_IN_LABEL
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
-LISTS_AT_ONCE = 4
+
+
 def suite_of(obj: dict[str, Any] | None) -> SuiteKey | None:
     labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
     if LABEL_SUITE in labels and LABEL_SUITE_NS in labels:
@@ -57,8 +60,13 @@ class ClusterCache:
                  on_secret_change: Callable[[str], None] | None = None,
                  on_api_change: Callable[[str], None] | None = None, unserved_retry: float = 30.0,
                  on_health_change: Callable[[], None] | None = None, referenceable: bool = True,
-                 secrets_by_namespace: bool = False, log_text: bool = True):
+                 secrets_by_namespace: bool = False, log_text: bool = True, watches: WatchLoop | None = None):
         self.kube = kube
+        # the loop its watches run on and the pool its lists take turns in, shared with every other cluster's
+        # cache (watchloop.py): at most LISTS_PER_CLUSTER of this cluster's watches list at once (all of them do
+        # after a start or a reconnection, each holding a decoded page until it is stripped), a few over all
+        # clusters, and a member that does not answer never holds up the others' listings beyond that
+        self.watches = watches or shared()
         self.child_kinds = tuple(k for k in child_kinds if k[1] != "Namespace"
                                  and not (secrets_by_namespace and k == ("v1", "Secret")))
         self.secrets_by_namespace = secrets_by_namespace
@@ -75,20 +83,16 @@ class ClusterCache:
         self._index: dict[SuiteKey, dict[ObjectKey, dict[str, Any]]] = {}
         self._children: dict[tuple[str, str, str], Informer] = {}  # (apiVersion, kind, namespace or "")
         self._started = False
-        # at most LISTS_AT_ONCE of this cluster's watches list at the same time (all of them do after a start or a
-        # reconnection): each holds a decoded page until it is stripped. Per cluster, so that a member that
-        # does not answer never holds up the others' listings.
-        self._listing = threading.BoundedSemaphore(LISTS_AT_ONCE)
         self.tenant_namespaces = Informer(kube, "v1", "Namespace", strip=strip_namespace, label_selector=LABEL_SUITE,
                                           on_event=self._namespace_event, on_health=self._health_changed,
-                                          listing=self._listing)
+                                          watches=self.watches)
         self._pods: dict[str, Informer] = {}  # by namespace ("": cluster-wide)
         self.nodes = Informer(kube, "v1", "Node", strip=strip_node, on_health=self._health_changed,
-                              listing=self._listing)
+                              watches=self.watches)
         # Secrets a suite references live beside the suite: a member cluster's cache has none to watch
         self.referenceable = [Informer(kube, "v1", "Secret", strip=keep_whole, namespace=ns or None,
                                        label_selector=f"{LABEL_REFERENCEABLE}=true", on_event=self._secret_event,
-                                       listing=self._listing)
+                                       watches=self.watches)
                               for ns in (self.namespaces or ("",))] if referenceable else []
 
     # ---- life ---------------------------------------------------------------------------------
@@ -108,7 +112,7 @@ class ClusterCache:
                 return
             inf = Informer(self.kube, "v1", "Pod", strip=self.strip_pod, namespace=namespace or None,
                            field_selector="status.phase!=Succeeded,status.phase!=Failed", on_event=self._pod_event,
-                           on_health=self._health_changed, listing=self._listing)
+                           on_health=self._health_changed, watches=self.watches)
             self._pods[namespace] = inf
         inf.start()
 
@@ -120,7 +124,7 @@ class ClusterCache:
             inf = Informer(self.kube, api_version, kind, strip=strip_child, namespace=namespace or None,
                            label_selector=MANAGED_SELECTOR, on_event=self._child_event,
                            on_served=self._served_changed, on_health=self._health_changed,
-                           unserved_retry=self.unserved_retry, listing=self._listing)
+                           unserved_retry=self.unserved_retry, watches=self.watches)
             self._children[key] = inf
         inf.start()
 
@@ -172,8 +176,8 @@ class ClusterCache:
         if not self.namespaces:
             return
         if type_ == "DELETED":
-            # namespace-scoped mode: a tenant namespace gone takes its watches with it (each is a thread and a
-            # connection, and would retry a namespace that no longer exists for ever)
+            # namespace-scoped mode: a tenant namespace gone takes its watches with it (each is a connection,
+            # and would retry a namespace that no longer exists for ever)
             self._stop_namespace((old or {}).get("metadata", {}).get("name") or "")
             return
         suite = suite_of(new)
@@ -194,7 +198,7 @@ class ClusterCache:
                     return
                 inf = Informer(self.kube, "v1", "Secret", strip=strip_child, namespace=namespace,
                                label_selector=MANAGED_SELECTOR, on_event=self._child_event,
-                               unserved_retry=self.unserved_retry, listing=self._listing)
+                               unserved_retry=self.unserved_retry, watches=self.watches)
                 self._tenant_secrets[namespace] = inf
             inf.start()
             return

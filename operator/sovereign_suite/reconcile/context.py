@@ -20,11 +20,12 @@ from ..leader.elector import Leadership
 from .cache import ClusterCache
 from .rotation_key import RotationKeys
 from .kube import Kube
-from .pools import ClusterPools
+from .pools import ClusterPools, SharedPools
 from .problems import Problem, SuiteKey
 from .queue import Backoff, WorkQueue
 from .targets import LOCAL, REMOTE, Members, Target
 from .transport import MEMBER, Deadlines
+from .watchloop import WatchLoop
 
 
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"  # mounted in every pod
@@ -162,13 +163,18 @@ class OperatorContext:
         self.elector: Any = None  # the LeaderElector under leader election (leader/work.py), else None
         self.identity = ""  # this replica's name in the Lease (and its user agent) under leader election
         self.queue: WorkQueue[SuiteKey] = WorkQueue(Backoff(settings.retry_base, settings.retry_cap))
+        # every cluster's watches on one event loop and its lists on a few shared threads (watchloop.py), every
+        # cluster's writes on shared threads with a cap per cluster (pools.py): the thread count does not grow
+        # with the members
+        self.watches = WatchLoop()
+        self.pools = SharedPools(settings.workers, settings.apply_workers)
         self.cache = cache or ClusterCache(kube, CHILD_KINDS, settings.namespaces, on_suite_change=self.child_changed,
                                            on_secret_change=self.secret_changed, on_api_change=self.api_changed,
-                                           unserved_retry=settings.discovery_interval)
+                                           unserved_retry=settings.discovery_interval, watches=self.watches)
         self.local = Target(LOCAL, kube, self.cache, self._pools(LOCAL))
         self.members = Members(kube, self._member_cache, on_change=self.cloud_changed,
                                secrets_namespace=settings.member_secrets, deadlines=settings.member_deadlines,
-                               make_pools=self._pools)
+                               make_pools=self._pools, watches=self.watches)
         self.rotation_keys = RotationKeys(kube)  # the key of the pods' secrets-hash annotation, per suites' namespace
         self.clouds = Clouds()
         # Rendering is pure and fast; one thread keeps the YAML parser's native allocator to one heap (measured:
@@ -193,8 +199,8 @@ class OperatorContext:
         return [self.local, *self.members.targets()]
 
     def _pools(self, cluster: str) -> ClusterPools:
-        """A cluster's threads (pools.py): a writer per pass running at once, and its apply pool."""
-        return ClusterPools(cluster, self.settings.workers, self.settings.apply_workers)
+        """A cluster's share of the writer and apply threads (pools.py)."""
+        return ClusterPools(cluster, self.settings.workers, self.settings.apply_workers, shared=self.pools)
 
     def _member_cache(self, kube: Kube, cloud: str) -> ClusterCache:
         from .pipeline import CHILD_KINDS
@@ -205,7 +211,7 @@ class OperatorContext:
         return ClusterCache(kube, CHILD_KINDS, (), on_suite_change=self.child_changed,
                             on_api_change=self.api_changed, unserved_retry=self.settings.discovery_interval,
                             on_health_change=lambda: self.cloud_changed(cloud), referenceable=False,
-                            secrets_by_namespace=True, log_text=False)
+                            secrets_by_namespace=True, log_text=False, watches=self.watches)
 
     # ---- suites as last seen (Kopf's watch) ----------------------------------------------------
     def suite(self, key: SuiteKey) -> dict[str, Any] | None:
@@ -273,4 +279,6 @@ class OperatorContext:
         self.members.stop()
         # running passes finish their current request; none starts (the queue is shut down)
         self.local.pools.stop()
+        self.pools.stop()
+        self.watches.stop()
         self.render_pool.shutdown(wait=False)

@@ -7,18 +7,25 @@ a re-opened watch may bring no event for minutes). A watch lasts the cluster's `
 otherwise: the server ends a quiet one then, and one that brings no byte for longer means the server does not
 answer (``Unreachable``, a failure like any other: transport.py). Each object is stripped (``strip``) before it
 is stored, so the store keeps only what the pipeline reads (no managedFields' field sets, no spec of most kinds:
-see cache.py). ``on_event(type, old, new)`` runs on the informer's thread for every change, including the
-changes a relist finds; it must be quick (the cache indexes the object and enqueues a suite key).
+see cache.py).
+
+No thread of its own: the list-and-watch loop is a coroutine on a ``WatchLoop`` (watchloop.py: one event loop for
+every watch of every cluster), its lists run on the loop's shared list pool (a few at once over all clusters).
+``on_event(type, old, new)`` runs for every change, including the changes a relist finds, on the loop's thread
+(watch events) or a list thread (a listing's differences); it must be quick (the cache indexes the object and
+enqueues a suite key) and must not wait for the cluster.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
 import threading
 from typing import Any, Callable
 
-from .kube import ApiError, Kube
+from . import watchstream
+from .kube import ApiError, Kind, Kube
+from .watchloop import WatchLoop, shared
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +49,7 @@ class Informer:
                  on_served: Callable[[Informer], None] | None = None,
                  on_health: Callable[[Informer], None] | None = None,
                  unserved_retry: float = 30.0, watch_timeout: int | None = None,
-                 listing: threading.Semaphore | None = None):
+                 watches: WatchLoop | None = None):
         self.kube, self.api_version, self.kind = kube, api_version, kind
         self.namespace, self.label_selector, self.field_selector = namespace, label_selector, field_selector
         self.strip = strip
@@ -51,7 +58,7 @@ class Informer:
         self.on_health = on_health  # called when the list/watch starts failing or works again
         self.unserved_retry = unserved_retry
         self.watch_timeout = watch_timeout or kube.deadlines.watch
-        self.listing = listing  # shared by a cluster's informers: how many of them list at once
+        self.watches = watches or shared()  # where its watch runs and its lists are scheduled
         self.synced = threading.Event()  # the first list is in the store (or the kind is not served)
         self.served = True
         self.last_error: str = ""
@@ -59,7 +66,9 @@ class Informer:
         self._store: dict[StoreKey, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.done = threading.Event()  # its loop has ended (stopped)
+        self._task: Any = None  # the concurrent future of its coroutine on the loop
+        self._kind: Kind | None = None  # the resource, found by the last list (its watch needs no discovery)
 
     def __repr__(self) -> str:
         return f"Informer({self.kind}{' in ' + self.namespace if self.namespace else ''})"
@@ -75,12 +84,16 @@ class Informer:
 
     # ---- life ---------------------------------------------------------------------------------
     def start(self) -> Informer:
-        self._thread = threading.Thread(target=self._run, name=f"informer-{self.kind}", daemon=True)
-        self._thread.start()
+        self._task = self.watches.spawn(self._run)
+        self._task.add_done_callback(lambda _: self.done.set())  # also when cancelled before it began
         return self
 
     def stop(self) -> None:
+        """Its loop ends: a watch waiting for bytes is cancelled at once (its connection closed); a list running
+        on a list thread ends by its deadline, its result dropped."""
         self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
 
     def _failing(self, error: str, status: int) -> None:
         was = bool(self.last_error)
@@ -124,13 +137,15 @@ class Informer:
         self._emit(type_, before, None if type_ == "DELETED" else obj)
 
     def _list(self) -> str:
-        """List into the store; the list's resourceVersion ("" when the kind is not served). The raw listing
-        lives only in this frame: kept in ``_run``'s, it would stay referenced while the watch runs (for ever),
-        every object unstripped (an operator restarted over 50 suites on four members sat at 320 MiB
-        instead of 181: docs/performance.md)."""
-        with self.listing or contextlib.nullcontext():
-            items, rv = self.kube.list_rv(self.api_version, self.kind, self.label_selector, self.namespace,
-                                          self.field_selector, each=self.strip, page_size=PAGE_SIZE)
+        """List into the store (on a list thread); the list's resourceVersion ("" when the kind is not served).
+        The raw listing lives only in this frame: kept in a long-lived one, it would stay referenced while the
+        watch runs (for ever), every object unstripped (an operator restarted over 50 suites on four members sat
+        at 320 MiB instead of 181: docs/performance.md)."""
+        self._kind = self.kube.kind(self.api_version, self.kind)
+        items, rv = self.kube.list_rv(self.api_version, self.kind, self.label_selector, self.namespace,
+                                      self.field_selector, each=self.strip, page_size=PAGE_SIZE)
+        if self._stop.is_set():
+            return ""  # stopped while it listed: nothing of it emitted
         served, self.served = self.served, bool(rv)
         self._replace(items)
         self._failing("", 0)  # answered again (a watch may then run for minutes without an event)
@@ -139,10 +154,13 @@ class Informer:
         self.synced.set()
         return rv
 
-    def _watch(self, rv: str) -> str:
+    async def _watch(self, session: Any, rv: str) -> str:
         """Apply the watch's events until the server ends it; the last resourceVersion seen."""
-        for ev in self.kube.watch(self.api_version, self.kind, rv, self.label_selector, self.namespace,
-                                  self.field_selector, timeout=self.watch_timeout, stop=self._stop):
+        kind = self._kind
+        if kind is None:
+            return ""  # served no more: list again (it says so)
+        async for ev in watchstream.watch(session, self.kube, kind, rv, self.label_selector, self.namespace,
+                                          self.field_selector, self.watch_timeout):
             type_, obj = ev.get("type"), ev.get("object") or {}
             if type_ == "ERROR":
                 raise ApiError(int(obj.get("code") or 500), obj.get("reason", ""), obj.get("message", ""),
@@ -155,19 +173,30 @@ class Informer:
             del ev, obj  # not held while waiting for the next event (the store has the stripped copy)
         return rv
 
-    def _run(self) -> None:
+    async def _run(self) -> None:
+        session = self.watches.acquire(self.kube)
+        try:
+            await self._loop(session)
+        except asyncio.CancelledError:
+            pass  # stopped
+        finally:
+            await self.watches.release(self.kube)
+
+    async def _loop(self, session: Any) -> None:
         rv = ""
         delay = 0.5
         while not self._stop.is_set():
             try:
                 if not rv:
-                    rv = self._list()
+                    rv = await self.watches.run_list(self.kube, self._list)
                     if not rv:  # not served (CRD not installed yet): ask discovery again later
-                        self._stop.wait(self.unserved_retry)
+                        await asyncio.sleep(self.unserved_retry)
                         continue
-                rv = self._watch(rv)
+                rv = await self._watch(session, rv)
                 delay = 0.5
                 self._failing("", 0)
+            except asyncio.CancelledError:
+                raise
             except ApiError as err:
                 if err.status == 410:  # too old: relist (client-go does the same)
                     rv = ""
@@ -178,11 +207,11 @@ class Informer:
                 self._failing(str(err), err.status)
                 rv = ""  # list again: only a list that works says the watch works again (a watch may stay silent)
                 log.warning("%r: %s; retrying in %.1f s", self, err, delay)
-                self._stop.wait(delay)
+                await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
             except Exception as exc:  # noqa: BLE001 - connection dropped, API server restarting...
                 self._failing(str(exc), 0)
                 rv = ""
                 log.warning("%r: %s; retrying in %.1f s", self, exc, delay)
-                self._stop.wait(delay)
+                await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)

@@ -1,35 +1,62 @@
-"""Threads per cluster: a cluster's writes never wait for another cluster's threads (docs/architecture.md, "The
-work queue and the workers").
+"""The threads that write the clusters: a fixed number shared by all of them, with a cap per cluster
+(docs/architecture.md, "The work queue and the workers"; fairpool.py).
 
-Each cluster (the operator's own, each member) has two pools of its own, made with its ``Target`` and stopped
-with it:
+Two shared pools (``SharedPools``, one per operator), each a ``FairPool`` keyed by cluster:
 
-- ``writes``: a thread per pass writing this cluster (a pass writes its clusters at the same time: each
-  cluster's part of a pass runs here), as many as passes run at once (``SOVEREIGN_SUITE_WORKERS``).
-- ``requests``: the applies of one phase and the deletes of a prune, in parallel (``SOVEREIGN_SUITE_APPLY_WORKERS``
-  per cluster).
+- ``writes``: the part of a pass writing one cluster (a pass writes its clusters at the same time), at most
+  ``SOVEREIGN_SUITE_WORKERS`` of one cluster at once (one per pass running);
+- ``requests``: the applies of one phase and the deletes of a prune, in parallel, at most
+  ``SOVEREIGN_SUITE_APPLY_WORKERS`` of one cluster at once.
 
-A member that hangs holds its own threads only, until its requests time out. ``each_cluster`` runs a pass's
-clusters at once and waits for them, except for a member known not to answer (a request or a watch of any pass
-got no answer in time): the pass reports that member's tenants ``ClusterUnreachable`` and goes on; the part it
-leaves behind is told to stop (``cancel``) and sends no new request.
+Each pool has half as many threads again as one cluster may hold, so a member that hangs holds at most its cap
+(until its requests time out) and the other clusters keep the rest; their number does not grow with the members
+(a pool per cluster grew to 24 threads per member). ``ClusterPools`` is one cluster's view of them.
+``each_cluster`` runs a pass's clusters at once and waits for them, except for a member known not to answer (a
+request or a watch of any pass got no answer in time): the pass reports that member's tenants
+``ClusterUnreachable`` and goes on; the part it leaves behind is told to stop (``cancel``) and sends no new
+request.
 """
 
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor, TimeoutError as FutureTimeout
+from concurrent.futures import Future, TimeoutError as FutureTimeout
 from typing import Any, Callable, Iterable, TypeVar
+
+from .fairpool import FairPool
 
 T = TypeVar("T")
 R = TypeVar("R")
 POLL = 0.2  # how often a pass looks whether a member it waits for stopped answering
 
 
+class SharedPools:
+    """Every cluster's writer and apply threads: ``writers`` (passes at once) and ``requests`` (applies at once)
+    per cluster, half as many again in all."""
+
+    def __init__(self, writers: int, requests: int):
+        writers, requests = max(1, writers), max(1, requests)
+        self.writes = FairPool("write", writers + (writers + 1) // 2, writers)
+        self.requests = FairPool("apply", requests + (requests + 1) // 2, requests)
+
+    def stop(self) -> None:
+        self.writes.shutdown()
+        self.requests.shutdown()
+
+
 class ClusterPools:
-    def __init__(self, name: str, writers: int, requests: int):
-        self.writes = ThreadPoolExecutor(max_workers=max(1, writers), thread_name_prefix=f"write-{name}")
-        self.requests = ThreadPoolExecutor(max_workers=max(1, requests), thread_name_prefix=f"apply-{name}")
+    """One cluster's share of the pools: ``shared`` (the operator's), or pools of its own (``writers`` and
+    ``requests`` threads) when none is given."""
+
+    def __init__(self, name: str, writers: int, requests: int, shared: SharedPools | None = None):
+        self.name = name
+        self._own = shared is None
+        if shared is None:  # exactly the threads asked for, all its own
+            self.writes = FairPool(f"write-{name}", max(1, writers), max(1, writers))
+            self.requests = FairPool(f"apply-{name}", max(1, requests), max(1, requests))
+        else:
+            self.writes, self.requests = shared.writes, shared.requests
+        self._key = object()  # this cluster's key in the shared pools (a target rebuilt gets a new one)
         self._lock = threading.Lock()
         self._stopped = False
 
@@ -38,7 +65,8 @@ class ClusterPools:
         meanwhile (the cluster's credentials rotated during a pass), runs on the calling thread."""
         items = list(items)
         with self._lock:
-            futures = None if self._stopped or len(items) <= 1 else [self.requests.submit(fn, i) for i in items]
+            futures = None if self._stopped or len(items) <= 1 else [self.requests.submit(self._key, fn, i)
+                                                                      for i in items]
         if futures is None:
             return [fn(i) for i in items]
         return [f.result() for f in futures]
@@ -47,7 +75,7 @@ class ClusterPools:
         """``fn(*args)`` on the ``writes`` pool (on a thread of its own once the pool is stopped)."""
         with self._lock:
             if not self._stopped:
-                return self.writes.submit(fn, *args)
+                return self.writes.submit(self._key, fn, *args)
         done: Future[R] = Future()
 
         def run() -> None:
@@ -60,11 +88,13 @@ class ClusterPools:
         return done
 
     def stop(self) -> None:
-        """No new work; what runs finishes (a request in flight ends by its deadline) and the threads exit."""
+        """No new work from this cluster's view; what runs finishes (a request in flight ends by its deadline).
+        Pools of its own are shut down (their threads exit); shared ones go on for the other clusters."""
         with self._lock:
             self._stopped = True
-            self.writes.shutdown(wait=False)
-            self.requests.shutdown(wait=False)
+            if self._own:
+                self.writes.shutdown()
+                self.requests.shutdown()
 
 
 def each_cluster(items: list[T], target_of: Callable[[T], Any], fn: Callable[[T, threading.Event], R],

@@ -12,8 +12,9 @@
   its tenants are applied by the operator in their own country, and no credential of theirs is ever read here.
 
 A member that does not answer, or answers 401/403, is a problem of its tenants only (``Target.problem``); the
-other tenants of the suite go on. Each cluster has its own deadlines (transport.py) and its own threads
-(pools.py): a member that hangs holds neither another cluster's threads nor, beyond its deadlines, a pass.
+other tenants of the suite go on. Each cluster has its own deadlines (transport.py) and a capped share of the
+shared threads (pools.py): a member that hangs holds no more than its cap of them and, beyond its deadlines, no
+pass.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from .kube import Kube
 from .pools import ClusterPools
 from .problems import Problem, degraded, stalled
 from .transport import CONNECTION_POOL, MEMBER, Deadlines, Reachability
+from .watchloop import WatchLoop
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +122,13 @@ class Members:
     def __init__(self, hub: Kube, make_cache: Callable[[Kube, str], ClusterCache],
                  on_change: Callable[[str], None], max_retries: int = 1,
                  secrets_namespace: str = OPERATOR_NAMESPACE, deadlines: Deadlines = MEMBER,
-                 make_pools: Callable[[str], ClusterPools] = lambda cloud: ClusterPools(cloud, 8, 16)):
+                 make_pools: Callable[[str], ClusterPools] = lambda cloud: ClusterPools(cloud, 8, 16),
+                 watches: WatchLoop | None = None):
         self.hub = hub
         self.secrets_namespace = secrets_namespace  # the only namespace a member kubeconfig is read from
         self.make_cache = make_cache
         self.make_pools = make_pools
+        self.watches = watches  # where the kubeconfig Secrets' watches run (None: the process's loop)
         self.on_change = on_change
         # a member that does not answer fails fast: a refused connection is tried once more, a timeout never
         self.max_retries = max_retries
@@ -231,7 +235,7 @@ class Members:
             if inf is None:
                 inf = Informer(self.hub, "v1", "Secret", strip=keep_whole, namespace=namespace,
                                field_selector=f"metadata.name={name}",
-                               on_event=lambda *_: self._secret_changed(namespace, name))
+                               on_event=lambda *_: self._secret_changed(namespace, name), watches=self.watches)
                 self._secrets[(namespace, name)] = inf
                 inf.start()
         return inf

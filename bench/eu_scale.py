@@ -1,0 +1,346 @@
+"""Europe-wide push mode: a hub and 27 member clusters (one per EU member state), with N two-to-four-country suites.
+
+    python bench/eu_scale.py [--suites 100] [--rounds 2] [--probes 40]
+
+What each cluster is: the hub is a full development cluster (kwokctl: etcd, kube-apiserver, controller manager,
+scheduler, kwok). Each member is a light member (operator/sovereign_suite/devcluster/light_member.py): one
+kube-apiserver of its own, its objects in the hub's etcd under ``/members/<name>``, with no controller manager,
+scheduler or kwok: children are stored (what is measured here is the operator applying them and watching them),
+never rolled out, so no suite becomes Ready and none is waited for. The hub reaches each member with the hub's
+admin certificate, written as the member's kubeconfig Secret (no ``cloud join``: it needs the member's token
+controller). The operator runs on the hub, drift pass every 15 s.
+
+Measured in one run:
+1. operator threads and RSS (sampled every second, peaks; and per stage);
+2. a new 27-country suite: from the request creating it on the hub to the last child written in any member (the
+   members' audit logs) vs 27 ``kubectl apply --server-side`` in parallel, one per member, of the same rendered
+   objects; alternating rounds, a new suite each round (light members cannot delete namespaces);
+3. ``--suites`` light suites of 2 to 4 countries spread over the 27 members, all applied;
+4. reads per drift pass of the converged fleet, per member (gets and lists in each member's audit log while
+   every suite passes three times on the timer);
+5. pass latency per member: a child ConfigMap deleted in a member, the time until the operator has created it
+   again (event, pass, apply), ``--probes`` times over the 26 members other than Malta's, without a fault, then
+   with Malta's kube-apiserver stopped (SIGSTOP); p95 of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import random
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+from lib import Bench, audit_time, log, summary, table, wait_for, write_result
+
+from sovereign_suite.api.secret_refs import MEMBER_CREDENTIALS_LABEL
+from sovereign_suite.devcluster.light_member import LightMember, stop_all
+from sovereign_suite.reconcile.kube import Kube
+from tests.cluster.operator_fixture import Audit, suite_doc
+
+EU = "AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK".split()
+HUNG = "MT"
+READ = {"get", "list"}
+WRITE = {"create", "update", "patch", "delete"}
+SECRETS_NS = "sovereign-suite-system"
+LIGHT = {"matrix": {"elementReplicas": 1}, "jitsi": {"webReplicas": 1}, "docs": {"enabled": False},
+         "llm": {"enabled": False}}
+
+
+def cloud_name(country: str) -> str:
+    return f"eu-{country.lower()}"
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        k, _, v = line.partition(":")
+        if k in ("VmRSS", "VmHWM", "Threads"):
+            out[k] = int(v.split()[0])
+    return out
+
+
+class Sampler:
+    """The operator's RSS and thread count every second; the peaks since the last ``reset``."""
+
+    def __init__(self, pid: int):
+        self.pid, self.stop = pid, threading.Event()
+        self.rss = self.threads = 0.0
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def reset(self) -> None:
+        self.rss = self.threads = 0.0
+
+    def _run(self) -> None:
+        while not self.stop.wait(1.0):
+            try:
+                s = proc_status(self.pid)
+            except OSError:
+                continue
+            if "VmRSS" not in s:  # exited (a zombie has no memory)
+                return
+            self.rss, self.threads = max(self.rss, s["VmRSS"] / 1024), max(self.threads, s["Threads"])
+
+    def now(self) -> dict[str, float]:
+        s = proc_status(self.pid)
+        return {"rss_mib": s["VmRSS"] / 1024, "threads": s["Threads"]}
+
+
+def join_members(b: Bench, members: dict[str, LightMember]) -> None:
+    """Each member's kubeconfig Secret on the hub and its NationalCloud (the hub's FR cloud with another country)."""
+    b.kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SECRETS_NS}}, "bench")
+    spec = b.kube.get("sovereignsuite.io/v1alpha1", "NationalCloud", "fr-secnumcloud")["spec"]
+    for country, m in members.items():
+        secret = f"{cloud_name(country)}-kubeconfig"
+        b.kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {
+            "name": secret, "namespace": SECRETS_NS, "labels": {MEMBER_CREDENTIALS_LABEL: "true"}},
+            "data": {"kubeconfig": base64.b64encode(yaml.safe_dump(m.kubeconfig()).encode()).decode()}}, "bench")
+        b.kube.apply({"apiVersion": "sovereignsuite.io/v1alpha1", "kind": "NationalCloud",
+                      "metadata": {"name": cloud_name(country)},
+                      "spec": {**spec, "country": country, "cluster": "member",
+                               "kubeconfigSecretRef": {"name": secret, "namespace": SECRETS_NS}}}, "bench")
+
+
+class NodePorts:
+    """JVB's node port for each tenant: unique within a suite (validation: node ports are cluster-wide, and it
+    cannot know its tenants are in different clusters) and within each member (a port is allocated once there)."""
+
+    def __init__(self) -> None:
+        self.used: dict[str, set[int]] = {}
+
+    def take(self, countries: list[str]) -> list[int]:
+        mine: set[int] = set()
+        out = []
+        for c in countries:
+            used = self.used.setdefault(c, set())
+            port = next(p for p in range(30000, 32768) if p not in used and p not in mine)
+            used.add(port)
+            mine.add(port)
+            out.append(port)
+        return out
+
+
+def light_suite(ns: str, name: str, countries: list[str], ports: list[int]) -> dict:
+    doc = suite_doc("four-countries", ns, name)
+    doc["spec"]["components"] = dict(LIGHT)
+    doc["spec"]["tenants"] = [{"country": c, "cloud": cloud_name(c),
+                               "components": {"jitsi": {"jvb": {"nodePort": p}}}} for c, p in zip(countries, ports)]
+    return doc
+
+
+def member_kube(m: LightMember) -> Kube:
+    from kubernetes import config
+
+    return Kube(config.new_client_from_config(config_file=str(m.write_kubeconfig())), user_agent="sovereign-suite-bench")
+
+
+def rendered_by_country(b: Bench, doc: dict) -> dict[str, str]:
+    """``render --generate-secrets`` of the suite with the hub's clouds, split per member."""
+    from sovereign_suite.api.validation import parse_cloud, parse_suite
+    from sovereign_suite.cli import _dump_all
+    from sovereign_suite.render import render_suite, with_secrets
+    from sovereign_suite.secretgen import missing_keys
+
+    clouds = {c["metadata"]["name"]: parse_cloud(c) for c in b.kube.list("sovereignsuite.io/v1alpha1",
+                                                                         "NationalCloud")}
+    result = render_suite(parse_suite(doc), clouds)
+    text = _dump_all(with_secrets(result, {(s.namespace, s.name): missing_keys(s, None) for s in result.secrets}))
+    out: dict[str, list[str]] = {}
+    for obj in yaml.safe_load_all(text):
+        where = obj["metadata"].get("namespace") or obj["metadata"]["name"]
+        out.setdefault(where.rsplit("-", 1)[1].upper(), []).append(yaml.safe_dump(obj))
+    return {c: "---\n".join(d) for c, d in out.items()}
+
+
+def operator_round(b: Bench, audits: dict[str, Audit], ns: str, name: str, ports: list[int]) -> float:
+    doc = light_suite(ns, name, EU, ports)
+    marks = {c: a.mark() for c, a in audits.items()}
+    start = time.time()
+    b.kube.create(doc)
+    wait_for(lambda: b.applied(doc), 900, 0.5, f"27-country suite {name} applied")
+    writes = [e for c, a in audits.items() for e in a.events(marks[c]) if e.get("verb") in WRITE]
+    return max(audit_time(e) for e in writes) - start
+
+
+def kubectl_round(b: Bench, members: dict[str, LightMember], ns: str, name: str, ports: list[int]) -> float:
+    files = {}
+    for country, text in rendered_by_country(b, light_suite(ns, name, EU, ports)).items():
+        f = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+        f.write(text)
+        f.close()
+        files[country] = f.name
+    start = time.time()
+    procs = [subprocess.Popen([b.kubectl, "--kubeconfig", str(members[c].write_kubeconfig()), "apply",
+                               "--server-side", "--field-manager", "kubectl-bench", "-f", path],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for c, path in files.items()]
+    for p in procs:
+        if p.wait() != 0:
+            raise RuntimeError(p.stderr.read().decode()[-2000:])
+    took = time.time() - start
+    for path in files.values():
+        Path(path).unlink()
+    return took
+
+
+def probe(kubes: dict[str, Kube], suites: list[dict], rng: random.Random) -> float:
+    """A child ConfigMap of one tenant deleted in its member: seconds until the operator created it again."""
+    doc = rng.choice(suites)
+    country = rng.choice([t["country"] for t in doc["spec"]["tenants"] if t["country"] != HUNG])
+    k, tenant_ns = kubes[country], f"{doc['metadata']['name']}-{country.lower()}"
+    cms = sorted(k.list("v1", "ConfigMap", "app.kubernetes.io/managed-by=sovereign-suite-operator", tenant_ns),
+                 key=lambda o: o["metadata"]["name"])
+    victim = cms[0]
+    name, uid = victim["metadata"]["name"], victim["metadata"]["uid"]
+    start = time.monotonic()
+    k.delete(victim)
+    while True:
+        now = k.get("v1", "ConfigMap", name, tenant_ns)
+        if now is not None and now["metadata"]["uid"] != uid:
+            return time.monotonic() - start
+        if time.monotonic() - start > 120:
+            raise TimeoutError(f"{tenant_ns}/{name} not re-created in 120 s")
+        time.sleep(0.05)
+
+
+def passes(op) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in op.series("sovereign_suite_reconcile_total"))
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20, method="inclusive")[-1] if len(values) >= 2 else values[0]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--suites", type=int, default=100)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--probes", type=int, default=40)
+    args = p.parse_args()
+    out: dict = {"members": len(EU), "suites": args.suites, "rounds": args.rounds, "probes": args.probes}
+    with Bench("eu") as b:
+        members = {c: LightMember(b.cluster, f"m-{c.lower()}") for c in EU}
+        op = None
+        try:
+            t0 = time.time()
+            for m in members.values():
+                m.start()
+            for m in members.values():
+                m.wait_ready()
+            out["members_up_s"] = time.time() - t0
+            out["member_apiserver_rss_mib"] = summary([m.rss_mib() for m in members.values()])
+            log(f"27 light members up in {out['members_up_s']:.0f} s")
+            join_members(b, members)
+            audits = {c: Audit(m) for c, m in members.items()}
+            kubes = {c: member_kube(m) for c, m in members.items()}
+            ns = b.namespace("bench")
+            op = b.operator(drift_interval=15)
+            op.start()
+            wait_for(lambda: op.metric("python_info"), 60, 0.5, "operator up")
+            time.sleep(5)
+            sampler = Sampler(op.proc.pid)
+            out["idle_no_member"] = sampler.now()
+
+            # 2. a new 27-country suite, operator vs 27 kubectl in parallel (the first operator round also builds
+            # the 27 member targets: their watches list while the suite is applied)
+            results: dict[str, list[float]] = {"operator": [], "kubectl": []}
+            node_ports = NodePorts()
+            for i in range(args.rounds):
+                for who in ("operator", "kubectl") if i % 2 == 0 else ("kubectl", "operator"):
+                    name, ports = f"{who[0]}{i}", node_ports.take(EU)
+                    took = operator_round(b, audits, ns, name, ports) if who == "operator" else \
+                        kubectl_round(b, members, ns, name, ports)
+                    results[who].append(took)
+                    log(f"round {i} {who}: {took:.2f} s")
+                if i == 0:
+                    time.sleep(5)
+                    out["after_first_27_country_suite"] = sampler.now()
+            o, k = summary(results["operator"]), summary(results["kubectl"])
+            write_result("eu_scale", out)
+            out["applied_27"] = {"operator": o, "kubectl_parallel": k,
+                                 "ratio_operator_over_kubectl": o["median"] / k["median"],
+                                 "operator_runs": results["operator"], "kubectl_runs": results["kubectl"]}
+
+            # 3. --suites two-to-four-country suites over the 27 members
+            rng = random.Random(27)
+            docs = []
+            for i in range(args.suites):
+                countries = rng.sample(EU, 2 + i % 3)
+                docs.append(light_suite(ns, f"s{i:03d}", countries, node_ports.take(countries)))
+            sampler.reset()
+            start = time.time()
+            for d in docs:
+                b.kube.create(d)
+            wait_for(lambda: all(b.applied(d) for d in docs), 3600, 5.0, f"{args.suites} suites applied")
+            out["suites_applied_s"] = time.time() - start
+            out["tenants"] = sum(len(d["spec"]["tenants"]) for d in docs)
+            time.sleep(20)
+            out["suites_peak"] = {"rss_mib": sampler.rss, "threads": sampler.threads}
+            out["suites_steady"] = sampler.now()
+            log(f"{args.suites} suites applied in {out['suites_applied_s']:.0f} s; {out['suites_peak']}")
+            write_result("eu_scale", out)
+
+            # 4. reads per pass of the converged fleet, per member: as many passes as three of every suite (no
+            # rollout ever ends in a light member, so a suite passes again every 5 s, SOVEREIGN_SUITE_REQUEUE,
+            # more often than the drift timer: those passes read as a drift pass would, from the caches)
+            every = args.suites + args.rounds
+            before = passes(op)
+            marks = {c: a.mark() for c, a in audits.items()}
+            t_reads = time.time()
+            wait_for(lambda: passes(op) >= before + 3 * every, 600, 1.0, "three passes of every suite")
+            out["read_window_s"] = time.time() - t_reads
+            out["passes_in_read_window"] = passes(op) - before
+            reads = {c: [e for e in a.events(marks[c]) if e.get("verb") in READ] for c, a in audits.items()}
+            out["reads_per_drift_pass_per_member"] = {c: len(r) / 3 for c, r in reads.items()}
+            out["reads_in_window"] = sorted({f"{e['verb']} {e.get('requestURI', '').split('?')[0]}"
+                                             for r in reads.values() for e in r})
+
+            # 5. pass latency on the 26 other members, without then with Malta hung
+            sampler.reset()
+            latency: dict[str, list[float]] = {"no_fault": [], "hung": []}
+            for _ in range(args.probes):
+                latency["no_fault"].append(probe(kubes, docs, rng))
+                log(f"probe, no fault: {latency['no_fault'][-1]:.1f} s")
+            write_result("eu_scale", {**out, "pass_latency_partial": latency})
+            members[HUNG].pause()
+            try:
+                hung_at = time.time()
+                for _ in range(args.probes):
+                    latency["hung"].append(probe(kubes, docs, rng))
+                    log(f"probe, {HUNG} hung: {latency['hung'][-1]:.1f} s")
+                    write_result("eu_scale", {**out, "pass_latency_partial": latency})
+                out["hung_probe_window_s"] = time.time() - hung_at
+                out["hung_peak"] = {"rss_mib": sampler.rss, "threads": sampler.threads}
+            finally:
+                members[HUNG].resume()
+            out["pass_latency"] = {k: {"p95": p95(v), **summary(v)} for k, v in latency.items()}
+            out["pass_latency"]["ratio_p95_hung_over_no_fault"] = \
+                out["pass_latency"]["hung"]["p95"] / out["pass_latency"]["no_fault"]["p95"]
+            out["operator_hwm_mib"] = proc_status(op.proc.pid)["VmHWM"] / 1024
+            out["operator_peak_threads"] = max(sampler.threads, out["suites_peak"]["threads"])
+            sampler.stop.set()
+        finally:
+            if op is not None and op.proc is not None and op.proc.poll() is None:
+                op.stop()
+            stop_all(list(members.values()))
+    lat = out["pass_latency"]
+    print(table([
+        ["measure", "measured", "target"],
+        ["operator threads, peak (27 members, suites)", f"{out['operator_peak_threads']:.0f}", "<= 64"],
+        ["operator RSS, peak (MiB)", f"{out['operator_hwm_mib']:.0f}", "<= 200"],
+        ["27-country suite applied (s, median), operator / 27 kubectl",
+         f"{o['median']:.2f} / {k['median']:.2f} = {out['applied_27']['ratio_operator_over_kubectl']:.2f}", "<= 1.0"],
+        ["reads per drift pass per member, max", f"{max(out['reads_per_drift_pass_per_member'].values()):.2f}", "0"],
+        ["pass latency p95 (s), no fault / Malta hung",
+         f"{lat['no_fault']['p95']:.2f} / {lat['hung']['p95']:.2f} = {lat['ratio_p95_hung_over_no_fault']:.2f}",
+         "<= 1.2"],
+    ]))
+    print(f"wrote {write_result('eu_scale', out)}")
+
+
+if __name__ == "__main__":
+    main()
