@@ -1,8 +1,11 @@
 # syntax=docker/dockerfile:1
 # The operator's image: `make image` (docker build -t sovereign-suite-operator:<version> .).
-# Build stage: a virtual environment with the package installed from this repository (pinned dependencies
-# from pyproject.toml), compiled to bytecode. Final stage: the same slim Python with only that environment,
-# no pip, no compiler, running as an unprivileged user on a read-only root filesystem.
+# Build stage: a virtual environment with the Python packages of image/requirements.txt (every dependency at one
+# version, checked by hash), then the package from this repository, compiled to bytecode. Final stage: the same
+# slim Python with only that environment, no pip, no setuptools, no compiler, running as an unprivileged user on a
+# read-only root filesystem. The same image is built without a container engine by `make operator-image`
+# (operator/sovereign_suite/devcluster/realnode/operator_image.py); tests/test_operator_image.py checks that
+# both install the same packages with the same entrypoint, user and environment.
 #
 # The base is pinned by tag; pin it by digest for reproducible builds:
 #   docker build --build-arg PYTHON_IMAGE=python:3.11.11-slim-bookworm@sha256:<digest> .
@@ -12,10 +15,12 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/sovereign-suite
 WORKDIR /src
+COPY image/requirements.txt image/build-constraints.txt ./image/
+RUN /opt/sovereign-suite/bin/pip install --compile --require-hashes --no-deps --only-binary=:all: -r image/requirements.txt
 COPY pyproject.toml README.md LICENSE ./
 COPY operator ./operator
-RUN /opt/sovereign-suite/bin/pip install --compile . \
- && /opt/sovereign-suite/bin/pip uninstall --yes pip \
+RUN PIP_CONSTRAINT=image/build-constraints.txt /opt/sovereign-suite/bin/pip install --compile --no-deps . \
+ && /opt/sovereign-suite/bin/pip uninstall --yes pip setuptools \
  && /opt/sovereign-suite/bin/sovereign-suite crds >/dev/null
 
 FROM ${PYTHON_IMAGE}
