@@ -27,8 +27,11 @@ FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="sovereign-suite-operator" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.description="Kubernetes operator for a multi-country sovereign digital workplace"
-# pip and setuptools of the base image are not needed at run time
-RUN python -m pip uninstall --yes --root-user-action=ignore pip setuptools wheel >/dev/null 2>&1 || true
+# pip and setuptools of the base image are not needed at run time; the user needs a name (Kopf asks for it at
+# start: getpass.getuser() fails on a uid without a passwd entry)
+RUN python -m pip uninstall --yes --root-user-action=ignore pip setuptools wheel >/dev/null 2>&1 || true \
+ && echo 'nonroot:x:65532:65532:nonroot:/tmp:/usr/sbin/nologin' >> /etc/passwd \
+ && echo 'nonroot:x:65532:' >> /etc/group
 COPY --from=build /opt/sovereign-suite /opt/sovereign-suite
 ENV PATH=/opt/sovereign-suite/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -60,8 +60,12 @@ def test_dockerfile_and_built_image_run_the_same_way():
     # PATH: the environment's bin first, then the base image's PATH ($PATH in the Dockerfile)
     assert env.pop("PATH").split(":")[0] == built.pop("PATH").split(":")[0] == f"{operator_image.VENV}/bin"
     assert env == built
-    # non-root, as the chart's podSecurityContext expects
+    # non-root, as the chart's podSecurityContext expects, with a name (Kopf looks it up at start)
     uid, gid = cfg["User"].split(":")
+    run = " ".join(r for k, r in final if k == "RUN")
+    assert f"echo '{operator_image.PASSWD_ENTRY}' >> /etc/passwd" in run
+    assert f"echo '{operator_image.GROUP_ENTRY}' >> /etc/group" in run
+    assert operator_image.PASSWD_ENTRY.split(":")[2:4] == [uid, gid] and operator_image.GROUP_ENTRY.split(":")[2] == gid
     values = (ROOT / "charts" / "sovereign-suite-operator" / "values.yaml").read_text()
     assert f"runAsUser: {uid}" in values and f"runAsGroup: {gid}" in values
 

@@ -54,6 +54,10 @@ BUILD_PACKAGES = ("python3-venv",)
 PURGE = ("python3-venv", "python3.11-venv", "python3-pip-whl", "python3-setuptools-whl", "python3-distutils",
          "python3-lib2to3")
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The image's user has a name: Kopf asks for it at start (getpass.getuser(), pwd.getpwuid of the uid: a KeyError
+# without an entry, kopf/_core/engines/peering.py detect_own_id, kopf 1.45.2). The Dockerfile adds the same lines.
+PASSWD_ENTRY = "nonroot:x:65532:65532:nonroot:/tmp:/usr/sbin/nologin"
+GROUP_ENTRY = "nonroot:x:65532:"
 SOURCES = ("pyproject.toml", "README.md", "LICENSE")  # with operator/: what the Dockerfile COPYs (.dockerignore)
 
 
@@ -118,7 +122,7 @@ PYTHONDONTWRITEBYTECODE=1 {VENV}/bin/sovereign-suite crds >/dev/null
 def key(wheel_inputs: list[Path]) -> str:
     """Changes whenever an input of the image changes."""
     h = hashlib.sha256()
-    h.update(json.dumps([SUITE, MIRROR, PACKAGES, BUILD_PACKAGES, PURGE, image_name(), config().as_oci(), epoch(),
+    h.update(json.dumps([SUITE, MIRROR, PACKAGES, BUILD_PACKAGES, PURGE, PASSWD_ENTRY, GROUP_ENTRY, image_name(), config().as_oci(), epoch(),
                          install_script("W"), EXCLUDES]).encode())
     for rel in [Path("image/requirements.txt"), Path("image/build-constraints.txt"), *wheel_inputs]:
         h.update(str(rel).encode() + b"\0" + (ROOT / rel).read_bytes() + b"\0")
@@ -178,6 +182,7 @@ def build(out: Path | None = None, progress=print, cache: bool = True) -> Path:
             'cp /etc/ssl/certs/ca-certificates.crt "$1/tmp/build/host-ca.pem" && '
             'cp -L /etc/resolv.conf "$1/etc/resolv.conf"',
             f'--customize-hook=chroot "$1" /bin/sh -e < {q(str(work / "install.sh"))}',
+            f'--customize-hook=echo {q(PASSWD_ENTRY)} >> "$1/etc/passwd" && echo {q(GROUP_ENTRY)} >> "$1/etc/group"',
             # the run-time image has no ensurepip, no pip wheels: only python3 and the environment
             '--customize-hook=chroot "$1" env DEBIAN_FRONTEND=noninteractive apt-get purge --yes --autoremove '
             '--quiet ' + " ".join(PURGE) + ' >/dev/null',
