@@ -11,6 +11,8 @@ docs/install.md, "Install on a cluster", lists exactly these steps.
   annotation-driven relabelling (the pods listed by the test: Debian's Prometheus has no Kubernetes discovery).
 - Wedged (SIGSTOP of the operator's process, from the node), kubelet's readiness probe takes it out of its
   Service and the liveness probe gets it restarted; it answers again and the suite stays Ready.
+- Pull mode is the same chart: helm upgrade with localClouds gives the pod `--local-cloud` per cloud, it says so
+  at start, and the suite is Ready from it.
 """
 
 from __future__ import annotations
@@ -253,3 +255,24 @@ def test_wedged_operator_is_restarted_by_kubelet(installed: Real):
     suite = json.loads(r.kubectl("-n", "rn-suites", "get", f"sovereignsuites.sovereignsuite.io/{SUITE}", "-o",
                                  "json"))
     assert any(c["type"] == "Ready" and c["status"] == "True" for c in suite["status"]["conditions"])
+
+
+def test_pull_mode_is_the_same_chart_with_local_clouds(installed: Real):
+    """helm upgrade with localClouds: the pod runs `--local-cloud` for each (sovereign pull mode,
+    docs/multi-cluster.md), and with both of the suite's clouds local the suite is Ready again from it."""
+    from .operator_fixture import wait_ready, suite_doc
+    from .realnode_fixture import PATCH
+
+    r = installed
+    helm(r, "upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE, "--reuse-values",
+         "--set", "localClouds={fr-real,de-c5}", "--wait", "--timeout", "5m")
+    wait_for(lambda: len(json.loads(r.kubectl("-n", NAMESPACE, "get", "pods", "-l",
+                                              f"app.kubernetes.io/instance={RELEASE}", "-o", "json"))["items"]) == 1,
+             timeout=120, what="the old operator pod gone (Recreate)")
+    pod = operator_pod(r)
+    args = pod["spec"]["containers"][0]["args"]
+    assert "--local-cloud=fr-real" in args and "--local-cloud=de-c5" in args, args
+    assert pod["status"]["containerStatuses"][0]["ready"]
+    log = r.kubectl("-n", NAMESPACE, "logs", pod["metadata"]["name"])
+    assert "pull mode, local clouds: fr-real, de-c5" in log, log[-2000:]
+    wait_ready(r.kube, suite_doc("two-countries", "rn-suites", name=SUITE, patch=PATCH), timeout=300)
