@@ -12,7 +12,7 @@ CLOUDS ?= manifests/examples/clouds.yaml
 PYTEST_ARGS ?=
 export SOVEREIGN_SUITE_CACHE := $(CACHE)
 
-.PHONY: bench help venv tools real-node-tools real-node-images prometheus federation-tools redis-tools backup-tools crds render golden test test-unit run run-multicluster cluster-up cluster-down cluster-down-multicluster clean-cache
+.PHONY: bench help venv tools real-node-tools real-node-images operator-image prometheus federation-tools redis-tools backup-tools crds render golden test test-unit run run-multicluster cluster-up cluster-down cluster-down-multicluster clean-cache
 
 help:
 	@echo "make run     local cluster + simulated national clouds + CRDs + example suite + operator (foreground)"
@@ -20,6 +20,7 @@ help:
 	@echo "make test    every test (builds the local control plane's binaries on first use)"
 	@echo "make tools   build kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok, helm into $(CACHE)/bin"
 	@echo "make real-node-tools  kubelet, kube-proxy, containerd, kube-router (Go) + runc, CNI plugins, iptables (Debian)"
+	@echo "make operator-image  the operator's OCI image archive (no container engine; root, mmdebstrap)"
 	@echo "make crds    regenerate crds/ from the pydantic models"
 	@echo "make render  render $(EXAMPLE) offline"
 	@echo "make golden  refresh tests/golden/ from the examples"
@@ -50,7 +51,7 @@ golden: venv
 test-unit: venv
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
 
-test: venv tools real-node-tools prometheus federation-tools redis-tools backup-tools
+test: venv tools real-node-tools operator-image prometheus federation-tools redis-tools backup-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The real node (sovereign-suite cluster up --real-node; tests/cluster/test_real_node*.py)
@@ -61,6 +62,11 @@ real-node-tools: tools
 # Stand-in images for the real node, into $(CACHE)/images (rebuilt only when a recipe changes)
 real-node-images: venv real-node-tools
 	$(PY) -m sovereign_suite.devcluster.realnode.build
+
+# The operator's own image, without a container engine (Debian + the project's wheel, the Dockerfile's equivalent;
+# reproducible), into $(CACHE)/images: rebuilt only when its sources change. docs/install.md, "Install on a cluster".
+operator-image: venv real-node-tools
+	$(PY) -m sovereign_suite.devcluster.realnode.operator_image
 
 prometheus:
 	@hack/install-prometheus.sh

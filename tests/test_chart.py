@@ -529,5 +529,5 @@ def test_dockerfile_is_multi_stage_non_root_and_pinned():
     assert not re.search(r"apt-get|gcc|build-essential|pip install", final)
     assert re.search(r"^USER [1-9]\d*:[1-9]\d*$", final, re.M)
     ignored = (ROOT / ".dockerignore").read_text().split()
-    assert ignored[ignored.index("*") + 1:ignored.index("*") + 5] == ["!pyproject.toml", "!README.md", "!LICENSE",
-                                                                      "!operator/"]
+    assert ignored[ignored.index("*") + 1:ignored.index("*") + 6] == ["!pyproject.toml", "!README.md", "!LICENSE",
+                                                                      "!image/", "!operator/"]

@@ -106,3 +106,18 @@ def test_dns_answers_services_and_relays_the_rest():
     missing = dns.answer(_query("synapse.rn-fr.rn-fr.svc.cluster.local"), records)  # a search-list try
     assert missing[3] & 0x0F == 3  # NXDOMAIN
     assert dns.answer(_query("pypi.org"), records) is None  # relayed to the host's resolver
+
+
+def test_kwokctl_config_makes_the_api_server_reachable_from_pods_only_with_a_real_node(tmp_path: Path):
+    """With the real node, pods reach kube-apiserver at the kubernetes Service (10.96.0.1): it listens beyond
+    loopback, advertises the machine's address and its certificate names the Service's address."""
+    plain = yaml.safe_load(kwokctl_config(tmp_path))
+    args = {a["key"]: a["value"] for p in plain["componentsPatches"] if p["name"] == "kube-apiserver"
+            for a in p["extraArgs"]}
+    assert "bind-address" not in args and "kubeApiserverCertSANs" not in plain["options"]
+    real = yaml.safe_load(kwokctl_config(tmp_path, advertise="192.0.2.7"))
+    args = {a["key"]: a["value"] for p in real["componentsPatches"] if p["name"] == "kube-apiserver"
+            for a in p["extraArgs"]}
+    assert args["bind-address"] == "0.0.0.0" and args["advertise-address"] == "192.0.2.7"
+    assert "10.96.0.1" in real["options"]["kubeApiserverCertSANs"]
+    assert real["options"]["bindAddress"] == "127.0.0.1"  # etcd, controller-manager, scheduler, kwok

@@ -117,7 +117,7 @@ class Cluster:
         for attempt in range(1, attempts + 1):
             fresh = not self.exists()
             try:
-                took = self._up(clouds, crds, progress, countries)
+                took = self._up(clouds, crds, progress, countries, real_node)
                 break
             except ClusterError as err:
                 if attempt == attempts or not fresh:
@@ -130,7 +130,8 @@ class Cluster:
             took += RealNode(self).up(progress=progress)
         return took
 
-    def _up(self, clouds: bool, crds: bool, progress, countries: list[str] | None = None) -> float:
+    def _up(self, clouds: bool, crds: bool, progress, countries: list[str] | None = None,
+            real_node: bool = False) -> float:
         start = time.monotonic()
         bins = bin_dir(build=True)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +140,12 @@ class Cluster:
             self._kwokctl(bins, "start", "cluster", "--name", self.name, "--wait", "2m")
         else:
             config = self.workdir / f"{self.name}-config.yaml"
-            config.write_text(kwokctl_config(self.cluster_dir))
+            advertise = None
+            if real_node:
+                from .realnode.node import node_ip
+
+                advertise = node_ip()
+            config.write_text(kwokctl_config(self.cluster_dir, advertise))
             progress(f"cluster {self.name}: starting etcd, kube-apiserver, controller-manager, scheduler, kwok")
             self._kwokctl(
                 bins, "create", "cluster", "--name", self.name, "--runtime", "binary",
@@ -324,20 +330,36 @@ class Cluster:
         return info
 
 
-def kwokctl_config(cluster_dir: Path) -> str:
+KUBERNETES_SERVICE_IP = "10.96.0.1"  # the first address of service-cluster-ip-range 10.96.0.0/16
+
+
+def kwokctl_config(cluster_dir: Path, advertise: str | None = None) -> str:
     """Listen on loopback only; keep API priority and fairness on (the operator must handle 429s).
     For a real node beside the simulated ones: kwok manages only the nodes annotated as fake; the API server
-    reaches kubelets by their InternalIP and presents the admin certificate to them (logs, exec)."""
+    reaches kubelets by their InternalIP and presents the admin certificate to them (logs, exec).
+
+    ``advertise`` (a cluster with the real node): pods reach the API server as in-cluster clients do, at the
+    ``kubernetes`` Service (10.96.0.1:443, which kube-proxy forwards to the Endpoints the API server publishes):
+    it listens on every address, advertises ``advertise`` (the machine's address, reachable from the pods'
+    bridge) and serves a certificate whose SANs include the Service's address (kwokctl adds every address of the
+    machine and kubeApiserverCertSANs to it; the other components keep listening on loopback)."""
     pki = cluster_dir / "pki"
+    reachable = f"""\
+  kubeApiserverCertSANs: ["{KUBERNETES_SERVICE_IP}", kubernetes, kubernetes.default, kubernetes.default.svc]
+""" if advertise else ""
+    bind = f"""\
+  - {{key: bind-address, value: "0.0.0.0"}}
+  - {{key: advertise-address, value: "{advertise}"}}
+""" if advertise else ""
     return f"""\
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
 options:
   bindAddress: 127.0.0.1
-componentsPatches:
+{reachable}componentsPatches:
 - name: kube-apiserver
   extraArgs:
-  - {{key: kubelet-preferred-address-types, value: "InternalIP,Hostname"}}
+{bind}  - {{key: kubelet-preferred-address-types, value: "InternalIP,Hostname"}}
   - {{key: kubelet-client-certificate, value: "{pki / 'admin.crt'}"}}
   - {{key: kubelet-client-key, value: "{pki / 'admin.key'}"}}
 - name: kwok-controller

@@ -17,8 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 # kubelet sets these (pkg/kubelet/cm/container_manager_linux.go, setupKernelTunables), the bridge plugin turns
-# on ip_forward, kube-proxy sets route_localnet (NodePorts on 127.0.0.1) and the bridge-nf calls.
+# on ip_forward, kube-proxy sets route_localnet (NodePorts on 127.0.0.1) and the bridge-nf calls; node.py raises
+# the inotify instances (kubelet's cAdvisor needs some, and each local kube-apiserver holds 4 of the default 128).
 SYSCTLS = (
+    "fs.inotify.max_user_instances",
     "vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops",
     "kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes", "net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding",
     "net.ipv4.conf.all.route_localnet", "net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables",

@@ -106,7 +106,8 @@ class RealNode:
                                "one real node per machine")
 
     def up(self, progress=print, images: list[Path] | None = None) -> float:
-        """Start the node. ``images``: archives to import (default: every stand-in already built, build.built())."""
+        """Start the node. ``images``: archives to import (default: every stand-in already built, build.built(),
+        and the operator's image when built for the current sources)."""
         start = time.monotonic()
         self.check_free()
         bins = node_bin_dir(build=True)
@@ -196,8 +197,13 @@ class RealNode:
 
         from .build import built
 
-        for archive in [images_mod.pause_archive(bins), *(built() if images is None else images)]:
+        from .operator_image import archive_path as operator_archive
+
+        if images is None:  # every stand-in built, and the operator's image when `make operator-image` made it
+            images = [*built(), *[a for a in (operator_archive(),) if a.exists()]]
+        for archive in [images_mod.pause_archive(bins), *images]:
             self.import_image(archive)
+        _raise_inotify_instances()
         progress("real node: starting kubelet")
         pid = self._spawn(state, "kubelet", [
             str(bins / "kubelet"), f"--config={lay.conf / 'kubelet.yaml'}",
@@ -331,6 +337,18 @@ class RealNode:
                 time.sleep(0.3)
         for c in self._ctr("containers", "ls", "-q", timeout=20).stdout.split():
             self._ctr("containers", "delete", c, timeout=20)
+
+
+INOTIFY_INSTANCES = 1024
+
+
+def _raise_inotify_instances() -> None:
+    """kubelet's cAdvisor fails to start ("inotify_init: too many open files") when the machine's inotify
+    instances are used up; several local clusters (4 per kube-apiserver) use up Debian's default 128. Raised for
+    the node's lifetime: `down` restores the recorded value (host.SYSCTLS)."""
+    path = Path("/proc/sys/fs/inotify/max_user_instances")
+    if int(path.read_text()) < INOTIFY_INSTANCES:
+        path.write_text(str(INOTIFY_INSTANCES))
 
 
 def _http_ok(port: int, path: str) -> bool:
