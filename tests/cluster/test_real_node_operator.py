@@ -112,6 +112,9 @@ def installed():
         began = time.monotonic()
         helm(r, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--create-namespace",
              "--set", "image.pullPolicy=Never", "--set", f"nodeSelector.kubernetes\\.io/hostname={NODE_NAME}",
+             # one replica: the wedge test watches one pod lose its endpoint; two replicas with leader election
+             # are proven with operator processes (tests/cluster/test_leader_failover.py)
+             "--set", "replicaCount=1",
              "--set", "operator.driftInterval=10", "--wait", "--timeout", "5m")
         r.helm_installed = time.monotonic() - began
         seed.apply_national_clouds(c.kubeconfig, EXAMPLE_CLOUDS, countries={"DE"},
