@@ -12,7 +12,7 @@ CLOUDS ?= manifests/examples/clouds.yaml
 PYTEST_ARGS ?=
 export SOVEREIGN_SUITE_CACHE := $(CACHE)
 
-.PHONY: bench help venv tools real-node-tools real-node-images operator-image prometheus federation-tools redis-tools backup-tools crds render golden test test-unit run run-multicluster cluster-up cluster-down cluster-down-multicluster clean-cache
+.PHONY: bench help venv tools real-node-tools real-node-images operator-image prometheus federation-tools backup-tools crds render golden test test-unit run run-multicluster cluster-up cluster-down cluster-down-multicluster clean-cache
 
 help:
 	@echo "make run     local cluster + simulated national clouds + CRDs + example suite + operator (foreground)"
@@ -51,7 +51,7 @@ golden: venv
 test-unit: venv
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
 
-test: venv tools real-node-tools operator-image prometheus federation-tools redis-tools backup-tools
+test: venv tools real-node-tools operator-image prometheus federation-tools backup-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The real node (sovereign-suite cluster up --real-node; tests/cluster/test_real_node*.py)
@@ -76,9 +76,6 @@ prometheus:
 federation-tools:
 	@hack/install-federation-tools.sh
 
-# Debian's redis-server for the TLS tests of Docs' Redis (tests/components/test_redis_tls.py)
-redis-tools:
-	@hack/install-redis.sh
 # Debian's age and moto's S3 server (its own venv in the cache) for the backup program's test
 # (tests/test_backup_program.py)
 backup-tools:

@@ -5,7 +5,8 @@
 #     and to terminate TLS for the tenants' hostnames as the ingress would;
 #   - iproute2 (`ip netns`) and util-linux (`unshare`): the test's private network and mount namespaces;
 #   - redis-server (redis-server and redis-cli): the Synapse workers' Redis, started from its rendered command
-#     (tests/components/test_matrix_redis.py), and Docs' Redis (tests/components/test_redis_secret.py).
+#     (tests/components/test_matrix_redis.py), and Docs' Redis (tests/components/test_redis_secret.py,
+#     test_redis_tls.py).
 #
 #   hack/install-federation-tools.sh            install what is missing (quiet; idempotent)
 #   hack/install-federation-tools.sh --print    print the PostgreSQL bin folder
@@ -54,7 +55,8 @@ if [[ ! -e "$policy" ]]; then
   "${sudo[@]}" chmod 755 "$policy"
   own_policy=true
 fi
-apt() { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "$@" >"$out" 2>&1 || {
+# flock: parallel installs on one machine (another script's, a second checkout's) wait instead of failing on dpkg's lock
+apt() { "${sudo[@]}" flock /tmp/apt.lock env DEBIAN_FRONTEND=noninteractive apt-get "$@" >"$out" 2>&1 || {
   cat "$out" >&2; log "apt-get $* failed"; exit 1; }; }
 
 log "installing Debian's ${missing[*]}"

@@ -23,7 +23,7 @@ from sovereign_suite.leader.work import LEASE_AGENT
 from sovereign_suite.reconcile.kube import USER_AGENT
 
 from .conftest import wait_for
-from .operator_fixture import WRITE_VERBS, OperatorProcess, free_port
+from .operator_fixture import WRITE_VERBS, Audit, OperatorProcess, free_port
 
 LEASE_NAME = "sovereign-suite-operator"
 
@@ -104,30 +104,13 @@ def stamp(ev: dict[str, Any], field: str = "requestReceivedTimestamp") -> dt.dat
     return dt.datetime.fromisoformat(ev[field].replace("Z", "+00:00"))
 
 
-class ReplicaAudit:
+class ReplicaAudit(Audit):
     """Every request of the replicas (work, Lease and Kopf's) in the audit log, from a mark on."""
 
-    def __init__(self, cluster: Cluster):
-        self.path = cluster.audit_log
-
-    def mark(self) -> int:
-        return self.path.stat().st_size if self.path.exists() else 0
-
-    def events(self, since: int) -> list[dict[str, Any]]:
-        out = []
-        with open(self.path, "rb") as f:
-            f.seek(since)
-            for line in f:
-                try:
-                    ev = json.loads(line)
-                except ValueError:
-                    continue
-                if ev.get("userAgent", "").startswith((USER_AGENT, LEASE_AGENT, "kopf/")):
-                    out.append(ev)
-        return out
+    agents = (USER_AGENT, LEASE_AGENT, "kopf/")
 
     @staticmethod
-    def writes(events: list[dict[str, Any]], agent_prefix: str) -> list[dict[str, Any]]:
+    def writes_by(events: list[dict[str, Any]], agent_prefix: str) -> list[dict[str, Any]]:
         return [e for e in events if e.get("verb") in WRITE_VERBS and e["userAgent"].startswith(agent_prefix)]
 
 

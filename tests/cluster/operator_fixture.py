@@ -95,7 +95,10 @@ class OperatorProcess:
 
 
 class Audit:
-    """Reads the operator's requests from the API server's audit log, from a mark on."""
+    """Reads the operator's requests (user agents starting with one of ``agents``) from the API server's audit log,
+    from a mark on."""
+
+    agents: tuple[str, ...] = OPERATOR_AGENTS
 
     def __init__(self, cluster: Cluster):
         self.path = cluster.audit_log
@@ -112,7 +115,7 @@ class Audit:
                     ev = json.loads(line)
                 except ValueError:
                     continue
-                if ev.get("userAgent", "").startswith(OPERATOR_AGENTS):
+                if ev.get("userAgent", "").startswith(self.agents):
                     out.append(ev)
         return out
 

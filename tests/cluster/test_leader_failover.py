@@ -62,9 +62,9 @@ def test_sigkill_of_the_leader_the_standby_takes_over_within_15_s(cluster, kube,
     wait_ready(kube, doc, timeout=180)
     time.sleep(3)  # a drift pass or two of the leader, and the standby's Kopf sees every event
     events = audit.events(mark)
-    assert audit.writes(events, work_agent(a.identity)), "the leader's writes are in the audit log"
-    assert audit.writes(events, work_agent(b.identity)) == [] and audit.writes(events, lease_agent(b.identity)) == []
-    assert audit.writes(events, "kopf/") == []  # Kopf writes nothing on either replica
+    assert audit.writes_by(events, work_agent(a.identity)), "the leader's writes are in the audit log"
+    assert audit.writes_by(events, work_agent(b.identity)) == [] and audit.writes_by(events, lease_agent(b.identity)) == []
+    assert audit.writes_by(events, "kopf/") == []  # Kopf writes nothing on either replica
     assert b.metric("sovereign_suite_leader") == 0 and a.metric("sovereign_suite_leader") == 1
 
     a.kill()
@@ -79,7 +79,7 @@ def test_sigkill_of_the_leader_the_standby_takes_over_within_15_s(cluster, kube,
     assert b.metric("sovereign_suite_leader") == 1
 
     events = audit.events(mark)
-    assert audit.writes(events, "kopf/") == []
+    assert audit.writes_by(events, "kopf/") == []
     assert seconds_written_by_two(events) == []
     assert duplicates_created(events) == []
     assert len([j for j in kube.list("batch/v1", "Job", namespace=f"{doc['metadata']['name']}-fr")]) == 1
@@ -108,20 +108,20 @@ def test_sigstop_past_the_renew_deadline_the_old_leader_never_writes_again(clust
     time.sleep(2)  # the audit log is written asynchronously by the API server
 
     events = audit.events(mark)
-    acquired = [e for e in audit.writes(events, lease_agent(b.identity))
+    acquired = [e for e in audit.writes_by(events, lease_agent(b.identity))
                 if (e.get("responseStatus") or {}).get("code") == 200]
     assert acquired, "B's acquisition (its first Lease update) is in the audit log"
     takeover = stamp(acquired[0])
-    old = [e for e in audit.writes(events, work_agent(a.identity)) + audit.writes(events, lease_agent(a.identity))
+    old = [e for e in audit.writes_by(events, work_agent(a.identity)) + audit.writes_by(events, lease_agent(a.identity))
            if stamp(e) >= takeover]
     assert old == [], "\n".join(map(describe, old))
     # A was stopped in a quiet moment (its suite converged): it sent nothing at all after the SIGSTOP, and after
     # its SIGCONT neither its work (fenced) nor its elector (deadline passed: no renewal attempted) wrote
-    assert audit.writes(events, work_agent(a.identity)) == [] and audit.writes(events, lease_agent(a.identity)) == []
-    assert audit.writes(events, work_agent(b.identity)), "B converged the change"
-    first_b = min(stamp(e) for e in audit.writes(events, work_agent(b.identity)))
+    assert audit.writes_by(events, work_agent(a.identity)) == [] and audit.writes_by(events, lease_agent(a.identity)) == []
+    assert audit.writes_by(events, work_agent(b.identity)), "B converged the change"
+    first_b = min(stamp(e) for e in audit.writes_by(events, work_agent(b.identity)))
     assert first_b >= takeover  # and B wrote nothing before it led
-    assert audit.writes(events, "kopf/") == []
+    assert audit.writes_by(events, "kopf/") == []
     assert seconds_written_by_two(events) == []
     assert duplicates_created(events) == []
     delete_suite(kube, doc)
@@ -145,7 +145,7 @@ def test_a_stopped_leader_releases_the_lease_and_the_standby_takes_over_at_once(
     time.sleep(1)
     events = audit.events(mark)
     assert seconds_written_by_two(events) == []
-    assert audit.writes(events, "kopf/") == []
+    assert audit.writes_by(events, "kopf/") == []
 
 
 def test_a_leader_cut_off_from_the_api_server_stops_before_the_standby_takes_over(cluster, kube, suite_ns,

@@ -158,7 +158,7 @@ def postgres(objs: list[dict[str, Any]], name: str, secrets: dict[str, dict[str,
 
 
 def redis_server() -> str:
-    subprocess.run([str(ROOT / "hack" / "install-redis.sh")], check=True)
+    subprocess.run([str(ROOT / "hack" / "install-federation-tools.sh")], check=True)  # redis-server, redis-cli
     return shutil.which("redis-server") or "/usr/bin/redis-server"
 
 

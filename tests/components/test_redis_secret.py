@@ -1,6 +1,6 @@
 """Docs' Redis reads its password from the Secret's file, not from the environment (issue 22, item 17): the
 rendered start script and readiness probe, run against a real redis-server (Debian's, installed by
-hack/install-redis.sh; the image pins redis 8.2, whose stdin config the renderer cites).
+hack/install-federation-tools.sh; the image pins redis 8.2, whose stdin config the renderer cites).
 
 The script's paths and port are the pod's; the test runs it (tests/components/rendered_servers.py) with the Secret's
 files and the tenant's certificates in a temporary folder and on a free port instead, and checks what a client of the pod would see: no password, no entry; the probe's command passes; the
@@ -38,8 +38,8 @@ def _cli(server: dict, *args: str, password: str | None = None) -> str:
 
 @pytest.fixture
 def fr():
-    rs.redis_server()  # hack/install-redis.sh: redis-server and redis-cli
-    assert shutil.which("redis-cli"), "redis-cli missing: run hack/install-redis.sh"
+    rs.redis_server()  # hack/install-federation-tools.sh: redis-server and redis-cli
+    assert shutil.which("redis-cli"), "redis-cli missing: run hack/install-federation-tools.sh"
     suite, clouds = load_example("four-countries")
     return build_contexts(suite, clouds)[0]
 
