@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import yaml
@@ -149,3 +152,25 @@ def wait_crds(kube, path, established: bool = True, timeout: float = 180) -> Non
 
     wait_for(lambda: all(ready(n) for n in names), timeout=timeout,
              what=f"CRDs of {Path(path).name} {'established' if established else 'not being deleted'}")
+
+
+@contextmanager
+def serving_test_crds(cluster, kube) -> Iterator[Path]:
+    """The CRDs hack/fetch-test-crds.sh fetches (CloudNativePG's) applied and Established; deleted on exit, so that
+    the next module starts without them (test_render_dryrun counts on CloudNativePG not being served)."""
+    script = str(Path(__file__).resolve().parents[2] / "hack" / "fetch-test-crds.sh")
+    subprocess.run([script], check=True)
+    crds = Path(subprocess.run([script, "--print"], check=True, capture_output=True, text=True).stdout.strip())
+
+    def kubectl(*args: str) -> None:
+        proc = subprocess.run([str(bin_dir() / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), *args],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, f"kubectl {' '.join(args)}: {proc.stderr.strip()[-2000:]}"
+
+    wait_crds(kube, crds, established=False)
+    try:
+        kubectl("apply", "--server-side", "-f", str(crds))
+        wait_crds(kube, crds)
+        yield crds
+    finally:
+        kubectl("delete", "--ignore-not-found", "--timeout=180s", "-f", str(crds))

@@ -14,9 +14,7 @@ not in the test CRD set: those two objects are checked by the unit tests only.
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,12 +22,11 @@ import pytest
 from sovereign_suite.api.validation import parse_suite
 from sovereign_suite.components.base import BARMAN_API, CNPG_API
 from sovereign_suite.api.models import NationalCloud
-from sovereign_suite.devcluster.cluster import bin_dir, dev_clouds
+from sovereign_suite.devcluster.cluster import dev_clouds
 from sovereign_suite.reconcile.kube import ref
 from sovereign_suite.render import render_suite
 
-from ..helpers import ROOT
-from .conftest import wait_crds, wait_for
+from .conftest import serving_test_crds, wait_for
 from .operator_fixture import SUITES, condition, create_referenced_secrets, get_suite, suite_doc
 
 RECIPIENT = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"  # age's spec example recipient
@@ -112,25 +109,10 @@ def test_cross_country_target_is_stalled_then_the_cronjob_is_applied(operator, k
             kube.delete(c)
 
 
-def kubectl(cluster, *args: str) -> str:
-    proc = subprocess.run([str(bin_dir() / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), *args],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, f"kubectl {' '.join(args)}: {proc.stderr.strip()[-2000:]}"
-    return proc.stdout
-
-
 @pytest.fixture()
 def cnpg_crd(cluster, kube):
-    script = str(ROOT / "hack" / "fetch-test-crds.sh")
-    subprocess.run([script], check=True)
-    crds = Path(subprocess.run([script, "--print"], check=True, capture_output=True, text=True).stdout.strip())
-    wait_crds(kube, crds, established=False)
-    try:
-        kubectl(cluster, "apply", "--server-side", "-f", str(crds))
-        wait_crds(kube, crds)
+    with serving_test_crds(cluster, kube) as crds:
         yield crds
-    finally:  # gone before the next module starts (test_render_dryrun counts on CloudNativePG not being served)
-        kubectl(cluster, "delete", "--ignore-not-found", "--timeout=180s", "-f", str(crds))
 
 
 def test_the_cluster_with_the_barman_cloud_wal_archiver_fits_cloudnative_pgs_schema(kube, core, namespace, cnpg_crd):

@@ -24,7 +24,7 @@ from sovereign_suite.devcluster.cluster import bin_dir
 from sovereign_suite.reconcile.secrets import LABEL_COPY, secret_names_used
 
 from ..helpers import ROOT
-from .conftest import wait_crds, wait_for
+from .conftest import serving_test_crds, wait_crds, wait_for
 from .operator_fixture import (SUITES, Audit, OperatorProcess, condition, create_referenced_secrets, get_suite,
                                suite_doc, wait_ready)
 
@@ -252,16 +252,8 @@ def test_two_suites_of_one_name_never_fight_over_a_namespace(operator, kube, cor
 
 @pytest.fixture(scope="module")
 def cnpg_crd(cluster, kube):
-    crds = Path(subprocess.run([str(ROOT / "hack" / "fetch-test-crds.sh"), "--print"], check=True,
-                               capture_output=True, text=True).stdout.strip())
-    subprocess.run([str(ROOT / "hack" / "fetch-test-crds.sh")], check=True)
-    wait_crds(kube, crds, established=False)
-    try:
-        kubectl(cluster, "apply", "--server-side", "-f", str(crds))
-        wait_crds(kube, crds)
+    with serving_test_crds(cluster, kube) as crds:
         yield crds
-    finally:  # gone before the next module starts (test_render_dryrun counts on CloudNativePG not being served)
-        kubectl(cluster, "delete", "--ignore-not-found", "--timeout=180s", "-f", str(crds))
 
 
 def test_retain_keeps_a_cloudnative_pg_database_and_adopts_it_again(operator, kube, core, suite_ns, cnpg_crd):
