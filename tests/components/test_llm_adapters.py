@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -20,7 +21,7 @@ from sovereign_suite.api.validation import InputError
 from sovereign_suite.components.llm import adapters as lora
 from sovereign_suite.components.llm import vllm_args
 from .. import golden_refresh
-from ..helpers import load_example, pod_specs
+from ..helpers import K8S_SCHEMA_VERSION, load_example, pod_specs
 from .test_llm import by_kind, container
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "adapters"
@@ -156,6 +157,13 @@ def test_golden_with_adapters():
     path = golden_refresh.golden_path("llm-adapters")
     assert golden_refresh.render_text("llm-adapters") == path.read_text(encoding="utf-8"), \
         "run python -m tests.golden_refresh and review the diff"
+
+
+def test_every_object_with_adapters_is_valid_kubernetes():
+    objs = render(adapter("impots"), adapter("sante", 64, ("dgs", "ars")))
+    for obj in objs:  # Secret names with dots, the sidecar, the projected keys, the policy's selector
+        kubernetes_validate.validate(obj, K8S_SCHEMA_VERSION, strict=True)
+    assert len(objs) > 20
 
 
 def test_rendered_pods_keep_the_restricted_security_context():
