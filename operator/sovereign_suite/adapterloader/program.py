@@ -91,6 +91,19 @@ def download(s3: Client, uri: str, target: str) -> int:
     tmp = target + ".partial"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
+    try:
+        total = _fetch_all(s3, prefix, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written stays
+        raise
+    if not os.path.exists(os.path.join(tmp, "adapter_config.json")):
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ValueError(f"{uri}: no adapter_config.json (a PEFT checkpoint has one)")
+    os.replace(tmp, target)
+    return total
+
+
+def _fetch_all(s3: Client, prefix: str, tmp: str) -> int:
     total = 0
     for key, _ in s3.list(prefix):
         rel = key[len(prefix):]
@@ -101,14 +114,10 @@ def download(s3: Client, uri: str, target: str) -> int:
             raise ValueError(f"object {key!r} would be written outside the adapter's folder")
         path = os.path.join(tmp, *norm.split("/"))
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        data = s3.get(key)
+        data = s3.get(key)  # whole objects in memory (backup/s3.py has no streaming read): see LOADER_RESOURCES
         with open(path, "wb") as f:
             f.write(data)
         total += len(data)
-    if not os.path.exists(os.path.join(tmp, "adapter_config.json")):
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ValueError(f"{uri}: no adapter_config.json (a PEFT checkpoint has one)")
-    os.replace(tmp, target)
     return total
 
 
