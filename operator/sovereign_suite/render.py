@@ -89,6 +89,9 @@ def enabled(ctx: RenderContext, name: str) -> bool:
 
 
 def render_tenant(ctx: RenderContext) -> tuple[dict[str, list[dict[str, Any]]], list[SecretSpec]]:
+    if ctx.adapters and not enabled(ctx, "llm"):  # never dropped in silence (the llm renderer checks the rest)
+        raise InputError([Problem("adapters", f"{ctx.tenant.country}: the tenant's llm component is not enabled: "
+                                              "it cannot serve adapters")])
     parts: dict[str, list[dict[str, Any]]] = {}
     secrets: list[SecretSpec] = []
     for name in COMPONENT_MODULES:

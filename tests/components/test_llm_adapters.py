@@ -135,6 +135,14 @@ def test_a_cloud_without_object_storage_cannot_serve_adapters():
     assert any("declares no spec.objectStorage" in p.message for p in err.value.problems)
 
 
+def test_adapters_of_a_tenant_without_llm_are_refused():
+    suite, clouds = suite_and_cloud()
+    raw = suite.model_dump(by_alias=True, exclude_none=True)
+    raw["spec"]["components"]["llm"]["enabled"] = False
+    with pytest.raises(InputError, match="llm component is not enabled"):
+        suite_render.render_suite(type(suite).model_validate(raw), clouds, adapters={"FR": [adapter()]})
+
+
 def test_extra_args_may_not_set_the_lora_flags_of_a_model_with_adapters():
     suite, _ = suite_and_cloud()
     model = suite.spec.components.llm.models[0].model_copy(update={"extra_args": ["--max_lora=4"]})

@@ -39,8 +39,8 @@ from . import adapters as lora
 from .secret_files import (  # noqa: F401 (secrets: the component's Secrets)
     COMPONENT, GATEWAY_NAME, GATEWAY_PART, MASTER_KEY_SECRET_KEY, VLLM_PART, secrets,
     GATEWAY_CONFIG_DIR, GATEWAY_KEY_DIR, GATEWAY_RUNTIME, INIT_RESOURCES, VLLM_KEY_CONFIG, VLLM_KEY_SECRET,
-    VLLM_KEY_SECRET_KEY, VLLM_KEY_FILE, gateway_files, gateway_init_command, hf_token_env, memory_dir, vllm_key_init, vllm_mounts,
-    vllm_volumes,
+    VLLM_KEY_SECRET_KEY, VLLM_KEY_FILE, gateway_files, gateway_init_command, hf_token_env, memory_dir, vllm_key_init,
+    vllm_mounts, vllm_volumes,
 )
 
 HERE = str(Path(__file__).parent)

@@ -109,8 +109,6 @@ def adapter_problems(ctx: RenderContext) -> list[Problem]:
     models = {m.name: m for m in ctx.components.llm.models}
     served = {m.served for m in ctx.components.llm.models}
     storage = ctx.cloud.spec.object_storage
-    if not ctx.components.llm.enabled:
-        problems.append(Problem("adapters", "the tenant's llm component is not enabled"))
     if storage is None:
         problems.append(Problem("adapters", f"NationalCloud {ctx.cloud.name!r} declares no spec.objectStorage: "
                                             "adapters are loaded from the country's object storage"))
