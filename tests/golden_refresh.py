@@ -20,9 +20,15 @@ from sovereign_suite import cli
 from .helpers import CLOUDS, EXAMPLE_FILES, ROOT
 
 GOLDEN = ROOT / "tests" / "golden"
+ADAPTERS = ROOT / "tests" / "data" / "adapters"
+# goldens of test inputs beyond the examples: a suite serving LoRA adapters (docs/llm-finetuning.md)
+EXTRA = {"llm-adapters": ["render", "-f", str(ADAPTERS / "suite.yaml"), "--clouds", str(ADAPTERS / "cloud.yaml"),
+                          "--served-adapters", str(ADAPTERS / "adapters.yaml")]}
 
 
 def cli_args(name: str) -> list[str]:
+    if name in EXTRA:
+        return list(EXTRA[name])
     return ["render", "-f", str(EXAMPLE_FILES[name]), "--clouds", str(CLOUDS)]
 
 
@@ -42,7 +48,7 @@ def golden_path(name: str):
 
 def main() -> int:
     GOLDEN.mkdir(parents=True, exist_ok=True)
-    for name in sorted(EXAMPLE_FILES):
+    for name in sorted([*EXAMPLE_FILES, *EXTRA]):
         text = render_text(name)
         path = golden_path(name)
         old = path.read_text(encoding="utf-8") if path.exists() else None

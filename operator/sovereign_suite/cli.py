@@ -37,12 +37,18 @@ def cmd_render(args: argparse.Namespace) -> int:
     from .secretgen import missing_keys
 
     suites, clouds = _load(args)
+    adapters = None
+    if args.served_adapters:
+        from .components.llm.adapters import served_adapters_from
+
+        text = Path(args.served_adapters).read_text(encoding="utf-8")
+        adapters = served_adapters_from(yaml.safe_load(text), args.served_adapters)
     outputs: list[tuple[str, list[dict]]] = []
     problems: list[Problem] = []
     for suite in suites:
         try:
             result = render_suite(suite, clouds, frozenset(args.api_versions or ()),
-                                  operator_namespace=args.operator_namespace)
+                                  operator_namespace=args.operator_namespace, adapters=adapters)
         except InputError as err:
             problems += err.problems
             continue
@@ -137,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-a", "--api-versions", action="append",
                    help="an optional API the target cluster serves, e.g. monitoring.coreos.com/v1 (repeatable)")
     r.add_argument("--operator-namespace", default=OPERATOR_NAMESPACE, help=_OPERATOR_NS_HELP)
+    r.add_argument("--served-adapters", metavar="FILE",
+                   help="LoRA adapters to serve, {<country>: [{name, baseModel, uri, rank, consumers}]} (YAML): what "
+                        "the FineTune controller gives the operator (docs/llm-finetuning.md)")
     r.set_defaults(func=cmd_render)
 
     v = sub.add_parser("validate", help="check a suite and its clouds without a cluster")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .api.models import NationalCloud, SovereignSuite
 from .api.secret_refs import collision_problems, secret_references
@@ -16,6 +16,7 @@ from .api.validation import InputError, Problem, check_suite
 from .components import COMPONENT_MODULES, module
 from .components.base import CNPG_API, RenderContext, SecretSpec, build_contexts
 from .components.ingress import with_certificates
+from .components.llm.adapters import ServedAdapter
 from .components.postgres import CNPG_SECRET_SUFFIXES
 from .imageref import rewrite_objects
 
@@ -88,6 +89,9 @@ def enabled(ctx: RenderContext, name: str) -> bool:
 
 
 def render_tenant(ctx: RenderContext) -> tuple[dict[str, list[dict[str, Any]]], list[SecretSpec]]:
+    if ctx.adapters and not enabled(ctx, "llm"):  # never dropped in silence (the llm renderer checks the rest)
+        raise InputError([Problem("adapters", f"{ctx.tenant.country}: the tenant's llm component is not enabled: "
+                                              "it cannot serve adapters")])
     parts: dict[str, list[dict[str, Any]]] = {}
     secrets: list[SecretSpec] = []
     for name in COMPONENT_MODULES:
@@ -122,18 +126,21 @@ def render_suite(
     capabilities: frozenset[str] | Mapping[str, frozenset[str]] = frozenset(),
     placements: dict[str, dict[str, str]] | None = None,
     operator_namespace: str = OPERATOR_NAMESPACE,
+    adapters: Mapping[str, Sequence[ServedAdapter]] | None = None,
 ) -> RenderResult:
     """``capabilities``: optional APIs the target cluster serves (see components.base.OPTIONAL_APIS), or per
     country when tenants live in different clusters.
     ``placements``: country -> model -> the GPU product chosen for it (reconcile/gpu.py).
-    ``operator_namespace``: the namespace a cloud without ``suiteNamespaces`` admits (check_suite)."""
+    ``operator_namespace``: the namespace a cloud without ``suiteNamespaces`` admits (check_suite).
+    ``adapters``: country -> the LoRA adapters its tenant serves (components/llm/adapters.py); None: none, and
+    the render is what it was before adapters existed."""
     problems = check_suite(suite, clouds, operator_namespace)
     if problems:
         raise InputError(problems)
     result = RenderResult()
     keyed: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     errors = []
-    for index, ctx in enumerate(build_contexts(suite, clouds, capabilities, placements)):
+    for index, ctx in enumerate(build_contexts(suite, clouds, capabilities, placements, adapters)):
         try:
             parts, secrets = render_tenant(ctx)
         except InputError as err:

@@ -13,7 +13,7 @@ import json
 from json.encoder import encode_basestring_ascii as _encode_str  # what json.dumps uses for a str
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
 import jinja2
 import yaml
@@ -30,6 +30,9 @@ from ..api.validation import (
     namespace_of,
     tenant_domain,
 )
+
+if TYPE_CHECKING:
+    from .llm.adapters import ServedAdapter
 
 MANAGED_BY = "sovereign-suite-operator"
 LABEL_SUITE = "sovereignsuite.io/suite"
@@ -94,6 +97,9 @@ class RenderContext:
     # country, declared) when they are enabled
     backups: Backups = field(default_factory=Backups)
     backup_cloud: NationalCloud | None = None
+    # the LoRA adapters the tenant serves (components/llm/adapters.py); the FineTune controller gives them, none
+    # otherwise
+    adapters: tuple["ServedAdapter", ...] = field(default=())
 
     @property
     def object_storage(self) -> ObjectStorage | None:
@@ -197,9 +203,11 @@ def build_contexts(
     clouds: dict[str, NationalCloud],
     capabilities: frozenset[str] | Mapping[str, frozenset[str]] = frozenset(),
     placements: Mapping[str, Mapping[str, str]] | None = None,
+    adapters: Mapping[str, Sequence["ServedAdapter"]] | None = None,
 ) -> list[RenderContext]:
     """One context per tenant, in the order of spec.tenants. The suite must have passed check_suite.
-    ``capabilities``: the optional APIs served, for every tenant, or per country (each tenant's own cluster)."""
+    ``capabilities``: the optional APIs served, for every tenant, or per country (each tenant's own cluster).
+    ``adapters``: country -> the LoRA adapters its tenant serves."""
     peers_all = [
         Peer(t.country.lower(), tenant_domain(suite, t), namespace_of(suite, t)) for t in suite.spec.tenants
     ]
@@ -218,6 +226,7 @@ def build_contexts(
                 placements=dict((placements or {}).get(tenant.country, {})),
                 backups=backups,
                 backup_cloud=clouds.get(backups.cloud or tenant.cloud) if backups.enabled else None,
+                adapters=tuple((adapters or {}).get(tenant.country, ())),
             )
         )
     return contexts

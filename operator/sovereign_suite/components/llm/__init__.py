@@ -35,11 +35,12 @@ from ..base import (
     render_template,
 )
 from ..secret_files import mount, projected_volume
+from . import adapters as lora
 from .secret_files import (  # noqa: F401 (secrets: the component's Secrets)
     COMPONENT, GATEWAY_NAME, GATEWAY_PART, MASTER_KEY_SECRET_KEY, VLLM_PART, secrets,
     GATEWAY_CONFIG_DIR, GATEWAY_KEY_DIR, GATEWAY_RUNTIME, INIT_RESOURCES, VLLM_KEY_CONFIG, VLLM_KEY_SECRET,
-    VLLM_KEY_SECRET_KEY, gateway_files, gateway_init_command, hf_token_env, memory_dir, vllm_key_init, vllm_mounts,
-    vllm_volumes,
+    VLLM_KEY_SECRET_KEY, VLLM_KEY_FILE, gateway_files, gateway_init_command, hf_token_env, memory_dir, vllm_key_init,
+    vllm_mounts, vllm_volumes,
 )
 
 HERE = str(Path(__file__).parent)
@@ -154,10 +155,15 @@ def check_extra_args(model: LLMModel, path: str) -> None:
         raise InputError(problems)
 
 
-def vllm_args(model: LLMModel, path: str) -> list[str]:
+def vllm_args(model: LLMModel, path: str, adapters: list[lora.ServedAdapter] | None = None) -> list[str]:
     """The arguments of the image's ``vllm serve`` entrypoint. The model is the positional argument: vLLM
-    deprecates ``--model`` with ``vllm serve`` (a warning today, "will be removed in a future version")."""
+    deprecates ``--model`` with ``vllm serve`` (a warning today, "will be removed in a future version").
+    ``adapters``: the LoRA adapters the model serves (their flags: components/llm/adapters.py)."""
     check_extra_args(model, path)
+    if adapters:
+        problems = lora.lora_flag_problems(model, path)
+        if problems:
+            raise InputError(problems)
     args = [
         model.model_id,
         "--served-model-name", model.served,
@@ -167,6 +173,7 @@ def vllm_args(model: LLMModel, path: str) -> list[str]:
     ]
     if model.max_model_len is not None:
         args += ["--max-model-len", str(model.max_model_len)]
+    args += lora.lora_args(adapters or [])
     given = {a.split("=", 1)[0] for a in model.extra_args}
     family = FAMILY_FLAGS[model_family(model)]
     for flag, value in zip(family[::2], family[1::2]):
@@ -246,18 +253,31 @@ def render_models(ctx: RenderContext, placements: dict[str, str] | None = None) 
     models_path = _llm_path(ctx, "models")
     version = image_version(llm.image)
     failure_threshold = math.ceil(llm.startup_timeout_seconds / STARTUP_PERIOD_SECONDS)
+    lora.check_adapters(ctx)
     security = {**pod_security(), "fsGroupChangePolicy": "OnRootMismatch"}  # no recursive chown of the cache
     objects: list[dict[str, Any]] = []
     problems: list[Problem] = []
     for i, model in enumerate(llm.models):
         path = f"{models_path}[{i}]"
+        adapters = lora.model_adapters(ctx, model)
         try:
-            args = vllm_args(model, f"{path}.extraArgs")
+            args = vllm_args(model, f"{path}.extraArgs", adapters)
             resources = vllm_resources(ctx, model, f"{path}.resources")
         except InputError as err:
             problems += err.problems
             continue
         model_label = {MODEL_LABEL: model.name}
+        labels = {**ctx.labels(COMPONENT, VLLM_PART, version), **model_label}
+        secret_mounts = vllm_mounts(hf_token_ref(ctx))
+        secret_volumes = vllm_volumes(hf_token_ref(ctx))
+        env = vllm_env(ctx)
+        sidecars: list[dict[str, Any]] = []
+        if adapters:
+            objects.append(lora.loader_configmap(ctx, model, adapters, labels, VLLM_PORT, VLLM_KEY_FILE))
+            env += lora.lora_env()
+            secret_mounts.append(lora.vllm_adapter_mount())
+            secret_volumes += lora.loader_volumes(ctx, model)
+            sidecars.append(lora.loader_container())
         objects += render_template(
             HERE,
             "vllm.yaml.j2",
@@ -265,13 +285,14 @@ def render_models(ctx: RenderContext, placements: dict[str, str] | None = None) 
             obj_name=f"vllm-{model.name}",
             model=model,
             image=llm.image,
-            labels={**ctx.labels(COMPONENT, VLLM_PART, version), **model_label},
+            labels=labels,
             selector={**ctx.selector(COMPONENT, VLLM_PART), **model_label},
             args=args,
-            env=vllm_env(ctx),
+            env=env,
             key_init=vllm_key_init(llm.image, container_security(read_only_root=True)),
-            secret_mounts=vllm_mounts(hf_token_ref(ctx)),
-            secret_volumes=vllm_volumes(hf_token_ref(ctx)),
+            secret_mounts=secret_mounts,
+            secret_volumes=secret_volumes,
+            sidecars=sidecars,
             resources=resources,
             affinity=vllm_affinity(ctx, placement_products(ctx, model, placements)),
             tolerations=[t.wire() for t in ctx.cloud.spec.gpu.tolerations],
@@ -306,8 +327,11 @@ def gateway_config(ctx: RenderContext) -> dict[str, Any]:
             },
         }
         for m in llm.models
-    ]
-    owned_general = {"master_key": None}  # set by the init container
+    ] + lora.adapter_routes(ctx, VLLM_PORT)
+    owned_general: dict[str, Any] = {"master_key": None}  # set by the init container
+    if ctx.adapters:  # who may call which model: gateway_access.py, beside the config the init container writes
+        owned_general["custom_auth"] = lora.CUSTOM_AUTH
+        owned_general["custom_auth_settings"] = None  # its mode "off"/"auto" would bypass or soften the check
     extra = dict(llm.extra_config)
     path = _llm_path(ctx, "extraConfig")
     general = extra.pop("general_settings", {})
@@ -316,6 +340,7 @@ def gateway_config(ctx: RenderContext) -> dict[str, Any]:
     config = merge_extra_config({"model_list": model_list}, extra, path)
     general = merge_extra_config(owned_general, general, f"{path}.general_settings")
     del general["master_key"]
+    general.pop("custom_auth_settings", None)
     if general:
         config["general_settings"] = general
     return config
@@ -325,6 +350,8 @@ def render_gateway(ctx: RenderContext) -> list[dict[str, Any]]:
     gateway = ctx.components.llm.gateway
     config_text = dump_yaml(gateway_config(ctx))
     host = ctx.host("llm")
+    key_files = gateway_files(GATEWAY_NAME, MASTER_KEY_SECRET_KEY) + lora.consumer_files(ctx)
+    access = lora.gateway_access(ctx, GATEWAY_CONFIG_DIR, GATEWAY_KEY_DIR, GATEWAY_RUNTIME)
     return render_template(
         HERE,
         "gateway.yaml.j2",
@@ -341,7 +368,8 @@ def render_gateway(ctx: RenderContext) -> list[dict[str, Any]]:
         config_dir=GATEWAY_CONFIG_DIR,
         runtime_dir=GATEWAY_RUNTIME,
         keys_mount=mount("keys", GATEWAY_KEY_DIR),
-        keys_volume=projected_volume("keys", gateway_files(GATEWAY_NAME, MASTER_KEY_SECRET_KEY)),
+        keys_volume=projected_volume("keys", key_files),
+        access=access,
         runtime_volume=memory_dir("runtime"),
         resources={
             kind: {k: str(v) for k, v in sorted(getattr(gateway.resources, kind).items())}

@@ -28,6 +28,7 @@ from typing import Any
 
 from ..base import RenderContext, SecretKey, SecretSpec
 from ..secret_files import SecretFile, mount, projected_volume
+from .adapters import adapter_secrets
 
 COMPONENT = "llm"
 VLLM_PART = "vllm"
@@ -112,7 +113,8 @@ def gateway_init_command() -> list[str]:
 def secrets(ctx: RenderContext) -> list[SecretSpec]:
     """The gateway's master key, and vLLM's API key. LiteLLM wants keys starting with ``sk-``: the gateway's init
     container writes ``sk-<value>`` as the master key, so clients use ``sk-`` + this value. vLLM's key is used as it
-    is (a Bearer token between the gateway and vLLM)."""
+    is (a Bearer token between the gateway and vLLM). With adapters, one key per adapter and consumer
+    (adapters.py)."""
     return [
         SecretSpec(
             name=VLLM_KEY_SECRET,
@@ -128,4 +130,4 @@ def secrets(ctx: RenderContext) -> list[SecretSpec]:
             keys={MASTER_KEY_SECRET_KEY: SecretKey("random", 48)},
             labels=ctx.labels(COMPONENT, GATEWAY_PART),
         )
-    ]
+    ] + adapter_secrets(ctx, COMPONENT, ctx.labels(COMPONENT, GATEWAY_PART))

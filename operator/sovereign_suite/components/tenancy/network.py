@@ -29,7 +29,7 @@ from ...api.network import merged
 from ..base import RenderContext
 from ..docs import BACKEND_PORT, FRONTEND_PORT, MEDIA_PORT, REDIS_PORT, Y_PROVIDER_PORT
 from ..jitsi import JVB_HTTP_PORT, PROSODY_PORTS, WEB_PORT
-from ..llm import GATEWAY_PORT, VLLM_PORT
+from ..llm import GATEWAY_PORT, MODEL_LABEL, VLLM_PORT
 from ..matrix import ELEMENT_PORT, HTTP_PORT as SYNAPSE_PORT
 from ..matrix.network import synapse_database_clients, synapse_servers, synapse_federation_pods
 from ..postgres import CNPG_OPERATOR_PORTS, PORT as POSTGRES_PORT
@@ -210,15 +210,29 @@ def egress_policies(ctx: RenderContext) -> list[dict[str, Any]]:
     declared = merged(ctx.cloud.spec.network, ctx.suite.spec.network)
     for purpose, selector in _purpose_pods(ctx).items():
         rules = declared[purpose]
-        if selector is None or not rules:
+        if not rules or (selector is None and not (purpose == "object_storage" and _adapter_models(ctx))):
             continue
         egress = [{"to": [{"ipBlock": {"cidr": cidr}} for cidr in r.cidrs],
                    "ports": [{"protocol": p.protocol, "port": p.port} for p in r.ports]} for r in rules]
-        out.append(_policy(ctx, f"allow-egress-{purpose.replace('_', '-')}", selector, egress=egress))
+        if selector is not None:
+            out.append(_policy(ctx, f"allow-egress-{purpose.replace('_', '-')}", selector, egress=egress))
+        if purpose == "object_storage" and _adapter_models(ctx):
+            # the adapter loader beside vLLM downloads the adapters (components/llm/adapters.py): a policy selects
+            # pods, not containers, so the pods of the models that serve adapters get this egress, the others not
+            out.append(_policy(ctx, "allow-egress-object-storage-adapters", {"matchLabels": {NAME: "vllm"},
+                               "matchExpressions": [{"key": MODEL_LABEL, "operator": "In",
+                                                     "values": _adapter_models(ctx)}]}, egress=egress))
         if purpose == "object_storage" and _cnpg_archives(ctx):  # the Barman Cloud plugin's sidecar uploads too
             out.append(_policy(ctx, "allow-egress-object-storage-cnpg",
                                {"matchExpressions": [{"key": CNPG_CLUSTER, "operator": "Exists"}]}, egress=egress))
     return out
+
+
+def _adapter_models(ctx: RenderContext) -> list[str]:
+    """The models whose pods load LoRA adapters from the object storage."""
+    if not (ctx.components.llm.enabled and ctx.adapters):
+        return []
+    return sorted({a.base_model for a in ctx.adapters} & {m.name for m in ctx.components.llm.models})
 
 
 def _cnpg_archives(ctx: RenderContext) -> bool:

@@ -235,7 +235,8 @@ DNS = Recipe(
 
 # ---- the backup job (not a stand-in: the project's own image, Dockerfile.backup) ---------------------------
 # The same contents as Dockerfile.backup: Debian's PostgreSQL 17 client, age and Python, and the
-# backup program's files from this package under /opt/sovereign-suite-backup.
+# backup program's files from this package under /opt/sovereign-suite-backup, and the LoRA adapter loader
+# (components/llm/adapters.py), which runs from the same image.
 _BACKUP_SRC = Path(__file__).resolve().parents[2]  # operator/sovereign_suite
 _BACKUP_DIR = "/opt/sovereign-suite-backup/sovereign_suite"
 BACKUP = Recipe(
@@ -243,8 +244,9 @@ BACKUP = Recipe(
     packages=("postgresql-client-17", "age", "python3", "ca-certificates"),
     files={f"{_BACKUP_DIR}/{rel}": ((_BACKUP_SRC / rel).read_text(), 0o644)
            for rel in ("__init__.py", "backup/__init__.py", "backup/program.py", "backup/restore.py",
-                       "backup/s3.py")},
-    script="PYTHONPATH=/opt/sovereign-suite-backup python3 -c 'import sovereign_suite.backup.program'\n"
+                       "backup/s3.py", "adapterloader/__init__.py", "adapterloader/program.py")},
+    script="PYTHONPATH=/opt/sovereign-suite-backup python3 -c 'import sovereign_suite.backup.program, "
+           "sovereign_suite.adapterloader.program'\n"
            "pg_dump --version\nage --version\n",
     config=ImageConfig(cmd=["python3", "-m", "sovereign_suite.backup.program", "/etc/backup/config/config.json"],
                        user="991:991", env=[f"PATH={PATH}", "PYTHONPATH=/opt/sovereign-suite-backup",
