@@ -144,6 +144,12 @@ def test_worker_topology_runs_for_real(operator, kube, core, namespace, synapse_
         assert got == payload
         print(f"[workers] rooms, sync and media after {time.monotonic() - started:.0f} s")
 
+        # the replication series the alert SovereignSuiteSynapseReplicationLag reads, from a worker's own metrics
+        # listener (the port the ServiceMonitor synapse-workers scrapes)
+        status, text = lab.request("GET", f"http://{workers.addresses[sorted(sync_pods)[0]]}:9001/_synapse/metrics")
+        assert status == 200 and re.search(r'^synapse_replication_tcp_command_queue\{[^}]*stream_name="events"',
+                                           text, re.M), str(text)[:2000]
+
         # the sync worker serving alice dies: the router's consistent hash moves her to the other one (nginx tries
         # the next server of a hash upstream on a connection error), and no message is lost
         dead = sorted(sync_pods)[0]

@@ -22,6 +22,7 @@ REDIS_SECRET_DIR = "/redis-secret"  # the password file
 REDIS_TLS_DIR = "/redis-tls"  # the server's certificate, key and the tenant CA
 REDIS_CLIENT_TLS_DIR = "/redis-client-tls"  # the probe's client pair
 STICKY = ("sync", "initial_sync")  # hashed per user over the pool's processes (docs/workers.md, "Load balancing")
+METRICS_LABEL = "sovereignsuite.io/synapse-metrics"  # the worker Services with a metrics port (ServiceMonitor)
 
 
 def redis_script(port: int, maxmemory: str) -> str:
@@ -101,6 +102,8 @@ def render_workers(ctx: RenderContext, component: str, version: str | None, **co
         workers=workers,
         autoscaling=autoscaling,
         labels=ctx.labels(component, WORKER_POD_NAME, version),
+        worker_selector=ctx.selector(component, WORKER_POD_NAME),
+        metrics_label={METRICS_LABEL: "true"},
         redis_name=redis_part,
         redis_port=synapse_workers.REDIS_PORT,
         redis_labels=ctx.labels(component, redis_part),
