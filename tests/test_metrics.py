@@ -100,3 +100,22 @@ def test_removed_component_and_deleted_suite_leave_no_series():
     metrics.forget_suite("ops", suite)
     assert series(suite) == []
     assert series(other)  # another suite keeps its series
+
+
+def test_synapse_worker_types_ready_and_desired_and_their_removal():
+    suite = f"s{uuid.uuid4().hex[:6]}"
+    matrix = ComponentHealth("fr", f"{suite}-fr", "matrix", desired=9, ready=7,
+                             parts={"sync": [1, 2], "event-persister": [0, 2], "media-repository": [1, 1]})
+    metrics.record_pass("ops", suite, outcome([matrix], ready=False), "success", "event")
+    fr = dict(suite_namespace="ops", suite=suite, country="FR")
+    assert value("sovereign_suite_synapse_worker_replicas_ready", **fr, worker_type="sync") == 1
+    assert value("sovereign_suite_synapse_worker_replicas_desired", **fr, worker_type="sync") == 2
+    assert value("sovereign_suite_synapse_worker_replicas_ready", **fr, worker_type="event-persister") == 0
+    assert value("sovereign_suite_synapse_worker_replicas_desired", **fr, worker_type="event-persister") == 2
+    # the media worker removed (0 replicas: no StatefulSet, no part): its series go
+    matrix.parts.pop("media-repository")
+    metrics.record_pass("ops", suite, outcome([matrix], ready=False), "success", "event")
+    assert value("sovereign_suite_synapse_worker_replicas_desired", **fr, worker_type="media-repository") is None
+    assert value("sovereign_suite_synapse_worker_replicas_desired", **fr, worker_type="sync") == 2
+    metrics.forget_suite("ops", suite)
+    assert series(suite) == []

@@ -108,3 +108,23 @@ def test_pods_mount_only_what_they_need():
     assert server["secret"]["defaultMode"] == 0o440
     client = tls.ca_volume("tls-ca")
     assert client["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]  # never ca.key
+
+
+def test_synapse_workers_add_their_redis_server_and_client_pair_to_the_stored_secret():
+    """Turning workers on adds synapse-redis (server) and synapse-redis-client (client: clientAuth only, never
+    serverAuth) to an existing tenant-tls, signed by its stored CA; nothing else is regenerated."""
+    before = missing_keys(tls.secret_spec(ctx_of()), None)
+    workers = ctx_of({"components": {"matrix": {"workers": {"size": "small"}}}})
+    assert tls.servers(workers) == ["docs-postgres", "docs-redis", "matrix-postgres", "synapse-redis"]
+    assert tls.clients(workers) == ["synapse-redis-client"] and tls.clients(ctx_of()) == []
+    added = missing_keys(tls.secret_spec(workers), before)
+    assert set(added) == {"synapse-redis.crt", "synapse-redis.key", "synapse-redis-client.crt",
+                          "synapse-redis-client.key"}
+    usage = {}
+    for name in ("synapse-redis", "synapse-redis-client"):
+        c = cert(added[f"{name}.crt"])
+        c.verify_directly_issued_by(cert(before["ca.crt"]))
+        usage[name] = list(c.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    assert usage == {"synapse-redis": [x509.ExtendedKeyUsageOID.SERVER_AUTH],
+                     "synapse-redis-client": [x509.ExtendedKeyUsageOID.CLIENT_AUTH]}
+    assert f"synapse-redis.{workers.namespace}.svc.cluster.local" in tls.hosts(workers, "synapse-redis")

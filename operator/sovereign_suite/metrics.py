@@ -31,6 +31,15 @@ COMPONENT_REPLICAS_READY = Gauge(
     f"{NS}_component_replicas_ready", "Ready replicas of a tenant's component (all its workloads).", COMPONENT)
 COMPONENT_REPLICAS_DESIRED = Gauge(
     f"{NS}_component_replicas_desired", "Desired replicas of a tenant's component (all its workloads).", COMPONENT)
+# Per Synapse worker type of a tenant (status.tenants[].components[matrix].workers): the alert
+# SovereignSuiteSynapseWorkersDown fires when a type has replicas desired and none ready. worker_type is one of
+# the fixed names of components/matrix/workers.py TYPES (bounded).
+WORKER = COMPONENT[:-1] + ["worker_type"]
+WORKER_REPLICAS_READY = Gauge(
+    f"{NS}_synapse_worker_replicas_ready", "Ready replicas of one Synapse worker type of a tenant.", WORKER)
+WORKER_REPLICAS_DESIRED = Gauge(
+    f"{NS}_synapse_worker_replicas_desired", "Desired replicas of one Synapse worker type of a tenant.", WORKER)
+WORKER_GAUGES = (WORKER_REPLICAS_READY, WORKER_REPLICAS_DESIRED)
 # A state set (one series per reason, the current one is 1): alerts select a reason without parsing messages.
 COMPONENT_REASONS = ("Ready", "Progressing", "Unschedulable", "JobFailed", "Other")
 COMPONENT_REASON = Gauge(
@@ -85,6 +94,7 @@ _guard = threading.Lock()
 _components: dict[tuple[str, str], set[tuple[str, str]]] = {}  # suite -> (country, component) with series
 _errors: dict[tuple[str, str], set[str]] = {}  # suite -> error reasons with series
 _backups: dict[tuple[str, str], set[str]] = {}  # suite -> countries with backup series
+_workers: dict[tuple[str, str], set[tuple[str, str]]] = {}  # suite -> (country, worker type) with series
 
 
 def version() -> str:
@@ -129,6 +139,7 @@ def record_pass(namespace: str, name: str, outcome: Any, result: str, trigger: s
     SUITE_READY.labels(namespace, name).set(1 if ready and ready["status"] == "True" else 0)
     SUITE_PAUSED.labels(namespace, name).set(1 if (conds.get("Reconciling") or {}).get("reason") == "Paused" else 0)
     seen = set()
+    workers_seen: set[tuple[str, str]] = set()
     for h in outcome.health:
         country = h.country.upper()  # the ISO code as the spec writes it (the GPU gauges use the same)
         labels = (namespace, name, country, h.name)
@@ -139,11 +150,20 @@ def record_pass(namespace: str, name: str, outcome: Any, result: str, trigger: s
         for reason in COMPONENT_REASONS:
             COMPONENT_REASON.labels(*labels, reason).set(1 if reason == current else 0)
         seen.add((country, h.name))
+        for worker_type, (ready, desired) in sorted(h.parts.items()):
+            WORKER_REPLICAS_READY.labels(namespace, name, country, worker_type).set(ready)
+            WORKER_REPLICAS_DESIRED.labels(namespace, name, country, worker_type).set(desired)
+            workers_seen.add((country, worker_type))
     with _guard:
         stale = _components.get((namespace, name), set()) - seen
         _components[(namespace, name)] = seen
+        stale_workers = _workers.get((namespace, name), set()) - workers_seen
+        _workers[(namespace, name)] = workers_seen
     for country, component in stale:
         _remove_component(namespace, name, country, component)
+    for country, worker_type in stale_workers:  # a type scaled to 0, workers turned off, a tenant removed
+        for g in WORKER_GAUGES:
+            _remove(g, namespace, name, country, worker_type)
     record_backups(namespace, name, outcome.status.get("tenants") or [])
 
 
@@ -211,6 +231,10 @@ def forget_suite(namespace: str, name: str) -> None:
         comps = _components.pop((namespace, name), set())
         reasons = _errors.pop((namespace, name), set())
         backups = _backups.pop((namespace, name), set())
+        workers = _workers.pop((namespace, name), set())
+    for country, worker_type in workers:
+        for g in WORKER_GAUGES:
+            _remove(g, namespace, name, country, worker_type)
     for country in backups:
         for g in BACKUP_GAUGES:
             _remove(g, namespace, name, country)

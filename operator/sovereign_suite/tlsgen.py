@@ -71,9 +71,10 @@ def _san(host: str) -> x509.GeneralName:
 
 
 def new_server(ca_cert_pem: str, ca_key_pem: str, hosts: tuple[str, ...],
-               now: datetime.datetime | None = None) -> tuple[str, str]:
+               now: datetime.datetime | None = None, client: bool = False) -> tuple[str, str]:
     """(certificate PEM, key PEM) of a server certificate for ``hosts`` (DNS names or IP addresses, the first is
-    also the common name), signed by the CA."""
+    also the common name), signed by the CA; with ``client``, a client certificate instead (clientAuth only: it
+    cannot serve)."""
     if not hosts:
         raise ValueError("a server certificate needs at least one host")
     now = now or datetime.datetime.now(datetime.timezone.utc)
@@ -90,7 +91,8 @@ def new_server(ca_cert_pem: str, ca_key_pem: str, hosts: tuple[str, ...],
         .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
                                      data_encipherment=False, key_agreement=False, key_cert_sign=False,
                                      crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH if client
+                                              else ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName([_san(h) for h in hosts]), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
@@ -128,7 +130,8 @@ def fill(keys: Mapping[str, SecretKey], have: Mapping[str, str], secret: str) ->
         key_key = next(k for k, v in tls.items() if v.generator == "tls-key" and _stem(k) == _stem(cert_key))
         pair = {cert_key, key_key} & missing
         if pair == {cert_key, key_key}:
-            out[cert_key], out[key_key] = new_server(ca_cert, ca_key, tls[cert_key].hosts)
+            out[cert_key], out[key_key] = new_server(ca_cert, ca_key, tls[cert_key].hosts,
+                                                     client=tls[cert_key].client)
         elif pair:
             raise TlsStateError(f"Secret {secret} holds half of a server's pair ({', '.join(sorted(pair))} is "
                                 "missing): delete the Secret to have the operator issue a new CA and certificates")

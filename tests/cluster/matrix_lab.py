@@ -169,6 +169,9 @@ class Lab:
         self.postgres: dict[str, Path] = {}
         self.hosts: dict[str, str] = {"localhost": "127.0.0.1"}
         self.tenants: dict[str, int] = {}
+        # (tenant, Service) -> address of a backend the Ingresses name besides synapse and element-web (the
+        # Synapse router of a worker topology: tests/cluster/matrix_workers_lab.py)
+        self.backends: dict[tuple[str, str], str] = {}
         self.netns: Netns | None = None
         self.client_proc: subprocess.Popen | None = None
         self.ca = self.root / "ca.pem"
@@ -336,6 +339,9 @@ class Lab:
         for key, value in list(hs.items()):
             if key.endswith("_path") and isinstance(value, str):
                 hs[key] = self.remap(tenant, value)
+        for key, value in list((hs.get("redis") or {}).items()):  # the workers' Redis: password, CA files
+            if key.endswith(("_path", "_file")) and isinstance(value, str):
+                hs["redis"][key] = self.remap(tenant, value)
         db_args = hs["database"]["args"]
         if "sslrootcert" in db_args:  # the database's CA certificate (the volume database-ca)
             db_args["sslrootcert"] = self.remap(tenant, db_args["sslrootcert"])
@@ -444,10 +450,11 @@ http {{
                                 or sp.get("name") == svc_ref["port"].get("name"))
                     target = port.get("targetPort", port["port"])
                     if isinstance(target, str):  # a named container port: the Deployment's
-                        dep = app.deployments[backends[svc_ref["name"]]]
+                        dep = app.deployments[backends.get(svc_ref["name"], svc_ref["name"])]
                         target = next(cp["containerPort"] for c in dep["spec"]["template"]["spec"]["containers"]
                                       for cp in c.get("ports", []) if cp.get("name") == target)
-                    upstream = f"{self.ip(tenant, backends[svc_ref['name']])}:{target}"
+                    address = self.backends.get((tenant, svc_ref["name"])) or self.ip(tenant, backends[svc_ref["name"]])
+                    upstream = f"{address}:{target}"
                     exact = "= " if p["pathType"] == "Exact" else ""
                     locations.append(f"""    location {exact}{p['path']} {{
         proxy_pass http://{upstream}; proxy_set_header Host $host; proxy_http_version 1.1;

@@ -175,7 +175,9 @@ def suites(kube, core, namespace):
     create_referenced_secrets(core, namespace)
     model = {"name": "small", "modelId": "org/small", "gpusPerReplica": 1, "gpuProducts": [H100]}
     healthy = suite_doc("two-countries", namespace, patch={
-        "components": {"docs": {"enabled": False}, "llm": {"enabled": True, "models": [model]}},
+        # one sync worker: the per-worker-type gauges and the workers' ServiceMonitor exist (dashboard panel)
+        "components": {"docs": {"enabled": False}, "llm": {"enabled": True, "models": [model]},
+                       "matrix": {"workers": {"sync": 1}}},
         "monitoring": {"serviceMonitors": True}, "deletionPolicy": "Delete"})
     stalled = suite_doc("two-countries", namespace, patch={"deletionPolicy": "Delete"})
     stalled["spec"]["tenants"] = [{"country": "FR", "cloud": "nowhere"}]
@@ -204,7 +206,7 @@ def check_monitoring_objects(kube: Kube, doc: dict) -> None:
     want = [o for o in rendered if o["apiVersion"] == MONITORING or o["metadata"]["name"] == "allow-monitoring"]
     assert {(o["kind"], o["metadata"]["name"]) for o in want if o["metadata"]["namespace"].endswith("-fr")} == {
         ("ServiceMonitor", "synapse"), ("ServiceMonitor", "jitsi-jvb"), ("PodMonitor", "matrix-postgres"),
-        ("PodMonitor", "vllm"), ("NetworkPolicy", "allow-monitoring")}
+        ("PodMonitor", "vllm"), ("NetworkPolicy", "allow-monitoring"), ("ServiceMonitor", "synapse-workers")}
     for obj in want:  # applied, and nothing of it dropped by the CRDs' schemas
         live = wait_for(lambda: kube.get(obj["apiVersion"], obj["kind"], obj["metadata"]["name"],
                                          obj["metadata"]["namespace"]), timeout=60, what=ref(obj))

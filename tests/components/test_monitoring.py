@@ -175,3 +175,17 @@ def test_policy_ports_follow_the_enabled_components():
              for ns in [o["metadata"]["namespace"]]}
     assert ports and all(p == ["metrics"] for p in ports.values())
     assert not [o for o in objs if o["kind"] == "NetworkPolicy" and o["metadata"]["name"].startswith("allow-monitoring-")]
+
+
+def test_synapse_workers_are_scraped_on_their_metrics_port():
+    """With workers, every worker pod's metrics listener (9001) is scraped through its type's headless Service,
+    and no Service without a metrics port is selected (the router's -http and the sticky per-pod Services)."""
+    objs = render({**ON, "components": {"matrix": {"workers": {"size": "large"}}}})
+    endpoints = [(name, ns, path, cp["containerPort"]) for name, ns, path, cp in scraped(objs)
+                 if name == "synapse-workers"]
+    ns = "eu-workplace-fr"
+    mine = [e for e in endpoints if e[1] == ns]
+    # one endpoint per worker type (a Service per type; its pods share one pod template)
+    types = [o for o in objs if o["kind"] == "StatefulSet" and o["metadata"]["namespace"] == ns
+             and o["metadata"]["name"].startswith("synapse-")]
+    assert len(mine) == len(types) == 10 and {(p, port) for _, _, p, port in mine} == {("/_synapse/metrics", 9001)}

@@ -285,12 +285,14 @@ class SecretKey:
     ``synapse-signing-key`` (an ed25519 key in Synapse's own signing-key file format), or a part of a tenant's
     TLS material (tlsgen.py): ``tls-ca-cert``/``tls-ca-key`` (the CA, ``subject`` its common name) and
     ``tls-cert``/``tls-key`` (a server's certificate for ``hosts``, signed by the CA of the same Secret; the pair
-    shares the key name's stem, ``<server>.crt`` and ``<server>.key``)."""
+    shares the key name's stem, ``<server>.crt`` and ``<server>.key``); with ``client`` the certificate is a
+    client's (extended key usage clientAuth, ``hosts[0]`` its common name) for a server that verifies its clients."""
 
     generator: Generator = "random"
     length: int = 48
     subject: str = ""
     hosts: tuple[str, ...] = ()
+    client: bool = False
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,10 @@
 
 One generated Secret per tenant, ``tenant-tls`` (tlsgen.py makes the values once): ``ca.crt`` and ``ca.key`` (the
 tenant's CA), and for each server ``<server>.crt``/``<server>.key``. The servers are the embedded PostgreSQL of
-Matrix and Docs (``<component>-postgres``) and Docs' Redis (``docs-redis``); a CloudNativePG cluster has CNPG's own
+Matrix and Docs (``<component>-postgres``), Docs' Redis (``docs-redis``) and the Synapse workers' Redis
+(``synapse-redis``), which also verifies its clients: the Synapse processes present ``synapse-redis-client.crt``
+(Synapse 1.163.2 does not verify the Redis server's certificate, see components/matrix/workers.py, so the server
+checks them instead). A CloudNativePG cluster has CNPG's own
 CA (``<cluster>-ca``) and an external server its owner's. Pods mount only the keys they need (``items``): a server
 its certificate, key and the CA certificate, a client the CA certificate; ``ca.key`` is mounted by no pod.
 
@@ -19,6 +22,8 @@ SECRET = "tenant-tls"
 CA_CERT = "ca.crt"
 CA_KEY = "ca.key"
 DOCS_REDIS = "docs-redis"  # Docs' Redis: its Service name, also its server name here
+SYNAPSE_REDIS = "synapse-redis"  # the Synapse workers' Redis (components/matrix/workers.py REDIS_NAME)
+SYNAPSE_REDIS_CLIENT = "synapse-redis-client"  # the client certificate of the tenant's Synapse processes
 # A server's files where the pod mounts them: the names PostgreSQL's and Redis's settings point at.
 SERVER_FILES = {"cert": "tls.crt", "key": "tls.key", "ca": CA_CERT}
 SECRET_MODE = 0o440  # readable by the owner (root) and the pod's fsGroup: PostgreSQL accepts a root-owned key up to 0640
@@ -41,7 +46,14 @@ def servers(ctx: RenderContext) -> list[str]:
             out.append(f"{component}-postgres")
     if ctx.components.docs.enabled:
         out.append(DOCS_REDIS)
+    if ctx.components.matrix.enabled and ctx.components.matrix.workers.enabled():
+        out.append(SYNAPSE_REDIS)
     return sorted(out)
+
+
+def clients(ctx: RenderContext) -> list[str]:
+    """The tenant's clients that present a certificate of its CA (to a server verifying its clients)."""
+    return [SYNAPSE_REDIS_CLIENT] if SYNAPSE_REDIS in servers(ctx) else []
 
 
 def hosts(ctx: RenderContext, service: str) -> tuple[str, ...]:
@@ -63,6 +75,9 @@ def secret_spec(ctx: RenderContext) -> SecretSpec | None:
     for server in names:
         keys[cert_key(server)] = SecretKey("tls-cert", hosts=hosts(ctx, server))
         keys[key_key(server)] = SecretKey("tls-key")
+    for client in clients(ctx):
+        keys[cert_key(client)] = SecretKey("tls-cert", hosts=("synapse",), client=True)
+        keys[key_key(client)] = SecretKey("tls-key")
     return SecretSpec(name=SECRET, namespace=ctx.namespace, component="tenancy", keys=keys,
                       labels=ctx.labels("tenancy", "tenant-tls"))
 
@@ -72,6 +87,17 @@ def server_volume(name: str, server: str) -> dict[str, Any]:
     items = [{"key": CA_CERT, "path": SERVER_FILES["ca"]}, {"key": cert_key(server), "path": SERVER_FILES["cert"]},
              {"key": key_key(server), "path": SERVER_FILES["key"]}]
     return {"name": name, "secret": {"secretName": SECRET, "items": items, "defaultMode": SECRET_MODE}}
+
+
+def client_files(client: str) -> list[dict[str, str]]:
+    """The ``items`` of a client's pair as SERVER_FILES names it (the CA certificate included)."""
+    return [{"key": CA_CERT, "path": SERVER_FILES["ca"]}, {"key": cert_key(client), "path": SERVER_FILES["cert"]},
+            {"key": key_key(client), "path": SERVER_FILES["key"]}]
+
+
+def client_volume(name: str, client: str) -> dict[str, Any]:
+    """A Secret volume with a client's certificate, key and the CA certificate."""
+    return {"name": name, "secret": {"secretName": SECRET, "items": client_files(client), "defaultMode": SECRET_MODE}}
 
 
 def ca_volume(name: str, secret: str = SECRET, key: str = CA_CERT) -> dict[str, Any]:

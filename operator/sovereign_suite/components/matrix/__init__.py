@@ -71,6 +71,7 @@ class SynapsePaths:
     # the database's password Secret, in the init container only: a file, not an environment variable
     database_secret: str = "/synapse/database-secret"
     database_ca: str = "/synapse/database-ca"  # the CA certificate the database's certificate is verified with
+    redis_tls: str = "/synapse/redis-tls"  # workers: the client certificate for Redis and the CA (tenant-tls)
 
     @property
     def homeserver(self) -> str:
@@ -163,7 +164,7 @@ def homeserver_config(ctx: RenderContext, paths: SynapsePaths = PATHS) -> dict[s
         federation_whitelist=federation_whitelist(ctx),
         encryption_by_default=matrix.encryption_by_default,
     )[0]
-    shared = synapse_workers.shared_config(ctx, paths.keys)
+    shared = synapse_workers.shared_config(ctx, paths.keys, paths.redis_tls)
     if shared:  # workers: the main process's replication listener and the keys every process shares
         owned["listeners"].append(synapse_workers.main_listener())
         owned.update(shared)
@@ -260,6 +261,8 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
     active = synapse_workers.active(matrix.workers)
     # the CA certificate a database of the tenant is verified with (sslrootcert in homeserver.yaml)
     database_ca_volume = tls.ca_volume("database-ca", db.ca_secret, db.ca_key) if db.ca_secret else None
+    # workers: every Synapse process presents the tenant CA's client certificate to Redis (TLS only)
+    redis_tls_volume = tls.client_volume("redis-tls", tls.SYNAPSE_REDIS_CLIENT) if active else None
     synapse = render_template(
         HERE,
         "synapse.yaml.j2",
@@ -286,6 +289,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         resources=matrix.resources.wire(),
         small_resources=SMALL_RESOURCES,
         database_ca_volume=database_ca_volume,
+        redis_tls_volume=redis_tls_volume,
     )
     # every process restarts when the shared file or a worker file changes (docs/workers.md: adding or removing
     # event persisters or federation senders needs every process restarted)
@@ -300,6 +304,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         resources=matrix.resources.wire(), small_resources=SMALL_RESOURCES,
         # the workers connect to the same database as main, verified with the same CA (sslrootcert)
         database_ca_volume=database_ca_volume,
+        redis_tls_volume=redis_tls_volume,
     )
     if active:
         workers += render_router(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...api.matrix_workers import MatrixWorkers, WORKER_FIELDS
+from .. import tls
 from ..base import RenderContext
 
 REPLICATION_PORT = 9093  # docs/workers.md's example; ESS uses 9093 too
@@ -89,7 +90,20 @@ def pod_host(ctx: RenderContext, kind: WorkerType, ordinal: int) -> str:
     return f"{kind.instance(ordinal)}.{kind.statefulset}.{ctx.namespace}.svc.cluster.local"
 
 
-def shared_config(ctx: RenderContext, keys_dir: str) -> dict[str, Any]:
+def redis_tls(tls_dir: str) -> dict[str, Any]:
+    """Synapse's Redis TLS settings (synapse/config/redis.py at v1.163.2: ``use_tls``, ``certificate_file``,
+    ``private_key_file``, ``ca_file``, ``ca_path``). At that tag the connection is encrypted but Synapse does not
+    verify the server: synapse/replication/tcp/context.py's ClientContextFactory loads ``ca_file`` into a context
+    of Twisted's ssl.ClientContextFactory and never calls ``set_verify`` (OpenSSL's default: VERIFY_NONE). The CA
+    is set anyway (a release that verifies will use it); the server verifies the clients instead
+    (``tls-auth-clients yes``: only a process holding the tenant CA's client certificate gets in, then the
+    password), and the NetworkPolicy lets only the tenant's Synapse processes reach it."""
+    files = tls.SERVER_FILES
+    return {"use_tls": True, "ca_file": f"{tls_dir}/{files['ca']}", "certificate_file": f"{tls_dir}/{files['cert']}",
+            "private_key_file": f"{tls_dir}/{files['key']}"}
+
+
+def shared_config(ctx: RenderContext, keys_dir: str, redis_tls_dir: str) -> dict[str, Any]:
     """The keys every process reads from homeserver.yaml when workers run ({} for the monolith)."""
     workers = ctx.components.matrix.workers
     if not workers.enabled():
@@ -107,6 +121,7 @@ def shared_config(ctx: RenderContext, keys_dir: str) -> dict[str, Any]:
             "host": f"{REDIS_NAME}.{ctx.namespace}.svc.cluster.local",
             "port": REDIS_PORT,
             "password_path": f"{keys_dir}/redis_password",
+            **redis_tls(redis_tls_dir),
         },
         # Authenticates the replication HTTP requests (required by outbound_federation_restricted_to).
         "worker_replication_secret_path": f"{keys_dir}/worker_replication_secret",

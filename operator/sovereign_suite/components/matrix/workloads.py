@@ -5,8 +5,10 @@ the router sends paths, a Service (per pod for the sticky sync pools); an HPA (a
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
+from .. import tls
 from ..base import RenderContext, container_security, pod_security, render_template
 from . import workers as synapse_workers
 from .workers import WORKER_LABEL, WORKER_POD_NAME, WorkerType
@@ -16,7 +18,33 @@ REDIS_RESOURCES = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu
 # Replication is pub/sub plus a small shared cache: noeviction below the limit, so Redis refuses a write rather
 # than being OOM-killed (Synapse retries).
 REDIS_MAXMEMORY = "384mb"
+REDIS_SECRET_DIR = "/redis-secret"  # the password file
+REDIS_TLS_DIR = "/redis-tls"  # the server's certificate, key and the tenant CA
+REDIS_CLIENT_TLS_DIR = "/redis-client-tls"  # the probe's client pair
 STICKY = ("sync", "initial_sync")  # hashed per user over the pool's processes (docs/workers.md, "Load balancing")
+METRICS_LABEL = "sovereignsuite.io/synapse-metrics"  # the worker Services with a metrics port (ServiceMonitor)
+
+
+def redis_script(port: int, maxmemory: str) -> str:
+    """redis-server with its password as a config line on standard input ("-", as Docs' Redis:
+    components/docs/secret_env.py), TLS only (redis.conf of the redis image's release, "TLS/SSL": ``port 0`` turns
+    the plaintext listener off, ``tls-port`` serves TLS, ``tls-auth-clients yes`` requires a client certificate
+    signed by ``tls-ca-cert-file``). The generated password is alphanumeric: no quoting needed in redis.conf."""
+    files = tls.SERVER_FILES
+    args = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", f"{REDIS_TLS_DIR}/{files['cert']}",
+            "--tls-key-file", f"{REDIS_TLS_DIR}/{files['key']}", "--tls-ca-cert-file", f"{REDIS_TLS_DIR}/{files['ca']}",
+            "--tls-auth-clients", "yes", "--tls-protocols", "TLSv1.2 TLSv1.3", "--save", "", "--appendonly", "no",
+            "--maxmemory", maxmemory, "--maxmemory-policy", "noeviction"]
+    return (f"exec redis-server - {shlex.join(args)} <<EOF\nrequirepass $(cat {REDIS_SECRET_DIR}/password)\nEOF\n")
+
+
+def redis_probe(port: int) -> str:
+    """PING over TLS as a Synapse process connects: the client pair, the server verified against the tenant CA
+    (localhost is one of its certificate's names), the password in REDISCLI_AUTH of this one process."""
+    files = tls.SERVER_FILES
+    return (f'REDISCLI_AUTH="$(cat {REDIS_SECRET_DIR}/password)" redis-cli --tls '
+            f"--cacert {REDIS_CLIENT_TLS_DIR}/{files['ca']} --cert {REDIS_CLIENT_TLS_DIR}/{files['cert']} "
+            f"--key {REDIS_CLIENT_TLS_DIR}/{files['key']} -h localhost -p {port} ping | grep -q PONG")
 
 
 def worker_labels(ctx: RenderContext, component: str, kind: WorkerType, version: str | None) -> dict[str, str]:
@@ -74,13 +102,20 @@ def render_workers(ctx: RenderContext, component: str, version: str | None, **co
         workers=workers,
         autoscaling=autoscaling,
         labels=ctx.labels(component, WORKER_POD_NAME, version),
+        worker_selector=ctx.selector(component, WORKER_POD_NAME),
+        metrics_label={METRICS_LABEL: "true"},
         redis_name=redis_part,
         redis_port=synapse_workers.REDIS_PORT,
         redis_labels=ctx.labels(component, redis_part),
         redis_selector=ctx.selector(component, redis_part),
         redis_pod_security=pod_security(user=REDIS_UID, fs_group=REDIS_GID),
         redis_resources=REDIS_RESOURCES,
-        redis_maxmemory=REDIS_MAXMEMORY,
+        redis_script=redis_script(synapse_workers.REDIS_PORT, REDIS_MAXMEMORY),
+        redis_probe=redis_probe(synapse_workers.REDIS_PORT),
+        redis_tls_dir=REDIS_TLS_DIR,
+        redis_client_tls_dir=REDIS_CLIENT_TLS_DIR,
+        redis_tls_server_volume=tls.server_volume("tls", tls.SYNAPSE_REDIS),
+        redis_tls_client_volume=tls.client_volume("client-tls", tls.SYNAPSE_REDIS_CLIENT),
         pod_security=pod_security(common.pop("uid")),
         container_security=container_security(read_only_root=True),
         **common,
