@@ -12,7 +12,7 @@ CLOUDS ?= manifests/examples/clouds.yaml
 PYTEST_ARGS ?=
 export SOVEREIGN_SUITE_CACHE := $(CACHE)
 
-.PHONY: bench help venv tools real-node-tools real-node-images operator-image prometheus federation-tools backup-tools crds render golden test test-unit run run-multicluster cluster-up cluster-down cluster-down-multicluster clean-cache
+.PHONY: bench help venv tools real-node-tools real-node-images operator-image prometheus federation-tools backup-tools trainer-tools crds render golden test test-unit run run-multicluster cluster-up cluster-down cluster-down-multicluster clean-cache
 
 help:
 	@echo "make run     local cluster + simulated national clouds + CRDs + example suite + operator (foreground)"
@@ -51,7 +51,7 @@ golden: venv
 test-unit: venv
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
 
-test: venv tools real-node-tools operator-image prometheus federation-tools backup-tools
+test: venv tools real-node-tools operator-image prometheus federation-tools backup-tools trainer-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The real node (sovereign-suite cluster up --real-node; tests/cluster/test_real_node*.py)
@@ -80,6 +80,11 @@ federation-tools:
 # (tests/test_backup_program.py)
 backup-tools:
 	@hack/install-backup-tools.sh
+
+# The LoRA trainer's own venv (torch, transformers, peft; wheels cached by key, about 2.9 GiB) for
+# tests/test_trainer_run.py and bench/trainer_throughput.py (docs/llm-finetuning.md, "The trainer")
+trainer-tools:
+	@hack/install-trainer-venv.sh
 
 cluster-up: venv tools
 	$(VENV)/bin/sovereign-suite cluster up
