@@ -113,7 +113,7 @@ def test_the_storage_credentials_are_files_never_environment() -> None:
     mount = next(m for m in container["volumeMounts"] if m["name"] == "s3")
     assert mount["readOnly"] is True
     args = container["args"]
-    assert args[args.index("--s3-credentials-dir") + 1] == mount["mountPath"]
+    assert args[args.index("--credentials-dir") + 1] == mount["mountPath"]
 
 
 def test_the_trainer_arguments() -> None:
@@ -125,8 +125,8 @@ def test_the_trainer_arguments() -> None:
         "--eval-fraction": "0.1",
         "--output": f"s3://fr-suite-data/fine-tuning/{ADMIN_NS}/summaries/adapter/",
         "--rank": "16", "--alpha": "32", "--dropout": "0.05", "--target-modules": "q_proj,v_proj",
-        "--learning-rate": "0.0002", "--steps": "100", "--batch-size": "2", "--sequence-length": "1024",
-        "--s3-endpoint": STORAGE["endpoint"], "--s3-region": "eu-west-2", "--s3-credentials-dir": "/etc/finetune/s3",
+        "--learning-rate": "0.0002", "--steps": "100", "--batch-size": "2", "--seq-len": "1024",
+        "--s3-endpoint": STORAGE["endpoint"], "--s3-region": "eu-west-2", "--credentials-dir": "/etc/finetune/s3",
         "--result-file": "/dev/termination-log", "--metrics-port": "9400",
     }
 

@@ -94,10 +94,10 @@ def trainer_args(ft: FineTune, resolved: Resolved) -> list[str]:
         "--learning-rate", _number(spec.training.learning_rate),
         "--steps", str(spec.training.steps),
         "--batch-size", str(spec.training.batch_size),
-        "--sequence-length", str(spec.training.sequence_length),
+        "--seq-len", str(spec.training.sequence_length),
         "--s3-endpoint", storage.endpoint,
         "--s3-region", storage.region or "us-east-1",
-        "--s3-credentials-dir", S3_DIR,
+        "--credentials-dir", S3_DIR,
         "--result-file", RESULT_FILE,
         "--metrics-port", str(METRICS_PORT),
     ]
