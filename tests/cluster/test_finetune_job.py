@@ -138,3 +138,26 @@ def test_gpus_too_small_for_the_run_are_left_out(kube: Kube, tenant) -> None:
     _, job, _ = start(kube, s, "narrowed", memory={A100: 40960})
     labels = bound_node(kube, job)["metadata"]["labels"]
     assert (labels["topology.kubernetes.io/region"], labels["nvidia.com/gpu.product"]) == (FR_REGION, H100)
+
+
+def test_the_api_server_holds_the_finetune_schema_and_its_immutable_fields(kube: Kube, namespace: str) -> None:
+    """The generated CRD on the real API server: the example FineTune is accepted; a rank vLLM cannot serve and a
+    changed base model are refused (schema, CEL rule), a changed hyper-parameter is not."""
+    from sovereign_suite.reconcile.kube import ApiError
+
+    from ..helpers import EXAMPLES
+
+    doc = [d for d in yaml.safe_load_all((EXAMPLES / "finetune.yaml").read_text()) if d and d["kind"] == "FineTune"][0]
+    doc["metadata"]["namespace"] = namespace
+    kube.create(doc)
+    name = doc["metadata"]["name"]
+    kube.merge_patch("sovereignsuite.io/v1alpha1", "FineTune", name, namespace, {"spec": {"lora": {"rank": 32}}})
+    for patch, words in (({"spec": {"baseModel": "llama-70b"}}, "immutable"),
+                         ({"spec": {"lora": {"rank": 513}}}, "513")):
+        with pytest.raises(ApiError) as err:
+            kube.merge_patch("sovereignsuite.io/v1alpha1", "FineTune", name, namespace, patch)
+        assert err.value.status == 422 and words in err.value.message
+    with pytest.raises(ApiError) as err:
+        kube.create({**doc, "metadata": {"name": "bad-uri", "namespace": namespace},
+                     "spec": {**doc["spec"], "dataset": {"uri": "https://elsewhere.example/x.jsonl"}}})
+    assert err.value.status == 422 and "spec.dataset.uri" in err.value.message
