@@ -25,7 +25,8 @@ helm="${SOVEREIGN_SUITE_BIN:-$(hack/build-tools.sh --print)}/helm"  # SOVEREIGN_
 [[ -x "$helm" ]] || { echo "gen-manifests: $helm not found: run \`make tools\` first" >&2; exit 1; }
 
 # Sources the chart copies; another part of the project writes them.
-copies=("crds/nationalclouds.yaml:$chart/crds/nationalclouds.yaml"
+copies=("crds/finetunes.yaml:$chart/crds/finetunes.yaml"
+        "crds/nationalclouds.yaml:$chart/crds/nationalclouds.yaml"
         "crds/sovereignsuites.yaml:$chart/crds/sovereignsuites.yaml"
         "manifests/monitoring/prometheusrule.yaml:$chart/files/prometheusrule.yaml"
         "manifests/monitoring/dashboard.json:$chart/files/dashboard.json")

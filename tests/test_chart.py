@@ -97,18 +97,45 @@ def test_rendered_objects_are_valid_kubernetes(helm, tmp_path, values):
         kubernetes_validate.validate(doc, K8S_SCHEMA_VERSION, strict=True)
 
 
+# The ClusterRoles the chart holds for people (bound in their namespaces), never for the operator.
+FINETUNE_ROLES = {"sovereign-suite-finetune-editor", "sovereign-suite-finetune-viewer"}
+USER_ROLES = {TENANT_ADMIN_CLUSTER_ROLE, *FINETUNE_ROLES}
+
+
 def test_cluster_mode_objects(helm, tmp_path):
     docs = template(helm, tmp_path)
-    assert sorted(d["kind"] for d in docs) == ["ClusterRole", "ClusterRole", "ClusterRoleBinding", "Deployment",
-                                               "PodDisruptionBudget", "Role", "RoleBinding", "Service",
-                                               "ServiceAccount"]
+    assert sorted(d["kind"] for d in docs) == ["ClusterRole", "ClusterRole", "ClusterRole", "ClusterRole",
+                                               "ClusterRoleBinding", "Deployment", "PodDisruptionBudget",
+                                               "PriorityClass", "Role", "RoleBinding", "Service", "ServiceAccount"]
     binding = of_kind(docs, "ClusterRoleBinding")[0]
     sa = of_kind(docs, "ServiceAccount")[0]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
                                     "namespace": "sovereign-suite-system"}]
     assert binding["roleRef"]["name"] == "sovereign-suite-operator"
-    assert sorted(r["metadata"]["name"] for r in of_kind(docs, "ClusterRole")) == [
-        "sovereign-suite-operator", TENANT_ADMIN_CLUSTER_ROLE]
+    assert sorted(r["metadata"]["name"] for r in of_kind(docs, "ClusterRole")) == sorted([
+        "sovereign-suite-operator", *USER_ROLES])
+
+
+def test_finetune_roles_give_an_administration_finetunes_only(helm, tmp_path):
+    """docs/llm-finetuning.md, "Who may do what": bound in an administration's namespace, the editor role writes
+    FineTunes there and nothing else (no SovereignSuite, no Secret); both aggregate into Kubernetes' own roles."""
+    roles = {r["metadata"]["name"]: r for r in of_kind(template(helm, tmp_path), "ClusterRole")}
+    editor, viewer = roles["sovereign-suite-finetune-editor"], roles["sovereign-suite-finetune-viewer"]
+    assert {(g, res) for rule in editor["rules"] for g in rule["apiGroups"] for res in rule["resources"]} == {
+        ("sovereignsuite.io", "finetunes"), ("sovereignsuite.io", "finetunes/status")}
+    (status_rule,) = [r for r in editor["rules"] if r["resources"] == ["finetunes/status"]]
+    assert status_rule["verbs"] == ["get"]  # the status is the operator's
+    assert set(viewer["rules"][0]["verbs"]) == {"get", "list", "watch"}
+    assert editor["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert viewer["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+
+
+def test_the_fine_tuning_priority_class_is_below_serving_and_never_preempts(helm, tmp_path):
+    """Training pods run at this class (tests/components/test_finetune.py checks the Job names it); serving pods
+    have none (priority 0)."""
+    (pc,) = of_kind(template(helm, tmp_path), "PriorityClass")
+    assert pc["metadata"]["name"] == "sovereign-suite-fine-tuning"
+    assert pc["value"] < 0 and pc["preemptionPolicy"] == "Never" and pc["globalDefault"] is False
 
 
 def test_deployment_is_restricted_and_probed(helm, tmp_path):
@@ -234,7 +261,7 @@ def test_namespaces_mode_watches_and_creates_only_the_listed_namespaces(helm, tm
     for binding in of_kind(docs, "RoleBinding"):
         assert binding["subjects"][0]["namespace"] == "sovereign-suite-system"
     # cluster-wide: reads only, and no pods (those of the tenant namespaces only)
-    (cluster_role,) = [r for r in of_kind(docs, "ClusterRole") if r["metadata"]["name"] != TENANT_ADMIN_CLUSTER_ROLE]
+    (cluster_role,) = [r for r in of_kind(docs, "ClusterRole") if r["metadata"]["name"] not in USER_ROLES]
     assert {v for r in cluster_role["rules"] for v in r["verbs"]} <= {"get", "list", "watch"}
     assert not allowed(cluster_role["rules"], "", "pods")
 
@@ -245,6 +272,9 @@ def test_no_wildcard_anywhere(helm, tmp_path, values):
     roles = [d for d in template(helm, tmp_path, values) if d["kind"] in ("Role", "ClusterRole")]
     assert roles
     for role in roles:
+        if role["metadata"]["name"] in FINETUNE_ROLES:  # people's: they write their FineTunes (test above)
+            assert all(rule["apiGroups"] == ["sovereignsuite.io"] for rule in role["rules"])
+            continue
         for rule in role["rules"]:
             for key in ("verbs", "resources", "apiGroups"):
                 assert "*" not in rule.get(key, []), f"{role['kind']} {role['metadata']['name']}: {key} {rule}"
@@ -310,7 +340,7 @@ def test_tenant_admin_is_bound_not_held(helm, tmp_path, values):
     """The rendered RoleBinding references the chart's ClusterRole, which the operator may bind (Kubernetes'
     escalation check) without holding what it grants."""
     docs = template(helm, tmp_path, values)
-    operator = [d for d in docs if d["metadata"]["name"] != TENANT_ADMIN_CLUSTER_ROLE]
+    operator = [d for d in docs if d["metadata"]["name"] not in USER_ROLES]
     rules = operator_rules(operator, "eu-workplace-fr")
     (binding,) = [o for o in render_example("two-countries").manifests
                   if o["kind"] == "RoleBinding" and o["metadata"]["namespace"] == "eu-workplace-fr"]
@@ -341,13 +371,14 @@ def test_cloud_join_creates_the_charts_tenant_admin_role_in_a_member(helm, tmp_p
 def test_tenant_admin_role_can_be_left_to_another_release(helm, tmp_path):
     docs = template(helm, tmp_path, {"rbac": {"tenantAdminRole": {"create": False}}})
     assert [d["metadata"]["name"] for d in of_kind(docs, "ClusterRole")] == ["sovereign-suite-operator"]
+    assert of_kind(docs, "PriorityClass") == []  # cluster-wide and fixed-named, as the roles
 
 
 @pytest.mark.parametrize("values", [{}, NAMESPACES_MODE], ids=["cluster", "namespaces"])
 def test_rbac_grants_nothing_the_code_does_not_use(helm, tmp_path, values):
     """Every resource the operator may touch is a child kind, or one of the reads and writes listed in
     docs/install.md: no ServiceAccounts, PrometheusRules or Roles, which nothing renders."""
-    docs = [d for d in template(helm, tmp_path, values) if d["metadata"]["name"] != TENANT_ADMIN_CLUSTER_ROLE]
+    docs = [d for d in template(helm, tmp_path, values) if d["metadata"]["name"] not in USER_ROLES]
     granted = {(g, res) for d in docs if d["kind"] in ("Role", "ClusterRole") for r in d["rules"]
                for g in r["apiGroups"] for res in r["resources"]}
     children = {(v.rsplit("/", 1)[0] if "/" in v else "", plural(k)) for v, k in CHILD_KINDS}

@@ -137,13 +137,13 @@ def test_render_emits_the_tenant_baseline(four_countries):
         assert binding["subjects"][0]["name"] == f"{suite.name}-{tenant.country.lower()}-admins"
 
 
-def test_crds_prints_both_crds(tmp_path):
+def test_crds_prints_every_crd(tmp_path):
     proc = run_cli("crds")
     assert proc.returncode == 0, proc.stderr
     docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
     assert {d["kind"] for d in docs} == {"CustomResourceDefinition"}
     assert sorted(d["metadata"]["name"] for d in docs) == [
-        "nationalclouds.sovereignsuite.io", "sovereignsuites.sovereignsuite.io"]
+        "finetunes.sovereignsuite.io", "nationalclouds.sovereignsuite.io", "sovereignsuites.sovereignsuite.io"]
 
     proc = run_cli("crds", "-o", str(tmp_path))
     assert proc.returncode == 0, proc.stderr

@@ -47,6 +47,7 @@ def test_a_bad_pin_is_refused(image, digest):
 
 def test_every_default_image_is_a_pin():
     from sovereign_suite.api.backups import Backups
+    from sovereign_suite.components.finetune import IMAGE as TRAINER_IMAGE
 
     defaults = {
         Postgres().image, EXPORTER_IMAGE, Matrix().image, Matrix().element_image,
@@ -54,6 +55,7 @@ def test_every_default_image_is_a_pin():
         Docs().backend_image, Docs().frontend_image, Docs().y_provider_image, Docs().redis_image,
         LLMGateway().image, LLM().image,
         Matrix().redis_image, Matrix().router_image, Backups().image,  # the workers' Redis and router, backups
+        TRAINER_IMAGE,  # the FineTune training Job's (components/finetune)
     }
     assert defaults == {pin.ref for pin in PINS.values()}
     assert all(pinned(name) == pin.ref for name, pin in PINS.items())

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from .finetune_models import FineTuneSpec, FineTuneStatus
 from .models import GROUP, VERSION, NationalCloudSpec, SovereignSuiteSpec, SovereignSuiteStatus
 
 _DROP = {"title", "default", "examples"}
@@ -249,7 +250,74 @@ def cloud_crd() -> dict[str, Any]:
     }
 
 
-CRDS = {"sovereignsuites": suite_crd, "nationalclouds": cloud_crd}
+def finetune_crd() -> dict[str, Any]:
+    spec = schema_of(FineTuneSpec)
+    # What a run trains on is fixed once it started: a changed base model, tenant or suite would be another
+    # FineTune (its adapter, its evaluation and its artifacts' place in the bucket belong to these).
+    spec["x-kubernetes-validations"] = [
+        {"rule": "self.suite == oldSelf.suite && self.country == oldSelf.country && self.baseModel == "
+                 "oldSelf.baseModel",
+         "message": "spec.suite, spec.country and spec.baseModel are immutable (create another FineTune)"},
+    ]
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"finetunes.{GROUP}", "labels": {"app.kubernetes.io/part-of": "sovereign-suite"}},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": "FineTune",
+                "listKind": "FineTuneList",
+                "plural": "finetunes",
+                "singular": "finetune",
+                "shortNames": ["ft"],
+                "categories": [CATEGORY],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        _printer("Country", ".spec.country"),
+                        _printer("Base", ".spec.baseModel"),
+                        _printer("Phase", ".status.phase"),
+                        _printer("Progress", ".status.progress"),
+                        _printer("Ready", ".status.conditions[?(@.type==\"Ready\")].status"),
+                        _printer("Eval", ".status.evalLoss", "number", priority=1, desc="The adapter's eval loss"),
+                        _printer("BaseEval", ".status.baseEvalLoss", "number", priority=1,
+                                 desc="The base model's eval loss"),
+                        _printer("Message", ".status.conditions[?(@.type==\"Ready\")].message", priority=1),
+                        _printer("Age", ".metadata.creationTimestamp", "date"),
+                    ],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "A LoRA adapter of a model a suite's tenant serves, trained on an "
+                            "administration's data in its country's object storage, and served when it passes "
+                            "its promotion gate.",
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {
+                                    "type": "object",
+                                    "properties": {"name": {"type": "string", "maxLength": 40}},
+                                },
+                                "spec": spec,
+                                "status": schema_of(FineTuneStatus),
+                            },
+                            "required": ["spec"],
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+CRDS = {"sovereignsuites": suite_crd, "nationalclouds": cloud_crd, "finetunes": finetune_crd}
 
 HEADER = "# Generated from operator/sovereign_suite/api/models.py by `make crds`. Do not edit.\n"
 

@@ -12,9 +12,10 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from . import finetune_models as ft
 from . import models as m
 
-ROOTS = (m.SovereignSuiteSpec, m.SovereignSuiteStatus, m.NationalCloudSpec)
+ROOTS = (m.SovereignSuiteSpec, m.SovereignSuiteStatus, m.NationalCloudSpec, ft.FineTuneSpec, ft.FineTuneStatus)
 
 
 def _type_name(t: Any) -> str:
@@ -75,9 +76,10 @@ def generate() -> str:
         "",
         "Kinds: `SovereignSuite` (namespaced, short name `suite`) with [SovereignSuiteSpec](#sovereignsuitespec)",
         "and [SovereignSuiteStatus](#sovereignsuitestatus); `NationalCloud` (cluster-scoped, short name `ncloud`)",
-        "with [NationalCloudSpec](#nationalcloudspec). Both are in the category `sovereign-suite`:",
-        "`kubectl get sovereign-suite` lists a namespace's suites and every cloud; `kubectl get sovereignsuite NAME`",
-        "(or `suite NAME`) gets one suite.",
+        "with [NationalCloudSpec](#nationalcloudspec); `FineTune` (namespaced, short name `ft`) with",
+        "[FineTuneSpec](#finetunespec) and [FineTuneStatus](#finetunestatus) (docs/llm-finetuning.md). All are in",
+        "the category `sovereign-suite`: `kubectl get sovereign-suite` lists a namespace's suites and FineTunes and",
+        "every cloud; `kubectl get sovereignsuite NAME` (or `suite NAME`) gets one suite.",
         "",
     ]
     seen: set[type[BaseModel]] = set()

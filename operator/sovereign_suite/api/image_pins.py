@@ -62,6 +62,8 @@ PINS: dict[str, Pin] = {
     "synapse-router": Pin("docker.io/nginxinc/nginx-unprivileged:1.28.0-alpine"),  # paths to worker types
     # built from this repository's Dockerfile.backup (api/backups.py)
     "backup": Pin("ghcr.io/sovereign-suite/backup:0.1.0"),
+    # the FineTune training Job (python -m sovereign_suite.finetune.trainer): the operator's, never the user's
+    "trainer": Pin("ghcr.io/sovereign-suite/trainer:0.1.0"),
 }
 
 

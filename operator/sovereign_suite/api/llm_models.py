@@ -12,6 +12,7 @@ from .common import (DNS_LABEL_RE, MAX_EXTRA_ARGS, MAX_GPU_PRODUCTS, MAX_MODELS,
 from .ingress_annotations import IngressAnnotations, ingress_annotations_field
 from .image_pins import pinned
 from .fieldtypes import CommandArg, ImageRef, LabelValue, ModelId, ServedName
+from .licences import LICENCE_PATTERN, OPEN_LICENCES
 
 
 class LLMModel(Model):
@@ -44,6 +45,21 @@ class LLMModel(Model):
         "auto",
         description="Model family, for the flags its upstream requires (mistral: --tokenizer-mode, --config-format "
         "and --load-format mistral); auto: mistral when modelId starts with mistralai/.",
+    )
+    license: str | None = Field(
+        None, min_length=1, max_length=64, pattern=LICENCE_PATTERN,
+        description="The licence of the model's weights: an SPDX identifier (Apache-2.0, MIT, ...) or the name its "
+        "Hugging Face model card gives (llama3.1, gemma, mnpl-0.1, ...). Only a model whose licence is open ("
+        + ", ".join(OPEN_LICENCES) + ") may be fine-tuned (FineTune); absent: not declared, never taken as open. "
+        "Serving does not depend on it.",
+    )
+    hidden_size: int | None = Field(
+        None, ge=1, le=65536,
+        description="hidden_size of the model's config.json, for the training memory estimate of a FineTune "
+        "(LoRA parameters, their optimizer state and the activations); absent: only the weights are counted.",
+    )
+    num_hidden_layers: int | None = Field(
+        None, ge=1, le=1024, description="num_hidden_layers of the model's config.json (with hiddenSize).",
     )
     extra_args: list[CommandArg] = Field(
         default_factory=list, max_length=MAX_EXTRA_ARGS,

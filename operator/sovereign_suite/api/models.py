@@ -27,6 +27,7 @@ from .fieldtypes import (
     HttpsUrl,
     ImageRef,
     JitsiValue,
+    NamespaceGlob,
     NamespaceName,
     PgIdentifier,
     Scope,
@@ -58,6 +59,7 @@ from .common import (  # noqa: F401 - re-exported: the API's one import point
     MAX_NODE_SELECTOR,
     MAX_REGIONS,
     MAX_SCOPES,
+    MAX_SUITE_NAMESPACES,
     MAX_TOLERATIONS,
     Model,
     ObjectName,
@@ -341,6 +343,12 @@ class Tenant(Model):
         "<suite>-<cc>-admins. Not a system: group."
     )
     quota: Quota = Field(default_factory=Quota)
+    fine_tune_namespaces: list[NamespaceGlob] | None = Field(
+        None, max_length=MAX_SUITE_NAMESPACES,
+        description="The namespaces whose FineTunes may train adapters of this tenant's models, on its cloud: names "
+        "or globs ('*' any characters, '?' one), as a NationalCloud's suiteNamespaces. Absent: only the suite's "
+        "own namespace. Each administration writes FineTunes in its own namespace, with no right on the suite.",
+    )
     components: dict[str, Any] = Field(
         default_factory=dict,
         description="Per-tenant overrides of spec.components (same shape; only the fields set are merged).",

@@ -47,6 +47,8 @@ INGRESS_CONTROLLER_PORT = 443  # the public hosts are https on 443 (well-known s
 JITSI_PODS = ("jitsi-web", "jitsi-jicofo", "jitsi-jvb")
 DOCS_DB_CLIENTS = ("docs-backend", "docs-worker", "docs-migrate")
 BACKUP_POD = "backup"  # components/backup: app.kubernetes.io/name of the backup job's pods
+FINETUNE_POD = "finetune"  # components/finetune: app.kubernetes.io/name of the FineTunes' training pods
+FINETUNE_LABEL = "sovereignsuite.io/finetune"  # ... which carry their FineTune's name (their own egress policy each)
 
 
 def _ports(*ports: int, protocol: str = "TCP") -> list[dict[str, Any]]:
@@ -186,10 +188,14 @@ def egress_policies(ctx: RenderContext) -> list[dict[str, Any]]:
     out = [
         _policy(ctx, "allow-egress-dns", {}, egress=[
             {"to": [DNS_PEER], "ports": _ports(53, protocol="UDP") + _ports(53)}]),
-        # every pod but the backup job's, which reaches only the databases it dumps (components/backup)
-        _policy(ctx, "allow-egress-same-namespace",
-                {"matchExpressions": [{"key": NAME, "operator": "NotIn", "values": [BACKUP_POD]}]}
-                if ctx.backups.enabled else {}, egress=[{"to": [{"podSelector": {}}]}]),
+        # every pod but the backup job's, which reaches only the databases it dumps (components/backup), and the
+        # FineTunes' training pods, which reach only the object storage (components/finetune: they carry the
+        # FineTune label; DoesNotExist, not NotIn on the name: pods without a name label, CloudNativePG's
+        # instances, stay selected)
+        _policy(ctx, "allow-egress-same-namespace", {"matchExpressions": (
+                    [{"key": NAME, "operator": "NotIn", "values": [BACKUP_POD]}] if ctx.backups.enabled else [])
+                    + [{"key": FINETUNE_LABEL, "operator": "DoesNotExist"}]},
+                egress=[{"to": [{"podSelector": {}}]}]),
     ]
     public_clients = []
     if c.matrix.enabled and c.matrix.federation.enabled and ctx.peers:

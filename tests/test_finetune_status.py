@@ -1,0 +1,135 @@
+"""A FineTune's status from what was found (reconcile/finetune_status.py): phases, kstatus conditions, the
+trainer's result read as untrusted data. Pure, no cluster."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sovereign_suite.api.finetune_models import FineTuneStatus, Promotion
+from sovereign_suite.reconcile.finetune_status import finetune_status, trainer_result
+from sovereign_suite.reconcile.problems import degraded, stalled
+
+URI = "s3://fr-suite-data/fine-tuning/justice/summaries/adapter/"
+JOB = {"metadata": {"namespace": "eu-workplace-fr", "name": "ft-summaries-f186f585"}, "status": {}}
+T0, T1 = "2026-12-03T10:00:00Z", "2026-12-03T11:00:00Z"
+
+
+def job(condition: str | None = None, **fields) -> dict:
+    status = {"conditions": [{"type": condition, "status": "True", **fields}]} if condition else {}
+    return {**JOB, "status": status}
+
+
+def pod(phase: str = "Running", message: dict | str | None = None, unschedulable: str = "") -> dict:
+    status: dict = {"phase": phase}
+    if message is not None:
+        text = message if isinstance(message, str) else json.dumps(message)
+        status["containerStatuses"] = [{"name": "trainer", "state": {"terminated": {"exitCode": 0, "message": text}}}]
+    if unschedulable:
+        status["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                 "message": unschedulable}]
+    return {"status": status}
+
+
+RESULT = {"phase": "Succeeded", "step": 100, "totalSteps": 100, "loss": 1.2, "baseEvalLoss": 2.0, "evalLoss": 1.5,
+          "tokensPerSecond": 812.5, "durationSeconds": 61.0, "adapterUri": URI}
+
+
+def status(problems=(), j=None, p=None, gate=None, served=False, old=None, stamp=T0) -> dict:
+    out = finetune_status(generation=3, problems=list(problems), job=j, pod=p,
+                          promotion=Promotion.model_validate(gate or {}), adapter_uri=URI, served=served, old=old,
+                          stamp=stamp)
+    FineTuneStatus.model_validate(out)  # the CRD's status schema holds it
+    return out
+
+
+def conds(s: dict) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in s["conditions"]}
+
+
+def test_a_refused_finetune_is_pending_and_stalled_with_the_reason() -> None:
+    s = status([stalled("InsufficientGPUMemory", "spec.training: needs ~99 GiB")])
+    assert s["phase"] == "Pending"
+    assert conds(s) == {"Ready": ("False", "InsufficientGPUMemory"), "Reconciling": ("False", "Pending"),
+                        "Stalled": ("True", "InsufficientGPUMemory")}
+    assert "spec.training" in s["conditions"][0]["message"] and s["observedGeneration"] == 3
+
+
+@pytest.mark.parametrize(("j", "p", "phase", "reason"), [
+    (None, None, "Pending", "Creating"),
+    (JOB, None, "Pending", "Starting"),
+    (JOB, pod("Pending", unschedulable="0/3 nodes are available: 3 Insufficient nvidia.com/gpu."), "Pending",
+     "WaitingForGPU"),
+    (JOB, pod("Running"), "Training", "Training"),
+])
+def test_the_phases_before_the_job_ends(j, p, phase, reason) -> None:
+    s = status(j=j, p=p)
+    assert s["phase"] == phase and conds(s)["Ready"] == ("False", reason)
+    assert conds(s)["Reconciling"][0] == "True" and conds(s)["Stalled"][0] == "False"
+
+
+def test_waiting_for_a_gpu_says_what_the_scheduler_said() -> None:
+    s = status(j=JOB, p=pod("Pending", unschedulable="0/3 nodes are available: 3 Insufficient nvidia.com/gpu."))
+    assert "Insufficient nvidia.com/gpu" in s["conditions"][0]["message"]
+
+
+def test_a_job_that_succeeds_and_beats_the_base_is_evaluating_until_served_then_ready() -> None:
+    s = status(j=job("Complete"), p=pod("Succeeded", RESULT))
+    assert s["phase"] == "Evaluating" and conds(s)["Reconciling"] == ("True", "Promoting")
+    s = status(j=job("Complete"), p=pod("Succeeded", RESULT), served=True)
+    assert s["phase"] == "Ready" and conds(s) == {"Ready": ("True", "Served"), "Reconciling": ("False", "Ready"),
+                                                  "Stalled": ("False", "Ready")}
+    assert (s["step"], s["totalSteps"], s["progress"]) == (100, 100, "100/100")
+    assert (s["evalLoss"], s["baseEvalLoss"], s["adapterUri"]) == (1.5, 2.0, URI)
+    assert s["tokensPerSecond"] == 812.5 and s["durationSeconds"] == 61.0 and s["job"].endswith("ft-summaries-f186f585")
+
+
+def test_an_adapter_that_does_not_beat_the_base_is_not_promoted() -> None:
+    worse = {**RESULT, "evalLoss": 2.1}
+    s = status(j=job("Complete"), p=pod("Succeeded", worse), served=True)
+    assert s["phase"] == "NotPromoted" and conds(s)["Stalled"] == ("True", "NotPromoted")
+    assert "does not beat" in s["conditions"][0]["message"]
+    # the user's threshold decides instead
+    assert status(j=job("Complete"), p=pod("Succeeded", worse), gate={"maxEvalLoss": 2.2}, served=True)[
+        "phase"] == "Ready"
+
+
+def test_a_failed_job_is_failed_with_the_trainers_reason_else_the_jobs() -> None:
+    s = status(j=job("Failed", reason="BackoffLimitExceeded", message="Job has reached the specified backoff limit"),
+               p=pod("Failed", {"phase": "Failed", "reason": "DatasetUnreadable", "message": "403 on GetObject"}))
+    assert s["phase"] == "Failed" and conds(s)["Stalled"] == ("True", "DatasetUnreadable")
+    assert s["conditions"][0]["message"] == "403 on GetObject"
+    s = status(j=job("Failed", reason="DeadlineExceeded", message="Job was active longer than specified"), p=None)
+    assert s["phase"] == "Failed" and conds(s)["Ready"] == ("False", "DeadlineExceeded")
+
+
+@pytest.mark.parametrize("message", [
+    "not json", "[1, 2]", json.dumps({**RESULT, "evalLoss": "1.0"}), json.dumps({**RESULT, "evalLoss": None}),
+])
+def test_a_result_without_a_usable_eval_loss_is_never_promoted(message) -> None:
+    s = status(j=job("Complete"), p=pod("Succeeded", message), served=True)
+    assert s["phase"] == "NotPromoted"
+
+
+def test_the_trainers_result_is_read_as_untrusted_data() -> None:
+    hostile = {"reason": "bad reason; with spaces", "evalLoss": float("nan"), "step": -1, "totalSteps": True,
+               "adapterUri": "s3://elsewhere/x/", "message": "m" * 5000, "loss": 1e309}
+    out = trainer_result(pod("Failed", json.dumps(hostile).replace("NaN", "NaN")), URI)
+    assert "reason" not in out and "evalLoss" not in out and "step" not in out and "totalSteps" not in out
+    assert "adapterUri" not in out and "loss" not in out and len(out["message"]) == 1000
+
+
+def test_a_condition_keeps_its_transition_time_while_its_status_holds() -> None:
+    first = status(j=JOB, p=pod("Running"), stamp=T0)
+    again = status(j=JOB, p=pod("Running"), old=first, stamp=T1)
+    assert {c["lastTransitionTime"] for c in again["conditions"]} == {T0}
+    done = status(j=job("Complete"), p=pod("Succeeded", RESULT), served=True, old=again, stamp=T1)
+    times = {c["type"]: c["lastTransitionTime"] for c in done["conditions"]}
+    assert times == {"Ready": T1, "Reconciling": T1, "Stalled": T0}
+
+
+def test_a_degraded_problem_keeps_it_pending_and_reconciling() -> None:
+    s = status([degraded("ClusterUnreachable", "does not answer")])
+    assert s["phase"] == "Pending" and conds(s)["Ready"] == ("False", "ClusterUnreachable")
+    assert conds(s)["Reconciling"][0] == "True"
