@@ -217,3 +217,16 @@ def test_the_objects_are_valid_kubernetes_objects() -> None:
 
     for obj in rendered().values():
         kubernetes_validate.validate(obj, K8S_SCHEMA_VERSION, strict=True)
+
+
+def test_the_trainer_accepts_the_rendered_arguments_and_reports_the_uri_the_status_expects() -> None:
+    """The renderer and the trainer were written apart: the trainer's own parser reads the rendered command line,
+    and the adapterUri it reports (str of the parsed --output) is the exact string finetune_status accepts."""
+    from sovereign_suite.finetune import storage
+    from sovereign_suite.finetune.trainer import parser
+
+    args = trainer(rendered())["args"]
+    parsed = parser().parse_args(args)
+    assert parsed.seq_len == 1024 and parsed.rank == 16 and parsed.target_modules == "q_proj,v_proj"
+    assert parsed.credentials_dir == "/etc/finetune/s3" and parsed.result_file == "/dev/termination-log"
+    assert str(storage.parse_uri(parsed.output, "--output")) == f"s3://fr-suite-data/fine-tuning/{ADMIN_NS}/summaries/adapter/"
