@@ -4,8 +4,8 @@ upgrade test (tests/cluster/test_real_node_upgrade.py; docs/install.md, "Upgrade
     python -m sovereign_suite.devcluster.realnode.previous_image [COMMIT]
 
 The commit is fixed and named (PREVIOUS): this repository has no release tag yet, so "the previous chart" is the
-first commit of main whose chart ran the operator's image as a pod on a node, the merge of the image work. When
-there are release tags, the previous release (the merge-base of HEAD and the last tag) takes its place.
+first commit of main whose chart and image run the operator as a pod (below). When there are release tags, the
+previous release (the merge-base of HEAD and the last tag) takes its place.
 
 Its sources come from ``git archive <commit>`` (this repository's history; a shallow clone without that commit
 gets an error saying so) into $(CACHE)/previous/<commit>/; its image is built from them by *this* tree's builder
@@ -26,7 +26,10 @@ from ..cluster import ClusterError, cache_dir
 from . import operator_image
 from .images import images_dir
 
-PREVIOUS = "9b029dfb1e630d200ace6903a85a6e51129f899c"  # Merge i24-image: the chart's first run on a node
+# The first commit of main whose image runs the operator: the merge of the image work (9b029df) built an image
+# whose lock lacked cryptography (the TLS work's new dependency), so its pods exit at import; this commit
+# regenerated the lock. Found by this test, on the real node.
+PREVIOUS = "7f596bfa80a28250d9e883192ebf29f2b07ac54a"
 REPOSITORY = "docker.io/library/sovereign-suite-operator"
 
 
