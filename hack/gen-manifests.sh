@@ -2,11 +2,13 @@
 # `make manifests`: keeps the chart and the plain install manifests in step with their sources.
 #
 #   1. copies into charts/sovereign-suite-operator/ what it ships but does not own:
-#        crds/*.yaml                               -> crds/           (generated from the models: `make crds`)
+#        crds/*.yaml                               -> files/crds/     (generated from the models: `make crds`;
+#                                                                      templates/crds.yaml renders them)
 #        manifests/monitoring/prometheusrule.yaml  -> files/          (alerts)
 #        manifests/monitoring/dashboard.json       -> files/          (Grafana dashboard)
 #   2. renders the chart with its default values (rbac.scope=cluster) into manifests/install/, a kustomize base
-#      for Argo CD, Flux or `kubectl apply -k`: the CRDs, the operator's namespace, one file per template.
+#      for Argo CD, Flux or `kubectl apply -k`: the CRDs (crds/ as they are, not the chart's Helm-labelled
+#      templates: crds.install=false), the operator's namespace, one file per template.
 #
 #   hack/gen-manifests.sh            write
 #   hack/gen-manifests.sh --check    write nothing; list what is out of date and exit 1 (tests/test_chart.py)
@@ -25,9 +27,9 @@ helm="${SOVEREIGN_SUITE_BIN:-$(hack/build-tools.sh --print)}/helm"  # SOVEREIGN_
 [[ -x "$helm" ]] || { echo "gen-manifests: $helm not found: run \`make tools\` first" >&2; exit 1; }
 
 # Sources the chart copies; another part of the project writes them.
-copies=("crds/finetunes.yaml:$chart/crds/finetunes.yaml"
-        "crds/nationalclouds.yaml:$chart/crds/nationalclouds.yaml"
-        "crds/sovereignsuites.yaml:$chart/crds/sovereignsuites.yaml"
+copies=("crds/finetunes.yaml:$chart/files/crds/finetunes.yaml"
+        "crds/nationalclouds.yaml:$chart/files/crds/nationalclouds.yaml"
+        "crds/sovereignsuites.yaml:$chart/files/crds/sovereignsuites.yaml"
         "manifests/monitoring/prometheusrule.yaml:$chart/files/prometheusrule.yaml"
         "manifests/monitoring/dashboard.json:$chart/files/dashboard.json")
 for pair in "${copies[@]}"; do
@@ -68,7 +70,7 @@ metadata:
 EOF
 # One file per template (helm marks each document with "# Source: <chart>/templates/<file>"). Not made by
 # Helm here: the Helm-only labels are dropped (Argo CD or Flux manage these objects).
-"$helm" template "$release" "$render_chart" --namespace "$namespace" |
+"$helm" template "$release" "$render_chart" --namespace "$namespace" --set crds.install=false |
   sed -e '/^    helm.sh\/chart: /d' -e 's/^\(    app.kubernetes.io\/managed-by:\) Helm$/\1 kustomize/' |
   awk -v dir="$gen" -v header="$header" '
     /^---/ { next }
@@ -104,4 +106,4 @@ if $check; then
 fi
 rm -rf "$install"
 cp -r "$gen" "$install"
-echo "gen-manifests: $chart/{crds,files} and $install/ updated"
+echo "gen-manifests: $chart/files and $install/ updated"

@@ -105,8 +105,10 @@ USER_ROLES = {TENANT_ADMIN_CLUSTER_ROLE, *FINETUNE_ROLES}
 def test_cluster_mode_objects(helm, tmp_path):
     docs = template(helm, tmp_path)
     assert sorted(d["kind"] for d in docs) == ["ClusterRole", "ClusterRole", "ClusterRole", "ClusterRole",
-                                               "ClusterRoleBinding", "Deployment", "PodDisruptionBudget",
-                                               "PriorityClass", "Role", "RoleBinding", "Service", "ServiceAccount"]
+                                               "ClusterRoleBinding", "CustomResourceDefinition",
+                                               "CustomResourceDefinition", "CustomResourceDefinition", "Deployment",
+                                               "PodDisruptionBudget", "PriorityClass", "Role", "RoleBinding",
+                                               "Service", "ServiceAccount"]
     binding = of_kind(docs, "ClusterRoleBinding")[0]
     sa = of_kind(docs, "ServiceAccount")[0]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
@@ -437,11 +439,31 @@ def test_inconsistent_values_fail_with_the_field(helm, tmp_path, values, message
 # ---- copies and generated files --------------------------------------------------------------------------
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "crds").glob("*.yaml")))
 def test_chart_crds_are_the_repository_crds(name):
-    assert (CHART / "crds" / name).read_bytes() == (ROOT / "crds" / name).read_bytes(), "run `make manifests`"
+    assert (CHART / "files" / "crds" / name).read_bytes() == (ROOT / "crds" / name).read_bytes(), \
+        "run `make manifests`"
 
 
 def test_chart_has_no_other_crds():
-    assert sorted(p.name for p in (CHART / "crds").iterdir()) == sorted(p.name for p in (ROOT / "crds").glob("*.yaml"))
+    assert sorted(p.name for p in (CHART / "files" / "crds").iterdir()) == \
+        sorted(p.name for p in (ROOT / "crds").glob("*.yaml"))
+    assert not (CHART / "crds").exists(), "crds/ is installed once and never upgraded by Helm: files/crds/"
+
+
+def test_crds_are_templates_kept_by_helm(helm, tmp_path):
+    """The CRDs are release objects (upgraded and rolled back with it), exactly crds/ plus the chart's labels and
+    helm.sh/resource-policy: keep (neither uninstall nor a rollback deletes them); crds.keep=false drops the
+    annotation, crds.install=false the CRDs."""
+    rendered = {d["metadata"]["name"]: d for d in of_kind(template(helm, tmp_path), "CustomResourceDefinition")}
+    committed = {d["metadata"]["name"]: d for d in (yaml.safe_load(p.read_text()) for p in (ROOT / "crds").glob("*.yaml"))}
+    assert rendered.keys() == committed.keys()
+    for name, crd in rendered.items():
+        assert crd["spec"] == committed[name]["spec"], name
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    loose = of_kind(template(helm, tmp_path, {"crds": {"install": True, "keep": False}}), "CustomResourceDefinition")
+    assert len(loose) == len(committed) and all("annotations" not in d["metadata"] for d in loose)
+    assert of_kind(template(helm, tmp_path, {"crds": {"install": False, "keep": True}}),
+                   "CustomResourceDefinition") == []
 
 
 @pytest.mark.parametrize("name", ["prometheusrule.yaml", "dashboard.json"])

@@ -61,8 +61,8 @@ GROUP_ENTRY = "nonroot:x:65532:"
 SOURCES = ("pyproject.toml", "README.md", "LICENSE")  # with operator/: what the Dockerfile COPYs (.dockerignore)
 
 
-def version() -> str:
-    for line in (ROOT / "pyproject.toml").read_text().splitlines():
+def version(root: Path = ROOT) -> str:
+    for line in (root / "pyproject.toml").read_text().splitlines():
         if line.startswith("version = "):
             return line.split('"')[1]
     raise ClusterError("pyproject.toml has no version")
@@ -90,12 +90,12 @@ def epoch() -> int:
     return int(value) if value.isdigit() else oci.EPOCH
 
 
-def source_files() -> list[Path]:
+def source_files(root: Path = ROOT) -> list[Path]:
     """The files the image is built from, relative to the repository: the Dockerfile's COPY set, without
     bytecode and build leftovers."""
     files = [Path(f) for f in SOURCES]
-    for path in sorted((ROOT / "operator").rglob("*")):
-        rel = path.relative_to(ROOT)
+    for path in sorted((root / "operator").rglob("*")):
+        rel = path.relative_to(root)
         if path.is_file() and "__pycache__" not in rel.parts and not any(p.endswith(".egg-info") for p in rel.parts):
             files.append(rel)
     return files
@@ -119,13 +119,13 @@ PYTHONDONTWRITEBYTECODE=1 {VENV}/bin/sovereign-suite crds >/dev/null
 """
 
 
-def key(wheel_inputs: list[Path]) -> str:
+def key(wheel_inputs: list[Path], root: Path = ROOT, name: str | None = None) -> str:
     """Changes whenever an input of the image changes."""
     h = hashlib.sha256()
-    h.update(json.dumps([SUITE, MIRROR, PACKAGES, BUILD_PACKAGES, PURGE, PASSWD_ENTRY, GROUP_ENTRY, image_name(), config().as_oci(), epoch(),
-                         install_script("W"), EXCLUDES]).encode())
+    h.update(json.dumps([SUITE, MIRROR, PACKAGES, BUILD_PACKAGES, PURGE, PASSWD_ENTRY, GROUP_ENTRY,
+                         name or image_name(), config().as_oci(), epoch(), install_script("W"), EXCLUDES]).encode())
     for rel in [Path("image/requirements.txt"), Path("image/build-constraints.txt"), *wheel_inputs]:
-        h.update(str(rel).encode() + b"\0" + (ROOT / rel).read_bytes() + b"\0")
+        h.update(str(rel).encode() + b"\0" + (root / rel).read_bytes() + b"\0")
     return h.hexdigest()[:12]
 
 
@@ -140,15 +140,16 @@ def digest(archive: Path) -> str:
     return index["manifests"][0]["digest"]
 
 
-def _wheel(work: Path, progress) -> Path:
+def _wheel(work: Path, progress, root: Path = ROOT) -> Path:
     """The project's wheel, built from a copy of its sources (the checkout stays clean)."""
     src = work / "src"
-    for rel in source_files():
+    for rel in source_files(root):
         dest = src / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(ROOT / rel, dest)
+        shutil.copyfile(root / rel, dest)
     out = work / "wheel"
-    env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch()), "PIP_CONSTRAINT": str(BUILD_CONSTRAINTS)}
+    env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch()),
+           "PIP_CONSTRAINT": str(root / BUILD_CONSTRAINTS.relative_to(ROOT))}
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
                            "-w", str(out), str(src)], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -158,22 +159,29 @@ def _wheel(work: Path, progress) -> Path:
     return wheel
 
 
-def build(out: Path | None = None, progress=print, cache: bool = True) -> Path:
-    """The image's OCI archive: from the cache, or built now (about two minutes)."""
+def build(out: Path | None = None, progress=print, cache: bool = True, root: Path = ROOT,
+          name: str | None = None) -> Path:
+    """The image's OCI archive: from the cache, or built now (about two minutes).
+
+    ``root``: another checkout of this repository (an earlier commit's sources: previous_image.py) built by this
+    builder; ``name``: the reference the archive carries (default image_name()). Both need ``out``."""
+    if (root != ROOT or name) and out is None:
+        raise ClusterError("operator image: another root or name needs an output path (the cache is this tree's)")
+    name = name or image_name()
     target = out or archive_path()
     if cache and target.exists():
         return target
     if not shutil.which("mmdebstrap"):
         raise ClusterError("mmdebstrap is needed to build the operator image (hack/install-real-node-deps.sh)")
     start = time.monotonic()
-    progress(f"operator image: building {image_name()} from Debian {SUITE} and image/requirements.txt")
+    progress(f"operator image: building {name} from Debian {SUITE} and {root / LOCK.relative_to(ROOT)}")
     with tempfile.TemporaryDirectory(prefix="build-operator-", dir=images_dir()) as tmp:
         work = Path(tmp)
         stage = work / "stage"
         stage.mkdir()
-        wheel = _wheel(work, progress)
+        wheel = _wheel(work, progress, root)
         shutil.copy2(wheel, stage / wheel.name)
-        shutil.copy2(LOCK, stage / "requirements.txt")
+        shutil.copy2(root / LOCK.relative_to(ROOT), stage / "requirements.txt")
         (work / "install.sh").write_text(install_script(wheel.name))
         rootfs = work / "rootfs"
         q = shlex.quote
@@ -203,7 +211,7 @@ def build(out: Path | None = None, progress=print, cache: bool = True) -> Path:
         layer = work / "layer.tar.gz"
         diff_id, layer_digest, size = oci.write_layer(rootfs, layer, epoch())
         shutil.rmtree(rootfs, ignore_errors=True)
-        oci.write_archive(image_name(), layer, diff_id, layer_digest, size, config(), target, epoch(),
+        oci.write_archive(name, layer, diff_id, layer_digest, size, config(), target, epoch(),
                           created_by="sovereign-suite devcluster/realnode/operator_image.py")
     if out is None:
         for old in images_dir().glob("sovereign-suite-operator-*.oci.tar"):  # earlier inputs' archives
