@@ -195,6 +195,26 @@ def test_two_replicas_elect_a_leader_on_a_lease_they_may_replace_in_their_namesp
                 if "leases" in r["resources"]]
 
 
+def test_sharded_replicas_get_the_shards_flag_and_may_list_and_delete_leases_in_their_namespace_only(helm, tmp_path):
+    from sovereign_suite.cli import build_parser
+    from sovereign_suite.reconcile.runner import leader_settings
+
+    docs = template(helm, tmp_path, {"replicaCount": 3, "sharding": {"enabled": True, "shards": 6},
+                                     "leaderElection": {"enabled": False, "leaseDuration": 12, "renewDeadline": 7,
+                                                        "retryPeriod": 1.5}})
+    dep = of_kind(docs, "Deployment")[0]
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert dep["spec"]["replicas"] == 3 and dep["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert "--leader-elect" not in c["args"]
+    assert leader_settings(build_parser().parse_args(["run", *c["args"]])) == {
+        "shards": 6, "lease_name": "sovereign-suite-operator", "lease_namespace": "", "lease_duration": 12,
+        "renew_deadline": 7, "retry_period": 1.5}
+    (role,) = [r for r in of_kind(docs, "Role") if r["metadata"]["name"].endswith("-leader-election")]
+    assert role["metadata"]["namespace"] == "sovereign-suite-system"
+    assert allowed(role["rules"], "coordination.k8s.io", "leases") == {"create", "get", "list", "update", "delete"}
+    assert not [r for d in docs if d["kind"] == "ClusterRole" for r in d["rules"] if "leases" in r["resources"]]
+
+
 def test_disruption_budget_keeps_one_replica_and_spreads_them(helm, tmp_path):
     docs = template(helm, tmp_path)
     (pdb,) = of_kind(docs, "PodDisruptionBudget")
@@ -416,6 +436,9 @@ def test_rbac_for_suites_clouds_and_kopf(helm, tmp_path, values):
     ({"operator": {"driftInterval": 0}}, "/operator/driftInterval", "minimum"),
     ({"localClouds": ["DE_C5"]}, "/localClouds/0", "pattern"),
     ({"typo": True}, "typo", "additional"),
+    ({"sharding": {"enabled": True}}, "/leaderElection/enabled", "false"),  # leader election is on by default
+    ({"sharding": {"enabled": True, "shards": 0}, "leaderElection": {"enabled": False}}, "/sharding/shards",
+     "minimum"),
 ])
 def test_schema_rejects_bad_values(helm, tmp_path, values, field, problem):
     proc = run_helm(helm, "template", "x", str(CHART), values=values, tmp_path=tmp_path)

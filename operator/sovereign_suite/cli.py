@@ -207,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "duration (default: %(default)s)")
     run.add_argument("--leader-elect-retry-period", type=float, default=1.0, metavar="SECONDS",
                      help="between two renewals, or two attempts of a standby (default: %(default)s)")
+    run.add_argument("--shards", type=int, default=0, metavar="N",
+                     help="run several replicas that split the suites: N shards, each written only by the replica "
+                     "holding its Lease (<resource-name>-shard-<i>), rebalanced as replicas come and go; uses the "
+                     "--leader-elect-resource-* and timing flags; not with --leader-elect (docs/architecture.md, "
+                     "Sharding; default: 0, off)")
     run.add_argument("--metrics-port", type=int, default=9090)
     run.add_argument("--liveness-port", type=int, default=8080)
     run.add_argument("--verbose", action="store_true")

@@ -23,6 +23,8 @@ COMPONENT = SUITE + ["country", "component"]
 BUILD_INFO = Info(f"{NS}_build", "Version of the operator.")
 LEADER = Gauge(f"{NS}_leader", "1 while this replica does the work: it holds the leader Lease, or leader election is "
                "off (one replica); 0 on a standby.")
+SHARDS_HELD = Gauge(f"{NS}_shards_held", "Sharded (run --shards): the shards whose Lease this replica holds now "
+                    "(it writes only their suites).")
 SUITE_READY = Gauge(f"{NS}_ready", "1 when the suite's Ready condition is True.", SUITE)
 SUITE_PAUSED = Gauge(f"{NS}_paused", "1 when spec.paused is true (the operator writes nothing).", SUITE)
 COMPONENT_READY = Gauge(

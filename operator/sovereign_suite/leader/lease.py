@@ -50,8 +50,11 @@ class LeaseStore:
     when to try again, and must never wait past its renew deadline). ``wall``: the clock written into
     acquireTime/renewTime, for people and tools only (no replica compares them)."""
 
-    def __init__(self, kube: Kube, namespace: str, name: str, wall: Callable[[], dt.datetime] = utc_now):
+    def __init__(self, kube: Kube, namespace: str, name: str, wall: Callable[[], dt.datetime] = utc_now,
+                 component: str = "leader-election"):
+        """``component``: the Lease's app.kubernetes.io/component label (sharding lists its heartbeats by it)."""
         self.kube, self.namespace, self.name, self.wall = kube, namespace, name, wall
+        self.component = component
 
     def describe(self) -> str:
         return f"Lease {self.namespace}/{self.name}"
@@ -69,17 +72,21 @@ class LeaseStore:
         return Read(record_of(lease), lease["metadata"]["resourceVersion"])
 
     def create(self, record: Record, timeout: float | None = None) -> str:
-        body = {"apiVersion": LEASE[0], "kind": LEASE[1], "spec": spec_of(record),
-                "metadata": {"name": self.name, "namespace": self.namespace,
-                             "labels": {"app.kubernetes.io/name": "sovereign-suite-operator",
-                                        "app.kubernetes.io/component": "leader-election"}}}
+        body = {"apiVersion": LEASE[0], "kind": LEASE[1], "spec": spec_of(record), "metadata": self._metadata()}
         return self._send("POST", body, timeout)["metadata"]["resourceVersion"]
 
     def update(self, record: Record, resource_version: str, timeout: float | None = None) -> str:
         """Replace the Lease's spec if it is still at ``resource_version`` (else ApiError 409)."""
         body = {"apiVersion": LEASE[0], "kind": LEASE[1], "spec": spec_of(record),
-                "metadata": {"name": self.name, "namespace": self.namespace, "resourceVersion": resource_version}}
+                "metadata": {**self._metadata(), "resourceVersion": resource_version}}
         return self._send("PUT", body, timeout)["metadata"]["resourceVersion"]
+
+    def _metadata(self) -> dict:
+        """The labels go with every update too: a PUT replaces the whole object, and sharding finds the replicas'
+        heartbeats by their component label."""
+        return {"name": self.name, "namespace": self.namespace,
+                "labels": {"app.kubernetes.io/name": "sovereign-suite-operator",
+                           "app.kubernetes.io/component": self.component}}
 
     def _send(self, method: str, body: dict | None, timeout: float | None) -> dict:
         """``timeout``: seconds to connect and to wait for the answer (None: the client's deadlines)."""

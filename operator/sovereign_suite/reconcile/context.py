@@ -85,6 +85,9 @@ class Settings:
     leader_elect: bool = False
     lease_name: str = "sovereign-suite-operator"
     lease_namespace: str = ""
+    # sharding (shard/): 0, off; N, the suites are split into N shards, each written only by the replica holding
+    # its Lease (lease_name-shard-<i>, in lease_namespace), with the timings above
+    shards: int = 0
     lease_duration: float = 10.0
     renew_deadline: float = 6.0
     retry_period: float = 1.0
@@ -162,6 +165,8 @@ class OperatorContext:
         self.leadership = leadership or Leadership.always()
         self.elector: Any = None  # the LeaderElector under leader election (leader/work.py), else None
         self.identity = ""  # this replica's name in the Lease (and its user agent) under leader election
+        # sharded (run --shards): the per-shard write fence (shard/fence.py; kube.fence checks it), else None
+        self.shards: Any = None
         self.queue: WorkQueue[SuiteKey] = WorkQueue(Backoff(settings.retry_base, settings.retry_cap))
         # every cluster's watches on one event loop and its lists on a few shared threads (watchloop.py), every
         # cluster's writes on shared threads with a cap per cluster (pools.py): the thread count does not grow
@@ -212,6 +217,11 @@ class OperatorContext:
                             on_api_change=self.api_changed, unserved_retry=self.settings.discovery_interval,
                             on_health_change=lambda: self.cloud_changed(cloud), referenceable=False,
                             secrets_by_namespace=True, log_text=False, watches=self.watches)
+
+    def owns(self, key: SuiteKey) -> bool:
+        """Whether this replica may pass ``key`` now: always unsharded (the leader fence guards the writes),
+        sharded only while it holds the suite's shard."""
+        return self.shards is None or self.shards.may_write(key)
 
     # ---- suites as last seen (Kopf's watch) ----------------------------------------------------
     def suite(self, key: SuiteKey) -> dict[str, Any] | None:

@@ -19,6 +19,7 @@ import kopf
 
 from .. import metrics
 from ..leader.work import begin
+from ..shard.work import begin_sharded
 from ..api.validation import InputError, parse_cloud
 from .context import OperatorContext
 from .pipeline import FINALIZER
@@ -43,7 +44,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     ctx.cache.start()
     if not ctx.cache.wait_synced(120):
         log.warning("watch cache not synced after 120 s; starting anyway (passes see what is cached)")
-    begin(ctx)  # the workers now, or once this replica holds the leader Lease (leader/work.py)
+    if ctx.shards is not None:
+        begin_sharded(ctx)  # the workers now, each pass for a suite of a shard this replica holds (shard/work.py)
+    else:
+        begin(ctx)  # the workers now, or once this replica holds the leader Lease (leader/work.py)
 
 
 @kopf.on.cleanup()

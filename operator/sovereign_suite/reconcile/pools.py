@@ -19,6 +19,8 @@ request.
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import threading
 from concurrent.futures import Future, TimeoutError as FutureTimeout
 from typing import Any, Callable, Iterable, TypeVar
@@ -65,14 +67,17 @@ class ClusterPools:
         meanwhile (the cluster's credentials rotated during a pass), runs on the calling thread."""
         items = list(items)
         with self._lock:
-            futures = None if self._stopped or len(items) <= 1 else [self.requests.submit(self._key, fn, i)
-                                                                      for i in items]
+            futures = None if self._stopped or len(items) <= 1 else [
+                self.requests.submit(self._key, contextvars.copy_context().run, fn, i) for i in items]
         if futures is None:
             return [fn(i) for i in items]
         return [f.result() for f in futures]
 
     def submit(self, fn: Callable[..., R], *args: Any) -> Future[R]:
         """``fn(*args)`` on the ``writes`` pool (on a thread of its own once the pool is stopped)."""
+        # the caller's context goes with the work: the write fence under sharding reads the suite of the pass
+        # from it (shard/fence.py); one copy per task (a context cannot be entered by two threads at once)
+        fn = functools.partial(contextvars.copy_context().run, fn)
         with self._lock:
             if not self._stopped:
                 return self.writes.submit(self._key, fn, *args)

@@ -46,7 +46,13 @@ def leader_settings(args) -> dict:
     from ..api.validation import InputError, Problem
     from ..leader.timing import LeaseTiming
 
-    if not getattr(args, "leader_elect", False):
+    shards = getattr(args, "shards", 0) or 0
+    if shards < 0:
+        raise InputError([Problem("--shards", f"must be 0 (off) or a number of shards, not {shards}")])
+    if shards and getattr(args, "leader_elect", False):
+        raise InputError([Problem("--shards", "not with --leader-elect: sharded replicas all work, each on the "
+                                  "shards it holds; leader election makes one replica do all of it")])
+    if not getattr(args, "leader_elect", False) and not shards:
         return {}
     timing = LeaseTiming(args.leader_elect_lease_duration, args.leader_elect_renew_deadline,
                          args.leader_elect_retry_period)
@@ -54,6 +60,10 @@ def leader_settings(args) -> dict:
     if problems:
         raise InputError([Problem("--leader-elect-lease-duration/--leader-elect-renew-deadline/"
                                   "--leader-elect-retry-period", p) for p in problems])
+    if shards:
+        return dict(shards=shards, lease_name=args.leader_elect_resource_name,
+                    lease_namespace=args.leader_elect_resource_namespace or "", lease_duration=timing.lease_duration,
+                    renew_deadline=timing.renew_deadline, retry_period=timing.retry_period)
     return dict(leader_elect=True, lease_name=args.leader_elect_resource_name,
                 lease_namespace=args.leader_elect_resource_namespace or "", lease_duration=timing.lease_duration,
                 renew_deadline=timing.renew_deadline, retry_period=timing.retry_period)
@@ -82,9 +92,17 @@ def main(args) -> int:
         # audit log (the field manager of creates and patches stays the part before "/": USER_AGENT)
         leadership, identity = Leadership(), new_identity()
         user_agent, fence = f"{USER_AGENT}/{identity}", leadership.check
+    shard_fence = None
+    if settings.shards:
+        # sharded: the same identity in the user agent; every write checks the Lease of its suite's shard
+        from ..shard.fence import ShardFence
+
+        shard_fence, identity = ShardFence(settings.shards), new_identity()
+        user_agent, fence = f"{USER_AGENT}/{identity}", shard_fence.check
     ctx = OperatorContext(Kube(api_client(), discovery_ttl=settings.discovery_interval, user_agent=user_agent,
                                fence=fence), settings, leadership=leadership)
     ctx.identity = identity
+    ctx.shards = shard_fence
     start_http_server(args.metrics_port)
     logging.getLogger("sovereign_suite").info(
         "metrics on :%d/metrics, liveness on :%d/healthz, %d workers%s; %s", args.metrics_port,

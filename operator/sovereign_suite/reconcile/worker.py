@@ -18,6 +18,7 @@ from typing import Any
 
 from .. import metrics
 from ..leader.elector import NotLeading
+from ..shard.fence import working_on
 from . import gpu
 from .conditions import Findings, conditions
 from .context import OperatorContext
@@ -92,6 +93,16 @@ def _caught_up(obj: dict[str, Any] | None, rv: str) -> bool:
 
 
 def process(ctx: OperatorContext, key: SuiteKey) -> None:
+    """One pass of ``key``, skipped when sharded and its shard is not held here (its holder passes it); every
+    write of the pass is fenced by that shard (shard/fence.py reads the suite from ``working_on``)."""
+    if not ctx.owns(key):
+        ctx.memory(key).trigger = ""
+        return
+    with working_on(key):
+        _process(ctx, key)
+
+
+def _process(ctx: OperatorContext, key: SuiteKey) -> None:
     body = ctx.suite(key)
     mem = ctx.memory(key)
     trigger, mem.trigger = mem.trigger or "requeue", ""
@@ -108,9 +119,9 @@ def process(ctx: OperatorContext, key: SuiteKey) -> None:
         if ctx.stop.is_set():  # shutting down: the pass was cut short, not failed; the next process runs it again
             log.info("pass of %s interrupted by shutdown", key)
             return
-        if isinstance(exc, NotLeading) or not ctx.leadership.may_write():
-            # the fence refused a write: leadership ended (then the queue is shut down and the new leader runs
-            # the pass) or a slow renewal is pending (then the pass runs again with its backoff)
+        if isinstance(exc, NotLeading) or not ctx.leadership.may_write() or not ctx.owns(key):
+            # the fence refused a write: leadership (or the suite's shard) ended (then the new holder runs the
+            # pass; a requeued pass is skipped here) or a slow renewal is pending (then it runs with its backoff)
             log.warning("pass of %s cut short: %s", key, exc)
             ctx.queue.add_rate_limited(key)
             return
