@@ -67,9 +67,9 @@ class RestoreFrom(Model):
                         "newest complete backup when the restore starts.")
     identity_secret_ref: SecretKeyRef | None = Field(
         None, description="Secret and key holding the country's age identity (AGE-SECRET-KEY-1..., the private half "
-        "of encryptionRecipientSecretRef), labelled sovereignsuite.io/referenceable=true; required when the backup "
-        "holds the Secrets. Read by the operator only (never copied into the tenant namespace); remove it once the "
-        "tenant is restored.",
+        "of encryptionRecipientSecretRef), labelled sovereignsuite.io/referenceable=true; required when "
+        "include.secrets is true. Read by the operator only (never copied into the tenant namespace); remove "
+        "restoreFrom and this Secret once the tenant is restored (status.tenants[].restore keeps the record).",
     )
 
 
