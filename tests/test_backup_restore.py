@@ -21,10 +21,13 @@ def _restore(cfg_path: Path, wanted: str, identity: Path, out: Path) -> subproce
 
 
 def _target(setup, postgres, name: str) -> Path:
-    """A config whose database is a fresh, empty one named ``name``."""
+    """A config whose database is a fresh, empty one named ``name``, and its media directory a fresh one."""
     postgres["psql"]("postgres", f"DROP DATABASE IF EXISTS {name}")
     postgres["psql"]("postgres", f"CREATE DATABASE {name}")
-    cfg = dict(setup["cfg"], databases=[dict(setup["cfg"]["databases"][0], database=name)])
+    media = setup["tmp"] / f"media-{name}"
+    media.mkdir(exist_ok=True)
+    cfg = dict(setup["cfg"], databases=[dict(setup["cfg"]["databases"][0], database=name)],
+               directories=[dict(setup["cfg"]["directories"][0], path=str(media))])
     path = setup["tmp"] / f"restore-{name}.json"
     path.write_text(json.dumps(cfg))
     return path
@@ -40,7 +43,12 @@ def test_latest_backup_restores_into_an_empty_database_with_its_secrets(setup, s
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     assert result == {"id": bid, "databases": ["matrix"],
-                      "secrets": ["matrix-postgres/password", "synapse-keys/signing.key"]}
+                      "secrets": ["matrix-postgres/password", "synapse-keys/signing.key"],
+                      "directories": {"matrix-media": ["local_content", "local_thumbnails"]}}
+    media = setup["tmp"] / "media-fresh"
+    assert (media / "local_content/ab/cd/upload").read_bytes() == b"PDF of the minister"
+    assert (media / "local_thumbnails/ab/cd/32-32").read_bytes() == b"thumb"
+    assert not (media / "remote_content").exists()
     assert postgres["psql"]("fresh", "SELECT body FROM events ORDER BY id").splitlines() == [
         "hello from Paris", "second message"]
     assert postgres["psql"]("fresh", "SELECT count(*) FROM e2e_one_time_keys_json") == "0"
@@ -59,6 +67,15 @@ def test_a_restore_never_writes_over_data_nor_from_a_bad_backup(setup, s3_server
     # over the live database (not empty): refused
     run = _restore(setup["path"], bid, key, setup["tmp"] / "o1")
     assert run.returncode == 1 and "is not empty" in run.stderr and "never restored over" in run.stderr
+
+    # media over a non-empty media directory: refused before anything is written (the database stays empty)
+    target = _target(setup, postgres, "fresh1")
+    (setup["tmp"] / "media-fresh1/local_content").mkdir()
+    (setup["tmp"] / "media-fresh1/local_content/live").write_text("live upload")
+    run = _restore(target, bid, key, setup["tmp"] / "o1b")
+    assert run.returncode == 1 and "local_content is not empty: never restored over" in run.stderr
+    assert (setup["tmp"] / "media-fresh1/local_content/live").read_text() == "live upload"
+    assert postgres["psql"]("fresh1", "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = 'public'") == "0"
 
     # a backup that does not exist, a name that is no id
     run = _restore(_target(setup, postgres, "fresh2"), "20200101T000000Z", key, setup["tmp"] / "o2")

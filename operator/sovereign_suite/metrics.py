@@ -90,6 +90,7 @@ KNOWN_REASONS = {
     "ClusterUnreachable", "ClusterForbidden", "MemberCredentials", "TenantMoveRefused", "InvalidSpec", "UnknownCloud", "MissingSecret", "SecretNotReferenceable", "NamespaceConflict", "InvalidChild",
     "Conflict", "Forbidden", "Unauthorized", "ApiError", "MissingAPI", "InsufficientGPU", "InsufficientGPUMemory",
     "MigrationFailed", "WatchFailed", "Exception", "ImmutableStorage",
+    "BackupOutsideCountry", "RestoreSourceMissing", "RestoreSecretsRefused", "RestoreFailed", "RestoreOverLiveData",
 }
 
 _guard = threading.Lock()

@@ -70,9 +70,9 @@ def test_cross_country_target_is_stalled_then_the_cronjob_is_applied(operator, k
             return c if c and c["status"] == "True" else None
 
         c = wait_for(stalled, timeout=90, what="Stalled condition")
-        # the reason the pipeline gives every problem about a NationalCloud (as for a tenant's own cloud in
-        # another country, reconcile/pipeline.py); the message names the field
-        assert c["reason"] == "UnknownCloud", c
+        # its own reason (reconcile/pipeline.py), not UnknownCloud: the cloud exists, it is in the wrong country;
+        # the message names the field
+        assert c["reason"] == "BackupOutsideCountry", c
         assert (f"spec.backups.cloud: NationalCloud '{de_cloud['metadata']['name']}' is in DE, not in FR: a "
                 "tenant's backups must stay in its own country") in c["message"]
         assert kube.get("v1", "Namespace", fr) is None  # nothing half-applied

@@ -53,6 +53,26 @@ class BackupContent(Model):
                           "Docs' and the LLM gateway's keys), age-encrypted to encryptionRecipientSecretRef.")
 
 
+# A backup's id as the backup program writes it (backup/program.py ID_FORMAT): the UTC start time.
+BACKUP_ID_PATTERN = r"^([0-9]{8}T[0-9]{6}Z|latest)$"
+
+
+class RestoreFrom(Model):
+    """Create the tenant FROM a backup in its country's object storage (where ``backups`` point): the generated
+    Secrets, the databases and the media are restored before any application starts, once; a tenant that already
+    holds data is never restored over."""
+
+    backup: str = Field("latest", pattern=BACKUP_ID_PATTERN, max_length=16,
+                        description="The backup id (its UTC start time, e.g. 20261203T020000Z) or \"latest\": the "
+                        "newest complete backup when the restore starts.")
+    identity_secret_ref: SecretKeyRef | None = Field(
+        None, description="Secret and key holding the country's age identity (AGE-SECRET-KEY-1..., the private half "
+        "of encryptionRecipientSecretRef), labelled sovereignsuite.io/referenceable=true; required when "
+        "include.secrets is true. Read by the operator only (never copied into the tenant namespace); remove "
+        "restoreFrom and this Secret once the tenant is restored (status.tenants[].restore keeps the record).",
+    )
+
+
 class Backups(Model):
     """What a tenant backs up, how often and for how long."""
 
@@ -76,3 +96,8 @@ class Backups(Model):
         "encrypted to it: without the identity it cannot be read.",
     )
     image: ImageRef = Field(BACKUP_IMAGE, description="The backup job's image (PostgreSQL client, age, the program).")
+    restore_from: RestoreFrom | None = Field(
+        None, description="Create the tenant from a backup of this storage (restored once, before any application "
+        "starts; status.tenants[].restore records it). Set on the suite, every tenant is restored from its own "
+        "country's backups.",
+    )

@@ -64,6 +64,16 @@ class BackupStatus(Model):
     size_bytes: int | None = Field(None, description="Its size in the bucket (the objects it uploaded).")
 
 
+class RestoreStatus(Model):
+    """The tenant created from a backup (backups.restoreFrom; reconcile/restore.py). Once Restored, it is never
+    restored again (this record, and the restored Secrets' sovereignsuite.io/restored-from annotation)."""
+
+    phase: str = Field(description="Restoring (the applications wait), Restored, Failed (they stay stopped; the "
+                       "message says why) or Refused (the tenant already held data: nothing was restored).")
+    backup_id: str | None = Field(None, description="The backup restored (\"latest\" resolved to its id).")
+    message: str | None = Field(None, max_length=32768)
+
+
 class TenantStatus(Model):
     country: str
     namespace: str
@@ -76,6 +86,8 @@ class TenantStatus(Model):
     components: list[ComponentStatus] = Field(default_factory=list)
     models: list[ModelStatus] = Field(default_factory=list)
     backup: BackupStatus | None = Field(None, description="Present when the tenant's backups are enabled.")
+    restore: RestoreStatus | None = Field(None, description="Present when the tenant is (or was) created from a "
+                                          "backup.")
 
 
 class StatusWarning(Model):

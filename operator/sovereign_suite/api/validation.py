@@ -170,11 +170,17 @@ def backup_field(tenant: Tenant, index: int, name: str) -> str:
     return f"spec.tenants[{index}].backups.{name}" if name in tenant.backups else f"spec.backups.{name}"
 
 
+# The end of the message refusing a backup target (or a restore source) outside the tenant's country: the
+# operator gives it its own reason (BackupOutsideCountry), not UnknownCloud.
+OUTSIDE_COUNTRY = "tenant's backups must stay in its own country"
+
+
 def backup_problems(suite: SovereignSuite, clouds: dict[str, NationalCloud], index: int, tenant: Tenant,
                     namespace: str, operator_namespace: str) -> list[Problem]:
-    """A tenant's backups go to an object storage of its own country, declared, and its Secrets are encrypted."""
+    """A tenant's backups go to an object storage of its own country, declared, and its Secrets are encrypted;
+    a tenant restored from a backup reads it from there (``restoreFrom``: the same checks, backups on or not)."""
     backups = effective_backups(suite, tenant)
-    if not backups.enabled:
+    if not backups.enabled and backups.restore_from is None:
         return []
     out: list[Problem] = []
     name = backups.cloud or tenant.cloud
@@ -185,12 +191,31 @@ def backup_problems(suite: SovereignSuite, clouds: dict[str, NationalCloud], ind
             out.append(Problem(path, f"NationalCloud {name!r} not found (known: {', '.join(sorted(clouds)) or 'none'})"))
     elif target.spec.country != tenant.country:
         out.append(Problem(path, f"NationalCloud {name!r} is in {target.spec.country}, not in {tenant.country}: a "
-                                 "tenant's backups must stay in its own country"))
+                                 f"{OUTSIDE_COUNTRY}"))
     elif backups.cloud and namespace and not cloud_admits(target, namespace, operator_namespace):
         out.append(Problem(path, f"NationalCloud {name!r} does not admit suites of namespace {namespace!r}"))
     elif target.spec.object_storage is None:
         out.append(Problem(path, f"NationalCloud {name!r} declares no spec.objectStorage: backups need the "
                                  "country's object storage"))
+    restore = backups.restore_from
+    if restore is not None and backups.include.secrets and restore.identity_secret_ref is None:
+        out.append(Problem(backup_field(tenant, index, "restoreFrom") + ".identitySecretRef",
+                           "required when include.secrets is true: the restored Secrets are decrypted with the "
+                           "country's age identity (AGE-SECRET-KEY-1...)"))
+    if restore is not None:
+        rpath = backup_field(tenant, index, "restoreFrom")
+        if not backups.enabled:
+            out.append(Problem(rpath, "needs backups.enabled: the restore reads the backups' object storage and "
+                                      "configuration, and a restored tenant is backed up again"))
+        comps = effective_components(suite, tenant)
+        cnpg = [n for n in ("matrix", "docs") if getattr(comps, n).enabled
+                and getattr(comps, n).postgres.mode == "cloudnative-pg"]
+        if cnpg:
+            out.append(Problem(rpath, f"the {', '.join(cnpg)} database is cloudnative-pg: its restore (CloudNativePG "
+                                      "bootstrap.recovery from the Barman Cloud plugin) is not supported yet; "
+                                      "refused rather than started empty"))
+    if not backups.enabled:
+        return out
     if backups.include.secrets and backups.encryption_recipient_secret_ref is None:
         out.append(Problem(backup_field(tenant, index, "encryptionRecipientSecretRef"),
                            "required when include.secrets is true: the generated Secrets are never stored in "

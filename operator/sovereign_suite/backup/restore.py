@@ -1,6 +1,6 @@
-"""Restoring one backup the program wrote (``python3 -m sovereign_suite.backup.restore CONFIG ID|latest IDENTITY OUT``):
-the first piece of issue 23's restore path, for the embedded databases and the generated Secrets. Not wired into
-the operator yet (``restoreFrom`` is a later slice); it is what a restore Job will run.
+"""Restoring one backup the program wrote (``python3 -m sovereign_suite.backup.restore CONFIG ID|latest IDENTITY|- OUT``):
+what the operator's restore Job runs (components/backup/restore_job.py) for a tenant created with
+``backups.restoreFrom``, and what a platform team runs by hand (docs/operations.md).
 
 It refuses rather than guesses, so that a tenant never silently starts fresh:
 
@@ -9,10 +9,14 @@ It refuses rather than guesses, so that a tenant never silently starts fresh:
   anything is written);
 - a database is restored only into an EMPTY database (no table outside the system schemas): Synapse's guide
   (docs/usage/administration/backups.md, v1.163.2) forbids restoring over an existing one;
+- media are extracted only into directories that are empty (or absent), and only the entries the program
+  writes (regular files and directories under the listed subdirectories);
 - the Secrets archive is decrypted with the country's age identity into ``OUT/secrets/<secret>/<key>``, where the
-  caller (the restore Job, or an operator by hand) makes the Secrets from them before any application starts.
+  caller (an operator by hand) makes the Secrets from them before any application starts. IDENTITY ``-``: the
+  Secrets are not this run's to restore (the operator restored them itself, reconcile/restore_secrets.py).
 
-Standard library only, like program.py.
+The databases may still be starting (the restore Job is applied with them): each is waited for, up to
+``waitSeconds`` (default 600), before anything is written. Standard library only, like program.py.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +83,51 @@ def _psql(db: dict[str, Any], sql: str) -> str:
     return run.stdout.strip()
 
 
+def wait_for_database(db: dict[str, Any], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            _psql(db, "SELECT 1")
+            return
+        except RestoreError as err:
+            if time.monotonic() >= deadline:
+                raise RestoreError(f"database {db['name']} did not answer within {seconds:.0f} s: {err}") from None
+            time.sleep(2)
+
+
+def check_directory_empty(spec: dict[str, Any]) -> None:
+    root = Path(spec["path"])
+    if not root.is_dir():
+        raise RestoreError(f"{spec['name']}: {root} is not a directory (volume not mounted?)")
+    for sub in spec["include"]:
+        if (root / sub).exists() and any((root / sub).iterdir()):
+            raise RestoreError(f"{spec['name']}: {root / sub} is not empty: never restored over")
+
+
+def restore_directories(spec: dict[str, Any], archive: Path) -> list[str]:
+    """Extract ``archive`` (files-<name>.tar) into ``spec['path']``: only into empty subdirectories, and only
+    regular files and directories under ``spec['include']``. Returns the subdirectories restored."""
+    root = Path(spec["path"])
+    check_directory_empty(spec)
+    with tarfile.open(archive) as tar:
+        members = tar.getmembers()
+        for m in members:
+            top = m.name.split("/", 1)[0]
+            if (top not in spec["include"] or m.name.startswith("/") or ".." in m.name.split("/")
+                    or not (m.isfile() or m.isdir())):
+                raise RestoreError(f"{spec['name']}: unexpected entry {m.name!r} in the archive")
+        for m in members:  # checked above: plain files and directories inside root only
+            target = root / m.name
+            if m.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with tar.extractfile(m) as src, open(target, "xb") as dst:  # type: ignore[union-attr]
+                    while chunk := src.read(1 << 20):
+                        dst.write(chunk)
+    return sorted({m.name.split("/", 1)[0] for m in members})
+
+
 def restore_database(db: dict[str, Any], dump: Path) -> None:
     tables = _psql(db, "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname NOT IN "
                        "('pg_catalog', 'information_schema')")
@@ -124,21 +174,31 @@ def run_restore(cfg: dict[str, Any], wanted: str, identity: str, out: Path) -> d
     missing = [db["name"] for db in cfg.get("databases", []) if f"postgres-{db['name']}.dump" not in keys]
     if missing:
         raise RestoreError(f"backup {bid} holds no dump of {', '.join(missing)}")
+    missing = [d["name"] for d in cfg.get("directories", []) if f"files-{d['name']}.tar" not in keys]
+    if missing:
+        raise RestoreError(f"backup {bid} holds no archive of {', '.join(missing)}")
     # the Secrets first: a wrong identity is found before any database is written
     secrets = []
-    if "secrets.tar.age" in keys:
+    if "secrets.tar.age" in keys and identity != "-":
         secrets = decrypt_secrets(fetched / "secrets.tar.age", identity, out / "secrets")
+    for spec in cfg.get("directories", []):  # before any database is written: nothing half-restored
+        check_directory_empty(spec)
+    for db in cfg.get("databases", []):
+        wait_for_database(db, float(cfg.get("waitSeconds", 600)))
     restored = []
     for db in cfg.get("databases", []):
         restore_database(db, fetched / f"postgres-{db['name']}.dump")
         restored.append(db["name"])
-    return {"id": bid, "databases": restored, "secrets": secrets}
+    media = {}
+    for spec in cfg.get("directories", []):
+        media[spec["name"]] = restore_directories(spec, fetched / f"files-{spec['name']}.tar")
+    return {"id": bid, "databases": restored, "secrets": secrets, **({"directories": media} if media else {})}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 4:
-        print("usage: python3 -m sovereign_suite.backup.restore CONFIG.json ID|latest IDENTITY OUTDIR",
+        print("usage: python3 -m sovereign_suite.backup.restore CONFIG.json ID|latest IDENTITY|- OUTDIR",
               file=sys.stderr)
         return 2
     cfg = json.loads(Path(args[0]).read_text())
@@ -146,8 +206,20 @@ def main(argv: list[str] | None = None) -> int:
         result = run_restore(cfg, args[1], args[2], Path(args[3]))
     except (BackupError, S3Error, OSError) as err:
         print(f"restore refused: {err}", file=sys.stderr)
+        log = os.environ.get("TERMINATION_LOG", "/dev/termination-log")
+        if os.path.exists(os.path.dirname(log) or "."):
+            try:  # the reason, for the suite's condition (RestoreFailed)
+                Path(log).write_text(f"restore refused: {err}"[:1000])
+            except OSError:
+                pass
         return 1
     print(json.dumps(result))
+    log = os.environ.get("TERMINATION_LOG", "/dev/termination-log")
+    if os.path.exists(os.path.dirname(log) or "."):
+        try:  # the operator reads the backup id used from the Job's pod (status.tenants[].restore)
+            Path(log).write_text(json.dumps({"id": result["id"]}))
+        except OSError:
+            pass  # outside a container: no termination message file
     return 0
 
 

@@ -13,7 +13,7 @@ import itertools
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from ..components.base import LABEL_SUITE, LABEL_SUITE_NS, SecretSpec
 from ..render import phase_of
@@ -163,6 +163,11 @@ class Applier:
             if written is not None:
                 self._record(Outcome(key, strip_child({"apiVersion": "v1", "kind": "Secret", **written}), 1))
 
+    def record_secret(self, written: dict[str, Any]) -> None:
+        """A Secret written outside ensure_secrets (restored from a backup, reconcile/restore_secrets.py)."""
+        key = ObjectKey("", "Secret", written["metadata"]["namespace"], written["metadata"]["name"])
+        self._record(Outcome(key, strip_child({"apiVersion": "v1", "kind": "Secret", **written}), 1))
+
     # ---- server-side apply ------------------------------------------------------------------------
     def apply_one(self, obj: dict[str, Any]) -> Outcome:
         """Runs on a pool thread: reads ``live``, never writes it."""
@@ -218,15 +223,21 @@ class Applier:
         for out in self.target.pools.map(self.apply_one, objs):
             self._record(out)
 
-    def apply_all(self, desired: list[dict[str, Any]], ready_jobs: set[tuple[str, str]]) -> list[str]:
+    def apply_all(self, desired: list[dict[str, Any]], ready_jobs: set[tuple[str, str]],
+                  hold: Callable[[dict[str, Any]], str | None] | None = None) -> list[str]:
         """Apply phase by phase. An object annotated ``after-job`` waits until its Job is Complete (``ready_jobs``:
-        (namespace, name) of those). Returns what still waits."""
+        (namespace, name) of those); one ``hold`` gives a reason for waits too (a tenant being restored,
+        reconcile/restore.py). Returns what still waits."""
         waiting: list[str] = []
         for _, group in itertools.groupby(desired, key=phase_of):
             if self.stopped():
                 break
             now = []
             for obj in group:
+                why = hold(obj) if hold is not None else None
+                if why:
+                    waiting.append(f"{ObjectKey.of(obj)} {why}")
+                    continue
                 job = (obj["metadata"].get("annotations") or {}).get(ANN_AFTER_JOB)
                 if job and (obj["metadata"]["namespace"], job) not in ready_jobs:
                     waiting.append(f"{ObjectKey.of(obj)} waits for Job {job}")

@@ -23,7 +23,7 @@ from ..api.derived_names import namespace_of
 from ..api.egress_checks import EgressFinding, missing_egress
 from ..api.models import SovereignSuite
 from ..api.secret_refs import opt_in_problems, secret_references
-from ..api.validation import InputError, check_suite, effective_backups, parse_suite
+from ..api.validation import OUTSIDE_COUNTRY, InputError, check_suite, effective_backups, parse_suite
 from ..components.base import OPTIONAL_APIS, build_contexts
 from ..members.rbac import secret_reader_binding, tenant_labels
 from ..render import RenderResult, phase_of, render_suite
@@ -41,6 +41,7 @@ from .problems import UNREACHABLE, ObjectKey, Problem, SuiteKey, degraded, from_
 from .prune import Pruner, component_of
 from .secrets import copy_manifest, roll_on_rotation
 from .backup_status import backup_entry
+from . import restore_pass
 from .status import build_status
 from .storage_hold import hold_immutable_storage
 from .targets import Target
@@ -112,6 +113,7 @@ class Pass:
         self._applied: set[ObjectKey] = set()  # children written by this pass (their pods are not worth a look)
         self._pods: dict[str, list[dict[str, Any]]] = {}  # namespace -> its pods, looked up once per pass
         self.warnings: list[EgressFinding] = []  # valid but will not work: status.warnings (never changes Ready)
+        self.restores = restore_pass.Plan()  # the tenants restored from a backup (restore.py)
 
     # ---- the stages ---------------------------------------------------------------------------
     def parse(self) -> tuple[SovereignSuite | None, list[Problem]]:
@@ -121,7 +123,8 @@ class Pass:
             return None, [stalled("InvalidSpec", "; ".join(str(p) for p in err.problems))]
         problems = check_suite(suite, self.clouds, self.ctx.settings.operator_namespace)
         if problems:
-            reason = "UnknownCloud" if any("NationalCloud" in p.message for p in problems) else "InvalidSpec"
+            reason = ("BackupOutsideCountry" if any(OUTSIDE_COUNTRY in p.message for p in problems)
+                      else "UnknownCloud" if any("NationalCloud" in p.message for p in problems) else "InvalidSpec")
             extra = [str(p) for p in self.cloud_problems[:3]]
             return None, [stalled(reason, "; ".join([str(p) for p in problems] + extra))]
         return suite, []
@@ -236,11 +239,17 @@ class Pass:
         objs = [found.get(ObjectKey.of(o)) or o if o["kind"] == "Namespace" else o for o in objs]
         if any(p.reason == "NamespaceConflict" for p in applier.problems):
             return applier, pruner(), on_cluster(view.target, applier.problems), [], None  # nothing half-applied
-        applier.ensure_secrets([s for s in result.secrets if s.namespace in view.namespaces])
+        # a tenant restored from a backup: its Secrets re-created from it first; none generated in their place
+        restored, restore_found, specs = restore_pass.write_secrets(
+            view.target.kube, self.restores, [s for s in result.secrets if s.namespace in view.namespaces], view.live)
+        for secret in restored:
+            applier.record_secret(secret)
+        applier.problems += restore_found
+        applier.ensure_secrets(specs)
         ready_jobs, job_problems, requeue = migration_jobs(self.ctx, self.ctx.memory(self.key), view.target.kube,
                                                            view.live, objs)
         waiting = applier.apply_all([o for o in objs if o["kind"] != "Namespace" or ObjectKey.of(o) in view.live],
-                                    ready_jobs)
+                                    ready_jobs, self.restores.held)
         watch = [degraded("WatchFailed", e) for e in view.target.cache.watch_errors(view.namespaces)] \
             if not view.target.is_member else []
         pruning = pruner()
@@ -292,8 +301,9 @@ class Pass:
             return self.finish(suite, self.health(suite, result, set()), problems)
         # a storage change the API server would refuse is held back and reported; the rest goes on
         result.manifests, held = hold_immutable_storage(result.manifests, self.live, suite, self.clouds)
+        self.restores = self.plan_restores(contexts, result)
         desired = self.desired(result, copies, key)
-        problems = list(homes.unresolved.values()) + held
+        problems = list(homes.unresolved.values()) + held + self.restores.problems
         waiting: list[str] = []
         applied: set[ObjectKey] = set()
         writes, written = 0, {}
@@ -384,6 +394,21 @@ class Pass:
             entry["backup"] = backup_entry(backups.schedule, cronjob, old.get(ns),
                                            lambda sel: kube.list("v1", "Pod", sel, ns), ns)
 
+    def plan_restores(self, contexts: list, result: RenderResult) -> restore_pass.Plan:
+        """The tenants created from a backup (restore_pass.py): the Job added to ``result``, what waits."""
+        homes = self.homes
+
+        def pods_in(ns: str) -> list[dict[str, Any]]:
+            view = homes.home.get(ns) if homes else None
+            return (view.target.cache if view else self.ctx.cache).pods_in(ns)
+
+        def read_secret(ns: str, name: str) -> dict[str, Any] | None:
+            return self.ctx.cache.referenced_secret(ns, name) or self.ctx.kube.get("v1", "Secret", name, ns)
+
+        return restore_pass.plan(contexts, result, self.live, restore_pass.recorded(self.old_status),
+                                 lambda ns: homes is None or ns in homes.home, pods_in, read_secret,
+                                 self.key.namespace)
+
     def finish(self, suite: SovereignSuite | None, health: list[observe.ComponentHealth], problems: list[Problem],
                *, rendered: bool = True, paused: bool = False, waiting: list[str] | None = None,
                models: dict[str, list[dict[str, Any]]] | None = None) -> PassResult:
@@ -396,6 +421,7 @@ class Pass:
         status = build_status(self.old_status, verdict.conditions, self.generation, suite, health, models, clusters)
         if suite is not None and rendered:
             self.add_backups(suite, status)
+        restore_pass.add_status(self.restores, self.old_status, status)
         self.events += transitions(self.old_status.get("conditions") or [], status["conditions"])
         self.events += add_warnings(status, self.old_status, self.warnings if suite is not None else None)
         requeue = self.requeue_after
