@@ -218,15 +218,20 @@ class Applier:
         for out in self.target.pools.map(self.apply_one, objs):
             self._record(out)
 
-    def apply_all(self, desired: list[dict[str, Any]], ready_jobs: set[tuple[str, str]]) -> list[str]:
+    def apply_all(self, desired: list[dict[str, Any]], ready_jobs: set[tuple[str, str]],
+                  held: set[ObjectKey] | None = None) -> list[str]:
         """Apply phase by phase. An object annotated ``after-job`` waits until its Job is Complete (``ready_jobs``:
-        (namespace, name) of those). Returns what still waits."""
+        (namespace, name) of those); one in ``held`` keeps its live version (a release rollout has not reached its
+        step: reconcile/rollout.py). Returns what still waits."""
         waiting: list[str] = []
         for _, group in itertools.groupby(desired, key=phase_of):
             if self.stopped():
                 break
             now = []
             for obj in group:
+                if held and ObjectKey.of(obj) in held:
+                    waiting.append(f"{ObjectKey.of(obj)} waits for its step of the upgrade")
+                    continue
                 job = (obj["metadata"].get("annotations") or {}).get(ANN_AFTER_JOB)
                 if job and (obj["metadata"]["namespace"], job) not in ready_jobs:
                     waiting.append(f"{ObjectKey.of(obj)} waits for Job {job}")
