@@ -174,3 +174,37 @@ def test_the_release_record_moves_only_once_the_release_serves():
     assert release_record(suite, tenant, None, True, None)["name"] == "2026.12"
     back = release_record(_release_suite("2024.01"), tenant, {**done, "name": "2024.01"}, True, None)
     assert (back["synapseSchemaVersion"], back["synapseCompatVersion"]) == (94, 84)
+
+
+def test_plan_adds_the_jobs_and_holds_the_workloads_of_an_upgrading_tenant():
+    """rollout_pass.plan over the rendered objects and an empty live view: the Backup step (backups configured) adds
+    the backup Job and holds every workload; a tenant already on its release is left alone."""
+    from sovereign_suite.api.backups import ObjectStorage
+    from sovereign_suite.reconcile.converge import stamp
+    from sovereign_suite.reconcile.problems import ObjectKey
+    from sovereign_suite.reconcile.rollout_pass import plan
+
+    suite, clouds = load_example("two-countries")
+    suite = suite.model_copy(deep=True)
+    suite.spec.backups.enabled = True
+    suite.spec.backups.encryption_recipient_secret_ref = None
+    suite.spec.backups.include.secrets = False
+    for c in clouds.values():
+        c.spec.object_storage = ObjectStorage(endpoint="https://s3.example.test", bucket="backups",
+                                              credentials_secret_ref="s3")
+    desired = [stamp(o, "uid") for o in render_suite(suite, clouds, {}, {}).manifests]
+    fr, de = (f"{suite.name}-{t.country.lower()}" for t in suite.spec.tenants)
+    status = {"tenants": [{"namespace": fr, "release": {"name": "2024.01", "synapseCompatVersion": 83}},
+                          {"namespace": de, "release": {"name": "2026.12", "synapseCompatVersion": 84}}]}
+    ctxs = {c.tenant.country: c for c in build_contexts(suite, clouds)}
+    out, held, upgrades = plan(suite, desired, {}, status, "uid", served=lambda ns: True,
+                               pods_of=lambda ns, match: [],
+                               labels=lambda t, comp, part: ctxs[t.country].labels(comp, part))
+    added = [o for o in out if o not in desired]
+    assert [(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"][:15]) for o in added] == \
+        [("Job", fr, "upgrade-backup-")]
+    assert upgrades == {fr: {"fromRelease": "2024.01", "toRelease": "2026.12", "step": "Backup", "state": "Running",
+                             "reason": "Upgrading", "message": "taking the backup before the upgrade"}}
+    assert ObjectKey("apps", "Deployment", fr, "synapse") in held
+    assert ObjectKey("apps", "StatefulSet", fr, "matrix-postgres") in held
+    assert not any(k.namespace == de for k in held)  # the German tenant is on its release already
