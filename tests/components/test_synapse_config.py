@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,16 +26,13 @@ from sovereign_suite.components import matrix
 from sovereign_suite.components.base import build_contexts
 from sovereign_suite.components.postgres import image_tag
 
+from .. import synapse_venv
 from ..helpers import load_example, suite_with
 from . import rendered_servers
 
 pytestmark = pytest.mark.slow
 
 SYNAPSE_VERSION = image_tag(Matrix().image).lstrip("v")  # the pinned image's version, e.g. 1.163.2
-# PostgreSQL's driver for the federation test (tests/cluster/test_matrix_federation.py), which runs Synapse on a
-# real PostgreSQL: the image has Synapse's `postgres` extra (psycopg2, built against libpq); the binary wheel needs
-# neither a compiler nor libpq-dev here.
-PSYCOPG2 = "psycopg2-binary==2.9.10"
 # The image has Synapse's extras; its `redis` extra (txredisapi, hiredis) is what workers need: Synapse's loader
 # refuses `redis.enabled` without it (synapse/config/redis.py, check_requirements("redis")).
 DB_PASSWORD = "p@ss: 'w\"rd' # with YAML-hostile characters"
@@ -76,47 +72,13 @@ print(json.dumps({
 """
 
 
-def _cache_dir() -> Path:
-    """The project's cache (as in the Makefile and hack/build-tools.sh)."""
-    if os.environ.get("SOVEREIGN_SUITE_CACHE"):
-        return Path(os.environ["SOVEREIGN_SUITE_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sovereign-suite"
-
-
-def _installed(python: Path) -> bool:
-    if not python.exists():
-        return False
-    probe = subprocess.run(
-        [str(python), "-c", "import psycopg2, txredisapi, hiredis, synapse; print(synapse.__version__)"],
-        capture_output=True, text=True,
-    )
-    return probe.returncode == 0 and probe.stdout.strip() == SYNAPSE_VERSION
-
-
 @pytest.fixture(scope="session")
 def synapse_python() -> Path:
     """The Python of a venv with matrix-synapse==<pinned version> (and psycopg2), built once and reused."""
-    venv = _cache_dir() / f"synapse-venv-{SYNAPSE_VERSION}"
-    python = venv / "bin" / "python"
-    if _installed(python):
-        return python
-    partial = venv.with_name(venv.name + f".partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", str(partial)], check=True)
-    install = subprocess.run(
-        [str(partial / "bin" / "python"), "-m", "pip", "install", "--quiet", f"matrix-synapse[redis]=={SYNAPSE_VERSION}",
-         PSYCOPG2],
-        capture_output=True,
-        text=True,
-    )
-    if install.returncode != 0:
-        shutil.rmtree(partial, ignore_errors=True)
-        pytest.fail(f"cannot install matrix-synapse=={SYNAPSE_VERSION}:\n{install.stderr[-3000:]}")
-    shutil.rmtree(venv, ignore_errors=True)
-    partial.rename(venv)  # everything below runs `python -m`, so the venv's scripts' old shebangs do not matter
-    assert _installed(python)
-    return python
+    try:
+        return synapse_venv.synapse_python(SYNAPSE_VERSION)
+    except RuntimeError as err:
+        pytest.fail(str(err))
 
 
 def _paths(root: Path) -> matrix.SynapsePaths:

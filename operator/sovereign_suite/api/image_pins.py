@@ -67,6 +67,21 @@ PINS: dict[str, Pin] = {
 }
 
 
+# The pins of the releases before the current one (api/releases.yaml says what each release is): only the images
+# that differ from PINS. Declared here, with the current ones, so that this file stays the one place a pinned
+# image is written.
+OLDER_PINS: dict[str, dict[str, Pin]] = {
+    # Synapse v1.99.0 (January 2024): the last minor whose schema (83) a database migrated by the current
+    # Synapse refuses (api/releases.yaml), which is what the downgrade refusal is about.
+    "2024.01": {"synapse": Pin("ghcr.io/element-hq/synapse:v1.99.0")},
+}
+
+
+def release_pins(release: str | None) -> dict[str, Pin]:
+    """Every pin of ``release`` (None: the current one): the current pins with the release's own over them."""
+    return {**PINS, **OLDER_PINS.get(release or "", {})}
+
+
 def pinned(name: str) -> str:
     """The rendered reference of pin ``name`` (with its digest when it has one)."""
     return PINS[name].ref

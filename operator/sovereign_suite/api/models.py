@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from .image_pins import pinned
+from .releases import catalogue
 from .fieldtypes import (
     AdminGroup,
     Endpoint,
@@ -72,6 +73,17 @@ from .common import (  # noqa: F401 - re-exported: the API's one import point
     VERSION,
     resources,
 )
+
+
+def _known_release(name: str) -> str:
+    known = catalogue().names
+    if name not in known:
+        raise ValueError(f"unknown release {name!r} (known: {', '.join(known)})")
+    return name
+
+
+# A release of api/releases.yaml (YYYY.MM).
+ReleaseName = Annotated[str, Field(pattern=r"^[0-9]{4}\.[0-9]{2}$", max_length=7), AfterValidator(_known_release)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -349,6 +361,8 @@ class Tenant(Model):
         "or globs ('*' any characters, '?' one), as a NationalCloud's suiteNamespaces. Absent: only the suite's "
         "own namespace. Each administration writes FineTunes in its own namespace, with no right on the suite.",
     )
+    release: ReleaseName | None = Field(
+        None, description="The tenant's release, overriding spec.release (e.g. to upgrade one country first).")
     components: dict[str, Any] = Field(
         default_factory=dict,
         description="Per-tenant overrides of spec.components (same shape; only the fields set are merged).",
@@ -384,6 +398,11 @@ class Tenant(Model):
 class SovereignSuiteSpec(Model):
     domain: DnsName = Field(description="The suite's base domain; tenants get <country>.<domain>. Immutable.")
     tenants: list[Tenant] = Field(min_length=1, max_length=32, description="One tenant per country.")
+    release: ReleaseName | None = Field(
+        None, description="The suite's release (api/releases.yaml): the tested image of every component; default the "
+        "operator's current release. An image field set under components overrides it for that component only. "
+        "Moving to another release is an ordered upgrade (docs/operations.md, Upgrades); what would lose data is "
+        "refused.")
     components: Components = Field(default_factory=Components)
     identity: Identity = Field(default_factory=Identity)
     monitoring: Monitoring = Field(default_factory=Monitoring)

@@ -74,6 +74,29 @@ class RestoreStatus(Model):
     message: str | None = Field(None, max_length=32768)
 
 
+class ReleaseStatus(Model):
+    """The release the tenant's databases reached (recorded once it served: reconcile/rollout.py); the refusals of
+    api/upgrade_rules.py compare a spec with it."""
+
+    name: str
+    synapse_schema_version: int | None = Field(None, description="The schema Synapse migrated its database to.")
+    synapse_compat_version: int | None = Field(
+        None, description="The database's compat version: no Synapse with a lower SCHEMA_VERSION may run on it.")
+    postgres_major: dict[str, int] = Field(
+        default_factory=dict, description="Per component (matrix, docs): the embedded PostgreSQL's major version.")
+
+
+class UpgradeStatus(Model):
+    """A tenant's rollout from one release to another (reconcile/rollout.py)."""
+
+    from_release: str
+    to_release: str
+    step: Literal["Backup", "CheckConfig", "Database", "Migrations", "Application", "Workers", "Done"]
+    state: Literal["Running", "Failed", "Done"]
+    reason: str = ""
+    message: str = ""
+
+
 class TenantStatus(Model):
     country: str
     namespace: str
@@ -88,6 +111,9 @@ class TenantStatus(Model):
     backup: BackupStatus | None = Field(None, description="Present when the tenant's backups are enabled.")
     restore: RestoreStatus | None = Field(None, description="Present when the tenant is (or was) created from a "
                                           "backup.")
+    release: ReleaseStatus | None = Field(None, description="The release the tenant's databases reached.")
+    upgrade: UpgradeStatus | None = Field(None, description="The rollout to another release, while it runs or "
+                                          "after it failed.")
 
 
 class StatusWarning(Model):

@@ -21,6 +21,7 @@ from .derived_names import derived_name_problems, namespace_of, tenant_domain
 from .egress_checks import overlap_problems
 from .fieldtypes import PATTERN_MEANINGS
 from .backups import Backups
+from .releases import Release, catalogue, explicit_images, release_images
 from .models import (
     COMPONENTS,
     DNS_LABEL_RE,
@@ -140,12 +141,22 @@ def _merge(base: Any, override: Any) -> Any:
     return copy.deepcopy(override)
 
 
+def tenant_release(suite: SovereignSuite, tenant: Tenant) -> Release:
+    """The release a tenant runs: its own ``release``, the suite's, or the current one."""
+    return catalogue().release(tenant.release or suite.spec.release)
+
+
 def effective_components(suite: SovereignSuite, tenant: Tenant) -> Components:
-    """The suite's components with the tenant's overrides deep-merged over them (lists are replaced)."""
-    if not tenant.components:
+    """The suite's components with the tenant's overrides deep-merged over them (lists are replaced), each image
+    the user did not set taken from the tenant's release (api/releases.py)."""
+    release = tenant_release(suite, tenant)
+    current = release is catalogue().current  # its pins are the models' defaults
+    if not tenant.components and current:
         return suite.spec.components
     base = suite.spec.components.model_dump(by_alias=True, exclude_none=True, mode="json")
     merged = _merge(base, tenant.components)
+    if not current:
+        merged = release_images(merged, [explicit_images(suite.spec.components), tenant.components], release)
     try:
         return Components.model_validate(merged)
     except ValidationError as err:

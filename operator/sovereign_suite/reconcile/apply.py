@@ -224,10 +224,12 @@ class Applier:
             self._record(out)
 
     def apply_all(self, desired: list[dict[str, Any]], ready_jobs: set[tuple[str, str]],
-                  hold: Callable[[dict[str, Any]], str | None] | None = None) -> list[str]:
+                  hold: Callable[[dict[str, Any]], str | None] | None = None,
+                  held: set[ObjectKey] | None = None) -> list[str]:
         """Apply phase by phase. An object annotated ``after-job`` waits until its Job is Complete (``ready_jobs``:
         (namespace, name) of those); one ``hold`` gives a reason for waits too (a tenant being restored,
-        reconcile/restore.py). Returns what still waits."""
+        reconcile/restore.py); one in ``held`` keeps its live version (a release rollout has not reached its step:
+        reconcile/rollout.py). Returns what still waits."""
         waiting: list[str] = []
         for _, group in itertools.groupby(desired, key=phase_of):
             if self.stopped():
@@ -235,6 +237,8 @@ class Applier:
             now = []
             for obj in group:
                 why = hold(obj) if hold is not None else None
+                if not why and held and ObjectKey.of(obj) in held:
+                    why = "waits for its step of the upgrade"
                 if why:
                     waiting.append(f"{ObjectKey.of(obj)} {why}")
                     continue

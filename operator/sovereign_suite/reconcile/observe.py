@@ -7,6 +7,7 @@ from typing import Any
 
 from ..components.base import LABEL_COMPONENT
 from ..components.matrix.workers import WORKER_LABEL
+from .crash_causes import classify
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 
@@ -90,6 +91,9 @@ def container_reason(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
                 msg += f"; last exit {last.get('exitCode')} ({last.get('reason')})"
                 if last.get("message"):
                     msg += ": " + " ".join(last["message"].split())[-500:]
+                cause = classify(last.get("message"))  # a known refusal says what it is, not just that it crashed
+                if cause is not None:
+                    return cause.reason, f"{cause.message}; {msg}"
             return waiting["reason"], msg
     return None
 

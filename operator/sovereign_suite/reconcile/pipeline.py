@@ -23,6 +23,7 @@ from ..api.derived_names import namespace_of
 from ..api.egress_checks import EgressFinding, missing_egress
 from ..api.models import SovereignSuite
 from ..api.secret_refs import opt_in_problems, secret_references
+from ..api.upgrade_rules import upgrade_problems
 from ..api.validation import OUTSIDE_COUNTRY, InputError, check_suite, effective_backups, parse_suite
 from ..components.base import OPTIONAL_APIS, build_contexts
 from ..members.rbac import secret_reader_binding, tenant_labels
@@ -41,7 +42,7 @@ from .problems import UNREACHABLE, ObjectKey, Problem, SuiteKey, degraded, from_
 from .prune import Pruner, component_of
 from .secrets import copy_manifest, roll_on_rotation
 from .backup_status import backup_entry
-from . import restore_pass
+from . import restore_pass, rollout_pass
 from .status import build_status
 from .storage_hold import hold_immutable_storage
 from .targets import Target
@@ -114,6 +115,8 @@ class Pass:
         self._pods: dict[str, list[dict[str, Any]]] = {}  # namespace -> its pods, looked up once per pass
         self.warnings: list[EgressFinding] = []  # valid but will not work: status.warnings (never changes Ready)
         self.restores = restore_pass.Plan()  # the tenants restored from a backup (restore.py)
+        self.held: set[ObjectKey] = set()  # workloads a release rollout keeps at their live version (rollout.py)
+        self.upgrades: dict[str, dict[str, Any]] = {}  # namespace -> its rollout's status.tenants[].upgrade
 
     # ---- the stages ---------------------------------------------------------------------------
     def parse(self) -> tuple[SovereignSuite | None, list[Problem]]:
@@ -122,6 +125,10 @@ class Pass:
         except InputError as err:
             return None, [stalled("InvalidSpec", "; ".join(str(p) for p in err.problems))]
         problems = check_suite(suite, self.clouds, self.ctx.settings.operator_namespace)
+        if not problems:  # what an upgrade may not do, against what the databases reached (api/upgrade_rules.py)
+            refused = upgrade_problems(suite, rollout_pass.recorded(self.old_status))
+            if refused:
+                return None, [stalled("UpgradeRefused", "; ".join(str(p) for p in refused))]
         if problems:
             reason = ("BackupOutsideCountry" if any(OUTSIDE_COUNTRY in p.message for p in problems)
                       else "UnknownCloud" if any("NationalCloud" in p.message for p in problems) else "InvalidSpec")
@@ -249,7 +256,7 @@ class Pass:
         ready_jobs, job_problems, requeue = migration_jobs(self.ctx, self.ctx.memory(self.key), view.target.kube,
                                                            view.live, objs)
         waiting = applier.apply_all([o for o in objs if o["kind"] != "Namespace" or ObjectKey.of(o) in view.live],
-                                    ready_jobs, self.restores.held)
+                                    ready_jobs, hold=self.restores.held, held=self.held)
         watch = [degraded("WatchFailed", e) for e in view.target.cache.watch_errors(view.namespaces)] \
             if not view.target.is_member else []
         pruning = pruner()
@@ -303,7 +310,15 @@ class Pass:
         result.manifests, held = hold_immutable_storage(result.manifests, self.live, suite, self.clouds)
         self.restores = self.plan_restores(contexts, result)
         desired = self.desired(result, copies, key)
+        labels = {c.tenant.country: c.labels for c in contexts}
+        desired, self.held, self.upgrades = rollout_pass.plan(
+            suite, desired, self.live, self.old_status, self.uid,
+            served=lambda ns: ns in homes.home and ns not in homes.remote, pods_of=self.pods_matching,
+            labels=lambda tenant, comp, part: labels[tenant.country](comp, part))
         problems = list(homes.unresolved.values()) + held + self.restores.problems
+        problems += [degraded(u["reason"], f"{ns}: upgrade {u['fromRelease']} -> {u['toRelease']} stopped at "
+                              f"step {u['step']}: {u['message']}")
+                     for ns, u in self.upgrades.items() if u["state"] == "Failed"]
         waiting: list[str] = []
         applied: set[ObjectKey] = set()
         writes, written = 0, {}
@@ -363,11 +378,14 @@ class Pass:
         """A workload's pods, from its cluster's cache (none for a workload this pass just wrote)."""
         if ObjectKey.of(workload) in self._applied:
             return []
-        ns = workload["metadata"]["namespace"]
+        match = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        return self.pods_matching(workload["metadata"]["namespace"], match)
+
+    def pods_matching(self, ns: str, match: dict[str, str]) -> list[dict[str, Any]]:
+        """The pods of namespace ``ns`` with the labels ``match``, from its cluster's cache (read once a pass)."""
         if ns not in self._pods:
             view = self.homes.home.get(ns) if self.homes else None
             self._pods[ns] = (view.target.cache if view else self.ctx.cache).pods_in(ns)
-        match = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         return [p for p in self._pods[ns] if match.items() <= (p["metadata"].get("labels") or {}).items()]
 
     def models(self, contexts: list, placements: dict[str, list[gpu.Placement]]) -> dict[str, list[dict[str, Any]]]:
@@ -421,6 +439,7 @@ class Pass:
         status = build_status(self.old_status, verdict.conditions, self.generation, suite, health, models, clusters)
         if suite is not None and rendered:
             self.add_backups(suite, status)
+            rollout_pass.add_releases(suite, status, self.old_status, self.upgrades)
         restore_pass.add_status(self.restores, self.old_status, status)
         self.events += transitions(self.old_status.get("conditions") or [], status["conditions"])
         self.events += add_warnings(status, self.old_status, self.warnings if suite is not None else None)

@@ -1,0 +1,210 @@
+"""The rollout's state machine (reconcile/rollout.py) and the crash classifier (reconcile/crash_causes.py): pure."""
+
+from __future__ import annotations
+
+import pytest
+
+from sovereign_suite.components.base import build_contexts
+from sovereign_suite.reconcile.crash_causes import classify
+from sovereign_suite.reconcile.observe import container_reason
+from sovereign_suite.reconcile.rollout import Observed, backup_job, category, check_job, decide, job_suffix
+from sovereign_suite.render import render_suite
+
+from .helpers import load_example
+
+ALL = {"database", "migrations", "application", "workers"}
+
+
+def test_backup_first_when_backups_are_configured():
+    d = decide(Observed(backups=True))
+    assert (d.step, d.state, d.jobs, d.hold) == ("Backup", "Running", {"backup"}, ALL)
+    d = decide(Observed(backups=True, backup_job="Running"))
+    assert d.step == "Backup" and "check" not in d.jobs  # the check waits for the backup
+
+
+def test_without_backups_the_check_comes_first():
+    d = decide(Observed(backups=False))
+    assert (d.step, d.jobs, d.hold) == ("CheckConfig", {"check"}, ALL)
+
+
+def test_steps_in_dependency_order():
+    o = dict(backups=True, backup_job="Complete", check_job="Complete")
+    assert decide(Observed(**o)).step == "Database"
+    assert decide(Observed(**o)).hold == {"migrations", "application", "workers"}
+    o["database_ready"] = True
+    assert decide(Observed(**o, migrations="Running")).step == "Migrations"
+    assert decide(Observed(**o, migrations="Running")).hold == {"application", "workers"}
+    d = decide(Observed(**o))
+    assert (d.step, d.hold) == ("Application", {"workers"})
+    o["application_ready"] = True
+    d = decide(Observed(**o))
+    assert (d.step, d.hold) == ("Workers", set())
+    d = decide(Observed(**o, workers_ready=True))
+    assert (d.step, d.state, d.jobs) == ("Done", "Done", set())
+
+
+@pytest.mark.parametrize("observed, step, reason", [
+    (Observed(backups=True, backup_job="Failed", failures={"backup": ("BackoffLimitExceeded", "bucket gone")}),
+     "Backup", "PreUpgradeBackupFailed"),
+    (Observed(backups=False, check_job="Failed", failures={"check": ("Error", "Config is missing server_name")}),
+     "CheckConfig", "ConfigCheckFailed"),
+    (Observed(backups=False, check_job="Complete", database_ready=True, migrations="Failed",
+              failures={"migrations": ("BackoffLimitExceeded", "")}), "Migrations", "MigrationFailed"),
+    (Observed(backups=False, check_job="Complete", database_ready=True,
+              failures={"application": ("DatabaseSchemaTooNew", "Deployment/synapse: ...")}),
+     "Application", "DatabaseSchemaTooNew"),
+])
+def test_a_failed_step_stops_with_its_reason_and_holds_what_follows(observed, step, reason):
+    d = decide(observed)
+    assert (d.step, d.state, d.reason) == (step, "Failed", reason)
+    later = {"Backup": ALL, "CheckConfig": ALL, "Migrations": {"application", "workers"}, "Application": {"workers"}}
+    assert d.hold == later[step]
+    if step == "CheckConfig":
+        assert "Config is missing server_name" in d.message and "previous version keeps serving" in d.message
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    suite, clouds = load_example("two-countries")
+    suite = suite.model_copy(deep=True)
+    suite.spec.backups.enabled = False
+    return render_suite(suite, clouds, {}, {}).manifests
+
+
+def test_categories_of_the_rendered_objects(rendered):
+    by = {(o["kind"], o["metadata"]["name"]): category(o) for o in rendered}
+    assert by[("StatefulSet", "matrix-postgres")] == "database"
+    assert by[("Deployment", "synapse")] == "application"
+    assert by[("ConfigMap", "synapse")] is None and by[("Service", "synapse")] is None
+    assert any(k[0] == "Job" and k[1].startswith("docs-migrate-") and v == "migrations" for k, v in by.items())
+    worker = {"kind": "StatefulSet", "metadata": {"name": "synapse-sync", "labels": {
+        "sovereignsuite.io/synapse-worker": "sync"}}}
+    from sovereign_suite.components.matrix.workers import WORKER_LABEL
+    worker["metadata"]["labels"] = {WORKER_LABEL: "sync"}
+    assert category(worker) == "workers"
+
+
+def test_the_check_job_runs_the_new_image_on_the_rendered_config(rendered):
+    synapse = next(o for o in rendered if o["kind"] == "Deployment" and o["metadata"]["name"] == "synapse")
+    job = check_job(synapse, "synapse-check-config-x", {"app": "check"})
+    pod = job["spec"]["template"]["spec"]
+    main = next(c for c in pod["containers"] if c["name"] == "synapse")
+    want = next(c for c in synapse["spec"]["template"]["spec"]["containers"] if c["name"] == "synapse")
+    assert main["image"] == want["image"]
+    assert main["command"][:3] == ["python3", "-m", "synapse.config"] and main["command"][3:] == want["command"][3:]
+    assert not any(k in main for k in ("startupProbe", "readinessProbe", "livenessProbe", "ports"))
+    assert pod["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] == 0
+    assert pod["initContainers"] == synapse["spec"]["template"]["spec"]["initContainers"]  # writes the db config
+    media = next(v for v in pod["volumes"] if v["name"] == "media")
+    assert "persistentVolumeClaim" not in media  # the running Synapse holds the ReadWriteOnce media volume
+    # never selected by the Synapse Service nor counted as its Deployment's pod
+    assert not synapse["spec"]["selector"]["matchLabels"].items() <= job["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_the_backup_job_is_the_cronjobs_template():
+    cron = {"kind": "CronJob", "metadata": {"name": "backup", "namespace": "s-fr"},
+            "spec": {"schedule": "0 2 * * *", "jobTemplate": {"metadata": {"labels": {"a": "b"}},
+                                                              "spec": {"backoffLimit": 1, "template": {"spec": {}}}}}}
+    job = backup_job(cron, "upgrade-backup-x", {"c": "d"})
+    assert job["kind"] == "Job" and job["metadata"]["namespace"] == "s-fr"
+    assert job["spec"] == cron["spec"]["jobTemplate"]["spec"] and job["metadata"]["labels"] == {"a": "b", "c": "d"}
+
+
+def test_job_names_follow_the_move(rendered):
+    a = job_suffix("2024.01", "2026.12", rendered)
+    assert a == job_suffix("2024.01", "2026.12", list(reversed(rendered)))
+    assert a != job_suffix("2025.01", "2026.12", rendered)
+    other = [dict(o) for o in rendered]
+    synapse = next(o for o in other if o["kind"] == "Deployment" and o["metadata"]["name"] == "synapse")
+    synapse["spec"] = {**synapse["spec"], "template": {"spec": {"containers": [{"image": "other:1"}]}}}
+    assert job_suffix("2024.01", "2026.12", other) != a
+
+
+# the text Synapse v1.99.0 printed when it met a database v1.163.2 had migrated (tests/test_synapse_upgrade_real.py
+# runs both for real); raised in synapse/storage/prepare_database.py, _upgrade_existing_database
+REFUSAL = ('  File "/usr/local/lib/python3.11/site-packages/synapse/storage/prepare_database.py", line 390, in '
+           '_upgrade_existing_database\n    raise ValueError(\nValueError: Cannot use this database as it is too '
+           'new for the server to understand\n')
+
+
+def test_the_schema_refusal_is_recognised():
+    cause = classify(REFUSAL)
+    assert cause is not None and cause.reason == "DatabaseSchemaTooNew"
+    assert classify("psycopg2.OperationalError: password authentication failed") is None
+    assert classify(None) is None
+    worker = classify("Expected database schema version 94 but got 83: run the main synapse process to upgrade")
+    assert worker is not None and worker.reason == "DatabaseNotMigrated"
+
+
+def test_a_crash_loop_on_a_newer_schema_is_reported_as_such():
+    pod = {"metadata": {"name": "synapse-abc"},
+           "status": {"containerStatuses": [{"name": "synapse", "waiting": {"reason": "CrashLoopBackOff"},
+                                             "lastTerminated": {"exitCode": 1, "reason": "Error",
+                                                                "message": REFUSAL}}]}}
+    reason, message = container_reason([pod])
+    assert reason == "DatabaseSchemaTooNew"
+    assert "newer Synapse migrated it" in message and "Cannot use this database" in message
+
+
+def _release_suite(release: str):
+    from sovereign_suite.api.validation import parse_suite
+
+    from .helpers import example_dict
+
+    doc = example_dict("two-countries")
+    doc["spec"]["release"] = release
+    return parse_suite(doc)
+
+
+def test_the_release_record_moves_only_once_the_release_serves():
+    from sovereign_suite.reconcile.rollout_pass import release_record
+
+    old = {"name": "2024.01", "synapseSchemaVersion": 83, "synapseCompatVersion": 83,
+           "postgresMajor": {"matrix": 17, "docs": 17}}
+    suite = _release_suite("2026.12")
+    tenant = suite.spec.tenants[0]
+    running = {"fromRelease": "2024.01", "toRelease": "2026.12", "step": "Application", "state": "Running"}
+    assert release_record(suite, tenant, old, True, running) == old  # mid-rollout
+    assert release_record(suite, tenant, old, False, None) == old  # not serving
+    assert release_record(suite, tenant, old, True, None) == old  # a move no rollout rolled (e.g. paused)
+    done = release_record(suite, tenant, old, True, {**running, "step": "Done", "state": "Done"})
+    assert done == {"name": "2026.12", "synapseSchemaVersion": 94, "synapseCompatVersion": 84,
+                    "postgresMajor": {"matrix": 17, "docs": 17}}
+    # a new tenant is recorded once ready; a database keeps the compat version the newest Synapse wrote
+    assert release_record(suite, tenant, None, True, None)["name"] == "2026.12"
+    back = release_record(_release_suite("2024.01"), tenant, {**done, "name": "2024.01"}, True, None)
+    assert (back["synapseSchemaVersion"], back["synapseCompatVersion"]) == (94, 84)
+
+
+def test_plan_adds_the_jobs_and_holds_the_workloads_of_an_upgrading_tenant():
+    """rollout_pass.plan over the rendered objects and an empty live view: the Backup step (backups configured) adds
+    the backup Job and holds every workload; a tenant already on its release is left alone."""
+    from sovereign_suite.api.backups import ObjectStorage
+    from sovereign_suite.reconcile.converge import stamp
+    from sovereign_suite.reconcile.problems import ObjectKey
+    from sovereign_suite.reconcile.rollout_pass import plan
+
+    suite, clouds = load_example("two-countries")
+    suite = suite.model_copy(deep=True)
+    suite.spec.backups.enabled = True
+    suite.spec.backups.encryption_recipient_secret_ref = None
+    suite.spec.backups.include.secrets = False
+    for c in clouds.values():
+        c.spec.object_storage = ObjectStorage(endpoint="https://s3.example.test", bucket="backups",
+                                              credentials_secret_ref="s3")
+    desired = [stamp(o, "uid") for o in render_suite(suite, clouds, {}, {}).manifests]
+    fr, de = (f"{suite.name}-{t.country.lower()}" for t in suite.spec.tenants)
+    status = {"tenants": [{"namespace": fr, "release": {"name": "2024.01", "synapseCompatVersion": 83}},
+                          {"namespace": de, "release": {"name": "2026.12", "synapseCompatVersion": 84}}]}
+    ctxs = {c.tenant.country: c for c in build_contexts(suite, clouds)}
+    out, held, upgrades = plan(suite, desired, {}, status, "uid", served=lambda ns: True,
+                               pods_of=lambda ns, match: [],
+                               labels=lambda t, comp, part: ctxs[t.country].labels(comp, part))
+    added = [o for o in out if o not in desired]
+    assert [(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"][:15]) for o in added] == \
+        [("Job", fr, "upgrade-backup-")]
+    assert upgrades == {fr: {"fromRelease": "2024.01", "toRelease": "2026.12", "step": "Backup", "state": "Running",
+                             "reason": "Upgrading", "message": "taking the backup before the upgrade"}}
+    assert ObjectKey("apps", "Deployment", fr, "synapse") in held
+    assert ObjectKey("apps", "StatefulSet", fr, "matrix-postgres") in held
+    assert not any(k.namespace == de for k in held)  # the German tenant is on its release already
