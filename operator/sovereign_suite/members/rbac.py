@@ -62,7 +62,7 @@ def member_rules() -> list[dict[str, Any]]:
     """The hub's cluster-wide rules in a member. Every write is confined to tenant namespaces by the admission
     policy (members/policy.py); Secrets are written here (create, patch, delete) but read only through the
     per-namespace binding."""
-    from ..reconcile.pipeline import CHILD_KINDS
+    from ..reconcile.child_kinds import CHILD_KINDS
 
     by_group: dict[str, list[str]] = {}
     for api_version, kind in CHILD_KINDS:

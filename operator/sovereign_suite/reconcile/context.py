@@ -157,7 +157,7 @@ class Clouds:
 class OperatorContext:
     def __init__(self, kube: Kube, settings: Settings, cache: ClusterCache | None = None,
                  leadership: Leadership | None = None):
-        from .pipeline import CHILD_KINDS  # the kinds the renderers produce
+        from .child_kinds import CHILD_KINDS  # the kinds the renderers produce
 
         self.kube = kube
         self.settings = settings
@@ -208,7 +208,7 @@ class OperatorContext:
         return ClusterPools(cluster, self.settings.workers, self.settings.apply_workers, shared=self.pools)
 
     def _member_cache(self, kube: Kube, cloud: str) -> ClusterCache:
-        from .pipeline import CHILD_KINDS
+        from .child_kinds import CHILD_KINDS
 
         # cluster-wide: the member's ClusterRole (members/rbac.py) grants list/watch on the child kinds, but
         # Secrets only per tenant namespace (the RoleBinding a pass writes there: pipeline.py). No log text of

@@ -37,11 +37,13 @@ from .converge import ANN_OWNER, stamp
 from .kube import ApiError
 from .jobs import migration_jobs
 from .moves import hold_moves, last_clusters
+from .pass_observe import Observing
 from .pools import each_cluster
 from .problems import UNREACHABLE, ObjectKey, Problem, SuiteKey, degraded, from_api_error, stalled
 from .prune import Pruner, component_of
 from .secrets import copy_manifest, roll_on_rotation
 from .backup_status import backup_entry
+from .child_kinds import CAPABILITY_KINDS, CHILD_KINDS  # noqa: F401 (CHILD_KINDS: imported from here too)
 from . import restore_pass, rollout_pass
 from .status import build_status
 from .storage_hold import hold_immutable_storage
@@ -52,35 +54,6 @@ from .views import (ClusterView, Homes, give_up, idle_problems, namespace_of_key
 log = logging.getLogger(__name__)
 
 FINALIZER = "sovereignsuite.io/cleanup"
-
-# Every kind a renderer may produce: watched by label to find drift and orphans. Kinds the cluster does not
-# serve (CloudNativePG, Prometheus Operator) are watched from the moment their CRD appears.
-CHILD_KINDS: tuple[tuple[str, str], ...] = (
-    ("v1", "Namespace"),
-    ("v1", "ResourceQuota"),
-    ("v1", "LimitRange"),
-    ("networking.k8s.io/v1", "NetworkPolicy"),
-    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
-    ("v1", "Secret"),
-    ("v1", "ConfigMap"),
-    ("v1", "PersistentVolumeClaim"),
-    ("v1", "Service"),
-    ("postgresql.cnpg.io/v1", "Cluster"),
-    ("batch/v1", "Job"),
-    ("batch/v1", "CronJob"),
-    ("barmancloud.cnpg.io/v1", "ObjectStore"),
-    ("postgresql.cnpg.io/v1", "ScheduledBackup"),
-    ("apps/v1", "Deployment"),
-    ("apps/v1", "StatefulSet"),
-    ("policy/v1", "PodDisruptionBudget"),
-    ("autoscaling/v2", "HorizontalPodAutoscaler"),  # Synapse workers (components/matrix/workloads.py)
-    ("networking.k8s.io/v1", "Ingress"),
-    ("monitoring.coreos.com/v1", "ServiceMonitor"),
-    ("monitoring.coreos.com/v1", "PodMonitor"),
-)
-CAPABILITY_KINDS = {"monitoring.coreos.com/v1": ("ServiceMonitor",), "postgresql.cnpg.io/v1": ("Cluster",),
-                    "barmancloud.cnpg.io/v1": ("ObjectStore",)}
-
 
 @dataclass
 class PassResult:
@@ -95,7 +68,7 @@ class PassResult:
     written: dict[tuple[str, ObjectKey], str] = field(default_factory=dict)
 
 
-class Pass:
+class Pass(Observing):
     """One pass over one suite. Lives on one worker thread."""
 
     def __init__(self, ctx: OperatorContext, body: dict[str, Any]):
@@ -346,56 +319,6 @@ class Pass:
         out.writes = writes
         out.written = written
         out.complete = not problems and not waiting
-        return out
-
-    # ---- observing ------------------------------------------------------------------------------
-    def health(self, suite: SovereignSuite, result: RenderResult, applied: set[ObjectKey]
-               ) -> list[observe.ComponentHealth]:
-        by_comp = observe.group_by_component(
-            [o for k, o in self.live.items() if k.kind in ("Deployment", "StatefulSet", "Job")])
-        self._applied = applied
-        cluster_problems = self.homes.problems() if self.homes else {}
-        health = []
-        for (country, comp), objs in sorted(result.by_component.items()):
-            ns = f"{suite.name}-{country}"
-            # tenancy runs nothing; the backup's health is its last success (status.tenants[].backup, the alert)
-            if comp in ("tenancy", "backup") or (self.homes is not None and ns in self.homes.remote):
-                continue
-            h = observe.component_health(country, ns, comp, by_comp.get((ns, comp), []), pods_of=self.pods_of)
-            missing = [o for o in objs if o["kind"] in ("Deployment", "StatefulSet") and ObjectKey.of(o) not in
-                       self.live]
-            for o in missing:
-                h.desired += int(o["spec"].get("replicas", 1))
-                h.waiting.append(f"{o['kind']}/{o['metadata']['name']}")
-            if missing and not h.reason:
-                h.reason, h.message = "Progressing", "waiting for " + ", ".join(h.waiting[:5])
-            if ns in cluster_problems:  # what was last seen there is not a current health: never a stale Ready
-                h.reason, h.message = cluster_problems[ns].reason, cluster_problems[ns].message
-            health.append(h)
-        return health
-
-    def pods_of(self, workload: dict[str, Any]) -> list[dict[str, Any]]:
-        """A workload's pods, from its cluster's cache (none for a workload this pass just wrote)."""
-        if ObjectKey.of(workload) in self._applied:
-            return []
-        match = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-        return self.pods_matching(workload["metadata"]["namespace"], match)
-
-    def pods_matching(self, ns: str, match: dict[str, str]) -> list[dict[str, Any]]:
-        """The pods of namespace ``ns`` with the labels ``match``, from its cluster's cache (read once a pass)."""
-        if ns not in self._pods:
-            view = self.homes.home.get(ns) if self.homes else None
-            self._pods[ns] = (view.target.cache if view else self.ctx.cache).pods_in(ns)
-        return [p for p in self._pods[ns] if match.items() <= (p["metadata"].get("labels") or {}).items()]
-
-    def models(self, contexts: list, placements: dict[str, list[gpu.Placement]]) -> dict[str, list[dict[str, Any]]]:
-        out = {}
-        for c in contexts:
-            ps = placements.get(c.tenant.country) or []
-            if ps:
-                entries = gpu.model_states(c, ps, self.live, self.pods_of, gpu.quota_problem(c, ps))
-                gpu.record(self.key.namespace, self.key.name, c.tenant.country, entries)
-                out[c.namespace] = entries
         return out
 
     def add_backups(self, suite: SovereignSuite, status: dict[str, Any]) -> None:
