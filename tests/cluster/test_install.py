@@ -34,6 +34,9 @@ from ..helpers import ROOT
 from .conftest import wait_for
 from .operator_fixture import SUITES, Audit, OperatorProcess, condition, create_referenced_secrets, free_port, suite_doc
 
+# The chart's ClusterRoles for people (bound in their namespaces), which the operator is never bound to.
+USER_CLUSTER_ROLES = {TENANT_ADMIN_CLUSTER_ROLE, "sovereign-suite-finetune-editor", "sovereign-suite-finetune-viewer"}
+
 CHART = ROOT / "charts" / "sovereign-suite-operator"
 
 
@@ -191,7 +194,7 @@ def test_cluster_scope_rbac_is_enough_for_the_example(cluster, api, core, namesp
                                                          "livenessPort": free_port()}}, tmp_path)
     kinds = sorted({d["kind"] for d in docs})
     assert kinds == ["ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment",
-                     "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"]
+                     "PodDisruptionBudget", "PriorityClass", "Role", "RoleBinding", "Service", "ServiceAccount"]
     deployment = install(cluster, docs)
     assert_pod_meets_restricted(core, deployment, release_ns)
     sa = deployment["spec"]["template"]["spec"]["serviceAccountName"]
@@ -243,8 +246,9 @@ def test_namespaces_scope_serves_listed_namespaces_only(cluster, api, core, name
               "tenants": [{"suite": suite_name, "suiteNamespace": namespace, "countries": ["FR", "DE"]}],
               "operator": {"driftInterval": 3, "metricsPort": free_port(), "livenessPort": free_port()}}
     docs = helm_template(name, release_ns, values, tmp_path)
-    # cluster-wide reads only (the tenant-admin ClusterRole is bound to the tenants' admin groups, not the operator)
-    assert not [d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] != TENANT_ADMIN_CLUSTER_ROLE
+    # cluster-wide reads only (the tenant-admin ClusterRole is bound to the tenants' admin groups, the FineTune
+    # roles to administrations in their own namespaces, never to the operator)
+    assert not [d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] not in USER_CLUSTER_ROLES
                 and any(set(r["verbs"]) - {"get", "list", "watch"} for r in d["rules"])], \
         "namespaces mode: cluster-wide reads only"
     deployment = install(cluster, docs)
