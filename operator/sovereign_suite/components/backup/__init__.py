@@ -205,17 +205,19 @@ def cronjob(ctx: RenderContext) -> dict[str, Any]:
     }
 
 
-def database_policy(ctx: RenderContext) -> list[dict[str, Any]]:
+def database_policy(ctx: RenderContext, name: str = "allow-egress-backup-databases", part: str = NAME,
+                    pods: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Egress from the backup pods (or ``pods``: the restore Job's, restore_job.py) to the tenant's embedded
+    databases only."""
     dbs = embedded_databases(ctx)
     if not dbs:
         return []
     return [{
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": "allow-egress-backup-databases", "namespace": ctx.namespace,
-                     "labels": ctx.labels(COMPONENT, NAME)},
+        "metadata": {"name": name, "namespace": ctx.namespace, "labels": ctx.labels(COMPONENT, part)},
         "spec": {
-            "podSelector": {"matchLabels": {LABEL_BACKUP: "true"}},
+            "podSelector": pods or {"matchLabels": {LABEL_BACKUP: "true"}},
             "policyTypes": ["Egress"],
             "egress": [{"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": db_object_name(c)}}}],
                         "ports": [{"protocol": "TCP", "port": POSTGRES_PORT}]} for c, _ in dbs],

@@ -22,7 +22,8 @@ from typing import Any
 
 from .. import tls
 from ..base import RenderContext, container_security, pod_security
-from ..postgres import PORT as POSTGRES_PORT, object_name as db_object_name
+from ..postgres import object_name as db_object_name
+from . import database_policy as backup_database_policy
 from . import (COMPONENT, MEDIA_ROOT, MOUNT, NAME as BACKUP_POD, RESOURCES, S3_DIR, SECRETS_ROOT, SYNAPSE_UID, TLS_DIR,
                WORK, config as backup_config, embedded_databases, media_included)
 
@@ -115,21 +116,8 @@ def job(ctx: RenderContext, backup_id: str) -> dict[str, Any]:
 
 
 def database_policy(ctx: RenderContext) -> list[dict[str, Any]]:
-    dbs = embedded_databases(ctx)
-    if not dbs:
-        return []
-    return [{
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {"name": "allow-egress-restore-databases", "namespace": ctx.namespace,
-                     "labels": ctx.labels(COMPONENT, "restore")},
-        "spec": {
-            "podSelector": {"matchExpressions": [{"key": LABEL_RESTORE, "operator": "Exists"}]},
-            "policyTypes": ["Egress"],
-            "egress": [{"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": db_object_name(c)}}}],
-                        "ports": [{"protocol": "TCP", "port": POSTGRES_PORT}]} for c, _ in dbs],
-        },
-    }]
+    return backup_database_policy(ctx, "allow-egress-restore-databases", "restore",
+                                  {"matchExpressions": [{"key": LABEL_RESTORE, "operator": "Exists"}]})
 
 
 def render(ctx: RenderContext, backup_id: str) -> list[dict[str, Any]]:
