@@ -137,21 +137,23 @@ def _printer(name: str, path: str, type_: str = "string", priority: int = 0, des
     return col
 
 
-def suite_crd() -> dict[str, Any]:
-    status = schema_of(SovereignSuiteStatus)
+def _crd(kind: str, plural: str, scope: str, short_names: list[str], printers: list[dict[str, Any]],
+         description: str, spec: dict[str, Any], status: dict[str, Any],
+         metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One CustomResourceDefinition of the group: one version, served and stored, with a status subresource."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"sovereignsuites.{GROUP}", "labels": {"app.kubernetes.io/part-of": "sovereign-suite"}},
+        "metadata": {"name": f"{plural}.{GROUP}", "labels": {"app.kubernetes.io/part-of": "sovereign-suite"}},
         "spec": {
             "group": GROUP,
-            "scope": "Namespaced",
+            "scope": scope,
             "names": {
-                "kind": "SovereignSuite",
-                "listKind": "SovereignSuiteList",
-                "plural": "sovereignsuites",
-                "singular": "sovereignsuite",
-                "shortNames": ["suite", "suites"],
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": short_names,
                 "categories": [CATEGORY],
             },
             "versions": [
@@ -160,28 +162,16 @@ def suite_crd() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        _printer("Countries", ".status.countries"),
-                        _printer("Ready", ".status.conditions[?(@.type==\"Ready\")].status"),
-                        _printer("Reason", ".status.conditions[?(@.type==\"Ready\")].reason"),
-                        _printer("Tenants", ".status.readySummary", priority=1, desc="Ready tenants / tenants"),
-                        _printer("Components", ".status.componentsSummary", priority=1,
-                                 desc="Ready/desired replicas per tenant and component"),
-                        _printer("Message", ".status.conditions[?(@.type==\"Ready\")].message", priority=1),
-                        _printer("Age", ".metadata.creationTimestamp", "date"),
-                    ],
+                    "additionalPrinterColumns": printers,
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",
-                            "description": "A sovereign digital workplace (Matrix, Jitsi, Docs, LLM) for one or more countries.",
+                            "description": description,
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},
-                                "metadata": {
-                                    "type": "object",
-                                    "properties": {"name": {"type": "string", "maxLength": 40}},
-                                },
-                                "spec": _suite_spec_schema(),
+                                "metadata": metadata or {"type": "object"},
+                                "spec": spec,
                                 "status": status,
                             },
                             "required": ["spec"],
@@ -193,6 +183,30 @@ def suite_crd() -> dict[str, Any]:
     }
 
 
+# Suite and FineTune names become parts of other objects' names (api/derived_names.py, the training Job's name): a
+# longer one is refused by the API server at once.
+_SHORT_NAME = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 40}}}
+_READY = ".status.conditions[?(@.type==\"Ready\")]"
+
+
+def suite_crd() -> dict[str, Any]:
+    return _crd(
+        "SovereignSuite", "sovereignsuites", "Namespaced", ["suite", "suites"],
+        [
+            _printer("Countries", ".status.countries"),
+            _printer("Ready", f"{_READY}.status"),
+            _printer("Reason", f"{_READY}.reason"),
+            _printer("Tenants", ".status.readySummary", priority=1, desc="Ready tenants / tenants"),
+            _printer("Components", ".status.componentsSummary", priority=1,
+                     desc="Ready/desired replicas per tenant and component"),
+            _printer("Message", f"{_READY}.message", priority=1),
+            _printer("Age", ".metadata.creationTimestamp", "date"),
+        ],
+        "A sovereign digital workplace (Matrix, Jitsi, Docs, LLM) for one or more countries.",
+        _suite_spec_schema(), schema_of(SovereignSuiteStatus), metadata=_SHORT_NAME,
+    )
+
+
 def cloud_crd() -> dict[str, Any]:
     spec = schema_of(NationalCloudSpec)
     spec["x-kubernetes-validations"] = [
@@ -202,52 +216,18 @@ def cloud_crd() -> dict[str, Any]:
          "message": "spec.kubeconfigSecretRef is required when spec.cluster is member, and not allowed when it is "
                     "local (the default)"},
     ]
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"nationalclouds.{GROUP}", "labels": {"app.kubernetes.io/part-of": "sovereign-suite"}},
-        "spec": {
-            "group": GROUP,
-            "scope": "Cluster",
-            "names": {
-                "kind": "NationalCloud",
-                "listKind": "NationalCloudList",
-                "plural": "nationalclouds",
-                "singular": "nationalcloud",
-                "shortNames": ["ncloud"],
-                "categories": [CATEGORY],
-            },
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        _printer("Country", ".spec.country"),
-                        _printer("Provider", ".spec.provider"),
-                        _printer("Regions", ".spec.regions"),
-                        _printer("Certifications", ".spec.certifications", priority=1),
-                        _printer("Age", ".metadata.creationTimestamp", "date"),
-                    ],
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": "A national cloud a country's tenant runs on (data residency, GPUs).",
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": spec,
-                                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                            },
-                            "required": ["spec"],
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    return _crd(
+        "NationalCloud", "nationalclouds", "Cluster", ["ncloud"],
+        [
+            _printer("Country", ".spec.country"),
+            _printer("Provider", ".spec.provider"),
+            _printer("Regions", ".spec.regions"),
+            _printer("Certifications", ".spec.certifications", priority=1),
+            _printer("Age", ".metadata.creationTimestamp", "date"),
+        ],
+        "A national cloud a country's tenant runs on (data residency, GPUs).",
+        spec, {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+    )
 
 
 def finetune_crd() -> dict[str, Any]:
@@ -259,62 +239,23 @@ def finetune_crd() -> dict[str, Any]:
                  "oldSelf.baseModel",
          "message": "spec.suite, spec.country and spec.baseModel are immutable (create another FineTune)"},
     ]
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"finetunes.{GROUP}", "labels": {"app.kubernetes.io/part-of": "sovereign-suite"}},
-        "spec": {
-            "group": GROUP,
-            "scope": "Namespaced",
-            "names": {
-                "kind": "FineTune",
-                "listKind": "FineTuneList",
-                "plural": "finetunes",
-                "singular": "finetune",
-                "shortNames": ["ft"],
-                "categories": [CATEGORY],
-            },
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        _printer("Country", ".spec.country"),
-                        _printer("Base", ".spec.baseModel"),
-                        _printer("Phase", ".status.phase"),
-                        _printer("Progress", ".status.progress"),
-                        _printer("Ready", ".status.conditions[?(@.type==\"Ready\")].status"),
-                        _printer("Eval", ".status.evalLoss", "number", priority=1, desc="The adapter's eval loss"),
-                        _printer("BaseEval", ".status.baseEvalLoss", "number", priority=1,
-                                 desc="The base model's eval loss"),
-                        _printer("Message", ".status.conditions[?(@.type==\"Ready\")].message", priority=1),
-                        _printer("Age", ".metadata.creationTimestamp", "date"),
-                    ],
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": "A LoRA adapter of a model a suite's tenant serves, trained on an "
-                            "administration's data in its country's object storage, and served when it passes "
-                            "its promotion gate.",
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {
-                                    "type": "object",
-                                    "properties": {"name": {"type": "string", "maxLength": 40}},
-                                },
-                                "spec": spec,
-                                "status": schema_of(FineTuneStatus),
-                            },
-                            "required": ["spec"],
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    return _crd(
+        "FineTune", "finetunes", "Namespaced", ["ft"],
+        [
+            _printer("Country", ".spec.country"),
+            _printer("Base", ".spec.baseModel"),
+            _printer("Phase", ".status.phase"),
+            _printer("Progress", ".status.progress"),
+            _printer("Ready", f"{_READY}.status"),
+            _printer("Eval", ".status.evalLoss", "number", priority=1, desc="The adapter's eval loss"),
+            _printer("BaseEval", ".status.baseEvalLoss", "number", priority=1, desc="The base model's eval loss"),
+            _printer("Message", f"{_READY}.message", priority=1),
+            _printer("Age", ".metadata.creationTimestamp", "date"),
+        ],
+        "A LoRA adapter of a model a suite's tenant serves, trained on an administration's data in its country's "
+        "object storage, and served when it passes its promotion gate.",
+        spec, schema_of(FineTuneStatus), metadata=_SHORT_NAME,
+    )
 
 
 CRDS = {"sovereignsuites": suite_crd, "nationalclouds": cloud_crd, "finetunes": finetune_crd}
