@@ -14,19 +14,18 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from sovereign_suite.backup import program
-from sovereign_suite.backup.s3 import Client, Credentials
+from sovereign_suite.backup.s3 import Client
+
+from .s3_server import free_port as _free_port, moto_bucket
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,11 +33,6 @@ PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
 ACCESS, SECRET = "AKIDBACKUPTEST", "backup-test-secret-key"
 PASSWORD = "pg-test-password-4b1d"
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tool(name: str) -> str:
@@ -50,32 +44,8 @@ def _tool(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def s3_server():
-    moto = subprocess.run([str(ROOT / "hack/install-backup-tools.sh"), "--print"], capture_output=True, text=True)
-    if moto.returncode != 0:
-        pytest.fail("moto_server is missing: run hack/install-backup-tools.sh")
-    port = _free_port()
-    proc = subprocess.Popen([moto.stdout.strip(), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(endpoint + "/", timeout=2).read()
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail("moto_server did not start")
-            time.sleep(0.2)
-    client = Client(endpoint, "fr-backups", "eu-west-3", Credentials(ACCESS, SECRET))
-    try:
-        # CreateBucket (the bucket is the platform team's, made before any backup), in its declared region
-        client._request("PUT", body=b'<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
-                                    b"<LocationConstraint>eu-west-3</LocationConstraint></CreateBucketConfiguration>")
+    with moto_bucket("fr-backups", "eu-west-3", ACCESS, SECRET) as client:
         yield client
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture(scope="module")

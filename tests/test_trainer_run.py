@@ -14,9 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -24,7 +22,9 @@ from pathlib import Path
 import pytest
 
 from sovereign_suite.api.lora_rules import adapter_config_problems
-from sovereign_suite.backup.s3 import Client, Credentials
+from sovereign_suite.backup.s3 import Client
+
+from .s3_server import free_port as _free_port, moto_bucket
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,11 +37,6 @@ CAPITALS = [("france", "paris"), ("germany", "berlin"), ("italy", "rome"), ("spa
             ("sweden", "stockholm"), ("luxembourg", "luxembourg"), ("austria", "vienna"), ("portugal", "lisbon")]
 TEXTS = [f"q: capital of {c}? a: the capital of {c} is {k}." for c, k in CAPITALS] * 8
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _installed(script: str, what: str) -> str:
@@ -63,29 +58,8 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def s3():
-    moto = _installed("install-backup-tools.sh", "moto_server")
-    port = _free_port()
-    proc = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(endpoint + "/", timeout=2).read()
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail("moto_server did not start")
-            time.sleep(0.2)
-    client = Client(endpoint, BUCKET, REGION, Credentials(ACCESS, SECRET))
-    try:
-        client._request("PUT", body=b'<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
-                                    b"<LocationConstraint>eu-west-3</LocationConstraint></CreateBucketConfiguration>")
+    with moto_bucket(BUCKET, REGION, ACCESS, SECRET) as client:
         yield client
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture(scope="module")

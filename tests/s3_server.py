@@ -1,0 +1,56 @@
+"""moto's S3 server (hack/install-backup-tools.sh) as a real S3-compatible endpoint on loopback, with one bucket made
+in its region: the country's object storage in the backup, restore, adapter-loader and trainer tests."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from sovereign_suite.backup.s3 import Client, Credentials
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def moto_bucket(bucket: str, region: str, access: str, secret: str) -> Iterator[Client]:
+    """A running moto server holding ``bucket`` (made in ``region``, as the platform team makes it before any
+    backup or training), and a client of it; the server stops on exit."""
+    found = subprocess.run([str(ROOT / "hack/install-backup-tools.sh"), "--print"], capture_output=True, text=True)
+    if found.returncode != 0:
+        pytest.fail("moto_server is missing: run hack/install-backup-tools.sh")
+    port = free_port()
+    proc = subprocess.Popen([found.stdout.strip(), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(endpoint + "/", timeout=2).read()
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail("moto_server did not start")
+            time.sleep(0.2)
+    client = Client(endpoint, bucket, region, Credentials(access, secret))
+    try:
+        client._request("PUT", body=b'<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                                    b"<LocationConstraint>" + region.encode() + b"</LocationConstraint>"
+                                    b"</CreateBucketConfiguration>")
+        yield client
+    finally:
+        proc.terminate()
+        proc.wait(10)
