@@ -63,14 +63,21 @@ def fetch_verified(s3: Client, prefix: str, bid: str, out: Path) -> dict[str, An
         name = obj["key"]
         if "/" in name or name.startswith("."):
             raise RestoreError(f"backup {bid}: object name {name!r} is not one the program writes")
-        try:
-            data = s3.get(f"{prefix}{bid}/{name}")
-        except S3Error as err:
-            raise RestoreError(f"backup {bid}: {name} cannot be read ({err})") from None
-        if hashlib.sha256(data).hexdigest() != obj["sha256"] or len(data) != obj["bytes"]:
-            raise RestoreError(f"backup {bid}: {name} is corrupt (its SHA-256 or size differs from the manifest)")
-        (out / name).write_bytes(data)
+        (out / name).write_bytes(read_checked(s3, prefix, bid, obj))
     return manifest
+
+
+def read_checked(s3: Client, prefix: str, bid: str, entry: dict[str, Any]) -> bytes:
+    """One object of backup ``bid``, as its manifest ``entry`` describes it (key, sha256, bytes); RestoreError when
+    it cannot be read or differs."""
+    name = entry["key"]
+    try:
+        data = s3.get(f"{prefix}{bid}/{name}")
+    except S3Error as err:
+        raise RestoreError(f"backup {bid}: {name} cannot be read ({err})") from None
+    if hashlib.sha256(data).hexdigest() != entry["sha256"] or len(data) != entry["bytes"]:
+        raise RestoreError(f"backup {bid}: {name} is corrupt (its SHA-256 or size differs from the manifest)")
+    return data
 
 
 def _psql(db: dict[str, Any], sql: str) -> str:

@@ -10,7 +10,6 @@ differs from the manifest, an identity the archive was not sealed to, an entry t
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import tarfile
@@ -18,7 +17,7 @@ from typing import Any
 
 from .agefile import AgeError, decrypt
 from .program import MANIFEST
-from .restore import RestoreError, resolve
+from .restore import RestoreError, read_checked, resolve
 from .s3 import Client, S3Error
 
 SEALED = "secrets.tar.age"
@@ -54,12 +53,7 @@ def fetch_secrets(s3: Client, prefix: str, wanted: str, identity: str | None
         return bid, {}
     if identity is None:
         raise RestoreError(f"backup {bid} holds the Secrets and no identity was given to decrypt them")
-    try:
-        data = s3.get(f"{prefix}{bid}/{SEALED}")
-    except S3Error as err:
-        raise RestoreError(f"backup {bid}: {SEALED} cannot be read ({err})") from None
-    if hashlib.sha256(data).hexdigest() != entry["sha256"] or len(data) != entry["bytes"]:
-        raise RestoreError(f"backup {bid}: {SEALED} is corrupt (its SHA-256 or size differs from the manifest)")
+    data = read_checked(s3, prefix, bid, entry)
     try:
         plain = decrypt(data, identity)
     except AgeError as err:
