@@ -130,6 +130,7 @@ class SuiteMemory:
     # children the last pass wrote, as (cluster, key) -> their resourceVersion
     expect: dict[Any, str] = field(default_factory=dict)
     last_status: dict[str, Any] | None = None  # the status last written (the watch may not show it yet)
+    status_version: str = ""  # the suite's resourceVersion that write made
 
 
 class Clouds:

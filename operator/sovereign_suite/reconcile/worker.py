@@ -21,7 +21,7 @@ from ..leader.elector import NotLeading
 from ..shard.fence import working_on
 from . import gpu
 from .conditions import Findings, conditions
-from .context import OperatorContext
+from .context import OperatorContext, SuiteMemory
 from .kube import ApiError
 from .cleanup import cleanup
 from .pipeline import FINALIZER, PassResult, reconcile
@@ -92,6 +92,15 @@ def _caught_up(obj: dict[str, Any] | None, rv: str) -> bool:
         return have == rv
 
 
+def with_own_status(body: dict[str, Any] | None, mem: SuiteMemory) -> dict[str, Any] | None:
+    """The suite as the pass must see it: with the status this operator wrote last when the watch has not shown
+    that write yet. A pass starting from the older status would forget what the last pass found, e.g. the cluster
+    a tenant was applied to, and then let the tenant move (moves.py)."""
+    if body is None or not mem.status_version or _caught_up(body, mem.status_version):
+        return body
+    return {**body, "status": mem.last_status}
+
+
 def process(ctx: OperatorContext, key: SuiteKey) -> None:
     """One pass of ``key``, skipped when sharded and its shard is not held here (its holder passes it); every
     write of the pass is fenced by that shard (shard/fence.py reads the suite from ``working_on``)."""
@@ -103,8 +112,8 @@ def process(ctx: OperatorContext, key: SuiteKey) -> None:
 
 
 def _process(ctx: OperatorContext, key: SuiteKey) -> None:
-    body = ctx.suite(key)
     mem = ctx.memory(key)
+    body = with_own_status(ctx.suite(key), mem)
     trigger, mem.trigger = mem.trigger or "requeue", ""
     if body is None:
         return
@@ -212,8 +221,9 @@ def _write_status(ctx: OperatorContext, key: SuiteKey, body: dict[str, Any], sta
     if same_status(body.get("status"), status) or same_status(mem.last_status, status):
         return
     try:
-        ctx.kube.merge_patch(*SUITES, key.name, key.namespace, {"status": status}, sub="status")
+        written = ctx.kube.merge_patch(*SUITES, key.name, key.namespace, {"status": status}, sub="status")
         mem.last_status = status
+        mem.status_version = ((written or {}).get("metadata") or {}).get("resourceVersion", "")
     except ApiError as err:
         if err.status not in (404, 409):
             raise
