@@ -3,7 +3,6 @@ in its region: the country's object storage in the backup, restore, adapter-load
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 import urllib.request
@@ -15,13 +14,9 @@ import pytest
 
 from sovereign_suite.backup.s3 import Client, Credentials
 
+from .processes import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

@@ -25,7 +25,8 @@ import pytest
 from sovereign_suite.backup import program
 from sovereign_suite.backup.s3 import Client
 
-from .s3_server import free_port as _free_port, moto_bucket
+from .processes import free_port as _free_port
+from .s3_server import moto_bucket
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

@@ -34,6 +34,7 @@ import yaml
 from sovereign_suite.backup.s3 import Client, Credentials
 from sovereign_suite.backup.sealed import fetch_secrets
 
+from .processes import stop_process
 from .test_backup_program import ACCESS, PG_BIN, ROOT, SECRET, _free_port, _identity, s3_server  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -157,12 +158,7 @@ class Synapse:
         return [e["content"] for e in reversed(out["chunk"]) if e["type"] == "m.room.message"]
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        stop_process(self.proc)
 
 
 def _backup_config(base: Path, s3: Client, pg: Postgres, media: Path, secrets: Path, recipient: str) -> Path:

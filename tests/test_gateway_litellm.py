@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tarfile
 import threading
@@ -29,17 +28,12 @@ import yaml
 from sovereign_suite.devcluster.realnode.build import build
 from sovereign_suite.devcluster.realnode.standins import LITELLM
 from . import golden_refresh
+from .processes import free_port as _free_port
 
 pytestmark = pytest.mark.slow
 KEYS = {"LITELLM_MASTER_KEY": "masterKey0123", "VLLM_API_KEY": "vllmKey0123",
         "consumers/impots-courriers.dgfip": "dgfipKey0123", "consumers/sante-resume.dgs": "dgsKey0123",
         "consumers/sante-resume.ars-idf": "arsKey0123"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Backend(BaseHTTPRequestHandler):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -29,18 +28,13 @@ from sovereign_suite.components.postgres import image_tag
 from sovereign_suite.reconcile.crash_causes import classify
 
 from . import synapse_venv
+from .processes import free_port as _free_port, stop_process
 
 pytestmark = pytest.mark.slow
 PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
 PASSWORD = "upgrade-test-pw-5e2c"
 USER_PASSWORD = "alice-pw-9f3a"
 SERVER = "fr.upgrade.test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _version(release: str) -> str:
@@ -154,13 +148,7 @@ class Synapse:
         pytest.fail(f"Synapse not ready in {timeout} s:\n{self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def _login(config: Path) -> str:

@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from ..processes import stop_process
+
 # Addresses inside the namespace only. Not a private range on purpose: Synapse refuses to federate with private,
 # loopback and test-net addresses by default (DEFAULT_IP_RANGE_BLOCKLIST in synapse/config/server.py, 1.163.2),
 # and the test must not widen that list. 100.128.0.0/16 is outside 100.64.0.0/10 (CGNAT) and every other entry.
@@ -227,13 +229,7 @@ class Lab:
 
     def stop(self, name: str, timeout: float = 30) -> None:
         proc = self.procs.pop(name, None)
-        if proc and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, timeout)
 
     def log(self, name: str) -> str:
         path = self.root / f"{name}.log"

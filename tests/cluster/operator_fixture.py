@@ -7,7 +7,6 @@ import copy
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,16 +20,11 @@ from kubernetes.client.rest import ApiException
 from sovereign_suite.devcluster.cluster import Cluster, cache_dir
 
 from ..helpers import EXAMPLE_FILES
+from ..processes import free_port
 
 OPERATOR_AGENTS = ("sovereign-suite-operator", "kopf/")
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 SUITES = ("sovereignsuite.io/v1alpha1", "SovereignSuite")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class OperatorProcess:

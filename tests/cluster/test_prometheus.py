@@ -36,6 +36,7 @@ from sovereign_suite.reconcile.kube import ApiError, Kube, ref
 from sovereign_suite.render import render_suite
 
 from .conftest import wait_crds, wait_for
+from ..processes import stop_process
 from .operator_fixture import SUITES, OperatorProcess, condition, create_referenced_secrets, free_port, suite_doc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,13 +82,7 @@ class Prometheus:
             return False
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def api(self, path: str, **params: str) -> dict:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""

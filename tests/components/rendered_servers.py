@@ -23,6 +23,7 @@ from typing import Any, Iterator
 from sovereign_suite.components import tls
 from sovereign_suite.components.base import RenderContext
 from sovereign_suite.secretgen import missing_keys
+from ..processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
@@ -33,12 +34,6 @@ def tenant_tls(ctx: RenderContext) -> dict[str, str]:
     spec = tls.secret_spec(ctx)
     assert spec is not None
     return missing_keys(spec, None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def workdir() -> Path:

@@ -20,6 +20,7 @@ from sovereign_suite.components import matrix
 from sovereign_suite.components.base import build_contexts
 
 from ..helpers import load_example, suite_with
+from ..processes import free_port as _free_port
 
 PASSWORD = "Zx" * 32
 
@@ -30,12 +31,6 @@ def _redis_container():
     deploy = next(o for o in matrix.render(ctx)
                   if o["kind"] == "Deployment" and o["metadata"]["name"] == "synapse-redis")
     return deploy["spec"]["template"]["spec"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ask(port: int, *command: str, context: ssl.SSLContext | None = None) -> bytes:

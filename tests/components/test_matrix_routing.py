@@ -8,7 +8,6 @@ import base64
 import http.server
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -23,6 +22,7 @@ from sovereign_suite.components.matrix.workloads import router_conf
 from sovereign_suite.components.base import build_contexts
 
 from ..helpers import load_example, suite_with
+from ..processes import free_port as _free_port
 
 LARGE = PRESETS["large"]
 MONOLITH = PRESETS["monolith"]
@@ -79,11 +79,6 @@ def test_types_without_replicas_fall_back():
 
 
 # ---- the real nginx ---------------------------------------------------------------------------------------
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _Backend(http.server.BaseHTTPRequestHandler):
