@@ -1,12 +1,16 @@
 """A Synapse worker topology on the local control plane (kwok nodes): the operator converges it, reports each
-worker type's readiness in the status, and a change of the event persisters rolls every Synapse process."""
+worker type's readiness in the status, and a change of the event persisters rolls every Synapse process, none of
+the new writer set starting while one of the old set is still there (reconcile/writer_change.py)."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from kubernetes import watch
 
 from sovereign_suite.api.matrix_workers import PRESETS
-from sovereign_suite.components.matrix.workers import BY_KEY
+from sovereign_suite.components.matrix.workers import BY_KEY, WRITERS_LABEL
 
 from .conftest import wait_for
 from .operator_fixture import SUITES, create_referenced_secrets, get_suite, suite_doc, wait_ready
@@ -35,7 +39,38 @@ def _hashes(kube, ns):
     return out
 
 
-def test_worker_topology_converges_reports_per_type_and_rolls_on_persister_change(operator, kube, suite_ns):
+class WriterSets:
+    """Watches a namespace's pods and records every moment two Synapse writer sets exist at once (terminating
+    pods count: their process may still run), and whether the Synapse pods were all gone at some point."""
+
+    def __init__(self, core, namespace: str):
+        self.core, self.namespace = core, namespace
+        self.pods: dict[str, str] = {}
+        self.mixed: list[dict[str, str]] = []
+        self.none_left = False
+        self.watch = watch.Watch()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        for event in self.watch.stream(self.core.list_namespaced_pod, self.namespace, timeout_seconds=600):
+            pod = event["object"]
+            writers = (pod.metadata.labels or {}).get(WRITERS_LABEL)
+            if writers is None:
+                continue
+            if event["type"] == "DELETED":
+                self.pods.pop(pod.metadata.name, None)
+            else:
+                self.pods[pod.metadata.name] = writers
+            if len(set(self.pods.values())) > 1:
+                self.mixed.append(dict(self.pods))
+            self.none_left |= not self.pods
+
+    def stop(self) -> None:
+        self.watch.stop()
+
+
+def test_worker_topology_converges_reports_per_type_and_rolls_on_persister_change(operator, kube, core, suite_ns):
     doc = suite_doc("two-countries", suite_ns, patch={"components": {
         "docs": {"enabled": False}, "jitsi": {"enabled": False}, "matrix": {"workers": WORKERS}}})
     kube.create(doc)
@@ -64,10 +99,19 @@ def test_worker_topology_converges_reports_per_type_and_rolls_on_persister_chang
         before = _hashes(kube, fr)
         assert len(before) == 1 + len([n for n in expected.values() if n])
 
-        # a third persister: homeserver.yaml changes, so every Synapse process rolls (docs/workers.md)
+        # a third persister: homeserver.yaml changes, so every Synapse process rolls (docs/workers.md), all of
+        # the old writer set gone before any of the new one starts
+        sets = WriterSets(core, fr)
+        wait_for(lambda: len(sets.pods) == 1 + sum(expected.values()), what="the pods watched")
+        old = set(sets.pods.values())
+        assert len(old) == 1
         kube.merge_patch(*SUITES, doc["metadata"]["name"], suite_ns,
                          {"spec": {"components": {"matrix": {"workers": {**WORKERS, "eventPersister": 3}}}}})
         suite = wait_ready(kube, doc, timeout=240)
+        wait_for(lambda: sets.pods and set(sets.pods.values()).isdisjoint(old), what="only the new writer set")
+        sets.stop()
+        assert sets.mixed == [], f"two writer sets at once: {sets.mixed[:3]}"
+        assert sets.none_left, "the Synapse pods of the old writer set were never all stopped before the new ones"
         after = _hashes(kube, fr)
         assert after.keys() == before.keys() and all(after[k] != before[k] for k in before)
         per_type = {w["type"]: w for w in _matrix(suite["status"], "FR")["workers"]}

@@ -44,7 +44,7 @@ from .prune import Pruner, component_of
 from .secrets import copy_manifest, roll_on_rotation
 from .backup_status import backup_entry
 from .child_kinds import CAPABILITY_KINDS, CHILD_KINDS  # noqa: F401 (CHILD_KINDS: imported from here too)
-from . import restore_pass, rollout_pass
+from . import restore_pass, rollout_pass, writer_change
 from .status import build_status
 from .storage_hold import hold_immutable_storage
 from .targets import Target
@@ -288,11 +288,14 @@ class Pass(Observing):
             suite, desired, self.live, self.old_status, self.uid,
             served=lambda ns: ns in homes.home and ns not in homes.remote, pods_of=self.pods_matching,
             labels=lambda tenant, comp, part: labels[tenant.country](comp, part))
+        # a new Synapse writer set: every process of the old one stops first (writer_change.py)
+        desired, stopping = writer_change.plan(desired, lambda ns: ns in homes.home and ns not in homes.remote,
+                                               self.pods_matching)
         problems = list(homes.unresolved.values()) + held + self.restores.problems
         problems += [degraded(u["reason"], f"{ns}: upgrade {u['fromRelease']} -> {u['toRelease']} stopped at "
                               f"step {u['step']}: {u['message']}")
                      for ns, u in self.upgrades.items() if u["state"] == "Failed"]
-        waiting: list[str] = []
+        waiting: list[str] = list(stopping)
         applied: set[ObjectKey] = set()
         writes, written = 0, {}
         retain = suite.spec.deletion_policy == "Retain"

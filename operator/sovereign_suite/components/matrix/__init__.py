@@ -256,7 +256,9 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
     matrix = ctx.components.matrix
     pg_objects, _, db = render_postgres(ctx, COMPONENT, matrix.postgres)
     affinity = ctx.region_affinity()
-    config_data = {"homeserver.yaml": homeserver_yaml(ctx), "write-database-config.py": write_database_script()}
+    homeserver = homeserver_config(ctx)
+    config_data = {"homeserver.yaml": dump_yaml(homeserver), "write-database-config.py": write_database_script()}
+    writers = {synapse_workers.WRITERS_LABEL: synapse_workers.writers_digest(homeserver)}
     worker_data = worker_files(ctx)
     active = synapse_workers.active(matrix.workers)
     # the CA certificate a database of the tenant is verified with (sslrootcert in homeserver.yaml)
@@ -271,6 +273,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         db=db,
         paths=PATHS,
         labels=ctx.labels(COMPONENT, "synapse", image_version(matrix.image)),
+        pod_labels={**ctx.labels(COMPONENT, "synapse", image_version(matrix.image)), **writers},
         selector=ctx.selector(COMPONENT, "synapse"),
         config_data=config_data,
         replication_port=synapse_workers.REPLICATION_PORT if active else None,
@@ -297,6 +300,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         ctx, COMPONENT, image_version(matrix.image),
         here=HERE, uid=SYNAPSE_UID, worker_data=worker_data, db=db, paths=PATHS, affinity=affinity,
         config_hash=hashlib.sha256(json.dumps([config_data, worker_data], sort_keys=True).encode()).hexdigest(),
+        writers=writers,
         keys_secret=KEYS_SECRET,
         init_command=["python3", PATHS.script, PATHS.homeserver, PATHS.database, PATHS.database_password],
         command=["python3", "-m", "synapse.app.generic_worker", *worker_args()],

@@ -14,6 +14,8 @@ its pod name (init container ``worker-config``, templates/write-worker-config.py
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +30,12 @@ GENERIC = "synapse.app.generic_worker"
 MEDIA = "synapse.app.media_repository"
 WORKER_LABEL = "sovereignsuite.io/synapse-worker"  # the worker type of a pod (status, selectors)
 WORKER_POD_NAME = "synapse-worker"  # app.kubernetes.io/name of every worker pod (network policies)
+# the writer set a Synapse process was started with (pod template label of main and every worker): adding or
+# removing event persisters or federation senders needs every process restarted (docs/workers.md, "Stream
+# writers" and "synapse.app.generic_worker"), and no process of the old set may run beside one of the new set
+# (reconcile/writer_change.py)
+WRITERS_LABEL = "sovereignsuite.io/synapse-writers"
+WRITER_KEYS = ("stream_writers", "federation_sender_instances")
 
 
 @dataclass(frozen=True)
@@ -179,3 +187,9 @@ def worker_config(kind: WorkerType, http_port: int, metrics_port: int) -> dict[s
     if kind.replication:
         listeners.append({**main_listener()})
     return {"worker_app": kind.app, "worker_listeners": listeners}
+
+
+def writers_digest(homeserver: dict[str, Any]) -> str:
+    """A label value naming the writer set of a homeserver.yaml (the monolith's too: no writer is a set)."""
+    chosen = {key: homeserver.get(key) for key in WRITER_KEYS}
+    return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]

@@ -81,6 +81,7 @@ def render_workers(ctx: RenderContext, component: str, version: str | None, **co
             "autoscaled": autoscaled,
             "max_replicas": count * autoscaling.max_factor,
             "labels": worker_labels(ctx, component, kind, version),
+            "pod_labels": {**worker_labels(ctx, component, kind, version), **common["writers"]},
             "selector": selector,
             "ports": _ports(kind, common["http_port"], common["metrics_port"], container=False),
             "container_ports": _ports(kind, common["http_port"], common["metrics_port"], container=True),
