@@ -48,11 +48,19 @@ class WriterSets:
         self.pods: dict[str, str] = {}
         self.mixed: list[dict[str, str]] = []
         self.none_left = False
+        self.stopped = False
+        self.error: Exception | None = None
         self.watch = watch.Watch()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
     def run(self) -> None:
+        try:
+            self.record()
+        except Exception as err:  # noqa: BLE001 - the connection closed by stop(), or a failure the test reports
+            self.error = None if self.stopped else err
+
+    def record(self) -> None:
         for event in self.watch.stream(self.core.list_namespaced_pod, self.namespace, timeout_seconds=600):
             pod = event["object"]
             writers = (pod.metadata.labels or {}).get(WRITERS_LABEL)
@@ -67,6 +75,7 @@ class WriterSets:
             self.none_left |= not self.pods
 
     def stop(self) -> None:
+        self.stopped = True
         self.watch.stop()
 
 
@@ -110,6 +119,7 @@ def test_worker_topology_converges_reports_per_type_and_rolls_on_persister_chang
         suite = wait_ready(kube, doc, timeout=240)
         wait_for(lambda: sets.pods and set(sets.pods.values()).isdisjoint(old), what="only the new writer set")
         sets.stop()
+        assert sets.error is None, sets.error
         assert sets.mixed == [], f"two writer sets at once: {sets.mixed[:3]}"
         assert sets.none_left, "the Synapse pods of the old writer set were never all stopped before the new ones"
         after = _hashes(kube, fr)
