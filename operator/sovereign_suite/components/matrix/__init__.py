@@ -258,7 +258,9 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
     affinity = ctx.region_affinity()
     homeserver = homeserver_config(ctx)
     config_data = {"homeserver.yaml": dump_yaml(homeserver), "write-database-config.py": write_database_script()}
-    writers = {synapse_workers.WRITERS_LABEL: synapse_workers.writers_digest(homeserver)}
+    # workers only: a monolith's pods carry no writer set (its pod template stays as it was before the label)
+    writers = {synapse_workers.WRITERS_LABEL: synapse_workers.writers_digest(homeserver)} if \
+        synapse_workers.active(ctx.components.matrix.workers) else {}
     worker_data = worker_files(ctx)
     active = synapse_workers.active(matrix.workers)
     # the CA certificate a database of the tenant is verified with (sslrootcert in homeserver.yaml)

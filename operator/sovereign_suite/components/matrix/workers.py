@@ -190,6 +190,6 @@ def worker_config(kind: WorkerType, http_port: int, metrics_port: int) -> dict[s
 
 
 def writers_digest(homeserver: dict[str, Any]) -> str:
-    """A label value naming the writer set of a homeserver.yaml (the monolith's too: no writer is a set)."""
+    """A label value naming the writer set of a worker topology's homeserver.yaml."""
     chosen = {key: homeserver.get(key) for key in WRITER_KEYS}
     return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
