@@ -287,6 +287,7 @@ class Pass(Observing):
         desired, self.held, self.upgrades = rollout_pass.plan(
             suite, desired, self.live, self.old_status, self.uid,
             served=lambda ns: ns in homes.home and ns not in homes.remote, pods_of=self.pods_matching,
+            job_pods=self.job_pods,
             labels=lambda tenant, comp, part: labels[tenant.country](comp, part))
         problems = list(homes.unresolved.values()) + held + self.restores.problems
         problems += [degraded(u["reason"], f"{ns}: upgrade {u['fromRelease']} -> {u['toRelease']} stopped at "

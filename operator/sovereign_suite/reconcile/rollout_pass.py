@@ -48,16 +48,22 @@ def _job(live: Live, ns: str, name: str) -> tuple[str, tuple[str, str] | None]:
     return state, (failed.get("reason") or "Failed", failed.get("message") or "") if state == "Failed" else None
 
 
+JobPods = Callable[[str, dict[str, Any]], list[dict[str, Any]]]
+
+
 def observe_tenant(ns: str, objs: list[dict[str, Any]], live: Live, backups: bool, suffix: str,
-                   pods_of: Callable[[str, dict[str, str]], list[dict[str, Any]]]) -> Observed:
-    """``pods_of(namespace, match_labels)``: the pods there (from the watch cache)."""
-    backup_state, backup_why = _job(live, ns, BACKUP_JOB_PREFIX + suffix)
-    check_state, check_why = _job(live, ns, CHECK_JOB_PREFIX + suffix)
-    if check_why is not None:  # the check's own words (its log tail) say more than BackoffLimitExceeded
-        pods = pods_of(ns, {"job-name": CHECK_JOB_PREFIX + suffix})
-        why = observe.container_reason(pods) or _terminated(pods)
-        if why:
-            check_why = why
+                   pods_of: Callable[[str, dict[str, str]], list[dict[str, Any]]], job_pods: JobPods) -> Observed:
+    """``pods_of(namespace, match_labels)``: the pods there (from the watch cache); ``job_pods(namespace, job)``: a
+    finished Job's own pods (read from the cluster: the cache keeps no finished pod), stripped as the cache does."""
+    def job_of(name: str) -> tuple[str, tuple[str, str] | None]:
+        state, why = _job(live, ns, name)
+        if why is not None:  # the Job's own words (its pod's log tail) say more than BackoffLimitExceeded
+            pods = job_pods(ns, live[ObjectKey("batch", "Job", ns, name)])
+            why = observe.container_reason(pods) or _terminated(pods) or why
+        return state, why
+
+    backup_state, backup_why = job_of(BACKUP_JOB_PREFIX + suffix)
+    check_state, check_why = job_of(CHECK_JOB_PREFIX + suffix)
     if not any(o["metadata"]["name"] == "synapse" and o["kind"] == "Deployment" for o in objs):
         check_state = "Complete"  # no Synapse in this tenant: nothing to check
     failures = {k: v for k, v in (("backup", backup_why), ("check", check_why)) if v is not None}
@@ -66,7 +72,7 @@ def observe_tenant(ns: str, objs: list[dict[str, Any]], live: Live, backups: boo
         by_cat.setdefault(category(o) or "", []).append(o)
     migrations = "Complete"
     for job in by_cat.get("migrations", []):
-        state, why = _job(live, ns, job["metadata"]["name"])
+        state, why = job_of(job["metadata"]["name"])
         migrations = state if state != "Missing" else "Running"
         if why:
             failures["migrations"] = why
@@ -87,9 +93,11 @@ def observe_tenant(ns: str, objs: list[dict[str, Any]], live: Live, backups: boo
 
 
 def _terminated(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """The first non-zero exit of a Job's pods (as the watch cache stores them: reconcile/strip.py), with its
+    termination message (the tail of the log for FallbackToLogsOnError containers)."""
     for pod in pods:
         for c in (pod.get("status") or {}).get("containerStatuses") or []:
-            term = (c.get("state") or {}).get("terminated") or c.get("lastTerminated") or {}
+            term = c.get("terminated") or c.get("lastTerminated") or {}
             if term.get("exitCode"):
                 return term.get("reason") or "Error", " ".join((term.get("message") or "").split())[-500:]
     return None
@@ -97,11 +105,12 @@ def _terminated(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
 
 def plan(suite: SovereignSuite, desired: list[dict[str, Any]], live: Live, old_status: dict[str, Any], uid: str,
          served: Callable[[str], bool], pods_of: Callable[[str, dict[str, str]], list[dict[str, Any]]],
-         labels: Callable[[Any, str, str], dict[str, str]]
+         job_pods: JobPods, labels: Callable[[Any, str, str], dict[str, str]]
          ) -> tuple[list[dict[str, Any]], set[ObjectKey], dict[str, dict[str, Any]]]:
     """The desired objects with each upgrading tenant's one-off Jobs, the workloads held at their live version,
     and each upgrading tenant's status.tenants[].upgrade. ``desired`` is stamped; ``served(ns)``: the tenant is
-    written by this pass; ``labels(tenant, component, part)``: the rendered labels."""
+    written by this pass; ``labels(tenant, component, part)``: the rendered labels; ``pods_of``, ``job_pods``: as
+    observe_tenant's."""
     rec = recorded(old_status)
     jobs: list[dict[str, Any]] = []
     held: set[ObjectKey] = set()
@@ -115,7 +124,7 @@ def plan(suite: SovereignSuite, desired: list[dict[str, Any]], live: Live, old_s
         suffix = job_suffix(have, want, objs)
         cronjob = next((o for o in objs if o["kind"] == "CronJob" and o["metadata"]["name"] == "backup"), None)
         backups = cronjob is not None and effective_backups(suite, tenant).enabled
-        decision = decide(observe_tenant(ns, objs, live, backups, suffix, pods_of))
+        decision = decide(observe_tenant(ns, objs, live, backups, suffix, pods_of, job_pods))
         if "backup" in decision.jobs and cronjob is not None:
             job = backup_job(cronjob, BACKUP_JOB_PREFIX + suffix, labels(tenant, "backup", "upgrade-backup"))
             jobs.append(stamp(job, uid))
