@@ -53,11 +53,18 @@ def test_steps_in_dependency_order():
     (Observed(backups=False, check_job="Complete", database_ready=True,
               failures={"application": ("DatabaseSchemaTooNew", "Deployment/synapse: ...")}),
      "Application", "DatabaseSchemaTooNew"),
+    (Observed(backups=False, check_job="Complete",
+              failures={"database": ("ImagePullBackOff", "StatefulSet/matrix-postgres: ...")}),
+     "Database", "ImagePullBackOff"),
+    (Observed(backups=False, check_job="Complete", database_ready=True, application_ready=True,
+              failures={"workers": ("CrashLoopBackOff", "StatefulSet/synapse-sync: ...")}),
+     "Workers", "CrashLoopBackOff"),
 ])
 def test_a_failed_step_stops_with_its_reason_and_holds_what_follows(observed, step, reason):
     d = decide(observed)
     assert (d.step, d.state, d.reason) == (step, "Failed", reason)
-    later = {"Backup": ALL, "CheckConfig": ALL, "Migrations": {"application", "workers"}, "Application": {"workers"}}
+    later = {"Backup": ALL, "CheckConfig": ALL, "Database": {"migrations", "application", "workers"},
+             "Migrations": {"application", "workers"}, "Application": {"workers"}, "Workers": set()}
     assert d.hold == later[step]
     if step == "CheckConfig":
         assert "Config is missing server_name" in d.message and "previous version keeps serving" in d.message
@@ -299,3 +306,46 @@ def test_a_failed_migration_reports_the_migrations_words(rendered):
     assert (d.step, d.state, d.reason) == ("Migrations", "Failed", "MigrationFailed")
     assert d.message == f"Error: {words}"
     assert d.hold == {"application", "workers"}
+
+
+def test_a_stuck_application_fails_its_step_and_a_rolled_one_does_not(rendered):
+    """Synapse's new pod crash-looping (an error the operator does not know): the Application step Failed with the
+    kubelet's reason and the container's last words; the workers' step is held. Once the Deployment has rolled out
+    (applied and ready), its pods are not read: a step that is done is not failed."""
+    from sovereign_suite.reconcile.cache import strip_pod
+    from sovereign_suite.reconcile.converge import ANN_HASH, stamp
+    from sovereign_suite.reconcile.problems import ObjectKey
+    from sovereign_suite.reconcile.rollout import CHECK_JOB_PREFIX
+    from sovereign_suite.reconcile.rollout_pass import observe_tenant
+
+    synapse = stamp(next(o for o in rendered if o["kind"] == "Deployment" and o["metadata"]["name"] == "synapse"),
+                    "uid")
+    ns = synapse["metadata"]["namespace"]
+    objs = [synapse]
+    live = {ObjectKey("batch", "Job", ns, CHECK_JOB_PREFIX + "abc"):
+            {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}}
+    words = "ImportError: libpq.so.5: cannot open shared object file"
+    pod = {"metadata": {"name": "synapse-7d9f-x", "namespace": ns,
+                        "labels": {**synapse["spec"]["template"]["metadata"]["labels"]}},
+           "spec": {"containers": [{"name": "synapse"}]},
+           "status": {"phase": "Running", "containerStatuses": [
+               {"name": "synapse", "ready": False, "restartCount": 4,
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 1m20s"}},
+                "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": words}}}]}}
+    pods = [strip_pod(pod)]
+
+    def pods_of(n, match):
+        return [p for p in pods if match.items() <= p["metadata"]["labels"].items()]
+
+    d = decide(observe_tenant(ns, objs, live, False, "abc", pods_of, lambda n, job: []))
+    assert (d.step, d.state, d.reason) == ("Application", "Failed", "CrashLoopBackOff")
+    assert d.message.startswith("Deployment/synapse: pod synapse-7d9f-x, container synapse: CrashLoopBackOff")
+    assert words in d.message and d.hold == {"workers"}
+
+    # rolled out: applied (its hash) and every replica updated and ready; the same pod is not read any more
+    live[ObjectKey.of(synapse)] = {**synapse, "metadata": {**synapse["metadata"], "generation": 2},
+                                   "status": {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1,
+                                              "readyReplicas": 1, "availableReplicas": 1}}
+    assert live[ObjectKey.of(synapse)]["metadata"]["annotations"][ANN_HASH]
+    d = decide(observe_tenant(ns, objs, live, False, "abc", pods_of, lambda n, job: []))
+    assert (d.step, d.state) == ("Done", "Done")

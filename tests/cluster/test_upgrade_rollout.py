@@ -136,11 +136,12 @@ def _cordon(kube, on: bool, names: list[str] | None = None) -> list[str]:
     return [n["metadata"]["name"] for n in nodes]
 
 
-def _fail_check_pod(kube, ns: str) -> str:
-    """The check Job's pod exits 1 with the checker's words, as the kubelet reports a container that ran once
-    (restartPolicy Never): phase Failed, its container terminated with the tail of its log as the termination
-    message (terminationMessagePolicy FallbackToLogsOnError, copied from Synapse's container). The Job controller
-    then fails the Job (backoffLimit 0: BackoffLimitExceeded) by its own rules. Returns the Job's name."""
+def _check_pod_exits(kube, ns: str, code: int, message: str) -> str:
+    """The check Job's pod exits with ``code`` and ``message`` (the checker's words), as the kubelet reports a
+    container that ran once (restartPolicy Never): phase Failed or Succeeded, its container terminated with the tail
+    of its log as the termination message (terminationMessagePolicy FallbackToLogsOnError, copied from Synapse's
+    container). The Job controller then fails the Job (backoffLimit 0: BackoffLimitExceeded) or completes it, by its
+    own rules. Returns the Job's name."""
     def pending():
         return [p for p in kube.list("v1", "Pod", namespace=ns)
                 if p["metadata"]["name"].startswith("synapse-check-config-") and p["status"].get("phase") == "Pending"]
@@ -150,12 +151,11 @@ def _fail_check_pod(kube, ns: str) -> str:
     assert spec["containers"][0]["terminationMessagePolicy"] == "FallbackToLogsOnError"
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     kube.merge_patch("v1", "Pod", pod["metadata"]["name"], ns, {"status": {
-        "phase": "Failed", "startTime": now,
+        "phase": "Failed" if code else "Succeeded", "startTime": now,
         "containerStatuses": [{"name": c["name"], "image": c["image"], "imageID": "", "ready": False,
                                "started": False, "restartCount": 0,
-                               "state": {"terminated": {"exitCode": 1, "reason": "Error",
-                                                        "message": "\n" + CONFIG_ERROR + "\n",
-                                                        "startedAt": now, "finishedAt": now}}}
+                               "state": {"terminated": {"exitCode": code, "reason": "Error" if code else "Completed",
+                                                        "message": message, "startedAt": now, "finishedAt": now}}}
                               for c in spec["containers"]]}}, sub="status")
     return pod["metadata"]["labels"]["job-name"]
 
@@ -183,6 +183,15 @@ def _contents(kube, ns: str) -> dict[str, object]:
     return out
 
 
+def _fr_suite(namespace: str) -> dict:
+    doc = suite_doc("two-countries", namespace, patch={
+        "deletionPolicy": "Delete", "release": PREVIOUS,
+        "components": {"docs": {"enabled": False}, "jitsi": {"enabled": False},
+                       "matrix": {"workers": {"size": "small"}}}})
+    doc["spec"]["tenants"] = [{"country": "FR", "cloud": "fr-secnumcloud"}]
+    return doc
+
+
 def test_a_failed_check_stops_the_rollout_and_the_release_back_or_a_rerun_recovers(operator, kube, core, namespace,
                                                                                    cluster):
     """The new Synapse refuses the configuration: the rollout stops at CheckConfig (Failed, the checker's words),
@@ -190,11 +199,7 @@ def test_a_failed_check_stops_the_rollout_and_the_release_back_or_a_rerun_recove
     asking again fails again, and deleting the failed Job once the cause is gone runs the check again and the
     rollout goes on to the end."""
     create_referenced_secrets(core, namespace)
-    doc = suite_doc("two-countries", namespace, patch={
-        "deletionPolicy": "Delete", "release": PREVIOUS,
-        "components": {"docs": {"enabled": False}, "jitsi": {"enabled": False},
-                       "matrix": {"workers": {"size": "small"}}}})
-    doc["spec"]["tenants"] = [{"country": "FR", "cloud": "fr-secnumcloud"}]
+    doc = _fr_suite(namespace)
     name, fr = doc["metadata"]["name"], f"{doc['metadata']['name']}-fr"
     audit = Audit(cluster)
     cordoned: list[str] = []
@@ -208,7 +213,7 @@ def test_a_failed_check_stops_the_rollout_and_the_release_back_or_a_rerun_recove
         def upgrade_fails() -> tuple[dict, str, int]:
             mark = audit.mark()
             kube.merge_patch(*SUITES, name, namespace, {"spec": {"release": CURRENT}})
-            job = _fail_check_pod(kube, fr)
+            job = _check_pod_exits(kube, fr, 1, "\n" + CONFIG_ERROR + "\n")
             up = wait_for(lambda: (_tenant(kube, doc).get("upgrade") or {}).get("state") == "Failed"
                           and _tenant(kube, doc)["upgrade"], timeout=60, what="the rollout Failed")
             return up, job, mark
@@ -271,3 +276,79 @@ def test_a_failed_check_stops_the_rollout_and_the_release_back_or_a_rerun_recove
                      "metadata": {"name": name, "namespace": namespace}})
         wait_for(lambda: get_suite(kube, doc) is None, timeout=60, what="suite deleted")
 
+
+
+def test_a_new_synapse_that_crash_loops_fails_the_application_step_and_recovers_when_it_starts(
+        operator, kube, core, namespace):
+    """The check passes, Synapse's main Deployment gets the new image, and its new pod crash-loops: the rollout
+    stops at Application (Failed, the kubelet's reason and the container's last words), the suite is Degraded,
+    the workers stay on the previous version and the record on the previous release. When the container starts
+    (the kubelet retries it; here: the pod gets a node and kwok makes it ready), the next passes go on to the end."""
+    create_referenced_secrets(core, namespace)
+    doc = _fr_suite(namespace)
+    name, fr = doc["metadata"]["name"], f"{doc['metadata']['name']}-fr"
+    words = ('psycopg2.OperationalError: connection to server at "matrix-postgres" (10.96.12.7), port 5432 failed: '
+             'FATAL:  password authentication failed for user "synapse"')
+    cordoned: list[str] = []
+    try:
+        kube.create(doc)
+        wait_ready(kube, doc, timeout=120)
+        wait_for(lambda: _tenant(kube, doc).get("release"), timeout=30, what="the release record")
+        before = _workload_images(kube, fr)
+        workers = {k: v for k, v in before.items() if k.startswith("StatefulSet/synapse-")}
+        assert workers and all(v == [release_pins(PREVIOUS)["synapse"].ref] for v in workers.values()), before
+
+        cordoned = _cordon(kube, True)
+        kube.merge_patch(*SUITES, name, namespace, {"spec": {"release": CURRENT}})
+        _check_pod_exits(kube, fr, 0, "Config parses OK!\n")  # synapse/config/__main__.py's words on success
+
+        match = kube.get("apps/v1", "Deployment", "synapse", fr)["spec"]["selector"]["matchLabels"]
+
+        def new_synapse_pod():
+            return [p for p in kube.list("v1", "Pod", ",".join(f"{k}={v}" for k, v in match.items()), fr)
+                    if p["spec"]["containers"][0]["image"] == PINS["synapse"].ref
+                    and not p["metadata"].get("deletionTimestamp")]
+
+        pod = wait_for(new_synapse_pod, timeout=90, what="the new Synapse's pod")[0]
+        assert _synapse_image(kube, fr) == PINS["synapse"].ref
+        # as the kubelet reports a container that exits 1 at start, restarted with a back-off
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        kube.merge_patch("v1", "Pod", pod["metadata"]["name"], fr, {"status": {"containerStatuses": [
+            {"name": c["name"], "image": c["image"], "imageID": "", "ready": False, "started": False,
+             "restartCount": 3,
+             "state": {"waiting": {"reason": "CrashLoopBackOff",
+                                   "message": f"back-off 40s restarting failed container={c['name']} "
+                                              f"pod={pod['metadata']['name']}_{fr}"}},
+             "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": words,
+                                          "startedAt": now, "finishedAt": now}}}
+            for c in pod["spec"]["containers"]]}}, sub="status")
+        up = wait_for(lambda: (_tenant(kube, doc).get("upgrade") or {}).get("state") == "Failed"
+                      and _tenant(kube, doc)["upgrade"], timeout=60, what="the rollout Failed")
+        assert (up["step"], up["reason"]) == ("Application", "CrashLoopBackOff"), up
+        assert up["message"].startswith(f"Deployment/synapse: pod {pod['metadata']['name']}, container "), up
+        assert "last exit 1 (Error): " + " ".join(words.split()) in up["message"], up  # its whitespace folded
+        suite = get_suite(kube, doc)
+        assert (condition(suite, "Degraded")["status"], condition(suite, "Degraded")["reason"]) == (
+            "True", "CrashLoopBackOff")
+        assert f"{fr}: upgrade {PREVIOUS} -> {CURRENT} stopped at step Application" in condition(
+            suite, "Degraded")["message"]
+        assert condition(suite, "Ready")["status"] == "False"
+        time.sleep(6)  # two drift passes: still stopped, the workers still held
+        assert {k: v for k, v in _workload_images(kube, fr).items() if k in workers} == workers
+        assert _tenant(kube, doc)["upgrade"]["state"] == "Failed"
+        assert _tenant(kube, doc)["release"]["name"] == PREVIOUS
+
+        # the container starts: the rollout goes on, the workers follow, the record moves
+        _cordon(kube, False, cordoned)
+        cordoned = []
+        wait_for(lambda: (_tenant(kube, doc).get("release") or {}).get("name") == CURRENT, timeout=150,
+                 what="the tenant on the current release")
+        assert all(v == [PINS["synapse"].ref] for k, v in _workload_images(kube, fr).items() if k in workers)
+        assert "upgrade" not in _tenant(kube, doc)
+        wait_ready(kube, doc, timeout=60)
+    finally:
+        if cordoned:
+            _cordon(kube, False, cordoned)
+        kube.delete({"apiVersion": "sovereignsuite.io/v1alpha1", "kind": "SovereignSuite",
+                     "metadata": {"name": name, "namespace": namespace}})
+        wait_for(lambda: get_suite(kube, doc) is None, timeout=60, what="suite deleted")

@@ -13,7 +13,6 @@ from ..api.validation import effective_backups, effective_components, tenant_rel
 from ..api.releases import catalogue
 from . import observe
 from .converge import ANN_HASH, stamp
-from .crash_causes import classify
 from .problems import ObjectKey
 from .rollout import BACKUP_JOB_PREFIX, CHECK_JOB_PREFIX, Decision, Observed, backup_job, category, check_job, \
     decide, job_suffix
@@ -76,13 +75,10 @@ def observe_tenant(ns: str, objs: list[dict[str, Any]], live: Live, backups: boo
         migrations = state if state != "Missing" else "Running"
         if why:
             failures["migrations"] = why
-    for o in by_cat.get("application", []):
-        if o["kind"] == "Deployment" and o["metadata"]["name"] == "synapse":
-            match = ((o.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-            why = observe.container_reason(pods_of(ns, match)) if match else None
-            cause = classify(why[1]) if why else None
-            if cause:
-                failures["application"] = (cause.reason, f"Deployment/synapse: {cause.message}")
+    for cat in ("database", "application", "workers"):
+        why = _stuck(ns, by_cat.get(cat, []), live, pods_of)
+        if why:
+            failures[cat] = why
     return Observed(
         backups=backups, backup_job=backup_state, check_job=check_state,
         database_ready=all(_rolled(o, live) for o in by_cat.get("database", [])),
@@ -90,6 +86,22 @@ def observe_tenant(ns: str, objs: list[dict[str, Any]], live: Live, backups: boo
         application_ready=all(_rolled(o, live) for o in by_cat.get("application", [])),
         workers_ready=all(_rolled(o, live) for o in by_cat.get("workers", [])),
         failures=failures)
+
+
+def _stuck(ns: str, objs: list[dict[str, Any]], live: Live,
+           pods_of: Callable[[str, dict[str, str]], list[dict[str, Any]]]) -> tuple[str, str] | None:
+    """Why a workload of a step does not roll out, when its pods are stuck (a container crash-looping, an image
+    that cannot be pulled, a missing Secret key: observe.STUCK), with the container's last words; a Synapse
+    refusal the operator knows is named as such (crash_causes.py, through observe.container_reason). A pod still
+    starting, or Pending, is not stuck: the step is still Running."""
+    for o in objs:
+        if o["kind"] not in ("Deployment", "StatefulSet") or _rolled(o, live):
+            continue
+        match = ((o.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        why = observe.container_reason(pods_of(ns, match)) if match else None
+        if why:
+            return why[0], f"{o['kind']}/{o['metadata']['name']}: {why[1]}"
+    return None
 
 
 def _terminated(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
