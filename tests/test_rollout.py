@@ -214,6 +214,10 @@ def test_plan_adds_the_jobs_and_holds_the_workloads_of_an_upgrading_tenant():
                              "reason": "Upgrading", "message": "taking the backup before the upgrade"}}
     assert ObjectKey("apps", "Deployment", fr, "synapse") in held
     assert ObjectKey("apps", "StatefulSet", fr, "matrix-postgres") in held
+    # Docs' migrations of the new backend image wait for their step: never on a database not backed up yet
+    migrate = [o for o in desired if o["metadata"].get("namespace") == fr and category(o) == "migrations"]
+    assert migrate and all(ObjectKey.of(o) in held for o in migrate)
+    assert ObjectKey("apps", "Deployment", fr, "docs-backend") in held
     assert not any(k.namespace == de for k in held)  # the German tenant is on its release already
 
 
