@@ -53,11 +53,18 @@ def test_steps_in_dependency_order():
     (Observed(backups=False, check_job="Complete", database_ready=True,
               failures={"application": ("DatabaseSchemaTooNew", "Deployment/synapse: ...")}),
      "Application", "DatabaseSchemaTooNew"),
+    (Observed(backups=False, check_job="Complete",
+              failures={"database": ("ImagePullBackOff", "StatefulSet/matrix-postgres: ...")}),
+     "Database", "ImagePullBackOff"),
+    (Observed(backups=False, check_job="Complete", database_ready=True, application_ready=True,
+              failures={"workers": ("CrashLoopBackOff", "StatefulSet/synapse-sync: ...")}),
+     "Workers", "CrashLoopBackOff"),
 ])
 def test_a_failed_step_stops_with_its_reason_and_holds_what_follows(observed, step, reason):
     d = decide(observed)
     assert (d.step, d.state, d.reason) == (step, "Failed", reason)
-    later = {"Backup": ALL, "CheckConfig": ALL, "Migrations": {"application", "workers"}, "Application": {"workers"}}
+    later = {"Backup": ALL, "CheckConfig": ALL, "Database": {"migrations", "application", "workers"},
+             "Migrations": {"application", "workers"}, "Application": {"workers"}, "Workers": set()}
     assert d.hold == later[step]
     if step == "CheckConfig":
         assert "Config is missing server_name" in d.message and "previous version keeps serving" in d.message
@@ -198,7 +205,7 @@ def test_plan_adds_the_jobs_and_holds_the_workloads_of_an_upgrading_tenant():
                           {"namespace": de, "release": {"name": "2026.12", "synapseCompatVersion": 84}}]}
     ctxs = {c.tenant.country: c for c in build_contexts(suite, clouds)}
     out, held, upgrades = plan(suite, desired, {}, status, "uid", served=lambda ns: True,
-                               pods_of=lambda ns, match: [],
+                               pods_of=lambda ns, match: [], job_pods=lambda ns, job: [],
                                labels=lambda t, comp, part: ctxs[t.country].labels(comp, part))
     added = [o for o in out if o not in desired]
     assert [(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"][:15]) for o in added] == \
@@ -207,4 +214,142 @@ def test_plan_adds_the_jobs_and_holds_the_workloads_of_an_upgrading_tenant():
                              "reason": "Upgrading", "message": "taking the backup before the upgrade"}}
     assert ObjectKey("apps", "Deployment", fr, "synapse") in held
     assert ObjectKey("apps", "StatefulSet", fr, "matrix-postgres") in held
+    # Docs' migrations of the new backend image wait for their step: never on a database not backed up yet
+    migrate = [o for o in desired if o["metadata"].get("namespace") == fr and category(o) == "migrations"]
+    assert migrate and all(ObjectKey.of(o) in held for o in migrate)
+    assert ObjectKey("apps", "Deployment", fr, "docs-backend") in held
     assert not any(k.namespace == de for k in held)  # the German tenant is on its release already
+
+
+# Synapse v1.163.2's ConfigError for open registration without verification (synapse/config/registration.py), as
+# its checker writes it to stderr (synapse/config/__main__.py): what a failed check Job's pod leaves as its
+# termination message (the tail of its log: terminationMessagePolicy FallbackToLogsOnError)
+CONFIG_ERROR = ("You have enabled open registration without any verification. This is a known vector for spam and "
+                "abuse. If you would like to allow public registration, please consider adding email, captcha, or "
+                "token-based verification. Otherwise this check can be removed by setting the "
+                "`enable_registration_without_verification` config option to `true`.")
+
+
+def _failed_job(ns: str, name: str) -> dict:
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": ns, "uid": "uid-2"},
+            "status": {"failed": 1, "conditions": [
+                {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded"},
+                {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                 "message": "Job has reached the specified backoff limit"}]}}
+
+
+def _failed_pod(ns: str, job: str, message: str, uid: str = "uid-2") -> dict:
+    """A Job's pod (restartPolicy Never) whose container exited 1, as the kubelet writes it: the exit in
+    state.terminated (no restart, so no lastState); labelled by the Job controller with its Job's name and uid."""
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"{job}-{uid}", "namespace": ns,
+                         "labels": {"app.kubernetes.io/managed-by": "sovereign-suite-operator", "job-name": job,
+                                    "batch.kubernetes.io/job-name": job,
+                                    "batch.kubernetes.io/controller-uid": uid}},
+            "spec": {"nodeName": "kwok-node-0", "containers": [{"name": "synapse"}]},
+            "status": {"phase": "Failed", "containerStatuses": [
+                {"name": "synapse", "ready": False, "restartCount": 0, "lastState": {},
+                 "state": {"terminated": {"exitCode": 1, "reason": "Error", "message": message}}}]}}
+
+
+def _job_pods(pods: list[dict]):
+    """Pass.job_pods over ``pods``: the Job's own pods, by the uid label the Job controller sets."""
+    return lambda ns, job: [p for p in pods if p["metadata"]["labels"].get("batch.kubernetes.io/controller-uid")
+                            == job["metadata"]["uid"]]
+
+
+def test_a_failed_check_reports_the_checkers_words_from_its_pod(rendered):
+    """The check Job's pod stripped as the operator's caches strip pods (strip_pod): its one exit
+    (state.terminated) is kept, so the rollout says what the new Synapse refused instead of the Job's
+    BackoffLimitExceeded."""
+    from sovereign_suite.reconcile.cache import strip_pod
+    from sovereign_suite.reconcile.problems import ObjectKey
+    from sovereign_suite.reconcile.rollout import CHECK_JOB_PREFIX
+    from sovereign_suite.reconcile.rollout_pass import observe_tenant
+
+    ns = next(o for o in rendered if o["kind"] == "Deployment" and o["metadata"]["name"] == "synapse")[
+        "metadata"]["namespace"]
+    objs = [o for o in rendered if o["metadata"].get("namespace") == ns]
+    name = CHECK_JOB_PREFIX + "abc"
+    live = {ObjectKey("batch", "Job", ns, name): _failed_job(ns, name)}
+    # the first run's pod, of a Job deleted to run again (still there: deletion is in the background)
+    pods = [strip_pod(_failed_pod(ns, name, "an earlier run's words", uid="uid-1")),
+            strip_pod(_failed_pod(ns, name, "\n" + CONFIG_ERROR + "\n"))]
+    seen = observe_tenant(ns, objs, live, False, "abc", lambda n, match: [], _job_pods(pods))
+    d = decide(seen)
+    assert (d.step, d.state, d.reason) == ("CheckConfig", "Failed", "ConfigCheckFailed")
+    assert "(Error: You have enabled open registration without any verification." in d.message, d.message
+    assert "BackoffLimitExceeded" not in d.message and "earlier run" not in d.message
+    assert d.hold == ALL
+
+    # a member's pod keeps no log text: the exit's reason and code are what is said, the Job's condition otherwise
+    pods = [strip_pod(_failed_pod(ns, name, CONFIG_ERROR), log_text=False)]
+    d = decide(observe_tenant(ns, objs, live, False, "abc", lambda n, match: [], _job_pods(pods)))
+    assert "(Error: )" in d.message and "open registration" not in d.message
+    d = decide(observe_tenant(ns, objs, live, False, "abc", lambda n, match: [], _job_pods([])))
+    assert "(BackoffLimitExceeded: Job has reached the specified backoff limit)" in d.message
+
+
+def test_a_failed_migration_reports_the_migrations_words(rendered):
+    """Docs' migrate Job failing after the check: the Migrations step fails with the pod's last words and the
+    applications and workers stay held."""
+    from sovereign_suite.reconcile.cache import strip_pod
+    from sovereign_suite.reconcile.problems import ObjectKey
+    from sovereign_suite.reconcile.rollout import CHECK_JOB_PREFIX
+    from sovereign_suite.reconcile.rollout_pass import observe_tenant
+
+    migrate = next(o for o in rendered if category(o) == "migrations")
+    ns, name = migrate["metadata"]["namespace"], migrate["metadata"]["name"]
+    objs = [o for o in rendered if o["metadata"].get("namespace") == ns and category(o) != "database"]
+    check = CHECK_JOB_PREFIX + "abc"
+    live = {ObjectKey("batch", "Job", ns, name): _failed_job(ns, name),
+            ObjectKey("batch", "Job", ns, check): {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}}
+    words = "django.db.utils.ProgrammingError: relation \"core_document\" does not exist"
+    pods = [strip_pod(_failed_pod(ns, name, words))]
+    d = decide(observe_tenant(ns, objs, live, False, "abc", lambda n, match: [], _job_pods(pods)))
+    assert (d.step, d.state, d.reason) == ("Migrations", "Failed", "MigrationFailed")
+    assert d.message == f"Error: {words}"
+    assert d.hold == {"application", "workers"}
+
+
+def test_a_stuck_application_fails_its_step_and_a_rolled_one_does_not(rendered):
+    """Synapse's new pod crash-looping (an error the operator does not know): the Application step Failed with the
+    kubelet's reason and the container's last words; the workers' step is held. Once the Deployment has rolled out
+    (applied and ready), its pods are not read: a step that is done is not failed."""
+    from sovereign_suite.reconcile.cache import strip_pod
+    from sovereign_suite.reconcile.converge import ANN_HASH, stamp
+    from sovereign_suite.reconcile.problems import ObjectKey
+    from sovereign_suite.reconcile.rollout import CHECK_JOB_PREFIX
+    from sovereign_suite.reconcile.rollout_pass import observe_tenant
+
+    synapse = stamp(next(o for o in rendered if o["kind"] == "Deployment" and o["metadata"]["name"] == "synapse"),
+                    "uid")
+    ns = synapse["metadata"]["namespace"]
+    objs = [synapse]
+    live = {ObjectKey("batch", "Job", ns, CHECK_JOB_PREFIX + "abc"):
+            {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}}
+    words = "ImportError: libpq.so.5: cannot open shared object file"
+    pod = {"metadata": {"name": "synapse-7d9f-x", "namespace": ns,
+                        "labels": {**synapse["spec"]["template"]["metadata"]["labels"]}},
+           "spec": {"containers": [{"name": "synapse"}]},
+           "status": {"phase": "Running", "containerStatuses": [
+               {"name": "synapse", "ready": False, "restartCount": 4,
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 1m20s"}},
+                "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": words}}}]}}
+    pods = [strip_pod(pod)]
+
+    def pods_of(n, match):
+        return [p for p in pods if match.items() <= p["metadata"]["labels"].items()]
+
+    d = decide(observe_tenant(ns, objs, live, False, "abc", pods_of, lambda n, job: []))
+    assert (d.step, d.state, d.reason) == ("Application", "Failed", "CrashLoopBackOff")
+    assert d.message.startswith("Deployment/synapse: pod synapse-7d9f-x, container synapse: CrashLoopBackOff")
+    assert words in d.message and d.hold == {"workers"}
+
+    # rolled out: applied (its hash) and every replica updated and ready; the same pod is not read any more
+    live[ObjectKey.of(synapse)] = {**synapse, "metadata": {**synapse["metadata"], "generation": 2},
+                                   "status": {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1,
+                                              "readyReplicas": 1, "availableReplicas": 1}}
+    assert live[ObjectKey.of(synapse)]["metadata"]["annotations"][ANN_HASH]
+    d = decide(observe_tenant(ns, objs, live, False, "abc", pods_of, lambda n, job: []))
+    assert (d.step, d.state) == ("Done", "Done")

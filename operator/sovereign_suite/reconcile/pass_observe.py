@@ -4,16 +4,21 @@ about the stages)."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from ..api.models import SovereignSuite
 from ..render import RenderResult
 from . import gpu, observe
+from .kube import ApiError
 from .problems import ObjectKey
 
 if TYPE_CHECKING:
     from .context import OperatorContext
     from .views import Homes
+
+
+log = logging.getLogger(__name__)
 
 
 class Observing:
@@ -63,6 +68,24 @@ class Observing:
             view = self.homes.home.get(ns) if self.homes else None
             self._pods[ns] = (view.target.cache if view else self.ctx.cache).pods_in(ns)
         return [p for p in self._pods[ns] if match.items() <= (p["metadata"].get("labels") or {}).items()]
+
+    def job_pods(self, ns: str, job: dict[str, Any]) -> list[dict[str, Any]]:
+        """A finished Job's pods, read from its cluster: the caches keep no finished pod (cache.py watches pods
+        with ``status.phase!=Succeeded,status.phase!=Failed``), so a failed Job's words are read when it has failed
+        (reconcile/rollout_pass.py, once a pass while a rollout stays Failed). Stripped as that cluster's cache
+        strips pods: a member's come without their log text. Its own pods only (its uid): a Job deleted to run
+        again leaves pods of the same name for a while. When they cannot be read, the Job's condition says why."""
+        view = self.homes.home.get(ns) if self.homes else None
+        target = view.target if view else None
+        kube, cache = (target.kube, target.cache) if target else (self.ctx.kube, self.ctx.cache)
+        uid = job["metadata"].get("uid")
+        selector = f"batch.kubernetes.io/controller-uid={uid}" if uid else f"job-name={job['metadata']['name']}"
+        try:
+            return [cache.strip_pod(p) for p in kube.list("v1", "Pod", selector, ns)]
+        except ApiError as err:
+            log.warning("the pods of Job %s/%s could not be read (%s): its condition says why it failed", ns,
+                        job["metadata"]["name"], err)
+            return []
 
     def models(self, contexts: list, placements: dict[str, list[gpu.Placement]]) -> dict[str, list[dict[str, Any]]]:
         out = {}

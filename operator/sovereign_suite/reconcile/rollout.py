@@ -15,7 +15,11 @@ rolls it step by step, one step per condition met, recomputed from the live obje
                has not migrated yet.
 
 Until its step comes, a workload keeps its live version (the pass does not send it: the previous version keeps
-serving), and a failed step stops the rollout with its reason. The I/O (reading the Jobs and pods, applying what
+serving), and a failed step stops the rollout with its reason: a Job of the step failed (its pod's last words), or a
+workload of the step does not roll out because its pods are stuck (crash-looping, an image that cannot be pulled...:
+observe.STUCK, with the container's last words; a Synapse refusal named as such, crash_causes.py). Recomputed at
+every pass: a stuck workload that recovers (the kubelet retries) lets its step go on; a failed Job stays failed
+until it is deleted or the release set back. The I/O (reading the Jobs and pods, applying what
 is released) is the pass's: reconcile/pipeline.py, reconcile/rollout_pass.py.
 """
 
@@ -92,18 +96,21 @@ def decide(o: Observed) -> Decision:
                        "keeps serving")
         return _at("CheckConfig", jobs, message="the new Synapse checks the configuration")
     if not o.database_ready:
+        if "database" in o.failures:
+            return _at("Database", jobs, "Failed", *o.failures["database"])
         return _at("Database", jobs, message="the databases roll to their new image")
     if o.migrations == "Failed":
         why = o.failures.get("migrations", ("Failed", ""))
         return _at("Migrations", jobs, "Failed", "MigrationFailed", f"{why[0]}: {why[1]}")
     if o.migrations != "Complete":
         return _at("Migrations", jobs, message="the database migrations run")
-    if "application" in o.failures:
-        why = o.failures["application"]
-        return _at("Application", jobs, "Failed", why[0], why[1])
     if not o.application_ready:
+        if "application" in o.failures:
+            return _at("Application", jobs, "Failed", *o.failures["application"])
         return _at("Application", jobs, message="the applications roll to their new images")
     if not o.workers_ready:
+        if "workers" in o.failures:
+            return _at("Workers", jobs, "Failed", *o.failures["workers"])
         return _at("Workers", jobs, message="Synapse's workers roll after the main process")
     return Decision("Done", "Done", "Upgraded")
 

@@ -13,7 +13,6 @@ from ..api.validation import effective_backups, effective_components, tenant_rel
 from ..api.releases import catalogue
 from . import observe
 from .converge import ANN_HASH, stamp
-from .crash_causes import classify
 from .problems import ObjectKey
 from .rollout import BACKUP_JOB_PREFIX, CHECK_JOB_PREFIX, Decision, Observed, backup_job, category, check_job, \
     decide, job_suffix
@@ -48,16 +47,22 @@ def _job(live: Live, ns: str, name: str) -> tuple[str, tuple[str, str] | None]:
     return state, (failed.get("reason") or "Failed", failed.get("message") or "") if state == "Failed" else None
 
 
+JobPods = Callable[[str, dict[str, Any]], list[dict[str, Any]]]
+
+
 def observe_tenant(ns: str, objs: list[dict[str, Any]], live: Live, backups: bool, suffix: str,
-                   pods_of: Callable[[str, dict[str, str]], list[dict[str, Any]]]) -> Observed:
-    """``pods_of(namespace, match_labels)``: the pods there (from the watch cache)."""
-    backup_state, backup_why = _job(live, ns, BACKUP_JOB_PREFIX + suffix)
-    check_state, check_why = _job(live, ns, CHECK_JOB_PREFIX + suffix)
-    if check_why is not None:  # the check's own words (its log tail) say more than BackoffLimitExceeded
-        pods = pods_of(ns, {"job-name": CHECK_JOB_PREFIX + suffix})
-        why = observe.container_reason(pods) or _terminated(pods)
-        if why:
-            check_why = why
+                   pods_of: Callable[[str, dict[str, str]], list[dict[str, Any]]], job_pods: JobPods) -> Observed:
+    """``pods_of(namespace, match_labels)``: the pods there (from the watch cache); ``job_pods(namespace, job)``: a
+    finished Job's own pods (read from the cluster: the cache keeps no finished pod), stripped as the cache does."""
+    def job_of(name: str) -> tuple[str, tuple[str, str] | None]:
+        state, why = _job(live, ns, name)
+        if why is not None:  # the Job's own words (its pod's log tail) say more than BackoffLimitExceeded
+            pods = job_pods(ns, live[ObjectKey("batch", "Job", ns, name)])
+            why = observe.container_reason(pods) or _terminated(pods) or why
+        return state, why
+
+    backup_state, backup_why = job_of(BACKUP_JOB_PREFIX + suffix)
+    check_state, check_why = job_of(CHECK_JOB_PREFIX + suffix)
     if not any(o["metadata"]["name"] == "synapse" and o["kind"] == "Deployment" for o in objs):
         check_state = "Complete"  # no Synapse in this tenant: nothing to check
     failures = {k: v for k, v in (("backup", backup_why), ("check", check_why)) if v is not None}
@@ -66,17 +71,14 @@ def observe_tenant(ns: str, objs: list[dict[str, Any]], live: Live, backups: boo
         by_cat.setdefault(category(o) or "", []).append(o)
     migrations = "Complete"
     for job in by_cat.get("migrations", []):
-        state, why = _job(live, ns, job["metadata"]["name"])
+        state, why = job_of(job["metadata"]["name"])
         migrations = state if state != "Missing" else "Running"
         if why:
             failures["migrations"] = why
-    for o in by_cat.get("application", []):
-        if o["kind"] == "Deployment" and o["metadata"]["name"] == "synapse":
-            match = ((o.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-            why = observe.container_reason(pods_of(ns, match)) if match else None
-            cause = classify(why[1]) if why else None
-            if cause:
-                failures["application"] = (cause.reason, f"Deployment/synapse: {cause.message}")
+    for cat in ("database", "application", "workers"):
+        why = _stuck(ns, by_cat.get(cat, []), live, pods_of)
+        if why:
+            failures[cat] = why
     return Observed(
         backups=backups, backup_job=backup_state, check_job=check_state,
         database_ready=all(_rolled(o, live) for o in by_cat.get("database", [])),
@@ -86,10 +88,28 @@ def observe_tenant(ns: str, objs: list[dict[str, Any]], live: Live, backups: boo
         failures=failures)
 
 
+def _stuck(ns: str, objs: list[dict[str, Any]], live: Live,
+           pods_of: Callable[[str, dict[str, str]], list[dict[str, Any]]]) -> tuple[str, str] | None:
+    """Why a workload of a step does not roll out, when its pods are stuck (a container crash-looping, an image
+    that cannot be pulled, a missing Secret key: observe.STUCK), with the container's last words; a Synapse
+    refusal the operator knows is named as such (crash_causes.py, through observe.container_reason). A pod still
+    starting, or Pending, is not stuck: the step is still Running."""
+    for o in objs:
+        if o["kind"] not in ("Deployment", "StatefulSet") or _rolled(o, live):
+            continue
+        match = ((o.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        why = observe.container_reason(pods_of(ns, match)) if match else None
+        if why:
+            return why[0], f"{o['kind']}/{o['metadata']['name']}: {why[1]}"
+    return None
+
+
 def _terminated(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """The first non-zero exit of a Job's pods (as the watch cache stores them: reconcile/strip.py), with its
+    termination message (the tail of the log for FallbackToLogsOnError containers)."""
     for pod in pods:
         for c in (pod.get("status") or {}).get("containerStatuses") or []:
-            term = (c.get("state") or {}).get("terminated") or c.get("lastTerminated") or {}
+            term = c.get("terminated") or c.get("lastTerminated") or {}
             if term.get("exitCode"):
                 return term.get("reason") or "Error", " ".join((term.get("message") or "").split())[-500:]
     return None
@@ -97,11 +117,12 @@ def _terminated(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
 
 def plan(suite: SovereignSuite, desired: list[dict[str, Any]], live: Live, old_status: dict[str, Any], uid: str,
          served: Callable[[str], bool], pods_of: Callable[[str, dict[str, str]], list[dict[str, Any]]],
-         labels: Callable[[Any, str, str], dict[str, str]]
+         job_pods: JobPods, labels: Callable[[Any, str, str], dict[str, str]]
          ) -> tuple[list[dict[str, Any]], set[ObjectKey], dict[str, dict[str, Any]]]:
     """The desired objects with each upgrading tenant's one-off Jobs, the workloads held at their live version,
     and each upgrading tenant's status.tenants[].upgrade. ``desired`` is stamped; ``served(ns)``: the tenant is
-    written by this pass; ``labels(tenant, component, part)``: the rendered labels."""
+    written by this pass; ``labels(tenant, component, part)``: the rendered labels; ``pods_of``, ``job_pods``: as
+    observe_tenant's."""
     rec = recorded(old_status)
     jobs: list[dict[str, Any]] = []
     held: set[ObjectKey] = set()
@@ -115,7 +136,7 @@ def plan(suite: SovereignSuite, desired: list[dict[str, Any]], live: Live, old_s
         suffix = job_suffix(have, want, objs)
         cronjob = next((o for o in objs if o["kind"] == "CronJob" and o["metadata"]["name"] == "backup"), None)
         backups = cronjob is not None and effective_backups(suite, tenant).enabled
-        decision = decide(observe_tenant(ns, objs, live, backups, suffix, pods_of))
+        decision = decide(observe_tenant(ns, objs, live, backups, suffix, pods_of, job_pods))
         if "backup" in decision.jobs and cronjob is not None:
             job = backup_job(cronjob, BACKUP_JOB_PREFIX + suffix, labels(tenant, "backup", "upgrade-backup"))
             jobs.append(stamp(job, uid))

@@ -133,14 +133,22 @@ def strip_member_pod(obj: dict[str, Any]) -> dict[str, Any]:
 def _container_status(c: dict[str, Any], log_text: bool) -> dict[str, Any]:
     # waiting.message is the kubelet's own text (back-off delay, a missing Secret key, a pull error), never the
     # container's output; lastState.terminated.message is what the container wrote, or its log's tail
+    # state.terminated: a container that ran once and ended (a Job's pod, restartPolicy Never: a failed check or
+    # migration says why there, reconcile/rollout_pass.py), lastState.terminated: the previous run of a restarted one
     waiting = (c.get("state") or {}).get("waiting") or {}
-    last = (c.get("lastState") or {}).get("terminated") or {}
-    ended = {"reason": last.get("reason"), "exitCode": last.get("exitCode")}
-    if log_text:
-        ended["message"] = (last.get("message") or "")[-600:]
+
+    def ended(term: dict[str, Any]) -> dict[str, Any] | None:
+        if not term:
+            return None
+        out = {"reason": term.get("reason"), "exitCode": term.get("exitCode")}
+        if log_text:
+            out["message"] = (term.get("message") or "")[-600:]
+        return out
+
     return {"name": c.get("name"), "restartCount": c.get("restartCount", 0),
             "waiting": {"reason": waiting.get("reason"), "message": (waiting.get("message") or "")[:300]},
-            "lastTerminated": ended if last else None}
+            "terminated": ended((c.get("state") or {}).get("terminated") or {}),
+            "lastTerminated": ended((c.get("lastState") or {}).get("terminated") or {})}
 
 
 def strip_node(obj: dict[str, Any]) -> dict[str, Any]:
