@@ -246,3 +246,19 @@ def test_a_retry_after_the_job_was_deleted_is_not_taken_for_live_data():
     out = plan(contexts, render_suite(s, clouds), live, {}, lambda ns: True, lambda ns: [], lambda ns, n: creds,
                "eu-workplace")
     assert [p.reason for p in out.problems] == ["RestoreOverLiveData"] and out.decisions[NS].phase == "Refused"
+
+
+def test_a_failed_restore_job_says_why_from_its_pod_as_the_pass_reads_it():
+    """The refusal the restore program writes to its termination message reaches RestoreFailed: read from the Job's
+    own pods (Pass.job_pods: the caches keep no finished pod), stripped as the cache strips them; a member's pod
+    (no log text kept) gives none, and the Job's condition speaks instead."""
+    from sovereign_suite.reconcile.restore_pass import _termination_message
+    from sovereign_suite.reconcile.strip import strip_member_pod, strip_pod
+
+    pod = {"metadata": {"name": "restore-x-abcde", "namespace": "s-fr", "labels": {"job-name": "restore-x"}},
+           "status": {"phase": "Failed", "containerStatuses": [{"name": "restore", "restartCount": 0, "state": {
+               "terminated": {"exitCode": 2, "reason": "Error",
+                              "message": "backup 20261203T0000Z: object db.dump does not match its manifest\n"}}}]}}
+    assert _termination_message([strip_pod(pod)]) == "backup 20261203T0000Z: object db.dump does not match its manifest"
+    assert _termination_message([strip_member_pod(pod)]) is None
+    assert _termination_message([]) is None

@@ -343,15 +343,11 @@ class Pass(Observing):
         """The tenants created from a backup (restore_pass.py): the Job added to ``result``, what waits."""
         homes = self.homes
 
-        def pods_in(ns: str) -> list[dict[str, Any]]:
-            view = homes.home.get(ns) if homes else None
-            return (view.target.cache if view else self.ctx.cache).pods_in(ns)
-
         def read_secret(ns: str, name: str) -> dict[str, Any] | None:
             return self.ctx.cache.referenced_secret(ns, name) or self.ctx.kube.get("v1", "Secret", name, ns)
 
         return restore_pass.plan(contexts, result, self.live, restore_pass.recorded(self.old_status),
-                                 lambda ns: homes is None or ns in homes.home, pods_in, read_secret,
+                                 lambda ns: homes is None or ns in homes.home, self.job_pods, read_secret,
                                  self.key.namespace)
 
     def finish(self, suite: SovereignSuite | None, health: list[observe.ComponentHealth], problems: list[Problem],

@@ -29,21 +29,21 @@ class Plan:
         return held(obj, self.decisions)
 
 
-def _termination_message(pods: list[dict[str, Any]], job: str) -> str | None:
+def _termination_message(pods: list[dict[str, Any]]) -> str | None:
+    """The restore program's refusal, from its failed Job's pods as the pass reads them (Pass.job_pods: the caches
+    keep no finished pod; stripped, ``terminated`` is the container's one run)."""
     for pod in pods:
-        if (pod["metadata"].get("labels") or {}).get("job-name") != job:
-            continue
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-            msg = ((cs.get("state") or {}).get("terminated") or {}).get("message")
+            msg = (cs.get("terminated") or {}).get("message")
             if msg:
                 return msg.strip()[-500:]
     return None
 
 
 def plan(contexts: list, result: RenderResult, live: dict[ObjectKey, dict[str, Any]],
-         old_entries: dict[str, dict[str, Any]], served: Any, pods_in: Any, read_secret: Any,
+         old_entries: dict[str, dict[str, Any]], served: Any, job_pods: Any, read_secret: Any,
          suite_ns: str, connect: Any = None) -> Plan:
-    """``served(namespace)``: whether this operator writes that tenant; ``pods_in(namespace)``: its pods;
+    """``served(namespace)``: whether this operator writes that tenant; ``job_pods(namespace, job)``: a finished Job's pods;
     ``read_secret(namespace, name)``: a Secret of the suite's namespace; ``old_entries``: namespace -> the
     status's restore entry."""
     out = Plan()
@@ -57,7 +57,7 @@ def plan(contexts: list, result: RenderResult, live: dict[ObjectKey, dict[str, A
         generated = set(generated_secrets(ctx))
         failure = None
         if job is not None and (job.get("status") or {}).get("failed"):
-            failure = _termination_message(pods_in(ns), job["metadata"]["name"])
+            failure = _termination_message(job_pods(ns, job))
         d = decide(restore, old_entries.get(ns), job, holds_data(live, ns, generated) if restore else None, failure)
         if d.phase == FAILED:
             out.problems.append(stalled("RestoreFailed", d.message, ObjectKey("batch", "Job", ns, job["metadata"]["name"])
