@@ -16,9 +16,6 @@ from typing import Any
 
 from ..api.backups import Backups, ObjectStorage
 from ..api.secret_refs import OPT_IN_LABEL
-from ..backup.restore import RestoreError
-from ..backup.s3 import Client, Credentials, S3Error
-from ..backup.sealed import fetch_secrets
 from ..components.base import LABEL_COMPONENT, SecretSpec
 from .kube import ApiError
 from .problems import ObjectKey, Problem, from_api_error, stalled
@@ -53,6 +50,12 @@ def fetch(read: Any, suite_ns: str, backups: Backups, storage: ObjectStorage, pr
     for v in (access, secret):
         if isinstance(v, Problem):
             return v
+    # the backup program's S3 client and archive reader are imported only by a restore: the operator otherwise
+    # never runs them (bench/memory_breakdown.py: with them, every replica held about 1 MiB more from its start)
+    from ..backup.restore import RestoreError
+    from ..backup.s3 import Client, Credentials, S3Error
+    from ..backup.sealed import fetch_secrets
+
     identity = None
     ref = backups.restore_from.identity_secret_ref if backups.restore_from else None
     if ref is not None:

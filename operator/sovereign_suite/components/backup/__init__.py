@@ -21,7 +21,6 @@ import json
 from typing import Any
 
 from ...api.backups import Backups
-from ...backup.program import MANIFEST  # noqa: F401 - the layout the program writes (docs/operations.md)
 from .. import tls
 from ..base import RenderContext, container_security, pod_security
 from ..postgres import PASSWORD_KEY, PORT as POSTGRES_PORT, object_name as db_object_name
