@@ -155,3 +155,17 @@ def test_a_jobs_end_and_its_latest_pod() -> None:
             {"metadata": {"name": "c", "creationTimestamp": "2026-12-03T00:00:00Z"}, "status": {"phase": "Running"}}]
     assert newest(pods)["metadata"]["name"] == "c"
     assert newest(pods[:2])["metadata"]["name"] == "b" and newest([]) is None
+
+
+def test_a_pass_sees_the_status_the_operator_wrote_last_until_the_watch_shows_it(ctx: OperatorContext) -> None:
+    """Else a suite pass right after a FineTune's status write would not see it promoted (finetune_serving.py)."""
+    key = FineTuneKey(ADMIN_NS, "summaries")
+    ctx.finetunes.set(key, body())
+    mem = ctx.finetunes.memory(key)
+    mem.last_status, mem.status_version = {"phase": "Ready"}, "9"
+    assert ctx.finetunes.current(key)["status"] == {"phase": "Ready"}
+    assert ctx.finetunes.bodies()[0]["status"] == {"phase": "Ready"}
+    seen = {**body(), "status": {"phase": "Ready", "seen": True}}
+    seen["metadata"]["resourceVersion"] = "9"
+    ctx.finetunes.set(key, seen)
+    assert ctx.finetunes.current(key)["status"]["seen"] is True

@@ -1,8 +1,9 @@
 """The FineTune controller in the operator process, on the local control plane (kwok GPU nodes, the real
 scheduler, Job and garbage collectors): a FineTune gets the finalizer, its Job and NetworkPolicy in the tenant's
 namespace, and a status that follows the Job and the trainer's result; once converged the operator writes nothing
-for it; a change of what the run does replaces the Job; a refused FineTune names the field and nothing is applied;
-deleting the FineTune deletes its Job, its pod and its NetworkPolicy, then the finalizer.
+for it; a promoted adapter is served by the tenant's vLLM and gateway and the FineTune is then Ready; a change of
+what the run does replaces the Job and unloads the adapter; a refused FineTune names the field and nothing is
+applied; deleting the FineTune deletes its Job, its pod and its NetworkPolicy, then the finalizer.
 
 kwok runs a Job's pod to Succeeded at once, with no termination message: the trainer's result is written into the
 pod's status here, as the kubelet would copy it from /dev/termination-log (tests/test_trainer_run.py runs the
@@ -32,6 +33,7 @@ FT = ("sovereignsuite.io/v1alpha1", "FineTune")
 SUITE = ("sovereignsuite.io/v1alpha1", "SovereignSuite")
 CLOUD = ("sovereignsuite.io/v1alpha1", "NationalCloud")
 FINALIZER = "sovereignsuite.io/finetune-cleanup"
+ADAPTERS_CM = "vllm-mistral-small-adapters"  # what the loader sidecar loads (components/llm/adapters.py)
 
 
 @pytest.fixture(scope="module")
@@ -139,15 +141,27 @@ def test_a_finetune_runs_in_its_tenant_its_status_follows_and_a_converged_one_wr
                   what="NotPromoted")
     assert st["job"] == f"{ns}/{name}" and conditions(st)["Stalled"][:2] == ("True", "NotPromoted")
     assert "no eval loss" in conditions(st)["Stalled"][2]
-    # the trainer's result, as it writes it: promoted (1.4 < 2.0), not served by this operator version yet
+    # the trainer's result, as it writes it: promoted (1.4 < 2.0)
     uri = f"s3://{STORAGE['bucket']}/fine-tuning/{setup['admin']}/summaries/adapter/"
     (pod,) = pods_of(kube, ns, name)
     write_result(kube, pod, {"phase": "Succeeded", "step": 100, "totalSteps": 100, "loss": 1.1, "baseEvalLoss": 2.0,
                              "evalLoss": 1.4, "tokensPerSecond": 900.0, "durationSeconds": 42.0, "adapterUri": uri})
-    st = wait_for(lambda: (s := status_of(kube, doc)).get("phase") == "Evaluating" and s, timeout=60,
-                  what="Evaluating with the trainer's result")
+    # promoted: the suite's pass serves it in the tenant (vLLM's LoRA flags, the loader's list, a gateway route
+    # and the consumer's key), and then the FineTune is Ready
+    served = f"{setup['admin']}-summaries"
+    st = wait_for(lambda: (s := status_of(kube, doc)).get("phase") == "Ready" and s, timeout=90,
+                  what="Ready: the adapter served")
     assert (st["progress"], st["evalLoss"], st["baseEvalLoss"], st["adapterUri"]) == ("100/100", 1.4, 2.0, uri)
-    assert conditions(st)["Stalled"][0] == "False"
+    assert st["servedName"] == served and conditions(st)["Ready"][:2] == ("True", "Served")
+    assert conditions(st)["Stalled"][0] == "False" and conditions(st)["Reconciling"][0] == "False"
+    config = json.loads(kube.get("v1", "ConfigMap", ADAPTERS_CM, ns)["data"]["config.json"])
+    assert [(a["name"], a["uri"], a["rank"]) for a in config["adapters"]] == [(served, uri, 16)]
+    vllm = kube.get("apps/v1", "Deployment", "vllm-mistral-small", ns)
+    args = [a for c in vllm["spec"]["template"]["spec"]["containers"] for a in c.get("args") or []]
+    assert "--enable-lora" in args and args[args.index("--max-lora-rank") + 1] == "16"
+    assert any(f"model_name: {served}" in "".join((cm.get("data") or {}).values())
+               for cm in kube.list("v1", "ConfigMap", namespace=ns))  # the gateway's route
+    assert kube.get("v1", "Secret", f"llm-adapter-key.{served}.greffe-app", ns) is not None
     # converged: drift passes read, and write nothing of the FineTune's
     audit = Audit(cluster)
     mark = settle(operator, audit)
@@ -164,7 +178,9 @@ def test_a_finetune_runs_in_its_tenant_its_status_follows_and_a_converged_one_wr
         args[args.index("--steps") + 1] == "200"
     st = wait_for(lambda: (s := status_of(kube, doc)).get("observedGeneration") == 2 and s.get("phase") ==
                   "NotPromoted" and s, timeout=90, what="the new run's status")
-    assert "evalLoss" not in st and "progress" not in st
+    assert "evalLoss" not in st and "progress" not in st and "servedName" not in st
+    # the new run is not promoted: the adapter is no longer served
+    wait_for(lambda: kube.get("v1", "ConfigMap", ADAPTERS_CM, ns) is None, timeout=90, what="the adapter unloaded")
 
 
 @pytest.mark.parametrize("name, spec, reason, field", [

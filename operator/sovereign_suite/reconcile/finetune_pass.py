@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..api.finetune_models import FineTune, Promotion
+from ..api.finetune_models import promoted as gate
 from ..api.models import SovereignSuite
 from ..api.validation import InputError, parse_suite, problems_from
 from ..components import finetune as renderer
@@ -28,7 +29,8 @@ from .apply import Applier
 from .context import OperatorContext
 from .converge import stamp
 from .finetune_checks import Resolved, check_finetune
-from .finetune_status import finetune_status
+from .finetune_serving import is_served, served_name
+from .finetune_status import finetune_status, trainer_result
 from .finetune_store import suite_of_body
 from .gpu_memory import product_memory
 from .kube import ApiError
@@ -137,10 +139,13 @@ class FineTunePass:
         self.requeue_after: float | None = None
 
     def finish(self, problems: list[Problem], job: dict[str, Any] | None = None, pod: dict[str, Any] | None = None,
-               promotion: Promotion | None = None, adapter_uri: str = "") -> FineTuneResult:
+               promotion: Promotion | None = None, adapter_uri: str = "", served: str = "") -> FineTuneResult:
+        """``served``: the adapter's served name once the tenant's serving lists it ("" : not served)."""
         status = finetune_status(generation=self.generation, problems=problems, job=job, pod=pod,
-                                 promotion=promotion or Promotion(), adapter_uri=adapter_uri, served=False,
+                                 promotion=promotion or Promotion(), adapter_uri=adapter_uri, served=bool(served),
                                  old=self.old, stamp=self.stamp)
+        if served and status.get("phase") == "Ready":
+            status["servedName"] = served
         return FineTuneResult(status, problems, self.writes, self.requeue_after)
 
     def check(self) -> tuple[FineTune | None, Resolved | None, Target | None, list[Problem]]:
@@ -195,12 +200,25 @@ class FineTunePass:
         self.writes += applier.writes
         problems = list(applier.problems)
         job = applier.live.get(ObjectKey.of(job_obj))
+        served = ""
         try:
             pod = job_pod(target, job, renderer.pod_selector(ft))
+            if self.passed_gate(job, pod, promotion, uri):
+                name_served = served_name(ft.namespace, ft.name)
+                if is_served(target.kube.get, ns, resolved.model, name_served, uri):
+                    served = name_served
         except ApiError as err:
             problems.append(from_api_error(err, ObjectKey("", "Pod", ns, name)))
             pod = None
-        return self.finish(problems, job, pod, promotion, uri)
+        return self.finish(problems, job, pod, promotion, uri, served)
+
+    @staticmethod
+    def passed_gate(job: dict[str, Any] | None, pod: dict[str, Any] | None, promotion: Promotion, uri: str) -> bool:
+        """The Job completed and the trainer's result passes the promotion gate (then serving is asked)."""
+        complete = any(c.get("type") == "Complete" and c.get("status") == "True"
+                       for c in ((job or {}).get("status") or {}).get("conditions") or [])
+        result = trainer_result(pod, uri)
+        return complete and gate(promotion, result.get("baseEvalLoss"), result.get("evalLoss"))[0]
 
     def restart(self, target: Target, job: dict[str, Any], promotion: Promotion, uri: str) -> FineTuneResult:
         """What the run does changed: its Job goes, with its pods (foreground: the Job stays until they are

@@ -42,6 +42,14 @@ def suite_of_body(body: dict[str, Any]) -> SuiteKey | None:
     return SuiteKey(namespace, ref["name"]) if isinstance(namespace, str) else None
 
 
+def caught_up(body: dict[str, Any], rv: str) -> bool:
+    have = body["metadata"].get("resourceVersion", "")
+    try:
+        return int(have) >= int(rv)
+    except ValueError:
+        return have == rv
+
+
 @dataclass
 class FineTuneMemory:
     last_status: dict[str, Any] | None = None  # the status last written (the watch may not show it yet)
@@ -61,6 +69,19 @@ class FineTunes:
     def get(self, key: FineTuneKey) -> dict[str, Any] | None:
         with self._lock:
             return self._bodies.get(key)
+
+    def current(self, key: FineTuneKey) -> dict[str, Any] | None:
+        """The FineTune as a pass must see it: with the status this operator wrote last while the watch has not
+        shown that write yet (worker.with_own_status does the same for suites)."""
+        with self._lock:
+            body, mem = self._bodies.get(key), self._memory.get(key)
+        if body is None or mem is None or mem.last_status is None or not mem.status_version \
+                or caught_up(body, mem.status_version):
+            return body
+        return {**body, "status": mem.last_status}
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [b for b in (self.current(k) for k in self.keys()) if b is not None]
 
     def keys(self) -> list[FineTuneKey]:
         with self._lock:

@@ -23,6 +23,7 @@ from ..leader.elector import NotLeading
 from ..shard.fence import working_on
 from .context import OperatorContext
 from .finetune_pass import JOB_KIND, POLICY_KIND, reconcile_finetune
+from .finetune_serving import promoted
 from .finetune_status import finetune_status
 from .finetune_store import FineTuneKey, suite_of_body
 from .kube import ApiError
@@ -44,15 +45,12 @@ def fence_key(key: FineTuneKey, body: dict[str, Any]) -> SuiteKey:
 
 
 def process(ctx: OperatorContext, key: FineTuneKey) -> None:
-    body = ctx.finetunes.get(key)
+    body = ctx.finetunes.current(key)  # with our last status write while the watch has not shown it
     if body is None:
         return
     suite = fence_key(key, body)
     if not ctx.owns(suite):
         return
-    mem = ctx.finetunes.memory(key)
-    if mem.status_version and mem.last_status is not None and not _caught_up(body, mem.status_version):
-        body = {**body, "status": mem.last_status}  # the watch has not shown our last status write yet
     with working_on(suite):
         try:
             if body["metadata"].get("deletionTimestamp"):
@@ -76,14 +74,6 @@ def process(ctx: OperatorContext, key: FineTuneKey) -> None:
             log.info("%s: retrying in %.1f s", key, delay)
 
 
-def _caught_up(body: dict[str, Any], rv: str) -> bool:
-    have = body["metadata"].get("resourceVersion", "")
-    try:
-        return int(have) >= int(rv)
-    except ValueError:
-        return have == rv
-
-
 def _reconcile(ctx: OperatorContext, key: FineTuneKey, body: dict[str, Any]) -> None:
     meta = body["metadata"]
     if FINALIZER not in (meta.get("finalizers") or []):
@@ -98,17 +88,31 @@ def _reconcile(ctx: OperatorContext, key: FineTuneKey, body: dict[str, Any]) -> 
         ctx.finetunes.set(key, body)
     result = reconcile_finetune(ctx, body, now())
     write_status(ctx, key, body, result.status)
+    if promoted(body) != promoted({**body, "status": result.status}):
+        serve_again(ctx, key, body)  # its adapter is to be served, or no longer
     if any(p.reason in RETRIED for p in result.problems):
         delay = ctx.queue.add_rate_limited(key)
         log.info("%s: %s; retrying in %.1f s", key, "; ".join(map(str, result.problems)), delay)
         return
     ctx.queue.forget(key)
     requeue = result.requeue_after
-    if result.status.get("phase") in ("Pending", "Training", "Evaluating") and not _refused(result.problems):
-        # a run in progress: its pod's events enqueue it, and this catches what they do not (a scheduler message)
+    phase = result.status.get("phase")
+    if not _refused(result.problems) and (phase == "Evaluating" or (phase in ("Pending", "Training")
+                                                                   and "job" in result.status)):
+        # a run in progress (its pod's events enqueue it; this catches what they do not), or an adapter waiting
+        # to be served (the tenant's ConfigMap events enqueue the suite, not the FineTune); a FineTune waiting for
+        # nothing this operator does (RemoteCloud) is not passed again before the drift interval
         requeue = min(requeue or ctx.settings.requeue_seconds, ctx.settings.requeue_seconds)
     if requeue:
         ctx.enqueue_finetune(key, requeue)
+
+
+def serve_again(ctx: OperatorContext, key: FineTuneKey, body: dict[str, Any]) -> None:
+    """The suite's pass renders its tenants' adapters from the FineTunes (finetune_serving.py): enqueued when one
+    becomes promoted, stops being promoted, or goes."""
+    suite = suite_of_body(body)
+    if suite is not None and ctx.suite(suite) is not None:
+        ctx.enqueue(suite, "finetune")
 
 
 def _refused(problems: list[Problem]) -> bool:
@@ -187,3 +191,4 @@ def _delete(ctx: OperatorContext, key: FineTuneKey, body: dict[str, Any]) -> Non
     log.info("%s deleted: its Job and NetworkPolicy are gone", key)
     ctx.finetunes.forget(key)
     ctx.queue.forget(key)
+    serve_again(ctx, key, body)  # its adapter, if served, is unloaded

@@ -23,7 +23,7 @@ from ..shard.work import begin_sharded
 from ..api.validation import InputError, parse_cloud
 from .context import OperatorContext
 from .pipeline import FINALIZER
-from .finetune_store import FineTuneKey
+from .finetune_store import FineTuneKey, suite_of_body
 from .problems import SuiteKey
 from .worker import GROUP, VERSION, forget_suite
 
@@ -107,6 +107,9 @@ def finetune_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_:
     if event.get("type") == "DELETED":
         ctx.finetunes.forget(key)
         ctx.queue.forget(key)
+        suite = suite_of_body(dict(body))
+        if suite is not None and ctx.suite(suite) is not None:
+            ctx.enqueue(suite, "finetune")  # its adapter, if served, is unloaded
         return
     before = ctx.finetunes.get(key)
     ctx.finetunes.set(key, dict(body))
