@@ -405,6 +405,7 @@ def test_rbac_grants_nothing_the_code_does_not_use(helm, tmp_path, values):
                for g in r["apiGroups"] for res in r["resources"]}
     children = {(v.rsplit("/", 1)[0] if "/" in v else "", plural(k)) for v, k in CHILD_KINDS}
     others = {("sovereignsuite.io", "sovereignsuites"), ("sovereignsuite.io", "sovereignsuites/status"),
+              ("sovereignsuite.io", "finetunes"), ("sovereignsuite.io", "finetunes/status"),
               ("sovereignsuite.io", "nationalclouds"), ("apiextensions.k8s.io", "customresourcedefinitions"),
               ("", "events"), ("", "nodes"), ("", "pods"), ("rbac.authorization.k8s.io", "clusterroles"),
               ("coordination.k8s.io", "leases")}
@@ -414,10 +415,12 @@ def test_rbac_grants_nothing_the_code_does_not_use(helm, tmp_path, values):
 
 @pytest.mark.parametrize("values", [{}, NAMESPACES_MODE], ids=["cluster", "namespaces"])
 def test_rbac_for_suites_clouds_and_kopf(helm, tmp_path, values):
-    docs = template(helm, tmp_path, values)
+    docs = [d for d in template(helm, tmp_path, values) if d["metadata"]["name"] not in USER_ROLES]
     rules = operator_rules(docs, "sovereign-suite")
     assert allowed(rules, "sovereignsuite.io", "sovereignsuites") == {"get", "list", "watch", "patch"}
     assert allowed(rules, "sovereignsuite.io", "sovereignsuites/status") == {"patch"}
+    assert allowed(rules, "sovereignsuite.io", "finetunes") == {"get", "list", "watch", "patch"}
+    assert allowed(rules, "sovereignsuite.io", "finetunes/status") == {"patch"}
     assert allowed(rules, "sovereignsuite.io", "nationalclouds") == {"get", "list", "watch"}
     assert {"create"} <= allowed(rules, "", "events")
     assert {"list", "watch"} <= allowed(rules, "apiextensions.k8s.io", "customresourcedefinitions")

@@ -4,8 +4,10 @@ FineTune's status (reconcile/finetune_status.py) follows the live Job and pod: N
 without the trainer's result, Evaluating then Ready with it, Pending while the pod waits for a GPU, Failed when the
 Job fails. (kwok runs a Job's pod to Succeeded at once: the Training phase, a running pod, is unit-tested only.)
 
-Not the operator: these objects are applied here the way the FineTune pass will apply them (not written yet,
-docs/llm-finetuning.md); the renderer, the checks and the status function are the operator's own."""
+Not the operator: these objects are applied here by hand, to drive the scheduler and the Job controller into
+states the operator's FineTune pass cannot be made to reach on kwok (a pod waiting for a GPU, a deadline passed);
+the renderer, the checks and the status function are the operator's own. The operator process itself, applying,
+following and deleting a FineTune's Job, is tests/cluster/test_finetune_operator.py."""
 
 from __future__ import annotations
 

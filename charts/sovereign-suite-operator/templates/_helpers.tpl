@@ -148,7 +148,8 @@ mode namespaces only in the tenant namespaces (GPU accounting then sees only tho
 sso.rules.suites: what the operator does in a suite's namespace. Kopf lists and watches the suites; the
 handlers read a suite, patch its finalizer (patch) and its status (sovereignsuites/status), copy the Secrets
 it references into the tenants (secrets get), create the rotation key's Secret once (secrets create:
-reconcile/rotation_key.py) and post Events on the suite (events create).
+reconcile/rotation_key.py) and post Events on the suite (events create). FineTunes the same way: Kopf lists and
+watches them, the FineTune worker patches their finalizer and status (reconcile/finetune_worker.py).
 */}}
 {{- define "sso.rules.suites" -}}
 - apiGroups: [sovereignsuite.io]
@@ -156,6 +157,12 @@ reconcile/rotation_key.py) and post Events on the suite (events create).
   verbs: [get, list, watch, patch]
 - apiGroups: [sovereignsuite.io]
   resources: [sovereignsuites/status]
+  verbs: [patch]
+- apiGroups: [sovereignsuite.io]
+  resources: [finetunes]
+  verbs: [get, list, watch, patch]
+- apiGroups: [sovereignsuite.io]
+  resources: [finetunes/status]
   verbs: [patch]
 - apiGroups: [""]
   resources: [secrets]

@@ -58,6 +58,8 @@ def begin(ctx: OperatorContext, exit_process: Callable[[int], None] = os._exit) 
         log.info("leading: starting %d workers", ctx.settings.workers)
         for key in ctx.suite_keys():  # the previous leader's queue is gone: every suite passes once
             ctx.enqueue(key, "leader")
+        for ft in ctx.finetunes.keys():  # and every FineTune
+            ctx.enqueue_finetune(ft)
         start(ctx)
 
     def stopped(reason: str) -> None:

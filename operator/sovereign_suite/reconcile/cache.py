@@ -60,8 +60,12 @@ class ClusterCache:
                  on_secret_change: Callable[[str], None] | None = None,
                  on_api_change: Callable[[str], None] | None = None, unserved_retry: float = 30.0,
                  on_health_change: Callable[[], None] | None = None, referenceable: bool = True,
-                 secrets_by_namespace: bool = False, log_text: bool = True, watches: WatchLoop | None = None):
+                 secrets_by_namespace: bool = False, log_text: bool = True, watches: WatchLoop | None = None,
+                 on_other_change: Callable[[dict[str, Any]], None] | None = None):
         self.kube = kube
+        # a child kind's object or a pod of no suite changed (a FineTune's Job, pod or NetworkPolicy: the context
+        # maps it to its FineTune, finetune_store.finetune_of)
+        self.on_other_change = on_other_change
         # the loop its watches run on and the pool its lists take turns in, shared with every other cluster's
         # cache (watchloop.py): at most LISTS_PER_CLUSTER of this cluster's watches list at once (all of them do
         # after a start or a reconnection, each holding a decoded page until it is stripped), a few over all
@@ -170,6 +174,8 @@ class ClusterCache:
             self._secret_reader_event(type_, (new or old)["metadata"]["namespace"])  # type: ignore[index]
         if suite is not None and self.on_suite_change is not None:
             self.on_suite_change(suite, f"{type_} {ObjectKey.of(new or old)}")  # type: ignore[arg-type]
+        elif suite is None and self.on_other_change is not None:
+            self.on_other_change(new or old)  # type: ignore[arg-type]
 
     def _namespace_event(self, type_: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         self._child_event(type_, old, new)
@@ -229,6 +235,8 @@ class ClusterCache:
         suite = suite_of(new) or suite_of(old)
         if suite is not None and self.on_suite_change is not None:
             self.on_suite_change(suite, f"{type_} {ObjectKey.of(new or old)}")  # type: ignore[arg-type]
+        elif suite is None and self.on_other_change is not None:
+            self.on_other_change(new or old)  # type: ignore[arg-type]
 
     def _served_changed(self, informer: Informer) -> None:
         log.info("%r: the cluster %s serves it", informer, "now" if informer.served else "no longer")
@@ -253,6 +261,20 @@ class ClusterCache:
         with self._lock:
             informers = list(self._pods.values())
         return [p for inf in informers for p in inf.items()]
+
+    def child(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One object of a child kind, labelled managed-by the operator, whichever suite (or none) it belongs to."""
+        with self._lock:
+            infs = [i for (a, k, ns), i in self._children.items() if (a, k) == (api_version, kind)
+                    and ns in ("", namespace)]
+        return next((o for o in (i.get(namespace, name) for i in infs) if o is not None), None)
+
+    def labelled(self, api_version: str, kind: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        """The objects of a child kind carrying every one of ``labels`` (a scan: for deletions, not passes)."""
+        with self._lock:
+            infs = [i for (a, k, _), i in self._children.items() if (a, k) == (api_version, kind)]
+        return [o for i in infs for o in i.items()
+                if all((o["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items())]
 
     def pods_in(self, namespace: str) -> list[dict[str, Any]]:
         with self._lock:

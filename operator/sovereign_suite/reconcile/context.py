@@ -18,6 +18,7 @@ from ..api.models import NationalCloud
 from ..api.validation import Problem as FieldProblem
 from ..leader.elector import Leadership
 from .cache import ClusterCache
+from .finetune_store import FineTuneKey, FineTunes, finetune_of
 from .rotation_key import RotationKeys
 from .kube import Kube
 from .pools import ClusterPools, SharedPools
@@ -168,7 +169,8 @@ class OperatorContext:
         self.identity = ""  # this replica's name in the Lease (and its user agent) under leader election
         # sharded (run --shards): the per-shard write fence (shard/fence.py; kube.fence checks it), else None
         self.shards: Any = None
-        self.queue: WorkQueue[SuiteKey] = WorkQueue(Backoff(settings.retry_base, settings.retry_cap))
+        # suites and FineTunes (finetune_store.py: keys of two types that never compare equal)
+        self.queue: WorkQueue[SuiteKey | FineTuneKey] = WorkQueue(Backoff(settings.retry_base, settings.retry_cap))
         # every cluster's watches on one event loop and its lists on a few shared threads (watchloop.py), every
         # cluster's writes on shared threads with a cap per cluster (pools.py): the thread count does not grow
         # with the members
@@ -176,13 +178,15 @@ class OperatorContext:
         self.pools = SharedPools(settings.workers, settings.apply_workers)
         self.cache = cache or ClusterCache(kube, CHILD_KINDS, settings.namespaces, on_suite_change=self.child_changed,
                                            on_secret_change=self.secret_changed, on_api_change=self.api_changed,
-                                           unserved_retry=settings.discovery_interval, watches=self.watches)
+                                           unserved_retry=settings.discovery_interval, watches=self.watches,
+                                           on_other_change=self.other_changed)
         self.local = Target(LOCAL, kube, self.cache, self._pools(LOCAL))
         self.members = Members(kube, self._member_cache, on_change=self.cloud_changed,
                                secrets_namespace=settings.member_secrets, deadlines=settings.member_deadlines,
                                make_pools=self._pools, watches=self.watches)
         self.rotation_keys = RotationKeys(kube)  # the key of the pods' secrets-hash annotation, per suites' namespace
         self.clouds = Clouds()
+        self.finetunes = FineTunes()  # as last seen (Kopf's watch), with what the operator remembers of each
         # Rendering is pure and fast; one thread keeps the YAML parser's native allocator to one heap (measured:
         # concurrent renders on 16 threads doubled the operator's RSS).
         self.render_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
@@ -217,7 +221,8 @@ class OperatorContext:
         return ClusterCache(kube, CHILD_KINDS, (), on_suite_change=self.child_changed,
                             on_api_change=self.api_changed, unserved_retry=self.settings.discovery_interval,
                             on_health_change=lambda: self.cloud_changed(cloud), referenceable=False,
-                            secrets_by_namespace=True, log_text=False, watches=self.watches)
+                            secrets_by_namespace=True, log_text=False, watches=self.watches,
+                            on_other_change=self.other_changed)
 
     def owns(self, key: SuiteKey) -> bool:
         """Whether this replica may pass ``key`` now: always unsharded (the leader fence guards the writes),
@@ -263,11 +268,28 @@ class OperatorContext:
             self.enqueue(key, "child", self.settings.child_debounce)
 
     def cloud_changed(self, cloud: str) -> None:
-        """A cloud's member changed (credentials rotated, stopped or started answering): its suites pass again."""
+        """A cloud's member changed (credentials rotated, stopped or started answering): its suites pass again,
+        and their FineTunes."""
         for key in self.suite_keys():
             tenants = ((self.suite(key) or {}).get("spec") or {}).get("tenants") or []
             if cloud in {t.get("cloud") for t in tenants}:
                 self.enqueue(key, "cloud")
+                self.enqueue_finetunes(key)
+
+    def enqueue_finetune(self, key: FineTuneKey, delay: float = 0.0) -> None:
+        if self.finetunes.get(key) is not None:
+            self.queue.add_after(key, delay)
+
+    def enqueue_finetunes(self, suite: SuiteKey) -> None:
+        """The FineTunes naming a suite (its spec, tenants or clouds changed; it appeared or went)."""
+        for key in self.finetunes.of_suite(suite):
+            self.queue.add(key)
+
+    def other_changed(self, obj: dict[str, Any]) -> None:
+        """An object of no suite changed in a cluster: a FineTune's Job, pod or NetworkPolicy enqueues it."""
+        key = finetune_of(obj)
+        if key is not None:
+            self.enqueue_finetune(key, self.settings.child_debounce)
 
     def api_changed(self, what: str) -> None:
         """A child kind became served or stopped being served (a CRD installed or deleted): every suite renders

@@ -1,5 +1,5 @@
-"""Kopf handlers: thin. They keep the suites and clouds as last seen and enqueue keys; workers (worker.py) run
-the passes.
+"""Kopf handlers: thin. They keep the suites, clouds and FineTunes as last seen and enqueue keys; workers
+(worker.py) run the passes.
 
 - Only ``on.event`` handlers: Kopf's change handlers would store their progress and a copy of the spec on the
   suite and write them on every change and restart; timers and daemons add a Kopf finalizer. The pass derives
@@ -23,6 +23,7 @@ from ..shard.work import begin_sharded
 from ..api.validation import InputError, parse_cloud
 from .context import OperatorContext
 from .pipeline import FINALIZER
+from .finetune_store import FineTuneKey, suite_of_body
 from .problems import SuiteKey
 from .worker import GROUP, VERSION, forget_suite
 
@@ -62,6 +63,7 @@ def suite_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: An
     key = SuiteKey(meta["namespace"], meta["name"])
     if event.get("type") == "DELETED":
         forget_suite(ctx, key)
+        ctx.enqueue_finetunes(key)  # they say SuiteNotFound now
         return
     before = ctx.suite(key)
     ctx.set_suite(key, dict(body))
@@ -71,6 +73,7 @@ def suite_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: An
             or deleting != bool(before["metadata"].get("deletionTimestamp")) \
             or FINALIZER not in (meta.get("finalizers") or []):
         ctx.enqueue(key, "event")  # a status write of ours changes none of these: no pass (nor a retry storm)
+        ctx.enqueue_finetunes(key)  # what they are checked against changed
 
 
 def _set_cloud(ctx: OperatorContext, body: dict[str, Any], deleted: bool = False) -> str:
@@ -92,6 +95,31 @@ def cloud_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: An
     """A cloud changed: the suites using it are enqueued (each runs on its own; one failing skips none)."""
     ctx: OperatorContext = memo.ctx
     ctx.cloud_changed(_set_cloud(ctx, dict(body), deleted=event.get("type") == "DELETED"))
+
+
+@kopf.on.event(GROUP, VERSION, "finetunes")
+def finetune_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A FineTune changed: kept as seen and enqueued, unless the change is only our own status write (its
+    generation, deletion and finalizers as they were when last passed)."""
+    ctx: OperatorContext = memo.ctx
+    meta = body["metadata"]
+    key = FineTuneKey(meta["namespace"], meta["name"])
+    if event.get("type") == "DELETED":
+        ctx.finetunes.forget(key)
+        ctx.queue.forget(key)
+        suite = suite_of_body(dict(body))
+        if suite is not None and ctx.suite(suite) is not None:
+            ctx.enqueue(suite, "finetune")  # its adapter, if served, is unloaded
+        return
+    before = ctx.finetunes.get(key)
+    ctx.finetunes.set(key, dict(body))
+    if before is None or _finetune_trigger(before) != _finetune_trigger(dict(body)):
+        ctx.enqueue_finetune(key)
+
+
+def _finetune_trigger(body: dict[str, Any]) -> tuple[Any, ...]:
+    meta = body["metadata"]
+    return (meta.get("generation"), bool(meta.get("deletionTimestamp")), tuple(meta.get("finalizers") or []))
 
 
 @kopf.on.probe(id="suites")

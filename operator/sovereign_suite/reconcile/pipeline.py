@@ -32,6 +32,7 @@ from . import gpu, observe
 from .apply import Applier
 from .conditions import Findings, conditions, transitions
 from .egress import add_warnings, cluster_egress_problems
+from .finetune_serving import served_adapters
 from .context import OperatorContext
 from .converge import ANN_OWNER, stamp
 from .kube import ApiError
@@ -262,11 +263,13 @@ class Pass(Observing):
                         for t in suite.spec.tenants for ns in [namespace_of(suite, t)]}
         contexts = build_contexts(suite, self.clouds, capabilities)
         placements = self.place(contexts)
+        # the adapters of the FineTunes that passed their promotion gate (finetune_serving.py)
+        adapters = served_adapters(suite, self.clouds, self.ctx.finetunes.bodies()) or None
         try:
             result = self.ctx.render_pool.submit(
                 render_suite, suite, self.clouds, capabilities,
                 {c: {p.model: p.product for p in ps} for c, ps in placements.items()},
-                self.ctx.settings.operator_namespace).result()
+                self.ctx.settings.operator_namespace, adapters).result()
         except InputError as err:
             return self.finish(None, [], [stalled("InvalidSpec", "; ".join(str(p) for p in err.problems))],
                                rendered=False)

@@ -1,4 +1,5 @@
-"""The workers: a fixed pool of threads taking suite keys from the work queue, one pass per key at a time.
+"""The workers: a fixed pool of threads taking suite keys from the work queue, one pass per key at a time
+(a FineTune's key goes to finetune_worker.py).
 
 A pass's outcome decides what comes next: a failed request retries the key with exponential backoff (the
 queue's rate limiter), a rollout in progress requeues it after ``requeue_seconds``, a clean pass forgets its
@@ -19,9 +20,10 @@ from typing import Any
 from .. import metrics
 from ..leader.elector import NotLeading
 from ..shard.fence import working_on
-from . import gpu
+from . import finetune_worker, gpu
 from .conditions import Findings, conditions
 from .context import OperatorContext, SuiteMemory
+from .finetune_store import FineTuneKey
 from .kube import ApiError
 from .cleanup import cleanup
 from .pipeline import FINALIZER, PassResult, reconcile
@@ -54,7 +56,10 @@ def _loop(ctx: OperatorContext) -> None:
         if key is None:
             return
         try:
-            process(ctx, key)
+            if isinstance(key, FineTuneKey):
+                finetune_worker.process(ctx, key)
+            else:
+                process(ctx, key)
         except Exception:  # noqa: BLE001 - process() reports its own failures; this is the last guard
             log.exception("pass of %s failed", key)
             ctx.queue.add_rate_limited(key)
@@ -63,10 +68,12 @@ def _loop(ctx: OperatorContext) -> None:
 
 
 def _drift(ctx: OperatorContext) -> None:
-    """Every suite once per drift interval: a safety net (watches bring changes within seconds)."""
+    """Every suite and FineTune once per drift interval: a safety net (watches bring changes within seconds)."""
     while not ctx.stop.wait(ctx.settings.drift_interval):
         for key in ctx.suite_keys():
             ctx.enqueue(key, "timer")
+        for ft in ctx.finetunes.keys():
+            ctx.enqueue_finetune(ft)
 
 
 def wait_for_own_writes(ctx: OperatorContext, key: SuiteKey, expect: dict[tuple[str, ObjectKey], str],

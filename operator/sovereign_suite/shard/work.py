@@ -27,6 +27,7 @@ def begin_sharded(ctx: OperatorContext) -> Coordinator:
         log.info("shard %d: held by %s, %d suite(s) pass", shard, ctx.identity, len(keys))
         for key in keys:
             ctx.enqueue(key, "shard")
+            ctx.enqueue_finetunes(key)  # the FineTunes of its suites (fenced by the suite's shard)
 
     metrics.LEADER.set(0)  # no replica leads all the work; sovereign_suite_shards_held says what each does
     start(ctx)  # the workers skip what is not ours; a shard gained enqueues its suites

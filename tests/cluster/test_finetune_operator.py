@@ -1,0 +1,215 @@
+"""The FineTune controller in the operator process, on the local control plane (kwok GPU nodes, the real
+scheduler, Job and garbage collectors): a FineTune gets the finalizer, its Job and NetworkPolicy in the tenant's
+namespace, and a status that follows the Job and the trainer's result; once converged the operator writes nothing
+for it; a promoted adapter is served by the tenant's vLLM and gateway and the FineTune is then Ready; a change of
+what the run does replaces the Job and unloads the adapter; a refused FineTune names the field and nothing is
+applied; deleting the FineTune deletes its Job, its pod and its NetworkPolicy, then the finalizer.
+
+kwok runs a Job's pod to Succeeded at once, with no termination message: the trainer's result is written into the
+pod's status here, as the kubelet would copy it from /dev/termination-log (tests/test_trainer_run.py runs the
+trainer itself). A cloud and a suite of this module's own: the cloud declares the object storage the examples'
+clouds do not."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+
+import pytest
+import yaml
+
+from sovereign_suite.api.finetune_models import FineTune
+from sovereign_suite.components import finetune as renderer
+from sovereign_suite.reconcile.kube import Kube
+
+from ..finetune_fixtures import MISTRAL, STORAGE, STORAGE_CIDR
+from ..helpers import CLOUDS
+from .conftest import wait_for
+from .operator_fixture import Audit
+from .test_finetune_job import chart_priority_class
+
+FT = ("sovereignsuite.io/v1alpha1", "FineTune")
+SUITE = ("sovereignsuite.io/v1alpha1", "SovereignSuite")
+CLOUD = ("sovereignsuite.io/v1alpha1", "NationalCloud")
+FINALIZER = "sovereignsuite.io/finetune-cleanup"
+ADAPTERS_CM = "vllm-mistral-small-adapters"  # what the loader sidecar loads (components/llm/adapters.py)
+
+
+@pytest.fixture(scope="module")
+def setup(kube: Kube, operator):
+    """A NationalCloud with object storage (FR's regions and GPUs), a suite whose FR tenant serves an open model
+    and admits the administration's namespace, the chart's PriorityClass; the operator makes the tenant."""
+    tag = uuid.uuid4().hex[:6]
+    suite_ns, admin_ns, name, cloud = f"t-ftop-{tag}", f"t-ftadm-{tag}", f"ft{tag}", f"fr-ft-{tag}"
+    for ns in (suite_ns, admin_ns):
+        kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    if kube.get("scheduling.k8s.io/v1", "PriorityClass", renderer.PRIORITY_CLASS) is None:
+        kube.create(chart_priority_class())
+    doc = next(d for d in yaml.safe_load_all(CLOUDS.read_text()) if d and d["metadata"]["name"] == "fr-secnumcloud")
+    doc["metadata"] = {"name": cloud}
+    doc["spec"]["suiteNamespaces"] = [suite_ns]
+    doc["spec"]["objectStorage"] = STORAGE
+    doc["spec"]["network"]["egress"]["objectStorage"] = [{"cidrs": [STORAGE_CIDR], "ports": [{"port": 443}]}]
+    kube.create(doc)
+    closed = {**{k: v for k, v in MISTRAL.items() if k != "license"}, "name": "llama", "license": "llama3.1",
+              "modelId": "meta-llama/Llama-3.1-8B-Instruct", "replicas": 0}
+    suite = {"apiVersion": SUITE[0], "kind": SUITE[1], "metadata": {"name": name, "namespace": suite_ns},
+             "spec": {"domain": "ft.example.eu", "deletionPolicy": "Delete",
+                      "tenants": [{"country": "FR", "cloud": cloud, "fineTuneNamespaces": [admin_ns]}],
+                      "components": {"matrix": {"enabled": False}, "jitsi": {"enabled": False},
+                                     "docs": {"enabled": False},
+                                     # no serving replica: every GPU is free for the training pods
+                                     "llm": {"enabled": True, "models": [{**MISTRAL, "replicas": 0}, closed]}}}}
+    kube.create(suite)
+    tenant = f"{name}-fr"
+    wait_for(lambda: kube.get("v1", "Namespace", tenant), timeout=120, what=f"the tenant namespace {tenant}")
+    yield {"suite": name, "suite_ns": suite_ns, "admin": admin_ns, "tenant": tenant, "cloud": cloud}
+    for ft in kube.list(*FT, namespace=admin_ns):
+        kube.delete(ft)
+    kube.delete(suite)
+    wait_for(lambda: kube.get(*SUITE, name, suite_ns) is None, timeout=120, what="the suite deleted")
+    kube.delete({"apiVersion": CLOUD[0], "kind": CLOUD[1], "metadata": {"name": cloud}})
+    for ns in (suite_ns, admin_ns):
+        kube.delete({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+
+
+def finetune(setup: dict, name: str, **spec) -> dict:
+    doc = {"apiVersion": FT[0], "kind": FT[1], "metadata": {"name": name, "namespace": setup["admin"]},
+           "spec": {"suite": {"name": setup["suite"], "namespace": setup["suite_ns"]}, "country": "FR",
+                    "baseModel": "mistral-small",
+                    "dataset": {"uri": f"s3://{STORAGE['bucket']}/fine-tuning/{setup['admin']}/{name}.jsonl"},
+                    "lora": {"rank": 16, "targetModules": ["q_proj", "v_proj"]},
+                    "training": {"steps": 100, "batchSize": 2, "sequenceLength": 1024},
+                    "consumers": [{"name": "greffe-app"}]}}
+    doc["spec"].update(spec)
+    return doc
+
+
+def job_name(doc: dict) -> str:
+    return renderer.object_name(FineTune.model_validate(doc))
+
+
+def status_of(kube: Kube, doc: dict) -> dict:
+    live = kube.get(*FT, doc["metadata"]["name"], doc["metadata"]["namespace"]) or {}
+    return live.get("status") or {}
+
+
+def conditions(status: dict) -> dict:
+    return {c["type"]: (c["status"], c["reason"], c.get("message", "")) for c in status.get("conditions") or []}
+
+
+def pods_of(kube: Kube, ns: str, job: str) -> list[dict]:
+    return kube.list("v1", "Pod", namespace=ns, label_selector=f"job-name={job}")
+
+
+def write_result(kube: Kube, pod: dict, result: dict) -> None:
+    """The trainer's result in the pod's status, where the kubelet puts /dev/termination-log."""
+    container = pod["spec"]["containers"][0]
+    kube.merge_patch("v1", "Pod", pod["metadata"]["name"], pod["metadata"]["namespace"], {"status": {
+        "containerStatuses": [{"name": "trainer", "image": container["image"], "imageID": "", "ready": False,
+                               "restartCount": 0, "state": {"terminated": {
+                                   "exitCode": 0, "reason": "Completed", "message": json.dumps(result)}}}]}},
+        sub="status")
+
+
+def settle(operator, audit: Audit, passes: int = 2) -> int:
+    """The audit mark, then ``passes`` drift passes (every FineTune is enqueued with the suites)."""
+    mark = audit.mark()
+    before = operator.metric("sovereign_suite_reconcile_total", trigger="timer")
+    wait_for(lambda: operator.metric("sovereign_suite_reconcile_total", trigger="timer") >= before + passes,
+             timeout=60, what=f"{passes} drift passes")
+    return mark
+
+
+def test_a_finetune_runs_in_its_tenant_its_status_follows_and_a_converged_one_writes_nothing(
+        kube: Kube, operator, setup, cluster) -> None:
+    doc = finetune(setup, "summaries")
+    kube.create(doc)
+    ns, name = setup["tenant"], job_name(doc)
+    job = wait_for(lambda: kube.get("batch/v1", "Job", name, ns), timeout=60, what="the training Job")
+    policy = kube.get("networking.k8s.io/v1", "NetworkPolicy", name, ns)
+    assert policy is not None and policy["spec"]["podSelector"]["matchLabels"] == {
+        renderer.LABEL_FINETUNE: "summaries", renderer.LABEL_FINETUNE_NS: setup["admin"]}
+    pod_spec = job["spec"]["template"]["spec"]
+    assert pod_spec["priorityClassName"] == renderer.PRIORITY_CLASS and "sovereignsuite.io/suite" not in \
+        job["metadata"]["labels"]  # the FineTune's, never the suite's child (its prune would delete it)
+    live = kube.get(*FT, "summaries", setup["admin"])
+    assert FINALIZER in live["metadata"]["finalizers"]
+    # kwok's pod ends at once without the trainer's result: never served
+    st = wait_for(lambda: (s := status_of(kube, doc)).get("phase") == "NotPromoted" and s, timeout=90,
+                  what="NotPromoted")
+    assert st["job"] == f"{ns}/{name}" and conditions(st)["Stalled"][:2] == ("True", "NotPromoted")
+    assert "no eval loss" in conditions(st)["Stalled"][2]
+    # the trainer's result, as it writes it: promoted (1.4 < 2.0)
+    uri = f"s3://{STORAGE['bucket']}/fine-tuning/{setup['admin']}/summaries/adapter/"
+    (pod,) = pods_of(kube, ns, name)
+    write_result(kube, pod, {"phase": "Succeeded", "step": 100, "totalSteps": 100, "loss": 1.1, "baseEvalLoss": 2.0,
+                             "evalLoss": 1.4, "tokensPerSecond": 900.0, "durationSeconds": 42.0, "adapterUri": uri})
+    # promoted: the suite's pass serves it in the tenant (vLLM's LoRA flags, the loader's list, a gateway route
+    # and the consumer's key), and then the FineTune is Ready
+    served = f"{setup['admin']}-summaries"
+    st = wait_for(lambda: (s := status_of(kube, doc)).get("phase") == "Ready" and s, timeout=90,
+                  what="Ready: the adapter served")
+    assert (st["progress"], st["evalLoss"], st["baseEvalLoss"], st["adapterUri"]) == ("100/100", 1.4, 2.0, uri)
+    assert st["servedName"] == served and conditions(st)["Ready"][:2] == ("True", "Served")
+    assert conditions(st)["Stalled"][0] == "False" and conditions(st)["Reconciling"][0] == "False"
+    config = json.loads(kube.get("v1", "ConfigMap", ADAPTERS_CM, ns)["data"]["config.json"])
+    assert [(a["name"], a["uri"], a["rank"]) for a in config["adapters"]] == [(served, uri, 16)]
+    vllm = kube.get("apps/v1", "Deployment", "vllm-mistral-small", ns)
+    args = [a for c in vllm["spec"]["template"]["spec"]["containers"] for a in c.get("args") or []]
+    assert "--enable-lora" in args and args[args.index("--max-lora-rank") + 1] == "16"
+    assert any(f"model_name: {served}" in "".join((cm.get("data") or {}).values())
+               for cm in kube.list("v1", "ConfigMap", namespace=ns))  # the gateway's route
+    assert kube.get("v1", "Secret", f"llm-adapter-key.{served}.greffe-app", ns) is not None
+    # converged: drift passes read, and write nothing of the FineTune's
+    audit = Audit(cluster)
+    mark = settle(operator, audit)
+    settle(operator, audit)
+    ours = [w for w in audit.writes(mark) if "finetunes" in w or f"/{name}" in w]
+    assert ours == []
+    # what the run does changes (more steps): the Job is replaced, and the status forgets the old run's result
+    kube.merge_patch(*FT, "summaries", setup["admin"], {"spec": {"training": {"steps": 200}}})
+    old_hash = job["metadata"]["annotations"][renderer.RUN_HASH]
+    new = wait_for(lambda: (j := kube.get("batch/v1", "Job", name, ns)) and not j["metadata"].get(
+        "deletionTimestamp") and j["metadata"]["annotations"][renderer.RUN_HASH] != old_hash and j, timeout=90,
+        what="the Job replaced")
+    assert "--steps" in (args := new["spec"]["template"]["spec"]["containers"][0]["args"]) and \
+        args[args.index("--steps") + 1] == "200"
+    st = wait_for(lambda: (s := status_of(kube, doc)).get("observedGeneration") == 2 and s.get("phase") ==
+                  "NotPromoted" and s, timeout=90, what="the new run's status")
+    assert "evalLoss" not in st and "progress" not in st and "servedName" not in st
+    # the new run is not promoted: the adapter is no longer served
+    wait_for(lambda: kube.get("v1", "ConfigMap", ADAPTERS_CM, ns) is None, timeout=90, what="the adapter unloaded")
+
+
+@pytest.mark.parametrize("name, spec, reason, field", [
+    ("outside", {"dataset": {"uri": "s3://de-suite-data/fine-tuning/x/outside.jsonl"}}, "DatasetOutsideCountry",
+     "spec.dataset.uri"),
+    ("closed", {"baseModel": "llama"}, "LicenceNotOpen", "spec.baseModel"),
+])
+def test_a_refused_finetune_names_the_field_and_nothing_is_applied(kube: Kube, operator, setup, name, spec, reason,
+                                                                    field) -> None:
+    doc = finetune(setup, name, **spec)
+    kube.create(doc)
+    st = wait_for(lambda: (s := status_of(kube, doc)).get("phase") and s, timeout=60, what="a status")
+    stalled = conditions(st)["Stalled"]
+    assert (st["phase"], stalled[0], stalled[1]) == ("Pending", "True", reason) and stalled[2].startswith(field)
+    assert conditions(st)["Ready"][0] == "False"
+    labels = f"{renderer.LABEL_FINETUNE}={name},{renderer.LABEL_FINETUNE_NS}={setup['admin']}"
+    for kind in (("batch/v1", "Job"), ("networking.k8s.io/v1", "NetworkPolicy")):
+        assert kube.list(*kind, label_selector=labels) == []
+    kube.delete(doc)
+    wait_for(lambda: kube.get(*FT, name, setup["admin"]) is None, timeout=60, what="the refused FineTune deleted")
+
+
+def test_deleting_a_finetune_deletes_its_job_pods_and_policy_then_the_finalizer(kube: Kube, operator, setup) -> None:
+    doc = finetune(setup, "deleted")
+    kube.create(doc)
+    ns, name = setup["tenant"], job_name(doc)
+    wait_for(lambda: pods_of(kube, ns, name), timeout=90, what="the training pod")
+    kube.delete(copy.deepcopy(doc))
+    wait_for(lambda: kube.get(*FT, "deleted", setup["admin"]) is None, timeout=90, what="the FineTune gone")
+    assert kube.get("batch/v1", "Job", name, ns) is None
+    assert kube.get("networking.k8s.io/v1", "NetworkPolicy", name, ns) is None
+    assert pods_of(kube, ns, name) == []  # foreground deletion: the pods went before the Job
