@@ -198,6 +198,7 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=2.0, help="messages per second each client sends")
     p.add_argument("--rooms", type=int, default=0, help="default: one room per 4 clients")
     p.add_argument("--drain", type=float, default=30)
+    p.add_argument("--result", default="synapse_load", help="bench/results/<result>.json (report.py reads the default)")
     args = p.parse_args()
     args.rooms = args.rooms or max(1, args.clients // 4)
     python = synapse_venv.synapse_python(image_tag(Matrix().image).lstrip("v"))
@@ -220,7 +221,7 @@ def main() -> None:
     result = {"clients": args.clients, "rooms": args.rooms, "rate_per_client": args.rate, "seconds": args.seconds,
               "drain_seconds": args.drain, "rounds": args.rounds, "topology": {"main": 1, **TOPOLOGY},
               "runs": runs, "summary": summarise(runs)}
-    path = write_result("synapse_load", result)
+    path = write_result(args.result, result)
     s = result["summary"]
     rows = [["topology", "msg/s accepted", "p50 (s)", "p95 (s)", "lost", "Synapse CPU (cores)"]]
     for t in ("monolith", "workers"):
