@@ -90,6 +90,17 @@ def main() -> None:
                      f"{lat['no_fault']['p95']:.2f} s; {lat['hung']['n']} and {lat['no_fault']['n']} probes)",
                      verdict(lat["ratio_p95_hung_over_no_fault"] <= 1.2), eu["date"]])
     rows += shard_rows(load("shard_scale"))
+    sl = load("synapse_load")
+    if sl:
+        s, n = sl["summary"], f"{sl['clients']} clients x {sl['rate_per_client']:g} msg/s, {sl['seconds']:.0f} s"
+        mono, work = s["monolith"], s["workers"]
+        rows.append([f"Synapse workers vs monolith ({n}): p95 send->sync <= 1.2x",
+                     f"{s['ratio_p95_workers_over_monolith']:.2f} ({work['latency_p95_s']:.3f} s vs "
+                     f"{mono['latency_p95_s']:.3f} s; {work['accepted_per_second']:.1f} vs "
+                     f"{mono['accepted_per_second']:.1f} msg/s, {sl['rounds']} rounds)",
+                     verdict(s["ratio_p95_workers_over_monolith"] <= 1.2), sl["date"]])
+        lost = mono["lost_messages_total"] + work["lost_messages_total"]
+        rows.append([f"Synapse under load ({n}): no message lost", f"{lost} lost", verdict(lost == 0), sl["date"]])
     print(table(rows))
 
 

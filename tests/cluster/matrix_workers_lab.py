@@ -212,3 +212,38 @@ http {{
         if ip == self.lab.ip(self.tenant, "synapse"):
             return "main"
         return next(n for n, a in self.addresses.items() if a == ip)
+
+
+def has_workers(app: Applied) -> bool:
+    """The tenant runs a worker topology: the operator applied worker StatefulSets (synapse-<type>)."""
+    return any(name.startswith("synapse-") for name in app.statefulsets)
+
+
+def start_tenants(lab: Lab, apps: dict[str, Applied]) -> dict[str, Workers]:
+    """Every tenant of ``apps`` running in ``lab`` from what the operator applied, and healthy: the namespace with
+    the Ingresses' hosts, PostgreSQL, the workers' Redis, main, the workers, the router, the ingress. Returns the
+    workers of the tenants that have a worker topology (the others are monoliths)."""
+    hosts = {cc: sorted(r["host"] for ing in app.ingresses for r in ing["spec"]["rules"]) for cc, app in apps.items()}
+    lab.up(list(apps), hosts)
+    workers = {cc: Workers(lab, cc, app) for cc, app in apps.items() if has_workers(app)}
+    for w in workers.values():
+        w.plan()
+    for cc, app in apps.items():
+        lab.start_postgres(cc, app)
+    for w in workers.values():
+        w.start_redis()
+    for cc, app in apps.items():
+        lab.start_synapse(cc, app)
+    for cc in apps:
+        lab.wait_http(f"http://{lab.ip(cc, 'synapse')}:8008/health", proc=f"synapse-{cc}")
+    # workers refuse a database main has not upgraded yet (prepare_database.py: "run the main synapse process
+    # to upgrade the database schema before starting worker processes"); in the cluster the kubelet restarts
+    # them until main is done, here they start once main answers
+    for w in workers.values():
+        w.start_workers()
+        w.start_router()
+    lab.start_nginx(apps, {})
+    for w in workers.values():
+        w.wait_healthy()
+        assert w.redis_ready(), "the workers' Redis is not ready"
+    return workers

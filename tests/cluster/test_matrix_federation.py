@@ -67,17 +67,18 @@ class Tenant:
             assert status == expect, f"{method} {self.base}{path}: {status} {out}"
         return status, out
 
-    def register(self, user: str, shared_secret: str) -> tuple[str, str]:
+    def register(self, user: str, shared_secret: str, admin: bool = False) -> tuple[str, str]:
         """Synapse's shared-secret registration (synapse/rest/admin/users.py, UserRegisterServlet, 1.163.2):
-        HMAC-SHA1 over nonce, user, password and "notadmin", NUL-separated."""
-        admin = f"http://{self.lab.ip(self.name, 'synapse')}:8008/_synapse/admin/v1/register"
-        status, out = self.lab.request("GET", admin)
+        HMAC-SHA1 over nonce, user, password and "admin" or "notadmin", NUL-separated."""
+        url = f"http://{self.lab.ip(self.name, 'synapse')}:8008/_synapse/admin/v1/register"
+        status, out = self.lab.request("GET", url)
         assert status == 200, out
         password = uuid.uuid4().hex
         mac = hmac.new(shared_secret.encode(), digestmod=hashlib.sha1)
-        mac.update(b"\x00".join([out["nonce"].encode(), user.encode(), password.encode(), b"notadmin"]))
-        status, reg = self.lab.request("POST", admin, {"nonce": out["nonce"], "username": user, "password": password,
-                                                       "admin": False, "mac": mac.hexdigest()})
+        mac.update(b"\x00".join([out["nonce"].encode(), user.encode(), password.encode(),
+                                  b"admin" if admin else b"notadmin"]))
+        status, reg = self.lab.request("POST", url, {"nonce": out["nonce"], "username": user, "password": password,
+                                                     "admin": admin, "mac": mac.hexdigest()})
         assert status == 200, reg
         return reg["user_id"], reg["access_token"]
 

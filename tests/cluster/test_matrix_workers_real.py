@@ -26,7 +26,7 @@ import pytest
 from ..components.test_synapse_config import synapse_python  # noqa: F401 - the fixture: Synapse's own venv
 from .conftest import wait_for
 from .matrix_lab import NOBODY, Applied, Lab
-from .matrix_workers_lab import Workers
+from .matrix_workers_lab import start_tenants
 from .operator_fixture import SUITES, create_referenced_secrets, suite_doc, wait_ready
 from .test_matrix_federation import Tenant, _need_tools, q
 
@@ -72,28 +72,11 @@ def test_worker_topology_runs_for_real(operator, kube, core, namespace, synapse_
         apps = {cc: Applied.read(kube, f"{name}-{cc}") for cc in ("fr", "de")}
         fr_app = apps["fr"]
         lab = Lab(synapse_python)
-        hosts = {cc: sorted(r["host"] for ing in app.ingresses for r in ing["spec"]["rules"])
-                 for cc, app in apps.items()}
-        lab.up(["fr", "de"], hosts)
-        workers = Workers(lab, "fr", fr_app)
-        workers.plan()
+        topologies = start_tenants(lab, apps)
+        assert set(topologies) == {"fr"}  # DE stays a monolith
+        workers = topologies["fr"]
         assert set(workers.pods) == {"synapse-sync", "synapse-event-persister", "synapse-federation-sender",
                                      "synapse-media-repository", "synapse-background"}
-        for cc in ("fr", "de"):
-            lab.start_postgres(cc, apps[cc])
-        workers.start_redis()
-        for cc in ("fr", "de"):
-            lab.start_synapse(cc, apps[cc])
-        for cc in ("fr", "de"):
-            lab.wait_http(f"http://{lab.ip(cc, 'synapse')}:8008/health", proc=f"synapse-{cc}")
-        # workers refuse a database main has not upgraded yet (prepare_database.py: "run the main synapse process
-        # to upgrade the database schema before starting worker processes"); in the cluster the kubelet restarts
-        # them until main is done, here they start once main answers
-        workers.start_workers()
-        workers.start_router()
-        lab.start_nginx(apps, {})
-        workers.wait_healthy()
-        assert workers.redis_ready()
         print(f"[workers] {sum(map(len, workers.pods.values()))} workers up after {time.monotonic() - started:.0f} s")
 
         fr, de = Tenant(lab, "fr", fr_app.domain), Tenant(lab, "de", apps["de"].domain)

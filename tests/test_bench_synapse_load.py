@@ -1,0 +1,81 @@
+"""The figures of bench/synapse_load.py (bench/synapse_load_stats.py): latency, loss, /proc parsing."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "synapse_load_stats", Path(__file__).parents[1] / "bench" / "synapse_load_stats.py")
+stats = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(stats)
+
+CLIENTS = [{"name": "a", "room": "!r1"}, {"name": "b", "room": "!r1"}, {"name": "c", "room": "!r1"},
+           {"name": "d", "room": "!r2"}, {"name": "e", "room": "!r2"}]
+
+
+def test_percentile_is_nearest_rank():
+    values = [float(v) for v in range(1, 101)]
+    assert stats.percentile(values, 50) == 50
+    assert stats.percentile(values, 95) == 95
+    assert stats.percentile([3.0, 1.0, 2.0], 100) == 3.0
+    assert stats.percentile([7.0], 95) == 7.0
+    assert stats.percentile([], 50) is None
+
+
+def test_latency_from_send_start_to_each_other_members_first_sync():
+    run = {"sent": [["a", "t1", "!r1", 10.0, 10.2, 200], ["d", "t2", "!r2", 11.0, 11.1, 200]],
+           "seen": [["b", "t1", 10.5], ["c", "t1", 10.9], ["b", "t1", 12.0],  # b's second sight is not a sample
+                    ["e", "t2", 11.3], ["a", "t1", 10.3]],  # the sender's own sync is not a sample
+           "limited": 0, "sync_errors": 0, "window": [10.0, 20.0], "drain_seconds": 1.0}
+    f = stats.load_figures(run, CLIENTS)
+    assert f["accepted"] == 2 and f["accepted_per_second"] == pytest.approx(0.2)
+    assert f["latency_samples"] == 3
+    assert f["latency_p50_s"] == pytest.approx(0.5) and f["latency_max_s"] == pytest.approx(0.9)
+    assert f["lost_messages"] == 0 and f["lost_receipts"] == 0
+
+
+def test_a_message_missing_for_one_member_is_lost_and_refused_sends_are_not():
+    run = {"sent": [["a", "t1", "!r1", 1.0, 1.1, 200], ["a", "t2", "!r1", 2.0, 2.1, 200],
+                    ["d", "t3", "!r2", 3.0, 3.1, 429], ["e", "t4", "!r2", 4.0, 4.1, 0]],
+           "seen": [["b", "t1", 1.5], ["c", "t1", 1.6], ["b", "t2", 2.5]],
+           "limited": 1, "sync_errors": 2, "window": [0.0, 5.0], "drain_seconds": 30.0}
+    f = stats.load_figures(run, CLIENTS)
+    assert f["sent"] == 4 and f["accepted"] == 2
+    assert f["statuses"] == {"200": 2, "429": 1, "0": 1}
+    assert f["lost_messages"] == 1 and f["lost_receipts"] == 1  # t2 never reached c
+    assert f["limited_syncs"] == 1 and f["sync_errors"] == 2
+
+
+def test_stat_fields_after_a_command_with_spaces_and_parentheses():
+    line = "4242 (synapse (worker) 1) S 17 4242 4242 0 -1 4194560 100 0 0 0 250 50 7 3 20 0 5 0 1000 0 0\n"
+    assert stats.parse_stat(line) == {"ppid": 17, "utime": 250, "stime": 50, "cutime": 7, "cstime": 3}
+    assert stats.parse_rss_kib("Name:\tpython\nVmRSS:\t  204800 kB\nThreads:\t5\n") == 204800
+    assert stats.parse_rss_kib("Name:\tkthreadd\n") == 0
+
+
+def test_a_group_is_its_root_and_every_descendant():
+    parents = {1: 0, 10: 1, 11: 10, 12: 10, 13: 11, 20: 1}
+    assert sorted(stats.descendants(10, parents)) == [10, 11, 12, 13]
+    tick = os.sysconf("SC_CLK_TCK")
+    snap = {10: {"ppid": 1, "utime": tick, "stime": tick, "cutime": tick, "cstime": 0, "rss_kib": 1024},
+            11: {"ppid": 10, "utime": tick, "stime": 0, "cutime": 0, "cstime": 0, "rss_kib": 2048},
+            20: {"ppid": 1, "utime": 5 * tick, "stime": 0, "cutime": 0, "cstime": 0, "rss_kib": 9999}}
+    usage = stats.group_usage(snap, 10)
+    assert usage == {"rss_mib": 1.0, "group_rss_mib": 3.0, "cpu_seconds": 4.0, "processes": 2}
+    assert stats.group_usage(snap, 99)["processes"] == 0
+
+
+def test_this_process_is_in_a_snapshot_of_proc():
+    snap = stats.snapshot()
+    assert snap[os.getpid()]["rss_kib"] > 0 and snap[os.getpid()]["ppid"] == os.getppid()
+
+
+def test_machine_busy_from_two_reads_of_proc_stat():
+    before = "cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1 2 3 4\n"
+    after = "cpu  200 0 200 1200 100 0 0 0 0 0\ncpu0 1 2 3 4\n"
+    assert stats.machine_busy(before, after) == pytest.approx(200 / 700)
+    assert stats.machine_busy(before, before) == 0.0
