@@ -1,12 +1,12 @@
 """A pass starts from the status this operator wrote last while the watch has not shown that write yet
-(reconcile/worker.py: with_own_status). Without it, a pass right after a status write read the status of two
+(reconcile/own_writes.py: with_own_status). Without it, a pass right after a status write read the status of two
 passes ago: a tenant's remembered cluster was missing, and a refused move went ahead (a tenant namespace was
 created on the hub: tests/cluster/test_member_trust.py)."""
 
 from __future__ import annotations
 
 from sovereign_suite.reconcile.context import SuiteMemory
-from sovereign_suite.reconcile.worker import with_own_status
+from sovereign_suite.reconcile.own_writes import with_own_status
 
 OLD = {"tenants": [{"namespace": "s-de", "country": "DE"}]}
 WRITTEN = {"tenants": [{"namespace": "s-de", "country": "DE", "cluster": "de-c5"}]}

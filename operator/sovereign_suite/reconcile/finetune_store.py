@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..components.finetune import LABEL_FINETUNE, LABEL_FINETUNE_NS
+from .own_writes import with_own_status
 from .problems import SuiteKey
 
 
@@ -42,14 +43,6 @@ def suite_of_body(body: dict[str, Any]) -> SuiteKey | None:
     return SuiteKey(namespace, ref["name"]) if isinstance(namespace, str) else None
 
 
-def caught_up(body: dict[str, Any], rv: str) -> bool:
-    have = body["metadata"].get("resourceVersion", "")
-    try:
-        return int(have) >= int(rv)
-    except ValueError:
-        return have == rv
-
-
 @dataclass
 class FineTuneMemory:
     last_status: dict[str, Any] | None = None  # the status last written (the watch may not show it yet)
@@ -72,13 +65,10 @@ class FineTunes:
 
     def current(self, key: FineTuneKey) -> dict[str, Any] | None:
         """The FineTune as a pass must see it: with the status this operator wrote last while the watch has not
-        shown that write yet (worker.with_own_status does the same for suites)."""
+        shown that write yet (own_writes.with_own_status, as for suites)."""
         with self._lock:
             body, mem = self._bodies.get(key), self._memory.get(key)
-        if body is None or mem is None or mem.last_status is None or not mem.status_version \
-                or caught_up(body, mem.status_version):
-            return body
-        return {**body, "status": mem.last_status}
+        return body if mem is None else with_own_status(body, mem)
 
     def bodies(self) -> list[dict[str, Any]]:
         return [b for b in (self.current(k) for k in self.keys()) if b is not None]

@@ -26,9 +26,11 @@ from .finetune_pass import JOB_KIND, POLICY_KIND, reconcile_finetune
 from .finetune_serving import promoted
 from .finetune_status import finetune_status
 from .finetune_store import FineTuneKey, suite_of_body
+from . import own_writes
 from .kube import ApiError
+from .own_writes import add_finalizer
 from .problems import Problem, SuiteKey, degraded, from_api_error
-from .status import now, same_status
+from .status import now
 
 log = logging.getLogger("sovereign_suite")
 
@@ -75,16 +77,11 @@ def process(ctx: OperatorContext, key: FineTuneKey) -> None:
 
 
 def _reconcile(ctx: OperatorContext, key: FineTuneKey, body: dict[str, Any]) -> None:
-    meta = body["metadata"]
-    if FINALIZER not in (meta.get("finalizers") or []):
-        try:
-            body = ctx.kube.merge_patch(*FINETUNES, key.name, key.namespace, {"metadata": {
-                "finalizers": list(meta.get("finalizers") or []) + [FINALIZER],
-                "resourceVersion": meta["resourceVersion"]}})
-        except ApiError as err:
-            if err.status in (404, 409):  # gone, or changed meanwhile: its event brings it back
-                return
-            raise
+    if FINALIZER not in (body["metadata"].get("finalizers") or []):
+        added = add_finalizer(ctx.kube, FINETUNES, body, FINALIZER)
+        if added is None:
+            return
+        body = added
         ctx.finetunes.set(key, body)
     result = reconcile_finetune(ctx, body, now())
     write_status(ctx, key, body, result.status)
@@ -120,20 +117,9 @@ def _refused(problems: list[Problem]) -> bool:
 
 
 def write_status(ctx: OperatorContext, key: FineTuneKey, body: dict[str, Any], status: dict[str, Any]) -> None:
-    """A merge patch of the status, only when it changed; a field the new status no longer has is removed (a new
-    run forgets the previous run's loss)."""
-    mem = ctx.finetunes.memory(key)
-    old = body.get("status") or {}
-    if same_status(old, status) or same_status(mem.last_status, status):
-        return
-    patch = {**{k: None for k in old if k not in status}, **status}
-    try:
-        written = ctx.kube.merge_patch(*FINETUNES, key.name, key.namespace, {"status": patch}, sub="status")
-        mem.last_status = status
-        mem.status_version = ((written or {}).get("metadata") or {}).get("resourceVersion", "")
-    except ApiError as err:
-        if err.status not in (404, 409):
-            raise
+    """Only when it changed; a field the new status no longer has is removed (a new run forgets the previous
+    run's loss)."""
+    own_writes.write_status(ctx.kube, FINETUNES, body, ctx.finetunes.memory(key), status, drop_missing=True)
 
 
 def cleanup(ctx: OperatorContext, key: FineTuneKey) -> tuple[int, list[Problem]]:

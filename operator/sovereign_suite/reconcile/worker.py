@@ -22,13 +22,14 @@ from ..leader.elector import NotLeading
 from ..shard.fence import working_on
 from . import finetune_worker, gpu
 from .conditions import Findings, conditions
-from .context import OperatorContext, SuiteMemory
+from .context import OperatorContext
 from .finetune_store import FineTuneKey
 from .kube import ApiError
+from .own_writes import add_finalizer, caught_up, with_own_status, write_status
 from .cleanup import cleanup
 from .pipeline import FINALIZER, PassResult, reconcile
 from .problems import ObjectKey, SuiteKey, degraded
-from .status import build_status, now, same_status
+from .status import build_status, now
 
 log = logging.getLogger("sovereign_suite")
 
@@ -84,28 +85,9 @@ def wait_for_own_writes(ctx: OperatorContext, key: SuiteKey, expect: dict[tuple[
     while expect and time.monotonic() < deadline:
         children = {t.name: t.cache.children(key) for t in ctx.targets()}
         expect = {(c, k): rv for (c, k), rv in expect.items()
-                  if c in children and not _caught_up(children[c].get(k), rv)}
+                  if c in children and not caught_up(children[c].get(k), rv)}
         if expect:
             time.sleep(0.05)
-
-
-def _caught_up(obj: dict[str, Any] | None, rv: str) -> bool:
-    if obj is None:
-        return False
-    have = obj["metadata"].get("resourceVersion", "")
-    try:
-        return int(have) >= int(rv)
-    except ValueError:
-        return have == rv
-
-
-def with_own_status(body: dict[str, Any] | None, mem: SuiteMemory) -> dict[str, Any] | None:
-    """The suite as the pass must see it: with the status this operator wrote last when the watch has not shown
-    that write yet. A pass starting from the older status would forget what the last pass found, e.g. the cluster
-    a tenant was applied to, and then let the tenant move (moves.py)."""
-    if body is None or not mem.status_version or _caught_up(body, mem.status_version):
-        return body
-    return {**body, "status": mem.last_status}
 
 
 def process(ctx: OperatorContext, key: SuiteKey) -> None:
@@ -153,16 +135,11 @@ def _process(ctx: OperatorContext, key: SuiteKey) -> None:
 
 
 def _reconcile(ctx: OperatorContext, key: SuiteKey, body: dict[str, Any], trigger: str, started: float) -> None:
-    meta = body["metadata"]
-    if FINALIZER not in (meta.get("finalizers") or []):
-        try:
-            body = ctx.kube.merge_patch(*SUITES, key.name, key.namespace, {"metadata": {
-                "finalizers": list(meta.get("finalizers") or []) + [FINALIZER],
-                "resourceVersion": meta["resourceVersion"]}})
-        except ApiError as err:
-            if err.status in (404, 409):  # gone, or changed meanwhile: its event brings it back
-                return
-            raise
+    if FINALIZER not in (body["metadata"].get("finalizers") or []):
+        added = add_finalizer(ctx.kube, SUITES, body, FINALIZER)
+        if added is None:
+            return
+        body = added
         ctx.set_suite(key, body)
     mem = ctx.memory(key)
     result = reconcile(ctx, body)
@@ -224,16 +201,7 @@ def forget_suite(ctx: OperatorContext, key: SuiteKey) -> None:
 
 
 def _write_status(ctx: OperatorContext, key: SuiteKey, body: dict[str, Any], status: dict[str, Any]) -> None:
-    mem = ctx.memory(key)
-    if same_status(body.get("status"), status) or same_status(mem.last_status, status):
-        return
-    try:
-        written = ctx.kube.merge_patch(*SUITES, key.name, key.namespace, {"status": status}, sub="status")
-        mem.last_status = status
-        mem.status_version = ((written or {}).get("metadata") or {}).get("resourceVersion", "")
-    except ApiError as err:
-        if err.status not in (404, 409):
-            raise
+    write_status(ctx.kube, SUITES, body, ctx.memory(key), status)
 
 
 def _post_events(ctx: OperatorContext, body: dict[str, Any], result: PassResult) -> None:
