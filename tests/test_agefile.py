@@ -4,6 +4,7 @@ boundaries of the STREAM payload; another identity, a flipped bit, a truncated f
 
 from __future__ import annotations
 
+import base64
 import shutil
 import subprocess
 from pathlib import Path
@@ -67,3 +68,27 @@ def test_identity_parsing(tmp_path):
         parse_identity(broken)
     with pytest.raises(AgeError, match="not an age X25519 identity"):
         parse_identity("age1qqqq")
+
+
+@pytest.mark.parametrize("byte", [ord("@"), ord("-"), 0xFF])
+def test_a_header_byte_outside_base64_is_refused_as_damaged(tmp_path, byte):
+    """A flipped bit can turn a stanza body's character into one outside base64 ('A' ^ 1 is '@') or outside
+    ASCII: refused as AgeError like every other damage, never another exception (CI once drew such a key)."""
+    ident, rcpt = _identity(tmp_path, "k")
+    sealed = bytearray(_encrypt(b"x" * 1000, rcpt))
+    header_end = sealed.index(b"\n---") + 1
+    sealed[header_end - 2] = byte  # inside the last stanza body line
+    with pytest.raises(AgeError, match="not base64"):
+        decrypt(bytes(sealed), ident)
+
+
+def test_a_low_order_share_is_refused_as_damaged(tmp_path):
+    """A stanza whose ephemeral share is a low-order point (all zeros): the X25519 exchange would give an all-zero
+    secret; refused as AgeError (cryptography raises ValueError there)."""
+    ident, rcpt = _identity(tmp_path, "k")
+    sealed = _encrypt(b"x" * 1000, rcpt)
+    start = sealed.index(b"-> X25519 ") + len(b"-> X25519 ")
+    end = sealed.index(b"\n", start)
+    zeros = base64.b64encode(b"\0" * 32).rstrip(b"=")
+    with pytest.raises(AgeError, match="low-order"):
+        decrypt(sealed[:start] + zeros + sealed[end:], ident)

@@ -37,10 +37,13 @@ def _hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
 
 def _b64(text: bytes) -> bytes:
     """age's base64: standard alphabet, no padding (canonical: re-encoding gives the same text)."""
-    s = text.decode("ascii")
-    if "=" in s:
-        raise AgeError("padded base64 in the header")
-    raw = base64.b64decode(s + "=" * (-len(s) % 4), validate=True)
+    try:
+        s = text.decode("ascii")
+        if "=" in s:
+            raise AgeError("padded base64 in the header")
+        raw = base64.b64decode(s + "=" * (-len(s) % 4), validate=True)
+    except ValueError as err:  # not ASCII, or outside the alphabet (binascii.Error): a damaged or forged header
+        raise AgeError(f"the header is not base64: {err}") from None
     if base64.b64encode(raw).decode().rstrip("=") != s:
         raise AgeError("non-canonical base64 in the header")
     return raw
@@ -128,7 +131,10 @@ def decrypt(data: bytes, identity: str) -> bytes:
         share = _b64(args[1])
         if len(share) != 32:
             raise AgeError("malformed X25519 stanza")
-        shared = secret.exchange(X25519PublicKey.from_public_bytes(share))
+        try:
+            shared = secret.exchange(X25519PublicKey.from_public_bytes(share))
+        except ValueError:  # a low-order point: the shared secret would be all zeros (age refuses it)
+            raise AgeError("malformed X25519 stanza (low-order share)") from None
         wrap = _hkdf(shared, share + ours, X25519_INFO)
         try:
             file_key = ChaCha20Poly1305(wrap).decrypt(b"\0" * 12, body, None)
