@@ -57,6 +57,26 @@ def accessed(log: str, method: str, path: str) -> bool:
     return re.search(rf'Processed request: .* "{method} {re.escape(path)}[^"]* HTTP/1\.1"', log) is not None
 
 
+def synced_bodies(tenant: Tenant, token: str, expected: set[str], complete=None, timeout: float = 30) -> list[str]:
+    """The message bodies of a ``/sync`` (``timeout=0``, through the router) once it shows every ``expected`` body
+    (and ``complete(bodies)`` holds): a sync worker learns of an event over replication from its persister, a
+    moment after the send returned, so one immediate sync may not show it yet."""
+    got: list[str] = []
+
+    def seen() -> bool:
+        nonlocal got
+        synced = tenant.call("GET", "/_matrix/client/v3/sync?timeout=0", token=token)[1]  # any other status fails
+        got = [e["content"].get("body") for r in synced["rooms"]["join"].values()
+               for e in r["timeline"]["events"] if e["type"] == "m.room.message"]
+        return expected <= set(got) and (complete is None or complete(got))
+
+    try:
+        wait_for(seen, timeout=timeout, interval=0.5, what=f"a sync showing {sorted(expected)}")
+    except AssertionError as err:
+        raise AssertionError(f"{err}; last sync's messages: {got}") from None
+    return got
+
+
 def test_worker_topology_runs_for_real(operator, kube, core, namespace, synapse_python):  # noqa: F811
     _need_tools()
     if not shutil.which("redis-server"):
@@ -104,10 +124,7 @@ def test_worker_topology_runs_for_real(operator, kube, core, namespace, synapse_
             assert rows == [[persister]], rows
 
         # /sync through the router: answered by a sync worker (the router's upstream, and its own access log)
-        status, synced = fr.call("GET", "/_matrix/client/v3/sync?timeout=0", token=alice_token)
-        bodies = {e["content"].get("body") for r in synced["rooms"]["join"].values()
-                  for e in r["timeline"]["events"] if e["type"] == "m.room.message"}
-        assert {f"written by {p}" for p in persisters} <= bodies, bodies
+        synced_bodies(fr, alice_token, {f"written by {p}" for p in persisters})
         sync_pods = {workers.pod_of(up) for req, st, up in workers.router_log() if "/sync" in req}
         assert sync_pods and sync_pods <= set(workers.pods["synapse-sync"]), workers.router_log()
         assert all(accessed(lab.log(pod), "GET", "/_matrix/client/v3/sync") for pod in sync_pods)
@@ -140,10 +157,8 @@ def test_worker_topology_runs_for_real(operator, kube, core, namespace, synapse_
         before = len(workers.router_log())
         for persister, room in by_persister.items():
             fr.send(alice_token, room, f"after {dead} stopped")
-        synced = fr.call("GET", "/_matrix/client/v3/sync?timeout=0", token=alice_token)[1]
-        bodies = [e["content"].get("body") for r in synced["rooms"]["join"].values()
-                  for e in r["timeline"]["events"] if e["type"] == "m.room.message"]
-        assert bodies.count(f"after {dead} stopped") == len(by_persister), bodies
+        bodies = synced_bodies(fr, alice_token, {f"after {dead} stopped"},
+                               lambda got: got.count(f"after {dead} stopped") == len(by_persister))
         assert {f"written by {p}" for p in persisters} <= set(bodies), bodies
         answered = [workers.pod_of(up) for req, st, up in workers.router_log()[before:] if "/sync" in req]
         assert answered and dead not in answered and set(answered) <= set(workers.pods["synapse-sync"]), answered
