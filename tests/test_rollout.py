@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
 from sovereign_suite.components.base import build_contexts
@@ -13,6 +15,7 @@ from sovereign_suite.render import render_suite
 from .helpers import load_example
 
 ALL = {"database", "migrations", "application", "workers"}
+NOW = datetime(2026, 12, 3, 23, 0, 0, tzinfo=timezone.utc)
 
 
 def test_backup_first_when_backups_are_configured():
@@ -206,14 +209,18 @@ def test_plan_adds_the_jobs_and_holds_the_workloads_of_an_upgrading_tenant():
     ctxs = {c.tenant.country: c for c in build_contexts(suite, clouds)}
     out, held, upgrades = plan(suite, desired, {}, status, "uid", served=lambda ns: True,
                                pods_of=lambda ns, match: [], job_pods=lambda ns, job: [],
-                               labels=lambda t, comp, part: ctxs[t.country].labels(comp, part))
+                               labels=lambda t, comp, part: ctxs[t.country].labels(comp, part), now=NOW)
     added = [o for o in out if o not in desired]
     assert [(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"][:15]) for o in added] == \
         [("Job", fr, "upgrade-backup-")]
     assert upgrades == {fr: {"fromRelease": "2024.01", "toRelease": "2026.12", "step": "Backup", "state": "Running",
-                             "reason": "Upgrading", "message": "taking the backup before the upgrade"}}
+                             "reason": "Upgrading", "message": "taking the backup before the upgrade",
+                             "since": "2026-12-03T23:00:00Z"}}
     assert ObjectKey("apps", "Deployment", fr, "synapse") in held
     assert ObjectKey("apps", "StatefulSet", fr, "matrix-postgres") in held
+    # and the configuration they read stays at the previous release with them (reconcile/rollout_config.py)
+    assert ObjectKey.of({"apiVersion": "v1", "kind": "ConfigMap",
+                         "metadata": {"name": "synapse", "namespace": fr}}) in held
     # Docs' migrations of the new backend image wait for their step: never on a database not backed up yet
     migrate = [o for o in desired if o["metadata"].get("namespace") == fr and category(o) == "migrations"]
     assert migrate and all(ObjectKey.of(o) in held for o in migrate)
@@ -353,3 +360,86 @@ def test_a_stuck_application_fails_its_step_and_a_rolled_one_does_not(rendered):
     assert live[ObjectKey.of(synapse)]["metadata"]["annotations"][ANN_HASH]
     d = decide(observe_tenant(ns, objs, live, False, "abc", pods_of, lambda n, job: []))
     assert (d.step, d.state) == ("Done", "Done")
+
+
+def test_step_since_is_kept_for_the_same_move_and_step_only():
+    from sovereign_suite.reconcile.rollout import Decision, step_since
+
+    d = Decision("Database", "Running")
+    old = {"fromRelease": "2024.01", "toRelease": "2026.12", "step": "Database", "since": "2026-12-03T22:00:00Z"}
+    assert step_since(d, old, "2024.01", "2026.12", NOW) == "2026-12-03T22:00:00Z"
+    assert step_since(Decision("Application", "Running"), old, "2024.01", "2026.12", NOW) == "2026-12-03T23:00:00Z"
+    assert step_since(d, old, "2024.01", "2027.06", NOW) == "2026-12-03T23:00:00Z"  # another move
+    assert step_since(d, None, "2024.01", "2026.12", NOW) == "2026-12-03T23:00:00Z"
+    # a failed step keeps its start: the deadline does not restart when a stuck pod recovers and fails again
+    assert step_since(d, {**old, "state": "Failed"}, "2024.01", "2026.12", NOW) == "2026-12-03T22:00:00Z"
+
+
+@pytest.mark.parametrize("step", ["Database", "Migrations", "Application", "Workers"])
+def test_a_workload_step_past_its_deadline_fails_naming_what_it_waits_for(step):
+    from sovereign_suite.reconcile.rollout import Decision, past_deadline
+
+    d = Decision(step, "Running", "Upgrading", "rolling", frozenset({"check"}), frozenset({"workers"}))
+    ten_min_ago = (NOW - timedelta(seconds=600)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert past_deadline(d, ten_min_ago, NOW, 600, "X") == d  # not past it yet
+    late = past_deadline(d, ten_min_ago, NOW + timedelta(seconds=1), 600, "StatefulSet/matrix-postgres (0/1 ready)")
+    assert (late.step, late.state, late.reason) == (step, "Failed", "ProgressDeadlineExceeded")
+    assert late.message == (f"step {step} not done 601 s after it began (deadline 600 s); waiting for "
+                            "StatefulSet/matrix-postgres (0/1 ready)")
+    assert (late.jobs, late.hold) == (d.jobs, d.hold)  # what follows stays held
+
+
+@pytest.mark.parametrize("d", [("Backup", "Running"), ("CheckConfig", "Running"), ("Database", "Failed"),
+                               ("Done", "Done")])
+def test_the_deadline_leaves_job_steps_failures_and_done_alone(d):
+    from sovereign_suite.reconcile.rollout import Decision, past_deadline
+
+    dec = Decision(*d)
+    assert past_deadline(dec, "2026-12-01T00:00:00Z", NOW, 600, "X") == dec
+
+
+def test_plan_fails_a_database_step_past_its_deadline_with_the_schedulers_words():
+    """The database's StatefulSet applied at the new image, its pod Pending (no node fits), the step begun 11 min
+    ago (the previous pass's entry): Failed ProgressDeadlineExceeded with the StatefulSet's ready count and the
+    scheduler's message; the applications stay held. The same pod 5 min in: still Running, its start kept."""
+    from sovereign_suite.reconcile.converge import stamp
+    from sovereign_suite.reconcile.problems import ObjectKey
+    from sovereign_suite.reconcile.rollout import CHECK_JOB_PREFIX, job_suffix
+    from sovereign_suite.reconcile.rollout_pass import plan
+
+    suite, clouds = load_example("two-countries")
+    desired = [stamp(o, "uid") for o in render_suite(suite, clouds, {}, {}).manifests]
+    fr = f"{suite.name}-fr"
+    objs = [o for o in desired if o["metadata"].get("namespace") == fr]
+    pg = next(o for o in objs if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "matrix-postgres")
+    live = {ObjectKey("batch", "Job", fr, CHECK_JOB_PREFIX + job_suffix("2024.01", "2026.12", objs)):
+            {"status": {"conditions": [{"type": "Complete", "status": "True"}]}},
+            ObjectKey.of(pg): {**pg, "metadata": {**pg["metadata"], "generation": 2},
+                               "status": {"observedGeneration": 2, "replicas": 1, "readyReplicas": 0}}}
+    labels = pg["spec"]["selector"]["matchLabels"]
+    unschedulable = "0/3 nodes are available: 3 Insufficient memory."
+    pod = {"metadata": {"name": "matrix-postgres-0", "namespace": fr, "labels": labels},
+           "status": {"phase": "Pending", "conditions": [
+               {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": unschedulable}]}}
+
+    def pods_of(ns, match):
+        return [pod] if ns == fr and match.items() <= labels.items() else []
+
+    def run(since: str):
+        status = {"tenants": [{"namespace": fr, "release": {"name": "2024.01"},
+                               "upgrade": {"fromRelease": "2024.01", "toRelease": "2026.12", "step": "Database",
+                                           "state": "Running", "since": since}}]}
+        return plan(suite, desired, live, status, "uid", served=lambda ns: ns == fr, pods_of=pods_of,
+                    job_pods=lambda ns, job: [], labels=lambda t, comp, part: {}, now=NOW, deadline=600)
+
+    _, held, upgrades = run("2026-12-03T22:49:00Z")
+    entry = upgrades[fr]
+    assert (entry["step"], entry["state"], entry["reason"]) == ("Database", "Failed", "ProgressDeadlineExceeded")
+    # Docs' database is not in the live view at all: named as such
+    assert entry["message"] == ("step Database not done 660 s after it began (deadline 600 s); waiting for "
+                                "StatefulSet/docs-postgres (not applied yet), "
+                                f"StatefulSet/matrix-postgres (0/1 ready): Unschedulable: {unschedulable}")
+    assert entry["since"] == "2026-12-03T22:49:00Z"
+    assert ObjectKey("apps", "Deployment", fr, "synapse") in held
+    _, _, upgrades = run("2026-12-03T22:55:00Z")
+    assert (upgrades[fr]["state"], upgrades[fr]["since"]) == ("Running", "2026-12-03T22:55:00Z")

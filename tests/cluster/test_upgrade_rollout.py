@@ -236,15 +236,21 @@ def test_a_failed_check_stops_the_rollout_and_the_release_back_or_a_rerun_recove
         assert _workload_images(kube, fr) == before
         assert _tenant(kube, doc)["release"]["name"] == PREVIOUS
         assert _job_state(kube, fr, job) == "Failed"
-        # nothing rolled: of the tenant's children, the operator wrote the check Job and the objects no step holds
-        # (configuration, Services, Ingress, the media claim: applied when the move starts, the check reads the
-        # new configuration), whose content is the same between these releases: only their version label moved
+        # nothing rolled: of the tenant's children, the operator wrote the check Job and its own copies of the
+        # new configuration, and the objects no step holds (Services, Ingress, the media claim: applied when the
+        # move starts), whose content is the same between these releases: only their version label moved. The
+        # ConfigMaps the held workloads read stay at the previous release (reconcile/rollout_config.py)
         time.sleep(6)  # two drift passes (3 s) on the failed rollout: it stays stopped
         writes = [w for w in audit.writes(mark) if w.split()[1] not in ("sovereignsuites/status", "events", "leases")]
         assert {w.split()[1] for w in writes} == {"jobs", "configmaps", "services", "ingresses",
                                                    "persistentvolumeclaims"}, writes
         assert {w for w in writes if w.split()[1] == "jobs"} == {f"patch jobs {fr}/{job}"}, writes
-        assert _contents(kube, fr) == contents
+        assert {w for w in writes if w.split()[1] == "configmaps"} == {f"patch configmaps {fr}/{job}-synapse"}, writes
+        now = _contents(kube, fr)
+        # the check's copy holds the new release's configuration: the same content as the previous one between
+        # these two releases; it is pruned with the Job when the release is set back (below)
+        assert now.pop(f"ConfigMap/{job}-synapse") == now["ConfigMap/synapse"]
+        assert now == contents
         assert (_tenant(kube, doc).get("upgrade") or {}).get("state") == "Failed"
 
         # the release set back: nothing to roll, the check Job removed, Ready on the images it never left
@@ -352,3 +358,59 @@ def test_a_new_synapse_that_crash_loops_fails_the_application_step_and_recovers_
         kube.delete({"apiVersion": "sovereignsuite.io/v1alpha1", "kind": "SovereignSuite",
                      "metadata": {"name": name, "namespace": namespace}})
         wait_for(lambda: get_suite(kube, doc) is None, timeout=60, what="suite deleted")
+
+
+def test_a_new_synapse_that_never_gets_a_node_fails_its_step_at_the_deadline(operator, kube, core, namespace):
+    """A new Synapse pod that is not stuck but never becomes ready (here: Pending, every node cordoned, so the
+    scheduler says why) fails the Application step once the operator's rollout step deadline has passed
+    (SOVEREIGN_SUITE_ROLLOUT_STEP_DEADLINE, 20 s for this test): ProgressDeadlineExceeded, naming the Deployment,
+    its ready count and the scheduler's words; the suite Degraded, the workers held. Once a node takes the pod the
+    rollout goes on to the end."""
+    operator.stop()
+    operator.extra_env["SOVEREIGN_SUITE_ROLLOUT_STEP_DEADLINE"] = "20"
+    operator.start()
+    create_referenced_secrets(core, namespace)
+    doc = _fr_suite(namespace)
+    name, fr = doc["metadata"]["name"], f"{doc['metadata']['name']}-fr"
+    cordoned: list[str] = []
+    try:
+        kube.create(doc)
+        wait_ready(kube, doc, timeout=120)
+        wait_for(lambda: _tenant(kube, doc).get("release"), timeout=30, what="the release record")
+        workers = {k: v for k, v in _workload_images(kube, fr).items() if k.startswith("StatefulSet/synapse-")}
+        assert workers
+
+        cordoned = _cordon(kube, True)
+        kube.merge_patch(*SUITES, name, namespace, {"spec": {"release": CURRENT}})
+        _check_pod_exits(kube, fr, 0, "Config parses OK!\n")
+        started = time.monotonic()
+        up = wait_for(lambda: (_tenant(kube, doc).get("upgrade") or {}).get("state") == "Failed"
+                      and _tenant(kube, doc)["upgrade"], timeout=90, what="the rollout Failed at its deadline")
+        assert (up["step"], up["reason"]) == ("Application", "ProgressDeadlineExceeded"), up
+        assert up["message"].startswith("step Application not done "), up
+        # the scheduler's own words for a pod no cordoned node takes
+        assert "Deployment/synapse (0/1 ready): Unschedulable: " in up["message"], up
+        assert "unschedulable" in up["message"].split("Deployment/synapse", 1)[1], up
+        assert time.monotonic() - started >= 15  # not before the deadline (the step began after the check)
+        suite = get_suite(kube, doc)
+        assert (condition(suite, "Degraded")["status"], condition(suite, "Degraded")["reason"]) == (
+            "True", "ProgressDeadlineExceeded")
+        assert condition(suite, "Ready")["status"] == "False"
+        assert {k: v for k, v in _workload_images(kube, fr).items() if k in workers} == workers
+        assert _tenant(kube, doc)["release"]["name"] == PREVIOUS
+
+        _cordon(kube, False, cordoned)
+        cordoned = []
+        wait_for(lambda: (_tenant(kube, doc).get("release") or {}).get("name") == CURRENT, timeout=150,
+                 what="the tenant on the current release")
+        assert "upgrade" not in _tenant(kube, doc)
+        wait_ready(kube, doc, timeout=60)
+    finally:
+        if cordoned:
+            _cordon(kube, False, cordoned)
+        kube.delete({"apiVersion": "sovereignsuite.io/v1alpha1", "kind": "SovereignSuite",
+                     "metadata": {"name": name, "namespace": namespace}})
+        wait_for(lambda: get_suite(kube, doc) is None, timeout=60, what="suite deleted")
+        operator.stop()
+        operator.extra_env.pop("SOVEREIGN_SUITE_ROLLOUT_STEP_DEADLINE", None)
+        operator.start()

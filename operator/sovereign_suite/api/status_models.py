@@ -95,6 +95,9 @@ class UpgradeStatus(Model):
     state: Literal["Running", "Failed", "Done"]
     reason: str = ""
     message: str = ""
+    since: str | None = Field(
+        None, description="When the current step began (RFC 3339, UTC): a workload step not done within the "
+        "operator's rollout step deadline fails with ProgressDeadlineExceeded.")
 
 
 class TenantStatus(Model):

@@ -63,6 +63,9 @@ class Settings:
     retry_cap: float = 300.0
     job_retry_base: float = 30.0  # a failed migration Job is re-created after base x 2^(attempt-1) seconds
     job_retry_cap: float = 3600.0
+    # a rollout's workload step (reconcile/rollout.py) not done after this long fails: ProgressDeadlineExceeded
+    # (Kubernetes' default progressDeadlineSeconds for a Deployment)
+    rollout_step_deadline: float = 600.0
     discovery_interval: float = 30.0  # how often an API not served (a CRD not installed) is looked for again
     # pull mode: the NationalClouds this cluster is (every other cloud is remote: never written to from here,
     # no credential of it read); empty: push mode (a cloud with kubeconfigSecretRef is a member cluster)
@@ -111,6 +114,7 @@ class Settings:
             requeue_seconds=_env_float("SOVEREIGN_SUITE_REQUEUE", cls.requeue_seconds),
             retry_base=_env_float("SOVEREIGN_SUITE_RETRY_BASE", cls.retry_base),
             job_retry_base=_env_float("SOVEREIGN_SUITE_JOB_RETRY_BASE", cls.job_retry_base),
+            rollout_step_deadline=_env_float("SOVEREIGN_SUITE_ROLLOUT_STEP_DEADLINE", cls.rollout_step_deadline),
             discovery_interval=_env_float("SOVEREIGN_SUITE_DISCOVERY_INTERVAL", cls.discovery_interval),
             member_connect_timeout=_env_float("SOVEREIGN_SUITE_MEMBER_CONNECT_TIMEOUT", cls.member_connect_timeout),
             member_read_timeout=_env_float("SOVEREIGN_SUITE_MEMBER_READ_TIMEOUT", cls.member_read_timeout),

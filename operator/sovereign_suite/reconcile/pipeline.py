@@ -291,7 +291,8 @@ class Pass(Observing):
             suite, desired, self.live, self.old_status, self.uid,
             served=lambda ns: ns in homes.home and ns not in homes.remote, pods_of=self.pods_matching,
             job_pods=self.job_pods,
-            labels=lambda tenant, comp, part: labels[tenant.country](comp, part))
+            labels=lambda tenant, comp, part: labels[tenant.country](comp, part),
+            deadline=self.ctx.settings.rollout_step_deadline)
         # a new Synapse writer set: every process of the old one stops first (writer_change.py)
         desired, stopping = writer_change.plan(desired, lambda ns: ns in homes.home and ns not in homes.remote,
                                                self.pods_matching)

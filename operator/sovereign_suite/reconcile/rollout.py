@@ -15,11 +15,13 @@ rolls it step by step, one step per condition met, recomputed from the live obje
                has not migrated yet.
 
 Until its step comes, a workload keeps its live version (the pass does not send it: the previous version keeps
-serving), and a failed step stops the rollout with its reason: a Job of the step failed (its pod's last words), or a
+serving), and so do the ConfigMaps only held workloads read (reconcile/rollout_config.py), and a failed step stops the rollout with its reason: a Job of the step failed (its pod's last words), or a
 workload of the step does not roll out because its pods are stuck (crash-looping, an image that cannot be pulled...:
 observe.STUCK, with the container's last words; a Synapse refusal named as such, crash_causes.py). Recomputed at
 every pass: a stuck workload that recovers (the kubelet retries) lets its step go on; a failed Job stays failed
-until it is deleted or the release set back. The I/O (reading the Jobs and pods, applying what
+until it is deleted or the release set back. A workload step (Database, Migrations, Application, Workers) that is neither done
+nor failed fails once it has run longer than the rollout step deadline (``since`` in the status; a readiness probe that
+never passes, a pod that stays Pending): ProgressDeadlineExceeded, naming what it waits for. The I/O (reading the Jobs and pods, applying what
 is released) is the pass's: reconcile/pipeline.py, reconcile/rollout_pass.py.
 """
 
@@ -27,7 +29,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from typing import Any
 
 from ..components.matrix.workers import WORKER_LABEL
@@ -113,6 +116,41 @@ def decide(o: Observed) -> Decision:
             return _at("Workers", jobs, "Failed", *o.failures["workers"])
         return _at("Workers", jobs, message="Synapse's workers roll after the main process")
     return Decision("Done", "Done", "Upgraded")
+
+
+# The steps whose workloads roll or whose Job runs. The Deployment controller's own deadline (progressDeadlineSeconds) covers
+# Deployments only and says nothing of a Pending pod's StatefulSet: one deadline of the operator's covers them all.
+# Docs' migrate Job has no activeDeadlineSeconds of its own (the operator's pre-upgrade backup and check Jobs do).
+DEADLINE_STEPS = {"Database": "database", "Migrations": "migrations", "Application": "application",
+                  "Workers": "workers"}
+STAMP = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def step_since(d: Decision, old: dict[str, Any] | None, from_release: str, to_release: str,
+               now: datetime) -> str:
+    """When ``d``'s step began: the previous pass's entry's time when it was the same move at the same step (a
+    failed step keeps it too), else now."""
+    if (old and old.get("since") and old.get("step") == d.step and old.get("fromRelease") == from_release
+            and old.get("toRelease") == to_release):
+        return old["since"]
+    return now.astimezone(timezone.utc).strftime(STAMP)
+
+
+def past_deadline(d: Decision, since: str, now: datetime, deadline: float, waiting: str) -> Decision:
+    """``d``, or a failure when its workload step has run for longer than ``deadline`` seconds; ``waiting``: what
+    the step still waits for. A step that gets done later goes on (recomputed every pass)."""
+    if d.state != "Running" or d.step not in DEADLINE_STEPS:
+        return d
+    try:
+        began = datetime.strptime(since, STAMP).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return d
+    elapsed = (now - began).total_seconds()
+    if elapsed <= deadline:
+        return d
+    return replace(d, state="Failed", reason="ProgressDeadlineExceeded",
+                   message=f"step {d.step} not done {int(elapsed)} s after it began (deadline {int(deadline)} s); "
+                           f"waiting for {waiting or 'its workloads'}")
 
 
 def category(obj: dict[str, Any]) -> str | None:

@@ -4,6 +4,7 @@ live version, and the release record (status.tenants[].release) once a release s
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from ..api.models import SovereignSuite
@@ -14,8 +15,9 @@ from ..api.releases import catalogue
 from . import observe
 from .converge import ANN_HASH, stamp
 from .problems import ObjectKey
-from .rollout import BACKUP_JOB_PREFIX, CHECK_JOB_PREFIX, Decision, Observed, backup_job, category, check_job, \
-    decide, job_suffix
+from .rollout_config import held_configuration, with_config_copies
+from .rollout import BACKUP_JOB_PREFIX, CHECK_JOB_PREFIX, DEADLINE_STEPS, Decision, Observed, backup_job, category, \
+    check_job, decide, job_suffix, past_deadline, step_since
 
 Live = dict[ObjectKey, dict[str, Any]]
 
@@ -104,6 +106,31 @@ def _stuck(ns: str, objs: list[dict[str, Any]], live: Live,
     return None
 
 
+def waiting_for(ns: str, objs: list[dict[str, Any]], live: Live,
+                pods_of: Callable[[str, dict[str, str]], list[dict[str, Any]]]) -> str:
+    """The workloads of ``objs`` not rolled out yet (each with its ready count) and the Jobs not complete, with the
+    scheduler's words for a Pending pod."""
+    out = []
+    for o in objs:
+        if o["kind"] == "Job":  # Docs' migrate Job: its pods carry the Job controller's job-name label
+            if _job(live, ns, o["metadata"]["name"])[0] != "Complete":
+                pending = observe.pending_reason(pods_of(ns, {"job-name": o["metadata"]["name"]}))
+                out.append(f"Job/{o['metadata']['name']}" + (f": {pending[0]}: {pending[1]}" if pending else ""))
+            continue
+        if o["kind"] not in ("Deployment", "StatefulSet") or _rolled(o, live):
+            continue
+        obj = live.get(ObjectKey.of(o))
+        desired, ready, _ = observe.workload_ready(obj) if obj is not None else (0, 0, False)
+        text = f"{o['kind']}/{o['metadata']['name']} ({ready}/{desired} ready)" if obj is not None \
+            else f"{o['kind']}/{o['metadata']['name']} (not applied yet)"
+        match = ((o.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        pending = observe.pending_reason(pods_of(ns, match)) if match else None
+        if pending:
+            text += f": {pending[0]}: {pending[1]}"
+        out.append(text)
+    return ", ".join(out)
+
+
 def _terminated(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
     """The first non-zero exit of a Job's pods (as the watch cache stores them: reconcile/strip.py), with its
     termination message (the tail of the log for FallbackToLogsOnError containers)."""
@@ -117,13 +144,17 @@ def _terminated(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
 
 def plan(suite: SovereignSuite, desired: list[dict[str, Any]], live: Live, old_status: dict[str, Any], uid: str,
          served: Callable[[str], bool], pods_of: Callable[[str, dict[str, str]], list[dict[str, Any]]],
-         job_pods: JobPods, labels: Callable[[Any, str, str], dict[str, str]]
+         job_pods: JobPods, labels: Callable[[Any, str, str], dict[str, str]],
+         now: datetime | None = None, deadline: float = 600.0
          ) -> tuple[list[dict[str, Any]], set[ObjectKey], dict[str, dict[str, Any]]]:
     """The desired objects with each upgrading tenant's one-off Jobs, the workloads held at their live version,
     and each upgrading tenant's status.tenants[].upgrade. ``desired`` is stamped; ``served(ns)``: the tenant is
     written by this pass; ``labels(tenant, component, part)``: the rendered labels; ``pods_of``, ``job_pods``: as
-    observe_tenant's."""
+    observe_tenant's; ``deadline``: seconds a workload step may run (rollout.past_deadline)."""
     rec = recorded(old_status)
+    now = now or datetime.now(timezone.utc)
+    old_upgrades = {t["namespace"]: t["upgrade"] for t in old_status.get("tenants") or []
+                    if t.get("namespace") and t.get("upgrade")}
     jobs: list[dict[str, Any]] = []
     held: set[ObjectKey] = set()
     upgrades: dict[str, dict[str, Any]] = {}
@@ -137,21 +168,27 @@ def plan(suite: SovereignSuite, desired: list[dict[str, Any]], live: Live, old_s
         cronjob = next((o for o in objs if o["kind"] == "CronJob" and o["metadata"]["name"] == "backup"), None)
         backups = cronjob is not None and effective_backups(suite, tenant).enabled
         decision = decide(observe_tenant(ns, objs, live, backups, suffix, pods_of, job_pods))
+        since = step_since(decision, old_upgrades.get(ns), have, want, now)
+        if decision.step in DEADLINE_STEPS:
+            step_objs = [o for o in objs if category(o) == DEADLINE_STEPS[decision.step]]
+            decision = past_deadline(decision, since, now, deadline, waiting_for(ns, step_objs, live, pods_of))
         if "backup" in decision.jobs and cronjob is not None:
             job = backup_job(cronjob, BACKUP_JOB_PREFIX + suffix, labels(tenant, "backup", "upgrade-backup"))
             jobs.append(stamp(job, uid))
         synapse = next((o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "synapse"), None)
         if "check" in decision.jobs and synapse is not None:
-            jobs.append(stamp(check_job(synapse, CHECK_JOB_PREFIX + suffix,
-                                        labels(tenant, "matrix", "synapse-check-config")), uid))
+            job = check_job(synapse, CHECK_JOB_PREFIX + suffix, labels(tenant, "matrix", "synapse-check-config"))
+            configmaps = {o["metadata"]["name"]: o for o in objs if o["kind"] == "ConfigMap"}
+            jobs += [stamp(o, uid) for o in with_config_copies(job, configmaps)]
         held |= {ObjectKey.of(o) for o in objs if category(o) in decision.hold}
-        upgrades[ns] = upgrade_entry(have, want, decision)
+        held |= held_configuration(objs, decision.hold)
+        upgrades[ns] = upgrade_entry(have, want, decision, since)
     return desired + jobs, held, upgrades
 
 
-def upgrade_entry(have: str, want: str, d: Decision) -> dict[str, Any]:
+def upgrade_entry(have: str, want: str, d: Decision, since: str) -> dict[str, Any]:
     return {"fromRelease": have, "toRelease": want, "step": d.step, "state": d.state, "reason": d.reason,
-            "message": d.message}
+            "message": d.message, "since": since}
 
 
 def release_record(suite: SovereignSuite, tenant: Any, old: dict[str, Any] | None, ready: bool,
