@@ -171,3 +171,69 @@ def test_a_tenant_whose_cluster_is_unknown_this_pass_keeps_its_last_cluster_in_t
     fresh = Homes([local], {}, {"eu-de": "de-c5"}, unresolved={"eu-de": stalled("MemberCredentials", "x")})
     hold_moves(fresh, {}, "Retain")  # never applied: the cloud's name, as before
     assert fresh.cluster("eu-de") == {"cluster": "de-c5", "clusterReachable": False}
+
+
+def test_a_cloud_whose_credentials_reach_another_cluster_is_refused_as_a_move():
+    """The same cloud name, another cluster behind it (its kubeconfig Secret replaced by another member's): the
+    tenant is refused like a move, its old identity kept in the status; the same cluster, a tenant being
+    restored, deletionPolicy Delete or an identity not known on either side lets it go on."""
+    from sovereign_suite.reconcile.moves import identity_problem, last_identities
+
+    def run(policy="Retain", restoring=frozenset(), now="uid-b", last_uid="uid-a"):
+        member = ClusterView(_Target("de-c5"), {"eu-de"}, {})
+        homes = Homes([member], {"eu-de": member}, {"eu-de": "de-c5"})
+        status = {"tenants": [{"namespace": "eu-de", "cluster": "de-c5", "clusterUID": last_uid}]}
+        hold_moves(homes, last_clusters(status), policy, last_identities(status), lambda t: now, restoring)
+        return homes
+
+    homes = run()
+    problem = homes.unresolved["eu-de"]
+    assert problem.reason == "TenantMoveRefused" and "eu-de" not in homes.home and homes.protected() == {"eu-de"}
+    assert "member cluster de-c5 is now another cluster (its kube-system namespace uid uid-b)" in problem.message
+    assert "(uid-a)" in problem.message and "restoreFrom" in problem.message
+    assert homes.cluster("eu-de") == {"cluster": "de-c5", "clusterReachable": False, "clusterUID": "uid-a"}
+    same = run(now="uid-a")
+    assert not same.unresolved and same.cluster("eu-de") == {"cluster": "de-c5", "clusterReachable": True,
+                                                               "clusterUID": "uid-a"}
+    for ok in (run(policy="Delete"), run(restoring=frozenset({"eu-de"}))):
+        assert not ok.unresolved and ok.cluster("eu-de")["clusterUID"] == "uid-b"  # the new cluster recorded
+    first = run(last_uid="")  # a status from before identities: recorded now, nothing compared
+    assert not first.unresolved and first.cluster("eu-de")["clusterUID"] == "uid-b"
+    unknown = run(now="")  # not readable now: nothing compared, the known identity kept
+    assert not unknown.unresolved and unknown.cluster("eu-de")["clusterUID"] == "uid-a"
+    assert identity_problem("eu-de", "de-c5", "uid-a", "uid-a", "Retain", False) is None
+
+
+def test_a_cluster_that_does_not_answer_is_not_asked_who_it_is():
+    asked = []
+    gone = ClusterView(_Target("de-c5"), {"eu-de"}, {}, degraded("ClusterUnreachable", "x"))
+    homes = Homes([gone], {"eu-de": gone}, {"eu-de": "de-c5"})
+    hold_moves(homes, {"eu-de": "de-c5"}, "Retain", {"eu-de": "uid-a"}, lambda t: asked.append(t) or "uid-b")
+    assert asked == [] and not homes.unresolved
+    assert homes.cluster("eu-de")["clusterUID"] == "uid-a"
+
+
+def test_identify_reads_the_kube_system_uid_once_and_says_unknown_on_failure():
+    from sovereign_suite.reconcile.kube import ApiError
+    from sovereign_suite.reconcile.targets import identify
+
+    class _Kube:
+        def __init__(self, answers):
+            self.answers, self.calls = list(answers), []
+
+        def get(self, api_version, kind, name, namespace=None):
+            self.calls.append((api_version, kind, name, namespace))
+            answer = self.answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+    class _T:
+        def __init__(self, kube):
+            self.kube, self.identity, self.name = kube, "", "de-c5"
+
+    kube = _Kube([ApiError(0, "Timeout", "no answer", "Namespace/kube-system"), {"metadata": {"uid": "9f1c"}}])
+    target = _T(kube)
+    assert identify(target) == ""  # not readable now: asked again later
+    assert identify(target) == "9f1c" and identify(target) == "9f1c"
+    assert kube.calls == [("v1", "Namespace", "kube-system", None)] * 2  # once read, never asked again

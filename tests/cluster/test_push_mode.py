@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 import uuid
 
 import pytest
@@ -371,3 +372,51 @@ def test_gpu_placement_reads_the_members_own_nodes(members, clouds, hub_operator
     finally:
         for n in h100:
             fr.merge_patch("v1", "Node", n, None, {"spec": {"unschedulable": False}})
+
+
+def test_a_cloud_whose_credentials_come_to_reach_another_member_is_refused_as_a_move(
+        members, clouds, hub_operator, kube, core, namespace):
+    """FR's kubeconfig Secret on the hub is overwritten with DE's (the hub's credentials of the other member): the
+    cloud's name is the same, the cluster behind it is not. The status remembers the identity of the cluster the
+    tenant was applied to (its kube-system namespace's uid), so the pass refuses it as a move: Stalled
+    TenantMoveRefused, and nothing of the French tenant is created in the German cluster. With FR's credentials
+    back, the suite is Ready again."""
+    create_referenced_secrets(core, namespace)
+    doc = two_country_suite(namespace, clouds, policy="Retain")
+    doc["spec"]["tenants"] = doc["spec"]["tenants"][:1]  # FR only
+    doc["spec"]["components"]["jitsi"] = {"enabled": False}
+    name, fr_ns = doc["metadata"]["name"], f"{doc['metadata']['name']}-fr"
+    fr, de = member_kube(members["FR"]), member_kube(members["DE"])
+    fr_uid = fr.get("v1", "Namespace", "kube-system")["metadata"]["uid"]
+    de_uid = de.get("v1", "Namespace", "kube-system")["metadata"]["uid"]
+    ref = kube.get(*join.CLOUDS, clouds["FR"])["spec"]["kubeconfigSecretRef"]
+    de_ref = kube.get(*join.CLOUDS, clouds["DE"])["spec"]["kubeconfigSecretRef"]
+    fr_secret = kube.get("v1", "Secret", ref["name"], ref["namespace"])["data"]
+    kube.create(doc)
+    try:
+        suite = ready(kube, doc, 180)
+        assert (tenant(suite, "FR")["cluster"], tenant(suite, "FR")["clusterUID"]) == (clouds["FR"], fr_uid)
+
+        de_secret = kube.get("v1", "Secret", de_ref["name"], de_ref["namespace"])["data"]
+        kube.merge_patch("v1", "Secret", ref["name"], ref["namespace"],
+                         {"data": {ref["key"]: de_secret[de_ref["key"]]}})
+
+        def refused():
+            c = condition(get_suite(kube, doc), "Stalled")
+            return c if c and c["status"] == "True" and c["reason"] == "TenantMoveRefused" else None
+
+        c = wait_for(refused, timeout=90, what="Stalled TenantMoveRefused")
+        assert f"kube-system namespace uid {de_uid}" in c["message"] and f"({fr_uid})" in c["message"], c
+        time.sleep(5)  # more passes: still nothing of the French tenant in the German cluster
+        assert de.get("v1", "Namespace", fr_ns) is None
+        assert fr.get("v1", "Namespace", fr_ns) is not None  # where its data is, untouched
+        assert tenant(get_suite(kube, doc), "FR")["clusterUID"] == fr_uid
+
+        kube.merge_patch("v1", "Secret", ref["name"], ref["namespace"], {"data": fr_secret})
+        suite = ready(kube, doc, 180)
+        assert tenant(suite, "FR")["clusterUID"] == fr_uid and condition(suite, "Stalled")["status"] == "False"
+    finally:
+        kube.merge_patch("v1", "Secret", ref["name"], ref["namespace"], {"data": fr_secret})
+        kube.merge_patch(*SUITES, name, namespace, {"spec": {"deletionPolicy": "Delete"}})
+        kube.delete({"apiVersion": SUITES[0], "kind": SUITES[1], "metadata": doc["metadata"]})
+        wait_for(lambda: get_suite(kube, doc) is None, timeout=120, what="suite deleted")

@@ -108,6 +108,10 @@ class TenantStatus(Model):
         "cluster holds it (push mode), or `remote` (pull mode: another country's operator serves it).")
     cluster_reachable: bool | None = Field(
         None, description="Whether that cluster answered the operator's last look (absent for `remote`).")
+    cluster_uid: str | None = Field(
+        None, alias="clusterUID", description="The identity of the cluster the tenant was applied to: the uid of its kube-system "
+        "Namespace. A NationalCloud whose credentials come to reach another cluster is refused as a move "
+        "(TenantMoveRefused) unless the tenant is being restored or deletionPolicy is Delete.")
     ready: bool
     components: list[ComponentStatus] = Field(default_factory=list)
     models: list[ModelStatus] = Field(default_factory=list)

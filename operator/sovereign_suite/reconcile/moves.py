@@ -10,6 +10,12 @@ tenant's data (PersistentVolumeClaims, generated Secrets, CloudNativePG clusters
 the operator cannot tell (the old cluster is a member it no longer reaches). Nothing of the tenant is applied or
 pruned anywhere meanwhile.
 
+The same holds when the cluster behind a cloud's name changes: a member's kubeconfig Secret replaced by one that
+reaches another cluster. The status also remembers the identity of the cluster each tenant was applied to
+(``status.tenants[].clusterUID``, targets.identify); a pass whose cluster has another identity refuses it the same
+way (the old cluster is not reached any more, so the operator cannot tell what it holds), unless the tenant is
+being restored (``restoreFrom``: a new cluster after a lost one is what a restore is for).
+
 ``deletionPolicy: Delete`` lets the move go on: the suite's editor has said its data may be deleted, and the
 old cluster's children, data included, are pruned there (where the operator still reaches it). ``Retain`` (the
 default) never lets it: move the data and delete it from the old cluster first (the move then goes on by
@@ -18,11 +24,11 @@ itself), or set ``Delete``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from .problems import Problem, stalled
 from .prune import is_data
-from .targets import LOCAL, REMOTE
+from .targets import LOCAL, REMOTE, Target
 from .views import ClusterView, Homes, namespace_of_key
 
 SHOWN = 5  # data objects named in the message
@@ -59,26 +65,59 @@ def move_problem(namespace: str, last: str, now: str, held: list[str] | None, de
                    "is then deleted)")
 
 
+def identity_problem(namespace: str, cluster: str, last_uid: str, now_uid: str, deletion_policy: str,
+                     restoring: bool) -> Problem | None:
+    """Whether the tenant may be applied to the cluster ``cluster`` names now (identity ``now_uid``) after it was
+    applied to the cluster of identity ``last_uid`` under the same name ("": not known, nothing to compare)."""
+    if not last_uid or not now_uid or last_uid == now_uid or deletion_policy == "Delete" or restoring:
+        return None
+    return stalled("TenantMoveRefused", f"tenant {namespace}: {describe(cluster)} is now another cluster (its "
+                   f"kube-system namespace uid {now_uid}) than the one the tenant was applied to ({last_uid}): the "
+                   "NationalCloud's credentials were replaced by another cluster's. The old cluster may still hold "
+                   "its data (the operator no longer reaches it); nothing of the tenant is applied or pruned. Put "
+                   "the credentials of the tenant's cluster back, restore the tenant into the new cluster "
+                   "(backups.restoreFrom), or set deletionPolicy: Delete to start it there anew")
+
+
+def last_identities(old_status: dict[str, Any]) -> dict[str, str]:
+    """Tenant namespace -> the identity of the cluster the status says it was applied to."""
+    return {t["namespace"]: t.get("clusterUID") or "" for t in old_status.get("tenants") or []
+            if isinstance(t, dict) and t.get("namespace")}
+
+
 def last_clusters(old_status: dict[str, Any]) -> dict[str, str]:
     """Tenant namespace -> the cluster the status says it was applied to."""
     return {t["namespace"]: t.get("cluster") or "" for t in old_status.get("tenants") or []
             if isinstance(t, dict) and t.get("namespace")}
 
 
-def hold_moves(homes: Homes, last: dict[str, str], deletion_policy: str) -> None:
+def hold_moves(homes: Homes, last: dict[str, str], deletion_policy: str, last_uids: dict[str, str] | None = None,
+               identify: Callable[[Target], str] = lambda target: "", restoring: frozenset[str] = frozenset()
+               ) -> None:
     """Take every tenant whose move is refused out of its new cluster (``homes`` is changed in place): it is
     unresolved (its problem says why, nothing of its namespace is pruned anywhere). Every unresolved tenant's
     status keeps naming the cluster it was last applied to (a member whose Secret is missing for a while must
-    not become the remembered cluster of a tenant still on the hub)."""
+    not become the remembered cluster of a tenant still on the hub), and its identity. ``last_uids``: the
+    identities the status remembers; ``identify(target)``: a cluster's identity now ("" unknown); ``restoring``:
+    the tenants created from a backup."""
+    last_uids = last_uids or {}
     for ns in homes.unresolved:  # its cluster unknown this pass: the status must not forget where it was
         if last.get(ns) and last[ns] != REMOTE:
             homes.held_by[ns] = last[ns]
+            homes.identities[ns] = last_uids.get(ns, "")
     by_name = {v.target.name: v for v in homes.views}
     for ns, view in list(homes.home.items()):
         before = last.get(ns, "")
         problem = move_problem(ns, before, view.target.name, held_data(by_name.get(before), ns), deletion_policy)
+        # a cluster that does not answer is not asked who it is (its problem is the pass's already)
+        now_uid = identify(view.target) if view.problem is None else ""
+        if problem is None and before == view.target.name:
+            problem = identity_problem(ns, before, last_uids.get(ns, ""), now_uid, deletion_policy,
+                                       ns in restoring)
         if problem is None:
+            homes.identities[ns] = now_uid or (last_uids.get(ns, "") if before == view.target.name else "")
             continue
+        homes.identities[ns] = last_uids.get(ns, "")
         del homes.home[ns]
         view.namespaces.discard(ns)
         homes.unresolved[ns] = problem

@@ -37,7 +37,7 @@ from .context import OperatorContext
 from .converge import ANN_OWNER, stamp
 from .kube import ApiError
 from .jobs import migration_jobs
-from .moves import hold_moves, last_clusters
+from .moves import hold_moves, last_clusters, last_identities
 from .pass_observe import Observing
 from .pools import each_cluster
 from .problems import UNREACHABLE, ObjectKey, Problem, SuiteKey, degraded, from_api_error, stalled
@@ -48,7 +48,7 @@ from .child_kinds import CAPABILITY_KINDS, CHILD_KINDS  # noqa: F401 (CHILD_KIND
 from . import restore_pass, rollout_pass, writer_change
 from .status import build_status
 from .storage_hold import hold_immutable_storage
-from .targets import Target
+from .targets import Target, identify
 from .views import (ClusterView, Homes, give_up, idle_problems, namespace_of_key, namespace_of_obj, on_cluster, owns,
                     resolve)
 
@@ -114,7 +114,10 @@ class Pass(Observing):
         if not self.ctx.settings.local_clouds:
             self.ctx.members.drop_unused(self.clouds)
         self.homes = resolve(self.ctx, self.key, suite, self.clouds)
-        hold_moves(self.homes, last_clusters(self.old_status), suite.spec.deletion_policy)
+        restoring = frozenset(namespace_of(suite, t) for t in suite.spec.tenants
+                              if effective_backups(suite, t).restore_from is not None)
+        hold_moves(self.homes, last_clusters(self.old_status), suite.spec.deletion_policy,
+                   last_identities(self.old_status), identify, restoring)
         self.live = self.homes.live()
         return self.homes
 

@@ -36,7 +36,7 @@ from ..api.secret_refs import MEMBER_CREDENTIALS_LABEL, OPT_IN_LABEL
 from ..members import kubeconfig
 from .cache import ClusterCache, keep_whole
 from .informer import Informer
-from .kube import Kube
+from .kube import ApiError, Kube
 from .pools import ClusterPools
 from .problems import Problem, degraded, stalled
 from .transport import CONNECTION_POOL, MEMBER, Deadlines, Reachability
@@ -61,6 +61,7 @@ class Target:
     source: tuple[str, str, str] = ("", "", "")  # (namespace, name, key) of the kubeconfig Secret on the hub
     version: str = ""  # that Secret's resourceVersion when this target was built
     built_at: float = 0.0  # time.monotonic() when built: a pass waits for the first listing only that long
+    identity: str = ""  # the cluster behind the client (identify), once read
 
     @property
     def is_member(self) -> bool:
@@ -89,6 +90,22 @@ class Target:
         """Its watches and its threads stop (a request in flight ends by its deadline)."""
         self.cache.stop()
         self.pools.stop()
+
+
+def identify(target: Target) -> str:
+    """The cluster behind a target's client: the uid of its kube-system Namespace, the cluster ID that
+    sig-multicluster's KEP-2149 (ClusterId for ClusterSet identification) recommends, since it lives as long as the
+    cluster and no two clusters share it. A cloud's name says which credentials are used, not which cluster they
+    reach: a kubeconfig Secret replaced by one of another cluster keeps the name (moves.py). Read once per client
+    (a changed Secret builds a new Target); "" when it cannot be read now, and asked again at the next pass."""
+    if not target.identity:
+        try:
+            ns = target.kube.get("v1", "Namespace", "kube-system") or {}
+        except ApiError as err:
+            log.info("%s: its identity cannot be read now: %s", target, err)
+            return ""
+        target.identity = str((ns.get("metadata") or {}).get("uid") or "")
+    return target.identity
 
 
 def rejoin_hint(cloud: str) -> str:

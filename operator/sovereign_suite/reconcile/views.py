@@ -48,6 +48,8 @@ class Homes:
     # namespace -> the cluster it was last applied to, for a tenant not applied this pass (a refused move, or its
     # cluster unknown): the status keeps naming it, so that the next pass still knows where its data is
     held_by: dict[str, str] = field(default_factory=dict)
+    # namespace -> the identity of its cluster (targets.identify; moves.py), "" when not known
+    identities: dict[str, str] = field(default_factory=dict)
 
     def live(self) -> dict[ObjectKey, dict[str, Any]]:
         """The children of the tenants where they live (what status and health read)."""
@@ -68,15 +70,16 @@ class Homes:
         return out
 
     def cluster(self, ns: str) -> dict[str, Any]:
-        """The tenant's ``cluster`` and ``clusterReachable`` status fields."""
+        """The tenant's ``cluster``, ``clusterReachable`` and ``clusterUID`` status fields."""
         if ns in self.remote:
             return {"cluster": REMOTE}
+        uid = {"clusterUID": self.identities[ns]} if self.identities.get(ns) else {}
         if ns in self.held_by:  # not applied this pass (moves.py): the status keeps the cluster it was applied to
-            return {"cluster": self.held_by[ns], "clusterReachable": False}
+            return {"cluster": self.held_by[ns], "clusterReachable": False, **uid}
         view = self.home.get(ns)
         if view is None:
             return {"cluster": self.cloud_of.get(ns, ""), "clusterReachable": False}
-        return {"cluster": view.target.name, "clusterReachable": view.problem is None}
+        return {"cluster": view.target.name, "clusterReachable": view.problem is None, **uid}
 
 
 def resolve(ctx: Any, key: SuiteKey, suite: SovereignSuite, clouds: dict[str, NationalCloud]) -> Homes:
