@@ -1,6 +1,8 @@
 """A FineTune's storage side with the operator process on the local control plane, the country's object storage
 being moto's S3 server on this machine (the operator runs as a host process and reaches it on loopback):
 
+- the suite's backups are off, and the tenant's namespace still gets the copy of the cloud's objectStorage
+  credentials Secret that the training Job mounts, while a FineTune of that tenant exists (pruned after);
 - deleting a FineTune with ``deletionPolicy: Delete`` deletes every object under its adapter prefix and nothing
   else (its dataset, a dataset beside the adapter, another FineTune's prefix stay); ``Retain`` keeps its objects;
 - a deletion that cannot read the storage credentials keeps the finalizer and says why in the FineTune's
@@ -115,6 +117,21 @@ def start(kube: Kube, setup: dict, name: str, policy: str) -> dict:
 
 def gone(kube: Kube, setup: dict, name: str) -> None:
     wait_for(lambda: kube.get(*FT, name, setup["admin"]) is None, timeout=90, what=f"FineTune {name} gone")
+
+
+def test_backups_off_the_tenant_gets_the_storage_credentials_while_it_fine_tunes(kube: Kube, setup) -> None:
+    ns = setup["tenant"]
+    assert kube.get("v1", "Secret", CREDS, ns) is None  # backups off, no FineTune: no copy
+    doc = start(kube, setup, "creds", "Retain")
+    copy_ = wait_for(lambda: kube.get("v1", "Secret", CREDS, ns), timeout=60, what="the credentials' copy")
+    assert copy_["data"] == credentials(setup["suite_ns"])["data"]
+    job = kube.get("batch/v1", "Job", job_name(doc), ns)
+    mounted = {v["secret"]["secretName"] for v in job["spec"]["template"]["spec"]["volumes"] if "secret" in v}
+    assert mounted == {CREDS}  # what the training pod mounts is what was copied
+    kube.delete(doc)
+    gone(kube, setup, "creds")
+    wait_for(lambda: kube.get("v1", "Secret", CREDS, ns) is None, timeout=60,
+             what="the copy pruned once no FineTune of the tenant is left")
 
 
 def served(kube: Kube, setup: dict) -> list[str]:

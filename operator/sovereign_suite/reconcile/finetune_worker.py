@@ -84,6 +84,7 @@ def _reconcile(ctx: OperatorContext, key: FineTuneKey, body: dict[str, Any]) -> 
             return
         body = added
         ctx.finetunes.set(key, body)
+        serve_again(ctx, key, body)  # a new FineTune: its tenant gets the storage credentials its Job mounts
     result = reconcile_finetune(ctx, body, now())
     write_status(ctx, key, body, result.status)
     if promoted(body) != promoted({**body, "status": result.status}):
@@ -106,8 +107,9 @@ def _reconcile(ctx: OperatorContext, key: FineTuneKey, body: dict[str, Any]) -> 
 
 
 def serve_again(ctx: OperatorContext, key: FineTuneKey, body: dict[str, Any]) -> None:
-    """The suite's pass renders its tenants' adapters from the FineTunes (finetune_serving.py): enqueued when one
-    becomes promoted, stops being promoted, or goes."""
+    """The suite's pass renders its tenants' adapters from the FineTunes and copies the storage credentials into
+    the tenants that have one (finetune_serving.py): enqueued when one appears, becomes promoted, stops being
+    promoted, or goes."""
     suite = suite_of_body(body)
     if suite is not None and ctx.suite(suite) is not None:
         ctx.enqueue(suite, "finetune")

@@ -32,7 +32,7 @@ from . import gpu, observe
 from .apply import Applier
 from .conditions import Findings, conditions, transitions
 from .egress import add_warnings, cluster_egress_problems
-from .finetune_serving import served_adapters
+from .finetune_serving import served_adapters, training_countries
 from .context import OperatorContext
 from .converge import ANN_OWNER, stamp
 from .kube import ApiError
@@ -133,10 +133,13 @@ class Pass(Observing):
         must exist in the suite's namespace (in the operator's cluster) and be labelled referenceable by its owner
         (who opts in to sharing it); one the operator manages itself is never a source (api/secret_refs.py)."""
         copies, problems = [], []
+        # the tenants that train or serve adapters mount the cloud's storage credentials, backups on or off
+        training = training_countries(self.key, self.ctx.finetunes.bodies())
         for index, c in enumerate(contexts):
             if self.homes is not None and c.namespace not in self.homes.home:
                 continue  # another operator's tenant (pull mode), or a cluster not known yet
-            refs = secret_references(suite, index, c.tenant, c.components, c.backups, c.object_storage)
+            refs = secret_references(suite, index, c.tenant, c.components, c.backups, c.object_storage,
+                                     c.cloud.spec.object_storage if c.tenant.country in training else None)
             sources: dict[str, dict[str, Any] | None] = {}
             for r in refs:
                 sources[r.name] = self.ctx.cache.referenced_secret(self.key.namespace, r.name)
