@@ -168,6 +168,16 @@ def test_a_deletion_that_cannot_read_the_credentials_waits_and_says_why(kube: Ku
     ns = setup["suite_ns"]
     kube.merge_patch("v1", "Secret", CREDS, ns, {"metadata": {"labels": {OPT_IN_LABEL: "no"}}})
     try:
+        # a new FineTune is refused (its pod could not mount the credentials), and its suite is not stopped
+        refused = finetune(setup, "nocreds")
+        kube.create(refused)
+        st = wait_for(lambda: (s := status_of(kube, refused)).get("phase") and s, timeout=60, what="a status")
+        assert (st["phase"], *conditions(st)["Stalled"][:2]) == ("Pending", "True", "SecretNotReferenceable")
+        assert kube.get("batch/v1", "Job", job_name(refused), setup["tenant"]) is None
+        suite = kube.get(*SUITE, setup["suite"], ns)
+        assert conditions(suite["status"])["Stalled"][0] == "False"
+        kube.delete(refused)
+        gone(kube, setup, "nocreds")
         kube.delete(doc)
         st = wait_for(lambda: (s := status_of(kube, doc)) and conditions(s).get("Stalled", ("",))[0] == "True"
                       and s, timeout=90, what="the deletion's reason in the conditions")

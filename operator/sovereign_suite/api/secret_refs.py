@@ -34,6 +34,9 @@ class SecretReference:
     name: str
     path: str  # the field the user wrote, e.g. spec.tenants[1].components.docs.s3.credentialsSecretRef
     component: str
+    # False: copied when its owner made it referenceable, never a problem of the suite when not (the FineTunes'
+    # storage credentials: an administration's FineTune must not stop its suite; the FineTune says why instead)
+    required: bool = True
 
 
 def written_path(tenant: Tenant, index: int, component: str, *fields: str) -> str:
@@ -67,7 +70,7 @@ def secret_references(suite: SovereignSuite, index: int, tenant: Tenant, comps: 
     if fine_tuning is not None and fine_tuning.credentials_secret_ref not in {r.name for r in refs}:
         refs.append(SecretReference(fine_tuning.credentials_secret_ref,
                                     f"NationalCloud/{tenant.cloud}.spec.objectStorage.credentialsSecretRef",
-                                    "finetune"))
+                                    "finetune", required=False))
     oidc = suite.spec.identity.oidc
     if oidc and comps.docs.enabled:
         refs.append(SecretReference(oidc.client_secret_ref.name, "spec.identity.oidc.clientSecretRef.name", "docs"))

@@ -206,6 +206,28 @@ def still_served(ctx: Any, body: dict[str, Any], suite: Any, tenant: Any, cloud:
     return None
 
 
+def credentials_problem(ctx: Any, suite_ns: str, cloud: Any) -> Problem | None:
+    """Why the training pod could not mount the cloud's storage credentials, or None: the Secret must be in the
+    suite's namespace, labelled referenceable (the suite's pass copies it into the tenant namespace then; a missing
+    one is the FineTune's problem, never the suite's: api/secret_refs.py ``required=False``). A cache hit when it is
+    there; one GET to say why when it is not."""
+    storage = cloud.spec.object_storage
+    name = storage.credentials_secret_ref
+
+    def read(ns: str, n: str) -> dict[str, Any] | None:
+        return ctx.cache.referenced_secret(ns, n) or ctx.kube.get("v1", "Secret", n, ns)
+
+    try:
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            found = secret_value(read, suite_ns, name, key,
+                                 f"NationalCloud/{cloud.name}.spec.objectStorage.credentialsSecretRef")
+            if isinstance(found, Problem):
+                return found
+    except ApiError as err:
+        return from_api_error(err, ObjectKey("", "Secret", suite_ns, name))
+    return None
+
+
 def delete_for(ctx: Any, body: dict[str, Any]) -> Problem | None:
     """The worker's step for a FineTune being deleted with deletionPolicy Delete, once its Job is gone: None when
     its artifacts are deleted, else the Problem that keeps the finalizer."""
