@@ -193,3 +193,33 @@ def test_a_deletion_that_cannot_read_the_credentials_waits_and_says_why(kube: Ku
     assert not [k for k in keys(s3) if k.startswith(adapter(setup, "blocked"))]
     assert f"fine-tuning/{setup['admin']}/blocked.jsonl" in keys(s3)
 
+
+def test_a_suite_deleted_with_delete_waits_for_its_finetunes_then_goes_with_its_namespace(kube: Kube, setup,
+                                                                                         s3) -> None:
+    """Last of the module: it deletes the module's suite."""
+    doc = start(kube, setup, "last", "Delete")
+    upload(s3, setup, "last")
+    ns, tenant = setup["suite_ns"], setup["tenant"]
+    kube.delete({"apiVersion": SUITE[0], "kind": SUITE[1], "metadata": {"name": setup["suite"], "namespace": ns}})
+
+    def waiting() -> dict | None:
+        live = kube.get(*SUITE, setup["suite"], ns) or {}
+        ready = next((c for c in (live.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), {})
+        return live if "waiting for the FineTunes" in ready.get("message", "") else None
+
+    live = wait_for(waiting, timeout=60, what="the suite's deletion waiting for its FineTunes")
+    assert f"{setup['admin']}/last" in next(c for c in live["status"]["conditions"] if c["type"] == "Ready")["message"]
+    # nothing of the suite deleted meanwhile: the tenant namespace, its serving, the training Job are there
+    tenant_ns = kube.get("v1", "Namespace", tenant)
+    assert tenant_ns is not None and not tenant_ns["metadata"].get("deletionTimestamp")
+    assert kube.get("batch/v1", "Job", job_name(doc), tenant) is not None
+    assert kube.get("apps/v1", "Deployment", "vllm-mistral-small", tenant) is not None
+    wait_for(lambda: conditions(status_of(kube, doc)).get("Stalled", ("",))[1] == "SuiteNotFound", timeout=60,
+             what="the FineTune saying its suite is being deleted")
+    kube.delete(doc)
+    gone(kube, setup, "last")
+    assert not [k for k in keys(s3) if k.startswith(adapter(setup, "last"))]  # deleted with the suite's storage
+    assert f"fine-tuning/{setup['admin']}/last.jsonl" in keys(s3)
+    wait_for(lambda: kube.get(*SUITE, setup["suite"], ns) is None, timeout=90, what="the suite gone")
+    wait_for(lambda: (n := kube.get("v1", "Namespace", tenant)) is None or n["metadata"].get("deletionTimestamp"),
+             timeout=60, what="the tenant namespace deleted with the suite")

@@ -54,6 +54,13 @@ def training_countries(suite: SuiteKey, bodies: Iterable[dict[str, Any]]) -> set
             and isinstance(country := (body.get("spec") or {}).get("country"), str)}
 
 
+def finetunes_of(suite: SuiteKey, bodies: Iterable[dict[str, Any]]) -> list[str]:
+    """``namespace/name`` of the FineTunes that name ``suite`` (being deleted too), sorted: a suite deleted with
+    deletionPolicy Delete waits for them (reconcile/cleanup.py)."""
+    return sorted(f"{(b.get('metadata') or {}).get('namespace')}/{(b.get('metadata') or {}).get('name')}"
+                  for b in bodies if suite_of_body(b) == suite)
+
+
 def served_adapters(suite: SovereignSuite, clouds: Mapping[str, NationalCloud],
                     bodies: Iterable[dict[str, Any]]) -> dict[str, list[ServedAdapter]]:
     """country -> the adapters its tenant serves, from the FineTunes (as last seen, with the operator's own last
