@@ -225,3 +225,45 @@ def test_without_its_suite_or_storage_the_operator_cannot_tell_where_and_says_so
         ctx.clouds.set(name, cloud)
     got = artifacts.delete_for(ctx, deleting())
     assert got.reason == artifacts.UNKNOWN and "declares no objectStorage" in got.message
+
+
+class _Reads:
+    """The two reads credentials_problem makes: the referenceable-Secret cache, then one GET to say why."""
+
+    def __init__(self, cached: dict | None, got: dict | None | Exception):
+        self.cached, self.got, self.gets = cached, got, 0
+
+    def referenced_secret(self, ns: str, name: str) -> dict | None:
+        return self.cached
+
+    def get(self, api_version: str, kind: str, name: str, ns: str) -> dict | None:
+        self.gets += 1
+        if isinstance(self.got, Exception):
+            raise self.got
+        return self.got
+
+
+def _ctx(reads: _Reads):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(cache=reads, kube=reads)
+
+
+def test_the_training_pod_s_credentials_are_checked_where_the_suite_keeps_them() -> None:
+    from sovereign_suite.reconcile.kube import ApiError
+
+    cloud = clouds()["fr-secnumcloud"]
+    field = "NationalCloud/fr-secnumcloud.spec.objectStorage.credentialsSecretRef"
+    ok = _Reads(secret(AWS_ACCESS_KEY_ID=ACCESS, AWS_SECRET_ACCESS_KEY=SECRET), None)
+    assert artifacts.credentials_problem(_ctx(ok), "sovereign-suite", cloud) is None and ok.gets == 0
+    got = artifacts.credentials_problem(_ctx(_Reads(None, None)), "sovereign-suite", cloud)
+    assert (got.reason, got.severity) == ("MissingSecret", Severity.STALLED) and field in got.message
+    unshared = _Reads(None, secret(False, AWS_ACCESS_KEY_ID=ACCESS, AWS_SECRET_ACCESS_KEY=SECRET))
+    got = artifacts.credentials_problem(_ctx(unshared), "sovereign-suite", cloud)
+    assert got.reason == "SecretNotReferenceable" and field in got.message
+    got = artifacts.credentials_problem(_ctx(_Reads(secret(AWS_ACCESS_KEY_ID=ACCESS), None)), "sovereign-suite",
+                                        cloud)
+    assert got.reason == "MissingSecret" and "AWS_SECRET_ACCESS_KEY" in got.message
+    denied = _Reads(None, ApiError(403, "Forbidden", "secrets is forbidden", "Secret sovereign-suite/x"))
+    got = artifacts.credentials_problem(_ctx(denied), "sovereign-suite", cloud)
+    assert got.reason == "Forbidden" and got.severity is Severity.DEGRADED
