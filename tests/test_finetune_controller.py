@@ -169,3 +169,27 @@ def test_a_pass_sees_the_status_the_operator_wrote_last_until_the_watch_shows_it
     seen["metadata"]["resourceVersion"] = "9"
     ctx.finetunes.set(key, seen)
     assert ctx.finetunes.current(key)["status"]["seen"] is True
+
+
+def test_a_suite_deleted_with_delete_waits_for_its_finetunes_and_deletes_nothing_before(ctx: OperatorContext) -> None:
+    from sovereign_suite.reconcile.cleanup import WAITING_FOR_FINETUNES, cleanup
+
+    hold(ctx)
+    key = SuiteKey("sovereign-suite", suite().name)
+    doc = copy.deepcopy(ctx.suite(key))
+    doc["spec"]["deletionPolicy"] = "Delete"
+    doc["metadata"].update({"uid": "s-1", "generation": 1, "deletionTimestamp": STAMP,
+                            "finalizers": ["sovereignsuite.io/cleanup"]})
+    ctx.finetunes.set(FineTuneKey(ADMIN_NS, "summaries"), body())
+    other = body()
+    other["metadata"]["name"] = "elsewhere"
+    other["spec"]["suite"]["name"] = "another-suite"
+    ctx.finetunes.set(FineTuneKey(ADMIN_NS, "elsewhere"), other)
+    result = cleanup(ctx, doc)  # the client reaches no server: any request would raise
+    assert not result.complete and [p.reason for p in result.problems] == [WAITING_FOR_FINETUNES]
+    assert f"{ADMIN_NS}/summaries" in result.problems[0].message and "elsewhere" not in result.problems[0].message
+    conds = {c["type"]: c for c in result.status["conditions"]}
+    assert (conds["Ready"]["status"], conds["Ready"]["reason"]) == ("False", "Terminating")
+    assert "waiting for the FineTunes that name this suite" in conds["Ready"]["message"]
+    assert conds["Degraded"]["reason"] == WAITING_FOR_FINETUNES
+    assert result.writes == 0 and result.events[0][1] == WAITING_FOR_FINETUNES

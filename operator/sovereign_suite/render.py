@@ -147,7 +147,8 @@ def render_suite(
             errors += err.problems
             continue
         produced = produced_secret_names([o for objs in parts.values() for o in objs], secrets)
-        refs = secret_references(suite, index, ctx.tenant, ctx.components, ctx.backups, ctx.object_storage)
+        refs = secret_references(suite, index, ctx.tenant, ctx.components, ctx.backups, ctx.object_storage,
+                                 ctx.cloud.spec.object_storage if ctx.adapters else None)
         errors += [Problem(path, message) for path, message in collision_problems(refs, produced)]
         for name, objs in parts.items():
             result.by_component[(ctx.country, name)] = objs

@@ -44,6 +44,11 @@ def setup(kube: Kube, operator):
     suite_ns, admin_ns, name, cloud = f"t-ftop-{tag}", f"t-ftadm-{tag}", f"ft{tag}", f"fr-ft-{tag}"
     for ns in (suite_ns, admin_ns):
         kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    # the storage credentials the training pod mounts (a FineTune without them is refused: MissingSecret)
+    kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {
+        "name": STORAGE["credentialsSecretRef"], "namespace": suite_ns,
+        "labels": {"sovereignsuite.io/referenceable": "true"}},
+        "stringData": {"AWS_ACCESS_KEY_ID": "AKIDFTOPERATOR", "AWS_SECRET_ACCESS_KEY": "not-used-here"}})
     if kube.get("scheduling.k8s.io/v1", "PriorityClass", renderer.PRIORITY_CLASS) is None:
         kube.create(chart_priority_class())
     doc = next(d for d in yaml.safe_load_all(CLOUDS.read_text()) if d and d["metadata"]["name"] == "fr-secnumcloud")

@@ -34,6 +34,9 @@ class SecretReference:
     name: str
     path: str  # the field the user wrote, e.g. spec.tenants[1].components.docs.s3.credentialsSecretRef
     component: str
+    # False: copied when its owner made it referenceable, never a problem of the suite when not (the FineTunes'
+    # storage credentials: an administration's FineTune must not stop its suite; the FineTune says why instead)
+    required: bool = True
 
 
 def written_path(tenant: Tenant, index: int, component: str, *fields: str) -> str:
@@ -47,9 +50,12 @@ def written_path(tenant: Tenant, index: int, component: str, *fields: str) -> st
 
 
 def secret_references(suite: SovereignSuite, index: int, tenant: Tenant, comps: Components,
-                      backups: Backups | None = None, storage: ObjectStorage | None = None) -> list[SecretReference]:
+                      backups: Backups | None = None, storage: ObjectStorage | None = None,
+                      fine_tuning: ObjectStorage | None = None) -> list[SecretReference]:
     """The Secrets the tenant's enabled components (and its backups, with the object storage they go to) read
-    from the suite's namespace, with the fields naming them."""
+    from the suite's namespace, with the fields naming them. ``fine_tuning``: the tenant cloud's object storage
+    when the tenant trains or serves LoRA adapters (its FineTunes' training pods and vLLM's adapter loader mount
+    its credentials Secret, backups on or off); None: it does neither."""
     refs: list[SecretReference] = []
     if backups is not None and backups.enabled:
         if storage is not None:
@@ -61,6 +67,10 @@ def secret_references(suite: SovereignSuite, index: int, tenant: Tenant, comps: 
             path = (f"spec.tenants[{index}].backups" if "encryptionRecipientSecretRef" in tenant.backups
                     else "spec.backups")
             refs.append(SecretReference(recipient.name, f"{path}.encryptionRecipientSecretRef.name", "backup"))
+    if fine_tuning is not None and fine_tuning.credentials_secret_ref not in {r.name for r in refs}:
+        refs.append(SecretReference(fine_tuning.credentials_secret_ref,
+                                    f"NationalCloud/{tenant.cloud}.spec.objectStorage.credentialsSecretRef",
+                                    "finetune", required=False))
     oidc = suite.spec.identity.oidc
     if oidc and comps.docs.enabled:
         refs.append(SecretReference(oidc.client_secret_ref.name, "spec.identity.oidc.clientSecretRef.name", "docs"))

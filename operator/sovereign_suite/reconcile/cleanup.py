@@ -9,6 +9,7 @@ from typing import Any
 
 from .conditions import Findings, conditions
 from .context import OperatorContext
+from .finetune_serving import finetunes_of
 from .kube import ApiError
 from .pipeline import Pass, PassResult
 from .pools import each_cluster
@@ -30,6 +31,10 @@ def cleanup(ctx: OperatorContext, body: dict[str, Any]) -> PassResult:
         # every child stays as it is (docs/architecture.md).
         return PassResult(status=body.get("status") or {}, complete=True)
     retain = (spec.get("deletionPolicy") or "Retain") == "Retain"
+    if not retain:
+        waiting_for = finetunes_of(p.key, ctx.finetunes.bodies())
+        if waiting_for:
+            return _wait_for_finetunes(p, waiting_for)
     problems: list[Problem] = []
     events: list[tuple[str, str, str]] = []
     writes = 0
@@ -80,3 +85,22 @@ def cleanup(ctx: OperatorContext, body: dict[str, Any]) -> PassResult:
     verdict = conditions(Findings(p.generation, tuple(problems), deleting=True))
     status = build_status(p.old_status, verdict.conditions, p.generation, None, [], None)
     return PassResult(status=status, events=events, problems=problems, writes=writes, complete=not problems)
+
+
+WAITING_FOR_FINETUNES = "WaitingForFineTunes"
+
+
+def _wait_for_finetunes(p: Pass, names: list[str]) -> PassResult:
+    """deletionPolicy Delete and FineTunes still name the suite: nothing is deleted yet. Their training Jobs live
+    in the tenant namespaces (which would be kept, holding objects that are not the suite's), and deleting their
+    artifacts needs the suite's storage and credentials: they go first (docs/llm-finetuning.md, "Deleting a
+    suite that has FineTunes"). The last one's deletion enqueues the suite again."""
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    problem = degraded(WAITING_FOR_FINETUNES, f"deletionPolicy Delete: waiting for the FineTunes that name this "
+                       f"suite to be deleted first ({shown}): their training Jobs are in the tenant namespaces, "
+                       "and their artifacts are deleted with the suite's storage; nothing of the suite is "
+                       "deleted before")
+    verdict = conditions(Findings(p.generation, (problem,), deleting=True))
+    status = build_status(p.old_status, verdict.conditions, p.generation, None, [], None)
+    return PassResult(status=status, events=[("Warning", WAITING_FOR_FINETUNES, problem.message)],
+                      problems=[problem], complete=False)

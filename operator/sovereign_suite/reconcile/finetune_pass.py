@@ -28,6 +28,7 @@ from . import gpu
 from .apply import Applier
 from .context import OperatorContext
 from .converge import stamp
+from .finetune_artifacts import credentials_problem
 from .finetune_checks import Resolved, check_finetune
 from .finetune_serving import is_served, served_name
 from .finetune_status import finetune_status, trainer_result
@@ -184,6 +185,10 @@ class FineTunePass:
             return self.finish([degraded("TenantNamespaceMissing", f"the tenant namespace {ns} does not exist in "
                                          f"{target} yet (the suite's pass creates it)")], promotion=promotion,
                                adapter_uri=uri)
+        # the training pod mounts the storage credentials: refused here, not left waiting for its volume
+        missing = credentials_problem(self.ctx, resolved.suite.metadata.namespace or "", resolved.cloud)
+        if missing is not None:
+            return self.finish([missing], promotion=promotion, adapter_uri=uri)
         live = {ObjectKey.of(o): c for o in desired
                 if (c := target.cache.child(o["apiVersion"], o["kind"], ns, name)) is not None}
         job = live.get(ObjectKey.of(job_obj))

@@ -46,6 +46,21 @@ def promoted(body: dict[str, Any]) -> bool:
     return ready.get("reason") in PROMOTED_REASONS
 
 
+def training_countries(suite: SuiteKey, bodies: Iterable[dict[str, Any]]) -> set[str]:
+    """The countries whose tenant of ``suite`` has a FineTune (any phase, being deleted too: its Job may still run):
+    their tenant namespace gets a copy of the cloud's objectStorage credentials Secret, which the training pod
+    mounts, whether the suite's backups are on or off (api/secret_refs.py)."""
+    return {str(country) for body in bodies if suite_of_body(body) == suite
+            and isinstance(country := (body.get("spec") or {}).get("country"), str)}
+
+
+def finetunes_of(suite: SuiteKey, bodies: Iterable[dict[str, Any]]) -> list[str]:
+    """``namespace/name`` of the FineTunes that name ``suite`` (being deleted too), sorted: a suite deleted with
+    deletionPolicy Delete waits for them (reconcile/cleanup.py)."""
+    return sorted(f"{(b.get('metadata') or {}).get('namespace')}/{(b.get('metadata') or {}).get('name')}"
+                  for b in bodies if suite_of_body(b) == suite)
+
+
 def served_adapters(suite: SovereignSuite, clouds: Mapping[str, NationalCloud],
                     bodies: Iterable[dict[str, Any]]) -> dict[str, list[ServedAdapter]]:
     """country -> the adapters its tenant serves, from the FineTunes (as last seen, with the operator's own last

@@ -7,9 +7,9 @@ the status (written only when it changed), the retry, and the deletion.
   FineTune's Job (foreground: its pods first) and NetworkPolicy are deleted in every cluster the operator writes
   to, and the finalizer is removed once none is left in any of them. A member that does not answer keeps the
   finalizer (retried with backoff) until it answers or stops being a member.
-- ``spec.deletionPolicy`` is read for the artifacts in the country's storage, but the operator never deletes
-  them: ``Delete`` is reported in the log and in docs/llm-finetuning.md as not done yet (the operator holds
-  no storage credentials of its own, and the deletion must run from inside the country's network).
+- ``spec.deletionPolicy: Delete``: once the Job and NetworkPolicy are gone and the tenant's serving no longer
+  lists the adapter, the FineTune's adapter prefix is deleted in the country's storage (finetune_artifacts.py);
+  until that succeeded the finalizer stays, the status says why, and the key is retried with backoff.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from .finetune_pass import JOB_KIND, POLICY_KIND, reconcile_finetune
 from .finetune_serving import promoted
 from .finetune_status import finetune_status
 from .finetune_store import FineTuneKey, suite_of_body
+from . import finetune_artifacts as artifacts
 from . import own_writes
 from .kube import ApiError
 from .own_writes import add_finalizer
@@ -83,6 +84,7 @@ def _reconcile(ctx: OperatorContext, key: FineTuneKey, body: dict[str, Any]) -> 
             return
         body = added
         ctx.finetunes.set(key, body)
+        serve_again(ctx, key, body)  # a new FineTune: its tenant gets the storage credentials its Job mounts
     result = reconcile_finetune(ctx, body, now())
     write_status(ctx, key, body, result.status)
     if promoted(body) != promoted({**body, "status": result.status}):
@@ -105,8 +107,9 @@ def _reconcile(ctx: OperatorContext, key: FineTuneKey, body: dict[str, Any]) -> 
 
 
 def serve_again(ctx: OperatorContext, key: FineTuneKey, body: dict[str, Any]) -> None:
-    """The suite's pass renders its tenants' adapters from the FineTunes (finetune_serving.py): enqueued when one
-    becomes promoted, stops being promoted, or goes."""
+    """The suite's pass renders its tenants' adapters from the FineTunes and copies the storage credentials into
+    the tenants that have one (finetune_serving.py): enqueued when one appears, becomes promoted, stops being
+    promoted, or goes."""
     suite = suite_of_body(body)
     if suite is not None and ctx.suite(suite) is not None:
         ctx.enqueue(suite, "finetune")
@@ -161,9 +164,15 @@ def _delete(ctx: OperatorContext, key: FineTuneKey, body: dict[str, Any]) -> Non
         ctx.enqueue_finetune(key, ctx.settings.requeue_seconds)
         return
     if (body.get("spec") or {}).get("deletionPolicy") == "Delete":
-        log.warning("%s: deletionPolicy Delete: the artifacts under fine-tuning/%s/%s/ in the country's storage are "
-                    "NOT deleted by this operator version (docs/llm-finetuning.md); delete them there", key,
-                    key.namespace, key.name)
+        problem = artifacts.delete_for(ctx, body)  # after the Job (the writer) is gone and the adapter unloaded
+        if problem is not None:
+            if problem.reason == artifacts.SERVED:
+                serve_again(ctx, key, body)  # the suite's pass takes the adapter out of serving
+            write_status(ctx, key, body, artifacts.deletion_status(body.get("status"), problem, int(
+                meta.get("generation") or 1), now()))
+            delay = ctx.queue.add_rate_limited(key)
+            log.warning("%s: %s; the finalizer stays, retrying in %.1f s", key, problem, delay)
+            return
     try:
         ctx.kube.merge_patch(*FINETUNES, key.name, key.namespace, {"metadata": {
             "finalizers": [f for f in meta.get("finalizers") or [] if f != FINALIZER],
@@ -174,7 +183,8 @@ def _delete(ctx: OperatorContext, key: FineTuneKey, body: dict[str, Any]) -> Non
             return
         if err.status != 404:
             raise
-    log.info("%s deleted: its Job and NetworkPolicy are gone", key)
+    log.info("%s deleted: its Job and NetworkPolicy are gone%s", key,
+             ", and its artifacts" if (body.get("spec") or {}).get("deletionPolicy") == "Delete" else "")
     ctx.finetunes.forget(key)
     ctx.queue.forget(key)
     serve_again(ctx, key, body)  # its adapter, if served, is unloaded

@@ -32,7 +32,7 @@ from . import gpu, observe
 from .apply import Applier
 from .conditions import Findings, conditions, transitions
 from .egress import add_warnings, cluster_egress_problems
-from .finetune_serving import served_adapters
+from .finetune_serving import served_adapters, training_countries
 from .context import OperatorContext
 from .converge import ANN_OWNER, stamp
 from .kube import ApiError
@@ -136,10 +136,15 @@ class Pass(Observing):
         must exist in the suite's namespace (in the operator's cluster) and be labelled referenceable by its owner
         (who opts in to sharing it); one the operator manages itself is never a source (api/secret_refs.py)."""
         copies, problems = [], []
+        # the tenants that train or serve adapters mount the cloud's storage credentials, backups on or off
+        training = training_countries(self.key, self.ctx.finetunes.bodies())
         for index, c in enumerate(contexts):
             if self.homes is not None and c.namespace not in self.homes.home:
                 continue  # another operator's tenant (pull mode), or a cluster not known yet
-            refs = secret_references(suite, index, c.tenant, c.components, c.backups, c.object_storage)
+            found = secret_references(suite, index, c.tenant, c.components, c.backups, c.object_storage,
+                                      c.cloud.spec.object_storage if c.tenant.country in training else None)
+            refs = [r for r in found if r.required]
+            copies += self.optional_copies([r for r in found if not r.required], c)
             sources: dict[str, dict[str, Any] | None] = {}
             for r in refs:
                 sources[r.name] = self.ctx.cache.referenced_secret(self.key.namespace, r.name)
@@ -160,6 +165,17 @@ class Pass(Observing):
                            if sources.get(r.name) is not None]
         unique = {ObjectKey.of(c): c for c in copies}
         return list(unique.values()), list(dict.fromkeys(problems))
+
+    def optional_copies(self, refs: list, c: Any) -> list[dict[str, Any]]:
+        """Copies of the references a tenant's FineTunes need (api/secret_refs.py ``required=False``): made when the
+        Secret is referenceable, skipped otherwise without a problem of the suite (the FineTune pass reports it)."""
+        out = []
+        for r in refs:
+            source = self.ctx.cache.referenced_secret(self.key.namespace, r.name)
+            labels = {r.name: (source["metadata"].get("labels") or {}) if source else None}
+            if source is not None and not opt_in_problems([r], labels, self.key.namespace):
+                out.append(copy_manifest(source, c.namespace, c.labels(r.component)))
+        return out
 
     def desired(self, result: RenderResult, copies: list[dict[str, Any]], key: bytes) -> list[dict[str, Any]]:
         """The rendered manifests plus the Secret copies (right after each namespace's configuration), with the

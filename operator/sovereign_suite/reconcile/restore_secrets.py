@@ -23,7 +23,7 @@ from .restore import ANN_RESTORED_FROM
 from .secrets import LABEL_GENERATED
 
 
-def _secret_value(read: Any, namespace: str, name: str, key: str, what: str) -> str | Problem:
+def secret_value(read: Any, namespace: str, name: str, key: str, what: str) -> str | Problem:
     """One key of a referenceable Secret of the suite's namespace (``read(namespace, name)``)."""
     obj = read(namespace, name)
     where = ObjectKey("", "Secret", namespace, name)
@@ -43,9 +43,9 @@ def fetch(read: Any, suite_ns: str, backups: Backups, storage: ObjectStorage, pr
     """(the backup id, its Secrets) of ``wanted`` under ``prefix``, or the Problem saying why not:
     RestoreSourceMissing (no such backup, an incomplete one), RestoreSecretsRefused (corrupt, another country's
     identity), or the missing reference. ``connect``: makes the S3 client (tests)."""
-    access = _secret_value(read, suite_ns, storage.credentials_secret_ref, "AWS_ACCESS_KEY_ID",
+    access = secret_value(read, suite_ns, storage.credentials_secret_ref, "AWS_ACCESS_KEY_ID",
                            "objectStorage.credentialsSecretRef")
-    secret = _secret_value(read, suite_ns, storage.credentials_secret_ref, "AWS_SECRET_ACCESS_KEY",
+    secret = secret_value(read, suite_ns, storage.credentials_secret_ref, "AWS_SECRET_ACCESS_KEY",
                            "objectStorage.credentialsSecretRef")
     for v in (access, secret):
         if isinstance(v, Problem):
@@ -59,7 +59,7 @@ def fetch(read: Any, suite_ns: str, backups: Backups, storage: ObjectStorage, pr
     identity = None
     ref = backups.restore_from.identity_secret_ref if backups.restore_from else None
     if ref is not None:
-        identity = _secret_value(read, suite_ns, ref.name, ref.key, "restoreFrom.identitySecretRef")
+        identity = secret_value(read, suite_ns, ref.name, ref.key, "restoreFrom.identitySecretRef")
         if isinstance(identity, Problem):
             return identity
     client = (connect or Client)(storage.endpoint.rstrip("/"), storage.bucket, storage.region or "us-east-1",
