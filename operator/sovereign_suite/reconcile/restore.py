@@ -12,9 +12,10 @@ holds the tenant's data, and says what this pass does. The pipeline (pipeline.py
 4. records ``status.tenants[].restore`` (phase, the backup id actually used).
 
 Never twice over live data: a tenant recorded Restored is not restored again; a namespace that already holds
-the tenant's generated Secrets (not restored ones) or runs its applications is refused (RestoreOverLiveData) and
-left running as it is; the Job is never retried by itself (``backoffLimit: 0``), a Failed one stays, with the
-apps held, until a person deletes it or names another backup.
+the tenant's generated Secrets (not restored ones), runs its applications or holds a CloudNativePG Cluster the
+restore did not create (its recovery bootstrap would not apply) is refused (RestoreOverLiveData) and left as it
+is; the Job is never retried by itself (``backoffLimit: 0``), a Failed one stays, with the apps held, until a
+person deletes it or names another backup.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from typing import Any
 
 from ..api.backups import RestoreFrom
 from ..components.backup.restore_job import LABEL_RESTORE
+# on the Secrets the operator restored, and on the CloudNativePG Clusters it created by recovery: the backup id
+from ..components.postgres.recovery import ANN_RESTORED_FROM
 from ..render import phase_of
 from . import observe
 
-ANN_RESTORED_FROM = "sovereignsuite.io/restored-from"  # on the Secrets the operator restored: the backup id
 HELD_PHASES = ("jobs", "apps", "routing")
 RESTORING, RESTORED, FAILED, REFUSED = "Restoring", "Restored", "Failed", "Refused"
 
@@ -67,6 +69,10 @@ def holds_data(live: dict[Any, dict[str, Any]], namespace: str, generated: set[s
             return f"Secret {k.name} exists and was not restored"
         if k.kind in ("Deployment", "StatefulSet") and phase_of(o) == "apps":
             return f"{k.kind} {k.name} runs"
+        if (k.group, k.kind) == ("postgresql.cnpg.io", "Cluster") \
+                and ANN_RESTORED_FROM not in (meta.get("annotations") or {}):
+            # CloudNativePG recovers a Cluster only when it creates it (bootstrap): never over this database
+            return f"CloudNativePG Cluster {k.name} exists and was not created by a restore"
     return None
 
 

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..components.backup import generated_secrets, prefix as backup_prefix, restore_job
+from ..components.postgres import recovery
 from ..render import PHASES, RenderResult, phase_of
 from .problems import ObjectKey, Problem, degraded, stalled
-from .restore import FAILED, REFUSED, Decision, decide, held, holds_data, restore_job_of
+from .restore import (ANN_RESTORED_FROM, FAILED, REFUSED, RESTORED, RESTORING, Decision, decide, held, holds_data,
+                      restore_job_of)
 from .restore_secrets import create_restored, fetch
 
 
@@ -38,6 +40,16 @@ def _termination_message(pods: list[dict[str, Any]]) -> str | None:
             if msg:
                 return msg.strip()[-500:]
     return None
+
+
+def _clusters_made_by(live: dict[ObjectKey, dict[str, Any]], namespace: str) -> dict[str, str]:
+    """The namespace's live CloudNativePG Clusters a restore created: name -> the backup id."""
+    out = {}
+    for k, o in live.items():
+        made = (o["metadata"].get("annotations") or {}).get(ANN_RESTORED_FROM)
+        if (k.group, k.kind, k.namespace) == ("postgresql.cnpg.io", "Cluster", namespace) and made:
+            out[k.name] = made
+    return out
 
 
 def plan(contexts: list, result: RenderResult, live: dict[ObjectKey, dict[str, Any]],
@@ -75,6 +87,10 @@ def plan(contexts: list, result: RenderResult, live: dict[ObjectKey, dict[str, A
             else:
                 out.values[ns] = got
                 d = dataclasses.replace(d, backup_id=got[0])
+        # cloudnative-pg: a Cluster created by recovery, then archiving under its own server name
+        recovery.restore_clusters(result.manifests, ns, restore,
+                                  d.backup_id if d.phase in (RESTORING, RESTORED, FAILED) else None,
+                                  _clusters_made_by(live, ns))
         if d.render_job and d.backup_id:
             objs = restore_job.render(ctx, d.backup_id)
             result.manifests += objs
