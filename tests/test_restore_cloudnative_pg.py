@@ -15,7 +15,8 @@ from sovereign_suite.components.backup import generated_secrets, restore_job
 from sovereign_suite.components.base import BARMAN_API, CNPG_API, build_contexts
 from sovereign_suite.components.postgres import recovery
 from sovereign_suite.reconcile.problems import ObjectKey
-from sovereign_suite.reconcile.restore import ANN_RESTORED_FROM, holds_data
+from sovereign_suite.reconcile.cache import strip_child
+from sovereign_suite.reconcile.restore import ANN_RESTORED_FROM, decide, holds_data, recovering
 from sovereign_suite.reconcile.restore_pass import plan
 from sovereign_suite.render import render_suite
 
@@ -229,3 +230,44 @@ def test_a_cluster_a_restore_made_keeps_its_archive_when_the_record_is_gone():
     out, result = pass_over(s, made, {})
     (c,) = [o for o in result.manifests if o["kind"] == "Cluster" and o["metadata"]["namespace"] == NS]
     assert out.decisions[NS].phase == "Restoring" and c["spec"]["bootstrap"]["recovery"]["source"] == "backup"
+
+
+# ---- the applications wait for CloudNativePG's recovery ---------------------------------------------------------
+
+def cnpg_cluster(ready: str | None, made: bool = True, reason: str = "", message: str = "") -> dict:
+    conds = [{"type": "Ready", "status": ready, "reason": reason, "message": message}] if ready else []
+    return {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+            "metadata": {"name": "matrix-postgres", "namespace": NS,
+                         **({"annotations": {ANN_RESTORED_FROM: BID}} if made else {})},
+            "status": {"phase": "Setting up primary", "conditions": [
+                *conds, {"type": "ContinuousArchiving", "status": "False"}]}}
+
+
+def test_the_applications_wait_until_the_recovered_cluster_is_ready():
+    key = ObjectKey("postgresql.cnpg.io", "Cluster", NS, "matrix-postgres")
+    # what the operator's cache keeps of a Cluster: its Ready condition (reconcile/strip.py)
+    stored = strip_child(cnpg_cluster("False", reason="ClusterIsNotReady", message="Cluster Is Not Ready"))
+    assert stored["status"] == {"conditions": [{"type": "Ready", "status": "False", "reason": "ClusterIsNotReady",
+                                                "message": "Cluster Is Not Ready"}]}
+    assert recovering({key: stored}, NS) == "matrix-postgres (ClusterIsNotReady: Cluster Is Not Ready)"
+    assert recovering({key: strip_child(cnpg_cluster(None))}, NS) == "matrix-postgres (no Ready condition yet)"
+    assert recovering({key: strip_child(cnpg_cluster("True"))}, NS) is None
+    assert recovering({key: strip_child(cnpg_cluster("False", made=False))}, NS) is None  # not a restore's
+    assert recovering({key: stored}, "eu-workplace-de") is None
+    # the media Job done, the database still recovering: Restoring, everything held, the status says why
+    waiting = decide(RF, None, job("Complete"), None, None, "matrix-postgres (no Ready condition yet)")
+    assert (waiting.phase, waiting.backup_id, waiting.hold, waiting.render_job) == ("Restoring", BID, True, True)
+    assert waiting.entry() == {"phase": "Restoring", "backupId": BID, "message": "the media are restored; waiting "
+                               "for CloudNativePG's recovery of matrix-postgres (no Ready condition yet)"}
+    assert decide(RF, None, job("Complete"), None, None, None).phase == "Restored"
+    # a pass: the Cluster the restore created, not ready yet, holds Synapse
+    s = suite(restore(), matrix=CNPG, docs={"enabled": False})
+    live = {key: stored, ObjectKey("batch", "Job", NS, "restore"): job("Complete"), **restored_secrets(s)}
+    out, result = pass_over(s, live, {})
+    assert out.decisions[NS].phase == "Restoring"
+    synapse = next(o for o in result.manifests if o["kind"] == "Deployment" and o["metadata"]["name"] == "synapse"
+                   and o["metadata"]["namespace"] == NS)
+    assert out.held(synapse)
+    live[key] = strip_child(cnpg_cluster("True"))
+    out, result = pass_over(s, live, {})
+    assert out.decisions[NS].phase == "Restored" and out.held(synapse) is None

@@ -76,10 +76,27 @@ def holds_data(live: dict[Any, dict[str, Any]], namespace: str, generated: set[s
     return None
 
 
+def recovering(live: dict[Any, dict[str, Any]], namespace: str) -> str | None:
+    """The namespace's CloudNativePG Clusters a restore created that are not Ready yet (None: none): their
+    recovery from the backup's archive has not finished. CloudNativePG v1.27.1 reports it in the Cluster's
+    condition ``Ready`` (api/v1/cluster_types.go, ConditionClusterReady)."""
+    waiting = []
+    for k, o in sorted(live.items()):
+        if (k.group, k.kind, k.namespace) != ("postgresql.cnpg.io", "Cluster", namespace) \
+                or ANN_RESTORED_FROM not in (o["metadata"].get("annotations") or {}):
+            continue
+        ready = next((c for c in (o.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {})
+        if ready.get("status") != "True":
+            why = ": ".join(x for x in (ready.get("reason"), ready.get("message")) if x)
+            waiting.append(f"{k.name} ({why or 'no Ready condition yet'})")
+    return ", ".join(waiting) or None
+
+
 def decide(restore: RestoreFrom | None, recorded: dict[str, Any] | None, job: dict[str, Any] | None,
-           live_data: str | None, failure: str | None = None) -> Decision:
+           live_data: str | None, failure: str | None = None, databases: str | None = None) -> Decision:
     """``recorded``: the status's restore entry; ``job``: the live restore Job; ``live_data``: what of the tenant
-    already lives there (holds_data); ``failure``: the Job's pod's termination message, when it failed."""
+    already lives there (holds_data); ``failure``: the Job's pod's termination message, when it failed;
+    ``databases``: the CloudNativePG Clusters still recovering (``recovering``)."""
     if recorded and recorded.get("phase") == RESTORED:
         # done once: never again, whatever the spec says now (the Job, while restoreFrom stays, is kept as proof)
         return Decision(RESTORED, recorded.get("backupId"), render_job=restore is not None and job is not None)
@@ -88,6 +105,10 @@ def decide(restore: RestoreFrom | None, recorded: dict[str, Any] | None, job: di
     if job is not None:
         bid = job["metadata"]["labels"][LABEL_RESTORE]
         state = observe.job_state(job)
+        if state == "Complete" and databases:
+            # the media are back; the applications still wait for CloudNativePG's recovery, never an empty start
+            return Decision(RESTORING, bid, render_job=True, hold=True, restore_secrets=True, message=(
+                f"the media are restored; waiting for CloudNativePG's recovery of {databases}"))
         if state == "Complete":
             return Decision(RESTORED, bid, render_job=True)
         if state == "Failed":

@@ -13,7 +13,7 @@ from ..components.postgres import recovery
 from ..render import PHASES, RenderResult, phase_of
 from .problems import ObjectKey, Problem, degraded, stalled
 from .restore import (ANN_RESTORED_FROM, FAILED, REFUSED, RESTORED, RESTORING, Decision, decide, held, holds_data,
-                      restore_job_of)
+                      recovering, restore_job_of)
 from .restore_secrets import create_restored, fetch
 
 
@@ -70,7 +70,8 @@ def plan(contexts: list, result: RenderResult, live: dict[ObjectKey, dict[str, A
         failure = None
         if job is not None and (job.get("status") or {}).get("failed"):
             failure = _termination_message(job_pods(ns, job))
-        d = decide(restore, old_entries.get(ns), job, holds_data(live, ns, generated) if restore else None, failure)
+        d = decide(restore, old_entries.get(ns), job, holds_data(live, ns, generated) if restore else None, failure,
+                   recovering(live, ns))
         if d.phase == FAILED:
             out.problems.append(stalled("RestoreFailed", d.message, ObjectKey("batch", "Job", ns, job["metadata"]["name"])
                                         if job else None))

@@ -13,14 +13,15 @@ Upstream facts, at the versions the project pins:
   (a ``PluginConfiguration``: ``name``, ``parameters``). ``bootstrap`` takes one method only
   (``internal/webhook/v1/cluster_webhook.go`` validateBootstrapMethod), and applies when CloudNativePG creates the
   Cluster's first instance: it is never a restore over an existing database.
-- cloudnative-pg/plugin-barman-cloud ``web/docs/usage.md`` ("Restoring a Cluster") and ``web/docs/parameters.md``
-  (v0.x; the project's docs cite the 0.16.0 docs): the external cluster's ``plugin`` is
-  ``barman-cloud.cloudnative-pg.io`` with ``parameters: {barmanObjectName, serverName}`` (the ObjectStore, and the
-  server name the backups are under: by default the backed-up Cluster's name), and the restored Cluster's own WAL
-  archiver in ``spec.plugins``. ``serverName`` is a parameter of the Cluster's plugin entry, never of the
-  ObjectStore. The plugin checks that a new cluster's WAL archive is empty before archiving into it
-  (barman-cloud-check-wal-archive: "Expected empty archive"): the restored Cluster archives under ANOTHER server
-  name, ``<cluster>-<backup id>``.
+- cloudnative-pg/plugin-barman-cloud v0.15.0 (the release the Go module proxy serves; the platform team installs
+  the plugin, the project pins no release of it) ``web/docs/usage.md`` ("Restoring a Cluster") and
+  ``web/docs/parameters.md``: the external cluster's ``plugin`` is ``barman-cloud.cloudnative-pg.io`` with
+  ``parameters: {barmanObjectName, serverName}`` (the ObjectStore, and the server name the backups are under: by
+  default the backed-up Cluster's name), and the restored Cluster's own WAL archiver in ``spec.plugins``.
+  ``serverName`` is a parameter of the Cluster's plugin entry, never of the ObjectStore. Before archiving, the
+  plugin checks the destination (``internal/cnpgi/common/check.go`` CheckBackupDestination:
+  barman-cloud-check-wal-archive, which refuses a non-empty archive for a new cluster): the restored Cluster
+  archives under ANOTHER server name, ``<cluster>-<backup id>``.
 """
 
 from __future__ import annotations
