@@ -7,8 +7,9 @@ tenant's own country, the API server accepts the CronJob (Pod Security "restrict
 namespace included), its ConfigMap and the backup pod's NetworkPolicies, and the suite's status reports the
 tenant's backup schedule from the live CronJob. With CloudNativePG's Cluster CRD (v1.27.1, hack/fetch-test-crds.sh),
 the Cluster the operator renders with the Barman Cloud plugin's WAL archiver (``spec.plugins``) is accepted by
-the real schema (strict field validation). The plugin's ObjectStore and CloudNativePG's ScheduledBackup CRDs are
-not in the test CRD set: those two objects are checked by the unit tests only.
+the real schema (strict field validation), and so is the Cluster a restore creates. The plugin's ObjectStore and
+CloudNativePG's ScheduledBackup are applied against their real CRDs by tests/cluster/test_restore_cnpg_live.py
+(the ``cnpg-backup`` set of hack/fetch-test-crds.sh).
 """
 
 from __future__ import annotations
