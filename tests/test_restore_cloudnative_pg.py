@@ -60,6 +60,13 @@ def test_point_in_time_is_refused_for_an_embedded_database_naming_the_field():
     assert "spec.tenants[0].backups.restoreFrom.pointInTime" in problems(suite(BACKUPS, tenants=tenants))
 
 
+def test_a_point_in_time_without_database_backups_is_refused():
+    found = problems(suite({**restore(pointInTime=PIT), "include": {"databases": False}}, matrix=CNPG,
+                           docs={"enabled": False}))
+    assert found == {"spec.backups.restoreFrom.pointInTime": "include.databases is false: no database is backed "
+                     "up nor restored, so there is no point in time to recover to"}
+
+
 def test_a_backup_newer_than_the_point_in_time_is_refused():
     found = problems(suite(restore(backup="20261204T020000Z", pointInTime=PIT), matrix=CNPG, docs={"enabled": False}))
     assert list(found) == ["spec.backups.restoreFrom.backup"]

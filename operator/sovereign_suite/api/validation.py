@@ -218,7 +218,8 @@ def backup_problems(suite: SovereignSuite, clouds: dict[str, NationalCloud], ind
         if not backups.enabled:
             out.append(Problem(rpath, "needs backups.enabled: the restore reads the backups' object storage and "
                                       "configuration, and a restored tenant is backed up again"))
-        out += cloudnative_pg_restore_problems(rpath, restore, effective_components(suite, tenant))
+        out += cloudnative_pg_restore_problems(rpath, restore, effective_components(suite, tenant),
+                                               backups.include.databases)
     if not backups.enabled:
         return out
     if backups.include.secrets and backups.encryption_recipient_secret_ref is None:
@@ -228,12 +229,15 @@ def backup_problems(suite: SovereignSuite, clouds: dict[str, NationalCloud], ind
     return out
 
 
-def cloudnative_pg_restore_problems(path: str, restore: RestoreFrom, comps: Any) -> list[Problem]:
+def cloudnative_pg_restore_problems(path: str, restore: RestoreFrom, comps: Any, databases: bool) -> list[Problem]:
     """``pointInTime`` and ``serverNames`` concern CloudNativePG databases only (recovered from their base backups
     and WAL archive); an embedded database is restored from a pg_dump, which has no point in time."""
     out: list[Problem] = []
     modes = {n: getattr(comps, n).postgres.mode for n in ("matrix", "docs") if getattr(comps, n).enabled}
-    if restore.point_in_time is not None:
+    if restore.point_in_time is not None and not databases:
+        out.append(Problem(f"{path}.pointInTime", "include.databases is false: no database is backed up nor "
+                                                  "restored, so there is no point in time to recover to"))
+    elif restore.point_in_time is not None:
         others = [f"{n}'s is {m}" for n, m in modes.items() if m != "cloudnative-pg"]
         if others:
             out.append(Problem(f"{path}.pointInTime", f"only a cloudnative-pg database has a point in time to "
