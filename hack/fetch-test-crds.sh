@@ -3,6 +3,8 @@
 # taken from their Go modules through the Go module proxy (the same way as the Prometheus Operator's in
 # hack/install-prometheus.sh) into the cache, once per pinned release:
 #   cnpg          CloudNativePG's Cluster CRD
+#   cnpg-backup   CloudNativePG's ScheduledBackup CRD and the Barman Cloud plugin's ObjectStore CRD: what a suite
+#                 backing up a cloudnative-pg database applies (tests/cluster/test_restore_cnpg_live.py)
 #   cert-manager  cert-manager's CRDs (Certificate, CertificateRequest, Issuer, ClusterIssuer, Order, Challenge):
 #                 the schema the Certificates of ingress-shim are checked against (tests/cluster/test_cert_manager.py)
 #
@@ -12,21 +14,30 @@ set -euo pipefail
 
 CNPG_MODULE=github.com/cloudnative-pg/cloudnative-pg
 CNPG_VERSION=v1.27.1
+# The Barman Cloud plugin: the release the Go module proxy serves (the project pins none; the platform team
+# installs the plugin); its ObjectStore CRD is in config/crd/bases at that tag.
+BARMAN_MODULE=github.com/cloudnative-pg/plugin-barman-cloud
+BARMAN_VERSION=v0.15.0
 CERT_MANAGER_MODULE=github.com/cert-manager/cert-manager
 CERT_MANAGER_VERSION=v1.21.2
 cache="${SOVEREIGN_SUITE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sovereign-suite}"
 cnpg_dir="$cache/test-crds-cnpg-$CNPG_VERSION"
+# two modules, two folders (each fetch marks its folder complete); `--print cnpg-backup` prints both
+cnpg_backup_dir="$cache/test-crds-cnpg-scheduledbackup-$CNPG_VERSION"
+barman_dir="$cache/test-crds-barman-cloud-$BARMAN_VERSION"
 cert_manager_dir="$cache/test-crds-cert-manager-$CERT_MANAGER_VERSION"
 
 if [[ "${1:-}" == "--print" ]]; then
   case "${2:-cnpg}" in
     cnpg) echo "$cnpg_dir" ;;
+    cnpg-backup) echo "$cnpg_backup_dir"; echo "$barman_dir" ;;
     cert-manager) echo "$cert_manager_dir" ;;
-    *) echo "unknown CRD set ${2}: cnpg or cert-manager" >&2; exit 2 ;;
+    *) echo "unknown CRD set ${2}: cnpg, cnpg-backup or cert-manager" >&2; exit 2 ;;
   esac
   exit 0
 fi
-[[ -f "$cnpg_dir/.complete" && -f "$cert_manager_dir/.complete" ]] && exit 0
+[[ -f "$cnpg_dir/.complete" && -f "$cnpg_backup_dir/.complete" && -f "$barman_dir/.complete" \
+   && -f "$cert_manager_dir/.complete" ]] && exit 0
 log() { echo "[fetch-test-crds] $*" >&2; }
 command -v go >/dev/null || { log "Go is needed to fetch CRDs from the module proxy (as for \`make tools\`)"; exit 1; }
 work="$(mktemp -d)"; out="$(mktemp)"
@@ -48,6 +59,8 @@ fetch() {
 }
 
 fetch "$CNPG_MODULE" "$CNPG_VERSION" "$cnpg_dir" config/crd/bases/postgresql.cnpg.io_clusters.yaml
+fetch "$CNPG_MODULE" "$CNPG_VERSION" "$cnpg_backup_dir" config/crd/bases/postgresql.cnpg.io_scheduledbackups.yaml
+fetch "$BARMAN_MODULE" "$BARMAN_VERSION" "$barman_dir" config/crd/bases/barmancloud.cnpg.io_objectstores.yaml
 # deploy/crds holds plain CRDs (controller-gen output, no Helm templating) at this release.
 fetch "$CERT_MANAGER_MODULE" "$CERT_MANAGER_VERSION" "$cert_manager_dir" \
   deploy/crds/cert-manager.io_certificates.yaml deploy/crds/cert-manager.io_certificaterequests.yaml \

@@ -155,22 +155,28 @@ def wait_crds(kube, path, established: bool = True, timeout: float = 180) -> Non
 
 
 @contextmanager
-def serving_test_crds(cluster, kube) -> Iterator[Path]:
-    """The CRDs hack/fetch-test-crds.sh fetches (CloudNativePG's) applied and Established; deleted on exit, so that
-    the next module starts without them (test_render_dryrun counts on CloudNativePG not being served)."""
+def serving_test_crds(cluster, kube, sets: tuple[str, ...] = ("cnpg",)) -> Iterator[Path]:
+    """The CRDs hack/fetch-test-crds.sh fetches (CloudNativePG's Cluster; ``sets`` may add e.g. ``cnpg-backup``)
+    applied and Established; deleted on exit, so that the next module starts without them (test_render_dryrun
+    counts on CloudNativePG not being served). Yields the first set's folder."""
     script = str(Path(__file__).resolve().parents[2] / "hack" / "fetch-test-crds.sh")
     subprocess.run([script], check=True)
-    crds = Path(subprocess.run([script, "--print"], check=True, capture_output=True, text=True).stdout.strip())
+    folders = [Path(line) for name in sets for line in subprocess.run(
+        [script, "--print", name], check=True, capture_output=True, text=True).stdout.split()]
 
     def kubectl(*args: str) -> None:
         proc = subprocess.run([str(bin_dir() / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), *args],
                               capture_output=True, text=True)
         assert proc.returncode == 0, f"kubectl {' '.join(args)}: {proc.stderr.strip()[-2000:]}"
 
-    wait_crds(kube, crds, established=False)
+    for crds in folders:
+        wait_crds(kube, crds, established=False)
     try:
-        kubectl("apply", "--server-side", "-f", str(crds))
-        wait_crds(kube, crds)
-        yield crds
+        for crds in folders:
+            kubectl("apply", "--server-side", "-f", str(crds))
+        for crds in folders:
+            wait_crds(kube, crds)
+        yield folders[0]
     finally:
-        kubectl("delete", "--ignore-not-found", "--timeout=180s", "-f", str(crds))
+        for crds in folders:
+            kubectl("delete", "--ignore-not-found", "--timeout=180s", "-f", str(crds))

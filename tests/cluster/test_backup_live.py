@@ -7,8 +7,9 @@ tenant's own country, the API server accepts the CronJob (Pod Security "restrict
 namespace included), its ConfigMap and the backup pod's NetworkPolicies, and the suite's status reports the
 tenant's backup schedule from the live CronJob. With CloudNativePG's Cluster CRD (v1.27.1, hack/fetch-test-crds.sh),
 the Cluster the operator renders with the Barman Cloud plugin's WAL archiver (``spec.plugins``) is accepted by
-the real schema (strict field validation). The plugin's ObjectStore and CloudNativePG's ScheduledBackup CRDs are
-not in the test CRD set: those two objects are checked by the unit tests only.
+the real schema (strict field validation), and so is the Cluster a restore creates. The plugin's ObjectStore and
+CloudNativePG's ScheduledBackup are applied against their real CRDs by tests/cluster/test_restore_cnpg_live.py
+(the ``cnpg-backup`` set of hack/fetch-test-crds.sh).
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ from typing import Any
 import pytest
 
 from sovereign_suite.api.validation import parse_suite
-from sovereign_suite.components.base import BARMAN_API, CNPG_API
+from sovereign_suite.components.backup import generated_secrets
+from sovereign_suite.components.backup.restore_job import LABEL_RESTORE, job_name
+from sovereign_suite.components.base import BARMAN_API, CNPG_API, build_contexts
+from sovereign_suite.reconcile import restore_pass
+from sovereign_suite.reconcile.problems import ObjectKey
+from sovereign_suite.reconcile.restore import ANN_RESTORED_FROM
 from sovereign_suite.api.models import NationalCloud
 from sovereign_suite.devcluster.cluster import dev_clouds
 from sovereign_suite.reconcile.kube import ref
@@ -109,10 +115,21 @@ def test_cross_country_target_is_stalled_then_the_cronjob_is_applied(operator, k
             kube.delete(c)
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def cnpg_crd(cluster, kube):
+    """Applied once for the module's two CloudNativePG tests, deleted at its end (the next module starts
+    without them)."""
     with serving_test_crds(cluster, kube) as crds:
         yield crds
+
+
+def dry_run(kube, obj: dict[str, Any]) -> dict[str, Any]:
+    """A server-side apply of ``obj`` as the operator sends it, stored nowhere, unknown fields refused."""
+    k = kube.require(obj["apiVersion"], obj["kind"])
+    return kube.request("PATCH", k.path(obj["metadata"]["namespace"], obj["metadata"]["name"]), body=obj,
+                        query={"fieldManager": "sovereign-suite-tests", "force": "true", "dryRun": "All",
+                               "fieldValidation": "Strict"},
+                        content_type="application/apply-patch+yaml", what=ref(obj))
 
 
 def test_the_cluster_with_the_barman_cloud_wal_archiver_fits_cloudnative_pgs_schema(kube, core, namespace, cnpg_crd):
@@ -137,5 +154,61 @@ def test_the_cluster_with_the_barman_cloud_wal_archiver_fits_cloudnative_pgs_sch
                               content_type="application/apply-patch+yaml", what=ref(cluster_obj))
         # kept, not pruned as unknown; the schema defaults the plugin's `enabled` to true
         assert answer["spec"]["plugins"] == [{**p, "enabled": True} for p in cluster_obj["spec"]["plugins"]]
+    finally:
+        core.delete_namespace(fr)
+
+
+def test_the_cluster_a_restore_creates_fits_cloudnative_pgs_schema(kube, core, namespace, cnpg_crd):
+    """The Cluster a pass renders for a tenant restored to a point in time (bootstrap.recovery from an
+    externalClusters[] entry of the Barman Cloud plugin, its own archive under another server name), and the same
+    Cluster once restoreFrom is removed, are accepted by CloudNativePG v1.27.1's schema with strict field
+    validation, every field kept. No CloudNativePG controller runs here: its webhook and the recovery itself are
+    not exercised (docs/operations.md says what is proven)."""
+    tag = uuid.uuid4().hex[:5]
+    fr_cloud = cloud(f"fr-rs-{tag}", "fr-secnumcloud", "fr-backups", "fr-s3")
+    clouds = {fr_cloud["metadata"]["name"]: NationalCloud.model_validate(fr_cloud)}
+    caps = frozenset({CNPG_API, BARMAN_API})
+    bid, pit = "20261203T020000Z", "2026-12-03T14:30:00Z"
+
+    def pass_cluster(restore_from: dict | None, recorded: dict) -> dict[str, Any]:
+        backups = {"enabled": True, "include": {"secrets": False},
+                   **({"restoreFrom": restore_from} if restore_from else {})}
+        doc = suite_doc("two-countries", namespace, name=f"rs{tag}", patch={
+            "components": {"docs": {"enabled": False}, "matrix": {"postgres": {"mode": "cloudnative-pg"}}},
+            "backups": backups})
+        doc["spec"]["tenants"] = [{"country": "FR", "cloud": fr_cloud["metadata"]["name"]}]
+        suite = parse_suite(doc)
+        result = render_suite(suite, clouds, caps, operator_namespace=namespace)
+        (ctx,) = build_contexts(suite, clouds, caps)
+        ns = ctx.namespace
+        # the pass as it runs once the restore Job exists and the Secrets are there: the bucket is not read
+        live = {ObjectKey("batch", "Job", ns, job_name(bid)): {"metadata": {
+            "name": job_name(bid), "namespace": ns, "labels": {LABEL_RESTORE: bid}}, "status": {}},
+            **{ObjectKey("", "Secret", ns, n): {"metadata": {"annotations": {ANN_RESTORED_FROM: bid}}}
+               for n in generated_secrets(ctx)}}
+        out = restore_pass.plan([ctx], result, live, recorded, lambda _ns: True, lambda _ns, _j: [],
+                                lambda _ns, _n: None, namespace)
+        assert out.problems == [], out.problems
+        (cluster_obj,) = [o for o in result.manifests if o["kind"] == "Cluster"]
+        return cluster_obj
+
+    recovering = pass_cluster({"backup": bid, "pointInTime": pit}, {})
+    assert recovering["spec"]["bootstrap"]["recovery"]["recoveryTarget"] == {"targetTime": pit}
+    restored = pass_cluster(None, {recovering["metadata"]["namespace"]: {"phase": "Restored", "backupId": bid}})
+    assert restored["spec"]["plugins"][0]["parameters"]["serverName"] == "matrix-postgres-20261203t020000z"
+    fr = recovering["metadata"]["namespace"]
+    core.create_namespace({"metadata": {"name": fr}})
+    try:
+        for obj in (recovering, restored):
+            answer = dry_run(kube, obj)
+            # every field kept (not pruned as unknown); the schema only defaults the plugins' `enabled` (and, for
+            # the external cluster's, `isWALArchiver: false`: it is read from, never archived into)
+            spec = answer["spec"]
+            assert spec["bootstrap"] == obj["spec"]["bootstrap"]
+            assert spec.get("externalClusters", []) == [
+                {**e, "plugin": {**e["plugin"], "enabled": True, "isWALArchiver": False}}
+                for e in obj["spec"].get("externalClusters", [])]
+            assert spec["plugins"] == [{**p, "enabled": True} for p in obj["spec"]["plugins"]]
+            assert answer["metadata"]["annotations"][ANN_RESTORED_FROM] == bid
     finally:
         core.delete_namespace(fr)

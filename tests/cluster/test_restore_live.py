@@ -54,11 +54,12 @@ def _suite(namespace: str, cloud_name: str, backup: str) -> dict:
     return doc
 
 
-def _backup(tmp: Path, s3, doc: dict, fr_cloud: dict, recipient: str) -> tuple[str, dict[str, dict[str, str]]]:
+def _backup(tmp: Path, s3, doc: dict, fr_cloud: dict, recipient: str,
+            capabilities: frozenset[str] = frozenset()) -> tuple[str, dict[str, dict[str, str]]]:
     """A backup of the tenant's generated Secrets (values made as the operator makes them) by the real backup
     program, under the prefix the operator renders; (its id, the Secrets)."""
     result = render_suite(parse_suite(doc), {fr_cloud["metadata"]["name"]: NationalCloud.model_validate(fr_cloud)},
-                          operator_namespace=doc["metadata"]["namespace"])
+                          capabilities, operator_namespace=doc["metadata"]["namespace"])
     values = {s.name: missing_keys(s, None) for s in result.secrets}
     for name, keys in values.items():
         (tmp / "secrets" / name).mkdir(parents=True)

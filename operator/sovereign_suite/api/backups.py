@@ -8,6 +8,8 @@ default, or another of the same country (``backups.cloud``); another country's i
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timezone
 from typing import Annotated
 
 from pydantic import AfterValidator, Field
@@ -57,6 +59,47 @@ class BackupContent(Model):
 BACKUP_ID_PATTERN = r"^([0-9]{8}T[0-9]{6}Z|latest)$"
 
 
+# A point in time as CloudNativePG takes it (recoveryTarget.targetTime, "a timestamp in the RFC3339 standard":
+# cloudnative-pg api/v1/cluster_types.go, RecoveryTarget, v1.27.1): UTC only, to the second, so that the same
+# string means the same instant to the operator, to CloudNativePG and to whoever reads the suite.
+POINT_IN_TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$"
+POINT_IN_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+BACKUP_ID_FORMAT = "%Y%m%dT%H%M%SZ"  # backup/program.py ID_FORMAT
+# a Barman server name: the folder of one cluster's base backups and WAL under <prefix>cnpg/ in the bucket
+SERVER_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+def _real_instant(value: str) -> str:
+    """Exactly the pattern (strptime alone admits 2026-12-3T1:2:3Z), and an instant that exists (the pattern
+    admits 2026-02-30T25:00:00Z)."""
+    if not re.fullmatch(POINT_IN_TIME_PATTERN, value):
+        raise ValueError(f"{value!r} is not an RFC 3339 UTC time to the second, e.g. 2026-12-03T14:30:00Z")
+    datetime.strptime(value, POINT_IN_TIME_FORMAT)  # ValueError -> a validation error naming the field
+    return value
+
+
+def backup_id_time(backup_id: str) -> datetime:
+    """The UTC instant a backup id names (its run's start time)."""
+    return datetime.strptime(backup_id, BACKUP_ID_FORMAT).replace(tzinfo=timezone.utc)
+
+
+def point_in_time(value: str) -> datetime:
+    return datetime.strptime(value, POINT_IN_TIME_FORMAT).replace(tzinfo=timezone.utc)
+
+
+# the pattern in the CRD too (json_schema_extra: a Field pattern beside an AfterValidator does not reach it)
+PointInTime = Annotated[str, AfterValidator(_real_instant),
+                        Field(min_length=20, max_length=20, json_schema_extra={"pattern": POINT_IN_TIME_PATTERN})]
+ServerName = Annotated[str, Field(min_length=1, max_length=63, pattern=SERVER_NAME_PATTERN)]
+
+
+class DatabaseServerNames(Model):
+    """The Barman server name each cloudnative-pg database's backups were archived under."""
+
+    matrix: ServerName | None = Field(None, description="Synapse's database; default matrix-postgres.")
+    docs: ServerName | None = Field(None, description="Docs' database; default docs-postgres.")
+
+
 class RestoreFrom(Model):
     """Create the tenant FROM a backup in its country's object storage (where ``backups`` point): the generated
     Secrets, the databases and the media are restored before any application starts, once; a tenant that already
@@ -70,6 +113,19 @@ class RestoreFrom(Model):
         "of encryptionRecipientSecretRef), labelled sovereignsuite.io/referenceable=true; required when "
         "include.secrets is true. Read by the operator only (never copied into the tenant namespace); remove "
         "restoreFrom and this Secret once the tenant is restored (status.tenants[].restore keeps the record).",
+    )
+    point_in_time: PointInTime | None = Field(
+        None, description="CloudNativePG databases only: recover them to this instant (RFC 3339, UTC, e.g. "
+        "2026-12-03T14:30:00Z) from their base backups and WAL archive. Absent: to the backup's id time when "
+        "backup names an id, to the end of the WAL archive when it is \"latest\". The media and Secrets come from "
+        "backup: name the newest backup at or before this instant. Refused for an embedded database (a pg_dump "
+        "has no point in time).",
+    )
+    server_names: DatabaseServerNames | None = Field(
+        None, description="CloudNativePG databases only: the Barman server name their backups are under "
+        "(<prefix>cnpg/<serverName>/ in the bucket). Default: the Cluster's name (<component>-postgres), the "
+        "name of a cluster never restored; a cluster created by a restore archives under "
+        "<component>-postgres-<backup id>, so restoring it again needs that name here.",
     )
 
 

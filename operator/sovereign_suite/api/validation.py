@@ -20,7 +20,7 @@ from .common import OPERATOR_NAMESPACE, FieldProblem
 from .derived_names import derived_name_problems, namespace_of, tenant_domain
 from .egress_checks import overlap_problems
 from .fieldtypes import PATTERN_MEANINGS
-from .backups import Backups
+from .backups import Backups, RestoreFrom, backup_id_time, point_in_time
 from .releases import Release, catalogue, explicit_images, release_images
 from .models import (
     COMPONENTS,
@@ -218,19 +218,40 @@ def backup_problems(suite: SovereignSuite, clouds: dict[str, NationalCloud], ind
         if not backups.enabled:
             out.append(Problem(rpath, "needs backups.enabled: the restore reads the backups' object storage and "
                                       "configuration, and a restored tenant is backed up again"))
-        comps = effective_components(suite, tenant)
-        cnpg = [n for n in ("matrix", "docs") if getattr(comps, n).enabled
-                and getattr(comps, n).postgres.mode == "cloudnative-pg"]
-        if cnpg:
-            out.append(Problem(rpath, f"the {', '.join(cnpg)} database is cloudnative-pg: its restore (CloudNativePG "
-                                      "bootstrap.recovery from the Barman Cloud plugin) is not supported yet; "
-                                      "refused rather than started empty"))
+        out += cloudnative_pg_restore_problems(rpath, restore, effective_components(suite, tenant),
+                                               backups.include.databases)
     if not backups.enabled:
         return out
     if backups.include.secrets and backups.encryption_recipient_secret_ref is None:
         out.append(Problem(backup_field(tenant, index, "encryptionRecipientSecretRef"),
                            "required when include.secrets is true: the generated Secrets are never stored in "
                            "clear (an age recipient, age1...)"))
+    return out
+
+
+def cloudnative_pg_restore_problems(path: str, restore: RestoreFrom, comps: Any, databases: bool) -> list[Problem]:
+    """``pointInTime`` and ``serverNames`` concern CloudNativePG databases only (recovered from their base backups
+    and WAL archive); an embedded database is restored from a pg_dump, which has no point in time."""
+    out: list[Problem] = []
+    modes = {n: getattr(comps, n).postgres.mode for n in ("matrix", "docs") if getattr(comps, n).enabled}
+    if restore.point_in_time is not None and not databases:
+        out.append(Problem(f"{path}.pointInTime", "include.databases is false: no database is backed up nor "
+                                                  "restored, so there is no point in time to recover to"))
+    elif restore.point_in_time is not None:
+        others = [f"{n}'s is {m}" for n, m in modes.items() if m != "cloudnative-pg"]
+        if others:
+            out.append(Problem(f"{path}.pointInTime", f"only a cloudnative-pg database has a point in time to "
+                               f"recover to, and {', '.join(others)} (a pg_dump backup holds one instant: name its "
+                               "backup id instead)"))
+        elif restore.backup != "latest" and backup_id_time(restore.backup) > point_in_time(restore.point_in_time):
+            out.append(Problem(f"{path}.backup", f"{restore.backup} is after pointInTime {restore.point_in_time}: "
+                               "the media and Secrets would be newer than the databases (name the newest backup "
+                               "at or before that instant)"))
+    for name in ("matrix", "docs"):
+        if restore.server_names is not None and getattr(restore.server_names, name) is not None \
+                and modes.get(name) != "cloudnative-pg":
+            out.append(Problem(f"{path}.serverNames.{name}", f"the {name} database is "
+                               f"{modes.get(name, 'not enabled')}, not cloudnative-pg: it has no Barman server"))
     return out
 
 

@@ -12,9 +12,10 @@ holds the tenant's data, and says what this pass does. The pipeline (pipeline.py
 4. records ``status.tenants[].restore`` (phase, the backup id actually used).
 
 Never twice over live data: a tenant recorded Restored is not restored again; a namespace that already holds
-the tenant's generated Secrets (not restored ones) or runs its applications is refused (RestoreOverLiveData) and
-left running as it is; the Job is never retried by itself (``backoffLimit: 0``), a Failed one stays, with the
-apps held, until a person deletes it or names another backup.
+the tenant's generated Secrets (not restored ones), runs its applications or holds a CloudNativePG Cluster the
+restore did not create (its recovery bootstrap would not apply) is refused (RestoreOverLiveData) and left as it
+is; the Job is never retried by itself (``backoffLimit: 0``), a Failed one stays, with the apps held, until a
+person deletes it or names another backup.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from typing import Any
 
 from ..api.backups import RestoreFrom
 from ..components.backup.restore_job import LABEL_RESTORE
+# on the Secrets the operator restored, and on the CloudNativePG Clusters it created by recovery: the backup id
+from ..components.postgres.recovery import ANN_RESTORED_FROM
 from ..render import phase_of
 from . import observe
 
-ANN_RESTORED_FROM = "sovereignsuite.io/restored-from"  # on the Secrets the operator restored: the backup id
 HELD_PHASES = ("jobs", "apps", "routing")
 RESTORING, RESTORED, FAILED, REFUSED = "Restoring", "Restored", "Failed", "Refused"
 
@@ -67,13 +69,34 @@ def holds_data(live: dict[Any, dict[str, Any]], namespace: str, generated: set[s
             return f"Secret {k.name} exists and was not restored"
         if k.kind in ("Deployment", "StatefulSet") and phase_of(o) == "apps":
             return f"{k.kind} {k.name} runs"
+        if (k.group, k.kind) == ("postgresql.cnpg.io", "Cluster") \
+                and ANN_RESTORED_FROM not in (meta.get("annotations") or {}):
+            # CloudNativePG recovers a Cluster only when it creates it (bootstrap): never over this database
+            return f"CloudNativePG Cluster {k.name} exists and was not created by a restore"
     return None
 
 
+def recovering(live: dict[Any, dict[str, Any]], namespace: str) -> str | None:
+    """The namespace's CloudNativePG Clusters a restore created that are not Ready yet (None: none): their
+    recovery from the backup's archive has not finished. CloudNativePG v1.27.1 reports it in the Cluster's
+    condition ``Ready`` (api/v1/cluster_types.go, ConditionClusterReady)."""
+    waiting = []
+    for k, o in sorted(live.items()):
+        if (k.group, k.kind, k.namespace) != ("postgresql.cnpg.io", "Cluster", namespace) \
+                or ANN_RESTORED_FROM not in (o["metadata"].get("annotations") or {}):
+            continue
+        ready = next((c for c in (o.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {})
+        if ready.get("status") != "True":
+            why = ": ".join(x for x in (ready.get("reason"), ready.get("message")) if x)
+            waiting.append(f"{k.name} ({why or 'no Ready condition yet'})")
+    return ", ".join(waiting) or None
+
+
 def decide(restore: RestoreFrom | None, recorded: dict[str, Any] | None, job: dict[str, Any] | None,
-           live_data: str | None, failure: str | None = None) -> Decision:
+           live_data: str | None, failure: str | None = None, databases: str | None = None) -> Decision:
     """``recorded``: the status's restore entry; ``job``: the live restore Job; ``live_data``: what of the tenant
-    already lives there (holds_data); ``failure``: the Job's pod's termination message, when it failed."""
+    already lives there (holds_data); ``failure``: the Job's pod's termination message, when it failed;
+    ``databases``: the CloudNativePG Clusters still recovering (``recovering``)."""
     if recorded and recorded.get("phase") == RESTORED:
         # done once: never again, whatever the spec says now (the Job, while restoreFrom stays, is kept as proof)
         return Decision(RESTORED, recorded.get("backupId"), render_job=restore is not None and job is not None)
@@ -82,6 +105,10 @@ def decide(restore: RestoreFrom | None, recorded: dict[str, Any] | None, job: di
     if job is not None:
         bid = job["metadata"]["labels"][LABEL_RESTORE]
         state = observe.job_state(job)
+        if state == "Complete" and databases:
+            # the media are back; the applications still wait for CloudNativePG's recovery, never an empty start
+            return Decision(RESTORING, bid, render_job=True, hold=True, restore_secrets=True, message=(
+                f"the media are restored; waiting for CloudNativePG's recovery of {databases}"))
         if state == "Complete":
             return Decision(RESTORED, bid, render_job=True)
         if state == "Failed":

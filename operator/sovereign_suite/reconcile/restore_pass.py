@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..components.backup import generated_secrets, prefix as backup_prefix, restore_job
+from ..components.postgres import recovery
 from ..render import PHASES, RenderResult, phase_of
 from .problems import ObjectKey, Problem, degraded, stalled
-from .restore import FAILED, REFUSED, Decision, decide, held, holds_data, restore_job_of
+from .restore import (ANN_RESTORED_FROM, FAILED, REFUSED, RESTORED, RESTORING, Decision, decide, held, holds_data,
+                      recovering, restore_job_of)
 from .restore_secrets import create_restored, fetch
 
 
@@ -40,6 +42,16 @@ def _termination_message(pods: list[dict[str, Any]]) -> str | None:
     return None
 
 
+def _clusters_made_by(live: dict[ObjectKey, dict[str, Any]], namespace: str) -> dict[str, str]:
+    """The namespace's live CloudNativePG Clusters a restore created: name -> the backup id."""
+    out = {}
+    for k, o in live.items():
+        made = (o["metadata"].get("annotations") or {}).get(ANN_RESTORED_FROM)
+        if (k.group, k.kind, k.namespace) == ("postgresql.cnpg.io", "Cluster", namespace) and made:
+            out[k.name] = made
+    return out
+
+
 def plan(contexts: list, result: RenderResult, live: dict[ObjectKey, dict[str, Any]],
          old_entries: dict[str, dict[str, Any]], served: Any, job_pods: Any, read_secret: Any,
          suite_ns: str, connect: Any = None) -> Plan:
@@ -58,7 +70,8 @@ def plan(contexts: list, result: RenderResult, live: dict[ObjectKey, dict[str, A
         failure = None
         if job is not None and (job.get("status") or {}).get("failed"):
             failure = _termination_message(job_pods(ns, job))
-        d = decide(restore, old_entries.get(ns), job, holds_data(live, ns, generated) if restore else None, failure)
+        d = decide(restore, old_entries.get(ns), job, holds_data(live, ns, generated) if restore else None, failure,
+                   recovering(live, ns))
         if d.phase == FAILED:
             out.problems.append(stalled("RestoreFailed", d.message, ObjectKey("batch", "Job", ns, job["metadata"]["name"])
                                         if job else None))
@@ -75,6 +88,10 @@ def plan(contexts: list, result: RenderResult, live: dict[ObjectKey, dict[str, A
             else:
                 out.values[ns] = got
                 d = dataclasses.replace(d, backup_id=got[0])
+        # cloudnative-pg: a Cluster created by recovery, then archiving under its own server name
+        recovery.restore_clusters(result.manifests, ns, restore,
+                                  d.backup_id if d.phase in (RESTORING, RESTORED, FAILED) else None,
+                                  _clusters_made_by(live, ns))
         if d.render_job and d.backup_id:
             objs = restore_job.render(ctx, d.backup_id)
             result.manifests += objs

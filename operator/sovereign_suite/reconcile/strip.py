@@ -90,6 +90,10 @@ def strip_child(obj: dict[str, Any]) -> dict[str, Any]:
         out["status"] = {k: status[k] for k in ("lastScheduleTime", "lastSuccessfulTime") if k in status}
         if obj["metadata"].get("creationTimestamp"):  # since when backups run: the alert's start without a success
             out["metadata"]["creationTimestamp"] = obj["metadata"]["creationTimestamp"]
+    elif kind == "Cluster" and str(obj.get("apiVersion", "")).startswith("postgresql.cnpg.io/"):
+        # CloudNativePG's Ready condition: a tenant restored by its recovery waits for it (reconcile/restore.py)
+        out["status"] = {"conditions": [{k: c.get(k) for k in ("type", "status", "reason", "message")}
+                                        for c in status.get("conditions") or [] if c.get("type") == "Ready"]}
     elif kind == "PersistentVolumeClaim":  # the class is immutable (storage_hold.py)
         out["spec"] = claim_fields(spec)
     elif kind == "Secret":
