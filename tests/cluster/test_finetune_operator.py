@@ -162,6 +162,14 @@ def test_a_finetune_runs_in_its_tenant_its_status_follows_and_a_converged_one_wr
     assert any(f"model_name: {served}" in "".join((cm.get("data") or {}).values())
                for cm in kube.list("v1", "ConfigMap", namespace=ns))  # the gateway's route
     assert kube.get("v1", "Secret", f"llm-adapter-key.{served}.greffe-app", ns) is not None
+    # the operator's metrics of the FineTune (metrics.py record_finetune): its phase and its run's result
+    labels = {"finetune_namespace": setup["admin"], "finetune": "summaries", "country": "FR"}
+    wait_for(lambda: operator.metric("sovereign_suite_finetune_phase", **labels, phase="Ready") == 1, timeout=30,
+             what="phase Ready exported")
+    assert operator.metric("sovereign_suite_finetune_phase", **labels, phase="NotPromoted") == 0
+    assert (operator.metric("sovereign_suite_finetune_eval_loss", **labels),
+            operator.metric("sovereign_suite_finetune_base_eval_loss", **labels),
+            operator.metric("sovereign_suite_finetune_step", **labels)) == (1.4, 2.0, 100)
     # converged: drift passes read, and write nothing of the FineTune's
     audit = Audit(cluster)
     mark = settle(operator, audit)
@@ -179,6 +187,7 @@ def test_a_finetune_runs_in_its_tenant_its_status_follows_and_a_converged_one_wr
     st = wait_for(lambda: (s := status_of(kube, doc)).get("observedGeneration") == 2 and s.get("phase") ==
                   "NotPromoted" and s, timeout=90, what="the new run's status")
     assert "evalLoss" not in st and "progress" not in st and "servedName" not in st
+    assert operator.series("sovereign_suite_finetune_eval_loss", **labels) == []  # the old run's
     # the new run is not promoted: the adapter is no longer served
     wait_for(lambda: kube.get("v1", "ConfigMap", ADAPTERS_CM, ns) is None, timeout=90, what="the adapter unloaded")
 
@@ -208,8 +217,14 @@ def test_deleting_a_finetune_deletes_its_job_pods_and_policy_then_the_finalizer(
     kube.create(doc)
     ns, name = setup["tenant"], job_name(doc)
     wait_for(lambda: pods_of(kube, ns, name), timeout=90, what="the training pod")
+    wait_for(lambda: operator.series("sovereign_suite_finetune_phase", finetune="deleted"), timeout=30,
+             what="the FineTune's series")
     kube.delete(copy.deepcopy(doc))
     wait_for(lambda: kube.get(*FT, "deleted", setup["admin"]) is None, timeout=90, what="the FineTune gone")
     assert kube.get("batch/v1", "Job", name, ns) is None
     assert kube.get("networking.k8s.io/v1", "NetworkPolicy", name, ns) is None
     assert pods_of(kube, ns, name) == []  # foreground deletion: the pods went before the Job
+    # its series go with it (the DELETED event)
+    wait_for(lambda: operator.series("sovereign_suite_finetune_phase", finetune="deleted") == [], timeout=30,
+             what="the deleted FineTune's series removed")
+
