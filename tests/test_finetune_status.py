@@ -104,6 +104,24 @@ def test_a_failed_job_is_failed_with_the_trainers_reason_else_the_jobs() -> None
     assert s["phase"] == "Failed" and conds(s)["Ready"] == ("False", "DeadlineExceeded")
 
 
+def test_a_failed_run_carries_the_trainers_own_words() -> None:
+    """The contract with the trainer as it is written (finetune/result.py): a failed run's reason is a sentence
+    naming the input; the status says TrainingFailed with that sentence, not the Job's generic message."""
+    from sovereign_suite.finetune.result import Result
+
+    said = "dataset line 3: not valid JSON (Unterminated string starting at column 10)"
+    text = Result(phase="Failed", reason=said, step=0, totalSteps=100).to_json()
+    s = status(j=job("Failed", reason="BackoffLimitExceeded", message="Job has reached the specified backoff limit"),
+               p=pod("Failed", text))
+    assert s["phase"] == "Failed" and conds(s)["Stalled"] == ("True", "TrainingFailed")
+    assert s["conditions"][0]["message"] == said and s["progress"] == "0/100"
+    # a succeeded run's sentence is no reason of anything (the gate decides); a long one is cut
+    ok = trainer_result(pod("Succeeded", Result(phase="Succeeded", reason="trained 40 steps").to_json()), URI)
+    assert "reason" not in ok and "message" not in ok
+    long = trainer_result(pod("Failed", Result(phase="Failed", reason="x" * 5000).to_json()), URI)
+    assert long["reason"] == "TrainingFailed" and len(long["message"]) == 1000
+
+
 @pytest.mark.parametrize("message", [
     "not json", "[1, 2]", json.dumps({**RESULT, "evalLoss": "1.0"}), json.dumps({**RESULT, "evalLoss": None}),
 ])

@@ -13,7 +13,8 @@ loaded the adapter (docs/llm-finetuning.md, "The FineTune resource").
 | Failed      | the Job failed: the trainer's reason, else the Job's                  | False | False       | True    |
 
 Stalled=True is kstatus' Failed: NotPromoted and Failed need a person (other data, another gate, another spec).
-The trainer's result is read as untrusted data: numbers must be finite, the reason a CamelCase word, the adapter
+The trainer's result is read as untrusted data: numbers must be finite, the reason a CamelCase word (a failed
+run's reason in words, as the trainer writes it, becomes the message, with the reason TrainingFailed), the adapter
 URI the one the Job was told to write; anything else is dropped.
 """
 
@@ -33,6 +34,7 @@ REASON_RE = re.compile(r"^[A-Z][A-Za-z0-9]{0,63}$")
 NUMBERS = ("loss", "baseEvalLoss", "evalLoss", "tokensPerSecond", "durationSeconds")
 INTEGERS = ("step", "totalSteps")
 MAX_MESSAGE = 1000
+TRAINING_FAILED = "TrainingFailed"  # the reason of a run whose trainer reported a failure in its own words
 
 
 def trainer_result(pod: dict[str, Any] | None, adapter_uri: str) -> dict[str, Any]:
@@ -68,6 +70,12 @@ def trainer_result(pod: dict[str, Any] | None, adapter_uri: str) -> dict[str, An
             out[key] = value
     if isinstance(data.get("message"), str):
         out["message"] = data["message"][:MAX_MESSAGE]
+    reason = data.get("reason")
+    if out.get("phase") == "Failed" and isinstance(reason, str) and reason and "reason" not in out:
+        # the trainer (finetune/result.py) writes why it failed as a sentence naming the input: the condition's
+        # reason is a word (TrainingFailed), the sentence its message
+        out["reason"] = TRAINING_FAILED
+        out.setdefault("message", reason[:MAX_MESSAGE])
     if data.get("adapterUri") == adapter_uri:
         out["adapterUri"] = adapter_uri
     return out
