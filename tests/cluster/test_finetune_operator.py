@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import uuid
 
 import pytest
@@ -248,11 +249,11 @@ def free_gpus(kube: Kube, node: dict) -> int:
     return int(node["status"]["allocatable"].get("nvidia.com/gpu", 0)) - used
 
 
-def set_serving(kube: Kube, setup: dict, replicas: int, gpus: int | None) -> None:
+def set_serving(kube: Kube, setup: dict, replicas: int, gpus: int | None, quota: int | None = None) -> None:
     """The served model's replicas and GPUs per replica (``None``: as the module's setup has it), and the tenant's
     GPU quota: the serving replicas' GPUs and one more (the quota counts training pods too: at its default, 8
     GPUs, serving's 8 would leave the training pod refused by the quota before any scheduler sees it;
-    docs/llm-finetuning.md, "Not done yet")."""
+    docs/llm-finetuning.md, "Not done yet"), or ``quota`` GPUs."""
     suite = kube.get(*SUITE, setup["suite"], setup["suite_ns"])
     models = suite["spec"]["components"]["llm"]["models"]
     for m in models:
@@ -262,7 +263,7 @@ def set_serving(kube: Kube, setup: dict, replicas: int, gpus: int | None) -> Non
             if gpus is not None:
                 m["gpusPerReplica"] = gpus
     tenants = suite["spec"]["tenants"]
-    tenants[0]["quota"] = {"gpus": max(8, replicas * (gpus or 1) + 1)}
+    tenants[0]["quota"] = {"gpus": quota if quota is not None else max(8, replicas * (gpus or 1) + 1)}
     kube.merge_patch(*SUITE, setup["suite"], setup["suite_ns"], {"spec": {
         "tenants": tenants, "components": {"llm": {"models": models}}}})
 
@@ -373,4 +374,41 @@ def test_a_finetune_waits_for_a_gpu_serving_holds_then_fails_with_the_trainers_r
         kube.delete({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node_name}})
         for node in cordoned:
             cordon(kube, node, False)
+        set_serving(kube, setup, 0, None)
+
+
+def test_a_finetune_whose_pod_the_tenants_quota_refuses_is_pending_saying_so(kube: Kube, operator, setup) -> None:
+    """Serving uses the tenant's whole GPU quota (set to what its replicas use): the Job controller cannot create
+    the training pod (quota admission: nothing to schedule, nothing preempted); the FineTune waits, Pending,
+    QuotaExceeded, naming the quota and the share that is full (read from the quota's status)."""
+    ns = setup["tenant"]
+    doc = finetune(setup, "quota")
+    try:
+        # serving runs, then the tenant's GPU quota is set to exactly what serving uses (lowering a quota below
+        # nothing: the running pods stay)
+        set_serving(kube, setup, 8, None, quota=16)
+        wait_for(lambda: ((kube.get("apps/v1", "Deployment", "vllm-mistral-small", ns) or {}).get("status") or {})
+                 .get("readyReplicas") == 8, timeout=120, what="8 serving replicas ready")
+
+        def used() -> dict:
+            return ((kube.get("v1", "ResourceQuota", "tenant-quota", ns) or {}).get("status") or {}).get("used") or {}
+
+        gpus = int(wait_for(lambda: used().get("requests.nvidia.com/gpu", "0") != "0" and
+                            used()["requests.nvidia.com/gpu"], timeout=60, what="the quota counting serving's GPUs"))
+        set_serving(kube, setup, 8, None, quota=gpus)
+        # (the quota controller's count may pass the admission's once it recounts: full is used >= hard)
+        wait_for(lambda: ((kube.get("v1", "ResourceQuota", "tenant-quota", ns) or {}).get("status") or {})
+                 .get("hard", {}).get("requests.nvidia.com/gpu") == str(gpus) and
+                 int(used().get("requests.nvidia.com/gpu", "0")) >= gpus, timeout=60, what=f"the quota full at {gpus}")
+        kube.create(doc)
+        st = wait_for(lambda: (s := status_of(kube, doc)) and conditions(s).get("Ready", ("",))[1:2] ==
+                      ("QuotaExceeded",) and s, timeout=90, what="the FineTune waiting for the quota")
+        ready = conditions(st)["Ready"]
+        assert st["phase"] == "Pending" and "ResourceQuota tenant-quota" in ready[2]
+        assert re.search(rf"requests\.nvidia\.com/gpu \d+ of {gpus} used, the pod asks 1", ready[2]), ready
+        assert conditions(st)["Stalled"][0] == "False" and conditions(st)["Reconciling"][0] == "True"
+        assert kube.get("batch/v1", "Job", job_name(doc), ns) is not None and pods_of(kube, ns, job_name(doc)) == []
+    finally:
+        kube.delete(copy.deepcopy(doc))
+        wait_for(lambda: kube.get(*FT, "quota", setup["admin"]) is None, timeout=90, what="the FineTune gone")
         set_serving(kube, setup, 0, None)

@@ -4,7 +4,8 @@ loaded the adapter (docs/llm-finetuning.md, "The FineTune resource").
 
 | phase       | when                                                                 | Ready | Reconciling | Stalled |
 |-------------|----------------------------------------------------------------------|-------|-------------|---------|
-| Pending     | refused (a problem: Stalled), or the Job/pod not running yet          | False | not refused | refused |
+| Pending     | refused (a problem: Stalled), or the Job/pod not running yet (waiting | False | not refused | refused |
+|             | for a GPU, or for room in the tenant's ResourceQuota)                 |       |             |         |
 | Training    | the pod runs                                                          | False | True        | False   |
 | Evaluating  | the trainer reports it evaluates, or the adapter passed the gate and  | False | True        | False   |
 |             | is not loaded yet                                                     |       |             |         |
@@ -106,8 +107,9 @@ def _cond(type_: str, status: bool, reason: str, message: str, generation: int) 
 
 def finetune_status(*, generation: int, problems: list[Problem], job: dict[str, Any] | None,
                     pod: dict[str, Any] | None, promotion: Promotion, adapter_uri: str, served: bool,
-                    old: dict[str, Any] | None, stamp: str) -> dict[str, Any]:
-    """The whole status. ``stamp``: the time written on a condition that changed (the caller's clock)."""
+                    old: dict[str, Any] | None, stamp: str, quota_refusal: str = "") -> dict[str, Any]:
+    """The whole status. ``stamp``: the time written on a condition that changed (the caller's clock);
+    ``quota_refusal``: why the tenant's ResourceQuota refuses the Job's pod ("" : it does not)."""
     result = trainer_result(pod, adapter_uri)
     conds: list[dict[str, Any]]
     progress: dict[str, Any] = {}
@@ -147,6 +149,8 @@ def finetune_status(*, generation: int, problems: list[Problem], job: dict[str, 
     elif _pod_running(pod):
         phase = "Evaluating" if result.get("phase") == "Evaluating" else "Training"
         set_(phase, (False, phase, "the trainer runs"), True, None)
+    elif pod is None and quota_refusal:
+        set_("Pending", (False, "QuotaExceeded", quota_refusal), True, None)
     else:
         waiting = _unschedulable(pod)
         set_("Pending", (False, "WaitingForGPU" if waiting else "Starting",

@@ -90,6 +90,8 @@ def strip_child(obj: dict[str, Any]) -> dict[str, Any]:
         out["status"] = {k: status[k] for k in ("lastScheduleTime", "lastSuccessfulTime") if k in status}
         if obj["metadata"].get("creationTimestamp"):  # since when backups run: the alert's start without a success
             out["metadata"]["creationTimestamp"] = obj["metadata"]["creationTimestamp"]
+    elif kind == "ResourceQuota":  # whether a FineTune's pod is refused by the tenant's quota (finetune_quota.py)
+        out["status"] = {k: dict(status[k]) for k in ("hard", "used") if k in status}
     elif kind == "PersistentVolumeClaim":  # the class is immutable (storage_hold.py)
         out["spec"] = claim_fields(spec)
     elif kind == "Secret":
