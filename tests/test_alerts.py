@@ -110,11 +110,20 @@ def exported_metrics() -> set[str]:
     return {m.name + suffix for m in REGISTRY.collect() for suffix in suffixes.get(m.type, [""])}
 
 
+def trainer_metrics() -> set[str]:
+    """Every series name the trainer serves while it runs (finetune/progress.py, its own registry)."""
+    from sovereign_suite.finetune.progress import Progress
+
+    return {m.name for m in Progress().registry.collect()}
+
+
 def test_alerts_use_only_metrics_the_operator_exports():
-    exported = exported_metrics()
+    exported, trainer = exported_metrics(), trainer_metrics()
     for rule in alert_rules():
         for name in re.findall(r"\bsovereign_suite_[a-z_]+", rule["expr"]):
             assert name in exported, f"{rule['alert']}: {name} is not a metric of the operator"
+        for name in re.findall(r"\bsovereign_finetune_[a-z_]+", rule["expr"]):
+            assert name in trainer, f"{rule['alert']}: {name} is not a metric of the trainer"
 
 
 def test_dashboard_is_well_formed_and_queries_known_metrics():
@@ -124,8 +133,9 @@ def test_dashboard_is_well_formed_and_queries_known_metrics():
     assert len({p["id"] for p in panels}) == len(panels)
     variables = {v["name"] for v in dash["templating"]["list"]}
     assert {"datasource", "suite", "country"} <= variables
-    exported = exported_metrics()
+    exported, trainer = exported_metrics(), trainer_metrics()
     queries = 0
+    names: set[str] = set()
     for p in panels:
         assert 0 <= p["gridPos"]["x"] and p["gridPos"]["x"] + p["gridPos"]["w"] <= 24, p["title"]
         if p["type"] == "row":
@@ -137,7 +147,15 @@ def test_dashboard_is_well_formed_and_queries_known_metrics():
             assert set(re.findall(r"\$\{?(\w+)", t["expr"])) <= variables, t["expr"]
             for name in re.findall(r"\bsovereign_suite_[a-z_]+", t["expr"]):
                 assert name in exported, f"panel {p['title']!r}: {name} is not a metric of the operator"
+                names.add(name)
+            for name in re.findall(r"\bsovereign_finetune_[a-z_]+", t["expr"]):
+                assert name in trainer, f"panel {p['title']!r}: {name} is not a metric of the trainer"
+                names.add(name)
     assert queries >= 15
+    # the fine-tuning panels (issue 25): the FineTunes' phases and results from the operator, loss and
+    # throughput live from the trainer
+    assert {"sovereign_suite_finetune_phase", "sovereign_suite_finetune_eval_loss",
+            "sovereign_finetune_loss", "sovereign_finetune_tokens_per_second", "sovereign_finetune_step"} <= names
 
 
 if __name__ == "__main__":  # python -m tests.test_alerts: rewrite rules.yaml from prometheusrule.yaml

@@ -75,3 +75,14 @@ def test_pods_share_their_labels_strings_and_node_names():
     a, b = strip_pod(pod("p1")), strip_pod(pod("p2"))
     assert a["spec"]["nodeName"] is b["spec"]["nodeName"]
     assert a["metadata"]["labels"]["sovereignsuite.io/suite"] is b["metadata"]["labels"]["sovereignsuite.io/suite"]
+
+
+def test_a_resource_quota_keeps_its_hard_and_used_amounts():
+    """What reconcile/finetune_quota.py reads: a FineTune's pod refused by the tenant's quota."""
+    quota = {"apiVersion": "v1", "kind": "ResourceQuota",
+             "metadata": {"name": "tenant-quota", "namespace": "eu-fr", "managedFields": [{"manager": "x"}]},
+             "spec": {"hard": {"requests.nvidia.com/gpu": "8"}},
+             "status": {"hard": {"requests.nvidia.com/gpu": "8"}, "used": {"requests.nvidia.com/gpu": "8"}}}
+    stored = strip_child(quota)
+    assert stored["status"] == {"hard": {"requests.nvidia.com/gpu": "8"}, "used": {"requests.nvidia.com/gpu": "8"}}
+    assert "spec" not in stored

@@ -36,10 +36,10 @@ RESULT = {"phase": "Succeeded", "step": 100, "totalSteps": 100, "loss": 1.2, "ba
           "tokensPerSecond": 812.5, "durationSeconds": 61.0, "adapterUri": URI}
 
 
-def status(problems=(), j=None, p=None, gate=None, served=False, old=None, stamp=T0) -> dict:
+def status(problems=(), j=None, p=None, gate=None, served=False, old=None, stamp=T0, quota_refusal="") -> dict:
     out = finetune_status(generation=3, problems=list(problems), job=j, pod=p,
                           promotion=Promotion.model_validate(gate or {}), adapter_uri=URI, served=served, old=old,
-                          stamp=stamp)
+                          stamp=stamp, quota_refusal=quota_refusal)
     FineTuneStatus.model_validate(out)  # the CRD's status schema holds it
     return out
 
@@ -104,6 +104,24 @@ def test_a_failed_job_is_failed_with_the_trainers_reason_else_the_jobs() -> None
     assert s["phase"] == "Failed" and conds(s)["Ready"] == ("False", "DeadlineExceeded")
 
 
+def test_a_failed_run_carries_the_trainers_own_words() -> None:
+    """The contract with the trainer as it is written (finetune/result.py): a failed run's reason is a sentence
+    naming the input; the status says TrainingFailed with that sentence, not the Job's generic message."""
+    from sovereign_suite.finetune.result import Result
+
+    said = "dataset line 3: not valid JSON (Unterminated string starting at column 10)"
+    text = Result(phase="Failed", reason=said, step=0, totalSteps=100).to_json()
+    s = status(j=job("Failed", reason="BackoffLimitExceeded", message="Job has reached the specified backoff limit"),
+               p=pod("Failed", text))
+    assert s["phase"] == "Failed" and conds(s)["Stalled"] == ("True", "TrainingFailed")
+    assert s["conditions"][0]["message"] == said and s["progress"] == "0/100"
+    # a succeeded run's sentence is no reason of anything (the gate decides); a long one is cut
+    ok = trainer_result(pod("Succeeded", Result(phase="Succeeded", reason="trained 40 steps").to_json()), URI)
+    assert "reason" not in ok and "message" not in ok
+    long = trainer_result(pod("Failed", Result(phase="Failed", reason="x" * 5000).to_json()), URI)
+    assert long["reason"] == "TrainingFailed" and len(long["message"]) == 1000
+
+
 @pytest.mark.parametrize("message", [
     "not json", "[1, 2]", json.dumps({**RESULT, "evalLoss": "1.0"}), json.dumps({**RESULT, "evalLoss": None}),
 ])
@@ -133,3 +151,36 @@ def test_a_degraded_problem_keeps_it_pending_and_reconciling() -> None:
     s = status([degraded("ClusterUnreachable", "does not answer")])
     assert s["phase"] == "Pending" and conds(s)["Ready"] == ("False", "ClusterUnreachable")
     assert conds(s)["Reconciling"][0] == "True"
+
+
+def quota(used_gpus: str, hard_gpus: str = "8") -> dict:
+    """tenant-quota as the API server's quota controller reports it (status.hard/used)."""
+    hard = {"requests.cpu": "64", "requests.memory": "256Gi", "pods": "200", "requests.nvidia.com/gpu": hard_gpus}
+    used = {"requests.cpu": "32", "requests.memory": "128Gi", "pods": "9", "requests.nvidia.com/gpu": used_gpus}
+    return {"metadata": {"name": "tenant-quota"}, "spec": {"hard": hard}, "status": {"hard": hard, "used": used}}
+
+
+def training_job() -> dict:
+    res = {"cpu": "4", "memory": "60Gi", "nvidia.com/gpu": "1"}
+    return {**job(None), "spec": {"template": {"spec": {"containers": [
+        {"name": "trainer", "resources": {"requests": res, "limits": res}}]}}}}
+
+
+def test_a_pod_the_quota_refuses_is_pending_saying_which_share_is_full() -> None:
+    from sovereign_suite.reconcile.finetune_quota import quota_refusal
+
+    why = quota_refusal(training_job(), quota("8"))
+    assert why.startswith("the tenant's ResourceQuota tenant-quota has no room for the training pod")
+    assert "requests.nvidia.com/gpu 8 of 8 used, the pod asks 1" in why and "requests.cpu" not in why
+    assert quota_refusal(training_job(), quota("7")) == ""  # room for one GPU
+    assert quota_refusal(training_job(), None) == "" and quota_refusal(None, quota("8")) == ""
+    # memory in binary units: 128Gi used + 60Gi asked > 150Gi
+    tight = quota("0")
+    tight["status"]["hard"]["requests.memory"] = "150Gi"
+    assert "requests.memory 128Gi of 150Gi used, the pod asks 60Gi" in quota_refusal(training_job(), tight)
+    s = status(j=training_job(), p=None, quota_refusal=why)
+    assert s["phase"] == "Pending" and conds(s)["Ready"] == ("False", "QuotaExceeded")
+    assert conds(s)["Reconciling"] == ("True", "QuotaExceeded") and conds(s)["Stalled"][0] == "False"
+    assert s["conditions"][0]["message"] == why
+    # once a pod exists (the quota made room), the pod says where the run is
+    assert status(j=training_job(), p=pod("Running"), quota_refusal=why)["phase"] == "Training"

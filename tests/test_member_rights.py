@@ -51,3 +51,21 @@ def test_the_policy_matches_only_its_clouds_serviceaccount_and_the_reader_bindin
     assert rb["subjects"] == [{"kind": "ServiceAccount", "name": "sovereign-suite-hub-fr-a",
                                "namespace": "sovereign-suite-system"}]
     assert rb["roleRef"]["name"] == names.SECRET_READER_ROLE and rb["metadata"]["namespace"] == "s-fr"
+
+
+def test_join_installs_the_fine_tuning_priority_class_the_chart_installs_in_the_hub():
+    """The training Job names it (components/finetune); a member without it refuses the training pod. join's copy
+    is the chart's (templates/priorityclass-finetune.yaml), its Helm lines aside."""
+    from pathlib import Path
+
+    import yaml
+
+    from sovereign_suite.components import finetune
+
+    text = (Path(__file__).resolve().parent.parent / "charts/sovereign-suite-operator/templates/"
+            "priorityclass-finetune.yaml").read_text()
+    chart = yaml.safe_load("\n".join(line for line in text.splitlines() if "{{" not in line))
+    (pc,) = [o for o in join.shared_objects() if o["kind"] == "PriorityClass"]
+    assert pc["metadata"]["name"] == chart["metadata"]["name"] == finetune.PRIORITY_CLASS
+    assert {k: v for k, v in pc.items() if k != "metadata"} == {k: v for k, v in chart.items() if k != "metadata"}
+    assert pc["value"] < 0 and pc["preemptionPolicy"] == "Never" and pc["globalDefault"] is False

@@ -119,3 +119,52 @@ def test_synapse_worker_types_ready_and_desired_and_their_removal():
     assert value("sovereign_suite_synapse_worker_replicas_desired", **fr, worker_type="sync") == 2
     metrics.forget_suite("ops", suite)
     assert series(suite) == []
+
+
+def finetune_series(name: str) -> dict[str, float]:
+    return {f"{s.name}{{{s.labels.get('phase', '')}}}": s.value for m in REGISTRY.collect() for s in m.samples
+            if s.labels.get("finetune") == name}
+
+
+def test_finetune_gauges_follow_the_status_and_go_with_the_finetune():
+    name = f"ft{uuid.uuid4().hex[:6]}"
+    spec = {"suite": {"name": "albert"}, "country": "fr", "baseModel": "small"}
+    labels = dict(finetune_namespace="dgfip", finetune=name, suite_namespace="dgfip", suite="albert", country="FR")
+    metrics.record_finetune("dgfip", name, spec, {"phase": "Training"})
+    phases = {p: value("sovereign_suite_finetune_phase", **labels, phase=p) for p in metrics.FINETUNE_PHASES}
+    assert phases == {"Pending": 0, "Training": 1, "Evaluating": 0, "Ready": 0, "NotPromoted": 0, "Failed": 0}
+    assert value("sovereign_suite_finetune_loss", **labels) is None  # no result yet: no series, never a fake 0
+    done = {"phase": "Ready", "step": 40, "totalSteps": 40, "loss": 4.74, "baseEvalLoss": 5.94, "evalLoss": 4.75,
+            "tokensPerSecond": 1771.7, "durationSeconds": 19.3, "adapterUri": "s3://b/x/", "conditions": []}
+    metrics.record_finetune("dgfip", name, spec, done)
+    assert value("sovereign_suite_finetune_phase", **labels, phase="Ready") == 1
+    assert value("sovereign_suite_finetune_phase", **labels, phase="Training") == 0
+    for field, metric in (("step", "step"), ("totalSteps", "total_steps"), ("loss", "loss"),
+                          ("baseEvalLoss", "base_eval_loss"), ("evalLoss", "eval_loss"),
+                          ("tokensPerSecond", "tokens_per_second"), ("durationSeconds", "duration_seconds")):
+        assert value(f"sovereign_suite_finetune_{metric}", **labels) == done[field], metric
+    # a new run (spec changed): Pending, the old run's numbers go with the fields the status dropped
+    metrics.record_finetune("dgfip", name, spec, {"phase": "Pending"})
+    assert value("sovereign_suite_finetune_loss", **labels) is None
+    assert value("sovereign_suite_finetune_step", **labels) is None
+    assert value("sovereign_suite_finetune_phase", **labels, phase="Pending") == 1
+    # bounded labels: the FineTune's and its suite's names, the country and the fixed phases, nothing else
+    for m in REGISTRY.collect():
+        for s in m.samples:
+            if s.labels.get("finetune") == name:
+                assert set(s.labels) <= set(metrics.FINETUNE) | {"phase"}
+                assert s.labels.get("phase", "Pending") in metrics.FINETUNE_PHASES
+    metrics.forget_finetune("dgfip", name)
+    assert finetune_series(name) == {}
+    metrics.forget_finetune("dgfip", name)  # twice (a DELETED event after a restart) is harmless
+
+
+def test_finetune_of_another_namespaces_suite_and_an_unknown_phase():
+    name = f"ft{uuid.uuid4().hex[:6]}"
+    spec = {"suite": {"name": "albert", "namespace": "platform"}, "country": "DE"}
+    metrics.record_finetune("bmi", name, spec, {"phase": "Whatever", "step": True})
+    labels = dict(finetune_namespace="bmi", finetune=name, suite_namespace="platform", suite="albert", country="DE")
+    assert all(value("sovereign_suite_finetune_phase", **labels, phase=p) == 0 for p in metrics.FINETUNE_PHASES)
+    assert value("sovereign_suite_finetune_step", **labels) is None  # a bool is no step count
+    metrics.forget_finetune("bmi", name)
+    assert finetune_series(name) == {}

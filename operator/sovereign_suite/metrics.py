@@ -86,6 +86,28 @@ BACKUP_ENABLED = Gauge(
     f"{NS}_backup_enabled_timestamp_seconds", "Unix time the tenant's backup schedule was set up.", BACKUP)
 BACKUP_GAUGES = (BACKUP_LAST_SUCCESS, BACKUP_SIZE, BACKUP_INTERVAL, BACKUP_ENABLED)
 
+# Per FineTune (reconcile/finetune_status.py), from the status the operator writes: where the series come from
+# with no scrape configuration beyond the operator's own (docs/llm-finetuning.md, "Metrics and alerts"). The
+# trainer's live series (finetune/progress.py, sovereign_finetune_*) are scraped from the training pod by
+# manifests/monitoring/podmonitor-finetune.yaml, relabelled to the same finetune_namespace/finetune names so the
+# two can be joined. One series per FineTune (its suite and country are immutable), removed when it is deleted.
+FINETUNE = ["finetune_namespace", "finetune", "suite_namespace", "suite", "country"]
+FINETUNE_PHASES = ("Pending", "Training", "Evaluating", "Ready", "NotPromoted", "Failed")
+FINETUNE_PHASE = Gauge(
+    f"{NS}_finetune_phase", "1 for the phase a FineTune is in (Pending, Training, Evaluating, Ready, NotPromoted, "
+    "Failed), 0 for the others.", FINETUNE + ["phase"])
+# the trainer's result as the status carries it (status field -> gauge); absent until the run reported it
+FINETUNE_VALUES = {
+    field: Gauge(f"{NS}_finetune_{metric}", doc, FINETUNE) for field, metric, doc in (
+        ("step", "step", "Optimizer steps the FineTune's last run reported (its trainer's result)."),
+        ("totalSteps", "total_steps", "Optimizer steps of the FineTune's last run."),
+        ("loss", "loss", "Training loss of the last step of the FineTune's last run."),
+        ("baseEvalLoss", "base_eval_loss", "Eval loss of the base model on the held-out split (last run)."),
+        ("evalLoss", "eval_loss", "Eval loss of the base model with the trained adapter (last run)."),
+        ("tokensPerSecond", "tokens_per_second", "Training tokens per second of the FineTune's last run."),
+        ("durationSeconds", "duration_seconds", "Duration of the FineTune's last run (the trainer's process)."),
+    )}
+
 KNOWN_REASONS = {
     "ClusterUnreachable", "ClusterForbidden", "MemberCredentials", "TenantMoveRefused", "InvalidSpec", "UnknownCloud", "MissingSecret", "SecretNotReferenceable", "NamespaceConflict", "InvalidChild",
     "Conflict", "Forbidden", "Unauthorized", "ApiError", "MissingAPI", "InsufficientGPU", "InsufficientGPUMemory",
@@ -98,6 +120,7 @@ _components: dict[tuple[str, str], set[tuple[str, str]]] = {}  # suite -> (count
 _errors: dict[tuple[str, str], set[str]] = {}  # suite -> error reasons with series
 _backups: dict[tuple[str, str], set[str]] = {}  # suite -> countries with backup series
 _workers: dict[tuple[str, str], set[tuple[str, str]]] = {}  # suite -> (country, worker type) with series
+_finetunes: dict[tuple[str, str], tuple[str, ...]] = {}  # FineTune -> the label values of its series
 
 
 def version() -> str:
@@ -247,3 +270,40 @@ def forget_suite(namespace: str, name: str) -> None:
         _remove(ERRORS_TOTAL, namespace, name, reason)
     for metric in (SUITE_READY, SUITE_PAUSED, DRIFT_CORRECTIONS_TOTAL):
         _remove(metric, namespace, name)
+
+
+def record_finetune(namespace: str, name: str, spec: dict[str, Any], status: dict[str, Any]) -> None:
+    """A FineTune's gauges from the status just computed: its phase (state set) and the trainer's result fields
+    the status has (the others' series go: a new run forgets the old run's loss)."""
+    suite = spec.get("suite") or {}
+    labels = (namespace, name, suite.get("namespace") or namespace, str(suite.get("name") or ""),
+              str(spec.get("country") or "").upper())
+    with _guard:
+        old = _finetunes.get((namespace, name))
+        _finetunes[(namespace, name)] = labels
+    if old is not None and old != labels:  # not expected (immutable fields), but never two series for one
+        _remove_finetune(old)
+    phase = status.get("phase")
+    for p in FINETUNE_PHASES:
+        FINETUNE_PHASE.labels(*labels, p).set(1 if p == phase else 0)
+    for field, gauge in FINETUNE_VALUES.items():
+        value = status.get(field)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            gauge.labels(*labels).set(value)
+        else:
+            _remove(gauge, *labels)
+
+
+def _remove_finetune(labels: tuple[str, ...]) -> None:
+    for p in FINETUNE_PHASES:
+        _remove(FINETUNE_PHASE, *labels, p)
+    for gauge in FINETUNE_VALUES.values():
+        _remove(gauge, *labels)
+
+
+def forget_finetune(namespace: str, name: str) -> None:
+    """Remove every series of a deleted FineTune."""
+    with _guard:
+        labels = _finetunes.pop((namespace, name), None)
+    if labels is not None:
+        _remove_finetune(labels)

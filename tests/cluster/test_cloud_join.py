@@ -94,8 +94,13 @@ def test_join_gives_the_hub_a_least_privilege_kubeconfig_and_leave_takes_it_back
     assert again.returncode == 0, again.stderr
     assert kube.get("v1", "Secret", ref["name"], ref["namespace"])["data"] == secret["data"]
 
+    # the fine-tuning PriorityClass (members/join.py): there while joined, gone with the last join when no pod runs
+    # at it (no FineTune trains in this member)
+    fine_tuning = ("scheduling.k8s.io/v1", "PriorityClass", "sovereign-suite-fine-tuning")
+    assert member_kube.get(*fine_tuning)["preemptionPolicy"] == "Never"
     left = cli("cloud", "leave", CLOUD, "--member-kubeconfig", str(member.kubeconfig), kubeconfig=cluster.kubeconfig)
     assert left.returncode == 0, left.stderr
+    assert member_kube.get(*fine_tuning) is None
     assert "kubeconfigSecretRef" not in kube.get(*join.CLOUDS, CLOUD)["spec"]
     assert kube.get("v1", "Secret", ref["name"], ref["namespace"]) is None
     assert member_kube.get("v1", "ServiceAccount", names.service_account(CLOUD), names.MEMBER_NAMESPACE) is None

@@ -47,19 +47,30 @@ MONITORING = "monitoring.coreos.com/v1"
 JOB = "sovereign-suite-operator"  # the job name SovereignSuiteOperatorDown expects
 H100 = "NVIDIA-H100-80GB-HBM3"  # FR's simulated cloud has H100 nodes, DE's has none
 GPU_METRICS = ("sovereign_suite_gpus_requested", "sovereign_suite_gpus_allocatable")
+# the labels podmonitor-finetune.yaml gives a training pod's series (its relabelling)
+TRAINER_LABELS = {"namespace": "eu-fr", "pod": "ft-summaries-0a1b2c3d-x", "finetune_namespace": "justice",
+                  "finetune": "summaries", "country": "FR"}
+# the operator's series of a FineTune's run result exist once a run reported one (a Job's pod that ended with the
+# trainer's termination message): no run ends in this module, so their panels are checked to evaluate, not to have
+# data; tests/test_metrics.py checks their values and tests/cluster/test_finetune_operator.py the operator
+# exporting them from a real status
+RESULT_ONLY = ("sovereign_suite_finetune_eval_loss", "sovereign_suite_finetune_base_eval_loss",
+               "sovereign_suite_finetune_duration_seconds")
 
 
 class Prometheus:
     """A throwaway Prometheus on 127.0.0.1: a free port, a temporary data directory, 1 s scrape interval."""
 
-    def __init__(self, workdir: Path, targets: list[str]):
+    def __init__(self, workdir: Path, targets: list[str], jobs: dict[str, list[str]] | None = None):
         self.port = free_port()
         self.workdir = workdir
         self.url = f"http://127.0.0.1:{self.port}"
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(RULES)],
-            "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": targets}]}],
+            "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": targets}]}] + [
+                {"job_name": job, "static_configs": [{"targets": t, "labels": TRAINER_LABELS}]}
+                for job, t in (jobs or {}).items()],
         }
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         self.log_path = cache_dir() / "test-logs" / f"prometheus-{os.getpid()}.log"
@@ -157,11 +168,44 @@ def operator(cluster, monitoring_crds):
 
 
 @pytest.fixture(scope="module")
-def prometheus(operator, tmp_path_factory):
-    prom = Prometheus(tmp_path_factory.mktemp("prometheus"), [f"127.0.0.1:{operator.metrics_port}"])
+def trainer_metrics():
+    """The trainer's own metrics server (finetune/progress.py, what a training pod serves on port 9400) with the
+    values of a run in progress, on loopback: the dashboard's live training panels read it."""
+    from sovereign_suite.finetune.progress import Progress
+
+    progress, port = Progress(), free_port()
+    progress.total_steps.set(100)
+    progress.step.set(40)
+    progress.loss.set(2.5)
+    progress.tokens_per_second.set(900)
+    progress.serve(port, addr="127.0.0.1")
+    yield f"127.0.0.1:{port}"
+    progress.close()
+
+
+@pytest.fixture(scope="module")
+def prometheus(operator, trainer_metrics, tmp_path_factory):
+    prom = Prometheus(tmp_path_factory.mktemp("prometheus"), [f"127.0.0.1:{operator.metrics_port}"],
+                      {"sovereign-suite-finetune": [trainer_metrics]})
     prom.start(prometheus_binary())
     yield prom
     prom.stop()
+
+
+@pytest.fixture()
+def refused_finetune(kube, suites):
+    """A FineTune of the healthy suite whose base model declares no licence: Pending (LicenceNotOpen), which is
+    enough for the operator's per-FineTune phase series."""
+    healthy, _ = suites
+    meta = healthy["metadata"]
+    doc = {"apiVersion": "sovereignsuite.io/v1alpha1", "kind": "FineTune",
+           "metadata": {"name": "summaries", "namespace": meta["namespace"]},
+           "spec": {"suite": {"name": meta["name"]}, "country": "FR", "baseModel": "small",
+                    "dataset": {"uri": f"s3://fr-suite-data/fine-tuning/{meta['namespace']}/d.jsonl"},
+                    "lora": {"rank": 16}, "training": {"steps": 10}, "consumers": [{"name": "greffe-app"}]}}
+    kube.create(doc)
+    yield doc
+    kube.delete(doc)
 
 
 @pytest.fixture()
@@ -207,7 +251,8 @@ def check_monitoring_objects(kube: Kube, doc: dict) -> None:
                                          obj["metadata"]["namespace"]), timeout=60, what=ref(obj))
         assert contains(live, obj), f"{ref(obj)}: {first_difference(live, obj)}"
     ns = doc["metadata"]["namespace"]
-    own = [yaml.safe_load((MANIFESTS / f).read_text()) for f in ("podmonitor.yaml", "prometheusrule.yaml")]
+    own = [yaml.safe_load((MANIFESTS / f).read_text())
+           for f in ("podmonitor.yaml", "prometheusrule.yaml", "podmonitor-finetune.yaml")]
     for obj in [o for o in want if o["apiVersion"] == MONITORING] + own:
         strict_dry_run(kube, obj, ns)
     with pytest.raises(ApiError) as err:  # the strict check does refuse what the schema does not know
@@ -220,7 +265,7 @@ def check_monitoring_objects(kube: Kube, doc: dict) -> None:
     assert [c["name"] for c in sts["spec"]["template"]["spec"]["containers"]] == ["postgres", "metrics"]
 
 
-def test_dashboard_alerts_and_rules_on_a_real_prometheus(operator, prometheus, kube, core, suites):
+def test_dashboard_alerts_and_rules_on_a_real_prometheus(operator, prometheus, kube, core, suites, refused_finetune):
     healthy, stalled = suites
     name, bad = healthy["metadata"]["name"], stalled["metadata"]["name"]
     get = lambda doc: kube.get(*SUITES, doc["metadata"]["name"], doc["metadata"]["namespace"])  # noqa: E731
@@ -232,6 +277,9 @@ def test_dashboard_alerts_and_rules_on_a_real_prometheus(operator, prometheus, k
                                      component="llm", reason="Unschedulable") == 1,
              timeout=120, what="DE's LLM component Unschedulable")
     check_monitoring_objects(kube, healthy)
+    # the refused FineTune's phase (a state set) in the operator's metrics
+    wait_for(lambda: operator.metric("sovereign_suite_finetune_phase", finetune="summaries", phase="Pending") == 1,
+             timeout=60, what="the FineTune's phase exported")
     # a drift the timer repairs
     fr = f"{name}-fr"
     wait_for(lambda: kube.get("v1", "Service", "synapse", fr), timeout=120, what="Service synapse in FR")
@@ -255,7 +303,8 @@ def test_dashboard_alerts_and_rules_on_a_real_prometheus(operator, prometheus, k
     assert len(queries) >= 15
 
     def empty() -> list[str]:
-        return [f"{title}: {expr}" for title, expr in queries if not has_data(prometheus.query(expr))]
+        return [f"{title}: {expr}" for title, expr in queries if not has_data(prometheus.query(expr))
+                and not any(m in expr for m in RESULT_ONLY)]  # RESULT_ONLY: prometheus.query checks they evaluate
 
     try:
         wait_for(lambda: not empty(), timeout=90, interval=2, what="data for every dashboard query")

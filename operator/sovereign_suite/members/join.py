@@ -6,7 +6,9 @@ tenants' objects need (members/rbac.py) bound to it, a ValidatingAdmissionPolicy
 namespaces (members/policy.py), and a long-lived token Secret (type ``kubernetes.io/service-account-token``,
 filled by the member's own token controller); shared by every cloud joined to that member, the namespace
 ``sovereign-suite-system``, the tenant-admin ClusterRole the tenants' RoleBindings reference (as the chart creates
-it in the hub) and the Secret-reader ClusterRole the operator binds itself to in each tenant namespace. Before it
+it in the hub), the Secret-reader ClusterRole the operator binds itself to in each tenant namespace, and the
+PriorityClass of FineTunes' training pods (as the chart creates it in the hub: without it the member's API server
+refuses every training pod). Before it
 hands the token to the hub, join checks that the member enforces the policy (a dry-run namespace create as the
 ServiceAccount must be refused by it). On the hub: a Secret ``<cloud>-kubeconfig`` (key ``kubeconfig``: the
 member's API server, its CA, the token; labelled ``sovereignsuite.io/member-credentials: "true"``) and the
@@ -19,7 +21,8 @@ Running join again rotates nothing and brings the role and the policy to what th
 leave: the hub's Secret and reference go first, with ``spec.cluster: local`` (the hub stops using the member), then this cloud's binding (its
 token loses every right at once), role, policy, token and ServiceAccount. Another cloud's objects are never
 touched; the shared ClusterRoles stay while another join or any RoleBinding (a tenant left in the member) still
-uses them, and the namespace while another join lives in it.
+uses them, the PriorityClass while another join or any pod at that class (a training run left in the member)
+does, and the namespace while another join lives in it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from kubernetes import client as k8s_client, config as k8s_config
 from kubernetes.client.rest import ApiException
 
 from ..api.secret_refs import MEMBER_CREDENTIALS_LABEL
+from ..components.finetune import PRIORITY_CLASS
 from ..components.tenancy import TENANT_ADMIN_CLUSTER_ROLE
 from ..reconcile.kube import ApiError, Kube
 from . import names
@@ -44,6 +48,7 @@ from .rbac import SECRET_READER_RULES, TENANT_ADMIN_RULES, member_rules
 CLOUDS = ("sovereignsuite.io/v1alpha1", "NationalCloud")
 RBAC = "rbac.authorization.k8s.io/v1"
 VAP = "admissionregistration.k8s.io/v1"
+SCHEDULING = "scheduling.k8s.io/v1"
 SHARED_LABELS = {"app.kubernetes.io/managed-by": MANAGER}
 
 
@@ -64,7 +69,19 @@ def shared_objects() -> list[dict[str, Any]]:
          "metadata": {"name": TENANT_ADMIN_CLUSTER_ROLE, "labels": SHARED_LABELS}, "rules": TENANT_ADMIN_RULES},
         {"apiVersion": RBAC, "kind": "ClusterRole",
          "metadata": {"name": names.SECRET_READER_ROLE, "labels": SHARED_LABELS}, "rules": SECRET_READER_RULES},
+        fine_tuning_priority_class(),
     ]
+
+
+def fine_tuning_priority_class() -> dict[str, Any]:
+    """The class the training Jobs name (components/finetune PRIORITY_CLASS), as the chart's
+    templates/priorityclass-finetune.yaml defines it in the hub (tests/test_member_rights.py compares them): below
+    serving pods (no class, priority 0) and never preempting, so a training pod waits for a free GPU and a serving
+    replica may evict it."""
+    return {"apiVersion": SCHEDULING, "kind": "PriorityClass",
+            "metadata": {"name": PRIORITY_CLASS, "labels": SHARED_LABELS},
+            "value": -100, "preemptionPolicy": "Never", "globalDefault": False,
+            "description": "Fine-tuning runs of the Sovereign Suite: below serving, never preempting."}
 
 
 def cloud_objects(cloud: str, levels: tuple[str, ...] = RESTRICTED) -> list[dict[str, Any]]:
@@ -237,9 +254,14 @@ def leave(cloud: str, member_path: str, hub_path: str | None) -> list[str]:
     if others:
         return [f"namespace {MEMBER_NAMESPACE} and the shared ClusterRoles: still used by {', '.join(others)}"]
     for obj in shared_objects():
-        role = obj["metadata"]["name"]
-        if _referenced(member, role):
-            kept.append(f"ClusterRole {role}: RoleBindings still reference it (tenants left in the member)")
+        name = obj["metadata"]["name"]
+        if obj["kind"] == "PriorityClass":
+            if any(p["spec"].get("priorityClassName") == name for p in member.list("v1", "Pod")):
+                kept.append(f"PriorityClass {name}: training pods still run at it (FineTunes left in the member)")
+            else:
+                member.delete(obj)
+        elif _referenced(member, name):
+            kept.append(f"ClusterRole {name}: RoleBindings still reference it (tenants left in the member)")
         else:
             member.delete(obj)
     live = member.get("v1", "Namespace", MEMBER_NAMESPACE) or {}

@@ -32,6 +32,7 @@ from .finetune_artifacts import credentials_problem
 from .finetune_checks import Resolved, check_finetune
 from .finetune_serving import is_served, served_name
 from .finetune_status import finetune_status, trainer_result
+from .finetune_quota import TENANT_QUOTA, quota_refusal
 from .finetune_store import suite_of_body
 from .gpu_memory import product_memory
 from .kube import ApiError
@@ -140,11 +141,13 @@ class FineTunePass:
         self.requeue_after: float | None = None
 
     def finish(self, problems: list[Problem], job: dict[str, Any] | None = None, pod: dict[str, Any] | None = None,
-               promotion: Promotion | None = None, adapter_uri: str = "", served: str = "") -> FineTuneResult:
-        """``served``: the adapter's served name once the tenant's serving lists it ("" : not served)."""
+               promotion: Promotion | None = None, adapter_uri: str = "", served: str = "",
+               quota: str = "") -> FineTuneResult:
+        """``served``: the adapter's served name once the tenant's serving lists it ("" : not served); ``quota``:
+        why the tenant's ResourceQuota refuses the Job's pod."""
         status = finetune_status(generation=self.generation, problems=problems, job=job, pod=pod,
                                  promotion=promotion or Promotion(), adapter_uri=adapter_uri, served=bool(served),
-                                 old=self.old, stamp=self.stamp)
+                                 old=self.old, stamp=self.stamp, quota_refusal=quota)
         if served and status.get("phase") == "Ready":
             status["servedName"] = served
         return FineTuneResult(status, problems, self.writes, self.requeue_after)
@@ -215,7 +218,10 @@ class FineTunePass:
         except ApiError as err:
             problems.append(from_api_error(err, ObjectKey("", "Pod", ns, name)))
             pod = None
-        return self.finish(problems, job, pod, promotion, uri, served)
+        # no pod: is it the quota? (what the pod asks: the rendered template; the cache keeps no Job spec)
+        quota = "" if job is None or pod is not None or ended(job) else quota_refusal(
+            job_obj, target.cache.child("v1", "ResourceQuota", ns, TENANT_QUOTA))
+        return self.finish(problems, job, pod, promotion, uri, served, quota)
 
     @staticmethod
     def passed_gate(job: dict[str, Any] | None, pod: dict[str, Any] | None, promotion: Promotion, uri: str) -> bool:

@@ -4,7 +4,8 @@ loaded the adapter (docs/llm-finetuning.md, "The FineTune resource").
 
 | phase       | when                                                                 | Ready | Reconciling | Stalled |
 |-------------|----------------------------------------------------------------------|-------|-------------|---------|
-| Pending     | refused (a problem: Stalled), or the Job/pod not running yet          | False | not refused | refused |
+| Pending     | refused (a problem: Stalled), or the Job/pod not running yet (waiting | False | not refused | refused |
+|             | for a GPU, or for room in the tenant's ResourceQuota)                 |       |             |         |
 | Training    | the pod runs                                                          | False | True        | False   |
 | Evaluating  | the trainer reports it evaluates, or the adapter passed the gate and  | False | True        | False   |
 |             | is not loaded yet                                                     |       |             |         |
@@ -13,7 +14,8 @@ loaded the adapter (docs/llm-finetuning.md, "The FineTune resource").
 | Failed      | the Job failed: the trainer's reason, else the Job's                  | False | False       | True    |
 
 Stalled=True is kstatus' Failed: NotPromoted and Failed need a person (other data, another gate, another spec).
-The trainer's result is read as untrusted data: numbers must be finite, the reason a CamelCase word, the adapter
+The trainer's result is read as untrusted data: numbers must be finite, the reason a CamelCase word (a failed
+run's reason in words, as the trainer writes it, becomes the message, with the reason TrainingFailed), the adapter
 URI the one the Job was told to write; anything else is dropped.
 """
 
@@ -33,6 +35,7 @@ REASON_RE = re.compile(r"^[A-Z][A-Za-z0-9]{0,63}$")
 NUMBERS = ("loss", "baseEvalLoss", "evalLoss", "tokensPerSecond", "durationSeconds")
 INTEGERS = ("step", "totalSteps")
 MAX_MESSAGE = 1000
+TRAINING_FAILED = "TrainingFailed"  # the reason of a run whose trainer reported a failure in its own words
 
 
 def trainer_result(pod: dict[str, Any] | None, adapter_uri: str) -> dict[str, Any]:
@@ -68,6 +71,12 @@ def trainer_result(pod: dict[str, Any] | None, adapter_uri: str) -> dict[str, An
             out[key] = value
     if isinstance(data.get("message"), str):
         out["message"] = data["message"][:MAX_MESSAGE]
+    reason = data.get("reason")
+    if out.get("phase") == "Failed" and isinstance(reason, str) and reason and "reason" not in out:
+        # the trainer (finetune/result.py) writes why it failed as a sentence naming the input: the condition's
+        # reason is a word (TrainingFailed), the sentence its message
+        out["reason"] = TRAINING_FAILED
+        out.setdefault("message", reason[:MAX_MESSAGE])
     if data.get("adapterUri") == adapter_uri:
         out["adapterUri"] = adapter_uri
     return out
@@ -98,8 +107,9 @@ def _cond(type_: str, status: bool, reason: str, message: str, generation: int) 
 
 def finetune_status(*, generation: int, problems: list[Problem], job: dict[str, Any] | None,
                     pod: dict[str, Any] | None, promotion: Promotion, adapter_uri: str, served: bool,
-                    old: dict[str, Any] | None, stamp: str) -> dict[str, Any]:
-    """The whole status. ``stamp``: the time written on a condition that changed (the caller's clock)."""
+                    old: dict[str, Any] | None, stamp: str, quota_refusal: str = "") -> dict[str, Any]:
+    """The whole status. ``stamp``: the time written on a condition that changed (the caller's clock);
+    ``quota_refusal``: why the tenant's ResourceQuota refuses the Job's pod ("" : it does not)."""
     result = trainer_result(pod, adapter_uri)
     conds: list[dict[str, Any]]
     progress: dict[str, Any] = {}
@@ -139,6 +149,8 @@ def finetune_status(*, generation: int, problems: list[Problem], job: dict[str, 
     elif _pod_running(pod):
         phase = "Evaluating" if result.get("phase") == "Evaluating" else "Training"
         set_(phase, (False, phase, "the trainer runs"), True, None)
+    elif pod is None and quota_refusal:
+        set_("Pending", (False, "QuotaExceeded", quota_refusal), True, None)
     else:
         waiting = _unschedulable(pod)
         set_("Pending", (False, "WaitingForGPU" if waiting else "Starting",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .. import metrics
 from ..api.finetune_models import Promotion
 from ..components import finetune as renderer
 from ..leader.elector import NotLeading
@@ -123,6 +124,7 @@ def write_status(ctx: OperatorContext, key: FineTuneKey, body: dict[str, Any], s
     """Only when it changed; a field the new status no longer has is removed (a new run forgets the previous
     run's loss)."""
     own_writes.write_status(ctx.kube, FINETUNES, body, ctx.finetunes.memory(key), status, drop_missing=True)
+    metrics.record_finetune(key.namespace, key.name, body.get("spec") or {}, status)
 
 
 def cleanup(ctx: OperatorContext, key: FineTuneKey) -> tuple[int, list[Problem]]:

@@ -107,6 +107,7 @@ def finetune_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_:
     if event.get("type") == "DELETED":
         ctx.finetunes.forget(key)
         ctx.queue.forget(key)
+        metrics.forget_finetune(key.namespace, key.name)  # its gauges would otherwise report it forever
         suite = suite_of_body(dict(body))
         if suite is not None and ctx.suite(suite) is not None:
             ctx.enqueue(suite, "finetune")  # its adapter, if served, is unloaded

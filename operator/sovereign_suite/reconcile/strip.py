@@ -94,6 +94,8 @@ def strip_child(obj: dict[str, Any]) -> dict[str, Any]:
         # CloudNativePG's Ready condition: a tenant restored by its recovery waits for it (reconcile/restore.py)
         out["status"] = {"conditions": [{k: c.get(k) for k in ("type", "status", "reason", "message")}
                                         for c in status.get("conditions") or [] if c.get("type") == "Ready"]}
+    elif kind == "ResourceQuota":  # whether a FineTune's pod is refused by the tenant's quota (finetune_quota.py)
+        out["status"] = {k: dict(status[k]) for k in ("hard", "used") if k in status}
     elif kind == "PersistentVolumeClaim":  # the class is immutable (storage_hold.py)
         out["spec"] = claim_fields(spec)
     elif kind == "Secret":
