@@ -113,6 +113,9 @@ KNOWN_REASONS = {
     "Conflict", "Forbidden", "Unauthorized", "ApiError", "MissingAPI", "InsufficientGPU", "InsufficientGPUMemory",
     "MigrationFailed", "WatchFailed", "Exception", "ImmutableStorage",
     "BackupOutsideCountry", "RestoreSourceMissing", "RestoreSecretsRefused", "RestoreFailed", "RestoreOverLiveData",
+    # a release rollout (reconcile/rollout.py) and a suite deletion waiting for FineTunes (reconcile/cleanup.py)
+    "UpgradeRefused", "PreUpgradeBackupFailed", "ConfigCheckFailed", "ProgressDeadlineExceeded",
+    "WaitingForFineTunes",
 }
 
 _guard = threading.Lock()
