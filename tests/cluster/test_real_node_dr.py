@@ -22,25 +22,29 @@ the backup image's pg_dump/pg_restore and age; docs/development.md, "Stand-in im
    (bucket credentials, age recipient and identity) are created, the suite applied with
    ``backups.restoreFrom: {backup: latest, identitySecretRef}``.
 6. The same user logs in with the same password, reads the history, downloads the file (the same bytes);
-   ``/_matrix/key/v2/server`` serves the same key id and public key; every generated Secret the backup held has
-   the same values as before (annotated with the backup id): nothing was regenerated.
+   ``/_matrix/key/v2/server`` serves the same key id and public key, and its signature verifies with the public
+   key read before the disaster (the check a homeserver that cached FR's key makes: the restored server holds the
+   same PRIVATE key); every generated Secret the backup held has the same values as before (annotated with the
+   backup id): nothing was regenerated.
+7. The negative case, in the new cluster: a second suite (``dr2``) whose newest backup has a corrupt database
+   dump (a copy of the real backup, bytes flipped, the manifest's SHA-256 kept): the restore Job refuses before
+   writing anything, the suite is Stalled ``RestoreFailed`` with the program's own words (the object named),
+   Synapse and the backup CronJob are never applied and its database stays empty: never a fresh start.
 
 Printed with -s: the backup's size and duration, the time to delete the cluster and to create the new one, and
 the RTO: from applying the suite with ``restoreFrom`` to the user reading the history (the figures in
 docs/operations.md, "Restore into a new cluster", come from this test).
 
-What it does not prove: federation verifying the restored key from another homeserver (only that the same key
-is served); a restore of an older backup on the real node (tests/test_disaster_recovery.py does it at process
-level); CloudNativePG (refused with restoreFrom); Docs, Jitsi and the LLM gateway (not enabled here); the
-upstream images themselves (stand-ins).
+What it does not prove: federation itself (no second homeserver asks FR for its key or receives its events
+here; the signature check above is what such a server would do with a key it cached); a restore of an older
+backup on the real node (tests/test_disaster_recovery.py does it at process level); CloudNativePG (refused with
+restoreFrom); Docs, Jitsi and the LLM gateway (not enabled here); the upstream images themselves (stand-ins);
+a cluster on other machines (the bucket is on this one).
 """
 
 from __future__ import annotations
 
-import base64
 import copy
-import hashlib
-import hmac
 import json
 import os
 import secrets as _random
@@ -57,16 +61,16 @@ from sovereign_suite.reconcile.secrets import LABEL_GENERATED
 from ..s3_server import moto_bucket
 from ..test_backup_program import ACCESS, SECRET, _identity
 from .conftest import wait_for
+from .dr_matrix import (FR_NS, PASSWORD, SUITE, USER, download, history, key_response, register, send, server_key,
+                        synapse, upload, verify_signed)
 from .operator_fixture import OperatorProcess, create_referenced_secrets, get_suite, suite_doc, wait_ready
 from .realnode_fixture import CLAIMS, FR_CLOUD, INGRESS_NS, REGISTRY, Real, call, local_volume, need_real_node, start
 
 pytestmark = [pytest.mark.realnode, pytest.mark.slow]
 
-SUITE_NS, SUITE = "rn-suites", "dr"
-FR_NS = f"{SUITE}-fr"
+SUITE_NS = "rn-suites"
 BUCKET, REGION = "fr-backups", "eu-west-3"
 PREFIX = f"{SUITE_NS}/{SUITE}/fr/"  # components/backup prefix(): <suite namespace>/<suite>/<cc>/
-USER, PASSWORD = "marianne", "correct horse battery staple"
 IMAGES = ["postgres", "synapse", "element-web", "backup"]
 
 
@@ -131,78 +135,10 @@ def diagnose(r: Real) -> None:
 
 
 def tear_down(r: Real) -> None:
+    # the test's own client pod (`sleep` as PID 1 ignores SIGTERM: its 30 s grace would only slow the eviction)
+    r.kubectl("-n", INGRESS_NS, "delete", "pod", "--all", "--grace-period=0", "--force", check=False)
     r.operator.stop()
     r.cluster.down()
-
-
-def synapse(path: str) -> str:
-    return f"http://synapse.{FR_NS}.svc.cluster.local:8008{path}"
-
-
-def register(r: Real, pod: str) -> dict:
-    """Synapse's shared-secret registration (synapse/rest/admin/users.py, UserRegisterServlet, v1.163.2): HMAC-SHA1
-    over nonce, user, password and "notadmin", NUL-separated, keyed with the generated registration secret."""
-    secret = r.secret(FR_NS, "synapse-keys", "registration_shared_secret")
-    status, out = call(r, INGRESS_NS, pod, "GET", synapse("/_synapse/admin/v1/register"))
-    assert status == 200, out
-    mac = hmac.new(secret.encode(), digestmod=hashlib.sha1)
-    mac.update(b"\x00".join([out["nonce"].encode(), USER.encode(), PASSWORD.encode(), b"notadmin"]))
-    status, reg = call(r, INGRESS_NS, pod, "POST", synapse("/_synapse/admin/v1/register"), {
-        "nonce": out["nonce"], "username": USER, "password": PASSWORD, "admin": False, "mac": mac.hexdigest()})
-    assert status == 200, reg
-    return reg
-
-
-UPLOAD = """import base64,sys,urllib.request
-u,t=sys.argv[1:3]
-req=urllib.request.Request(u,method='POST',data=base64.b64decode(sys.stdin.read()),
-    headers={'Content-Type':'application/pdf','Authorization':'Bearer '+t})
-print(urllib.request.urlopen(req,timeout=60).read().decode())
-"""
-DOWNLOAD = """import base64,sys,urllib.request,urllib.error
-u,t=sys.argv[1:3]
-try:
-    r=urllib.request.urlopen(urllib.request.Request(u,headers={'Authorization':'Bearer '+t}),timeout=60)
-    print(200); print(base64.b64encode(r.read()).decode())
-except urllib.error.HTTPError as e:
-    print(e.code); print(e.read().decode())
-"""
-
-
-def upload(r: Real, pod: str, token: str, data: bytes) -> str:
-    out = r.kubectl("-n", INGRESS_NS, "exec", "-i", pod, "--", "python3", "-c", UPLOAD,
-                    synapse("/_matrix/media/v3/upload?filename=minutes.pdf"), token,
-                    input=base64.b64encode(data).decode())
-    return json.loads(out)["content_uri"]
-
-
-def download(r: Real, pod: str, token: str, mxc: str) -> tuple[int, bytes | str]:
-    server, media_id = mxc.removeprefix("mxc://").split("/", 1)
-    out = r.kubectl("-n", INGRESS_NS, "exec", pod, "--", "python3", "-c", DOWNLOAD,
-                    synapse(f"/_matrix/client/v1/media/download/{server}/{media_id}"), token)
-    status, _, body = out.partition("\n")
-    return int(status), base64.b64decode(body.strip()) if status == "200" else body
-
-
-def send(r: Real, pod: str, token: str, room: str, txn: str, content: dict) -> None:
-    status, out = call(r, INGRESS_NS, pod, "PUT",
-                       synapse(f"/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"), content, token)
-    assert status == 200, out
-
-
-def history(r: Real, pod: str, token: str, room: str) -> list[tuple[str, str]]:
-    status, out = call(r, INGRESS_NS, pod, "GET", synapse(f"/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=50"),
-                       token=token)
-    assert status == 200, out
-    return [(e["content"]["msgtype"], e["content"]["body"]) for e in reversed(out["chunk"])
-            if e["type"] == "m.room.message"]
-
-
-def server_key(r: Real, pod: str) -> dict[str, str]:
-    """key id -> public key, as other servers fetch it (the key API, served with the federation resource)."""
-    status, out = call(r, INGRESS_NS, pod, "GET", synapse("/_matrix/key/v2/server"))
-    assert status == 200, out
-    return {k: v["key"] for k, v in out["verify_keys"].items()}
 
 
 def generated(r: Real) -> dict[str, dict]:
@@ -343,14 +279,63 @@ def test_a_deleted_cluster_comes_back_from_the_countrys_backups(storage, tmp_pat
         status, got = download(second, pod, token, mxc)
         assert status == 200 and got == document, (status, got if isinstance(got, str) else len(got))
         assert server_key(second, pod) == key  # the same key id and public key: other servers still verify it
+        # and it holds the same private key: its signature verifies with the key read before the disaster, as a
+        # server that cached it would check it
+        body = key_response(second, pod)
+        assert verify_signed(body, body["server_name"], key) == list(key), body
         after = generated(second)
         for name in sealed:
             assert after[name]["data"] == before[name]["data"], f"Secret {name} was regenerated"
             assert after[name]["annotations"].get("sovereignsuite.io/restored-from") == bid, name
         print(f"RTO: {rto:.0f} s from applying the suite with restoreFrom to the user reading the history "
               f"(backup {bid}, {sum(sizes.values())} bytes)")
+        corrupt_backup_is_refused(second, s3, bid)
     except BaseException:
         diagnose(second)
         raise
     finally:
         tear_down(second)
+
+
+def corrupt_backup_is_refused(r: Real, s3, bid: str) -> None:
+    """A second suite (``dr2``, FR on the real node) restored from ``latest`` where the newest backup's database
+    dump is corrupt (a copy of ``bid`` with bytes flipped; its manifest keeps the SHA-256 of the good dump): the
+    restore Job refuses before writing anything, the suite is Stalled with reason RestoreFailed naming the object,
+    Synapse is never applied, and the database stays empty: never a fresh start."""
+    other = "dr2"
+    ns, prefix = f"{other}-fr", f"{SUITE_NS}/{other}/fr/"
+    cid = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    assert cid > bid
+    for key, _ in list(s3.list(f"{PREFIX}{bid}/")):
+        name = key.rsplit("/", 1)[1]
+        data = s3.get(key)
+        if name == "manifest.json":
+            data = json.dumps({**json.loads(data), "id": cid}, indent=1, sort_keys=True).encode()
+        elif name.endswith(".dump"):
+            data = data[:1000] + bytes(b ^ 0xFF for b in data[1000:1100]) + data[1100:]
+        s3.put_bytes(f"{prefix}{cid}/{name}", data)
+    r.apply(*(local_volume(ns, claim, Layout().base / "volumes", size="50Gi") for claim in CLAIMS))
+    doc = suite(restore=True)
+    doc["metadata"]["name"] = other
+    began = time.monotonic()
+    r.apply(doc)
+
+    def failed():
+        cond = next((c for c in ((get_suite(r.kube, doc) or {}).get("status") or {}).get("conditions") or []
+                     if c["type"] == "Stalled"), None)
+        return cond if cond and cond["status"] == "True" and cond["reason"] == "RestoreFailed" else None
+
+    cond = wait_for(failed, timeout=300, interval=1, what="the suite Stalled RestoreFailed")
+    took = time.monotonic() - began
+    assert f"restore-{cid.lower()}" in cond["message"] and "postgres-matrix.dump is corrupt" in cond["message"], cond
+    assert restore_entry(r, doc)["phase"] == "Failed"
+    for kind, name in (("deployment", "synapse"), ("cronjob", "backup")):
+        assert not r.kubectl("-n", ns, "get", kind, name, "--ignore-not-found", "-o", "name").strip(), (kind, name)
+    pg = r.pod(ns, "matrix-postgres")
+    env = {e["name"]: e.get("value") for e in pg["spec"]["containers"][0]["env"]}
+    tables = r.kubectl("-n", ns, "exec", pg["metadata"]["name"], "-c", "postgres", "--", "psql", "-U",
+                       env["POSTGRES_USER"], "-d", env["POSTGRES_DB"], "-tAc",
+                       "select count(*) from information_schema.tables where table_schema = 'public'")
+    assert tables.strip() == "0", f"the database is not empty: {tables}"
+    assert r.secret(ns, "synapse-keys", "signing.key")  # the backup's Secrets were restored (that archive is whole)
+    print(f"corrupt backup {cid}: Stalled RestoreFailed {took:.0f} s after the apply: {cond['message'][:300]}")
