@@ -20,16 +20,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextmanager
-def moto_bucket(bucket: str, region: str, access: str, secret: str) -> Iterator[Client]:
+def moto_bucket(bucket: str, region: str, access: str, secret: str, host: str = "127.0.0.1") -> Iterator[Client]:
     """A running moto server holding ``bucket`` (made in ``region``, as the platform team makes it before any
-    backup or training), and a client of it; the server stops on exit."""
+    backup or training), and a client of it; the server stops on exit. ``host``: the address it listens on
+    (the real node's pods reach the machine's own address, not its loopback)."""
     found = subprocess.run([str(ROOT / "hack/install-backup-tools.sh"), "--print"], capture_output=True, text=True)
     if found.returncode != 0:
         pytest.fail("moto_server is missing: run hack/install-backup-tools.sh")
     port = free_port()
-    proc = subprocess.Popen([found.stdout.strip(), "-H", "127.0.0.1", "-p", str(port)],
+    proc = subprocess.Popen([found.stdout.strip(), "-H", host, "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
+    endpoint = f"http://{host}:{port}"
     deadline = time.monotonic() + 30
     while True:
         try:

@@ -10,8 +10,9 @@ it) fills the EMPTY database and the media store; then Synapse starts. It serves
 and public key from /_matrix/key/v2/server), the same user logs in with the same password, reads the history
 and downloads the file. Restoring the earlier backup shows the state at that time: one message, no file.
 
-What this does not prove (docs/operations.md): the same on a real node with a whole cluster deleted and
-re-created, and federation verifying the restored key from another server. Timing figures (RTO) printed with -s.
+The same with a whole cluster deleted and re-created, on the real node: tests/cluster/test_real_node_dr.py.
+What neither proves (docs/operations.md): federation with another server after the restore. Timing figures (RTO)
+printed with -s.
 """
 
 from __future__ import annotations

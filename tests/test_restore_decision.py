@@ -262,3 +262,36 @@ def test_a_failed_restore_job_says_why_from_its_pod_as_the_pass_reads_it():
     assert _termination_message([strip_pod(pod)]) == "backup 20261203T0000Z: object db.dump does not match its manifest"
     assert _termination_message([strip_member_pod(pod)]) is None
     assert _termination_message([]) is None
+
+
+def test_a_failed_restore_job_in_the_cache_gets_its_pods_words_in_the_condition():
+    """The pass sees the Job as the cache strips it (its conditions, no ``status.failed`` counter): a Failed one has
+    its pods read and their refusal in RestoreFailed (found on the real node: the condition said only
+    BackoffLimitExceeded, tests/cluster/test_real_node_dr.py)."""
+    from sovereign_suite.components.backup import generated_secrets
+    from sovereign_suite.reconcile.strip import strip_child, strip_pod
+
+    s = suite({**BACKUPS, "restoreFrom": RF.wire()})
+    clouds = clouds_with_storage()
+    contexts = [c for c in build_contexts(s, clouds) if c.namespace == NS]
+    failed = strip_child({**job("Failed"), "metadata": {**job("Failed")["metadata"], "uid": "u-1"}})
+    assert "failed" not in failed["status"]
+    restored = {"metadata": {"annotations": {ANN_RESTORED_FROM: BID}}}
+    live = {ObjectKey("batch", "Job", NS, job_name(BID)): failed,
+            **{ObjectKey("", "Secret", NS, n): restored for n in generated_secrets(contexts[0])}}
+    words = f"restore refused: backup {BID}: postgres-matrix.dump is corrupt (its SHA-256 or size differs)"
+    pod = {"metadata": {"name": f"{job_name(BID)}-abcde", "namespace": NS},
+           "status": {"phase": "Failed", "containerStatuses": [{"name": "restore", "state": {
+               "terminated": {"exitCode": 1, "reason": "Error", "message": words}}}]}}
+    asked = []
+
+    def job_pods(ns, j):
+        asked.append((ns, j["metadata"]["name"]))
+        return [strip_pod(pod)]
+
+    out = plan(contexts, render_suite(s, clouds), live, {}, lambda ns: True, job_pods, lambda ns, n: None,
+               "eu-workplace")
+    assert asked == [(NS, job_name(BID))]
+    (problem,) = out.problems
+    assert problem.reason == "RestoreFailed" and words in problem.message, problem
+    assert out.decisions[NS].phase == "Failed" and out.decisions[NS].hold

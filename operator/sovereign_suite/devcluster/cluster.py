@@ -104,12 +104,13 @@ class Cluster:
 
     # ---------------------------------------------------------------------------------------
     def up(self, clouds: bool = True, crds: bool = True, progress=print, attempts: int = 2,
-           countries: list[str] | None = None, real_node: bool = False) -> float:
+           countries: list[str] | None = None, real_node: bool = False, images: list[Path] | None = None) -> float:
         """Start the cluster (or reuse a running one), then create the simulated clouds. Returns seconds taken.
 
         kwokctl picks free ports when it creates a cluster; two clusters created at the same moment can pick the
         same one, and a component then fails to listen. A cluster that does not come up is deleted and created
-        again (``attempts`` in all). ``real_node``: also start the machine's real node (devcluster/realnode)."""
+        again (``attempts`` in all). ``real_node``: also start the machine's real node (devcluster/realnode);
+        ``images``: the archives it imports (default: every stand-in built, and the operator's image)."""
         if real_node:
             from .realnode import RealNode
 
@@ -127,7 +128,7 @@ class Cluster:
         if real_node:
             from .realnode import RealNode
 
-            took += RealNode(self).up(progress=progress)
+            took += RealNode(self).up(progress=progress, images=images)
         return took
 
     def _up(self, clouds: bool, crds: bool, progress, countries: list[str] | None = None,

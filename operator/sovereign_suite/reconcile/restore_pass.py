@@ -11,6 +11,7 @@ from typing import Any
 from ..components.backup import generated_secrets, prefix as backup_prefix, restore_job
 from ..components.postgres import recovery
 from ..render import PHASES, RenderResult, phase_of
+from . import observe
 from .problems import ObjectKey, Problem, degraded, stalled
 from .restore import (ANN_RESTORED_FROM, FAILED, REFUSED, RESTORED, RESTORING, Decision, decide, held, holds_data,
                       recovering, restore_job_of)
@@ -68,7 +69,8 @@ def plan(contexts: list, result: RenderResult, live: dict[ObjectKey, dict[str, A
         # the Secrets a backup holds (the tenant CA's is generated afresh: not "live data" after a retry)
         generated = set(generated_secrets(ctx))
         failure = None
-        if job is not None and (job.get("status") or {}).get("failed"):
+        # its Failed condition: the live Job is the cache's (strip.py keeps a Job's conditions, not its counters)
+        if job is not None and observe.job_state(job) == "Failed":
             failure = _termination_message(job_pods(ns, job))
         d = decide(restore, old_entries.get(ns), job, holds_data(live, ns, generated) if restore else None, failure,
                    recovering(live, ns))

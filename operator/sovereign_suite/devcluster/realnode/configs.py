@@ -214,6 +214,9 @@ def dns_objects(image: str, server: str, pki: Path) -> list[dict]:
             "spec": {
                 "nodeName": NODE_NAME, "hostNetwork": host_network, "dnsPolicy": "Default",
                 "priorityClassName": "system-node-critical",
+                # python3 runs as PID 1 without a SIGTERM handler, so the kernel drops SIGTERM: the eviction of
+                # `cluster down` would wait the default 30 s grace for nothing (it holds no state)
+                "terminationGracePeriodSeconds": 1,
                 "containers": [{
                     "name": "dns", "image": image, "imagePullPolicy": "Never", "args": args,
                     "env": [{"name": "NODE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}],
