@@ -16,7 +16,8 @@ worker and incremental ones a sync worker.
 
 Needs what test_matrix_federation.py needs, and Debian's redis-server (hack/install-federation-tools.sh).
 220 s on the shared 2-core machine under a load average above 20 (plus the session's cluster start) before the
-writer set changes; with them 172 s under a load average of 8 to 15, of which 122 s for the two changes.
+writer set changes; with them 126 s under a load average of 3 to 6 (77 s for the two changes), 172 s under 8 to 15
+(122 s).
 """
 
 from __future__ import annotations
