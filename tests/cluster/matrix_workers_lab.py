@@ -130,6 +130,7 @@ class Workers:
             runtime_mount = next(m["mountPath"] for m in main["volumeMounts"] if m["name"] == "runtime")
             for pod in pods:
                 runtime = self.lab.root / "pods" / pod / "runtime"
+                shutil.rmtree(runtime, ignore_errors=True)  # an emptyDir: a new pod's is empty
                 runtime.mkdir(parents=True)
 
                 def remap(arg: str) -> str:
@@ -157,7 +158,7 @@ class Workers:
         upstream address answered (``$upstream_addr``)."""
         base = self.lab.root / "router"
         tmp = base / "tmp"
-        tmp.mkdir(parents=True)
+        tmp.mkdir(parents=True, exist_ok=True)  # started again after a writer set change (matrix_workers_roll.py)
         shutil.chown(tmp, *NOBODY)
         server = self.app.configmaps["synapse-router"]["default.conf"]
         ip = self.addresses["synapse-router"]

@@ -9,24 +9,35 @@ request; when that worker dies the other one answers and no message is lost), up
 only from the federation sender (its log; the main process's and the other workers' logs have no outbound
 transaction; main's own requests, the invite, went through the sender's federation proxy). Redis is TLS only
 and verifies the processes' client certificate (tests/components/test_matrix_redis.py proves the refusals).
+Then the event persisters change through the suite, 2 -> 3 with an initial-sync pool and back, the lab stopping and
+starting every process as the operator's planner orders (matrix_workers_roll.py; change_writers below): nothing
+written before is lost, new messages land where the new stream_writers says, initial syncs reach the initial-sync
+worker and incremental ones a sync worker.
 
 Needs what test_matrix_federation.py needs, and Debian's redis-server (hack/install-federation-tools.sh).
-220 s on the shared 2-core machine under a load average above 20 (plus the session's cluster start).
+220 s on the shared 2-core machine under a load average above 20 (plus the session's cluster start) before the
+writer set changes; with them 126 s under a load average of 3 to 6 (77 s for the two changes), 172 s under 8 to 15
+(122 s).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
 import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 
 from ..components.test_synapse_config import synapse_python  # noqa: F401 - the fixture: Synapse's own venv
 from .conftest import wait_for
 from .matrix_lab import NOBODY, Applied, Lab
-from .matrix_workers_lab import start_tenants
+from .matrix_workers_lab import Workers, start_tenants
+from .matrix_workers_roll import Roll, log_after, log_offsets, roll, shard
 from .operator_fixture import SUITES, create_referenced_secrets, suite_doc, wait_ready
 from .test_matrix_federation import Tenant, _need_tools, q
 
@@ -75,6 +86,141 @@ def synced_bodies(tenant: Tenant, token: str, expected: set[str], complete=None,
     except AssertionError as err:
         raise AssertionError(f"{err}; last sync's messages: {got}") from None
     return got
+
+
+def message_events(lab: Lab, app: Applied) -> dict[str, tuple[str, str]]:
+    """event id -> (room, the instance that persisted it) of every m.room.message in FR's database."""
+    rows = sql(lab, "fr", app, "SELECT event_id, room_id, instance_name FROM events WHERE type = 'm.room.message'")
+    return {event: (room, instance) for event, room, instance in rows}
+
+
+def send(tenant: Tenant, token: str, room: str, text: str) -> str:
+    return tenant.call("PUT", f"/_matrix/client/v3/rooms/{q(room)}/send/m.room.message/{uuid.uuid4().hex}",
+                       {"msgtype": "m.text", "body": text}, token)[1]["event_id"]
+
+
+def read_back(tenant: Tenant, token: str) -> tuple[str, dict[str, set[str]], dict[str, set[str]]]:
+    """A user's initial /sync (no ``since``; up to 100 timeline events per room) and each joined room's
+    /messages: the sync's next_batch, and the message event ids each shows per room."""
+    flt = q(json.dumps({"room": {"timeline": {"limit": 100}}}))
+    rooms = tenant.call("GET", f"/_matrix/client/v3/sync?timeout=0&filter={flt}", token=token)[1]
+    via_sync = {r: {e["event_id"] for e in v["timeline"]["events"] if e["type"] == "m.room.message"}
+                for r, v in rooms["rooms"]["join"].items()}
+    via_messages = {}
+    for r in via_sync:
+        chunk = tenant.call("GET", f"/_matrix/client/v3/rooms/{q(r)}/messages?dir=b&limit=100", token=token)[1]
+        via_messages[r] = {e["event_id"] for e in chunk["chunk"] if e["type"] == "m.room.message"}
+    return rooms["next_batch"], via_sync, via_messages
+
+
+def sync_queries(log: str, user: str) -> list[dict[str, list[str]]]:
+    """The query parameters of ``user``'s /sync requests in a Synapse process's access log, whose line names the
+    requester (synapse/http/site.py, SynapseRequest._finished_processing, 1.163.2:
+    ``{<user id>} Processed request: ... "GET <uri> HTTP/1.1"``)."""
+    line = re.compile(r"\{" + re.escape(user) + r'\} Processed request: .* "GET /_matrix/client/v3/sync(\?[^" ]*)? '
+                      r'HTTP/1\.1"')
+    return [parse_qs((m.group(1) or "?")[1:]) for m in line.finditer(log)]
+
+
+@dataclass
+class Chat:
+    """What the writer set changes work on: FR's lab and client, its users (user id -> token; the first, alice,
+    in every room, the others in ``rooms``), the FR-DE room and DE's bob."""
+
+    kube: Any
+    doc: dict[str, Any]
+    lab: Lab
+    workers: Workers
+    fr: Tenant
+    de: Tenant
+    bob_token: str
+    users: dict[str, str]
+    rooms: list[str]
+    fr_de: str
+
+    def member(self, user: str, room: str) -> bool:
+        return user == next(iter(self.users)) or room in self.rooms
+
+
+@dataclass
+class Changed:
+    new: Applied  # what the operator applied after the change
+    roll: Roll  # what the planner ordered
+    offsets: dict[str, int]  # the processes' log sizes before the change
+    since: dict[str, str]  # each user's next_batch after the read back
+    after: dict[str, tuple[str, str]]  # message_events after the new sends
+    sent: dict[str, str]  # event id -> room of the messages sent after the change
+
+
+def change_writers(chat: Chat, topology: dict[str, int]) -> Changed:
+    """FR's workers become ``topology`` through the suite (the operator renders and applies the objects, on kwok
+    nodes); the lab stops and starts its processes as the operator's planner orders (matrix_workers_roll.py).
+    Then nothing is lost: every message written before is read back by each member of its room through an initial
+    /sync and /messages; and sending works: new messages in every room land on the persister the new
+    ``stream_writers.events`` names for the room, and reach DE."""
+    lab, workers, fr, old = chat.lab, chat.workers, chat.fr, chat.workers.app
+    before = message_events(lab, old)
+    chat.kube.merge_patch(*SUITES, chat.doc["metadata"]["name"], chat.doc["metadata"]["namespace"], {"spec": {
+        "tenants": [{**PATCH["tenants"][0], "components": {"matrix": {"workers": topology}}}, PATCH["tenants"][1]]}})
+    wait_ready(chat.kube, chat.doc, timeout=240)
+    new = Applied.read(chat.kube, old.namespace)
+    assert new.synapse["spec"]["replicas"] == 1
+    # Redis is not a Synapse process: the planner leaves it running, and its pod does not change
+    assert new.deployments["synapse-redis"]["spec"]["template"] == old.deployments["synapse-redis"]["spec"]["template"]
+    running = {n for n in lab.procs if n == "synapse-fr" or any(n in pods for pods in workers.pods.values())}
+    offsets = log_offsets(workers)
+    started = time.monotonic()
+    done = roll(workers, new)
+    print(f"[workers] {topology}: stopped and started again in {time.monotonic() - started:.0f} s; "
+          f"(restarted at start-up: {done.restarts or 'none'}); the planner said {done.waiting}")
+    assert len(done.waiting) == 1 and done.waiting[0].startswith(f"{old.namespace}: "), done.waiting
+    assert done.stopped == {("Deployment", "synapse"), *(("StatefulSet", n) for n in new.statefulsets
+                                                         if n.startswith("synapse-"))}
+    assert set(done.processes) == running  # every Synapse process, none left running
+    writers = new.homeserver["stream_writers"]["events"]
+    assert workers.pods["synapse-event-persister"] == writers
+
+    since = {}
+    for user, token in chat.users.items():
+        since[user], via_sync, via_messages = read_back(fr, token)
+        for event, (room, _) in before.items():
+            if chat.member(user, room):
+                assert event in via_sync.get(room, set()), (user, room, event, via_sync.get(room))
+                assert event in via_messages.get(room, set()), (user, room, event, via_messages.get(room))
+
+    sent = {send(fr, token, room, f"{user} after the change to {topology}"): room
+            for room in chat.rooms for user, token in chat.users.items()}
+    text = f"Encore des workers ({len(writers)} persisters)"
+    sent[send(fr, next(iter(chat.users.values())), chat.fr_de, text)] = chat.fr_de
+    after = message_events(lab, new)
+    assert all(after[event] == (room, shard(room, writers)) for event, room in sent.items()), after
+    assert set(before) <= set(after)
+    chat.de.wait_message(chat.bob_token, chat.fr_de, text)  # the restarted federation sender sends
+    return Changed(new, done, offsets, since, after, sent)
+
+
+def check_sync_pools(chat: Chat, changed: Changed) -> None:
+    """After the change to an initial-sync pool: each user's initial /sync (no ``since``) of the read back was
+    answered by the initial-sync worker, and an incremental one (with ``since``) that shows the new messages by a
+    sync worker (docs/workers.md at v1.163.2, "Load balancing": /sync requests without a ``since`` are "initial
+    syncs", which may be isolated on workers of their own): each process's own access log."""
+    workers, since = chat.workers, changed.since
+    for user, token in chat.users.items():
+        want = {e for e, r in changed.sent.items() if chat.member(user, r)}
+        seen: set[str] = set()
+
+        def incremental(user=user, token=token, want=want, seen=seen) -> bool:
+            out = chat.fr.call("GET", f"/_matrix/client/v3/sync?timeout=0&since={q(since[user])}", token=token)[1]
+            since[user] = out["next_batch"]
+            seen.update(e["event_id"] for r in out["rooms"]["join"].values() for e in r["timeline"]["events"])
+            return want <= seen
+
+        wait_for(incremental, timeout=30, interval=0.5, what=f"{user}'s incremental sync showing the new messages")
+        initial = sync_queries(log_after(workers, "synapse-initial-sync-0", changed.offsets), user)
+        normal = [sync_queries(log_after(workers, p, changed.offsets), user) for p in workers.pods["synapse-sync"]]
+        assert initial and all("since" not in query for query in initial), initial
+        assert any(normal) and all("since" in query for pod in normal for query in pod), normal
+        assert not sync_queries(log_after(workers, "synapse-fr", changed.offsets), user)  # main answers no /sync
 
 
 def test_worker_topology_runs_for_real(operator, kube, core, namespace, synapse_python):  # noqa: F811
@@ -187,6 +333,41 @@ def test_worker_topology_runs_for_real(operator, kube, core, namespace, synapse_
         assert proxied.search(lab.log(sender)), lab.log(sender)[-3000:]
         assert [line for line in lab.access_log().splitlines()
                 if line.startswith(f"matrix.{apps['de'].domain} ") and "/_matrix/federation/v1/send/" in line]
+        print(f"[workers] federation after {time.monotonic() - started:.0f} s")
+
+        # -- issue 26, "changing the persister count rolls everything and nothing is lost", with real processes:
+        # 2 -> 3 event persisters, and with it an initial-sync pool
+        carol, carol_token = fr.register("carol", fr_app.secrets["synapse-keys"]["registration_shared_secret"])
+        old_writers = fr_app.homeserver["stream_writers"]["events"]
+        new_writers = [*old_writers, f"synapse-event-persister-{len(old_writers)}"]  # the StatefulSet's next pod
+        # carol joins alice's rooms; rooms are created until one moves to the third persister with the change
+        rooms = list(by_persister.values())
+        for r in rooms:
+            fr.call("POST", f"/_matrix/client/v3/rooms/{q(r)}/invite", {"user_id": carol}, alice_token)
+        while not any(shard(r, new_writers) == new_writers[-1] for r in rooms) and len(rooms) < 16:
+            created = fr.call("POST", "/_matrix/client/v3/createRoom", {"preset": "private_chat", "invite": [carol]},
+                              alice_token)
+            rooms.append(created[1]["room_id"])
+        moving = [r for r in rooms if shard(r, new_writers) == new_writers[-1]]
+        assert moving, rooms
+        chat = Chat(kube, doc, lab, workers, fr, de, bob_token, {alice: alice_token, carol: carol_token}, rooms, room)
+        for r in rooms:
+            fr.call("POST", f"/_matrix/client/v3/join/{q(r)}", {}, carol_token)
+            for user, token in chat.users.items():
+                send(fr, token, r, f"{user} before the change")
+        # Synapse's sharding as the test computes it (shard), checked on every message persisted so far
+        assert all(i == shard(r, old_writers) for r, i in message_events(lab, fr_app).values())
+        first = change_writers(chat, {**TOPOLOGY, "eventPersister": 3, "initialSync": 1})
+        assert first.new.homeserver["stream_writers"]["events"] == new_writers and not first.roll.pruned
+        assert {first.after[e][1] for e, r in first.sent.items() if r in moving} == {new_writers[-1]}
+        check_sync_pools(chat, first)
+
+        # -- and back to 2 persisters (the reverse change): the third one's rooms move back to their former one
+        second = change_writers(chat, TOPOLOGY)
+        assert second.roll.pruned == {"synapse-initial-sync"}
+        assert second.new.homeserver["stream_writers"]["events"] == old_writers
+        for r in moving:  # its messages by the removed persister (read back above), the new ones by its old one
+            assert {i for room, i in second.after.values() if room == r} == {shard(r, old_writers), new_writers[-1]}
         print(f"[workers] done after {time.monotonic() - started:.0f} s")
     except BaseException:
         if lab:
