@@ -121,3 +121,15 @@ def test_kwokctl_config_makes_the_api_server_reachable_from_pods_only_with_a_rea
     assert args["bind-address"] == "0.0.0.0" and args["advertise-address"] == "192.0.2.7"
     assert "10.96.0.1" in real["options"]["kubeApiserverCertSANs"]
     assert real["options"]["bindAddress"] == "127.0.0.1"  # etcd, controller-manager, scheduler, kwok
+
+
+def test_only_containerds_own_network_namespaces_are_the_nodes():
+    """restore() unmounts the pod network namespaces containerd made (cni-<uuid>), never one another program added
+    meanwhile (a Matrix lab's `ip netns add`: its processes would lose their network mid-test)."""
+    from sovereign_suite.devcluster.realnode.host import _node_netns
+
+    assert _node_netns("/run/netns/cni-5b0e7c1d-3f5a-8a0e-2d41-9c1b0e2f7a11")
+    assert _node_netns("/var/run/netns/cni-1")
+    assert not _node_netns("/run/netns/mxlab-fr-1234")
+    assert not _node_netns("/run/netns")
+    assert not _node_netns("/run/containerd/io.containerd.runtime.v2.task/k8s.io/x/rootfs")

@@ -190,6 +190,17 @@ def remove_cgroups(paths: list[str]) -> None:
                 pass
 
 
+# containerd's CRI names the pod network namespaces it creates cni-<random uuid> (containerd pkg/netns/netns_linux.go,
+# newNS): only those are the node's; another program may add namespaces of its own meanwhile (the Matrix labs'
+# `ip netns add`), which restore must leave alone
+NETNS_DIRS = ("/run/netns", "/var/run/netns")
+CNI_NETNS = "cni-"
+
+
+def _node_netns(mount: str) -> bool:
+    return any(mount.startswith(f"{d}/{CNI_NETNS}") for d in NETNS_DIRS)
+
+
 def restore(before: Snapshot, own_links: tuple[str, ...]) -> None:
     """Put back what the node changed. ``own_links``: prefixes of the links the node may have created."""
     after = Snapshot.take()
@@ -201,7 +212,7 @@ def restore(before: Snapshot, own_links: tuple[str, ...]) -> None:
         if link.startswith(own_links):
             subprocess.run(["ip", "link", "delete", link], capture_output=True)
     for mount in sorted(set(after.mounts) - set(before.mounts), key=len, reverse=True):
-        if mount.startswith(("/run/netns/", "/var/run/netns/", "/run/containerd/", "/var/lib/kubelet")):
+        if _node_netns(mount) or mount.startswith(("/run/containerd/", "/var/lib/kubelet")):
             subprocess.run(["umount", "-l", mount], capture_output=True)
     remove_cgroups(sorted(set(after.cgroups) - set(before.cgroups)))
     for key, value in before.sysctls.items():
@@ -212,6 +223,8 @@ def restore(before: Snapshot, own_links: tuple[str, ...]) -> None:
         except OSError:
             continue
     for p in sorted(set(after.paths) - set(before.paths), key=len, reverse=True):
+        if p in NETNS_DIRS and any(not n.startswith(CNI_NETNS) for n in os.listdir(p)):
+            continue  # another program's network namespace lives there too (a test lab's `ip netns add`)
         if os.path.isdir(p) and not os.path.islink(p):
             unmount_under([p])
             shutil.rmtree(p, ignore_errors=True)
