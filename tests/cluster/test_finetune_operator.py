@@ -72,9 +72,16 @@ def setup(kube: Kube, operator):
     tenant = f"{name}-fr"
     wait_for(lambda: kube.get("v1", "Namespace", tenant), timeout=120, what=f"the tenant namespace {tenant}")
     yield {"suite": name, "suite_ns": suite_ns, "admin": admin_ns, "tenant": tenant, "cloud": cloud}
+    remove_setup(kube, suite, admin_ns, cloud)
+
+
+def remove_setup(kube: Kube, suite: dict, admin_ns: str, cloud: str) -> None:
+    """A setup's end: its FineTunes, its suite (waited for), its NationalCloud, the suite's and the administration's
+    namespaces."""
     for ft in kube.list(*FT, namespace=admin_ns):
         kube.delete(ft)
     kube.delete(suite)
+    name, suite_ns = suite["metadata"]["name"], suite["metadata"]["namespace"]
     wait_for(lambda: kube.get(*SUITE, name, suite_ns) is None, timeout=120, what="the suite deleted")
     kube.delete({"apiVersion": CLOUD[0], "kind": CLOUD[1], "metadata": {"name": cloud}})
     for ns in (suite_ns, admin_ns):

@@ -28,8 +28,8 @@ from ..helpers import CLOUDS
 from ..s3_server import moto_bucket
 from .conftest import wait_for
 from .test_finetune_job import chart_priority_class
-from .test_finetune_operator import (ADAPTERS_CM, CLOUD, FT, SUITE, conditions, finetune, job_name, pods_of,
-                                     status_of, write_result)
+from .test_finetune_operator import (ADAPTERS_CM, FT, SUITE, conditions, finetune, job_name, pods_of,
+                                     remove_setup, status_of, write_result)
 
 BUCKET, REGION, CREDS = "fr-suite-data", "eu-west-2", "fr-object-storage"
 ACCESS, SECRET = "AKIDFINETUNETEST", "finetune-test-secret-key"
@@ -77,13 +77,7 @@ def setup(kube: Kube, operator, s3):
     tenant = f"{name}-fr"
     wait_for(lambda: kube.get("v1", "Namespace", tenant), timeout=120, what=f"the tenant namespace {tenant}")
     yield {"suite": name, "suite_ns": suite_ns, "admin": admin_ns, "tenant": tenant, "cloud": cloud}
-    for ft in kube.list(*FT, namespace=admin_ns):
-        kube.delete(ft)
-    kube.delete(suite)
-    wait_for(lambda: kube.get(*SUITE, name, suite_ns) is None, timeout=120, what="the suite deleted")
-    kube.delete({"apiVersion": CLOUD[0], "kind": CLOUD[1], "metadata": {"name": cloud}})
-    for ns in (suite_ns, admin_ns):
-        kube.delete({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    remove_setup(kube, suite, admin_ns, cloud)
 
 
 def adapter(setup: dict, name: str) -> str:

@@ -183,6 +183,15 @@ def _contents(kube, ns: str) -> dict[str, object]:
     return out
 
 
+def _end(kube, doc: dict, cordoned: list[str]) -> None:
+    """A test's cleanup: the nodes it cordoned schedulable again, its suite deleted."""
+    if cordoned:
+        _cordon(kube, False, cordoned)
+    kube.delete({"apiVersion": "sovereignsuite.io/v1alpha1", "kind": "SovereignSuite",
+                 "metadata": {"name": doc["metadata"]["name"], "namespace": doc["metadata"]["namespace"]}})
+    wait_for(lambda: get_suite(kube, doc) is None, timeout=60, what="suite deleted")
+
+
 def _fr_suite(namespace: str) -> dict:
     doc = suite_doc("two-countries", namespace, patch={
         "deletionPolicy": "Delete", "release": PREVIOUS,
@@ -276,11 +285,7 @@ def test_a_failed_check_stops_the_rollout_and_the_release_back_or_a_rerun_recove
         assert _synapse_image(kube, fr) == PINS["synapse"].ref
         wait_ready(kube, doc, timeout=60)
     finally:
-        if cordoned:
-            _cordon(kube, False, cordoned)
-        kube.delete({"apiVersion": "sovereignsuite.io/v1alpha1", "kind": "SovereignSuite",
-                     "metadata": {"name": name, "namespace": namespace}})
-        wait_for(lambda: get_suite(kube, doc) is None, timeout=60, what="suite deleted")
+        _end(kube, doc, cordoned)
 
 
 
@@ -353,11 +358,7 @@ def test_a_new_synapse_that_crash_loops_fails_the_application_step_and_recovers_
         assert "upgrade" not in _tenant(kube, doc)
         wait_ready(kube, doc, timeout=60)
     finally:
-        if cordoned:
-            _cordon(kube, False, cordoned)
-        kube.delete({"apiVersion": "sovereignsuite.io/v1alpha1", "kind": "SovereignSuite",
-                     "metadata": {"name": name, "namespace": namespace}})
-        wait_for(lambda: get_suite(kube, doc) is None, timeout=60, what="suite deleted")
+        _end(kube, doc, cordoned)
 
 
 def test_a_new_synapse_that_never_gets_a_node_fails_its_step_at_the_deadline(operator, kube, core, namespace):
@@ -406,11 +407,7 @@ def test_a_new_synapse_that_never_gets_a_node_fails_its_step_at_the_deadline(ope
         assert "upgrade" not in _tenant(kube, doc)
         wait_ready(kube, doc, timeout=60)
     finally:
-        if cordoned:
-            _cordon(kube, False, cordoned)
-        kube.delete({"apiVersion": "sovereignsuite.io/v1alpha1", "kind": "SovereignSuite",
-                     "metadata": {"name": name, "namespace": namespace}})
-        wait_for(lambda: get_suite(kube, doc) is None, timeout=60, what="suite deleted")
+        _end(kube, doc, cordoned)
         operator.stop()
         operator.extra_env.pop("SOVEREIGN_SUITE_ROLLOUT_STEP_DEADLINE", None)
         operator.start()
