@@ -90,6 +90,7 @@ def main() -> None:
                      f"{lat['no_fault']['p95']:.2f} s; {lat['hung']['n']} and {lat['no_fault']['n']} probes)",
                      verdict(lat["ratio_p95_hung_over_no_fault"] <= 1.2), eu["date"]])
     rows += shard_rows(load("shard_scale"))
+    rows += finetune_rows(load("finetune_cost"))
     sl = load("synapse_load")
     if sl:
         s, n = sl["summary"], f"{sl['clients']} clients x {sl['rate_per_client']:g} msg/s, {sl['seconds']:.0f} s"
@@ -121,6 +122,23 @@ def shard_rows(s: dict | None) -> list[list[str]]:
         two = " and ".join(fmt.format(r[what]) for r in s["two"]["peak"])
         rows.append([f"sharding, {fleet}: peak {unit} per replica", f"1 replica {one}, 2 replicas {two}",
                      "measured", s["date"]])
+    return rows
+
+
+def finetune_rows(f: dict | None) -> list[list[str]]:
+    """bench/finetune_cost.py: what FineTunes add to a pass's CPU (the issue asks it measured, with no target)."""
+    if not f:
+        return []
+    render = f["render"]
+    most = max(render, key=int)
+    rows = [[f"suite render with 0 vs {most} served adapters (min)",
+             f"{render['0']['min_ms']:.1f} vs {render[most]['min_ms']:.1f} ms", "measured", f["date"]]]
+    select = f["select"]
+    most = max(select, key=int)
+    rows.append([f"served adapters chosen among {most} FineTunes per suite pass (min)",
+                 f"{select[most]['min_ms']:.2f} ms", "measured", f["date"]])
+    rows.append(["one FineTune pass: check + render (min)", f"{f['finetune_pass']['min_ms']:.2f} ms", "measured",
+                 f["date"]])
     return rows
 
 
