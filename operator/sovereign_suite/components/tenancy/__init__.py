@@ -1,6 +1,7 @@
 """Tenant baseline: the namespace of one country and what isolates it.
 
-Namespace ``<suite>-<country>`` with Pod Security ``restricted`` enforced, three ResourceQuotas (below), a LimitRange, NetworkPolicies (network.py: default deny in both directions, then each
+Namespace ``<suite>-<country>`` with Pod Security ``restricted`` enforced, three ResourceQuotas (below), a
+LimitRange, NetworkPolicies (network.py: default deny in both directions, then each
 component's paths, and with ``spec.monitoring.serviceMonitors`` the metrics ports from namespaces labelled
 ``sovereignsuite.io/monitoring: "true"``) and a RoleBinding that gives the tenant's admin group the ClusterRole
 ``sovereign-suite-tenant-admin``.
