@@ -2,7 +2,8 @@
 
 - An operator upgrade applies cleanly: over the unscoped ``tenant-quota`` of earlier versions (every share in one),
   the operator's server-side apply of the three rendered quotas succeeds and leaves ``tenant-quota`` with storage
-  only; a scope added to that existing quota is refused (``spec.scopes`` is immutable).
+  only; a scope added to that existing quota is refused (``spec.scopes`` is immutable), and storage is refused in
+  a PriorityClass-scoped quota.
 - ``PriorityClass NotIn [sovereign-suite-fine-tuning]`` counts a pod with no ``priorityClassName``, and
   ``In`` counts the training pods only: each share is counted and enforced at admission on its own (a second
   training pod is refused by ``tenant-fine-tuning`` while serving's share still admits a class-less pod).
@@ -80,6 +81,13 @@ def test_the_split_quotas_apply_over_the_old_one_and_count_pods_by_class(kube: K
     with pytest.raises(ApiError) as err:
         kube.merge_patch(*RQ, "tenant-quota", namespace, {"spec": {"scopes": ["NotBestEffort"]}})
     assert err.value.status == 422 and "field is immutable" in err.value.message, err.value
+
+    # nor can storage join a PriorityClass-scoped share: it stays in the unscoped tenant-quota
+    scoped_storage = {**quotas["tenant-serving"], "metadata": {"name": "scoped-storage", "namespace": namespace}}
+    scoped_storage["spec"] = {**scoped_storage["spec"], "hard": {"requests.storage": "1Ti"}}
+    with pytest.raises(ApiError) as err:
+        kube.create(scoped_storage)
+    assert err.value.status == 422 and "unsupported scope applied to resource" in err.value.message, err.value
 
     # admission refuses a pod a quota matches until the quota controller has written the quota's status.hard
     for name, q in quotas.items():
