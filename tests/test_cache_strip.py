@@ -80,7 +80,7 @@ def test_pods_share_their_labels_strings_and_node_names():
 def test_a_resource_quota_keeps_its_hard_and_used_amounts():
     """What reconcile/finetune_quota.py reads: a FineTune's pod refused by the tenant's quota."""
     quota = {"apiVersion": "v1", "kind": "ResourceQuota",
-             "metadata": {"name": "tenant-quota", "namespace": "eu-fr", "managedFields": [{"manager": "x"}]},
+             "metadata": {"name": "tenant-fine-tuning", "namespace": "eu-fr", "managedFields": [{"manager": "x"}]},
              "spec": {"hard": {"requests.nvidia.com/gpu": "8"}},
              "status": {"hard": {"requests.nvidia.com/gpu": "8"}, "used": {"requests.nvidia.com/gpu": "8"}}}
     stored = strip_child(quota)

@@ -116,10 +116,11 @@ def test_render_emits_the_tenant_baseline(four_countries):
 
     for ns, tenant in namespaces.items():
         assert rendered[ns]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
-        (quota,) = objs("ResourceQuota", ns).values()
+        quotas = objs("ResourceQuota", ns)  # storage, serving's and training's shares (tests/test_tenancy_quota.py)
+        assert set(quotas) == {"tenant-quota", "tenant-serving", "tenant-fine-tuning"}
         gpu = clouds[tenant.cloud].spec.gpu.resource_name
-        assert quota["spec"]["hard"][f"requests.{gpu}"] == str(tenant.quota.gpus)
-        assert quota["spec"]["hard"]["requests.cpu"] == str(tenant.quota.cpu)
+        assert quotas["tenant-serving"]["spec"]["hard"][f"requests.{gpu}"] == str(tenant.quota.gpus)
+        assert quotas["tenant-serving"]["spec"]["hard"]["requests.cpu"] == str(tenant.quota.cpu)
         assert len(objs("LimitRange", ns)) == 1
 
         policies = objs("NetworkPolicy", ns)

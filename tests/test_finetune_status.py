@@ -153,11 +153,12 @@ def test_a_degraded_problem_keeps_it_pending_and_reconciling() -> None:
     assert conds(s)["Reconciling"][0] == "True"
 
 
-def quota(used_gpus: str, hard_gpus: str = "8") -> dict:
-    """tenant-quota as the API server's quota controller reports it (status.hard/used)."""
-    hard = {"requests.cpu": "64", "requests.memory": "256Gi", "pods": "200", "requests.nvidia.com/gpu": hard_gpus}
-    used = {"requests.cpu": "32", "requests.memory": "128Gi", "pods": "9", "requests.nvidia.com/gpu": used_gpus}
-    return {"metadata": {"name": "tenant-quota"}, "spec": {"hard": hard}, "status": {"hard": hard, "used": used}}
+def quota(used_gpus: str, hard_gpus: str = "2") -> dict:
+    """tenant-fine-tuning (the training pods' own share, at its defaults) as the API server's quota controller
+    reports it (status.hard/used)."""
+    hard = {"requests.cpu": "16", "requests.memory": "256Gi", "pods": "4", "requests.nvidia.com/gpu": hard_gpus}
+    used = {"requests.cpu": "8", "requests.memory": "128Gi", "pods": "2", "requests.nvidia.com/gpu": used_gpus}
+    return {"metadata": {"name": "tenant-fine-tuning"}, "spec": {"hard": hard}, "status": {"hard": hard, "used": used}}
 
 
 def training_job() -> dict:
@@ -169,11 +170,12 @@ def training_job() -> dict:
 def test_a_pod_the_quota_refuses_is_pending_saying_which_share_is_full() -> None:
     from sovereign_suite.reconcile.finetune_quota import quota_refusal
 
-    why = quota_refusal(training_job(), quota("8"))
-    assert why.startswith("the tenant's ResourceQuota tenant-quota has no room for the training pod")
-    assert "requests.nvidia.com/gpu 8 of 8 used, the pod asks 1" in why and "requests.cpu" not in why
-    assert quota_refusal(training_job(), quota("7")) == ""  # room for one GPU
-    assert quota_refusal(training_job(), None) == "" and quota_refusal(None, quota("8")) == ""
+    why = quota_refusal(training_job(), quota("2"))
+    assert why.startswith("the tenant's training quota, ResourceQuota tenant-fine-tuning "
+                          "(spec.tenants[].quota.fineTuning), has no room for the training pod")
+    assert "requests.nvidia.com/gpu 2 of 2 used, the pod asks 1" in why and "requests.cpu" not in why
+    assert quota_refusal(training_job(), quota("1")) == ""  # room for one GPU
+    assert quota_refusal(training_job(), None) == "" and quota_refusal(None, quota("2")) == ""
     # memory in binary units: 128Gi used + 60Gi asked > 150Gi
     tight = quota("0")
     tight["status"]["hard"]["requests.memory"] = "150Gi"

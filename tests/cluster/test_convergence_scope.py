@@ -46,15 +46,17 @@ def test_fields_removed_by_hand_are_restored_within_seconds(operator, kube, clus
     doc, name, fr = fr_suite(kube, suite_ns, NO_DOCS)
     enforce = "pod-security.kubernetes.io/enforce"
     level = kube.get("v1", "Namespace", fr)["metadata"]["labels"][enforce]
-    cpu = kube.get("v1", "ResourceQuota", "tenant-quota", fr)["spec"]["hard"]["requests.cpu"]
+    # tenant-quota holds the tenant's storage share (components/tenancy/__init__.py)
+    storage = kube.get("v1", "ResourceQuota", "tenant-quota", fr)["spec"]["hard"]["requests.storage"]
 
     kubectl(cluster, "label", "ns", fr, f"{enforce}-")
     kubectl(cluster, "-n", fr, "patch", "resourcequota", "tenant-quota", "--type=json",
-            "-p", json.dumps([{"op": "remove", "path": "/spec/hard/requests.cpu"}]))
+            "-p", json.dumps([{"op": "remove", "path": "/spec/hard/requests.storage"}]))
     kubectl(cluster, "-n", fr, "set", "env", "deploy/element-web", "ELEMENT_WEB_PORT-")
     wait_for(lambda: (kube.get("v1", "Namespace", fr)["metadata"]["labels"].get(enforce) == level), timeout=20,
              what="the tenant's PSA enforce label restored")
-    wait_for(lambda: kube.get("v1", "ResourceQuota", "tenant-quota", fr)["spec"]["hard"].get("requests.cpu") == cpu,
+    wait_for(lambda: kube.get("v1", "ResourceQuota", "tenant-quota", fr)["spec"]["hard"].get("requests.storage")
+             == storage,
              timeout=20, what="the quota key restored")
 
     def env():

@@ -261,11 +261,12 @@ def free_gpus(kube: Kube, node: dict) -> int:
     return int(node["status"]["allocatable"].get("nvidia.com/gpu", 0)) - used
 
 
-def set_serving(kube: Kube, setup: dict, replicas: int, gpus: int | None, quota: int | None = None) -> None:
-    """The served model's replicas and GPUs per replica (``None``: as the module's setup has it), and the tenant's
-    GPU quota: the serving replicas' GPUs and one more (the quota counts training pods too: at its default, 8
-    GPUs, serving's 8 would leave the training pod refused by the quota before any scheduler sees it;
-    docs/llm-finetuning.md, "Not done yet"), or ``quota`` GPUs."""
+def set_serving(kube: Kube, setup: dict, replicas: int, gpus: int | None, quota: int | None = None,
+                fine_tuning_gpus: int | None = None) -> None:
+    """The served model's replicas and GPUs per replica (``None``: as the module's setup has it), the GPU quota of
+    the tenant's pods but training's (``tenant-serving``): the serving replicas' GPUs (at least the default 8), or
+    ``quota`` GPUs; and the training pods' own share (``tenant-fine-tuning``): ``fine_tuning_gpus``, or its
+    default. Training is not counted in serving's share (components/tenancy/__init__.py)."""
     suite = kube.get(*SUITE, setup["suite"], setup["suite_ns"])
     models = suite["spec"]["components"]["llm"]["models"]
     for m in models:
@@ -275,7 +276,9 @@ def set_serving(kube: Kube, setup: dict, replicas: int, gpus: int | None, quota:
             if gpus is not None:
                 m["gpusPerReplica"] = gpus
     tenants = suite["spec"]["tenants"]
-    tenants[0]["quota"] = {"gpus": quota if quota is not None else max(8, replicas * (gpus or 1) + 1)}
+    tenants[0]["quota"] = {"gpus": quota if quota is not None else max(8, replicas * (gpus or 1))}
+    if fine_tuning_gpus is not None:
+        tenants[0]["quota"]["fineTuning"] = {"gpus": fine_tuning_gpus}
     kube.merge_patch(*SUITE, setup["suite"], setup["suite_ns"], {"spec": {
         "tenants": tenants, "components": {"llm": {"models": models}}}})
 
@@ -308,7 +311,7 @@ def test_a_finetune_waits_for_a_gpu_serving_holds_then_fails_with_the_trainers_r
     labels = {"finetune_namespace": setup["admin"], "finetune": "waits", "country": "FR"}
     cordoned: list[str] = []
     try:
-        # serving takes GPUs (two replicas of 4 GPUs; the quota 9): the model prefers A100s, whose
+        # serving takes GPUs (two replicas of 4 GPUs; serving's quota 8): the model prefers A100s, whose
         # nodes have 4 GPUs, so each replica fills one; the FR GPU nodes left with a free GPU are cordoned (the
         # platform team's maintenance): no GPU of the country is free, and the ones serving holds are in use
         set_serving(kube, setup, 2, 4)
@@ -389,38 +392,76 @@ def test_a_finetune_waits_for_a_gpu_serving_holds_then_fails_with_the_trainers_r
         set_serving(kube, setup, 0, None)
 
 
-def test_a_finetune_whose_pod_the_tenants_quota_refuses_is_pending_saying_so(kube: Kube, operator, setup) -> None:
-    """Serving uses the tenant's whole GPU quota (set to what its replicas use): the Job controller cannot create
-    the training pod (quota admission: nothing to schedule, nothing preempted); the FineTune waits, Pending,
-    QuotaExceeded, naming the quota and the share that is full (read from the quota's status)."""
+def quota_status(kube: Kube, ns: str, name: str) -> dict:
+    return (kube.get("v1", "ResourceQuota", name, ns) or {}).get("status") or {}
+
+
+def test_serving_full_leaves_trainings_share_and_a_full_training_share_is_pending_saying_so(kube: Kube, operator,
+                                                                                         setup) -> None:
+    """Serving uses its whole GPU share (tenant-serving set to what its replicas use): the training pod is still
+    created (its own share, tenant-fine-tuning, counts it; serving's does not) and waits for a free GPU only
+    (WaitingForGPU: the FR GPU nodes left with a free GPU are cordoned). Training's share full (1 GPU, held by that
+    pod): a second FineTune's pod cannot be created (quota admission: nothing to schedule, nothing preempted); it
+    waits, Pending, QuotaExceeded, naming tenant-fine-tuning and the share that is full (the quota's status)."""
     ns = setup["tenant"]
-    doc = finetune(setup, "quota")
+    first, second = finetune(setup, "quota"), finetune(setup, "quota-full")
+    gpu = "requests.nvidia.com/gpu"
+    cordoned: list[str] = []
     try:
-        # serving runs, then the tenant's GPU quota is set to exactly what serving uses (lowering a quota below
+        # serving runs, then serving's GPU share is set to exactly what it uses (lowering a quota below
         # nothing: the running pods stay)
         set_serving(kube, setup, 8, None, quota=16)
         wait_for(lambda: ((kube.get("apps/v1", "Deployment", "vllm-mistral-small", ns) or {}).get("status") or {})
                  .get("readyReplicas") == 8, timeout=120, what="8 serving replicas ready")
 
-        def used() -> dict:
-            return ((kube.get("v1", "ResourceQuota", "tenant-quota", ns) or {}).get("status") or {}).get("used") or {}
+        def used(name: str) -> dict:
+            return quota_status(kube, ns, name).get("used") or {}
 
-        gpus = int(wait_for(lambda: used().get("requests.nvidia.com/gpu", "0") != "0" and
-                            used()["requests.nvidia.com/gpu"], timeout=60, what="the quota counting serving's GPUs"))
+        gpus = int(wait_for(lambda: used("tenant-serving").get(gpu, "0") != "0" and used("tenant-serving")[gpu],
+                            timeout=60, what="serving's quota counting its GPUs"))
         set_serving(kube, setup, 8, None, quota=gpus)
         # (the quota controller's count may pass the admission's once it recounts: full is used >= hard)
-        wait_for(lambda: ((kube.get("v1", "ResourceQuota", "tenant-quota", ns) or {}).get("status") or {})
-                 .get("hard", {}).get("requests.nvidia.com/gpu") == str(gpus) and
-                 int(used().get("requests.nvidia.com/gpu", "0")) >= gpus, timeout=60, what=f"the quota full at {gpus}")
-        kube.create(doc)
-        st = wait_for(lambda: (s := status_of(kube, doc)) and conditions(s).get("Ready", ("",))[1:2] ==
-                      ("QuotaExceeded",) and s, timeout=90, what="the FineTune waiting for the quota")
+        wait_for(lambda: quota_status(kube, ns, "tenant-serving").get("hard", {}).get(gpu) == str(gpus) and
+                 int(used("tenant-serving").get(gpu, "0")) >= gpus, timeout=60, what=f"serving's quota full at {gpus}")
+        for node in fr_gpu_nodes(kube):
+            if free_gpus(kube, node) > 0:
+                cordon(kube, node["metadata"]["name"], True)
+                cordoned.append(node["metadata"]["name"])
+        serving = {p["metadata"]["uid"] for p in kube.list("v1", "Pod", namespace=ns)
+                   if p["metadata"]["name"].startswith("vllm-mistral-small-")}
+        kube.create(first)
+        st = wait_for(lambda: (s := status_of(kube, first)) and conditions(s).get("Ready", ("",))[1:2] ==
+                      ("WaitingForGPU",) and s, timeout=90, what="the first FineTune waiting for a GPU, not quota")
+        assert st["phase"] == "Pending"
+        (pod,) = pods_of(kube, ns, job_name(first))
+        assert not pod["spec"].get("nodeName") and pod["spec"]["priority"] == -100
+        wait_for(lambda: used("tenant-fine-tuning").get(gpu) == "1", timeout=60,
+                 what="training's share counting the training pod")
+        assert int(used("tenant-serving")[gpu]) == gpus  # serving's share: its replicas only
+        assert {p["metadata"]["uid"] for p in kube.list("v1", "Pod", namespace=ns)
+                if p["metadata"]["name"].startswith("vllm-mistral-small-")} == serving
+
+        # training's share: 1 GPU, which the waiting pod holds
+        set_serving(kube, setup, 8, None, quota=gpus, fine_tuning_gpus=1)
+        wait_for(lambda: quota_status(kube, ns, "tenant-fine-tuning").get("hard", {}).get(gpu) == "1",
+                 timeout=60, what="training's share at 1 GPU")
+        kube.create(second)
+        st = wait_for(lambda: (s := status_of(kube, second)) and conditions(s).get("Ready", ("",))[1:2] ==
+                      ("QuotaExceeded",) and s, timeout=90, what="the second FineTune waiting for the quota")
         ready = conditions(st)["Ready"]
-        assert st["phase"] == "Pending" and "ResourceQuota tenant-quota" in ready[2]
-        assert re.search(rf"requests\.nvidia\.com/gpu \d+ of {gpus} used, the pod asks 1", ready[2]), ready
+        assert st["phase"] == "Pending" and "ResourceQuota tenant-fine-tuning" in ready[2], ready
+        assert re.search(r"requests\.nvidia\.com/gpu 1 of 1 used, the pod asks 1", ready[2]), ready
+        assert "tenant-serving" not in ready[2]
         assert conditions(st)["Stalled"][0] == "False" and conditions(st)["Reconciling"][0] == "True"
-        assert kube.get("batch/v1", "Job", job_name(doc), ns) is not None and pods_of(kube, ns, job_name(doc)) == []
+        assert kube.get("batch/v1", "Job", job_name(second), ns) is not None
+        assert pods_of(kube, ns, job_name(second)) == []
+        assert conditions(status_of(kube, first))["Ready"][1] == "WaitingForGPU"
     finally:
-        kube.delete(copy.deepcopy(doc))
-        wait_for(lambda: kube.get(*FT, "quota", setup["admin"]) is None, timeout=90, what="the FineTune gone")
+        for doc in (first, second):
+            kube.delete(copy.deepcopy(doc))
+        for doc in (first, second):
+            wait_for(lambda: kube.get(*FT, doc["metadata"]["name"], setup["admin"]) is None, timeout=90,
+                     what="the FineTune gone")
+        for node in cordoned:
+            cordon(kube, node, False)
         set_serving(kube, setup, 0, None)

@@ -332,14 +332,32 @@ COMPONENTS = ("matrix", "jitsi", "docs", "llm")
 # Tenants
 
 
-class Quota(Model):
-    """The tenant namespace's ResourceQuota."""
+class FineTuningQuota(Model):
+    """The share of the FineTunes' training pods (ResourceQuota tenant-fine-tuning, scoped to the PriorityClass
+    sovereign-suite-fine-tuning), on top of the tenant's other pods' share: training never spends serving's."""
 
-    cpu: Quantity = Field("64", description="requests.cpu")
-    memory: Quantity = Field("256Gi", description="requests.memory")
+    gpus: int = Field(2, ge=0, description="requests.<gpu resource> of the training pods (each run asks 1)")
+    cpu: Quantity = Field("16", description="requests.cpu of the training pods (each run asks 4)")
+    memory: Quantity = Field("256Gi", description="requests.memory of the training pods (each run asks the base "
+                             "model's weights and 8Gi)")
+    pods: int = Field(4, ge=0, description="training pods at once (one per running FineTune)")
+
+
+class Quota(Model):
+    """The tenant namespace's ResourceQuotas: its pods' compute but training's (tenant-serving, scoped to every
+    PriorityClass but sovereign-suite-fine-tuning, class-less pods included), its storage (tenant-quota, unscoped)
+    and training's share (tenant-fine-tuning)."""
+
+    cpu: Quantity = Field("64", description="requests.cpu of the tenant's pods but training's")
+    memory: Quantity = Field("256Gi", description="requests.memory of the tenant's pods but training's")
     storage: Quantity = Field("2Ti", description="requests.storage")
-    gpus: int = Field(8, ge=0, description="requests.<gpu resource> (the cloud's GPU resource name)")
-    pods: int = Field(200, ge=1)
+    gpus: int = Field(8, ge=0, description="requests.<gpu resource> (the cloud's GPU resource name) of the "
+                      "tenant's pods but training's: serving's GPUs")
+    pods: int = Field(200, ge=1, description="the tenant's pods but training's")
+    fine_tuning: FineTuningQuota = Field(
+        default_factory=FineTuningQuota,
+        description="The FineTunes' training pods' own share, counted apart from the fields above (a running "
+        "training never holds quota a serving replica needs, nor serving the training's).")
 
 
 class Tenant(Model):

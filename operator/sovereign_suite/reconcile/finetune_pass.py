@@ -32,7 +32,7 @@ from .finetune_artifacts import credentials_problem
 from .finetune_checks import Resolved, check_finetune
 from .finetune_serving import is_served, served_name
 from .finetune_status import finetune_status, trainer_result
-from .finetune_quota import TENANT_QUOTA, quota_refusal
+from .finetune_quota import FINE_TUNING_QUOTA, quota_refusal
 from .finetune_store import suite_of_body
 from .gpu_memory import product_memory
 from .kube import ApiError
@@ -144,7 +144,7 @@ class FineTunePass:
                promotion: Promotion | None = None, adapter_uri: str = "", served: str = "",
                quota: str = "") -> FineTuneResult:
         """``served``: the adapter's served name once the tenant's serving lists it ("" : not served); ``quota``:
-        why the tenant's ResourceQuota refuses the Job's pod."""
+        why the tenant's training quota refuses the Job's pod."""
         status = finetune_status(generation=self.generation, problems=problems, job=job, pod=pod,
                                  promotion=promotion or Promotion(), adapter_uri=adapter_uri, served=bool(served),
                                  old=self.old, stamp=self.stamp, quota_refusal=quota)
@@ -220,7 +220,7 @@ class FineTunePass:
             pod = None
         # no pod: is it the quota? (what the pod asks: the rendered template; the cache keeps no Job spec)
         quota = "" if job is None or pod is not None or ended(job) else quota_refusal(
-            job_obj, target.cache.child("v1", "ResourceQuota", ns, TENANT_QUOTA))
+            job_obj, target.cache.child("v1", "ResourceQuota", ns, FINE_TUNING_QUOTA))
         return self.finish(problems, job, pod, promotion, uri, served, quota)
 
     @staticmethod

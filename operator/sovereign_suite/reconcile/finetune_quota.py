@@ -1,10 +1,13 @@
-"""Why a training Job has no pod when the tenant's ResourceQuota refuses it (a pure function of the Job and the
+"""Why a training Job has no pod when the tenant's training quota refuses it (a pure function of the Job and the
 quota as the watch cache holds them).
+
+Training pods are counted by the ResourceQuota ``tenant-fine-tuning`` only (scoped to their PriorityClass;
+components/tenancy/__init__.py): serving's quota never refuses them, nor they serving's replicas.
 
 A pod the quota admission refuses is never created: the scheduler never sees it, nothing is preempted for it, and
 the Job controller only records a ``FailedCreate`` event (not read by the operator: events are not watched, nor
 granted in a member cluster). The quota's own status (``hard``, ``used``) says the same, and the operator already
-caches the tenant's ResourceQuota, so the FineTune's status can say why it waits (docs/llm-finetuning.md, "Quota").
+caches the tenant's ResourceQuotas, so the FineTune's status can say why it waits (docs/llm-finetuning.md, "Quota").
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
 
-TENANT_QUOTA = "tenant-quota"  # components/tenancy/templates/tenancy.yaml.j2
+from ..components.tenancy import FINE_TUNING_QUOTA
 
 
 def _pod_amounts(job: dict[str, Any]) -> dict[str, tuple[Any, str]]:
@@ -48,9 +51,9 @@ def quota_refusal(job: dict[str, Any] | None, quota: dict[str, Any] | None) -> s
             short.append(f"{name} {used.get(name, '0')} of {limit} used, the pod asks {written}")
     if not short:
         return ""
-    name = (quota.get("metadata") or {}).get("name", TENANT_QUOTA)
-    return (f"the tenant's ResourceQuota {name} has no room for the training pod ({'; '.join(short)}): the Job "
-            "cannot create it until serving or another run frees that share")
+    name = (quota.get("metadata") or {}).get("name", FINE_TUNING_QUOTA)
+    return (f"the tenant's training quota, ResourceQuota {name} (spec.tenants[].quota.fineTuning), has no room "
+            f"for the training pod ({'; '.join(short)}): the Job cannot create it until another run ends")
 
 
 def _fmt(value: Any) -> str:

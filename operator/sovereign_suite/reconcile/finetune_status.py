@@ -5,7 +5,7 @@ loaded the adapter (docs/llm-finetuning.md, "The FineTune resource").
 | phase       | when                                                                 | Ready | Reconciling | Stalled |
 |-------------|----------------------------------------------------------------------|-------|-------------|---------|
 | Pending     | refused (a problem: Stalled), or the Job/pod not running yet (waiting | False | not refused | refused |
-|             | for a GPU, or for room in the tenant's ResourceQuota)                 |       |             |         |
+|             | for a GPU, or for room in the training ResourceQuota)                 |       |             |         |
 | Training    | the pod runs                                                          | False | True        | False   |
 | Evaluating  | the trainer reports it evaluates, or the adapter passed the gate and  | False | True        | False   |
 |             | is not loaded yet                                                     |       |             |         |
@@ -109,7 +109,7 @@ def finetune_status(*, generation: int, problems: list[Problem], job: dict[str, 
                     pod: dict[str, Any] | None, promotion: Promotion, adapter_uri: str, served: bool,
                     old: dict[str, Any] | None, stamp: str, quota_refusal: str = "") -> dict[str, Any]:
     """The whole status. ``stamp``: the time written on a condition that changed (the caller's clock);
-    ``quota_refusal``: why the tenant's ResourceQuota refuses the Job's pod ("" : it does not)."""
+    ``quota_refusal``: why the tenant's training quota (tenant-fine-tuning) refuses the Job's pod ("" : it does not)."""
     result = trainer_result(pod, adapter_uri)
     conds: list[dict[str, Any]]
     progress: dict[str, Any] = {}

@@ -10,7 +10,8 @@ product can still hold it, so small capacity changes never make it flap. When no
 its current product (or its first preference) so that the scheduler places it as soon as capacity frees up,
 and the model is reported Unschedulable with the numbers (``InsufficientGPU``).
 
-The tenant's GPU quota (``requests.<gpu resource>`` of its ResourceQuota) is checked the same way.
+The tenant's GPU quota (``requests.<gpu resource>`` of its ResourceQuota ``tenant-serving``, which training pods
+do not count against: components/tenancy) is checked the same way.
 """
 
 from __future__ import annotations
