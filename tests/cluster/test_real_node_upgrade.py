@@ -2,8 +2,10 @@
 
 - The previous chart and image are those of a fixed earlier commit (devcluster/realnode/previous_image.py,
   PREVIOUS: the first commit whose image runs the operator), its image built from that commit's sources by this tree's
-  builder. The CRD schema has not changed since that commit, so the test gives the previous chart's
-  SovereignSuite CRD one synthetic difference: without ``spec.paused`` (a field "added" by the current one).
+  builder. The test gives the previous chart's SovereignSuite CRD one synthetic difference it can check under
+  strict field validation: without ``spec.paused`` (a field "added" by the current one). The CRD has real
+  differences since that commit too (e.g. ``spec.tenants[].quota.fineTuning``, ``status.tenants[].clusterUID``),
+  and the current render adds children the previous one lacks (the tenants' scoped ResourceQuotas).
 - Installed with that chart (two replicas, leader election), the real-node suite (FR on the real node, DE
   simulated) converges from inside the cluster. ``helm upgrade --take-ownership`` to the current chart (the CRDs
   are templates now: docs/install.md, "Upgrade") and image: the suite is Ready at every sample taken during the
