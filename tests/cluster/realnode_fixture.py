@@ -48,8 +48,10 @@ def start(name: str, **kwargs) -> Cluster:
     return c
 
 
-def local_volume(namespace: str, claim: str, root: Path, size: str = "10Gi") -> dict:
-    """A PersistentVolume on the real node, bound in advance to ``namespace/claim`` (static provisioning).
+def local_volume(namespace: str, claim: str, root: Path, size: str = "50Gi") -> dict:
+    """A PersistentVolume on the real node, bound in advance to ``namespace/claim`` (static provisioning). Its
+    capacity must be at least the claim's request, or the claim is not bound to it (the default, 50Gi, holds every
+    claim the suite renders: Synapse's media asks 20Gi; with 10Gi the media claim went to the provisioner).
     The hostPath provisioner makes its folders root-only (0750), which the suite's non-root pods cannot write;
     these are world-writable (the pods' own files inside keep their owners)."""
     path = root / namespace / claim
