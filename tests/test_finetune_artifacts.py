@@ -244,9 +244,12 @@ class _Reads:
 
 
 def _ctx(reads: _Reads):
-    from types import SimpleNamespace
+    """Just what OperatorContext.read_secret reads (its own code, bound to these two readers)."""
+    from types import MethodType, SimpleNamespace
 
-    return SimpleNamespace(cache=reads, kube=reads)
+    ctx = SimpleNamespace(cache=reads, kube=reads)
+    ctx.read_secret = MethodType(OperatorContext.read_secret, ctx)
+    return ctx
 
 
 def test_the_training_pod_s_credentials_are_checked_where_the_suite_keeps_them() -> None:

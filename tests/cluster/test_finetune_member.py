@@ -27,7 +27,7 @@ from .conftest import wait_for
 from .operator_fixture import OperatorProcess
 from .test_cloud_join import cli
 from .test_finetune_operator import (ADAPTERS_CM, CLOUD, FR_GPU_PRODUCTS, FT, SUITE, conditions, finetune, job_name,
-                                     pods_of, status_of, write_result)
+                                     pods_of, status_of, storage_credentials, write_result)
 
 FR_REGION = "eu-west-2"
 
@@ -63,12 +63,7 @@ def setup(cluster, kube: Kube, member, hub_operator):
     suite_ns, admin_ns, name, cloud = f"t-ftm-{tag}", f"t-ftmadm-{tag}", f"ftm{tag}", f"fr-ftm-{tag}"
     for ns in (suite_ns, admin_ns):
         kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-    # the storage credentials the training pod mounts (a FineTune without them is refused: MissingSecret); the
-    # suite pass copies them into the tenant's namespace in the member
-    kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {
-        "name": STORAGE["credentialsSecretRef"], "namespace": suite_ns,
-        "labels": {"sovereignsuite.io/referenceable": "true"}},
-        "stringData": {"AWS_ACCESS_KEY_ID": "AKIDFTMEMBER", "AWS_SECRET_ACCESS_KEY": "not-used-here"}})
+    storage_credentials(kube, suite_ns)
     spec = copy.deepcopy(kube.get(*CLOUD, "fr-secnumcloud")["spec"])
     spec["suiteNamespaces"] = [suite_ns]
     spec["objectStorage"] = STORAGE

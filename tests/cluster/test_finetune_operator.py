@@ -46,11 +46,7 @@ def setup(kube: Kube, operator):
     suite_ns, admin_ns, name, cloud = f"t-ftop-{tag}", f"t-ftadm-{tag}", f"ft{tag}", f"fr-ft-{tag}"
     for ns in (suite_ns, admin_ns):
         kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-    # the storage credentials the training pod mounts (a FineTune without them is refused: MissingSecret)
-    kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {
-        "name": STORAGE["credentialsSecretRef"], "namespace": suite_ns,
-        "labels": {"sovereignsuite.io/referenceable": "true"}},
-        "stringData": {"AWS_ACCESS_KEY_ID": "AKIDFTOPERATOR", "AWS_SECRET_ACCESS_KEY": "not-used-here"}})
+    storage_credentials(kube, suite_ns)
     if kube.get("scheduling.k8s.io/v1", "PriorityClass", renderer.PRIORITY_CLASS) is None:
         kube.create(chart_priority_class())
     doc = next(d for d in yaml.safe_load_all(CLOUDS.read_text()) if d and d["metadata"]["name"] == "fr-secnumcloud")
@@ -73,6 +69,15 @@ def setup(kube: Kube, operator):
     wait_for(lambda: kube.get("v1", "Namespace", tenant), timeout=120, what=f"the tenant namespace {tenant}")
     yield {"suite": name, "suite_ns": suite_ns, "admin": admin_ns, "tenant": tenant, "cloud": cloud}
     remove_setup(kube, suite, admin_ns, cloud)
+
+
+def storage_credentials(kube: Kube, suite_ns: str) -> None:
+    """The storage credentials the training pod mounts (a FineTune without them is refused: MissingSecret), in the
+    suite's namespace, referenceable: the suite's pass copies them into the tenant's namespace (a member's too)."""
+    kube.create({"apiVersion": "v1", "kind": "Secret", "metadata": {
+        "name": STORAGE["credentialsSecretRef"], "namespace": suite_ns,
+        "labels": {"sovereignsuite.io/referenceable": "true"}},
+        "stringData": {"AWS_ACCESS_KEY_ID": "AKIDFINETUNETESTS", "AWS_SECRET_ACCESS_KEY": "not-used-here"}})
 
 
 def remove_setup(kube: Kube, suite: dict, admin_ns: str, cloud: str) -> None:

@@ -199,6 +199,11 @@ class OperatorContext:
         self._suites: dict[SuiteKey, dict[str, Any]] = {}
         self._memory: dict[SuiteKey, SuiteMemory] = {}
 
+    def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Secret of the operator's cluster a suite references: from the cache of referenceable Secrets, else one
+        GET (a Secret not labelled referenceable is not cached: the caller says why it is refused)."""
+        return self.cache.referenced_secret(namespace, name) or self.kube.get("v1", "Secret", name, namespace)
+
     # ---- clusters ------------------------------------------------------------------------------
     def target_for(self, cloud: NationalCloud) -> Target | Problem | str:
         """The cluster a cloud's tenants are applied to, a problem reaching it, or REMOTE (pull mode)."""

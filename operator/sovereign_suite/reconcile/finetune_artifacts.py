@@ -214,12 +214,9 @@ def credentials_problem(ctx: Any, suite_ns: str, cloud: Any) -> Problem | None:
     storage = cloud.spec.object_storage
     name = storage.credentials_secret_ref
 
-    def read(ns: str, n: str) -> dict[str, Any] | None:
-        return ctx.cache.referenced_secret(ns, n) or ctx.kube.get("v1", "Secret", n, ns)
-
     try:
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            found = secret_value(read, suite_ns, name, key,
+            found = secret_value(ctx.read_secret, suite_ns, name, key,
                                  f"NationalCloud/{cloud.name}.spec.objectStorage.credentialsSecretRef")
             if isinstance(found, Problem):
                 return found
@@ -241,11 +238,8 @@ def delete_for(ctx: Any, body: dict[str, Any]) -> Problem | None:
     storage = cloud.spec.object_storage
     meta = body["metadata"]
 
-    def read_secret(ns: str, name: str) -> dict[str, Any] | None:
-        return ctx.cache.referenced_secret(ns, name) or ctx.kube.get("v1", "Secret", name, ns)
-
     try:
-        done = delete_artifacts(storage, read_secret, suite.metadata.namespace or "", meta["namespace"],
+        done = delete_artifacts(storage, ctx.read_secret, suite.metadata.namespace or "", meta["namespace"],
                                 meta["name"], dataset_keys(ctx.finetunes.bodies() + [body], storage.bucket))
     except ApiError as err:  # reading the credentials Secret
         return from_api_error(err, ObjectKey("", "Secret", suite.metadata.namespace or "",

@@ -365,12 +365,8 @@ class Pass(Observing):
     def plan_restores(self, contexts: list, result: RenderResult) -> restore_pass.Plan:
         """The tenants created from a backup (restore_pass.py): the Job added to ``result``, what waits."""
         homes = self.homes
-
-        def read_secret(ns: str, name: str) -> dict[str, Any] | None:
-            return self.ctx.cache.referenced_secret(ns, name) or self.ctx.kube.get("v1", "Secret", name, ns)
-
         return restore_pass.plan(contexts, result, self.live, restore_pass.recorded(self.old_status),
-                                 lambda ns: homes is None or ns in homes.home, self.job_pods, read_secret,
+                                 lambda ns: homes is None or ns in homes.home, self.job_pods, self.ctx.read_secret,
                                  self.key.namespace)
 
     def finish(self, suite: SovereignSuite | None, health: list[observe.ComponentHealth], problems: list[Problem],

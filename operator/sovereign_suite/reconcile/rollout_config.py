@@ -10,7 +10,7 @@ reads it, and the check Job reads copies named after itself, pruned with it once
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from .problems import ObjectKey
 from .rollout import category
@@ -25,25 +25,28 @@ def _pod_template(obj: dict[str, Any]) -> dict[str, Any]:
     return spec.get("template") or {}
 
 
-def configmaps_read(obj: dict[str, Any]) -> set[str]:
-    """The ConfigMaps a workload's pods read: volumes (plain and projected) and environment (valueFrom, envFrom)."""
-    spec = _pod_template(obj).get("spec") or {}
-    out: set[str] = set()
+def _refs(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every ConfigMap reference of a pod spec, as the dict whose ``name`` names it: volumes (plain and
+    projected) and environment (valueFrom, envFrom)."""
     for v in spec.get("volumes") or []:
         if v.get("configMap"):
-            out.add(v["configMap"]["name"])
+            yield v["configMap"]
         for src in (v.get("projected") or {}).get("sources") or []:
             if src.get("configMap"):
-                out.add(src["configMap"]["name"])
+                yield src["configMap"]
     for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
         for e in c.get("env") or []:
             ref = (e.get("valueFrom") or {}).get("configMapKeyRef")
             if ref:
-                out.add(ref["name"])
+                yield ref
         for e in c.get("envFrom") or []:
             if e.get("configMapRef"):
-                out.add(e["configMapRef"]["name"])
-    return out
+                yield e["configMapRef"]
+
+
+def configmaps_read(obj: dict[str, Any]) -> set[str]:
+    """The ConfigMaps a workload's pods read."""
+    return {ref["name"] for ref in _refs(_pod_template(obj).get("spec") or {})}
 
 
 def held_configuration(objs: Iterable[dict[str, Any]], hold: Iterable[str]) -> set[ObjectKey]:
@@ -77,19 +80,6 @@ def with_config_copies(job: dict[str, Any], configmaps: dict[str, dict[str, Any]
                        **{k: copy.deepcopy(source[k]) for k in ("data", "binaryData") if k in source}}
         return new
 
-    spec = job["spec"]["template"]["spec"]
-    for v in spec.get("volumes") or []:
-        if v.get("configMap"):
-            v["configMap"]["name"] = renamed(v["configMap"]["name"])
-        for src in (v.get("projected") or {}).get("sources") or []:
-            if src.get("configMap"):
-                src["configMap"]["name"] = renamed(src["configMap"]["name"])
-    for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
-        for e in c.get("env") or []:
-            ref = (e.get("valueFrom") or {}).get("configMapKeyRef")
-            if ref:
-                ref["name"] = renamed(ref["name"])
-        for e in c.get("envFrom") or []:
-            if e.get("configMapRef"):
-                e["configMapRef"]["name"] = renamed(e["configMapRef"]["name"])
+    for ref in _refs(job["spec"]["template"]["spec"]):
+        ref["name"] = renamed(ref["name"])
     return [copies[k] for k in sorted(copies)] + [job]
