@@ -42,6 +42,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     metrics.BUILD_INFO.info({"version": metrics.version()})
     for doc in ctx.kube.list(f"{GROUP}/{VERSION}", "NationalCloud"):  # before any pass: no false UnknownCloud
         _set_cloud(ctx, doc)
+    _known_before_passes(ctx)
     ctx.cache.start()
     if not ctx.cache.wait_synced(120):
         log.warning("watch cache not synced after 120 s; starting anyway (passes see what is cached)")
@@ -49,6 +50,25 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         begin_sharded(ctx)  # the workers now, each pass for a suite of a shard this replica holds (shard/work.py)
     else:
         begin(ctx)  # the workers now, or once this replica holds the leader Lease (leader/work.py)
+
+
+def _known_before_passes(ctx: OperatorContext) -> None:
+    """The suites and FineTunes as they are now, each enqueued, before the workers start. A suite's pass reads the
+    FineTunes that name it (the adapters it serves, the countries that train, the wait of its deletion) and a
+    FineTune's pass reads its suite; Kopf's watches bring the two kinds in no set order, so without this the
+    first passes after a start saw one without the other: a served adapter dropped from vLLM for a pass (its
+    Deployment and the adapters ConfigMap written twice), or a FineTune found without its suite. The watches'
+    events that follow find them known and unchanged (no second pass)."""
+    for doc in ctx.kube.list(f"{GROUP}/{VERSION}", "SovereignSuite"):
+        meta = doc["metadata"]
+        key = SuiteKey(meta["namespace"], meta["name"])
+        ctx.set_suite(key, doc)
+        ctx.enqueue(key, "event")
+    for doc in ctx.kube.list(f"{GROUP}/{VERSION}", "FineTune"):
+        meta = doc["metadata"]
+        ft = FineTuneKey(meta["namespace"], meta["name"])
+        ctx.finetunes.set(ft, doc)
+        ctx.enqueue_finetune(ft)
 
 
 @kopf.on.cleanup()
