@@ -82,6 +82,7 @@ def _reconcile(ctx: OperatorContext, key: FineTuneKey, body: dict[str, Any]) -> 
     if FINALIZER not in (body["metadata"].get("finalizers") or []):
         added = add_finalizer(ctx.kube, FINETUNES, body, FINALIZER)
         if added is None:
+            _forget_if_gone(ctx, key, body)
             return
         body = added
         ctx.finetunes.set(key, body)
@@ -105,6 +106,15 @@ def _reconcile(ctx: OperatorContext, key: FineTuneKey, body: dict[str, Any]) -> 
         requeue = min(requeue or ctx.settings.requeue_seconds, ctx.settings.requeue_seconds)
     if requeue:
         ctx.enqueue_finetune(key, requeue)
+
+
+def _forget_if_gone(ctx: OperatorContext, key: FineTuneKey, body: dict[str, Any]) -> None:
+    """A FineTune the finalizer could not be added to: changed meanwhile (its event brings it back), or gone. Gone
+    before it had the finalizer, it may never have an event of its own (listed at start, deleted before Kopf's
+    watch listed): forgotten here, or its suite's deletion would wait for it forever."""
+    if ctx.kube.get(*FINETUNES, key.name, key.namespace) is None:
+        ctx.finetunes.forget(key)
+        serve_again(ctx, key, body)
 
 
 def serve_again(ctx: OperatorContext, key: FineTuneKey, body: dict[str, Any]) -> None:
