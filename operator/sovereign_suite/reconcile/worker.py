@@ -138,6 +138,11 @@ def _reconcile(ctx: OperatorContext, key: SuiteKey, body: dict[str, Any], trigge
     if FINALIZER not in (body["metadata"].get("finalizers") or []):
         added = add_finalizer(ctx.kube, SUITES, body, FINALIZER)
         if added is None:
+            # changed meanwhile (its event brings it back), or gone before it had the finalizer: listed at start and
+            # deleted before Kopf's watch listed, it has no event of its own and would stay known for ever
+            if ctx.kube.get(*SUITES, key.name, key.namespace) is None:
+                forget_suite(ctx, key)
+                ctx.enqueue_finetunes(key)  # they say SuiteNotFound now, as after its DELETED event
             return
         body = added
         ctx.set_suite(key, body)
