@@ -192,9 +192,15 @@ def test_a_finetune_runs_in_its_tenant_its_status_follows_and_a_converged_one_wr
     # converged: drift passes read, and write nothing of the FineTune's
     audit = Audit(cluster)
     mark = settle(operator, audit)
-    settle(operator, audit)
+    quiet = settle(operator, audit)
     ours = [w for w in audit.writes(mark) if "finetunes" in w or f"/{name}" in w]
     assert ours == []
+    # and read nothing either: the ended Job's pod and the adapters ConfigMap were read once (FineTuneMemory),
+    # everything else comes from the watch caches
+    reads = [f"{e['verb']} {e['objectRef'].get('resource')}/{e['objectRef'].get('name', '')}"
+             for e in audit.events(quiet) if e.get("verb") in ("get", "list")
+             and (e.get("objectRef") or {}).get("namespace") == ns]
+    assert reads == []
     # a restart: the first passes know the suite and the FineTune together (handlers.configure lists both before
     # the workers start; Kopf's watches would bring them in no set order), so nothing served is dropped for a
     # pass and the FineTune's status does not change

@@ -4,9 +4,11 @@
     cluster, as a suite pass finds it) -> render (components/finetune, pure) -> apply (Applier: a converged
     FineTune writes nothing) -> observe (the live Job and its pod) -> status (finetune_status, pure)
 
-Every read but one comes from the watch caches: the pod of a Job that has ended is no longer in the pod cache
-(it keeps running pods only) and carries the trainer's result in its termination message, so it is read with one
-list request. The Job's pod template is immutable: when what the run does changes (the run hash of
+Every read but two comes from the watch caches, and those two are made once, not on every pass: the pod of a Job
+that has ended is no longer in the pod cache (it keeps running pods only) and carries the trainer's result in its
+termination message, so it is read with one list request when the Job has ended (then remembered: FineTuneMemory);
+the adapters ConfigMap's data (the caches keep no data) is read once per resourceVersion the cache shows. A
+converged FineTune's passes read nothing. The Job's pod template is immutable: when what the run does changes (the run hash of
 components/finetune), the old Job is deleted with its pods and the next pass creates the new one.
 The worker (finetune_worker.py) adds the finalizer, writes the status and runs the deletion.
 """
@@ -30,10 +32,11 @@ from .context import OperatorContext
 from .converge import stamp
 from .finetune_artifacts import credentials_problem
 from .finetune_checks import Resolved, check_finetune
+from ..components.llm.adapters import loader_config_name
 from .finetune_serving import is_served, served_name
-from .finetune_status import finetune_status, trainer_result
+from .finetune_status import finetune_status, termination_message, trainer_result
 from .finetune_quota import FINE_TUNING_QUOTA, quota_refusal
-from .finetune_store import suite_of_body
+from .finetune_store import FineTuneKey, FineTuneMemory, suite_of_body
 from .gpu_memory import product_memory
 from .kube import ApiError
 from .problems import ObjectKey, Problem, SuiteKey, degraded, from_api_error, stalled
@@ -118,15 +121,34 @@ def newest(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(running or pods, key=lambda p: (p["metadata"].get("creationTimestamp") or "", p["metadata"]["name"]))
 
 
-def job_pod(target: Target, job: dict[str, Any] | None, selector: dict[str, str]) -> dict[str, Any] | None:
-    """The Job's pod: from the cache while it runs; read (one list) once the Job ended, for its result."""
+def job_pod(target: Target, job: dict[str, Any] | None, selector: dict[str, str],
+            mem: FineTuneMemory) -> dict[str, Any] | None:
+    """The Job's pod: from the cache while it runs; read (one list) once the Job ended, for its result, and
+    remembered for that Job's uid once it carries a termination message (the kubelet writes it with the phase
+    that ends the Job; a pod without one is read again, in case it comes later)."""
     if job is None:
         return None
-    ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
+    ns, name, uid = job["metadata"]["namespace"], job["metadata"]["name"], job["metadata"].get("uid", "")
     if ended(job):
-        return newest(target.kube.list("v1", "Pod", label_selector=f"job-name={name}", namespace=ns))
+        if mem.ended_pod is not None and mem.ended_pod[0] == uid and uid:
+            return mem.ended_pod[1]
+        pod = newest(target.kube.list("v1", "Pod", label_selector=f"job-name={name}", namespace=ns))
+        mem.ended_pod = (uid, pod) if uid and termination_message(pod) else None
+        return pod
     return newest([p for p in target.cache.pods_in(ns)
                    if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())])
+
+
+def served_at_version(target: Target, ns: str, model: Any, name: str, uri: str, mem: FineTuneMemory) -> bool:
+    """``is_served``, read once per resourceVersion of the adapters ConfigMap the watch cache shows (no cached
+    ConfigMap: read every time, as it may be newer than the cache)."""
+    cached = target.cache.child("v1", "ConfigMap", ns, loader_config_name(model))
+    version = (cached or {}).get("metadata", {}).get("resourceVersion") or ""
+    if version and mem.served is not None and mem.served[0] == (version, name, uri):
+        return mem.served[1]
+    answer = is_served(target.kube.get, ns, model, name, uri)
+    mem.served = ((version, name, uri), answer) if version else None
+    return answer
 
 
 class FineTunePass:
@@ -210,10 +232,11 @@ class FineTunePass:
         job = applier.live.get(ObjectKey.of(job_obj))
         served = ""
         try:
-            pod = job_pod(target, job, renderer.pod_selector(ft))
+            mem = self.ctx.finetunes.memory(FineTuneKey(ft.namespace, ft.name))
+            pod = job_pod(target, job, renderer.pod_selector(ft), mem)
             if self.passed_gate(job, pod, promotion, uri):
                 name_served = served_name(ft.namespace, ft.name)
-                if is_served(target.kube.get, ns, resolved.model, name_served, uri):
+                if served_at_version(target, ns, resolved.model, name_served, uri, mem):
                     served = name_served
         except ApiError as err:
             problems.append(from_api_error(err, ObjectKey("", "Pod", ns, name)))

@@ -38,16 +38,20 @@ MAX_MESSAGE = 1000
 TRAINING_FAILED = "TrainingFailed"  # the reason of a run whose trainer reported a failure in its own words
 
 
-def trainer_result(pod: dict[str, Any] | None, adapter_uri: str) -> dict[str, Any]:
-    """The trainer's JSON result from the pod's termination message, with only well-formed fields kept."""
-    raw = None
+def termination_message(pod: dict[str, Any] | None) -> str | None:
+    """The trainer container's termination message (its state's, else its last state's), if any."""
     for status in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
         if status.get("name") == CONTAINER:
             for state in (status.get("state") or {}, status.get("lastState") or {}):
                 message = (state.get("terminated") or {}).get("message")
                 if message:
-                    raw = message
-                    break
+                    return message
+    return None
+
+
+def trainer_result(pod: dict[str, Any] | None, adapter_uri: str) -> dict[str, Any]:
+    """The trainer's JSON result from the pod's termination message, with only well-formed fields kept."""
+    raw = termination_message(pod)
     if raw is None:
         return {}
     try:

@@ -47,6 +47,12 @@ def suite_of_body(body: dict[str, Any]) -> SuiteKey | None:
 class FineTuneMemory:
     last_status: dict[str, Any] | None = None  # the status last written (the watch may not show it yet)
     status_version: str = ""  # the FineTune's resourceVersion that write made
+    # the pod of the ended Job of that uid, as listed once: the pod cache keeps no ended pod, and an ended Job's pod
+    # no longer changes, so a converged FineTune's passes list nothing
+    ended_pod: tuple[str, dict[str, Any] | None] | None = None
+    # whether the adapters ConfigMap at that resourceVersion (the watch cache's) lists (name, uri): read once per
+    # version of the ConfigMap, not once per pass
+    served: tuple[tuple[str, str, str], bool] | None = None
 
 
 class FineTunes:
