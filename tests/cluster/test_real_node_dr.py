@@ -95,14 +95,15 @@ def suite(restore: bool) -> dict:
     return doc
 
 
-def bring_up(name: str, cloud: dict, secrets: dict[str, dict[str, str]]) -> Real:
+def bring_up(name: str, cloud: dict, secrets: dict[str, dict[str, str]], names: list[str] | None = None) -> Real:
     """A cluster with the real node, the stand-in images tagged under FR's registry, the FR cloud, the suite
-    namespace's referenceable Secrets, the tenant's volumes bound in advance on the node, and the operator."""
+    namespace's referenceable Secrets, the tenant's volumes bound in advance on the node, and the operator.
+    ``names``: the stand-ins to import (default IMAGES)."""
     from sovereign_suite.devcluster.realnode.build import build_all
 
     began = time.monotonic()
     # only the images the tenant runs (not the gateway's nor the operator's: seconds of import per cluster)
-    images = build_all(IMAGES, progress=lambda m: print(f"[images] {m}"))
+    images = build_all(names or IMAGES, progress=lambda m: print(f"[images] {m}"))
     c = start(name, countries=["DE"], images=list(images.values()))
     try:
         RealNode(c).alias_images(REGISTRY)
