@@ -37,3 +37,13 @@ def test_only_a_recipe_with_constraints_installs_under_them(tmp_path: Path):
     assert f"cp {tmp_path}/constraints.txt \"$1/tmp/pip-constraints.txt\"" in with_c
     assert "--prefer-binary -c /tmp/pip-constraints.txt matrix-synapse==1.99.0" in with_c
     assert "pip-constraints" in without and " -c " not in without  # removed (rm -f) but never copied nor used
+
+
+def test_a_real_node_imports_the_previous_synapse_only_when_asked(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(build, "images_dir", lambda: tmp_path)
+    for recipe in standins.RECIPES.values():
+        build.archive_path(recipe).write_bytes(b"")
+    names = {p.name for p in build.built()}
+    assert build.archive_path(standins.SYNAPSE).name in names
+    assert build.archive_path(standins.SYNAPSE_PREVIOUS).name not in names
+    assert len(names) == len(standins.RECIPES) - 1

@@ -22,7 +22,7 @@ from pathlib import Path
 from ..cluster import ClusterError
 from . import oci
 from .images import images_dir
-from .standins import MIRROR, RECIPES, Recipe
+from .standins import MIRROR, ON_DEMAND, RECIPES, Recipe
 
 EXCLUDES = ("/usr/share/man/*", "/usr/share/doc/*", "/usr/share/info/*", "/usr/share/locale/*",
             "/usr/share/lintian/*")
@@ -109,8 +109,9 @@ def build_all(names: list[str] | None = None, progress=print) -> dict[str, Path]
 
 
 def built() -> list[Path]:
-    """Archives of every stand-in already in the cache for the current recipes."""
-    return [p for p in (archive_path(r) for r in RECIPES.values()) if p.exists()]
+    """Archives of every stand-in already in the cache for the current recipes (those built on demand aside:
+    standins.ON_DEMAND)."""
+    return [p for p in (archive_path(r) for n, r in RECIPES.items() if n not in ON_DEMAND) if p.exists()]
 
 
 def main(argv: list[str] | None = None) -> int:

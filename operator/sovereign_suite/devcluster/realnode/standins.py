@@ -280,6 +280,9 @@ BACKUP = Recipe(
                                            "PYTHONDONTWRITEBYTECODE=1"]),
 )
 
+# Imported only by the tests that ask for them (not among build.built(), which a real node imports by default: an
+# image no pod of the current release runs would only add seconds of import to every real-node cluster)
+ON_DEMAND = frozenset({"synapse-previous"})
 RECIPES = {"postgres": POSTGRES, "redis": REDIS, "synapse": SYNAPSE, "synapse-previous": SYNAPSE_PREVIOUS,
            "element-web": ELEMENT, "litellm": LITELLM,
            "dns": DNS,
