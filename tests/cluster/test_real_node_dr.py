@@ -24,8 +24,10 @@ the backup image's pg_dump/pg_restore and age; docs/development.md, "Stand-in im
 6. The same user logs in with the same password, reads the history, downloads the file (the same bytes);
    ``/_matrix/key/v2/server`` serves the same key id and public key, and its signature verifies with the public
    key read before the disaster (the check a homeserver that cached FR's key makes: the restored server holds the
-   same PRIVATE key); every generated Secret the backup held has the same values as before (annotated with the
-   backup id): nothing was regenerated.
+   same PRIVATE key); a second real Synapse (``de.test``, a pod on the real node: dr_federation.py) with no key
+   cached and no other key server fetches FR's key over federation and accepts it (its notary answer carries its
+   countersignature), the same key id and public key; every generated Secret the backup held has the same values
+   as before (annotated with the backup id): nothing was regenerated.
 7. The negative case, in the new cluster: a second suite (``dr2``) whose newest backup has a corrupt database
    dump (a copy of the real backup, bytes flipped, the manifest's SHA-256 kept): the restore Job refuses before
    writing anything, the suite is Stalled ``RestoreFailed`` with the program's own words (the object named),
@@ -35,8 +37,9 @@ Printed with -s: the backup's size and duration, the time to delete the cluster 
 the RTO: from applying the suite with ``restoreFrom`` to the user reading the history (the figures in
 docs/operations.md, "Restore into a new cluster", come from this test).
 
-What it does not prove: federation itself (no second homeserver asks FR for its key or receives its events
-here; the signature check above is what such a server would do with a key it cached); a restore of an older
+What it does not prove: events exchanged over federation after the restore (``de.test`` fetches FR's key, it
+joins no room; the suite's own German tenant is simulated here), FR's certificate chain (``de.test`` reaches FR
+through a TLS proxy with a self-signed certificate); a restore of an older
 backup on the real node (tests/test_disaster_recovery.py does it at process level); CloudNativePG (refused with
 restoreFrom); Docs, Jitsi and the LLM gateway (not enabled here); the upstream images themselves (stand-ins);
 a cluster on other machines (the bucket is on this one).
@@ -60,6 +63,7 @@ from sovereign_suite.reconcile.secrets import LABEL_GENERATED
 
 from ..s3_server import moto_bucket
 from ..test_backup_program import ACCESS, SECRET, _identity
+from . import dr_federation
 from .conftest import wait_for
 from .dr_matrix import (FR_NS, PASSWORD, SUITE, USER, download, history, key_response, register, send, server_key,
                         synapse, upload, verify_signed)
@@ -95,14 +99,15 @@ def suite(restore: bool) -> dict:
     return doc
 
 
-def bring_up(name: str, cloud: dict, secrets: dict[str, dict[str, str]]) -> Real:
+def bring_up(name: str, cloud: dict, secrets: dict[str, dict[str, str]], names: list[str] | None = None) -> Real:
     """A cluster with the real node, the stand-in images tagged under FR's registry, the FR cloud, the suite
-    namespace's referenceable Secrets, the tenant's volumes bound in advance on the node, and the operator."""
+    namespace's referenceable Secrets, the tenant's volumes bound in advance on the node, and the operator.
+    ``names``: the stand-ins to import (default IMAGES)."""
     from sovereign_suite.devcluster.realnode.build import build_all
 
     began = time.monotonic()
     # only the images the tenant runs (not the gateway's nor the operator's: seconds of import per cluster)
-    images = build_all(IMAGES, progress=lambda m: print(f"[images] {m}"))
+    images = build_all(names or IMAGES, progress=lambda m: print(f"[images] {m}"))
     c = start(name, countries=["DE"], images=list(images.values()))
     try:
         RealNode(c).alias_images(REGISTRY)
@@ -300,6 +305,7 @@ def test_a_deleted_cluster_comes_back_from_the_countrys_backups(storage, tmp_pat
         # server that cached it would check it
         body = key_response(second, pod)
         assert verify_signed(body, body["server_name"], key) == list(key), body
+        another_server_verifies_the_key(second, body["server_name"], key)
         after = generated(second)
         for name in sealed:
             assert after[name]["data"] == before[name]["data"], f"Secret {name} was regenerated"
@@ -314,6 +320,31 @@ def test_a_deleted_cluster_comes_back_from_the_countrys_backups(storage, tmp_pat
         began = time.monotonic()
         tear_down(second)
         print(f"the new cluster deleted: {time.monotonic() - began:.0f} s")
+
+
+def another_server_verifies_the_key(r: Real, fr_name: str, key: dict[str, str]) -> None:
+    """A second real Synapse (``de.test``, dr_federation.py) fetches the restored FR server's key over federation,
+    with nothing cached and no other key server: it accepts it (its notary answer carries its own countersignature
+    beside FR's), the key id and public key are the ones read before the disaster, and FR's signature verifies with
+    that key."""
+    began = time.monotonic()
+    svc = r.core.read_namespaced_service("synapse", FR_NS)
+    dr_federation.start(r, fr_name, f"{svc.spec.cluster_ip}:8008")
+    try:
+        (key_id,) = key
+        entry = dr_federation.query_through_de(r, fr_name, key_id)
+        assert entry["server_name"] == fr_name, entry
+        assert {k: v["key"] for k, v in entry["verify_keys"].items()} == key, entry
+        assert set(entry["signatures"]) == {fr_name, dr_federation.DE}, entry
+        assert verify_signed(entry, fr_name, key) == [key_id]
+        assert verify_signed(entry, dr_federation.DE, dr_federation.de_keys(r))
+        print(f"{dr_federation.DE} (a second Synapse) fetched and countersigned FR's key {key_id} over federation: "
+              f"{time.monotonic() - began:.0f} s with its start")
+    except BaseException:
+        print(dr_federation.log(r))
+        raise
+    finally:
+        dr_federation.stop(r)
 
 
 def corrupt_backup_is_refused(r: Real, s3, bid: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,14 +106,32 @@ class SynapsePaths:
 PATHS = SynapsePaths()
 
 
-def synapse_args(paths: SynapsePaths = PATHS) -> list[str]:
-    """Synapse's arguments: homeserver.yaml, then the database file (merged over it); in-line secrets refused."""
-    return ["--config-path", paths.homeserver, "--config-path", paths.database, "--no-secrets-in-config"]
+# Synapse's `--no-secrets-in-config` (in-line secrets refused) exists since v1.126.0 (element-hq/synapse#18092,
+# synapse/config/_base.py; absent from v1.99.0's): an older Synapse exits on it ("unrecognized arguments", exit 2;
+# release 2024.01's v1.99.0 crash-looped so on the real node, tests/cluster/test_real_node_release_upgrade.py).
+NO_SECRETS_FLAG = "--no-secrets-in-config"
+NO_SECRETS_SINCE = (1, 126, 0)
+_VERSION_TAG = re.compile(r"^v?([0-9]+)\.([0-9]+)\.([0-9]+)")
 
 
-def worker_args(paths: SynapsePaths = PATHS) -> list[str]:
+def refuses_inline_secrets(image: str | None) -> bool:
+    """Whether the Synapse of ``image`` takes ``--no-secrets-in-config``: yes unless its tag says a version older
+    than v1.126.0 (a tag that is not a version, or a digest alone, keeps the flag: the safe side)."""
+    found = _VERSION_TAG.match(image_version(image) or "") if image else None
+    return found is None or tuple(int(x) for x in found.groups()) >= NO_SECRETS_SINCE
+
+
+def synapse_args(paths: SynapsePaths = PATHS, image: str | None = None) -> list[str]:
+    """Synapse's arguments: homeserver.yaml, then the database file (merged over it); in-line secrets refused
+    where ``image``'s Synapse can refuse them (refuses_inline_secrets)."""
+    flag = [NO_SECRETS_FLAG] if refuses_inline_secrets(image) else []
+    return ["--config-path", paths.homeserver, "--config-path", paths.database, *flag]
+
+
+def worker_args(paths: SynapsePaths = PATHS, image: str | None = None) -> list[str]:
     """A worker's arguments: the shared files, then its own (docs/workers.md, "Worker configuration")."""
-    return [*synapse_args(paths)[:-1], "--config-path", paths.worker, "--no-secrets-in-config"]
+    flag = [NO_SECRETS_FLAG] if refuses_inline_secrets(image) else []
+    return ["--config-path", paths.homeserver, "--config-path", paths.database, "--config-path", paths.worker, *flag]
 
 
 def database(ctx: RenderContext) -> Database:
@@ -282,7 +301,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         media_on_worker=any(kind.key == "media_repository" for kind, _ in active),
         ingress_backend="synapse-router" if active else "synapse",
         init_command=["python3", PATHS.script, PATHS.homeserver, PATHS.database, PATHS.database_password],
-        command=["python3", "-m", "synapse.app.homeserver", *synapse_args()],
+        command=["python3", "-m", "synapse.app.homeserver", *synapse_args(image=matrix.image)],
         http_port=HTTP_PORT,
         metrics_port=METRICS_PORT,
         matrix_host=ctx.host("matrix"),
@@ -305,7 +324,7 @@ def render(ctx: RenderContext) -> list[dict[str, Any]]:
         writers=writers,
         keys_secret=KEYS_SECRET,
         init_command=["python3", PATHS.script, PATHS.homeserver, PATHS.database, PATHS.database_password],
-        command=["python3", "-m", "synapse.app.generic_worker", *worker_args()],
+        command=["python3", "-m", "synapse.app.generic_worker", *worker_args(image=matrix.image)],
         http_port=HTTP_PORT, metrics_port=METRICS_PORT,
         resources=matrix.resources.wire(), small_resources=SMALL_RESOURCES,
         # the workers connect to the same database as main, verified with the same CA (sslrootcert)

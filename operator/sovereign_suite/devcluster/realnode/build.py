@@ -22,7 +22,7 @@ from pathlib import Path
 from ..cluster import ClusterError
 from . import oci
 from .images import images_dir
-from .standins import MIRROR, RECIPES, SUITE, Recipe
+from .standins import MIRROR, ON_DEMAND, RECIPES, Recipe
 
 EXCLUDES = ("/usr/share/man/*", "/usr/share/doc/*", "/usr/share/info/*", "/usr/share/locale/*",
             "/usr/share/lintian/*")
@@ -41,12 +41,16 @@ def _hooks(recipe: Recipe, stage: Path) -> list[str]:
             f'>> "$1/etc/passwd"'))
     if recipe.pip:
         reqs = " ".join(shlex.quote(r) for r in recipe.pip)
+        copy = constrain = ""
+        if recipe.constraints:  # written beside the stage by build(), copied in for the install, removed after
+            copy = f'cp {shlex.quote(str(stage.parent / "constraints.txt"))} "$1/tmp/pip-constraints.txt"; '
+            constrain = " -c /tmp/pip-constraints.txt"
         args.append("--customize-hook=" + (
             'cp /etc/ssl/certs/ca-certificates.crt "$1/tmp/host-ca.pem"; cp -L /etc/resolv.conf "$1/etc/resolv.conf"; '
-            'chroot "$1" env -u PIP_FIND_LINKS PIP_CERT=/tmp/host-ca.pem SSL_CERT_FILE=/tmp/host-ca.pem '
+            f'{copy}chroot "$1" env -u PIP_FIND_LINKS PIP_CERT=/tmp/host-ca.pem SSL_CERT_FILE=/tmp/host-ca.pem '
             'REQUESTS_CA_BUNDLE=/tmp/host-ca.pem PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore '
-            f'python3 -m pip install --no-cache-dir --break-system-packages --prefer-binary {reqs}; '
-            'rc=$?; rm -f "$1/tmp/host-ca.pem"; : > "$1/etc/resolv.conf"; exit $rc'))
+            f'python3 -m pip install --no-cache-dir --break-system-packages --prefer-binary{constrain} {reqs}; '
+            'rc=$?; rm -f "$1/tmp/host-ca.pem" "$1/tmp/pip-constraints.txt"; : > "$1/etc/resolv.conf"; exit $rc'))
     if recipe.files:
         args.append(f'--customize-hook=cp -a {shlex.quote(str(stage))}/. "$1/"')
     if recipe.script:
@@ -65,11 +69,13 @@ def build(recipe: Recipe, progress=print, log: Path | None = None) -> Path:
     if not shutil.which("mmdebstrap"):
         raise ClusterError("mmdebstrap is needed to build the stand-in images (hack/install-real-node-deps.sh)")
     start = time.monotonic()
-    progress(f"image {recipe.name}: building from Debian {SUITE}" + (" and PyPI" if recipe.pip else ""))
+    progress(f"image {recipe.name}: building from Debian {recipe.suite}" + (" and PyPI" if recipe.pip else ""))
     with tempfile.TemporaryDirectory(prefix=f"build-{recipe.slug}-", dir=images_dir()) as tmp:
         work = Path(tmp)
         stage, rootfs = work / "stage", work / "rootfs"
         stage.mkdir()
+        if recipe.constraints:
+            (work / "constraints.txt").write_text(recipe.constraints_text())
         for path, (content, mode) in recipe.files.items():
             dest = stage / path.lstrip("/")
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -77,7 +83,7 @@ def build(recipe: Recipe, progress=print, log: Path | None = None) -> Path:
             dest.chmod(mode)
         cmd = ["mmdebstrap", "--mode=root", "--variant=minbase", "--format=directory",
                "--include=" + ",".join(recipe.packages), "--aptopt=APT::Install-Recommends \"false\"",
-               *[f"--dpkgopt=path-exclude={p}" for p in EXCLUDES], *_hooks(recipe, stage), SUITE, str(rootfs), MIRROR]
+               *[f"--dpkgopt=path-exclude={p}" for p in EXCLUDES], *_hooks(recipe, stage), recipe.suite, str(rootfs), MIRROR]
         logfile = log or images_dir() / f"{recipe.slug}.build.log"
         with open(logfile, "w") as f:
             proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
@@ -103,8 +109,9 @@ def build_all(names: list[str] | None = None, progress=print) -> dict[str, Path]
 
 
 def built() -> list[Path]:
-    """Archives of every stand-in already in the cache for the current recipes."""
-    return [p for p in (archive_path(r) for r in RECIPES.values()) if p.exists()]
+    """Archives of every stand-in already in the cache for the current recipes (those built on demand aside:
+    standins.ON_DEMAND)."""
+    return [p for p in (archive_path(r) for n, r in RECIPES.items() if n not in ON_DEMAND) if p.exists()]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,7 @@ from .oci import ImageConfig
 
 SUITE = "trixie"  # PostgreSQL 17 (the pinned major) and Redis 8 are trixie's
 MIRROR = "http://deb.debian.org/debian"
+REPO = Path(__file__).resolve().parents[4]  # the repository (constraints files are read from there at build time)
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -32,6 +33,8 @@ class Recipe:
     pip: tuple[str, ...] = ()  # requirements installed from PyPI into /usr/local
     files: dict[str, tuple[str, int]] = field(default_factory=dict)  # path -> (content, mode)
     script: str = ""  # run in the root filesystem (chroot) after packages, pip and files
+    suite: str = SUITE  # the Debian release of the root filesystem
+    constraints: str = ""  # a pip constraints file (path from the repository's root) the pip install obeys
 
     @property
     def slug(self) -> str:
@@ -39,8 +42,14 @@ class Recipe:
 
     def key(self) -> str:
         """Changes whenever an input changes (the image is rebuilt then, and only then)."""
-        data = json.dumps([SUITE, MIRROR, self.name, self.packages, self.users, self.pip, sorted(self.files.items()),
-                           self.script, self.config.as_oci()], sort_keys=True, default=list)
+        data = [self.suite, MIRROR, self.name, self.packages, self.users, self.pip, sorted(self.files.items()),
+                self.script, self.config.as_oci()]
+        if self.constraints:  # its content, not its name (recipes without one keep their key)
+            data.append(self.constraints_text())
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=list).encode()).hexdigest()[:12]
+
+    def constraints_text(self) -> str:
+        return (REPO / self.constraints).read_text()
         return hashlib.sha256(data.encode()).hexdigest()[:12]
 
 
@@ -151,6 +160,24 @@ SYNAPSE = Recipe(
     config=ImageConfig(entrypoint=["/start.py"], ports=["8008/tcp", "8009/tcp", "8448/tcp"]),
 )
 
+# The previous release's Synapse (api/releases.yaml 2024.01, api/image_pins.py OLDER_PINS): the same recipe on the
+# Debian release and Python its image was built on (element-hq/synapse v1.99.0 docker/Dockerfile: ARG
+# PYTHON_VERSION=3.11, FROM python:${PYTHON_VERSION}-slim-bookworm; bookworm's python3 is 3.11), with the
+# dependency versions its poetry.lock fixes (tests/data/synapse-constraints/1.99.0.txt: v1.99.0 does not import with
+# today's prometheus-client). Built for tests/cluster/test_real_node_release_upgrade.py.
+SYNAPSE_PREVIOUS_VERSION = "1.99.0"
+SYNAPSE_PREVIOUS = Recipe(
+    name=f"ghcr.io/element-hq/synapse:v{SYNAPSE_PREVIOUS_VERSION}",
+    packages=SYNAPSE.packages,
+    users=SYNAPSE.users,
+    pip=(f"matrix-synapse=={SYNAPSE_PREVIOUS_VERSION}",),
+    files=SYNAPSE.files,
+    script=SYNAPSE.script,
+    config=SYNAPSE.config,
+    suite="bookworm",
+    constraints=f"tests/data/synapse-constraints/{SYNAPSE_PREVIOUS_VERSION}.txt",
+)
+
 # ---- Element Web (nginx) -----------------------------------------------------------------------------------
 # element-hq/element-web Dockerfile: nginx:alpine-slim, the app in /app, /usr/share/nginx/html a symlink to /app,
 # the pid file in /tmp, USER nginx (uid 101), ENV ELEMENT_WEB_PORT=80; the nginx image's entrypoint
@@ -253,6 +280,10 @@ BACKUP = Recipe(
                                            "PYTHONDONTWRITEBYTECODE=1"]),
 )
 
-RECIPES = {"postgres": POSTGRES, "redis": REDIS, "synapse": SYNAPSE, "element-web": ELEMENT, "litellm": LITELLM,
+# Imported only by the tests that ask for them (not among build.built(), which a real node imports by default: an
+# image no pod of the current release runs would only add seconds of import to every real-node cluster)
+ON_DEMAND = frozenset({"synapse-previous"})
+RECIPES = {"postgres": POSTGRES, "redis": REDIS, "synapse": SYNAPSE, "synapse-previous": SYNAPSE_PREVIOUS,
+           "element-web": ELEMENT, "litellm": LITELLM,
            "dns": DNS,
            "backup": BACKUP}
