@@ -4,7 +4,7 @@ to stop, given the objects the operator applied after the change and the lab's r
 kubelet would show their pods (each with the labels of the pod template it was started from); it stops exactly
 those workloads' processes, asks the planner again (nothing of the old set may be left to wait for, and the
 replicas come back), then starts the new set from the new objects: main and every worker at once, as the
-kubelet would once the replicas are applied again.
+kubelet would once the replicas are applied again (a test may start some worker types late, as a fault).
 """
 
 from __future__ import annotations
