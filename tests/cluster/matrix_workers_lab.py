@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Collection
 
 import yaml
 
@@ -114,15 +115,18 @@ class Workers:
     def redis_ready(self) -> bool:
         return self.lab.run(["sh", "-c", self.redis_probe], tenant=self.tenant).returncode == 0
 
-    def start_workers(self) -> None:
-        """Every worker pod: after Lab.start_synapse wrote the tenant's shared files (homeserver.yaml, keys,
-        database CA) in its folder, add the synapse-workers ConfigMap (the projected config volume), run the two
-        init containers with the pod's own runtime folder, then the worker."""
+    def start_workers(self, skip: Collection[str] = (), only: Collection[str] | None = None) -> None:
+        """Every worker pod (of the StatefulSets in ``only``, or not in ``skip``): after Lab.start_synapse wrote
+        the tenant's shared files (homeserver.yaml, keys, database CA) in its folder, add the synapse-workers
+        ConfigMap (the projected config volume), run the two init containers with the pod's own runtime folder,
+        then the worker."""
         config = self.base / "synapse" / "config"
         for key, value in self.app.configmaps["synapse-workers"].items():
             (config / key).write_text(value)
         overrides = self.lab.root / f"synapse-{self.tenant}-ca.yaml"  # the local CA, as for main
         for sts_name, pods in self.pods.items():
+            if sts_name in skip or (only is not None and sts_name not in only):
+                continue
             sts = self.app.statefulsets[sts_name]
             db_init = self.app.container(sts, "database-config", init=True)
             worker_init = self.app.container(sts, "worker-config", init=True)
@@ -213,6 +217,16 @@ http {{
         if ip == self.lab.ip(self.tenant, "synapse"):
             return "main"
         return next(n for n, a in self.addresses.items() if a == ip)
+
+
+def sql(lab: Lab, tenant: str, app: Applied, query: str) -> list[list[str]]:
+    """A query on the tenant's database over its local socket (the rows, tab-separated by psql)."""
+    env = app.env(app.container(app.statefulsets["matrix-postgres"], "postgres"))
+    base = lab.postgres[tenant]
+    done = lab.run([str(lab.pg_bin / "psql"), "-h", str(base / "sock"), "-p", "5432", "-U", env["POSTGRES_USER"],
+                    "-d", env["POSTGRES_DB"], "-At", "-F", "\t", "-c", query], user=NOBODY)
+    assert done.returncode == 0, done.stderr
+    return [line.split("\t") for line in done.stdout.splitlines()]
 
 
 def has_workers(app: Applied) -> bool:

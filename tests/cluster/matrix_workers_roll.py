@@ -4,7 +4,7 @@ to stop, given the objects the operator applied after the change and the lab's r
 kubelet would show their pods (each with the labels of the pod template it was started from); it stops exactly
 those workloads' processes, asks the planner again (nothing of the old set may be left to wait for, and the
 replicas come back), then starts the new set from the new objects: main and every worker at once, as the
-kubelet would once the replicas are applied again.
+kubelet would once the replicas are applied again (a test may start some worker types late, as a fault).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from hashlib import sha256
-from typing import Any
+from typing import Any, Callable
 
 from sovereign_suite.reconcile import writer_change
 
@@ -68,10 +68,13 @@ class Roll:
     pruned: set[str]  # the worker StatefulSets the new topology has no more
     processes: list[str]  # the lab processes stopped
     restarts: dict[str, int]  # the new processes that exited at start-up and were started again
+    stopped_at: dict[str, int]  # the processes' log sizes once the old set stopped (log_offsets)
 
 
-def roll(workers: Workers, new: Applied) -> Roll:
-    """Carry ``workers`` (running ``workers.app``) over to ``new`` as the planner orders; returns what it said."""
+def roll(workers: Workers, new: Applied, late: frozenset[str] = frozenset(),
+         until: Callable[[], bool] = lambda: True) -> Roll:
+    """Carry ``workers`` (running ``workers.app``) over to ``new`` as the planner orders; returns what it said.
+    ``late``: worker StatefulSets whose pods start only once ``until()`` holds (at most 120 s later)."""
     lab, ns = workers.lab, workers.ns
     desired = _kinded(new)
     pods_of = running_pods(workers)
@@ -94,14 +97,20 @@ def roll(workers: Workers, new: Applied) -> Roll:
     # the new set: names and addresses, then main and every worker pod started together
     workers.app, workers.pods = new, {}
     workers.plan()
+    stopped_at = log_offsets(workers)
     lab.start_synapse(workers.tenant, new)
-    workers.start_workers()
+    workers.start_workers(skip=late)
+    if late:  # the fault: these pods start late, once ``until`` holds (as a slow node or image pull would)
+        deadline = time.monotonic() + 120
+        while not until() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        workers.start_workers(only=late)
     # the lab's router resolves the pods' Service names from its own /etc/hosts, read at start: restarted with
     # the new names (and the new ConfigMap, when it changed, as its config hash would roll it in the cluster)
     lab.stop("synapse-router")
     workers.start_router()
     restarts = wait_started(workers)
-    return Roll(waiting, stopped, pruned, procs, restarts)
+    return Roll(waiting, stopped, pruned, procs, restarts, stopped_at)
 
 
 def wait_started(workers: Workers, timeout: float = 240, limit: int = 5) -> dict[str, int]:

@@ -5,19 +5,24 @@ FR runs main + 2 sync workers + 2 event persisters + 1 federation sender + 1 med
 worker, from what the operator applied; DE stays a monolith. A client goes through the ingress and the router:
 it registers, talks in rooms whose events two different persisters write (``events.instance_name`` in FR's
 database), syncs (the router's log shows a sync worker answered, and that worker's own access log has the
-request; when that worker dies the other one answers and no message is lost), uploads media (the media worker's log and store), and federates with DE, the transactions leaving FR
-only from the federation sender (its log; the main process's and the other workers' logs have no outbound
+request; when that worker dies the other one answers and no message is lost), uploads media (the media worker's
+log and store), and federates with DE, the transactions leaving FR only from the federation sender (its log; the main process's and the other workers' logs have no outbound
 transaction; main's own requests, the invite, went through the sender's federation proxy). Redis is TLS only
 and verifies the processes' client certificate (tests/components/test_matrix_redis.py proves the refusals).
-Then the event persisters change through the suite, 2 -> 3 with an initial-sync pool and back, the lab stopping and
-starting every process as the operator's planner orders (matrix_workers_roll.py; change_writers below): nothing
-written before is lost, new messages land where the new stream_writers says, initial syncs reach the initial-sync
-worker and incremental ones a sync worker.
+Then the writer set changes through the suite, 2 -> 3 event persisters and 1 -> 2 federation senders with an
+initial-sync pool, and back, the lab stopping and starting every process as the operator's planner orders
+(matrix_workers_roll.py; change_writers below): nothing written before is lost, new messages land where the new
+stream_writers says, initial syncs reach the initial-sync worker and incremental ones a sync worker, and FR and DE
+still talk within a bound, the transactions to DE leaving from the sender the new federation_sender_instances picks
+(matrix_workers_federation.py), even when main backs DE off before any sender listens (forced in both changes:
+in the first, DE's own profile query of alice often wakes the destination by chance, so only the second would
+catch Synapse's 10-minute default).
 
 Needs what test_matrix_federation.py needs, and Debian's redis-server (hack/install-federation-tools.sh).
 220 s on the shared 2-core machine under a load average above 20 (plus the session's cluster start) before the
-writer set changes; with them 126 s under a load average of 3 to 6 (77 s for the two changes), 172 s under 8 to 15
-(122 s).
+writer set changes; with the persister changes alone 126 s under a load average of 3 to 6 (77 s for the two
+changes), 172 s under 8 to 15 (122 s); with the sender changes and the forced backoff in both, 157 s (load
+average 7 falling to 2) and 211 s (7 to 12) for the file, cluster start included.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ import pytest
 from ..components.test_synapse_config import synapse_python  # noqa: F401 - the fixture: Synapse's own venv
 from .conftest import wait_for
 from .matrix_lab import NOBODY, Applied, Lab
-from .matrix_workers_lab import Workers, start_tenants
+from .matrix_workers_federation import DELIVERY_BOUND_S, backed_off, check_federation, profile_refresh_due
+from .matrix_workers_lab import Workers, sql, start_tenants
 from .matrix_workers_roll import Roll, log_after, log_offsets, roll, shard
 from .operator_fixture import SUITES, create_referenced_secrets, suite_doc, wait_ready
 from .test_matrix_federation import Tenant, _need_tools, q
@@ -50,16 +56,6 @@ PATCH = {
                 {"country": "DE", "cloud": "de-c5"}],
     "deletionPolicy": "Delete",
 }
-
-
-def sql(lab: Lab, tenant: str, app: Applied, query: str) -> list[list[str]]:
-    """A query on the tenant's database over its local socket (the rows, tab-separated by psql)."""
-    env = app.env(app.container(app.statefulsets["matrix-postgres"], "postgres"))
-    base = lab.postgres[tenant]
-    done = lab.run([str(lab.pg_bin / "psql"), "-h", str(base / "sock"), "-p", "5432", "-U", env["POSTGRES_USER"],
-                    "-d", env["POSTGRES_DB"], "-At", "-F", "\t", "-c", query], user=NOBODY)
-    assert done.returncode == 0, done.stderr
-    return [line.split("\t") for line in done.stdout.splitlines()]
 
 
 def accessed(log: str, method: str, path: str) -> bool:
@@ -133,6 +129,7 @@ class Chat:
     workers: Workers
     fr: Tenant
     de: Tenant
+    bob: str
     bob_token: str
     users: dict[str, str]
     rooms: list[str]
@@ -152,12 +149,15 @@ class Changed:
     sent: dict[str, str]  # event id -> room of the messages sent after the change
 
 
-def change_writers(chat: Chat, topology: dict[str, int]) -> Changed:
+def change_writers(chat: Chat, topology: dict[str, int], late_senders: bool = False) -> Changed:
     """FR's workers become ``topology`` through the suite (the operator renders and applies the objects, on kwok
     nodes); the lab stops and starts its processes as the operator's planner orders (matrix_workers_roll.py).
     Then nothing is lost: every message written before is read back by each member of its room through an initial
     /sync and /messages; and sending works: new messages in every room land on the persister the new
-    ``stream_writers.events`` names for the room, and reach DE."""
+    ``stream_writers.events`` names for the room, and FR and DE still talk (matrix_workers_federation.py), the
+    message sent to DE just before the stop included. ``late_senders``: the fault that made a message wait for
+    DE: main's start-up refresh of bob's profile goes out before any federation sender listens (his profile due,
+    the senders started once main logged DE's backoff); the messages still reach DE within the bound."""
     lab, workers, fr, old = chat.lab, chat.workers, chat.fr, chat.workers.app
     before = message_events(lab, old)
     chat.kube.merge_patch(*SUITES, chat.doc["metadata"]["name"], chat.doc["metadata"]["namespace"], {"spec": {
@@ -169,9 +169,16 @@ def change_writers(chat: Chat, topology: dict[str, int]) -> Changed:
     assert new.deployments["synapse-redis"]["spec"]["template"] == old.deployments["synapse-redis"]["spec"]["template"]
     running = {n for n in lab.procs if n == "synapse-fr" or any(n in pods for pods in workers.pods.values())}
     offsets = log_offsets(workers)
+    alice_token = next(iter(chat.users.values()))
+    just_before = f"Juste avant le changement vers {topology}"  # the old sender may not have sent it yet
+    send(fr, alice_token, chat.fr_de, just_before)
+    late = frozenset({"synapse-federation-sender"} if late_senders else ())
+    if late_senders:
+        profile_refresh_due(lab, old, chat.bob)
     started = time.monotonic()
-    done = roll(workers, new)
-    print(f"[workers] {topology}: stopped and started again in {time.monotonic() - started:.0f} s; "
+    done = roll(workers, new, late, lambda: bool(backed_off(log_after(workers, "synapse-fr", offsets), chat.de.domain)))
+    restarted = time.monotonic()
+    print(f"[workers] {topology}: stopped and started again in {restarted - started:.0f} s; "
           f"(restarted at start-up: {done.restarts or 'none'}); the planner said {done.waiting}")
     assert len(done.waiting) == 1 and done.waiting[0].startswith(f"{old.namespace}: "), done.waiting
     assert done.stopped == {("Deployment", "synapse"), *(("StatefulSet", n) for n in new.statefulsets
@@ -179,6 +186,9 @@ def change_writers(chat: Chat, topology: dict[str, int]) -> Changed:
     assert set(done.processes) == running  # every Synapse process, none left running
     writers = new.homeserver["stream_writers"]["events"]
     assert workers.pods["synapse-event-persister"] == writers
+    failed = backed_off(log_after(workers, "synapse-fr", done.stopped_at), chat.de.domain)
+    if late_senders:  # the fault happened: main backed DE off for the rendered first interval
+        assert failed and "backoff now 30000" in failed[0], (failed, lab.log("synapse-fr")[-3000:])
 
     since = {}
     for user, token in chat.users.items():
@@ -191,11 +201,16 @@ def change_writers(chat: Chat, topology: dict[str, int]) -> Changed:
     sent = {send(fr, token, room, f"{user} after the change to {topology}"): room
             for room in chat.rooms for user, token in chat.users.items()}
     text = f"Encore des workers ({len(writers)} persisters)"
-    sent[send(fr, next(iter(chat.users.values())), chat.fr_de, text)] = chat.fr_de
+    sent_at = time.monotonic()
+    sent[send(fr, alice_token, chat.fr_de, text)] = chat.fr_de
     after = message_events(lab, new)
     assert all(after[event] == (room, shard(room, writers)) for event, room in sent.items()), after
     assert set(before) <= set(after)
-    chat.de.wait_message(chat.bob_token, chat.fr_de, text)  # the restarted federation sender sends
+    # the message sent before the stop could not move while every process was down: its wait counts from the start
+    took = check_federation(lab, workers, new, done.stopped_at, fr, chat.de, (alice_token, chat.bob_token),
+                            chat.fr_de, {just_before: restarted, text: sent_at})
+    print(f"[workers] FR -> DE after the change: {took} s (bound {DELIVERY_BOUND_S} s); DE backed off by: "
+          f"{failed or 'none'}")
     return Changed(new, done, offsets, since, after, sent)
 
 
@@ -350,20 +365,23 @@ def test_worker_topology_runs_for_real(operator, kube, core, namespace, synapse_
             rooms.append(created[1]["room_id"])
         moving = [r for r in rooms if shard(r, new_writers) == new_writers[-1]]
         assert moving, rooms
-        chat = Chat(kube, doc, lab, workers, fr, de, bob_token, {alice: alice_token, carol: carol_token}, rooms, room)
+        chat = Chat(kube, doc, lab, workers, fr, de, bob, bob_token, {alice: alice_token, carol: carol_token}, rooms,
+                    room)
         for r in rooms:
             fr.call("POST", f"/_matrix/client/v3/join/{q(r)}", {}, carol_token)
             for user, token in chat.users.items():
                 send(fr, token, r, f"{user} before the change")
         # Synapse's sharding as the test computes it (shard), checked on every message persisted so far
         assert all(i == shard(r, old_writers) for r, i in message_events(lab, fr_app).values())
-        first = change_writers(chat, {**TOPOLOGY, "eventPersister": 3, "initialSync": 1})
+        first = change_writers(chat, {**TOPOLOGY, "eventPersister": 3, "initialSync": 1, "federationSender": 2},
+                               late_senders=True)
         assert first.new.homeserver["stream_writers"]["events"] == new_writers and not first.roll.pruned
         assert {first.after[e][1] for e, r in first.sent.items() if r in moving} == {new_writers[-1]}
         check_sync_pools(chat, first)
 
-        # -- and back to 2 persisters (the reverse change): the third one's rooms move back to their former one
-        second = change_writers(chat, TOPOLOGY)
+        # -- and back to 2 persisters and 1 sender (the reverse change): the third persister's rooms move back to
+        # their former one; the senders' late start again (DE has no reason left to contact FR by itself here)
+        second = change_writers(chat, TOPOLOGY, late_senders=True)
         assert second.roll.pruned == {"synapse-initial-sync"}
         assert second.new.homeserver["stream_writers"]["events"] == old_writers
         for r in moving:  # its messages by the removed persister (read back above), the new ones by its old one

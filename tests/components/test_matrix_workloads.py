@@ -132,3 +132,24 @@ def test_every_worker_verifies_the_database_with_the_tenants_ca():
         pod = sts["spec"]["template"]["spec"]
         assert ca in pod["volumes"], sts["metadata"]["name"]
         assert mount in pod["containers"][0]["volumeMounts"], sts["metadata"]["name"]
+
+
+def _homeserver(workers, extra=None):
+    patch = {"components": {"matrix": {"workers": workers, **({"extraConfig": extra} if extra else {})}}}
+    suite = suite_with("four-countries", patch)
+    return matrix.homeserver_config(build_contexts(suite, load_example("four-countries")[1])[0])
+
+
+def test_federation_senders_shorten_the_first_backoff_of_a_destination():
+    """With federation senders every process's federation request goes through them, and one made while none
+    listens backs the destination off (workers.DESTINATION_MIN_RETRY_INTERVAL says why): 30 s instead of
+    Synapse's 10 minutes. extraConfig's own ``federation`` keys win one by one; a monolith keeps Synapse's
+    defaults."""
+    assert _homeserver({"federationSender": 1})["federation"] == {"destination_min_retry_interval": "30s"}
+    assert _homeserver({"federationSender": 1}, {"federation": {"destination_min_retry_interval": "2m",
+                                                                 "client_timeout": "30s"}})["federation"] == {
+        "destination_min_retry_interval": "2m", "client_timeout": "30s"}
+    assert _homeserver({"federationSender": 1}, {"federation": {"client_timeout": "30s"}})["federation"] == {
+        "destination_min_retry_interval": "30s", "client_timeout": "30s"}
+    assert "federation" not in _homeserver({})
+    assert "federation" not in _homeserver({"sync": 2})  # no sender: main sends, nothing goes through a proxy

@@ -46,6 +46,7 @@ print(json.dumps({
     "redis": [config.redis.redis_enabled, config.redis.redis_host, config.redis.redis_port,
               config.redis.redis_password],
     "replication_secret": w.worker_replication_secret,
+    "destination_min_retry_ms": config.federation.destination_min_retry_interval_ms,
     "listeners": [[l.port, l.type, sorted(n for r in (l.http_options.resources if l.http_options else [])
                                           for n in r.names)] for l in w.worker_listeners or config.server.listeners],
 }))
@@ -93,6 +94,9 @@ def test_main_process_takes_no_delegated_duty(synapse_python, files, tmp_path): 
     assert main["redis"] == [True, f"synapse-redis.{ctx.namespace}.svc.cluster.local", 6379, "r" * 64]
     assert main["replication_secret"] == "w" * 64
     assert [9093, "http", ["replication"]] in main["listeners"]
+    # the first backoff of a destination whose request failed (workers.DESTINATION_MIN_RETRY_INTERVAL), as
+    # Synapse parses it (synapse/config/federation.py at v1.163.2; its default is 10 minutes)
+    assert main["destination_min_retry_ms"] == 30_000
 
 
 EXPECTED = {  # worker type -> (instance 0's duties: persists events, sends federation, pushes, background,

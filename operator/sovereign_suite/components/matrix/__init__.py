@@ -201,7 +201,11 @@ def homeserver_config(ctx: RenderContext, paths: SynapsePaths = PATHS) -> dict[s
             problems += err.problems
     if problems:
         raise InputError(problems)
-    return {**_defaults(ctx), **extra, **owned}
+    config = {**_defaults(ctx), **extra, **owned}
+    retry = synapse_workers.federation_defaults(ctx)
+    if retry and isinstance(config.get("federation", {}), dict):  # extraConfig's own keys win, one by one
+        config["federation"] = {**retry, **config.get("federation", {})}
+    return config
 
 
 def homeserver_yaml(ctx: RenderContext, paths: SynapsePaths = PATHS) -> str:

@@ -160,6 +160,33 @@ def shared_config(ctx: RenderContext, keys_dir: str, redis_tls_dir: str) -> dict
     return config
 
 
+# Synapse's first backoff after a failed federation request to a destination ("federation" section,
+# destination_min_retry_interval: default 10m, synapse/config/federation.py at v1.163.2; then multiplied by
+# destination_retry_multiplier, 2, up to destination_max_retry_interval, 7d). With
+# outbound_federation_restricted_to, every process's federation request goes through a sender's replication
+# listener (synapse/http/proxyagent.py), and the retry limiter wraps the whole request
+# (synapse/http/matrixfederationclient.py, get_retry_limiter): a request made while no sender listens
+# (every process starting after a writer set change, a sender pod restarting) counts as the *destination*
+# failing. The destination is then backed off in the shared ``destinations`` table, and the federation sender
+# holds every transaction to it without a word above DEBUG (synapse/federation/sender/per_destination_queue.py,
+# NotRetryingDestination) until the backoff ends or the destination contacts us. Seen with real Synapse: main's
+# user directory refreshes a remote user's profile 10 s after it starts (synapse/handlers/user_directory.py,
+# ``ignore_backoff=False``, a 10 s timeout so no retry); the senders not listening yet, the partner country was
+# backed off for 10 minutes and the next message to it waited as long (tests/cluster/test_matrix_workers_real.py).
+# 30 s bounds that wait; a destination really down is still backed off 30 s, 1 min, 2 min... (a few more
+# attempts in its first quarter of an hour, to the whitelisted partners only).
+DESTINATION_MIN_RETRY_INTERVAL = "30s"
+
+
+def federation_defaults(ctx: RenderContext) -> dict[str, Any]:
+    """The ``federation`` section's settings the operator chooses for a topology with federation senders
+    (extraConfig's ``federation`` keys replace them one by one); {} otherwise (Synapse's defaults)."""
+    workers = ctx.components.matrix.workers
+    if not workers.enabled() or not instances(workers, "federation_sender"):
+        return {}
+    return {"destination_min_retry_interval": DESTINATION_MIN_RETRY_INTERVAL}
+
+
 def main_listener() -> dict[str, Any]:
     """The main process's replication listener (docs/workers.md, "Shared configuration"): never routed."""
     return {
