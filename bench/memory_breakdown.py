@@ -23,9 +23,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The layers in the order `sovereign-suite run` imports them (cli.py, then reconcile/runner.main).
-LAYERS = ["yaml", "pydantic", "kubernetes", "kopf", "prometheus_client", "sovereign_suite.api.models",
-          "sovereign_suite.render", "sovereign_suite.reconcile.context", "sovereign_suite.reconcile.handlers"]
+# The layers in the order `sovereign-suite run` imports them (cli.py, then reconcile/runner.main). Kopf is imported
+# as the operator imports it (reconcile/kopf_import.py: without the kubernetes package); the hub client last.
+LAYERS = ["yaml", "pydantic", "sovereign_suite.reconcile.kopf_import", "prometheus_client",
+          "sovereign_suite.api.models", "sovereign_suite.render", "sovereign_suite.reconcile.context",
+          "sovereign_suite.reconcile.handlers", "sovereign_suite.reconcile.credentials"]
 
 _IMPORTS = """
 import gc, importlib, json, sys, tracemalloc
@@ -41,6 +43,7 @@ for m in json.loads(sys.argv[1]):
     gc.collect()
     out['layers'].append([m, rss()])
 out['kubernetes_validate_loaded'] = 'kubernetes_validate' in sys.modules
+out['kubernetes_loaded'] = 'kubernetes' in sys.modules
 out['modules'] = len(sys.modules)
 if sys.argv[2] == 'trace':
     by = {}
@@ -71,7 +74,8 @@ def print_imports(r: dict) -> None:
     for m, v in r["layers"]:
         print(f"  + {m:41s} {v - prev:+6.1f} -> {v:6.1f} MiB")
         prev = v
-    print(f"  ({r['modules']} modules; kubernetes_validate loaded: {r['kubernetes_validate_loaded']})")
+    print(f"  ({r['modules']} modules; kubernetes loaded: {r.get('kubernetes_loaded')}; kubernetes_validate loaded: "
+          f"{r['kubernetes_validate_loaded']})")
 
 
 def in_cluster(n: int, trace_first: bool = False) -> dict:

@@ -148,6 +148,14 @@ def hub_client(pool_size: int = CONNECTION_POOL) -> Any:
     return ApiClient(cfg)
 
 
+def kubeconfig_client(path: str, pool_size: int = CONNECTION_POOL) -> ApiClient:
+    """The operator's client for the kubeconfig at ``path`` (benches and tests that build an operator context as
+    ``run`` would)."""
+    cfg = client_configuration(pool_size)
+    from_kubeconfig(cfg, {"KUBECONFIG": path})
+    return ApiClient(cfg)
+
+
 def _official_client(pool_size: int, field: str) -> Any:
     import logging
 
