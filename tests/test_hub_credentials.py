@@ -163,3 +163,19 @@ def test_a_client_without_retries_raises_urllib3s_error_as_is():
     cfg = ClientConfig(host="http://127.0.0.1:9", retries=False)
     with pytest.raises(apiclient.urllib3.exceptions.NewConnectionError):
         ApiClient(cfg).rest_client.request("GET", cfg.host + "/api", _request_timeout=(0.5, 0.5))
+
+
+def test_kopf_gets_the_rotated_token_and_the_client_certificate_files(tmp_path):
+    (tmp_path / "token").write_text("first")
+    cfg = client_configuration()
+    credentials.from_kubeconfig(cfg, {"KUBECONFIG": _write(tmp_path, {"tokenFile": "token"})})
+    assert connection_info(cfg).token == "first"
+    cfg.token_file.reset_older_than(float("inf"))  # a 401 (Kopf logs in again then)
+    (tmp_path / "token").write_text("second")
+    info = connection_info(cfg)
+    assert (info.token, info.ca_path, info.insecure) == ("second", str(tmp_path / "pki/ca.crt"), False)
+    api = credentials.kubeconfig_client(_write(tmp_path, {"client-certificate": "a.crt", "client-key": "a.key"}))
+    assert isinstance(api, ApiClient) and api.configuration.connection_pool_maxsize == 64
+    info = connection_info(api.configuration)
+    assert (info.certificate_path, info.private_key_path, info.token) == (
+        str(tmp_path / "a.crt"), str(tmp_path / "a.key"), None)
