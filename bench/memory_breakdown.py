@@ -4,7 +4,11 @@ one-tenant suites applied, and the Python allocations those suites left behind g
 (tracemalloc, on a third batch of N suites: tracing inflates RSS, so the RSS figures come from the first two;
 the first batch also loads what every later pass reuses).
 
-    python bench/memory_breakdown.py [--suites 20] [--imports-only]
+    python bench/memory_breakdown.py [--suites 20] [--imports-only] [--python PY] [--source DIR] [--layers A,B]
+
+``--python``: the interpreter whose imports are measured (e.g. a venv with the runtime dependencies only, as the
+image has: the test extras add kubernetes-validate); ``--source``: the ``operator`` folder to import from (an
+older commit's, for a before/after); ``--layers``: other layers than ``LAYERS``.
 
 The context runs in this process, as in bench/member_cost.py; glibc's arenas are capped at 2 as ``sovereign-suite
 run`` does (runner.limit_malloc_arenas). Suites as in bench/many.py (Matrix and Jitsi, one country each).
@@ -57,14 +61,15 @@ print(json.dumps(out))
 """
 
 
-def imports(trace: bool) -> dict:
-    return _imports(LAYERS, trace)
+def imports(trace: bool, python: str = sys.executable, source: Path = ROOT / "operator",
+            layers: list[str] = LAYERS) -> dict:
+    return _imports(layers, trace, python, source)
 
 
-def _imports(layers: list[str], trace: bool) -> dict:
+def _imports(layers: list[str], trace: bool, python: str = sys.executable, source: Path = ROOT / "operator") -> dict:
     env = {"MALLOC_ARENA_MAX": "2", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-c", _IMPORTS, json.dumps(layers), "trace" if trace else "rss"],
-                          capture_output=True, text=True, check=True, env=env, cwd=str(ROOT / "operator"))
+    proc = subprocess.run([python, "-c", _IMPORTS, json.dumps(layers), "trace" if trace else "rss"],
+                          capture_output=True, text=True, check=True, env=env, cwd=str(source))
     return json.loads(proc.stdout)
 
 
@@ -259,8 +264,12 @@ def main() -> None:
     p.add_argument("--imports-only", action="store_true")
     p.add_argument("--trace-first", action="store_true",
                    help="trace the first batch's Python allocations too (its RSS figures are then inflated)")
+    p.add_argument("--python", default=sys.executable)
+    p.add_argument("--source", type=Path, default=ROOT / "operator")
+    p.add_argument("--layers", type=lambda v: v.split(","), default=LAYERS)
     args = p.parse_args()
-    out = {"imports": imports(False), "imports_traced": imports(True)}
+    out = {"imports": imports(False, args.python, args.source, args.layers),
+           "imports_traced": imports(True, args.python, args.source, args.layers)}
     print_imports(out["imports"])
     print("Python allocations left by the imports, by package (tracemalloc, MiB):")
     for k, v in out["imports_traced"]["traced_mib_by_package"].items():
