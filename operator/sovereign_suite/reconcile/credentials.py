@@ -114,12 +114,12 @@ def from_kubeconfig(cfg: ClientConfig, env: dict[str, str] | None = None) -> Non
     if cluster.get("certificate-authority-data"):
         cfg.ca_cert_data = base64.b64decode(cluster["certificate-authority-data"]).decode()
     elif cluster.get("certificate-authority"):
-        cfg.ssl_ca_cert = os.path.join(folder, cluster["certificate-authority"])
+        cfg.ssl_ca_cert = _path(folder, cluster["certificate-authority"])
     cfg.tls_server_name = cluster.get("tls-server-name") or None
     if user.get("token"):
         cfg.token = str(user["token"])
     elif user.get("tokenFile"):
-        cfg.token_file = TokenFile(os.path.join(ufolder, user["tokenFile"]))
+        cfg.token_file = TokenFile(_path(ufolder, user["tokenFile"]))
     cfg.cert_file = _file(user, "client-certificate", ufolder, ".crt")
     cfg.key_file = _file(user, "client-key", ufolder, ".key")
 
@@ -130,8 +130,13 @@ def _file(user: dict[str, Any], name: str, folder: str, suffix: str) -> str | No
     if user.get(f"{name}-data"):
         return private_file(base64.b64decode(user[f"{name}-data"]), suffix)
     if user.get(name):
-        return os.path.join(folder, user[name])
+        return _path(folder, user[name])
     return None
+
+
+def _path(folder: str, name: str) -> str:
+    """A file a kubeconfig names: ``~`` expanded, a relative name taken from the kubeconfig's folder."""
+    return os.path.join(folder, os.path.expanduser(str(name)))
 
 
 def hub_client(pool_size: int = CONNECTION_POOL) -> Any:
