@@ -175,9 +175,14 @@ def in_cluster(n: int, trace_first: bool = False) -> dict:
     return out
 
 
+# glibc gives each thread a stack of RLIMIT_STACK (8 MiB here) in a mapping of its own, a guard page below it: an
+# anonymous read-write mapping of exactly that size is a thread's stack (its resident part: the pages it touched).
+THREAD_STACK = 8 * 2**20
+
+
 def smaps() -> dict[str, float]:
     """This process's resident memory by kind of mapping (/proc/self/smaps), MiB: [heap] (glibc's main arena),
-    other anonymous mappings (pymalloc's arenas, glibc's other arenas, large blocks, thread stacks), OpenSSL's
+    thread stacks, other anonymous mappings (pymalloc's arenas, glibc's other arenas, large blocks), OpenSSL's
     libraries (the interpreter's and cryptography's), other shared libraries' code and data."""
     out: dict[str, float] = {}
     name, size = "", 0
@@ -187,8 +192,10 @@ def smaps() -> dict[str, float]:
             if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
                 start, end = (int(x, 16) for x in head[0].split("-"))
                 size, path = end - start, head[5] if len(head) > 5 else ""
-                if not path:  # (adjacent mappings merge: their sizes tell no allocator apart; see pymalloc())
-                    name = "anonymous (Python's and glibc's heaps beyond [heap], thread stacks)"
+                if not path and size == THREAD_STACK and head[1].startswith("rw"):
+                    name = "thread stacks (8 MiB mappings, between guard pages)"
+                elif not path:  # (adjacent mappings merge: their sizes tell no allocator apart; see pymalloc())
+                    name = "anonymous (Python's and glibc's heaps beyond [heap])"
                 elif path.startswith("["):
                     name = path
                 else:
