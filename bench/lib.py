@@ -23,6 +23,7 @@ import yaml  # noqa: E402
 from kubernetes import config  # noqa: E402
 
 from sovereign_suite.devcluster.cluster import Cluster, bin_dir, dev_clouds  # noqa: E402
+from sovereign_suite.reconcile.credentials import kubeconfig_client  # noqa: E402
 from sovereign_suite.reconcile.kube import Kube  # noqa: E402
 from tests.cluster.conftest import wait_for  # noqa: E402,F401 - the same polling helper as the tests
 from tests.cluster.operator_fixture import (  # noqa: E402
@@ -48,8 +49,9 @@ class Bench:
         except Exception:
             self.cluster.down()
             raise
-        self.kube = Kube(config.new_client_from_config(config_file=str(self.cluster.kubeconfig)),
-                         user_agent="sovereign-suite-bench")
+        # the operator's own client (reconcile/credentials.py), as `sovereign-suite run` builds it: an operator
+        # context made on it (member_cost.py, memory_breakdown.py) uses the clients the operator uses
+        self.kube = Kube(kubeconfig_client(str(self.cluster.kubeconfig)), user_agent="sovereign-suite-bench")
         self.audit = Audit(self.cluster)
         self.kubectl = str(bin_dir() / "kubectl")
         return self

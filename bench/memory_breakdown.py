@@ -4,7 +4,11 @@ one-tenant suites applied, and the Python allocations those suites left behind g
 (tracemalloc, on a third batch of N suites: tracing inflates RSS, so the RSS figures come from the first two;
 the first batch also loads what every later pass reuses).
 
-    python bench/memory_breakdown.py [--suites 20] [--imports-only]
+    python bench/memory_breakdown.py [--suites 20] [--imports-only] [--python PY] [--source DIR] [--layers A,B]
+
+``--python``: the interpreter whose imports are measured (e.g. a venv with the runtime dependencies only, as the
+image has: the test extras add kubernetes-validate); ``--source``: the ``operator`` folder to import from (an
+older commit's, for a before/after); ``--layers``: other layers than ``LAYERS``.
 
 The context runs in this process, as in bench/member_cost.py; glibc's arenas are capped at 2 as ``sovereign-suite
 run`` does (runner.limit_malloc_arenas). Suites as in bench/many.py (Matrix and Jitsi, one country each).
@@ -23,9 +27,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The layers in the order `sovereign-suite run` imports them (cli.py, then reconcile/runner.main).
-LAYERS = ["yaml", "pydantic", "kubernetes", "kopf", "prometheus_client", "sovereign_suite.api.models",
-          "sovereign_suite.render", "sovereign_suite.reconcile.context", "sovereign_suite.reconcile.handlers"]
+# The layers in the order `sovereign-suite run` imports them (cli.py, then reconcile/runner.main). Kopf is imported
+# as the operator imports it (reconcile/kopf_import.py: without the kubernetes package); the hub client last.
+LAYERS = ["yaml", "pydantic", "sovereign_suite.reconcile.kopf_import", "prometheus_client",
+          "sovereign_suite.api.models", "sovereign_suite.render", "sovereign_suite.reconcile.context",
+          "sovereign_suite.reconcile.handlers", "sovereign_suite.reconcile.credentials"]
 
 _IMPORTS = """
 import gc, importlib, json, sys, tracemalloc
@@ -41,6 +47,7 @@ for m in json.loads(sys.argv[1]):
     gc.collect()
     out['layers'].append([m, rss()])
 out['kubernetes_validate_loaded'] = 'kubernetes_validate' in sys.modules
+out['kubernetes_loaded'] = 'kubernetes' in sys.modules
 out['modules'] = len(sys.modules)
 if sys.argv[2] == 'trace':
     by = {}
@@ -54,14 +61,15 @@ print(json.dumps(out))
 """
 
 
-def imports(trace: bool) -> dict:
-    return _imports(LAYERS, trace)
+def imports(trace: bool, python: str = sys.executable, source: Path = ROOT / "operator",
+            layers: list[str] = LAYERS) -> dict:
+    return _imports(layers, trace, python, source)
 
 
-def _imports(layers: list[str], trace: bool) -> dict:
+def _imports(layers: list[str], trace: bool, python: str = sys.executable, source: Path = ROOT / "operator") -> dict:
     env = {"MALLOC_ARENA_MAX": "2", "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-c", _IMPORTS, json.dumps(layers), "trace" if trace else "rss"],
-                          capture_output=True, text=True, check=True, env=env, cwd=str(ROOT / "operator"))
+    proc = subprocess.run([python, "-c", _IMPORTS, json.dumps(layers), "trace" if trace else "rss"],
+                          capture_output=True, text=True, check=True, env=env, cwd=str(source))
     return json.loads(proc.stdout)
 
 
@@ -71,7 +79,8 @@ def print_imports(r: dict) -> None:
     for m, v in r["layers"]:
         print(f"  + {m:41s} {v - prev:+6.1f} -> {v:6.1f} MiB")
         prev = v
-    print(f"  ({r['modules']} modules; kubernetes_validate loaded: {r['kubernetes_validate_loaded']})")
+    print(f"  ({r['modules']} modules; kubernetes loaded: {r.get('kubernetes_loaded')}; kubernetes_validate loaded: "
+          f"{r['kubernetes_validate_loaded']})")
 
 
 def in_cluster(n: int, trace_first: bool = False) -> dict:
@@ -166,9 +175,14 @@ def in_cluster(n: int, trace_first: bool = False) -> dict:
     return out
 
 
+# glibc gives each thread a stack of RLIMIT_STACK (8 MiB here) in a mapping of its own, a guard page below it: an
+# anonymous read-write mapping of exactly that size is a thread's stack (its resident part: the pages it touched).
+THREAD_STACK = 8 * 2**20
+
+
 def smaps() -> dict[str, float]:
     """This process's resident memory by kind of mapping (/proc/self/smaps), MiB: [heap] (glibc's main arena),
-    other anonymous mappings (pymalloc's arenas, glibc's other arenas, large blocks, thread stacks), OpenSSL's
+    thread stacks, other anonymous mappings (pymalloc's arenas, glibc's other arenas, large blocks), OpenSSL's
     libraries (the interpreter's and cryptography's), other shared libraries' code and data."""
     out: dict[str, float] = {}
     name, size = "", 0
@@ -178,8 +192,10 @@ def smaps() -> dict[str, float]:
             if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
                 start, end = (int(x, 16) for x in head[0].split("-"))
                 size, path = end - start, head[5] if len(head) > 5 else ""
-                if not path:  # (adjacent mappings merge: their sizes tell no allocator apart; see pymalloc())
-                    name = "anonymous (Python's and glibc's heaps beyond [heap], thread stacks)"
+                if not path and size == THREAD_STACK and head[1].startswith("rw"):
+                    name = "thread stacks (8 MiB mappings, between guard pages)"
+                elif not path:  # (adjacent mappings merge: their sizes tell no allocator apart; see pymalloc())
+                    name = "anonymous (Python's and glibc's heaps beyond [heap])"
                 elif path.startswith("["):
                     name = path
                 else:
@@ -255,8 +271,12 @@ def main() -> None:
     p.add_argument("--imports-only", action="store_true")
     p.add_argument("--trace-first", action="store_true",
                    help="trace the first batch's Python allocations too (its RSS figures are then inflated)")
+    p.add_argument("--python", default=sys.executable)
+    p.add_argument("--source", type=Path, default=ROOT / "operator")
+    p.add_argument("--layers", type=lambda v: v.split(","), default=LAYERS)
     args = p.parse_args()
-    out = {"imports": imports(False), "imports_traced": imports(True)}
+    out = {"imports": imports(False, args.python, args.source, args.layers),
+           "imports_traced": imports(True, args.python, args.source, args.layers)}
     print_imports(out["imports"])
     print("Python allocations left by the imports, by package (tracemalloc, MiB):")
     for k, v in out["imports_traced"]["traced_mib_by_package"].items():

@@ -42,7 +42,7 @@ def test_the_kubeconfig_cloud_join_writes_is_accepted_and_builds_a_client_from_i
     assert TOKEN not in repr(creds)
     cfg = configuration(creds, pool_size=7)
     assert cfg.host == "https://10.0.0.1:6443" and cfg.verify_ssl
-    assert cfg.api_key == {"authorization": f"Bearer {TOKEN}"}
+    assert cfg.authorization() == f"Bearer {TOKEN}"
     assert "BEGIN CERTIFICATE" in cfg.ca_cert_data and cfg.ssl_ca_cert is None  # in memory, no file
     assert cfg.connection_pool_maxsize == 7 and cfg.cert_file is None
 

@@ -41,3 +41,56 @@ def test_a_restore_still_reaches_the_backup_reader():
     problem = fetch(lambda ns, name: secret, "suites", backups, storage, "eu/fr", "latest")
     assert problem.reason == "RestoreSourceMissing", problem
     assert "cannot be read" in problem.message
+
+
+RUN_PATH = """
+import sys
+import sovereign_suite.cli, sovereign_suite.reconcile.runner
+from sovereign_suite.reconcile.kopf_import import kopf  # runner.main's first import
+import prometheus_client
+from sovereign_suite.reconcile import handlers
+from sovereign_suite.leader import elector
+from sovereign_suite.reconcile.context import OperatorContext, Settings
+from sovereign_suite.reconcile.kube import Kube
+from sovereign_suite.reconcile.credentials import hub_client
+from sovereign_suite.members import kubeconfig
+from sovereign_suite.reconcile import targets, watchloop, watchstream, gpu, storage_hold, finetune_quota
+from kopf._core.intents import registries
+api = hub_client()  # the kubeconfig of the environment below
+ctx = OperatorContext(Kube(api), Settings())
+assert type(registries.get_default_registry()) is kopf.OperatorRegistry, "Kopf's smart registry imports kubernetes"
+assert "kubernetes" not in sys.modules, sorted(m for m in sys.modules if m.startswith("kubernetes"))
+print(type(api).__module__)
+"""
+
+
+def test_the_operator_never_imports_the_kubernetes_package(tmp_path):
+    """``sovereign-suite run`` with a kubeconfig of client-certificate files (kwokctl's, the devcluster's): its
+    imports, its hub client and Kopf's registry load no part of the ``kubernetes`` package (27.5 MiB of RSS:
+    reconcile/apiclient.py), though it is installed (the CLI commands use it)."""
+    (tmp_path / "config").write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:9', certificate-authority: ca.crt}}]\n"
+        "users: [{name: u, user: {client-certificate: a.crt, client-key: a.key}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n")
+    env = {"PATH": "/usr/bin:/bin", "KUBECONFIG": str(tmp_path / "config"), "HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", RUN_PATH], capture_output=True, text=True, cwd=str(OPERATOR),
+                         env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "sovereign_suite.reconcile.apiclient"
+
+
+def test_a_kubeconfig_that_needs_an_exec_plugin_gets_the_official_client(tmp_path):
+    """The fallback (credentials.py): the official loader, imported only then, with the same transport settings."""
+    (tmp_path / "config").write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:9'}}]\n"
+        "users: [{name: u, user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: 'true'}}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n")
+    code = ("import sys\nfrom sovereign_suite.reconcile.credentials import hub_client\napi = hub_client(9)\n"
+            "c = api.configuration\nprint(type(api).__module__, c.retries, c.connection_pool_maxsize, "
+            "bool(c.socket_options))")
+    env = {"PATH": "/usr/bin:/bin", "KUBECONFIG": str(tmp_path / "config"), "HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(OPERATOR), env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["kubernetes.client.api_client", "False", "9", "True"]

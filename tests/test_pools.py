@@ -7,8 +7,8 @@ from __future__ import annotations
 import threading
 import time
 
-from kubernetes import client as k8s_client
 
+from sovereign_suite.reconcile.apiclient import ApiClient
 from sovereign_suite.reconcile.cache import ClusterCache
 from sovereign_suite.reconcile.kube import Kube
 from sovereign_suite.reconcile.pools import ClusterPools, each_cluster
@@ -23,7 +23,7 @@ from .test_transport import Silent
 def target(name: str, host: str = "http://127.0.0.1:9", writers: int = 2, requests: int = 2) -> Target:
     cfg = client_configuration()
     cfg.host = host
-    kube = Kube(k8s_client.ApiClient(cfg), max_retries=0, deadlines=Deadlines(0.5, 0.5, 1))
+    kube = Kube(ApiClient(cfg), max_retries=0, deadlines=Deadlines(0.5, 0.5, 1))
     return Target(name, kube, ClusterCache(kube, ()), ClusterPools(name, writers, requests))
 
 

@@ -123,15 +123,13 @@ def test_a_write_the_members_rbac_refuses_names_the_command_but_not_one_its_poli
 def test_a_kubeconfig_secret_no_cloud_names_any_more_is_no_longer_watched():
     """The kubeconfig Secret watches on the hub stop when no NationalCloud names the Secret (cloud deleted, its
     reference changed), as the members' own watches do (issue 22, item 13)."""
-    from kubernetes import client as k8s_client
-
+    from sovereign_suite.reconcile.apiclient import ApiClient, ClientConfig
     from sovereign_suite.api.validation import parse_cloud
     from sovereign_suite.reconcile.kube import Kube
     from sovereign_suite.reconcile.targets import Members
 
-    cfg = k8s_client.Configuration()
-    cfg.host = "https://127.0.0.1:9"  # nothing answers: the watch keeps retrying until stopped
-    members = Members(Kube(k8s_client.ApiClient(cfg), max_retries=0), make_cache=None, on_change=lambda c: None)
+    cfg = ClientConfig(host="https://127.0.0.1:9")  # nothing answers: the watch keeps retrying until stopped
+    members = Members(Kube(ApiClient(cfg), max_retries=0), make_cache=None, on_change=lambda c: None)
     try:
         old = members._watch("sovereign-suite-system", "de-c5-kubeconfig", "de-c5")
         kept = members._watch("sovereign-suite-system", "fr-kubeconfig", "fr")

@@ -18,6 +18,8 @@ import urllib3
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
+from sovereign_suite.reconcile.apiclient import ApiClient, ClientConfig
+
 from sovereign_suite.reconcile.cache import ClusterCache
 from sovereign_suite.reconcile.informer import Informer
 from sovereign_suite.reconcile.kube import Kind, Kube, Unreachable
@@ -69,10 +71,10 @@ def silent():
     s.close()
 
 
-def kube_for(host: str, deadlines: Deadlines = FAST, cfg: k8s_client.Configuration | None = None, **kw) -> Kube:
+def kube_for(host: str, deadlines: Deadlines = FAST, cfg: ClientConfig | None = None, **kw) -> Kube:
     cfg = cfg or client_configuration()
     cfg.host = host
-    return Kube(k8s_client.ApiClient(cfg), deadlines=deadlines, **kw)
+    return Kube(ApiClient(cfg), deadlines=deadlines, **kw)
 
 
 def test_a_silent_server_is_asked_once_and_is_unreachable_after_the_read_deadline(silent):

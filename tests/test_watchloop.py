@@ -110,9 +110,9 @@ def test_aiohttp_errors_map_to_the_transport_rules():
 
 
 def test_a_tls_connection_of_the_loop_reads_into_a_small_buffer(tmp_path):
-    """asyncio gives each TLS connection a 256 KiB read buffer; the watch loop's get 16 KiB (540 watch connections
+    """asyncio gives each TLS connection a 256 KiB read buffer; the watch loop's get 4 KiB (540 watch connections
     at 27 members held 135 MiB otherwise). A real TLS handshake with a loopback server (certificate checks off: the
-    certificate is not what is tested)."""
+    certificate is not what is tested); an event of 300 KiB, many TLS records, still arrives whole."""
     import shutil
     import ssl
 
@@ -130,16 +130,25 @@ def test_a_tls_connection_of_the_loop_reads_into_a_small_buffer(tmp_path):
     client_tls.verify_mode = ssl.CERT_NONE
     loop = WatchLoop("test-watches")
 
-    async def connect() -> int:
-        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0, ssl=server_tls)
+    event = b'{"type": "ADDED", "object": {"data": "' + b"x" * (300 * 1024) + b'"}}\n'
+
+    async def send(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(event)
+        await writer.drain()
+
+    async def connect() -> tuple[int, bytes]:
+        server = await asyncio.start_server(send, "127.0.0.1", 0, ssl=server_tls)
         port = server.sockets[0].getsockname()[1]
         try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_tls)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_tls, limit=1 << 20)
             size = len(writer.transport._ssl_protocol._ssl_buffer)
+            line = await reader.readline()
             writer.close()
-            return size
+            return size, line
         finally:
             server.close()
 
-    assert loop.spawn(connect).result(timeout=10) == TLS_READ_BUFFER
+    size, line = loop.spawn(connect).result(timeout=10)
+    assert size == TLS_READ_BUFFER == 4096
+    assert line == event
     loop.stop()

@@ -7,10 +7,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from kubernetes import config
 
 from sovereign_suite.devcluster.cluster import dev_clouds
 from sovereign_suite.reconcile.context import OperatorContext, Settings
+from sovereign_suite.reconcile.credentials import kubeconfig_client
 from sovereign_suite.reconcile.kube import Kube
 from sovereign_suite.reconcile.pipeline import reconcile
 
@@ -45,7 +45,8 @@ def restricted_kube(cluster, kube, namespace, tmp_path) -> Kube:
                  "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
                  "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]})
     path = token_kubeconfig(cluster, namespace, name, tmp_path / "sa.yaml")
-    yield Kube(config.new_client_from_config(config_file=str(path)), user_agent="sovereign-suite-operator")
+    # the operator's own client (reconcile/credentials.py), on a token kubeconfig as `run` would read it
+    yield Kube(kubeconfig_client(str(path)), user_agent="sovereign-suite-operator")
     for kind in ("ClusterRoleBinding", "ClusterRole"):
         kube.delete({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": {"name": name}})
 

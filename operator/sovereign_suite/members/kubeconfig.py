@@ -6,7 +6,7 @@ credential to any ``server``, or send the credential through another host (``pro
 certificate is not checked (``insecure-skip-tls-verify``). The hub's operator must never do any of that for a
 Secret written by someone else: the kubernetes client's own loader (``new_client_from_config_dict``) does all of
 it, so the operator never hands it a member's kubeconfig. This module parses the YAML as plain data, accepts only
-the fields below, and builds the client's ``Configuration`` from them.
+the fields below, and builds the operator's client configuration (reconcile/apiclient.py) from them.
 
 Accepted (in every cluster, user and context entry, so no entry the client might pick is left unchecked):
 
@@ -44,8 +44,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-from kubernetes import client as k8s_client
-
+from ..reconcile.apiclient import ClientConfig
 from ..reconcile.transport import client_configuration
 
 TOP_LEVEL = {"apiVersion", "kind", "clusters", "users", "contexts", "current-context", "preferences", "extensions"}
@@ -204,13 +203,13 @@ def parse(raw: bytes) -> MemberCredentials:
     )
 
 
-# ---- the client's Configuration --------------------------------------------------------------------------------
+# ---- the client's configuration --------------------------------------------------------------------------------
 
 _files_lock = threading.Lock()
 _files_dir: str | None = None
 
 
-def _private_file(content: bytes, suffix: str) -> str:
+def private_file(content: bytes, suffix: str) -> str:
     """A file of the operator's own holding ``content`` (mode 0600, named by its digest: a rebuild of the same
     credential reuses it). Python's ssl module loads a client certificate and key only from files."""
     global _files_dir
@@ -226,8 +225,8 @@ def _private_file(content: bytes, suffix: str) -> str:
         return path
 
 
-def configuration(creds: MemberCredentials, pool_size: int) -> k8s_client.Configuration:
-    """The client's Configuration built from the validated fields only (TLS verification always on), with no retry
+def configuration(creds: MemberCredentials, pool_size: int) -> ClientConfig:
+    """The client's configuration built from the validated fields only (TLS verification always on), with no retry
     hidden in the client and TCP keepalive (reconcile/transport.py)."""
     cfg = client_configuration(pool_size)
     cfg.host = creds.server
@@ -237,8 +236,8 @@ def configuration(creds: MemberCredentials, pool_size: int) -> k8s_client.Config
     if creds.tls_server_name:
         cfg.tls_server_name = creds.tls_server_name
     if creds.token:
-        cfg.api_key = {"authorization": f"Bearer {creds.token}"}
+        cfg.token = creds.token
     if creds.client_cert:
-        cfg.cert_file = _private_file(creds.client_cert, ".crt")
-        cfg.key_file = _private_file(creds.client_key, ".key")
+        cfg.cert_file = private_file(creds.client_cert, ".crt")
+        cfg.key_file = private_file(creds.client_key, ".key")
     return cfg

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubernetes.utils.quantity import parse_quantity
-
 from ..components.tenancy import FINE_TUNING_QUOTA
+from .quantity import parse_quantity
 
 
 def _pod_amounts(job: dict[str, Any]) -> dict[str, tuple[Any, str]]:

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import Gauge
-from kubernetes.utils.quantity import parse_quantity
 
 from ..api.models import LLMModel, NationalCloud
 from ..components.base import REGION_LABEL, RenderContext
 from .cache import ClusterCache
 from .gpu_memory import memory_fit, node_gpu_memory_mib, product_memory
 from .problems import ObjectKey
+from .quantity import parse_quantity
 
 GPUS_ALLOCATABLE = Gauge("sovereign_suite_gpus_allocatable", "Allocatable GPUs of a national cloud's GPU nodes.",
                          ["country", "product"])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import kopf
+from .kopf_import import kopf
 
 from .. import metrics
 from ..leader.work import begin
@@ -24,6 +24,7 @@ from ..api.validation import InputError, parse_cloud
 from .context import OperatorContext
 from .pipeline import FINALIZER
 from .finetune_store import FineTuneKey, suite_of_body
+from .login import login  # noqa: F401 - before the first decorator: Kopf's registry and login (login.py)
 from .problems import SuiteKey
 from .worker import GROUP, VERSION, forget_suite
 

@@ -1,4 +1,5 @@
-"""A small raw-JSON Kubernetes client on top of the official client's transport.
+"""A small raw-JSON Kubernetes client on top of apiclient.py's transport (or the official client's, for the CLI
+commands that keep it: both have the same ``configuration``, ``rest_client.request`` and ``update_params_for_auth``).
 
 Why not the typed or dynamic clients: the pipeline works on plain dicts (what the renderers produce), needs
 server-side apply with a field manager, and must handle 429 and 5xx itself (honouring Retry-After), count its
@@ -17,8 +18,6 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 from urllib.parse import urlencode
-
-from kubernetes import client as k8s_client
 
 from .transport import CONNECTION_POOL, HUB, Deadlines, Reachability, transport_error  # noqa: F401 (re-exported)
 
@@ -92,10 +91,11 @@ def yaml_safe_json(obj: Any) -> str:
 class Kube:
     """Thread-safe; one per cluster. ``requests`` counts calls by HTTP verb (APPLY for server-side apply).
     ``deadlines``: how long a request and a watch may go without an answer (transport.py); ``reachability``:
-    whether the cluster answers (``Reachability``); ``fence``: checked before each write is sent (leader election). The ApiClient should come from
-    ``transport.client_configuration`` (no retry hidden in urllib3: ``request`` decides what is tried again)."""
+    whether the cluster answers (``Reachability``); ``fence``: checked before each write is sent (leader election).
+    ``api``: an apiclient.ApiClient built on ``transport.client_configuration`` (no retry hidden in urllib3:
+    ``request`` decides what is tried again), or an official ``kubernetes.client.ApiClient`` (CLI commands)."""
 
-    def __init__(self, api: k8s_client.ApiClient, max_retries: int = 6, max_delay: float = 30.0,
+    def __init__(self, api: Any, max_retries: int = 6, max_delay: float = 30.0,
                  user_agent: str = USER_AGENT, discovery_ttl: float = 30.0, deadlines: Deadlines = HUB,
                  reachability: Reachability | None = None, fence: Callable[[str], None] | None = None):
         self.api = api

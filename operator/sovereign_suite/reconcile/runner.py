@@ -6,19 +6,7 @@ import ctypes
 import logging
 import os
 
-from kubernetes import client as k8s_client, config as k8s_config
-
-from .transport import CONNECTION_POOL, client_configuration
-
-
-def api_client(pool_size: int = CONNECTION_POOL) -> k8s_client.ApiClient:
-    """In-cluster credentials, else the kubeconfig; no retry hidden in the client (transport.py)."""
-    cfg = client_configuration(pool_size)
-    try:
-        k8s_config.load_incluster_config(client_configuration=cfg)
-    except k8s_config.ConfigException:
-        k8s_config.load_kube_config(client_configuration=cfg)
-    return k8s_client.ApiClient(cfg)
+from .credentials import hub_client
 
 
 M_ARENA_MAX = -8  # glibc's malloc.h
@@ -70,7 +58,7 @@ def leader_settings(args) -> dict:
 
 
 def main(args) -> int:
-    import kopf
+    from .kopf_import import kopf
     from prometheus_client import start_http_server
 
     from . import handlers  # noqa: F401 - registers the Kopf handlers
@@ -99,7 +87,7 @@ def main(args) -> int:
 
         shard_fence, identity = ShardFence(settings.shards), new_identity()
         user_agent, fence = f"{USER_AGENT}/{identity}", shard_fence.check
-    ctx = OperatorContext(Kube(api_client(), discovery_ttl=settings.discovery_interval, user_agent=user_agent,
+    ctx = OperatorContext(Kube(hub_client(), discovery_ttl=settings.discovery_interval, user_agent=user_agent,
                                fence=fence), settings, leadership=leadership)
     ctx.identity = identity
     ctx.shards = shard_fence

@@ -25,12 +25,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kubernetes.utils.quantity import parse_quantity
-
 from ..api.derived_names import namespace_of
 from ..api.models import NationalCloud, SovereignSuite
 from ..components.base import LABEL_COMPONENT
 from .problems import ObjectKey, Problem, stalled
+from .quantity import parse_quantity
 
 REASON = "ImmutableStorage"
 

@@ -27,13 +27,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from kubernetes import client as k8s_client
-
 from .. import metrics
 from ..api.common import OPERATOR_NAMESPACE
 from ..api.models import NationalCloud
 from ..api.secret_refs import MEMBER_CREDENTIALS_LABEL, OPT_IN_LABEL
 from ..members import kubeconfig
+from .apiclient import ApiClient
 from .cache import ClusterCache, keep_whole
 from .informer import Informer
 from .kube import ApiError, Kube
@@ -232,7 +231,7 @@ class Members:
         except kubeconfig.KubeconfigRefused as err:
             return stalled("MemberCredentials", f"{where}: key {key!r}: {err.path}: {err.message}")
         # no retry hidden in the client, TCP keepalive (transport.py)
-        api = k8s_client.ApiClient(kubeconfig.configuration(creds, CONNECTION_POOL))
+        api = ApiClient(kubeconfig.configuration(creds, CONNECTION_POOL))
         # the hub's user agent (the replica's identity under leader election) and write fence: a member is
         # written only by the leader, like the hub
         kube = Kube(api, max_retries=self.max_retries, max_delay=2.0, user_agent=self.hub.user_agent,

@@ -14,8 +14,12 @@ A server stopped (SIGSTOP) or behind a black-holed route keeps its TCP connectio
 stopped server still acknowledges keepalive probes: only a read timeout notices it. A watch asks the server to end
 it after ``watch`` seconds (``timeoutSeconds``), so a quiet but healthy watch ends cleanly before its read
 timeout (``watch + read``); no byte in that time means the server does not answer. TCP keepalive
-(kubernetes/utils/keepalive.py builds the options, as client-go sets them) still closes idle pooled connections
-to a host that vanished, so that no request is sent on a dead one.
+(``keepalive_socket_options``) still closes idle pooled connections to a host that vanished, so that no request
+is sent on a dead one.
+
+The operator's own clusters are reached through apiclient.py (urllib3 with these settings, without the
+``kubernetes`` package); the CLI commands that keep the official client get the same rules from
+``transport_error``, which also reads its ``ApiException``.
 """
 
 from __future__ import annotations
@@ -24,15 +28,15 @@ import http.client
 import logging
 import socket
 import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 import urllib3
-from kubernetes import client as k8s_client
-from kubernetes.client.exceptions import ApiException
-from kubernetes.utils.keepalive import tcp_keepalive_socket_options
+
+from .apiclient import ClientConfig
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +76,23 @@ HUB = Deadlines(connect=10.0, read=60.0, watch=300)
 MEMBER = Deadlines(connect=5.0, read=15.0, watch=45)
 
 
-def client_configuration(pool: int = CONNECTION_POOL) -> k8s_client.Configuration:
+def keepalive_socket_options(idle: int, interval: int, count: int) -> list[tuple[int, int, int]]:
+    """urllib3 socket options turning TCP keepalive on, as client-go asks the kernel for it and as
+    kubernetes==37.0.2 kubernetes/utils/keepalive.py builds them: urllib3's own defaults (Nagle off) first,
+    because urllib3 replaces its defaults with the list it is given; options the platform lacks left out."""
+    options = list(urllib3.connection.HTTPConnection.default_socket_options)
+    options.append((socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1))
+    for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval), ("TCP_KEEPCNT", count)):
+        if hasattr(socket, name):
+            options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    return options
+
+
+def client_configuration(pool: int = CONNECTION_POOL) -> ClientConfig:
     """A client configuration with no hidden retry, a connection pool of ``pool`` and TCP keepalive. Set before
-    the ApiClient is built: ``RESTClientObject`` reads it once, when it makes its pools."""
-    cfg = k8s_client.Configuration()
-    cfg.retries = False
-    cfg.connection_pool_maxsize = pool
-    cfg.socket_options = tcp_keepalive_socket_options(*KEEPALIVE)
-    return cfg
+    the ApiClient is built: its pool manager reads it once (apiclient.py)."""
+    return ClientConfig(retries=False, connection_pool_maxsize=pool, socket_options=keepalive_socket_options(
+        *KEEPALIVE))
 
 
 class Cause(NamedTuple):
@@ -94,8 +107,10 @@ def transport_error(exc: BaseException) -> Cause | None:
     failure such as an expired or wrong certificate, broken HTTP); None for anything else (a bug: raised as is)."""
     if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
         exc = exc.reason  # a client built elsewhere, with urllib3's retries on
-    if isinstance(exc, ApiException):
-        # kubernetes/client/rest.py wraps urllib3's SSLError: ApiException(status=0, reason="SSLError\n...")
+    official = sys.modules.get("kubernetes.client.exceptions")  # never imported here: only loaded can it be raised
+    if official is not None and isinstance(exc, official.ApiException):
+        # the official client (CLI commands) wraps urllib3's SSLError: ApiException(status=0, reason="SSLError\n...")
+        # (kubernetes==37.0.2 kubernetes/client/rest.py)
         reason = str(exc.reason or "")
         if exc.status == 0 and reason.startswith("SSLError"):
             return Cause("TLS: " + " ".join(reason.split("\n", 1)[-1].split())[:300], False)

@@ -35,9 +35,11 @@ R = TypeVar("R")
 # The read buffer of one TLS connection of the loop. asyncio's SSLProtocol allocates 256 KiB per connection
 # (CPython 3.11 Lib/asyncio/sslproto.py: ``max_size = 256 * 1024``, ``self._ssl_buffer =
 # bytearray(self.max_size)``), all of it resident: 540 watch connections at 27 members held 135 MiB of buffers
-# (measured: the operator's RSS was 288 MiB with 27 members and 7 suites, docs/performance.md). A TLS record
-# holds at most 16 KiB of data (RFC 8446, 5.1), so reads of 16 KiB lose nothing.
-TLS_READ_BUFFER = 16 * 1024
+# (measured: the operator's RSS was 288 MiB with 27 members and 7 suites, docs/performance.md). A smaller buffer
+# only means more reads for a large event: the bytes not read yet wait in the socket or in OpenSSL's own record
+# buffer, and sslproto.py reads again until nothing is left. 4 KiB instead of 16 (a TLS record's most, RFC 8446,
+# 5.1) cut an idle watch connection from 62 to 51 KiB (docs/performance.md, "Without the kubernetes package").
+TLS_READ_BUFFER = 4 * 1024
 LIST_THREADS = 6  # lists at once over all clusters
 LISTS_PER_CLUSTER = 2  # lists of one cluster at once (a hung member holds no more list threads than this)
 
