@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 
 import yaml
-from lib import SUITES, Bench, audit_time, log, summary, table, wait_for, write_result
+from lib import SUITES, Bench, audit_time, cpu_seconds, log, summary, table, wait_for, write_result
 
 from sovereign_suite.api.secret_refs import MEMBER_CREDENTIALS_LABEL
 from sovereign_suite.devcluster.light_member import LightMember, stop_all
@@ -234,6 +234,19 @@ def passes(op) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in op.series("sovereign_suite_reconcile_total"))
 
 
+def passes_by(op) -> dict[str, float]:
+    """The operator's passes so far by trigger and result (its reconcile counter's labels)."""
+    out: dict[str, float] = {}
+    for line in op.series("sovereign_suite_reconcile_total"):
+        labels, value = line.rsplit(" ", 1)
+        trig = next((kv.split("=", 1)[1].strip('"') for kv in labels.split("{", 1)[-1].rstrip("}").split(",")
+                     if kv.startswith("trigger=")), "?")
+        res = next((kv.split("=", 1)[1].strip('"') for kv in labels.split("{", 1)[-1].rstrip("}").split(",")
+                    if kv.startswith("result=")), "?")
+        out[f"{trig}/{res}"] = out.get(f"{trig}/{res}", 0.0) + float(value)
+    return out
+
+
 def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20, method="inclusive")[-1] if len(values) >= 2 else values[0]
 
@@ -348,7 +361,10 @@ def main() -> None:
             latency: dict[str, list[float]] = {"no_fault": [], "hung": []}
             detail: dict[str, list[dict]] = {"no_fault": [], "hung": []}  # each probe: when, how long, Malta's suite
 
+            windows: dict[str, dict] = {}  # what the operator did in each phase: passes, CPU, the machine's load
+
             def run_probes(phase: str, since: float) -> None:
+                passes0, cpu0, by0 = passes(op), cpu_seconds(op.proc.pid), passes_by(op)
                 for _ in range(args.probes):
                     took, with_hung = probe(kubes, docs, rng, PROBED[args.fleet])
                     latency[phase].append(took)
@@ -357,6 +373,13 @@ def main() -> None:
                     log(f"probe, {phase}: {took:.1f} s{' (the suite also has a tenant in ' + HUNG + ')' if with_hung else ''}")
                     write_result("eu_scale", {**out, "pass_latency_partial": latency, "probes_detail": detail})
                     time.sleep(args.probe_gap)
+                took = time.time() - since
+                windows[phase] = {"seconds": round(took, 1), "passes": passes(op) - passes0,
+                                  "operator_cpu_s": round(cpu_seconds(op.proc.pid) - cpu0, 1),
+                                  "passes_by_trigger": {k: v - by0.get(k, 0.0) for k, v in passes_by(op).items()
+                                                        if v - by0.get(k, 0.0)},
+                                  "load_average_end": Path("/proc/loadavg").read_text().split()[:3]}
+                log(f"{phase}: {windows[phase]}")
 
             run_probes("no_fault", time.time())
             members[HUNG].pause()
@@ -368,7 +391,7 @@ def main() -> None:
                 out["hung_peak"] = {"rss_mib": sampler.rss, "threads": sampler.threads}
             finally:
                 members[HUNG].resume()
-            out["probes_detail"] = detail
+            out["probes_detail"], out["probe_windows"] = detail, windows
             out["pass_latency"] = {k: {"p95": p95(v), **summary(v)} for k, v in latency.items()}
             out["pass_latency"]["ratio_p95_hung_over_no_fault"] = \
                 out["pass_latency"]["hung"]["p95"] / out["pass_latency"]["no_fault"]["p95"]
