@@ -258,6 +258,8 @@ def main() -> None:
     p.add_argument("--probes", type=int, default=40)
     p.add_argument("--members", type=int, default=len(EU), help="how many of the 27 (Malta's always among them)")
     p.add_argument("--fleet", choices=sorted(PROBED), default="tenancy", help="the suites of stage 3")
+    p.add_argument("--result", default="eu_scale", help="bench/results/<this>.json (eu_scale_converged: the "
+                   "converged fleet's pass-latency run, --rounds 0, that report.py reads apart)")
     p.add_argument("--probe-gap", type=float, default=2.0,
                    help="seconds between probes (the hung probes then span the time before and after the operator "
                    "finds the member does not answer)")
@@ -311,7 +313,7 @@ def main() -> None:
                 out["applied_27"] = {"operator": o, "kubectl_parallel": k,
                                      "ratio_operator_over_kubectl": o["median"] / k["median"],
                                      "operator_runs": results["operator"], "kubectl_runs": results["kubectl"]}
-                write_result("eu_scale", out)
+                write_result(args.result, out)
             # their workloads never roll out here: they would pass every 5 s through the stages below
             for doc in round_suites:
                 b.kube.delete(doc)
@@ -339,7 +341,7 @@ def main() -> None:
             out["suites_peak"] = {"rss_mib": sampler.rss, "threads": sampler.threads}
             out["suites_steady"] = sampler.now()
             log(f"{args.suites} suites applied in {out['suites_applied_s']:.0f} s; {out['suites_peak']}")
-            write_result("eu_scale", out)
+            write_result(args.result, out)
 
             # 4. reads per pass of the converged fleet, per member: as many passes as three of every suite (the
             # drift timer's; with the light fleet, no rollout ever ends in a light member, so a suite passes again
@@ -371,7 +373,7 @@ def main() -> None:
                     detail[phase].append({"at_s": round(time.time() - since, 1), "took_s": round(took, 3),
                                           "suite_has_hung_tenant": with_hung})
                     log(f"probe, {phase}: {took:.1f} s{' (the suite also has a tenant in ' + HUNG + ')' if with_hung else ''}")
-                    write_result("eu_scale", {**out, "pass_latency_partial": latency, "probes_detail": detail})
+                    write_result(args.result, {**out, "pass_latency_partial": latency, "probes_detail": detail})
                     time.sleep(args.probe_gap)
                 took = time.time() - since
                 windows[phase] = {"seconds": round(took, 1), "passes": passes(op) - passes0,
@@ -423,7 +425,7 @@ def main() -> None:
                         f"{a27['operator']['median']:.2f} / {a27['kubectl_parallel']['median']:.2f} = "
                         f"{a27['ratio_operator_over_kubectl']:.2f}", "<= 1.0"])
     print(table(rows))
-    print(f"wrote {write_result('eu_scale', out)}")
+    print(f"wrote {write_result(args.result, out)}")
 
 
 if __name__ == "__main__":

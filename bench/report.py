@@ -90,6 +90,13 @@ def main() -> None:
                      f"{lat['ratio_p95_hung_over_no_fault']:.2f} ({lat['hung']['p95']:.2f} s vs "
                      f"{lat['no_fault']['p95']:.2f} s; {lat['hung']['n']} and {lat['no_fault']['n']} probes)",
                      verdict(lat["ratio_p95_hung_over_no_fault"] <= 1.2), eu["date"]])
+    conv = load("eu_scale_converged")  # eu_scale.py --fleet tenancy --rounds 0 --result eu_scale_converged
+    if conv:
+        lat = conv["pass_latency"]
+        rows.append([f"a member hung among {conv['members']}, {conv['suites']} Ready suites: others' p95 <= 1.2x",
+                     f"{lat['ratio_p95_hung_over_no_fault']:.2f} ({lat['hung']['p95']:.2f} s vs "
+                     f"{lat['no_fault']['p95']:.2f} s; {lat['hung']['n']} and {lat['no_fault']['n']} probes)",
+                     verdict(lat["ratio_p95_hung_over_no_fault"] <= 1.2), conv["date"]])
     rows += shard_rows(load("shard_scale"))
     rows += finetune_rows(load("finetune_cost"))
     sl = load("synapse_load")
