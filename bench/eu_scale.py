@@ -1,6 +1,6 @@
 """Europe-wide push mode: a hub and 27 member clusters (one per EU member state), with N two-to-four-country suites.
 
-    python bench/eu_scale.py [--suites 100] [--rounds 2] [--probes 40]
+    python bench/eu_scale.py [--members 27] [--suites 100] [--rounds 2] [--probes 40] [--fleet tenancy|light]
 
 What each cluster is: the hub is a full development cluster (kwokctl: etcd, kube-apiserver, controller manager,
 scheduler, kwok). Each member is a light member (operator/sovereign_suite/devcluster/light_member.py): one
@@ -18,9 +18,19 @@ Measured in one run:
 3. ``--suites`` light suites of 2 to 4 countries spread over the 27 members, all applied;
 4. reads per drift pass of the converged fleet, per member (gets and lists in each member's audit log while
    every suite passes three times on the timer);
-5. pass latency per member: a child ConfigMap deleted in a member, the time until the operator has created it
-   again (event, pass, apply), ``--probes`` times over the 26 members other than Malta's, without a fault, then
-   with Malta's kube-apiserver stopped (SIGSTOP); p95 of each.
+5. pass latency per member: a child deleted in a member, the time until the operator has created it again
+   (event, pass, apply), ``--probes`` times over the 26 members other than Malta's, without a fault, then with
+   Malta's kube-apiserver stopped (SIGSTOP); p95 of each.
+
+The fleet of stage 3 (``--fleet``): ``tenancy`` (the default) is suites whose tenants have every component off
+(``enabled: false``): each tenant is its namespace, network policies, quotas, limit range and role binding, no
+workload, so each suite becomes Ready on a light member and then passes only on the drift timer and on events, as
+a converged fleet does; a probe deletes one of a tenant's NetworkPolicies. ``light`` is the earlier fleet (Matrix
+and Jitsi with one replica each): its workloads never roll out on a light member, so every suite passes again
+every 5 s (``SOVEREIGN_SUITE_REQUEUE``) and the latency measures that queue; a probe deletes a ConfigMap. The
+27-country suites of stage 2 are ``light`` ones (they measure applies); they are deleted (``deletionPolicy:
+Retain``: their children stay in the members, unwatched by any suite) before stage 3, so that they do not pass
+every 5 s during it. ``--members N`` runs N of the 27 (Malta's always among them), to try the script smaller.
 """
 
 from __future__ import annotations
@@ -28,7 +38,6 @@ from __future__ import annotations
 import argparse
 import base64
 import random
-import statistics
 import subprocess
 import tempfile
 import threading
@@ -36,7 +45,8 @@ import time
 from pathlib import Path
 
 import yaml
-from lib import Bench, audit_time, log, summary, table, wait_for, write_result
+from eu_scale_probes import HUNG, PROBED, pass_latency, passes
+from lib import SUITES, Bench, audit_time, log, summary, table, wait_for, write_result
 
 from sovereign_suite.api.secret_refs import MEMBER_CREDENTIALS_LABEL
 from sovereign_suite.devcluster.light_member import LightMember, stop_all
@@ -44,12 +54,13 @@ from sovereign_suite.reconcile.kube import Kube
 from tests.cluster.operator_fixture import Audit, suite_doc
 
 EU = "AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK".split()
-HUNG = "MT"
 READ = {"get", "list"}
 WRITE = {"create", "update", "patch", "delete"}
 SECRETS_NS = "sovereign-suite-system"
 LIGHT = {"matrix": {"elementReplicas": 1}, "jitsi": {"webReplicas": 1}, "docs": {"enabled": False},
          "llm": {"enabled": False}}
+# every component off: a tenant is its tenancy (namespace, policies, quotas, role binding), nothing rolls out
+TENANCY = {c: {"enabled": False} for c in ("matrix", "jitsi", "docs", "llm")}
 
 
 def cloud_name(country: str) -> str:
@@ -125,6 +136,13 @@ class NodePorts:
         return out
 
 
+def tenancy_suite(ns: str, name: str, countries: list[str]) -> dict:
+    doc = suite_doc("four-countries", ns, name)
+    doc["spec"]["components"] = dict(TENANCY)
+    doc["spec"]["tenants"] = [{"country": c, "cloud": cloud_name(c)} for c in countries]
+    return doc
+
+
 def light_suite(ns: str, name: str, countries: list[str], ports: list[int]) -> dict:
     doc = suite_doc("four-countries", ns, name)
     doc["spec"]["components"] = dict(LIGHT)
@@ -157,19 +175,19 @@ def rendered_by_country(b: Bench, doc: dict) -> dict[str, str]:
     return {c: "---\n".join(d) for c, d in out.items()}
 
 
-def operator_round(b: Bench, audits: dict[str, Audit], ns: str, name: str, ports: list[int]) -> float:
-    doc = light_suite(ns, name, EU, ports)
+def operator_round(b: Bench, audits: dict[str, Audit], ns: str, name: str, ports: list[int]) -> dict:
+    doc = light_suite(ns, name, list(audits), ports)
     marks = {c: a.mark() for c, a in audits.items()}
     start = time.time()
     b.kube.create(doc)
     wait_for(lambda: b.applied(doc), 900, 0.5, f"27-country suite {name} applied")
     writes = [e for c, a in audits.items() for e in a.events(marks[c]) if e.get("verb") in WRITE]
-    return max(audit_time(e) for e in writes) - start
+    return doc, max(audit_time(e) for e in writes) - start
 
 
 def kubectl_round(b: Bench, members: dict[str, LightMember], ns: str, name: str, ports: list[int]) -> float:
     files = {}
-    for country, text in rendered_by_country(b, light_suite(ns, name, EU, ports)).items():
+    for country, text in rendered_by_country(b, light_suite(ns, name, list(members), ports)).items():
         f = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
         f.write(text)
         f.close()
@@ -187,43 +205,24 @@ def kubectl_round(b: Bench, members: dict[str, LightMember], ns: str, name: str,
     return took
 
 
-def probe(kubes: dict[str, Kube], suites: list[dict], rng: random.Random) -> float:
-    """A child ConfigMap of one tenant deleted in its member: seconds until the operator created it again."""
-    doc = rng.choice(suites)
-    country = rng.choice([t["country"] for t in doc["spec"]["tenants"] if t["country"] != HUNG])
-    k, tenant_ns = kubes[country], f"{doc['metadata']['name']}-{country.lower()}"
-    cms = sorted(k.list("v1", "ConfigMap", "app.kubernetes.io/managed-by=sovereign-suite-operator", tenant_ns),
-                 key=lambda o: o["metadata"]["name"])
-    victim = cms[0]
-    name, uid = victim["metadata"]["name"], victim["metadata"]["uid"]
-    start = time.monotonic()
-    k.delete(victim)
-    while True:
-        now = k.get("v1", "ConfigMap", name, tenant_ns)
-        if now is not None and now["metadata"]["uid"] != uid:
-            return time.monotonic() - start
-        if time.monotonic() - start > 120:
-            raise TimeoutError(f"{tenant_ns}/{name} not re-created in 120 s")
-        time.sleep(0.05)
-
-
-def passes(op) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in op.series("sovereign_suite_reconcile_total"))
-
-
-def p95(values: list[float]) -> float:
-    return statistics.quantiles(values, n=20, method="inclusive")[-1] if len(values) >= 2 else values[0]
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--suites", type=int, default=100)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--probes", type=int, default=40)
+    p.add_argument("--members", type=int, default=len(EU), help="how many of the 27 (Malta's always among them)")
+    p.add_argument("--fleet", choices=sorted(PROBED), default="tenancy", help="the suites of stage 3")
+    p.add_argument("--result", default="eu_scale", help="bench/results/<this>.json (eu_scale_converged: the "
+                   "converged fleet's pass-latency run, --rounds 0, that report.py reads apart)")
+    p.add_argument("--probe-gap", type=float, default=2.0,
+                   help="seconds between probes (the hung probes then span the time before and after the operator "
+                   "finds the member does not answer)")
     args = p.parse_args()
-    out: dict = {"members": len(EU), "suites": args.suites, "rounds": args.rounds, "probes": args.probes}
+    countries = [c for c in EU if c != HUNG][:max(2, args.members) - 1] + [HUNG]
+    out: dict = {"members": len(countries), "suites": args.suites, "rounds": args.rounds, "probes": args.probes,
+                 "fleet": args.fleet, "load_average_start": Path("/proc/loadavg").read_text().split()[:3]}
     with Bench("eu") as b:
-        members = {c: LightMember(b.cluster, f"m-{c.lower()}") for c in EU}
+        members = {c: LightMember(b.cluster, f"m-{c.lower()}") for c in countries}
         op = None
         try:
             t0 = time.time()
@@ -233,7 +232,7 @@ def main() -> None:
                 m.wait_ready()
             out["members_up_s"] = time.time() - t0
             out["member_apiserver_rss_mib"] = summary([m.rss_mib() for m in members.values()])
-            log(f"27 light members up in {out['members_up_s']:.0f} s")
+            log(f"{len(members)} light members up in {out['members_up_s']:.0f} s")
             join_members(b, members)
             audits = {c: Audit(m) for c, m in members.items()}
             kubes = {c: member_kube(m) for c, m in members.items()}
@@ -249,45 +248,59 @@ def main() -> None:
             # the 27 member targets: their watches list while the suite is applied)
             results: dict[str, list[float]] = {"operator": [], "kubectl": []}
             node_ports = NodePorts()
+            round_suites = []
             for i in range(args.rounds):
                 for who in ("operator", "kubectl") if i % 2 == 0 else ("kubectl", "operator"):
-                    name, ports = f"{who[0]}{i}", node_ports.take(EU)
-                    took = operator_round(b, audits, ns, name, ports) if who == "operator" else \
-                        kubectl_round(b, members, ns, name, ports)
+                    name, ports = f"{who[0]}{i}", node_ports.take(countries)
+                    if who == "operator":
+                        doc, took = operator_round(b, audits, ns, name, ports)
+                        round_suites.append(doc)
+                    else:
+                        took = kubectl_round(b, members, ns, name, ports)
                     results[who].append(took)
                     log(f"round {i} {who}: {took:.2f} s")
                 if i == 0:
                     time.sleep(5)
                     out["after_first_27_country_suite"] = sampler.now()
-            o, k = summary(results["operator"]), summary(results["kubectl"])
-            write_result("eu_scale", out)
-            out["applied_27"] = {"operator": o, "kubectl_parallel": k,
-                                 "ratio_operator_over_kubectl": o["median"] / k["median"],
-                                 "operator_runs": results["operator"], "kubectl_runs": results["kubectl"]}
+            if args.rounds:
+                o, k = summary(results["operator"]), summary(results["kubectl"])
+                out["applied_27"] = {"operator": o, "kubectl_parallel": k,
+                                     "ratio_operator_over_kubectl": o["median"] / k["median"],
+                                     "operator_runs": results["operator"], "kubectl_runs": results["kubectl"]}
+                write_result(args.result, out)
+            # their workloads never roll out here: they would pass every 5 s through the stages below
+            for doc in round_suites:
+                b.kube.delete(doc)
+            wait_for(lambda: all(b.kube.get(*SUITES, d["metadata"]["name"], ns) is None for d in round_suites),
+                     600, 1.0, "the 27-country suites deleted")
 
             # 3. --suites two-to-four-country suites over the 27 members
             rng = random.Random(27)
             docs = []
             for i in range(args.suites):
-                countries = rng.sample(EU, 2 + i % 3)
-                docs.append(light_suite(ns, f"s{i:03d}", countries, node_ports.take(countries)))
+                chosen = rng.sample(countries, min(len(countries), 2 + i % 3))
+                docs.append(tenancy_suite(ns, f"s{i:03d}", chosen) if args.fleet == "tenancy" else
+                            light_suite(ns, f"s{i:03d}", chosen, node_ports.take(chosen)))
             sampler.reset()
             start = time.time()
             for d in docs:
                 b.kube.create(d)
             wait_for(lambda: all(b.applied(d) for d in docs), 3600, 5.0, f"{args.suites} suites applied")
             out["suites_applied_s"] = time.time() - start
+            if args.fleet == "tenancy":  # converged: every suite Ready (nothing rolls out)
+                wait_for(lambda: all(b.ready(d) for d in docs), 600, 5.0, f"{args.suites} suites Ready")
+                out["suites_ready_s"] = time.time() - start
             out["tenants"] = sum(len(d["spec"]["tenants"]) for d in docs)
             time.sleep(20)
             out["suites_peak"] = {"rss_mib": sampler.rss, "threads": sampler.threads}
             out["suites_steady"] = sampler.now()
             log(f"{args.suites} suites applied in {out['suites_applied_s']:.0f} s; {out['suites_peak']}")
-            write_result("eu_scale", out)
+            write_result(args.result, out)
 
-            # 4. reads per pass of the converged fleet, per member: as many passes as three of every suite (no
-            # rollout ever ends in a light member, so a suite passes again every 5 s, SOVEREIGN_SUITE_REQUEUE,
-            # more often than the drift timer: those passes read as a drift pass would, from the caches)
-            every = args.suites + args.rounds
+            # 4. reads per pass of the converged fleet, per member: as many passes as three of every suite (the
+            # drift timer's; with the light fleet, no rollout ever ends in a light member, so a suite passes again
+            # every 5 s, SOVEREIGN_SUITE_REQUEUE: those passes read as a drift pass would, from the caches)
+            every = args.suites
             before = passes(op)
             marks = {c: a.mark() for c, a in audits.items()}
             t_reads = time.time()
@@ -301,45 +314,34 @@ def main() -> None:
 
             # 5. pass latency on the 26 other members, without then with Malta hung
             sampler.reset()
-            latency: dict[str, list[float]] = {"no_fault": [], "hung": []}
-            for _ in range(args.probes):
-                latency["no_fault"].append(probe(kubes, docs, rng))
-                log(f"probe, no fault: {latency['no_fault'][-1]:.1f} s")
-            write_result("eu_scale", {**out, "pass_latency_partial": latency})
-            members[HUNG].pause()
-            try:
-                hung_at = time.time()
-                for _ in range(args.probes):
-                    latency["hung"].append(probe(kubes, docs, rng))
-                    log(f"probe, {HUNG} hung: {latency['hung'][-1]:.1f} s")
-                    write_result("eu_scale", {**out, "pass_latency_partial": latency})
-                out["hung_probe_window_s"] = time.time() - hung_at
-                out["hung_peak"] = {"rss_mib": sampler.rss, "threads": sampler.threads}
-            finally:
-                members[HUNG].resume()
-            out["pass_latency"] = {k: {"p95": p95(v), **summary(v)} for k, v in latency.items()}
-            out["pass_latency"]["ratio_p95_hung_over_no_fault"] = \
-                out["pass_latency"]["hung"]["p95"] / out["pass_latency"]["no_fault"]["p95"]
+            pass_latency(op, kubes, docs, members[HUNG], rng, args, out,
+                         lambda partial: write_result(args.result, {**out, **partial}))
+            out["hung_peak"] = {"rss_mib": sampler.rss, "threads": sampler.threads}
             out["operator_hwm_mib"] = proc_status(op.proc.pid)["VmHWM"] / 1024
             out["operator_peak_threads"] = max(sampler.threads, out["suites_peak"]["threads"])
+            out["load_average_end"] = Path("/proc/loadavg").read_text().split()[:3]
             sampler.stop.set()
         finally:
             if op is not None and op.proc is not None and op.proc.poll() is None:
                 op.stop()
             stop_all(list(members.values()))
-    lat = out["pass_latency"]
-    print(table([
+    lat, n = out["pass_latency"], len(countries)
+    rows = [
         ["measure", "measured", "target"],
-        ["operator threads, peak (27 members, suites)", f"{out['operator_peak_threads']:.0f}", "<= 64"],
+        [f"operator threads, peak ({n} members, {args.fleet} suites)", f"{out['operator_peak_threads']:.0f}", "<= 64"],
         ["operator RSS, peak (MiB)", f"{out['operator_hwm_mib']:.0f}", "<= 200"],
-        ["27-country suite applied (s, median), operator / 27 kubectl",
-         f"{o['median']:.2f} / {k['median']:.2f} = {out['applied_27']['ratio_operator_over_kubectl']:.2f}", "<= 1.0"],
         ["reads per drift pass per member, max", f"{max(out['reads_per_drift_pass_per_member'].values()):.2f}", "0"],
-        ["pass latency p95 (s), no fault / Malta hung",
+        [f"pass latency p95 (s), no fault / {HUNG} hung",
          f"{lat['no_fault']['p95']:.2f} / {lat['hung']['p95']:.2f} = {lat['ratio_p95_hung_over_no_fault']:.2f}",
          "<= 1.2"],
-    ]))
-    print(f"wrote {write_result('eu_scale', out)}")
+    ]
+    if args.rounds:
+        a27 = out["applied_27"]
+        rows.insert(3, [f"{n}-country suite applied (s, median), operator / {n} kubectl",
+                        f"{a27['operator']['median']:.2f} / {a27['kubectl_parallel']['median']:.2f} = "
+                        f"{a27['ratio_operator_over_kubectl']:.2f}", "<= 1.0"])
+    print(table(rows))
+    print(f"wrote {write_result(args.result, out)}")
 
 
 if __name__ == "__main__":

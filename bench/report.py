@@ -71,7 +71,7 @@ def main() -> None:
                      f"{t['median']:.1f} s ({t['min']:.1f}-{t['max']:.1f}); change converged "
                      f"{f['converged_seconds']['median']:.1f} s after the kill", verdict(t["max"] < 15), f["date"]])
     if eu:
-        n = f"27 members, {eu['suites']} suites"
+        n = f"{eu['members']} members, {eu['suites']} {eu.get('fleet', 'light')} suites"
         rows.append([f"{n}: operator threads <= 64", f"peak {eu['operator_peak_threads']:.0f}",
                      verdict(eu["operator_peak_threads"] <= 64), eu["date"]])
         rows.append([f"{n}: operator RSS <= 200 MiB", f"peak {eu['operator_hwm_mib']:.0f} MiB",
@@ -79,16 +79,24 @@ def main() -> None:
         worst = max(eu["reads_per_drift_pass_per_member"].values())
         rows.append([f"{n}: reads per drift pass per member = 0", f"at most {worst:.2f}", verdict(worst == 0),
                      eu["date"]])
-        a27 = eu["applied_27"]
-        rows.append(["27-country suite applied <= 1.0x 27 kubectl runs in parallel",
-                     f"{a27['ratio_operator_over_kubectl']:.2f} (operator {a27['operator']['median']:.2f} s, kubectl "
-                     f"{a27['kubectl_parallel']['median']:.2f} s, {eu['rounds']} rounds)",
-                     verdict(a27["ratio_operator_over_kubectl"] <= 1.0), eu["date"]])
+        a27 = eu.get("applied_27")  # not measured in a run with --rounds 0
+        if a27:
+            rows.append([f"{eu['members']}-country suite applied <= 1.0x {eu['members']} kubectl runs in parallel",
+                         f"{a27['ratio_operator_over_kubectl']:.2f} (operator {a27['operator']['median']:.2f} s, "
+                         f"kubectl {a27['kubectl_parallel']['median']:.2f} s, {eu['rounds']} rounds)",
+                         verdict(a27["ratio_operator_over_kubectl"] <= 1.0), eu["date"]])
         lat = eu["pass_latency"]
-        rows.append(["a member hung among 27: the others' p95 pass latency <= 1.2x no fault",
+        rows.append([f"a member hung among {eu['members']}: the others' p95 pass latency <= 1.2x no fault",
                      f"{lat['ratio_p95_hung_over_no_fault']:.2f} ({lat['hung']['p95']:.2f} s vs "
                      f"{lat['no_fault']['p95']:.2f} s; {lat['hung']['n']} and {lat['no_fault']['n']} probes)",
                      verdict(lat["ratio_p95_hung_over_no_fault"] <= 1.2), eu["date"]])
+    conv = load("eu_scale_converged")  # eu_scale.py --fleet tenancy --rounds 0 --result eu_scale_converged
+    if conv:
+        lat = conv["pass_latency"]
+        rows.append([f"a member hung among {conv['members']}, {conv['suites']} Ready suites: others' p95 <= 1.2x",
+                     f"{lat['ratio_p95_hung_over_no_fault']:.2f} ({lat['hung']['p95']:.2f} s vs "
+                     f"{lat['no_fault']['p95']:.2f} s; {lat['hung']['n']} and {lat['no_fault']['n']} probes)",
+                     verdict(lat["ratio_p95_hung_over_no_fault"] <= 1.2), conv["date"]])
     rows += shard_rows(load("shard_scale"))
     rows += finetune_rows(load("finetune_cost"))
     sl = load("synapse_load")

@@ -51,6 +51,20 @@ def suite_of(obj: dict[str, Any] | None) -> SuiteKey | None:
     return None
 
 
+def health_news(failing: bool, cluster_down: bool) -> bool:
+    """Whether a watch that starts failing (``failing``) or works again is news for the suites of its cluster
+    (``on_health_change`` enqueues them all). A watch failing while its cluster is known not to answer
+    (``cluster_down``: its Reachability says so) is not: the suites were enqueued when the cluster went down
+    (Reachability's ``on_change``), are again when it answers, and their passes meanwhile report it unreachable
+    whatever more of its watches fail. Without this, each of a hung member's 20-odd watches, failing one after the
+    other at its own read deadline, enqueued every suite using the member again: in bench/eu_scale.py (9 members, 40
+    suites) 30 of them failed within a minute of the freeze, so the member's suites passed again and again, each
+    pass rendering the suite on the operator's one render thread while the other members' passes waited
+    (docs/performance.md). A watch failing while the cluster answers (a refusal: 401, 403) and one working again
+    stay news."""
+    return not (failing and cluster_down)
+
+
 class ClusterCache:
     """``child_kinds``: (apiVersion, kind) of every namespaced child kind. ``namespaces``: the namespaces whose
     suites the operator serves (empty: all, and its children are watched cluster-wide)."""
@@ -244,7 +258,8 @@ class ClusterCache:
             self.on_api_change(f"{informer.kind} {'served' if informer.served else 'not served'}")
 
     def _health_changed(self, informer: Informer) -> None:
-        if self.on_health_change is not None:
+        if self.on_health_change is not None and health_news(bool(informer.last_error),
+                                                             self.kube.reachability.failure() is not None):
             self.on_health_change()
 
     def _secret_event(self, type_: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
