@@ -10,9 +10,9 @@ import threading
 
 
 class BlackHoleProxy:
-    def __init__(self, upstream_host: str, upstream_port: int):
-        self.upstream = (upstream_host, upstream_port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
+    def __init__(self, upstream_host: str, upstream_port: int, listen: str = "127.0.0.1"):
+        self.upstream = (upstream_host, upstream_port)  # read at each connection: may be set later
+        self.listener = socket.create_server((listen, 0))
         self.port = self.listener.getsockname()[1]
         self._cut = threading.Event()
         self._closed = threading.Event()

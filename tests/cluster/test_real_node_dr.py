@@ -26,8 +26,10 @@ the backup image's pg_dump/pg_restore and age; docs/development.md, "Stand-in im
    key read before the disaster (the check a homeserver that cached FR's key makes: the restored server holds the
    same PRIVATE key); a second real Synapse (``de.test``, a pod on the real node: dr_federation.py) with no key
    cached and no other key server fetches FR's key over federation and accepts it (its notary answer carries its
-   countersignature), the same key id and public key; every generated Secret the backup held has the same values
-   as before (annotated with the backup id): nothing was regenerated.
+   countersignature), the same key id and public key; then a federated exchange with it (dr_exchange.py): FR's
+   user invites ``de.test``'s user into the restored room, he joins through his own server and reads FR's restored
+   history there, a message goes each way, and both servers show the same messages; every generated Secret the
+   backup held has the same values as before (annotated with the backup id): nothing was regenerated.
 7. The negative case, in the new cluster: a second suite (``dr2``) whose newest backup has a corrupt database
    dump (a copy of the real backup, bytes flipped, the manifest's SHA-256 kept): the restore Job refuses before
    writing anything, the suite is Stalled ``RestoreFailed`` with the program's own words (the object named),
@@ -37,9 +39,9 @@ Printed with -s: the backup's size and duration, the time to delete the cluster 
 the RTO: from applying the suite with ``restoreFrom`` to the user reading the history (the figures in
 docs/operations.md, "Restore into a new cluster", come from this test).
 
-What it does not prove: events exchanged over federation after the restore (``de.test`` fetches FR's key, it
-joins no room; the suite's own German tenant is simulated here), FR's certificate chain (``de.test`` reaches FR
-through a TLS proxy with a self-signed certificate); a restore of an older
+What it does not prove: federation with the suite's own German tenant (``de.test`` is a throwaway homeserver
+outside the suite), FR's certificate chain (the two servers reach each other through TLS proxies with self-signed
+certificates); a restore of an older
 backup on the real node (tests/test_disaster_recovery.py does it at process level); CloudNativePG (refused with
 restoreFrom); Docs, Jitsi and the LLM gateway (not enabled here); the upstream images themselves (stand-ins);
 a cluster on other machines (the bucket is on this one).
@@ -63,7 +65,7 @@ from sovereign_suite.reconcile.secrets import LABEL_GENERATED
 
 from ..s3_server import moto_bucket
 from ..test_backup_program import ACCESS, SECRET, _identity
-from . import dr_federation
+from . import dr_exchange, dr_federation
 from .conftest import wait_for
 from .dr_matrix import (FR_NS, PASSWORD, SUITE, USER, download, history, key_response, register, send, server_key,
                         synapse, upload, verify_signed)
@@ -87,7 +89,7 @@ def fr_cloud(endpoint_host: str, port: int) -> dict:
     return cloud
 
 
-def suite(restore: bool) -> dict:
+def suite(restore: bool, federation: dict | None = None) -> dict:
     backups: dict = {"enabled": True, "schedule": "0 3 * * *", "retentionDays": 7,
                      "encryptionRecipientSecretRef": {"name": "backup-recipient", "key": "recipient"}}
     if restore:
@@ -96,6 +98,7 @@ def suite(restore: bool) -> dict:
         "deletionPolicy": "Retain", "backups": backups,
         "components": {"docs": {"enabled": False}, "jitsi": {"enabled": False}, "llm": {"enabled": False}}})
     doc["spec"]["tenants"] = [{"country": "FR", "cloud": "fr-real"}]
+    dr_federation.merge(doc["spec"], federation or {})  # Route.suite_patch: de.test, outside the suite
     return doc
 
 
@@ -271,8 +274,10 @@ def test_a_deleted_cluster_comes_back_from_the_countrys_backups(storage, tmp_pat
     # ---- a new cluster, the suite applied with restoreFrom -----------------------------------------------------
     country["fr-identity"] = {"identity": identity_path.read_text()}
     second = bring_up(f"dr-b-{pid}", cloud, country)
+    route = None
     try:
-        doc = suite(restore=True)
+        route = dr_federation.prepare(second)  # the German server's Service: FR's suite names its address
+        doc = suite(restore=True, federation=route.suite_patch())
         began = time.monotonic()
         second.apply(doc)
         pod = second.client_pod(INGRESS_NS)  # the test's client, started meanwhile
@@ -305,7 +310,8 @@ def test_a_deleted_cluster_comes_back_from_the_countrys_backups(storage, tmp_pat
         # server that cached it would check it
         body = key_response(second, pod)
         assert verify_signed(body, body["server_name"], key) == list(key), body
-        another_server_verifies_the_key(second, body["server_name"], key)
+        another_server_verifies_the_key(second, body["server_name"], key, route, lambda: dr_exchange.exchange(
+            second, pod, token, login["user_id"], room, expected, route))
         after = generated(second)
         for name in sealed:
             assert after[name]["data"] == before[name]["data"], f"Secret {name} was regenerated"
@@ -317,19 +323,21 @@ def test_a_deleted_cluster_comes_back_from_the_countrys_backups(storage, tmp_pat
         diagnose(second)
         raise
     finally:
+        if route is not None:
+            route.proxy.close()
         began = time.monotonic()
         tear_down(second)
         print(f"the new cluster deleted: {time.monotonic() - began:.0f} s")
 
 
-def another_server_verifies_the_key(r: Real, fr_name: str, key: dict[str, str]) -> None:
+def another_server_verifies_the_key(r: Real, fr_name: str, key: dict[str, str], route, then) -> None:
     """A second real Synapse (``de.test``, dr_federation.py) fetches the restored FR server's key over federation,
     with nothing cached and no other key server: it accepts it (its notary answer carries its own countersignature
     beside FR's), the key id and public key are the ones read before the disaster, and FR's signature verifies with
-    that key."""
+    that key. Then ``then()`` (the federated exchange, dr_exchange.py) while ``de.test`` runs."""
     began = time.monotonic()
     svc = r.core.read_namespaced_service("synapse", FR_NS)
-    dr_federation.start(r, fr_name, f"{svc.spec.cluster_ip}:8008")
+    dr_federation.start(r, fr_name, f"{svc.spec.cluster_ip}:8008", route)
     try:
         (key_id,) = key
         entry = dr_federation.query_through_de(r, fr_name, key_id)
@@ -340,6 +348,7 @@ def another_server_verifies_the_key(r: Real, fr_name: str, key: dict[str, str]) 
         assert verify_signed(entry, dr_federation.DE, dr_federation.de_keys(r))
         print(f"{dr_federation.DE} (a second Synapse) fetched and countersigned FR's key {key_id} over federation: "
               f"{time.monotonic() - began:.0f} s with its start")
+        then()
     except BaseException:
         print(dr_federation.log(r))
         raise

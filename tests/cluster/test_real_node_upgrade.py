@@ -16,6 +16,12 @@
 - SIGKILL of the leader's container process (found through containerd): the standby takes the Lease (measured),
   a deleted child comes back, no second in which two replicas wrote, no object created twice.
 - ``helm rollback`` to the previous revision: the same checks; the CRDs stay (helm.sh/resource-policy: keep).
+- The tenants' ResourceQuotas, read from the cluster, against what each operator's own renderer makes of the
+  applied suite and NationalClouds (quota_renders.py): after the upgrade the current split (``tenant-quota``
+  storage only, ``tenant-serving`` and ``tenant-fine-tuning`` scoped by PriorityClass); after the rollback the
+  previous operator's single ``tenant-quota`` with its full limits (cpu, memory, GPUs, pods, storage) applied back
+  over the storage-only one, and the two scoped quotas pruned (they carry the suite's labels and UID), in every
+  tenant the previous operator renders.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from sovereign_suite.devcluster.realnode import operator_image, previous_image
 from .conftest import wait_for
 from .leader_fixture import ReplicaAudit, duplicates_created, seconds_written_by_two
 from .operator_fixture import suite_doc, wait_ready
+from .quota_renders import current_root, live_quotas, mismatches, rendered_quotas
 from .realnode_fixture import FR_CLOUD, FR_NS, PATCH, REGISTRY, SUITE, Real, ensure_suite, need_real_node, start
 from .test_real_node_operator import CHART, NAMESPACE, RELEASE, SA_USER, container_pid, helm, memory
 from .upgrade_checks import ReadyWatch, Snapshot, child_writes, lease_holder, passes
@@ -144,6 +151,32 @@ def undisturbed(r: Real, change) -> dict:
     return {"helm": helm_took, "written": written, "changed": changed}
 
 
+def applied_inputs(r: Real) -> tuple[dict, list[dict]]:
+    """The suite as the test applies it and the NationalClouds as the cluster holds them (their specs)."""
+    clouds = json.loads(r.kubectl("get", "nationalclouds.sovereignsuite.io", "-o", "json"))["items"]
+    return (suite_doc("two-countries", "rn-suites", name=SUITE, patch=PATCH),
+            [{"apiVersion": c["apiVersion"], "kind": c["kind"], "metadata": {"name": c["metadata"]["name"]},
+              "spec": c["spec"]} for c in clouds])
+
+
+@pytest.fixture(scope="module")
+def quota_renders(previous: Real, tmp_path_factory) -> dict:
+    """The tenants' quotas as the current and the previous operator render them (quota_renders.py)."""
+    suite, clouds = applied_inputs(previous)
+    tmp = tmp_path_factory.mktemp("quota-renders")
+    out = {"current": rendered_quotas(current_root(), suite, clouds, tmp / "current"),
+           "previous": rendered_quotas(previous_image.sources(), suite, clouds, tmp / "previous")}
+    # what the test relies on: the previous operator renders one quota per tenant, with everything in it
+    assert sorted(out["previous"]) == sorted(TENANTS), out["previous"]
+    for ns, quotas in out["previous"].items():
+        assert list(quotas) == ["tenant-quota"], (ns, quotas)
+        assert {"requests.cpu", "requests.memory", "pods", "requests.storage"} <= set(quotas["tenant-quota"]["hard"])
+        assert any(k.startswith("requests.") and k.endswith("gpu") for k in quotas["tenant-quota"]["hard"])
+    assert {ns: sorted(q) for ns, q in out["current"].items()} == {
+        ns: ["tenant-fine-tuning", "tenant-quota", "tenant-serving"] for ns in TENANTS}, out["current"]
+    return out
+
+
 @pytest.fixture(scope="module")
 def previous(tmp_path_factory):
     """The cluster with the real node, the current and previous images in its containerd, the previous chart
@@ -178,8 +211,10 @@ def previous(tmp_path_factory):
         c.down()
 
 
-def test_helm_upgrade_from_the_previous_chart(previous: Real):
+def test_helm_upgrade_from_the_previous_chart(previous: Real, quota_renders: dict):
     r = previous
+    # before: the previous operator's single quota per tenant
+    assert mismatches(live_quotas(r, TENANTS), quota_renders["previous"]) == []
     meta, fields = crd_fields(r)
     assert ADDED_FIELD not in fields
     ok, out = strict_dry_run(r, {ADDED_FIELD: False})
@@ -194,6 +229,8 @@ def test_helm_upgrade_from_the_previous_chart(previous: Real):
     assert meta["annotations"]["meta.helm.sh/release-name"] == RELEASE
     ok, out = strict_dry_run(r, {ADDED_FIELD: False})
     assert ok, out
+    # the quota split, live: tenant-quota's hard is now storage only, the scoped shares exist
+    assert mismatches(live_quotas(r, TENANTS), quota_renders["current"]) == []
     print(f"upgrade test: {time.monotonic() - began:.0f} s (helm upgrade --wait {figures['helm']:.0f} s)")
 
 
@@ -235,8 +272,9 @@ def test_sigkill_of_the_leader_pod_the_standby_takes_over(previous: Real):
     print(f"recreated {victim} {time.monotonic() - killed:.0f} s after the SIGKILL")
 
 
-def test_helm_rollback_to_the_previous_chart(previous: Real):
+def test_helm_rollback_to_the_previous_chart(previous: Real, quota_renders: dict):
     r = previous
+    assert mismatches(live_quotas(r, TENANTS), quota_renders["current"]) == []
     began = time.monotonic()
     figures = undisturbed(r, lambda: helm_step(r, "rollback", RELEASE, "1", "--namespace", NAMESPACE, "--wait",
                                           "--timeout", "5m"))
@@ -245,4 +283,9 @@ def test_helm_rollback_to_the_previous_chart(previous: Real):
     # chart's crds/ are not applied again); the suite does not set the field the previous operator does not know
     meta, fields = crd_fields(r)
     assert ADDED_FIELD in fields and meta["annotations"]["helm.sh/resource-policy"] == "keep"
+    # the previous operator's quota back in every tenant: tenant-quota with the full limits (applied over the
+    # storage-only one), the two scoped quotas it does not render pruned (the suite's labels and UID: they are its)
+    live = live_quotas(r, TENANTS)
+    assert mismatches(live, quota_renders["previous"]) == [], live
+    print(f"quotas after the rollback: {live}")
     print(f"rollback test: {time.monotonic() - began:.0f} s (helm rollback --wait {figures['helm']:.0f} s)")

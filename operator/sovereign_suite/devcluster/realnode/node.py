@@ -191,8 +191,13 @@ class RealNode:
         (lay.conf / "kube-proxy.yaml").write_text(configs.kube_proxy_config(lay.conf / "kube-proxy.kubeconfig"))
 
         progress("real node: starting containerd")
+        # before containerd: its CRI plugin takes an inotify instance too (its CNI config watcher); without one it
+        # fails to load ("couldn't initialize inotify: too many open files", seen 2026-12-04 with other helpers'
+        # clusters up) while containerd still answers, and kubelet exits ("unknown service runtime.v1.RuntimeService")
+        _raise_inotify_instances()
         pid = self._spawn(state, "containerd", [str(bins / "containerd"), "--config", str(lay.conf / "containerd.toml")])
         self._wait("containerd", lambda: self._ctr("version").returncode == 0, 30, pid, "realnode-containerd.log")
+        self._wait("containerd's CRI plugin", self._cri_ok, 15, pid, "realnode-containerd.log")
         from . import images as images_mod
 
         from .build import built
@@ -203,7 +208,6 @@ class RealNode:
             images = [*built(), *[a for a in (operator_archive(),) if a.exists()]]
         for archive in [images_mod.pause_archive(bins), *images]:
             self.import_image(archive)
-        _raise_inotify_instances()
         progress("real node: starting kubelet")
         pid = self._spawn(state, "kubelet", [
             str(bins / "kubelet"), f"--config={lay.conf / 'kubelet.yaml'}",
@@ -244,6 +248,18 @@ class RealNode:
             self._wait(pod, lambda: self._kubectl(
                 "-n", "kube-system", "get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[0].ready}",
                 check=False).stdout == "true", 90)
+
+    def _cri_status(self) -> str:
+        """The status of containerd's CRI gRPC plugin (``ctr plugins ls``: TYPE ID PLATFORMS STATUS; kubelet
+        talks to it), or "absent"."""
+        for line in self._ctr("plugins", "ls", timeout=30).stdout.splitlines():
+            fields = line.split()
+            if fields[:2] == ["io.containerd.grpc.v1", "cri"]:
+                return fields[-1]
+        return "absent"
+
+    def _cri_ok(self) -> bool:
+        return self._cri_status() == "ok"
 
     def _ctr(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(bin_dir() / "ctr"), "--address", str(self.layout.containerd_sock), "-n", "k8s.io",
@@ -343,8 +359,8 @@ INOTIFY_INSTANCES = 1024
 
 
 def _raise_inotify_instances() -> None:
-    """kubelet's cAdvisor fails to start ("inotify_init: too many open files") when the machine's inotify
-    instances are used up; several local clusters (4 per kube-apiserver) use up Debian's default 128. Raised for
+    """kubelet's cAdvisor and containerd's CRI plugin fail to start ("too many open files") when the machine's
+    inotify instances are used up; several local clusters (4 per kube-apiserver) use up Debian's default 128. Raised for
     the node's lifetime: `down` restores the recorded value (host.SYSCTLS)."""
     path = Path("/proc/sys/fs/inotify/max_user_instances")
     if int(path.read_text()) < INOTIFY_INSTANCES:
