@@ -60,16 +60,24 @@ def _known_before_passes(ctx: OperatorContext) -> None:
     first passes after a start saw one without the other: a served adapter dropped from vLLM for a pass (its
     Deployment and the adapters ConfigMap written twice), or a FineTune found without its suite. The watches'
     events that follow find them known and unchanged (no second pass)."""
-    for doc in ctx.kube.list(f"{GROUP}/{VERSION}", "SovereignSuite"):
+    for doc in _served(ctx, "SovereignSuite"):
         meta = doc["metadata"]
         key = SuiteKey(meta["namespace"], meta["name"])
         ctx.set_suite(key, doc)
         ctx.enqueue(key, "event")
-    for doc in ctx.kube.list(f"{GROUP}/{VERSION}", "FineTune"):
+    for doc in _served(ctx, "FineTune"):
         meta = doc["metadata"]
         ft = FineTuneKey(meta["namespace"], meta["name"])
         ctx.finetunes.set(ft, doc)
         ctx.enqueue_finetune(ft)
+
+
+def _served(ctx: OperatorContext, kind: str) -> list[dict[str, Any]]:
+    """Every object of ``kind`` the operator serves: cluster-wide, or (``run -n``) in each of its namespaces only,
+    where its RBAC lets it list (a cluster-wide list is refused there: tests/cluster/test_install.py)."""
+    if not ctx.settings.namespaces:
+        return ctx.kube.list(f"{GROUP}/{VERSION}", kind)
+    return [doc for ns in ctx.settings.namespaces for doc in ctx.kube.list(f"{GROUP}/{VERSION}", kind, namespace=ns)]
 
 
 @kopf.on.cleanup()
