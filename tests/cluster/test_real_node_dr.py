@@ -199,15 +199,20 @@ def restore_entry(r: Real, doc: dict) -> dict:
     return (tenants[0].get("restore") or {}) if tenants else {}
 
 
-@pytest.fixture(scope="module")
-def storage():
-    """moto's S3 server on the machine's address (reachable from the real node's pods), the country's bucket."""
+def node_storage(images: list[str]):
+    """The images built, then moto's S3 server on the machine's address (reachable from the real node's pods) with
+    the country's bucket, for a module's fixture to yield from."""
     need_real_node()
     from sovereign_suite.devcluster.realnode.build import build_all
 
-    build_all(IMAGES, progress=lambda m: print(f"[images] {m}"))
+    build_all(images, progress=lambda m: print(f"[images] {m}"))
     with moto_bucket(BUCKET, REGION, ACCESS, SECRET, host=node_ip()) as s3:
         yield s3
+
+
+@pytest.fixture(scope="module")
+def storage():
+    yield from node_storage(IMAGES)
 
 
 def test_a_deleted_cluster_comes_back_from_the_countrys_backups(storage, tmp_path: Path):

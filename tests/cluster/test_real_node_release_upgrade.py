@@ -44,16 +44,14 @@ from pathlib import Path
 import pytest
 
 from sovereign_suite.api.image_pins import OLDER_PINS, PINS
-from sovereign_suite.devcluster.realnode.node import node_ip
 from sovereign_suite.imageref import rewrite
 
-from ..s3_server import moto_bucket
 from ..test_backup_program import ACCESS, SECRET, _identity
 from .conftest import wait_for
 from .dr_matrix import FR_NS, PASSWORD, USER, download, history, register, send, synapse, upload
 from .operator_fixture import SUITES, Audit, condition, get_suite, wait_ready
-from .realnode_fixture import INGRESS_NS, REGISTRY, Real, call, need_real_node
-from .test_real_node_dr import BUCKET, PREFIX, REGION, bring_up, diagnose, fr_cloud, suite, tear_down
+from .realnode_fixture import INGRESS_NS, REGISTRY, Real, call
+from .test_real_node_dr import PREFIX, bring_up, diagnose, fr_cloud, node_storage, suite, tear_down
 
 pytestmark = [pytest.mark.realnode, pytest.mark.slow]
 
@@ -82,13 +80,8 @@ print(last); print("\n".join(sorted(out)))
 
 @pytest.fixture(scope="module")
 def storage():
-    """moto's S3 server on the machine's address (reachable from the real node's pods), the country's bucket."""
-    need_real_node()
-    from sovereign_suite.devcluster.realnode.build import build_all
-
-    build_all(IMAGES, progress=lambda m: print(f"[images] {m}"))
-    with moto_bucket(BUCKET, REGION, ACCESS, SECRET, host=node_ip()) as s3:
-        yield s3
+    """test_real_node_dr's storage, with the previous release's Synapse image built too."""
+    yield from node_storage(IMAGES)
 
 
 def psql(r: Real, sql: str) -> list[str]:
