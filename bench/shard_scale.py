@@ -1,5 +1,7 @@
-"""One sharded replica vs two on the same fleet (issue 27: "measure one replica vs two on the same fleet"): a hub,
-``--members`` light members and ``--suites`` two-to-four-country suites.
+"""One sharded replica vs two on the same fleet of light members (issue 27).
+
+Issue 27 asks to "measure one replica vs two on the same fleet": a hub, ``--members`` light members and
+``--suites`` two-to-four-country suites, the same for both configurations.
 
     python bench/shard_scale.py [--members 27] [--suites 100] [--probes 20] [--fleet tenancy|light]
 
