@@ -35,8 +35,8 @@ from .informer import Informer
 from .kube import Kube
 from .problems import ObjectKey, SuiteKey
 # the stripping of stored objects (strip.py); keep_whole and strip_child are also imported from here
-from .unserved import DEFAULT_BASE, DEFAULT_CAP
 from .strip import keep_whole, strip_child, strip_member_pod, strip_namespace, strip_node, strip_pod  # noqa: F401
+from .unserved import DEFAULT_BASE, DEFAULT_CAP
 from .watchloop import WatchLoop, shared
 
 log = logging.getLogger(__name__)

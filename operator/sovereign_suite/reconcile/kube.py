@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 from urllib.parse import urlencode
 
-from .unserved import Waiters
 from .transport import CONNECTION_POOL, HUB, Deadlines, Reachability, transport_error  # noqa: F401 (re-exported)
+from .unserved import Waiters
 
 log = logging.getLogger(__name__)
 
