@@ -181,7 +181,7 @@ class Informer:
         of the group) finds the group serving a kind it did not: the list after it then needs no request of its
         own to discovery."""
         loop, woken = asyncio.get_running_loop(), asyncio.Event()
-        cancel = self.kube.when_served(self.api_version, lambda: loop.call_soon_threadsafe(woken.set))
+        cancel = self.kube.waiters.add(self.api_version, lambda: loop.call_soon_threadsafe(woken.set))
         try:
             if not self.kube.known(self.api_version, self.kind):  # else found since this watch's list: no wait
                 await asyncio.wait_for(woken.wait(), delay)

@@ -111,8 +111,10 @@ class Kube:
         self.requests: Counter[str] = Counter()
         # how old a cached "not served" may be when asked again (unserved.py: the watches' own backoff is longer)
         self.discovery_ttl = discovery_ttl
-        self.waiters = Waiters()  # watches waiting for a kind to be served (when_served)
+        # watches waiting for a group to serve a kind (informer.py): woken by a request of this client that finds it
+        self.waiters = Waiters()
         self._groups: dict[str, tuple[float, dict[str, Kind]]] = {}  # api_version -> (when, kind -> resource)
+        self._asking: dict[str, threading.Lock] = {}  # api_version -> held while its discovery is asked
         self._lock = threading.Lock()
 
     # ---- transport --------------------------------------------------------------------------
@@ -190,7 +192,15 @@ class Kube:
         Operator installed after start are seen within it by a pass that needs the kind); a served kind is kept
         until a request on one of its group's kinds gets a 404 (a CRD deleted), which drops the group
         (``forget_api``). An answer that finds kinds the last one lacked wakes the watches waiting for the group
-        (``when_served``: their own retries back off, unserved.py)."""
+        (``waiters``: their own retries back off, unserved.py)."""
+        with self._lock:
+            asking = self._asking.setdefault(api_version, threading.Lock())
+        # one request per group at a time: the watches of a group's kinds wake together (unserved.py), and those
+        # waiting here are answered by the first one's request
+        with asking:
+            return self._kind(api_version, kind)
+
+    def _kind(self, api_version: str, kind: str) -> Kind | None:
         with self._lock:
             cached = self._groups.get(api_version)
             # a kind found is kept until a request on its group gets a 404; a kind not found is asked again after
@@ -221,11 +231,6 @@ class Kube:
         """Whether the last discovery answer found the kind (no request)."""
         with self._lock:
             return kind in self._groups.get(api_version, (0.0, {}))[1]
-
-    def when_served(self, api_version: str, callback: Callable[[], None]) -> Callable[[], None]:
-        """``callback`` runs (on the requesting thread) when a discovery request of this client finds a kind of
-        ``api_version`` that the previous one did not; returns what cancels it."""
-        return self.waiters.add(api_version, callback)
 
     def forget_api(self, api_version: str) -> None:
         with self._lock:

@@ -10,7 +10,7 @@ once the kind is served (a CRD deleted later is then looked for quickly again).
 
 The backoff only bounds the background look. A pass that needs the kind does not wait for it: ``Kube.require``
 and ``Kube.kind`` ask discovery whenever their cached answer is older than ``base`` (kube.py), and when such an
-answer finds the kind served, ``Kube`` wakes the watches waiting for its group (``Kube.when_served``), which list
+answer finds the kind served, ``Kube`` wakes the watches waiting for its group (``Kube.waiters``), which list
 it at once. No jitter: the watches of one group in one cluster (Cluster and ScheduledBackup, ServiceMonitor and
 PodMonitor) wait the same times from the same start, so the first one's request answers the others from the
 cache.
@@ -50,7 +50,7 @@ class UnservedBackoff:
 
 
 class Waiters:
-    """Callbacks waiting for a group/version to serve a kind it did not (``Kube.when_served``); thread-safe. A
+    """Callbacks waiting for a group/version to serve a kind it did not (``Kube.waiters``); thread-safe. A
     callback runs on the thread whose discovery request found the kind (a pass, a list thread): it must be quick
     (an informer's only schedules its wake-up on its event loop)."""
 
