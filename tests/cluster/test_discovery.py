@@ -140,3 +140,35 @@ def test_a_pass_needing_the_kind_finds_it_at_once_and_wakes_the_watch(cluster, k
         inf.stop()
         loop.stop()
         kube.delete(alpha)
+
+
+def test_a_pass_asking_for_an_api_its_suite_wants_finds_it_before_the_watch(cluster, kube):
+    """``ClusterCache.served(ask=True)``: what a pass calls for the optional APIs its suite asks for
+    (child_kinds.wanted_apis: serviceMonitors, a cloudnative-pg database). Without ``ask`` it answers from the
+    watch (which would look again only after 120 s); with it, from discovery, and the watch is woken."""
+    from sovereign_suite.reconcile.cache import ClusterCache
+
+    group = f"c{uuid.uuid4().hex[:6]}.sovereignsuite.test"
+    api_version = f"{group}/v1"
+    alpha = crd(group, "Alpha")
+    probe = Kube(config.new_client_from_config(config_file=str(cluster.kubeconfig)), discovery_ttl=0)
+    member = Kube(config.new_client_from_config(config_file=str(cluster.kubeconfig)), discovery_ttl=1.0,
+                  user_agent=f"sovereign-suite-disc-{uuid.uuid4().hex[:6]}")
+    loop = WatchLoop(name="disc-cache")
+    cache = ClusterCache(member, ((api_version, "Alpha"),), (), unserved_retry=120.0, unserved_retry_max=600.0,
+                         referenceable=False, secrets_by_namespace=True, log_text=False, watches=loop).start()
+    try:
+        assert cache.wait_synced(60)
+        assert not cache.served(api_version, "Alpha") and not cache.served(api_version, "Alpha", ask=True)
+        kube.create(alpha)
+        wait_for(lambda: probe.kind(api_version, "Alpha"), 60, 0.3, "the kind in discovery")
+        time.sleep(1.0)  # the client's cached "not served" is older than its discovery interval
+        assert not cache.served(api_version, "Alpha")  # the watch has not looked again (its wait is 120 s)
+        assert cache.served(api_version, "Alpha", ask=True)
+        (inf,) = [i for i in cache.informers() if i.kind == "Alpha"]
+        wait_for(lambda: inf.served, 10, 0.1, "the watch woken by the pass's answer")
+        assert cache.served(api_version, "Alpha")
+    finally:
+        cache.stop()
+        loop.stop()
+        kube.delete(alpha)
