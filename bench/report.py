@@ -98,6 +98,13 @@ def main() -> None:
                      f"{lat['ratio_p95_hung_over_no_fault']:.2f} ({lat['hung']['p95']:.2f} s vs "
                      f"{lat['no_fault']['p95']:.2f} s; {lat['hung']['n']} and {lat['no_fault']['n']} probes)",
                      verdict(lat["ratio_p95_hung_over_no_fault"] <= 1.2), conv["date"]])
+    db = load("discovery_backoff")  # bench/discovery_backoff.py: one member cache left alone, minutes long
+    if db:
+        late, gaps = db["second_half"], sorted({g for v in db["whole"]["gaps_s"].values() for g in v})
+        rows.append([f"discovery of groups a member does not serve: backoff {db['base_s']:g} s to {db['cap_s']:g} s "
+                     "(no target)", f"{late['per_minute']:.2f} requests per minute over the last "
+                     f"{late['window_s'] / 60:.0f} of {db['minutes']:g} minutes; gaps {gaps} s", "measured",
+                     db["date"]])
     rows += shard_rows(load("shard_scale"))
     rows += finetune_rows(load("finetune_cost"))
     sl = load("synapse_load")
