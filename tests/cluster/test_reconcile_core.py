@@ -36,9 +36,12 @@ ONE_TENANT = [{"country": "FR", "cloud": "fr-secnumcloud"}]
 def operator(cluster):
     """An operator whose drift loop is far away (10 min): whatever a test sees repaired within seconds was
     repaired by a watch event, not by the drift loop. Failed migration Jobs are retried after 2 s; APIs not served
-    are looked for again every 2 s."""
+    are looked for again every 2 s, with no backoff (reconcile/unserved.py: its growth to minutes is
+    tests/cluster/test_discovery.py's; here a CRD installed under a Ready suite must be seen by the watch, with no
+    drift pass to ask for it)."""
     op = OperatorProcess(cluster, drift_interval=600, tag="core", env={
-        "SOVEREIGN_SUITE_JOB_RETRY_BASE": "2", "SOVEREIGN_SUITE_DISCOVERY_INTERVAL": "2"})
+        "SOVEREIGN_SUITE_JOB_RETRY_BASE": "2", "SOVEREIGN_SUITE_DISCOVERY_INTERVAL": "2",
+        "SOVEREIGN_SUITE_DISCOVERY_MAX_INTERVAL": "2"})
     op.start()
     yield op
     op.stop()

@@ -36,6 +36,7 @@ from .kube import Kube
 from .problems import ObjectKey, SuiteKey
 # the stripping of stored objects (strip.py); keep_whole and strip_child are also imported from here
 from .strip import keep_whole, strip_child, strip_member_pod, strip_namespace, strip_node, strip_pod  # noqa: F401
+from .unserved import DEFAULT_BASE, DEFAULT_CAP
 from .watchloop import WatchLoop, shared
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,8 @@ class ClusterCache:
     def __init__(self, kube: Kube, child_kinds: tuple[tuple[str, str], ...], namespaces: tuple[str, ...] = (),
                  on_suite_change: Callable[[SuiteKey, str], None] | None = None,
                  on_secret_change: Callable[[str], None] | None = None,
-                 on_api_change: Callable[[str], None] | None = None, unserved_retry: float = 30.0,
+                 on_api_change: Callable[[str], None] | None = None, unserved_retry: float = DEFAULT_BASE,
+                 unserved_retry_max: float = DEFAULT_CAP,
                  on_health_change: Callable[[], None] | None = None, referenceable: bool = True,
                  secrets_by_namespace: bool = False, log_text: bool = True, watches: WatchLoop | None = None,
                  on_other_change: Callable[[dict[str, Any]], None] | None = None):
@@ -93,7 +95,7 @@ class ClusterCache:
         self.on_suite_change = on_suite_change
         self.on_secret_change = on_secret_change
         self.on_api_change = on_api_change
-        self.unserved_retry = unserved_retry
+        self.unserved_retry, self.unserved_retry_max = unserved_retry, unserved_retry_max  # unserved.py
         self.on_health_change = on_health_change  # a watch started failing or works again (members: reachability)
         # a member's cache keeps no container's log text (strip_pod): its cluster's data stays in its country
         self.strip_pod = strip_pod if log_text else strip_member_pod
@@ -142,7 +144,8 @@ class ClusterCache:
             inf = Informer(self.kube, api_version, kind, strip=strip_child, namespace=namespace or None,
                            label_selector=MANAGED_SELECTOR, on_event=self._child_event,
                            on_served=self._served_changed, on_health=self._health_changed,
-                           unserved_retry=self.unserved_retry, watches=self.watches)
+                           unserved_retry=self.unserved_retry,
+                           unserved_retry_max=self.unserved_retry_max, watches=self.watches)
             self._children[key] = inf
         inf.start()
 
@@ -218,7 +221,8 @@ class ClusterCache:
                     return
                 inf = Informer(self.kube, "v1", "Secret", strip=strip_child, namespace=namespace,
                                label_selector=MANAGED_SELECTOR, on_event=self._child_event,
-                               unserved_retry=self.unserved_retry, watches=self.watches)
+                               unserved_retry=self.unserved_retry,
+                               unserved_retry_max=self.unserved_retry_max, watches=self.watches)
                 self._tenant_secrets[namespace] = inf
             inf.start()
             return
@@ -303,11 +307,13 @@ class ClusterCache:
                 return obj
         return None
 
-    def served(self, api_version: str, kind: str) -> bool:
-        """Whether the cluster serves a child kind (a CRD installed), as its informer last found."""
+    def served(self, api_version: str, kind: str, ask: bool = False) -> bool:
+        """Whether the cluster serves a child kind (a CRD installed), as its informer last found; ``ask``: a pass
+        needs it, so a kind its informer has not found is asked of discovery (at most every discovery_ttl; an
+        answer that finds it wakes the informer: unserved.py)."""
         with self._lock:
             infs = [i for (a, k, _), i in self._children.items() if (a, k) == (api_version, kind)]
-        if infs:
+        if infs and (any(i.served and i.synced.is_set() for i in infs) or not ask):
             return any(i.served and i.synced.is_set() for i in infs)
         return self.kube.kind(api_version, kind) is not None
 

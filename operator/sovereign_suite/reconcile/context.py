@@ -66,7 +66,11 @@ class Settings:
     # a rollout's workload step (reconcile/rollout.py) not done after this long fails: ProgressDeadlineExceeded
     # (Kubernetes' default progressDeadlineSeconds for a Deployment)
     rollout_step_deadline: float = 600.0
-    discovery_interval: float = 30.0  # how often an API not served (a CRD not installed) is looked for again
+    # how soon an API not served (a CRD not installed) is looked for again: first after discovery_interval, then
+    # twice as long each time, up to discovery_max_interval (unserved.py); a pass that needs it asks after
+    # discovery_interval whatever the backoff
+    discovery_interval: float = 30.0
+    discovery_max_interval: float = 300.0
     # pull mode: the NationalClouds this cluster is (every other cloud is remote: never written to from here,
     # no credential of it read); empty: push mode (a cloud with kubeconfigSecretRef is a member cluster)
     local_clouds: tuple[str, ...] = ()
@@ -116,6 +120,7 @@ class Settings:
             job_retry_base=_env_float("SOVEREIGN_SUITE_JOB_RETRY_BASE", cls.job_retry_base),
             rollout_step_deadline=_env_float("SOVEREIGN_SUITE_ROLLOUT_STEP_DEADLINE", cls.rollout_step_deadline),
             discovery_interval=_env_float("SOVEREIGN_SUITE_DISCOVERY_INTERVAL", cls.discovery_interval),
+            discovery_max_interval=_env_float("SOVEREIGN_SUITE_DISCOVERY_MAX_INTERVAL", cls.discovery_max_interval),
             member_connect_timeout=_env_float("SOVEREIGN_SUITE_MEMBER_CONNECT_TIMEOUT", cls.member_connect_timeout),
             member_read_timeout=_env_float("SOVEREIGN_SUITE_MEMBER_READ_TIMEOUT", cls.member_read_timeout),
             member_watch_timeout=int(_env_float("SOVEREIGN_SUITE_MEMBER_WATCH_TIMEOUT", cls.member_watch_timeout)),
@@ -182,7 +187,8 @@ class OperatorContext:
         self.pools = SharedPools(settings.workers, settings.apply_workers)
         self.cache = cache or ClusterCache(kube, CHILD_KINDS, settings.namespaces, on_suite_change=self.child_changed,
                                            on_secret_change=self.secret_changed, on_api_change=self.api_changed,
-                                           unserved_retry=settings.discovery_interval, watches=self.watches,
+                                           unserved_retry=settings.discovery_interval,
+                                           unserved_retry_max=settings.discovery_max_interval, watches=self.watches,
                                            on_other_change=self.other_changed)
         self.local = Target(LOCAL, kube, self.cache, self._pools(LOCAL))
         self.members = Members(kube, self._member_cache, on_change=self.cloud_changed,
@@ -229,6 +235,7 @@ class OperatorContext:
         # the member's containers is kept: the hub's status and Events get a container's reason and exit code.
         return ClusterCache(kube, CHILD_KINDS, (), on_suite_change=self.child_changed,
                             on_api_change=self.api_changed, unserved_retry=self.settings.discovery_interval,
+                            unserved_retry_max=self.settings.discovery_max_interval,
                             on_health_change=lambda: self.cloud_changed(cloud), referenceable=False,
                             secrets_by_namespace=True, log_text=False, watches=self.watches,
                             on_other_change=self.other_changed)

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from . import watchstream
 from .kube import ApiError, Kind, Kube
+from .unserved import DEFAULT_BASE, DEFAULT_CAP, UnservedBackoff
 from .watchloop import WatchLoop, shared
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,8 @@ class Informer:
                  field_selector: str | None = None, on_event: OnEvent | None = None,
                  on_served: Callable[[Informer], None] | None = None,
                  on_health: Callable[[Informer], None] | None = None,
-                 unserved_retry: float = 30.0, watch_timeout: int | None = None,
+                 unserved_retry: float = DEFAULT_BASE, unserved_retry_max: float = DEFAULT_CAP,
+                 watch_timeout: int | None = None,
                  watches: WatchLoop | None = None):
         self.kube, self.api_version, self.kind = kube, api_version, kind
         self.namespace, self.label_selector, self.field_selector = namespace, label_selector, field_selector
@@ -56,7 +58,8 @@ class Informer:
         self.on_event = on_event
         self.on_served = on_served  # called when the kind starts or stops being served (a CRD installed, deleted)
         self.on_health = on_health  # called when the list/watch starts failing or works again
-        self.unserved_retry = unserved_retry
+        # a kind not served is looked for again after unserved_retry, doubled up to unserved_retry_max (unserved.py)
+        self.unserved = UnservedBackoff(unserved_retry, unserved_retry_max)
         self.watch_timeout = watch_timeout or kube.deadlines.watch
         self.watches = watches or shared()  # where its watch runs and its lists are scheduled
         self.synced = threading.Event()  # the first list is in the store (or the kind is not served)
@@ -173,6 +176,20 @@ class Informer:
             del ev, obj  # not held while waiting for the next event (the store has the stripped copy)
         return rv
 
+    async def _wait_served(self, delay: float) -> None:
+        """Sleep ``delay`` (the backoff), or less if a request of this cluster's client (a pass that needs a kind
+        of the group) finds the group serving a kind it did not: the list after it then needs no request of its
+        own to discovery."""
+        loop, woken = asyncio.get_running_loop(), asyncio.Event()
+        cancel = self.kube.waiters.add(self.api_version, lambda: loop.call_soon_threadsafe(woken.set))
+        try:
+            if not self.kube.known(self.api_version, self.kind):  # else found since this watch's list: no wait
+                await asyncio.wait_for(woken.wait(), delay)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            cancel()
+
     async def _run(self) -> None:
         session = self.watches.acquire(self.kube)
         try:
@@ -190,8 +207,9 @@ class Informer:
                 if not rv:
                     rv = await self.watches.run_list(self.kube, self._list)
                     if not rv:  # not served (CRD not installed yet): ask discovery again later
-                        await asyncio.sleep(self.unserved_retry)
+                        await self._wait_served(self.unserved.next())
                         continue
+                    self.unserved.reset()
                 rv = await self._watch(session, rv)
                 delay = 0.5
                 self._failing("", 0)

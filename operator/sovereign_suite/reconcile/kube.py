@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 from urllib.parse import urlencode
 
 from .transport import CONNECTION_POOL, HUB, Deadlines, Reachability, transport_error  # noqa: F401 (re-exported)
+from .unserved import Waiters
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,12 @@ class Kube:
         self.max_retries = max_retries
         self.max_delay = max_delay
         self.requests: Counter[str] = Counter()
+        # how old a cached "not served" may be when asked again (unserved.py: the watches' own backoff is longer)
         self.discovery_ttl = discovery_ttl
+        # watches waiting for a group to serve a kind (informer.py): woken by a request of this client that finds it
+        self.waiters = Waiters()
         self._groups: dict[str, tuple[float, dict[str, Kind]]] = {}  # api_version -> (when, kind -> resource)
+        self._asking: dict[str, threading.Lock] = {}  # api_version -> held while its discovery is asked
         self._lock = threading.Lock()
 
     # ---- transport --------------------------------------------------------------------------
@@ -184,8 +189,18 @@ class Kube:
         """The resource of a kind, or None when the cluster does not serve it (e.g. no CNPG installed).
 
         A kind found not served is asked again after ``discovery_ttl`` seconds (CloudNativePG or the Prometheus
-        Operator installed after start are seen within it); a served kind is kept until a request on one of its
-        group's kinds gets a 404 (a CRD deleted), which drops the group (``forget_api``)."""
+        Operator installed after start are seen within it by a pass that needs the kind); a served kind is kept
+        until a request on one of its group's kinds gets a 404 (a CRD deleted), which drops the group
+        (``forget_api``). An answer that finds kinds the last one lacked wakes the watches waiting for the group
+        (``waiters``: their own retries back off, unserved.py)."""
+        with self._lock:
+            asking = self._asking.setdefault(api_version, threading.Lock())
+        # one request per group at a time: the watches of a group's kinds wake together (unserved.py), and those
+        # waiting here are answered by the first one's request
+        with asking:
+            return self._kind(api_version, kind)
+
+    def _kind(self, api_version: str, kind: str) -> Kind | None:
         with self._lock:
             cached = self._groups.get(api_version)
             # a kind found is kept until a request on its group gets a 404; a kind not found is asked again after
@@ -206,8 +221,16 @@ class Kube:
                 raise
             resources = {}
         with self._lock:
+            before = self._groups.get(api_version)
             self._groups[api_version] = (time.monotonic(), resources)
+        if resources.keys() - (before[1].keys() if before is not None else set()):
+            self.waiters.found(api_version)
         return resources.get(kind)
+
+    def known(self, api_version: str, kind: str) -> bool:
+        """Whether the last discovery answer found the kind (no request)."""
+        with self._lock:
+            return kind in self._groups.get(api_version, (0.0, {}))[1]
 
     def forget_api(self, api_version: str) -> None:
         with self._lock:

@@ -44,7 +44,7 @@ from .problems import UNREACHABLE, ObjectKey, Problem, SuiteKey, degraded, from_
 from .prune import Pruner, component_of
 from .secrets import copy_manifest, roll_on_rotation
 from .backup_status import backup_entry
-from .child_kinds import CAPABILITY_KINDS, CHILD_KINDS  # noqa: F401 (CHILD_KINDS: imported from here too)
+from .child_kinds import CAPABILITY_KINDS, CHILD_KINDS, wanted_apis  # noqa: F401 (CHILD_KINDS: imported from here too)
 from . import restore_pass, rollout_pass, writer_change
 from .status import build_status
 from .storage_hold import hold_immutable_storage
@@ -121,9 +121,11 @@ class Pass(Observing):
         self.live = self.homes.live()
         return self.homes
 
-    def capabilities(self, target: Target) -> frozenset[str]:
+    def capabilities(self, target: Target, wanted: frozenset[str]) -> frozenset[str]:
+        """The optional APIs the target serves; those the suite asks for (``wanted``) are asked of discovery
+        when the cache's watch has not found them (at most every discovery interval: reconcile/unserved.py)."""
         return frozenset(api for api in OPTIONAL_APIS
-                         if any(target.cache.served(api, k) for k in CAPABILITY_KINDS[api]))
+                         if any(target.cache.served(api, k, ask=api in wanted) for k in CAPABILITY_KINDS[api]))
 
     def place(self, contexts: list) -> dict[str, list[gpu.Placement]]:
         capacity: dict[str, gpu.Capacity] = {}
@@ -278,7 +280,9 @@ class Pass(Observing):
         if problems:
             return self.finish(None, [], problems, rendered=False)
         self.warnings = missing_egress(suite, self.clouds)
-        capabilities = {t.country: self.capabilities(homes.home[ns].target if ns in homes.home else self.ctx.local)
+        wanted = wanted_apis(self.body.get("spec") or {})
+        capabilities = {t.country: self.capabilities(homes.home[ns].target if ns in homes.home else self.ctx.local,
+                                                     wanted)
                         for t in suite.spec.tenants for ns in [namespace_of(suite, t)]}
         contexts = build_contexts(suite, self.clouds, capabilities)
         placements = self.place(contexts)

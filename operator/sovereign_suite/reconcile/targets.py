@@ -234,7 +234,9 @@ class Members:
         api = ApiClient(kubeconfig.configuration(creds, CONNECTION_POOL))
         # the hub's user agent (the replica's identity under leader election) and write fence: a member is
         # written only by the leader, like the hub
+        # the hub's discovery interval: a pass that needs a kind the member did not serve asks again after it
         kube = Kube(api, max_retries=self.max_retries, max_delay=2.0, user_agent=self.hub.user_agent,
+                    discovery_ttl=self.hub.discovery_ttl,
                     deadlines=self.deadlines, fence=self.hub.fence,
                     reachability=Reachability(lambda: self.on_change(cloud), f"member cluster {cloud}"))
         cache = self.make_cache(kube, cloud)
