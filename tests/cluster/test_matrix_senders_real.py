@@ -20,6 +20,8 @@ operator applied, on real PostgreSQL and Redis, behind the rendered router and t
    counter have none), and every message FR sent is in DE's room.
 
 Needs what test_matrix_workers_real.py needs (root, network namespaces, Debian's PostgreSQL, nginx, redis-server).
+178 to 199 s for the file, its cluster start included (three runs on the shared 2-core machine, load average 7 to
+21); the restart's messages wait ~60 s for the sender's catch-up loop (restart_sender).
 """
 
 from __future__ import annotations
