@@ -173,6 +173,16 @@ def one_round(topology: str, app: Applied, python: Path, args: argparse.Namespac
         if args.hops:
             logs, rows = collect(lab, app)
             out["hops"] = summarise_hops(message_hops(run, clients, logs, rows, main="synapse-fr"))
+            # the two waits Synapse logs at INFO: a /sync whose `since` is ahead of its process (polled every
+            # 0.5 s, synapse/notifier.py wait_for_stream_token) and main waiting for a writer's RDATA
+            out["waits"] = {n: {"sync_since_ahead": t.count("Waiting for this worker's streams to advance"),
+                                "replication_position": t.count("Waiting for repl stream")} for n, t in logs.items()}
+            keep = Path(os.environ.get("TMPDIR", "/tmp")) / f"synapse-hops-{topology}-{rate:g}-{int(time.time())}"
+            keep.mkdir(parents=True)
+            for name, text in logs.items():
+                (keep / f"{name}.log").write_text(text)
+            (keep / "run.json").write_text(json.dumps({"run": run, "rows": rows, "clients": clients}))
+            log(f"{topology}: logs kept in {keep}; waits {out['waits']}")
             log(f"{topology} hops (p50 / p95 ms): " + ", ".join(
                 f"{k} {v['p50_s'] * 1000:.0f} / {v['p95_s'] * 1000:.0f}" for k, v in out["hops"].items()))
         return out

@@ -11,8 +11,9 @@ Synapse (element-hq/synapse v1.163.2) writes, per process:
   (synapse/replication/tcp/handler.py, ``ReplicationCommandHandler.on_rdata``), which goes on to wake the notifier
   in the same call (synapse/replication/tcp/client.py, ``ReplicationDataHandler.on_rdata`` ->
   ``Notifier.notify_new_room_events``): the one logger raised to DEBUG by LOG_CONFIG;
-- in the database, ``events.received_ts``: the persisting process's clock when it wrote the event's row
-  (synapse/storage/databases/main/events.py, ``_store_event_txn``).
+- in the database, ``events.origin_server_ts``: main's clock when it built the event (synapse/events/builder.py,
+  ``create_local_event_from_event_dict``), and ``events.received_ts``: the persisting process's clock when it wrote
+  the event's row (synapse/storage/databases/main/events.py, ``_store_event_txn``).
 Log times have a millisecond resolution; the load client's monotonic times become wall times with its
 ``clock_offset``. Pure functions except ``collect``; unit-tested in tests/test_bench_synapse_load.py.
 """
@@ -43,11 +44,14 @@ ACCESS = re.compile(r'\{(?P<user>[^}]*)\} Processed request: (?P<proc>[\d.]+)sec
 ANNOUNCE = re.compile(r"Sending update for events: (\d+) -> (\d+)")
 RDATA = re.compile(r"Received rdata events \((\S+)\) -> (\d+)")
 TXN = re.compile(r"/send/m\.room\.message/([^/?\s]+)")
-MESSAGES = ("SELECT e.stream_ordering, e.instance_name, e.received_ts, (j.json::json)->'content'->>'txn' "
+MESSAGES = ("SELECT e.stream_ordering, e.instance_name, e.received_ts, (j.json::json)->'content'->>'txn', "
+            "e.origin_server_ts "
             "FROM events e JOIN event_json j USING (event_id) WHERE e.type = 'm.room.message'")
 HOPS = [
     ("client_to_main", "client PUT start -> main has the request (ingress, router, main's accept)"),
-    ("main_to_persisted", "main has the request -> event row written (create, auth, [HTTP to the persister])"),
+    ("main_to_built", "main has the request -> main built the event (auth, the room's latest events and state)"),
+    ("built_to_persisted", "event built -> its row written (context, push rules, [HTTP to the persister], the "
+                           "persister's queue)"),
     ("persisted_to_announced", "event row written -> persister announces it on the replication stream"),
     ("announced_to_rdata", "announced -> the receiver's sync process handled the RDATA (Redis; notifier woken)"),
     ("woken_to_sync_written", "notifier woken (monolith: row written) -> the receiver's /sync answered"),
@@ -96,7 +100,7 @@ def message_hops(run: dict, clients: list[dict], logs: dict[str, str], rows: lis
     for end, start, _user, method, uri in parsed[main]["requests"]:
         if method == "PUT" and (m := TXN.search(uri)):
             put[m[1]] = (start, end)
-    persisted = {r[3]: (int(r[0]), r[1], int(r[2]) / 1000) for r in rows if r[3]}
+    persisted = {r[3]: (int(r[0]), r[1], int(r[2]) / 1000, int(r[4]) / 1000) for r in rows if r[3]}
     syncs = {}  # user -> sorted [(end, process)]
     for name, p in parsed.items():
         for end, _start, user, method, uri in p["requests"]:
@@ -111,16 +115,16 @@ def message_hops(run: dict, clients: list[dict], logs: dict[str, str], rows: lis
     for sender, txn, room, t0, _t1, status in run["sent"]:
         if status != 200 or txn not in persisted:
             continue
-        token, writer, t_row = persisted[txn]
+        token, writer, t_row, t_built = persisted[txn]
         announced = _announced(parsed.get(writer), token, t_row)
         for member in sorted(room_members[room] - {sender}):
             if (txn, member) not in first_seen:
                 continue
             t_client = first_seen[(txn, member)] + off
-            hop = {"total": t_client - (t0 + off)}
+            hop = {"total": t_client - (t0 + off), "built_to_persisted": t_row - t_built}
             if txn in put:
                 hop["client_to_main"] = put[txn][0] - (t0 + off)
-                hop["main_to_persisted"] = t_row - put[txn][0]
+                hop["main_to_built"] = t_built - put[txn][0]
                 hop["put_answered_after_persist"] = put[txn][1] - t_row
             answered = [s for s in syncs.get(user_of.get(member, ""), []) if s[0] <= t_client]
             if answered:

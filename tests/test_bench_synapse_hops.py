@@ -62,11 +62,12 @@ def test_each_hop_of_a_message_persisted_by_a_worker_and_synced_by_another():
             access("01,150", "@b:fr.test", 4.0, "GET", "/_matrix/client/v3/sync?since=s1&timeout=5000"),
             access("01,290", "@b:fr.test", 0.1, "GET", "/_matrix/client/v3/sync?since=s2&timeout=5000")]),
     }
-    rows = [["42", "synapse-event-persister-0", str(int((t0 + 0.050) * 1000)), "a-0-x"]]
+    rows = [["42", "synapse-event-persister-0", str(int((t0 + 0.050) * 1000)), "a-0-x", str(int((t0 + 0.020) * 1000))]]
     [h] = hops.message_hops(run, CLIENTS, logs, rows, main="synapse-fr")
     assert h["total"] == pytest.approx(0.310)
     assert h["client_to_main"] == pytest.approx(0.010, abs=1e-6)  # main's arrival: 01,120 - 0.119 - 0.001
-    assert h["main_to_persisted"] == pytest.approx(0.050, abs=1e-6)
+    assert h["main_to_built"] == pytest.approx(0.020, abs=1e-6)
+    assert h["built_to_persisted"] == pytest.approx(0.030, abs=1e-6)
     assert h["persisted_to_announced"] == pytest.approx(0.030, abs=1e-6)
     assert h["announced_to_rdata"] == pytest.approx(0.020, abs=1e-6)
     # the sync that answered is the last one ending before the client had the message (01,290, not 01,150)
@@ -84,8 +85,10 @@ def test_a_monolith_message_has_no_replication_hops():
     logs = {"synapse-fr": "\n".join([
         access("01,060", "@a:fr.test", 0.05, "PUT", "/_matrix/client/v3/rooms/%21r/send/m.room.message/a-0-x"),
         access("01,150", "@b:fr.test", 3.0, "GET", "/_matrix/client/v3/sync?since=s1")])}
-    rows = [["7", "master", str(int((t0 + 0.040) * 1000)), "a-0-x"], ["8", "master", "0", None]]
+    rows = [["7", "master", str(int((t0 + 0.040) * 1000)), "a-0-x", str(int((t0 + 0.030) * 1000))],
+            ["8", "master", "0", "", "0"]]
     [h] = hops.message_hops(run, CLIENTS, logs, rows, main="synapse-fr")
     assert "persisted_to_announced" not in h and "announced_to_rdata" not in h
+    assert h["built_to_persisted"] == pytest.approx(0.010, abs=1e-6)
     assert h["woken_to_sync_written"] == pytest.approx(0.110, abs=1e-6)
     assert h["sync_written_to_client"] == pytest.approx(0.050, abs=1e-6)
