@@ -20,9 +20,12 @@ Log times have a millisecond resolution; the load client's monotonic times becom
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
+import sys
 from datetime import datetime
+from pathlib import Path
 
 from synapse_load_stats import percentile
 
@@ -154,14 +157,21 @@ def _announced(parsed: dict | None, token: int, after: float) -> float | None:
 
 
 def summarise_hops(samples: list[dict[str, float]]) -> dict[str, dict]:
-    """Per hop: samples, p50, p95 and mean in seconds."""
+    """Per hop: samples, min, p50, p95 and mean in seconds (the min is the hop's cost with the least waiting)."""
     out = {}
     for key, _ in HOPS:
         values = [s[key] for s in samples if key in s]
         if values:
-            out[key] = {"samples": len(values), "p50_s": percentile(values, 50), "p95_s": percentile(values, 95),
-                        "mean_s": statistics.mean(values)}
+            out[key] = {"samples": len(values), "min_s": min(values), "p50_s": percentile(values, 50),
+                        "p95_s": percentile(values, 95), "mean_s": statistics.mean(values)}
     return out
+
+
+def kept(folder: Path) -> dict[str, dict]:
+    """The hops of a round from the folder bench/synapse_load.py --hops kept (its logs and run.json)."""
+    data = json.loads((folder / "run.json").read_text())
+    logs = {f.stem: f.read_text(errors="replace") for f in folder.glob("*.log")}
+    return summarise_hops(message_hops(data["run"], data["clients"], logs, data["rows"], main="synapse-fr"))
 
 
 def collect(lab, app, main: str = "synapse-fr") -> tuple[dict[str, str], list[list[str]]]:
@@ -171,3 +181,12 @@ def collect(lab, app, main: str = "synapse-fr") -> tuple[dict[str, str], list[li
     logs = {name: lab.log(name) for name in lab.procs if name == main or name.startswith("synapse-")
             and name not in ("synapse-redis", "synapse-router")}
     return logs, sql(lab, "fr", app, MESSAGES)
+
+
+if __name__ == "__main__":
+    # python bench/synapse_load_hops.py /tmp/synapse-hops-<topology>-<rate>-<time> ...: min / p50 / p95 per hop (ms)
+    for arg in sys.argv[1:]:
+        print(Path(arg).name)
+        for key, text in HOPS:
+            if (h := kept(Path(arg)).get(key)):
+                print(f"  {key:28} {h['min_s'] * 1000:6.0f} {h['p50_s'] * 1000:6.0f} {h['p95_s'] * 1000:6.0f}  {text}")

@@ -76,6 +76,7 @@ def test_each_hop_of_a_message_persisted_by_a_worker_and_synced_by_another():
     assert h["put_answered_after_persist"] == pytest.approx(0.070, abs=1e-6)
     s = hops.summarise_hops([h, {**h, "total": 0.5}])
     assert s["total"]["samples"] == 2 and s["total"]["p95_s"] == pytest.approx(0.5)
+    assert s["total"]["min_s"] == pytest.approx(0.310)
 
 
 def test_a_monolith_message_has_no_replication_hops():
