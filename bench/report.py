@@ -118,6 +118,7 @@ def main() -> None:
                      verdict(s["ratio_p95_workers_over_monolith"] <= 1.2), sl["date"]])
         lost = mono["lost_messages_total"] + work["lost_messages_total"]
         rows.append([f"Synapse under load ({n}): no message lost", f"{lost} lost", verdict(lost == 0), sl["date"]])
+    rows += synapse_sweep_rows(load("synapse_load_sweep"))
     print(table(rows))
 
 
@@ -144,6 +145,27 @@ def read_rows(eu: dict, n: str) -> list[list[str]]:
              verdict(worst == 0), eu["date"]],
             [f"{n}: discovery requests per member per minute (background, no target)", disc, "measured",
              eu["date"]]]
+
+
+def synapse_sweep_rows(sw: dict | None) -> list[list[str]]:
+    """bench/synapse_load.py --rates: the issue's target (p95 send->sync with workers <= 1.2 x the monolith's at
+    the same load) per offered rate, and messages lost over the whole sweep."""
+    if not sw:
+        return []
+    rows, lost = [], 0
+    for point in sw["sweep"]:
+        s = point["summary"]
+        mono, work = s["monolith"], s["workers"]
+        lost += mono["lost_messages_total"] + work["lost_messages_total"]
+        rows.append([f"Synapse sweep, {sw['clients']} clients x {point['rate_per_client']:g} msg/s "
+                     f"({point['offered_per_second']:g} offered): p95 send->sync <= 1.2x",
+                     f"{s['ratio_p95_workers_over_monolith']:.2f} ({work['latency_p95_s']:.3f} s vs "
+                     f"{mono['latency_p95_s']:.3f} s; {work['accepted_per_second']:.1f} vs "
+                     f"{mono['accepted_per_second']:.1f} msg/s, {sw['rounds']} rounds)",
+                     verdict(s["ratio_p95_workers_over_monolith"] <= 1.2), sw["date"]])
+    rows.append([f"Synapse sweep ({len(sw['sweep'])} rates): no message lost", f"{lost} lost", verdict(lost == 0),
+                 sw["date"]])
+    return rows
 
 
 def shard_rows(s: dict | None) -> list[list[str]]:

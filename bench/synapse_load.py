@@ -14,6 +14,13 @@ long-polling /sync for ``--seconds`` (bench/synapse_load_client.py), then up to 
 messages to arrive. Recorded per round: messages/s accepted, p50/p95 send->sync latency, messages lost (accepted
 with 200, never returned to every other member of the room), RSS and CPU per process (/proc), the machine's load.
 Writes bench/results/synapse_load.json; bench/report.py prints it.
+
+    python bench/synapse_load.py --rates 0.25,0.5,1,2 --rounds 2     # a sweep: bench/results/synapse_load_sweep.json
+
+``--rates``: several per-client rates in one invocation; every round runs each rate in both topologies, the
+topologies' order alternating between rounds and between consecutive rates; bench/report.py prints the p95 ratio
+per rate against the issue's 1.2 x. ``--hops``: Synapse's replication handler logs at DEBUG and every round adds
+where each message's latency went, hop by hop (bench/synapse_load_hops.py; for short runs at low rates).
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ import time
 from pathlib import Path
 
 from lib import ROOT, Bench, log, table, wait_for, write_result
-from synapse_load_stats import group_usage, load_figures, machine_busy, snapshot
+from synapse_load_hops import HOPS, LOG_CONFIG, collect, message_hops, summarise_hops
+from synapse_load_stats import group_usage, load_figures, machine_busy, rounds_plan, snapshot
 
 from sovereign_suite.api.models import Matrix
 from sovereign_suite.components.postgres import image_tag
@@ -132,16 +140,21 @@ def setup_clients(lab: Lab, app: Applied, clients: int, rooms: int) -> list[dict
     return out
 
 
-def one_round(topology: str, app: Applied, python: Path, args: argparse.Namespace) -> dict:
+def one_round(topology: str, app: Applied, python: Path, args: argparse.Namespace, rate: float) -> dict:
     lab = Lab(python)
     try:
         started = time.monotonic()
-        workers = start_tenants(lab, {"fr": app})
+        extra = None
+        if args.hops:  # Synapse's log_config (main) and worker_log_config (workers): the same file
+            config = lab.root / "log-config.yaml"
+            config.write_text(json.dumps(LOG_CONFIG))
+            extra = {"log_config": str(config), "worker_log_config": str(config)}
+        workers = start_tenants(lab, {"fr": app}, extra)
         assert (topology == "workers") == ("fr" in workers), topology
         startup = time.monotonic() - started
         clients = setup_clients(lab, app, args.clients, args.rooms)
         log(f"{topology}: up in {startup:.0f} s, {len(clients)} clients in {args.rooms} rooms")
-        plan = {"base": f"https://matrix.{app.domain}", "ca": str(lab.ca), "seconds": args.seconds, "rate": args.rate,
+        plan = {"base": f"https://matrix.{app.domain}", "ca": str(lab.ca), "seconds": args.seconds, "rate": rate,
                 "drain": args.drain, "clients": [{k: c[k] for k in ("name", "token", "room")} for c in clients]}
         client = subprocess.Popen(lab.netns.argv([str(python), "-u", str(CLIENT)], lab.hosts_file()),
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -155,8 +168,24 @@ def one_round(topology: str, app: Applied, python: Path, args: argparse.Namespac
         figures = load_figures(run, plan["clients"])
         processes, machine = sampler.figures(*run["window"])
         figures["client_cpu_seconds"] = run["client_cpu_seconds"]
-        return {"topology": topology, "startup_seconds": startup, "figures": figures, "processes": processes,
-                "machine": machine}
+        out = {"topology": topology, "rate_per_client": rate, "startup_seconds": startup, "figures": figures,
+               "processes": processes, "machine": machine}
+        if args.hops:
+            logs, rows = collect(lab, app)
+            out["hops"] = summarise_hops(message_hops(run, clients, logs, rows, main="synapse-fr"))
+            # the two waits Synapse logs at INFO: a /sync whose `since` is ahead of its process (polled every
+            # 0.5 s, synapse/notifier.py wait_for_stream_token) and main waiting for a writer's RDATA
+            out["waits"] = {n: {"sync_since_ahead": t.count("Waiting for this worker's streams to advance"),
+                                "replication_position": t.count("Waiting for repl stream")} for n, t in logs.items()}
+            keep = Path(os.environ.get("TMPDIR", "/tmp")) / f"synapse-hops-{topology}-{rate:g}-{int(time.time())}"
+            keep.mkdir(parents=True)
+            for name, text in logs.items():
+                (keep / f"{name}.log").write_text(text)
+            (keep / "run.json").write_text(json.dumps({"run": run, "rows": rows, "clients": clients}))
+            log(f"{topology}: logs kept in {keep}; waits {out['waits']}")
+            log(f"{topology} hops (p50 / p95 ms): " + ", ".join(
+                f"{k} {v['p50_s'] * 1000:.0f} / {v['p95_s'] * 1000:.0f}" for k, v in out["hops"].items()))
+        return out
     except BaseException:
         for proc in list(lab.procs):
             print(f"----- {proc}\n{lab.log(proc)[-2500:]}")
@@ -190,17 +219,43 @@ def summarise(runs: list[dict]) -> dict:
     return out
 
 
+def print_summary(s: dict, label: str) -> None:
+    rows = [["topology", "msg/s accepted", "p50 (s)", "p95 (s)", "lost", "Synapse CPU (cores)"]]
+    for t in ("monolith", "workers"):
+        rows.append([t, f"{s[t]['accepted_per_second']:.1f}", f"{s[t]['latency_p50_s']:.3f}",
+                     f"{s[t]['latency_p95_s']:.3f}", s[t]["lost_messages_total"], f"{s[t]['synapse_cpu_cores']:.2f}"])
+    print(f"{label}\n{table(rows)}\np95 workers / monolith: {s['ratio_p95_workers_over_monolith']:.2f}")
+
+
+def hop_table(runs: list[dict]) -> str:
+    """Per hop, per topology: the rounds' p50 / p95 in ms (medians over rounds)."""
+    rows = [["hop", "monolith p50 / p95 (ms)", "workers p50 / p95 (ms)"]]
+    for key, _ in HOPS:
+        cells = []
+        for t in ("monolith", "workers"):
+            got = [r["hops"][key] for r in runs if r["topology"] == t and key in r.get("hops", {})]
+            cells.append(f"{statistics.median(h['p50_s'] for h in got) * 1000:.0f} / "
+                         f"{statistics.median(h['p95_s'] for h in got) * 1000:.0f}" if got else "-")
+        rows.append([key, *cells])
+    return table(rows)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clients", type=int, default=12)
     p.add_argument("--seconds", type=float, default=60)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--rate", type=float, default=2.0, help="messages per second each client sends")
+    p.add_argument("--rates", default="", help="a sweep: comma-separated per-client rates (replaces --rate)")
     p.add_argument("--rooms", type=int, default=0, help="default: one room per 4 clients")
     p.add_argument("--drain", type=float, default=30)
-    p.add_argument("--result", default="synapse_load", help="bench/results/<result>.json (report.py reads the default)")
+    p.add_argument("--hops", action="store_true", help="per-hop latency from Synapse's logs (DEBUG replication)")
+    p.add_argument("--result", default="", help="bench/results/<result>.json (default synapse_load, or "
+                                                "synapse_load_sweep with --rates; report.py reads both)")
     args = p.parse_args()
     args.rooms = args.rooms or max(1, args.clients // 4)
+    rates = [float(r) for r in args.rates.split(",") if r.strip()] or [args.rate]
+    args.result = args.result or ("synapse_load_sweep" if args.rates else "synapse_load")
     python = synapse_venv.synapse_python(image_tag(Matrix().image).lstrip("v"))
     runs = []
     with Bench("synapse-load") as b:
@@ -209,26 +264,32 @@ def main() -> None:
         wait_for(lambda: op.metric("sovereign_suite_build_info") or op.metric("python_info"), 60, 0.5, "operator up")
         apps = applied_topologies(b)
         op.stop()  # everything the rounds need is read: the operator and the cluster stay idle
-        for i in range(args.rounds):
-            for topology in (("monolith", "workers") if i % 2 == 0 else ("workers", "monolith")):
-                r = one_round(topology, apps[topology], python, args)
-                r["round"] = i
-                runs.append(r)
-                f = r["figures"]
-                log(f"round {i} {topology}: {f['accepted_per_second']:.1f} msg/s, p50 {f['latency_p50_s']:.3f} s, "
-                    f"p95 {f['latency_p95_s']:.3f} s, lost {f['lost_messages']}, machine busy "
-                    f"{r['machine']['busy_fraction']:.0%}, load {r['machine']['loadavg_1m']}")
-    result = {"clients": args.clients, "rooms": args.rooms, "rate_per_client": args.rate, "seconds": args.seconds,
-              "drain_seconds": args.drain, "rounds": args.rounds, "topology": {"main": 1, **TOPOLOGY},
-              "runs": runs, "summary": summarise(runs)}
+        for i, rate, topology in rounds_plan(args.rounds, rates):
+            r = one_round(topology, apps[topology], python, args, rate)
+            r["round"] = i
+            runs.append(r)
+            f = r["figures"]
+            log(f"round {i} rate {rate:g} {topology}: {f['accepted_per_second']:.1f} msg/s, p50 "
+                f"{f['latency_p50_s']:.3f} s, p95 {f['latency_p95_s']:.3f} s, lost {f['lost_messages']}, machine "
+                f"busy {r['machine']['busy_fraction']:.0%}, load {r['machine']['loadavg_1m']}")
+    common = {"clients": args.clients, "rooms": args.rooms, "seconds": args.seconds, "drain_seconds": args.drain,
+              "rounds": args.rounds, "topology": {"main": 1, **TOPOLOGY}}
+    if args.rates:
+        sweep = []
+        for rate in rates:
+            mine = [r for r in runs if r["rate_per_client"] == rate]
+            sweep.append({"rate_per_client": rate, "offered_per_second": rate * args.clients,
+                          "summary": summarise(mine)})
+            print_summary(sweep[-1]["summary"], f"rate {rate:g} msg/s per client ({rate * args.clients:g} offered)")
+        result = {**common, "rates": rates, "runs": runs, "sweep": sweep}
+    else:
+        result = {**common, "rate_per_client": args.rate, "runs": runs, "summary": summarise(runs)}
+        print_summary(result["summary"], f"rate {args.rate:g} msg/s per client")
+    if args.hops:
+        for rate in rates:
+            print(f"hops at {rate:g} msg/s per client:\n{hop_table([r for r in runs if r['rate_per_client'] == rate])}")
     path = write_result(args.result, result)
-    s = result["summary"]
-    rows = [["topology", "msg/s accepted", "p50 (s)", "p95 (s)", "lost", "Synapse CPU (cores)"]]
-    for t in ("monolith", "workers"):
-        rows.append([t, f"{s[t]['accepted_per_second']:.1f}", f"{s[t]['latency_p50_s']:.3f}",
-                     f"{s[t]['latency_p95_s']:.3f}", s[t]["lost_messages_total"], f"{s[t]['synapse_cpu_cores']:.2f}"])
-    print(table(rows))
-    print(f"p95 workers / monolith: {s['ratio_p95_workers_over_monolith']:.2f}; wrote {path.relative_to(ROOT)}")
+    print(f"wrote {path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ message was seen by every other member of its room or ``drain`` seconds passed. 
 
 Prints one JSON document: ``sent`` [client, txn, room, t_start, t_end, status], ``seen`` [client, txn, t_recv],
 ``limited`` (syncs whose timeline Synapse cut short: messages in such a gap are counted lost), ``sync_errors``,
-``window`` [t_first_send, t_last_send], and the process's own CPU seconds.
+``window`` [t_first_send, t_last_send], the process's own CPU seconds and ``clock_offset`` (``time.time()`` minus
+``time.monotonic()``: the wall clock of Synapse's logs is a monotonic time plus this offset).
 """
 
 from __future__ import annotations
@@ -165,7 +166,8 @@ class Run:
             t.join(timeout=SYNC_TIMEOUT_MS / 1000 + 65)
         cpu = os.times()
         return {"sent": self.sent, "seen": self.seen, "limited": self.limited, "sync_errors": self.sync_errors,
-                "window": [began, ended], "drain_seconds": drained, "client_cpu_seconds": cpu.user + cpu.system}
+                "window": [began, ended], "drain_seconds": drained, "client_cpu_seconds": cpu.user + cpu.system,
+                "clock_offset": time.time() - time.monotonic()}
 
 
 if __name__ == "__main__":

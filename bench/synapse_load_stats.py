@@ -67,6 +67,18 @@ def load_figures(run: dict, clients: list[dict]) -> dict:
     }
 
 
+def rounds_plan(rounds: int, rates: list[float]) -> list[tuple[int, float, str]]:
+    """(round, rate, topology) in running order: each round runs every rate in both topologies; the topologies'
+    order alternates between rounds and between consecutive rates, so neither always runs first on a machine
+    whose load drifts."""
+    out = []
+    for i in range(rounds):
+        for k, rate in enumerate(rates):
+            order = ("monolith", "workers") if (i + k) % 2 == 0 else ("workers", "monolith")
+            out += [(i, rate, t) for t in order]
+    return out
+
+
 # -- /proc ----------------------------------------------------------------------------------------------------
 def parse_stat(text: str) -> dict[str, int]:
     """/proc/<pid>/stat (proc(5)): the fields after the command name, which may hold spaces and parentheses."""

@@ -79,3 +79,10 @@ def test_machine_busy_from_two_reads_of_proc_stat():
     after = "cpu  200 0 200 1200 100 0 0 0 0 0\ncpu0 1 2 3 4\n"
     assert stats.machine_busy(before, after) == pytest.approx(200 / 700)
     assert stats.machine_busy(before, before) == 0.0
+
+
+def test_a_sweep_runs_every_rate_in_both_topologies_and_alternates_which_goes_first():
+    plan = stats.rounds_plan(2, [0.25, 1.0])
+    assert plan == [(0, 0.25, "monolith"), (0, 0.25, "workers"), (0, 1.0, "workers"), (0, 1.0, "monolith"),
+                    (1, 0.25, "workers"), (1, 0.25, "monolith"), (1, 1.0, "monolith"), (1, 1.0, "workers")]
+    assert stats.rounds_plan(1, [2.0]) == [(0, 2.0, "monolith"), (0, 2.0, "workers")]

@@ -234,10 +234,11 @@ def has_workers(app: Applied) -> bool:
     return any(name.startswith("synapse-") for name in app.statefulsets)
 
 
-def start_tenants(lab: Lab, apps: dict[str, Applied]) -> dict[str, Workers]:
+def start_tenants(lab: Lab, apps: dict[str, Applied], extra: dict | None = None) -> dict[str, Workers]:
     """Every tenant of ``apps`` running in ``lab`` from what the operator applied, and healthy: the namespace with
     the Ingresses' hosts, PostgreSQL, the workers' Redis, main, the workers, the router, the ingress. Returns the
-    workers of the tenants that have a worker topology (the others are monoliths)."""
+    workers of the tenants that have a worker topology (the others are monoliths). ``extra``: keys added to the
+    test's override file, which main and the workers read (Lab.start_synapse)."""
     hosts = {cc: sorted(r["host"] for ing in app.ingresses for r in ing["spec"]["rules"]) for cc, app in apps.items()}
     lab.up(list(apps), hosts)
     workers = {cc: Workers(lab, cc, app) for cc, app in apps.items() if has_workers(app)}
@@ -248,7 +249,7 @@ def start_tenants(lab: Lab, apps: dict[str, Applied]) -> dict[str, Workers]:
     for w in workers.values():
         w.start_redis()
     for cc, app in apps.items():
-        lab.start_synapse(cc, app)
+        lab.start_synapse(cc, app, extra)
     for cc in apps:
         lab.wait_http(f"http://{lab.ip(cc, 'synapse')}:8008/health", proc=f"synapse-{cc}")
     # workers refuse a database main has not upgraded yet (prepare_database.py: "run the main synapse process
