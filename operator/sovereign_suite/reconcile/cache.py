@@ -19,8 +19,9 @@ A change of a child or of one of the suite's pods enqueues the suite (``on_suite
 A member cluster's cache parks its child kinds (``park``): the watch of a kind with nothing labelled for the
 operator in it, and nothing of it written by the operator for a while, stops holding a connection until the
 operator writes that kind there (informer.py; the member's ``Kube.on_write`` wakes it before the write is sent).
-A tenancy-only suite renders 4 of the 19 kinds, and most tenant namespaces get no Secret: 27 members and 300
-tenants held about 800 idle connections of ~50 KiB (docs/performance.md, "Cutting the replica's memory").
+A tenancy-only suite renders 4 of the 19 kinds, and its tenant namespaces get no Secret: an empty member held 14
+watch connections for nothing, and each tenant namespace without a Secret one (about 68 KiB each with what goes
+with them: docs/performance.md, "Cutting the replica's memory").
 
 Stripped objects keep only what the pipeline reads (strip.py), so the cache stays small with hundreds of
 suites. One ClusterCache per cluster: a hub and its members each get one. Its watches have no threads of their
