@@ -16,6 +16,13 @@
 - Referenced Secrets: those labelled ``sovereignsuite.io/referenceable=true`` (their owners opt in).
 A change of a child or of one of the suite's pods enqueues the suite (``on_suite_change``).
 
+A member cluster's cache parks its child kinds (``park``): the watch of a kind with nothing labelled for the
+operator in it, and nothing of it written by the operator for a while, stops holding a connection until the
+operator writes that kind there (informer.py; the member's ``Kube.on_write`` wakes it before the write is sent).
+A tenancy-only suite renders 4 of the 19 kinds, and its tenant namespaces get no Secret: an empty member held 14
+watch connections for nothing, and each tenant namespace without a Secret one (about 68 KiB each with what goes
+with them: docs/performance.md, "Cutting the replica's memory").
+
 Stripped objects keep only what the pipeline reads (strip.py), so the cache stays small with hundreds of
 suites. One ClusterCache per cluster: a hub and its members each get one. Its watches have no threads of their
 own: they are coroutines on the operator's ``WatchLoop`` (watchloop.py), one event loop for every cluster.
@@ -31,7 +38,8 @@ from typing import Any, Callable
 from ..api.secret_refs import OPT_IN_LABEL
 from ..components.base import LABEL_SUITE, LABEL_SUITE_NS, MANAGED_BY
 from ..members.rbac import is_secret_reader_binding
-from .informer import Informer
+from .child_kinds import CAPABILITY_KINDS
+from .informer import PARK_AFTER, Informer
 from .kube import Kube
 from .problems import ObjectKey, SuiteKey
 # the stripping of stored objects (strip.py); keep_whole and strip_child are also imported from here
@@ -43,6 +51,13 @@ log = logging.getLogger(__name__)
 
 LABEL_REFERENCEABLE = OPT_IN_LABEL
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+# Kinds whose objects a cluster's controllers make from one the operator writes, carrying its labels (a
+# StatefulSet's volumeClaimTemplates, a CronJob's jobTemplate): writing the first wakes the watch of the second.
+MADE_FROM = {("apps/v1", "StatefulSet"): (("v1", "PersistentVolumeClaim"),),
+             ("batch/v1", "CronJob"): (("batch/v1", "Job"),)}
+# Never parked: whether the cluster serves them decides what is rendered (pipeline.capabilities), and a watch
+# that runs is what notices a CRD deleted
+_UNPARKED = {(api, k) for api, kinds in CAPABILITY_KINDS.items() for k in kinds}
 
 
 def suite_of(obj: dict[str, Any] | None) -> SuiteKey | None:
@@ -77,8 +92,12 @@ class ClusterCache:
                  unserved_retry_max: float = DEFAULT_CAP,
                  on_health_change: Callable[[], None] | None = None, referenceable: bool = True,
                  secrets_by_namespace: bool = False, log_text: bool = True, watches: WatchLoop | None = None,
-                 on_other_change: Callable[[dict[str, Any]], None] | None = None):
+                 on_other_change: Callable[[dict[str, Any]], None] | None = None, park: bool = False,
+                 park_after: float = PARK_AFTER):
         self.kube = kube
+        # child kinds and tenant Secrets stop watching while they hold nothing (the module's docstring)
+        self.park, self.park_after = park, park_after
+        self._secret_writes: dict[str, float] = {}  # namespace -> a Secret written before its watch existed
         # a child kind's object or a pod of no suite changed (a FineTune's Job, pod or NetworkPolicy: the context
         # maps it to its FineTune, finetune_store.finetune_of)
         self.on_other_change = on_other_change
@@ -114,6 +133,8 @@ class ClusterCache:
                                        label_selector=f"{LABEL_REFERENCEABLE}=true", on_event=self._secret_event,
                                        watches=self.watches)
                               for ns in (self.namespaces or ("",))] if referenceable else []
+        if park:
+            kube.on_write = self._writing
 
     # ---- life ---------------------------------------------------------------------------------
     def start(self) -> ClusterCache:
@@ -145,7 +166,8 @@ class ClusterCache:
                            label_selector=MANAGED_SELECTOR, on_event=self._child_event,
                            on_served=self._served_changed, on_health=self._health_changed,
                            unserved_retry=self.unserved_retry,
-                           unserved_retry_max=self.unserved_retry_max, watches=self.watches)
+                           unserved_retry_max=self.unserved_retry_max, watches=self.watches,
+                           park=self.park and (api_version, kind) not in _UNPARKED, park_after=self.park_after)
             self._children[key] = inf
         inf.start()
 
@@ -222,7 +244,8 @@ class ClusterCache:
                 inf = Informer(self.kube, "v1", "Secret", strip=strip_child, namespace=namespace,
                                label_selector=MANAGED_SELECTOR, on_event=self._child_event,
                                unserved_retry=self.unserved_retry,
-                               unserved_retry_max=self.unserved_retry_max, watches=self.watches)
+                               unserved_retry_max=self.unserved_retry_max, watches=self.watches, park=self.park,
+                               park_after=self.park_after, woken_at=self._secret_writes.pop(namespace, None))
                 self._tenant_secrets[namespace] = inf
             inf.start()
             return
@@ -232,6 +255,25 @@ class ClusterCache:
             gone.stop()
             for obj in gone.items():
                 self._child_event("DELETED", obj, None)
+
+    def _writing(self, api_version: str, kind: str, namespace: str | None) -> None:
+        """The operator is about to write an object here (``Kube.on_write``): the watches that would hold it, or
+        what the cluster makes from it (``MADE_FROM``), watch again if parked, and stay watching a while."""
+        kinds = ((api_version, kind), *MADE_FROM.get((api_version, kind), ()))
+        now = time.monotonic()
+        with self._lock:
+            woken = [i for (a, k, ns), i in self._children.items() if (a, k) in kinds and ns in ("", namespace or "")]
+            if self.secrets_by_namespace and (api_version, kind) == ("v1", "Secret") and namespace:
+                inf = self._tenant_secrets.get(namespace)
+                if inf is not None:
+                    woken.append(inf)
+                else:  # its watch starts with the reader binding's event, maybe after this write: it must not park
+                    if len(self._secret_writes) > 1000:  # namespaces that never got their binding: forgotten
+                        self._secret_writes = {n: t for n, t in self._secret_writes.items()
+                                               if now - t <= self.park_after}
+                    self._secret_writes[namespace] = now
+        for inf in woken:
+            inf.wake()
 
     def _stop_namespace(self, namespace: str) -> None:
         """Stop and forget the watches of one namespace (namespace-scoped mode), and what they held."""

@@ -238,7 +238,7 @@ class OperatorContext:
                             unserved_retry_max=self.settings.discovery_max_interval,
                             on_health_change=lambda: self.cloud_changed(cloud), referenceable=False,
                             secrets_by_namespace=True, log_text=False, watches=self.watches,
-                            on_other_change=self.other_changed)
+                            on_other_change=self.other_changed, park=True)
 
     def owns(self, key: SuiteKey) -> bool:
         """Whether this replica may pass ``key`` now: always unsharded (the leader fence guards the writes),

@@ -14,6 +14,11 @@ every watch of every cluster), its lists run on the loop's shared list pool (a f
 ``on_event(type, old, new)`` runs for every change, including the changes a relist finds, on the loop's thread
 (watch events) or a list thread (a listing's differences); it must be quick (the cache indexes the object and
 enqueues a suite key) and must not wait for the cluster.
+
+Parking (``park=True``: a member's child kinds, cache.py): a watch whose store is empty, and to which the operator
+has written nothing for ``PARK_AFTER`` seconds, stops after its list or at the end of its watch period and holds
+no connection (each costs about 50 KiB: docs/performance.md, "Cutting the replica's memory"); ``wake()``, called
+before the operator writes an object of its kind (kube.py, ``on_write``), lists and watches again.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from typing import Any, Callable
 
 from . import watchstream
@@ -36,6 +42,10 @@ StoreKey = tuple[str, str]  # (namespace, name)
 # Objects per list page. A page is decoded whole before it is stripped, and after a restart every watch of every
 # cluster lists at once: small pages keep that burst small (100 NetworkPolicies as sent are about 1.5 MB).
 PAGE_SIZE = 100
+# How long after the operator last wrote its kind (``wake``) a watch may park. Longer than any write to a member
+# takes with its retries (transport.MEMBER: 5 s to connect, 15 s to answer, one more try after up to 2 s: 42 s),
+# so that an object written just before a list that did not see it yet is seen by the watch, not parked over.
+PARK_AFTER = 120.0
 
 
 def _key(obj: dict[str, Any]) -> StoreKey:
@@ -51,7 +61,8 @@ class Informer:
                  on_health: Callable[[Informer], None] | None = None,
                  unserved_retry: float = DEFAULT_BASE, unserved_retry_max: float = DEFAULT_CAP,
                  watch_timeout: int | None = None,
-                 watches: WatchLoop | None = None):
+                 watches: WatchLoop | None = None, park: bool = False, woken_at: float | None = None,
+                 park_after: float = PARK_AFTER):
         self.kube, self.api_version, self.kind = kube, api_version, kind
         self.namespace, self.label_selector, self.field_selector = namespace, label_selector, field_selector
         self.strip = strip
@@ -72,6 +83,12 @@ class Informer:
         self.done = threading.Event()  # its loop has ended (stopped)
         self._task: Any = None  # the concurrent future of its coroutine on the loop
         self._kind: Kind | None = None  # the resource, found by the last list (its watch needs no discovery)
+        self.park = park  # may stop watching while its store is empty (see the module's docstring)
+        self.park_after = park_after
+        self.parked = False  # not watching now: listed empty, nothing written since
+        # time.monotonic() of the last wake (a write of its kind about to be sent); None: never
+        self._woken_at = woken_at
+        self._wake: asyncio.Event | None = None  # set on the loop by wake(), made by the coroutine
 
     def __repr__(self) -> str:
         return f"Informer({self.kind}{' in ' + self.namespace if self.namespace else ''})"
@@ -97,6 +114,32 @@ class Informer:
         self._stop.set()
         if self._task is not None:
             self._task.cancel()
+
+    def wake(self) -> None:
+        """The operator is about to write an object this informer would hold: watch (list again if parked), and
+        do not park for ``park_after``. Any thread; called before the write is sent."""
+        self._woken_at = time.monotonic()
+        event, loop = self._wake, self.watches.loop()
+        if event is not None and loop is not None and not event.is_set():  # (a pass writes many objects)
+            loop.call_soon_threadsafe(event.set)
+
+    def _may_park(self) -> bool:
+        """Parking is allowed now: only a kind that is served (a kind not served keeps asking discovery), with
+        nothing stored and no write of its kind for ``park_after``."""
+        with self._lock:
+            empty = not self._store
+        return (self.park and self.served and empty and not self._stop.is_set()
+                and (self._woken_at is None or time.monotonic() - self._woken_at > self.park_after))
+
+    async def _parked(self) -> None:
+        """Hold no connection until woken (or stopped: cancelled)."""
+        assert self._wake is not None
+        self.parked = True
+        log.debug("%r: nothing to watch; parked", self)
+        try:
+            await self._wake.wait()
+        finally:
+            self.parked = False
 
     def _failing(self, error: str, status: int) -> None:
         was = bool(self.last_error)
@@ -202,14 +245,25 @@ class Informer:
     async def _loop(self, session: Any) -> None:
         rv = ""
         delay = 0.5
+        self._wake = asyncio.Event()
         while not self._stop.is_set():
             try:
+                # cleared before the store is looked at: a wake() after this is not lost (it sets it again)
+                self._wake.clear()
+                if rv and self._may_park():  # a watch period ended with nothing to watch
+                    await self._parked()
+                    rv = ""  # what changed meanwhile is not known: list again
+                    continue
                 if not rv:
                     rv = await self.watches.run_list(self.kube, self._list)
                     if not rv:  # not served (CRD not installed yet): ask discovery again later
                         await self._wait_served(self.unserved.next())
                         continue
                     self.unserved.reset()
+                    if self._may_park():  # listed empty: no watch opened at all
+                        await self._parked()
+                        rv = ""
+                        continue
                 rv = await self._watch(session, rv)
                 delay = 0.5
                 self._failing("", 0)

@@ -103,6 +103,9 @@ class Kube:
         # called before every mutating request is sent (each attempt): raises when this replica may not write
         # (leader/elector.py, Leadership.check); None: always allowed
         self.fence = fence
+        # called with (apiVersion, kind, namespace) before an object is created or patched: a member's cache
+        # watches again a kind it had stopped watching (informer.py, parking); None: nothing to tell
+        self.on_write: Callable[[str, str, str | None], None] | None = None
         self.deadlines = deadlines
         self.reachability = reachability or Reachability()
         self.user_agent = user_agent
@@ -370,6 +373,8 @@ class Kube:
         managedFields)."""
         k = self.require(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
+        if not dry_run:
+            self._writing(obj["apiVersion"], obj["kind"], meta.get("namespace"))
         return self.request(
             "PATCH", k.path(meta.get("namespace"), meta["name"]), body=obj,
             query={"fieldManager": field_manager, "force": "true" if force else None,
@@ -380,18 +385,25 @@ class Kube:
     def merge_patch(self, api_version: str, kind: str, name: str, namespace: str | None, body: dict[str, Any],
                     sub: str | None = None) -> dict[str, Any]:
         k = self.require(api_version, kind)
+        self._writing(api_version, kind, namespace)
         return self.request("PATCH", k.path(namespace, name, sub), body=body,
                             content_type="application/merge-patch+json", what=f"{kind}/{name}")
 
     def json_patch(self, api_version: str, kind: str, name: str, namespace: str | None,
                    ops: list[dict[str, Any]]) -> dict[str, Any]:
         k = self.require(api_version, kind)
+        self._writing(api_version, kind, namespace)
         return self.request("PATCH", k.path(namespace, name), body=ops, content_type="application/json-patch+json",
                             what=f"{kind}/{namespace + '/' if namespace else ''}{name}")
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         k = self.require(obj["apiVersion"], obj["kind"])
+        self._writing(obj["apiVersion"], obj["kind"], obj["metadata"].get("namespace"))
         return self.request("POST", k.path(obj["metadata"].get("namespace")), body=obj, what=ref(obj))
+
+    def _writing(self, api_version: str, kind: str, namespace: str | None) -> None:
+        if self.on_write is not None:
+            self.on_write(api_version, kind, namespace)
 
     def delete(self, obj: dict[str, Any], propagation: str = "Background") -> bool:
         """Delete; False when it was already gone."""

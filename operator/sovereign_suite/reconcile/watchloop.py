@@ -99,6 +99,10 @@ class WatchLoop:
         """Run ``coro()`` on the loop; cancelling the returned future cancels it."""
         return asyncio.run_coroutine_threadsafe(coro(), self._ensure())
 
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop, once started (None before its first watch)."""
+        return self._loop
+
     def in_loop(self) -> bool:
         return self._thread is not None and threading.current_thread() is self._thread
 
