@@ -15,10 +15,11 @@ import re
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 from urllib.parse import urlencode
 
+from .discovery import Discovery
+from .kinds import ApiError, Kind, Unreachable, ref  # noqa: F401 (re-exported: the operator imports them from here)
 from .transport import CONNECTION_POOL, HUB, Deadlines, Reachability, transport_error  # noqa: F401 (re-exported)
 from .unserved import Waiters
 
@@ -27,50 +28,6 @@ log = logging.getLogger(__name__)
 USER_AGENT = "sovereign-suite-operator"  # the audit log and API server metrics tell its requests apart
 RETRIABLE = {429, 500, 502, 503, 504}
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
-
-
-class ApiError(Exception):
-    """An API server error, with the object it concerned and the server's own message."""
-
-    def __init__(self, status: int, reason: str, message: str, ref: str, method: str = ""):
-        self.status, self.reason, self.message, self.ref, self.method = status, reason, message, ref, method
-        super().__init__(f"{ref}: {status} {reason}: {message}")
-
-
-class Unreachable(ApiError):
-    """No HTTP answer at all (transport.py: a timeout, a connection refused or reset, a TLS failure): status 0."""
-
-    def __init__(self, message: str, ref: str, method: str = ""):
-        super().__init__(0, "Unreachable", message, ref, method)
-
-
-@dataclass(frozen=True)
-class Kind:
-    api_version: str
-    kind: str
-    plural: str
-    namespaced: bool
-
-    @property
-    def base(self) -> str:
-        return f"/api/{self.api_version}" if "/" not in self.api_version else f"/apis/{self.api_version}"
-
-    def path(self, namespace: str | None = None, name: str | None = None, sub: str | None = None) -> str:
-        p = self.base
-        if self.namespaced and namespace:
-            p += f"/namespaces/{namespace}"
-        p += f"/{self.plural}"
-        if name:
-            p += f"/{name}"
-        if sub:
-            p += f"/{sub}"
-        return p
-
-
-def ref(obj: dict[str, Any]) -> str:
-    meta = obj.get("metadata", {})
-    ns = meta.get("namespace")
-    return f"{obj.get('kind')}/{ns + '/' if ns else ''}{meta.get('name')}"
 
 
 # Characters the API server's YAML reader refuses raw ("yaml: control characters are not allowed": DEL and the C1
@@ -89,7 +46,7 @@ def yaml_safe_json(obj: Any) -> str:
     return _YAML_UNSAFE_RE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-class Kube:
+class Kube(Discovery):
     """Thread-safe; one per cluster. ``requests`` counts calls by HTTP verb (APPLY for server-side apply).
     ``deadlines``: how long a request and a watch may go without an answer (transport.py); ``reachability``:
     whether the cluster answers (``Reachability``); ``fence``: checked before each write is sent (leader election).
@@ -186,64 +143,6 @@ class Kube:
                 attempt += 1
                 continue
             raise ApiError(status, detail.get("reason", ""), detail.get("message", ""), what or path, method)
-
-    # ---- discovery --------------------------------------------------------------------------
-    def kind(self, api_version: str, kind: str) -> Kind | None:
-        """The resource of a kind, or None when the cluster does not serve it (e.g. no CNPG installed).
-
-        A kind found not served is asked again after ``discovery_ttl`` seconds (CloudNativePG or the Prometheus
-        Operator installed after start are seen within it by a pass that needs the kind); a served kind is kept
-        until a request on one of its group's kinds gets a 404 (a CRD deleted), which drops the group
-        (``forget_api``). An answer that finds kinds the last one lacked wakes the watches waiting for the group
-        (``waiters``: their own retries back off, unserved.py)."""
-        with self._lock:
-            asking = self._asking.setdefault(api_version, threading.Lock())
-        # one request per group at a time: the watches of a group's kinds wake together (unserved.py), and those
-        # waiting here are answered by the first one's request
-        with asking:
-            return self._kind(api_version, kind)
-
-    def _kind(self, api_version: str, kind: str) -> Kind | None:
-        with self._lock:
-            cached = self._groups.get(api_version)
-            # a kind found is kept until a request on its group gets a 404; a kind not found is asked again after
-            # the TTL, also in a group that serves other kinds (its CRDs are established one by one: a group
-            # read between two of them would otherwise lack the second for ever)
-            if cached is not None and (kind in cached[1] or time.monotonic() - cached[0] < self.discovery_ttl):
-                return cached[1].get(kind)
-        base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-        try:
-            doc = self.request("GET", base, what=f"discovery {api_version}")
-            resources = {
-                r["kind"]: Kind(api_version, r["kind"], r["name"], r["namespaced"])
-                for r in doc.get("resources", [])
-                if "/" not in r["name"]
-            }
-        except ApiError as err:
-            if err.status != 404:
-                raise
-            resources = {}
-        with self._lock:
-            before = self._groups.get(api_version)
-            self._groups[api_version] = (time.monotonic(), resources)
-        if resources.keys() - (before[1].keys() if before is not None else set()):
-            self.waiters.found(api_version)
-        return resources.get(kind)
-
-    def known(self, api_version: str, kind: str) -> bool:
-        """Whether the last discovery answer found the kind (no request)."""
-        with self._lock:
-            return kind in self._groups.get(api_version, (0.0, {}))[1]
-
-    def forget_api(self, api_version: str) -> None:
-        with self._lock:
-            self._groups.pop(api_version, None)
-
-    def require(self, api_version: str, kind: str) -> Kind:
-        k = self.kind(api_version, kind)
-        if k is None:
-            raise ApiError(404, "NotFound", f"the cluster does not serve {kind}.{api_version}", kind)
-        return k
 
     # ---- verbs ------------------------------------------------------------------------------
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
