@@ -25,7 +25,7 @@ def main() -> None:
     rows = [["target", "measured", "", "date"]]
     c, m, a, r = load("converge"), load("many"), load("api_cost"), load("render")
     # every issue-27 target in one run (2026-12-04, eu_scale.py --result eu_scale_1204); else the earlier run
-    mc, eu = load("multicluster"), load("eu_scale_1204") or load("eu_scale")
+    mc, eu = load("multicluster"), load("eu_scale_1204pm") or load("eu_scale_1204") or load("eu_scale")
     if c:
         for metric in ("applied", "ready"):
             ratio = c[metric]["ratio_operator_over_kubectl"]
