@@ -68,6 +68,19 @@ def federation_state(lab: Lab, app: Applied, domain: str) -> str:
     return f"destinations {rows}; federation_stream_position {positions}; backoff lines:\n" + "\n".join(lines)
 
 
+def delivered(lab: Lab, app: Applied, de: Any, bob_token: str, room: str, sends: dict[str, float]) -> dict:
+    """Each message of ``sends`` (text -> when its wait starts) read on DE within DELIVERY_BOUND_S of that time;
+    the seconds each took. A message not there names FR's federation state in the failure."""
+    took = {}
+    for text, since in sends.items():
+        try:
+            de.wait_message(bob_token, room, text, timeout=max(1.0, since + DELIVERY_BOUND_S - time.monotonic()))
+        except AssertionError as err:
+            raise AssertionError(f"{err}\n{federation_state(lab, app, de.domain)}") from None
+        took[text] = round(time.monotonic() - since)
+    return took
+
+
 def check_federation(lab: Lab, workers: Workers, new: Applied, offsets: dict[str, int], fr: Any, de: Any,
                      tokens: tuple[str, str], room: str, sends: dict[str, float]) -> dict[str, float]:
     """After a writer set change (``offsets``: the logs' sizes once the old processes stopped), FR and DE still
@@ -79,13 +92,7 @@ def check_federation(lab: Lab, workers: Workers, new: Applied, offsets: dict[str
     Returns each message's seconds from its send to DE showing it."""
     alice, bob = tokens
     assert new.homeserver["federation"]["destination_min_retry_interval"] == f"{BACKOFF_S}s"
-    took = {}
-    for text, sent_at in sends.items():
-        try:
-            de.wait_message(bob, room, text, timeout=max(1.0, sent_at + DELIVERY_BOUND_S - time.monotonic()))
-        except AssertionError as err:
-            raise AssertionError(f"{err}\n{federation_state(lab, new, de.domain)}") from None
-        took[text] = round(time.monotonic() - sent_at)
+    took = delivered(lab, new, de, bob, room, sends)
     senders = new.homeserver["federation_sender_instances"]
     assert workers.pods["synapse-federation-sender"] == senders
     owner, sent = shard(de.domain, senders), sent_to(de.domain)

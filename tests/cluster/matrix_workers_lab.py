@@ -263,3 +263,12 @@ def start_tenants(lab: Lab, apps: dict[str, Applied], extra: dict | None = None)
         w.wait_healthy()
         assert w.redis_ready(), "the workers' Redis is not ready"
     return workers
+
+
+def print_logs(lab: Lab | None, access_log: bool = False) -> None:
+    """On a failure: the end of every lab process's log (and the ingress's access log), for the test's output."""
+    if lab:
+        for proc in list(lab.procs):
+            print(f"----- {proc}\n{lab.log(proc)[-2500:]}")
+        if access_log:
+            print(f"----- ingress access log\n{lab.access_log()[-2000:]}")

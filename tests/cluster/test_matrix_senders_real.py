@@ -38,8 +38,8 @@ import pytest
 from ..components.test_synapse_config import synapse_python  # noqa: F401 - the fixture: Synapse's own venv
 from .conftest import wait_for
 from .matrix_lab import Applied, Lab
-from .matrix_workers_federation import DELIVERY_BOUND_S, backed_off, federation_state, sent_to
-from .matrix_workers_lab import Workers, sql, start_tenants
+from .matrix_workers_federation import DELIVERY_BOUND_S, backed_off, delivered, sent_to
+from .matrix_workers_lab import Workers, print_logs, sql, start_tenants
 from .matrix_workers_roll import log_after, log_offsets, roll
 from .operator_fixture import SUITES, create_referenced_secrets, suite_doc, wait_ready
 from .test_matrix_federation import Tenant, _need_tools, q
@@ -93,18 +93,6 @@ def sent_transactions(lab: Lab, workers: Workers, pod: str) -> float:
     assert status == 200, text
     values = re.findall(r"^synapse_federation_client_sent_transactions_total(?:\{[^}]*\})? (\S+)$", text, re.M)
     return sum(float(v) for v in values)
-
-
-def delivered(lab: Lab, app: Applied, de: Tenant, bob_token: str, room: str, sends: dict[str, float]) -> dict:
-    """Each message of ``sends`` (text -> when its wait starts) read on DE within DELIVERY_BOUND_S; the seconds."""
-    took = {}
-    for text, since in sends.items():
-        try:
-            de.wait_message(bob_token, room, text, timeout=max(1.0, since + DELIVERY_BOUND_S - time.monotonic()))
-        except AssertionError as err:
-            raise AssertionError(f"{err}\n{federation_state(lab, app, de.domain)}") from None
-        took[text] = round(time.monotonic() - since)
-    return took
 
 
 def restart_sender(lab: Lab, workers: Workers, fr: Tenant, de: Tenant, tokens: tuple[str, str], bob: str,
@@ -265,9 +253,7 @@ def test_federation_senders_restart_and_move(operator, kube, core, namespace, sy
         move_destination(kube, doc, lab, synapse_python, workers, fr, de, (alice_token, bob_token), room)
         print(f"[senders] done after {time.monotonic() - started:.0f} s")
     except BaseException:
-        if lab:
-            for proc in list(lab.procs):
-                print(f"----- {proc}\n{lab.log(proc)[-2500:]}")
+        print_logs(lab)
         raise
     finally:
         if lab:

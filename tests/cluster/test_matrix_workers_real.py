@@ -42,7 +42,7 @@ from ..components.test_synapse_config import synapse_python  # noqa: F401 - the 
 from .conftest import wait_for
 from .matrix_lab import NOBODY, Applied, Lab
 from .matrix_workers_federation import DELIVERY_BOUND_S, backed_off, check_federation, profile_refresh_due
-from .matrix_workers_lab import Workers, sql, start_tenants
+from .matrix_workers_lab import Workers, print_logs, sql, start_tenants
 from .matrix_workers_roll import Roll, log_after, log_offsets, roll, shard
 from .operator_fixture import SUITES, create_referenced_secrets, suite_doc, wait_ready
 from .test_matrix_federation import Tenant, _need_tools, q
@@ -398,10 +398,7 @@ def test_worker_topology_runs_for_real(operator, kube, core, namespace, synapse_
             assert {i for room, i in second.after.values() if room == r} == {shard(r, old_writers), new_writers[-1]}
         print(f"[workers] done after {time.monotonic() - started:.0f} s")
     except BaseException:
-        if lab:
-            for proc in list(lab.procs):
-                print(f"----- {proc}\n{lab.log(proc)[-2500:]}")
-            print(f"----- ingress access log\n{lab.access_log()[-2000:]}")
+        print_logs(lab, access_log=True)
         raise
     finally:
         if lab:
