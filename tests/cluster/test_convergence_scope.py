@@ -55,9 +55,13 @@ def test_fields_removed_by_hand_are_restored_within_seconds(operator, kube, clus
     kubectl(cluster, "-n", fr, "set", "env", "deploy/element-web", "ELEMENT_WEB_PORT-")
     wait_for(lambda: (kube.get("v1", "Namespace", fr)["metadata"]["labels"].get(enforce) == level), timeout=20,
              what="the tenant's PSA enforce label restored")
-    wait_for(lambda: kube.get("v1", "ResourceQuota", "tenant-quota", fr)["spec"]["hard"].get("requests.storage")
-             == storage,
-             timeout=20, what="the quota key restored")
+
+    def quota_storage():
+        # requests.storage is the quota's only key: until it is restored the API server drops the empty `hard`
+        spec = kube.get("v1", "ResourceQuota", "tenant-quota", fr).get("spec") or {}
+        return (spec.get("hard") or {}).get("requests.storage")
+
+    wait_for(lambda: quota_storage() == storage, timeout=20, what="the quota key restored")
 
     def env():
         container = kube.get("apps/v1", "Deployment", "element-web", fr)["spec"]["template"]["spec"]["containers"][0]
