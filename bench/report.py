@@ -107,9 +107,19 @@ def main() -> None:
                      db["date"]])
     rows += shard_rows(load("shard_scale"))
     rows += finetune_rows(load("finetune_cost"))
-    sl = load("synapse_load")
+    for sl in (load("synapse_load"), load("synapse_load_poisson")):
+        rows += synapse_rows(sl)
+    rows += synapse_sweep_rows(load("synapse_load_sweep"))  # lockstep arrivals (2026-12-04)
+    rows += synapse_sweep_rows(load("synapse_load_sweep_poisson"))
+    print(table(rows))
+
+
+def synapse_rows(sl: dict | None) -> list[list[str]]:
+    """bench/synapse_load.py at one rate: the p95 ratio against the issue's 1.2 x, and messages lost."""
+    rows = []
     if sl:
-        s, n = sl["summary"], f"{sl['clients']} clients x {sl['rate_per_client']:g} msg/s, {sl['seconds']:.0f} s"
+        s, n = sl["summary"], (f"{sl['clients']} clients x {sl['rate_per_client']:g} msg/s "
+                               f"{sl.get('arrivals', 'lockstep')}, {sl['seconds']:.0f} s")
         mono, work = s["monolith"], s["workers"]
         rows.append([f"Synapse workers vs monolith ({n}): p95 send->sync <= 1.2x",
                      f"{s['ratio_p95_workers_over_monolith']:.2f} ({work['latency_p95_s']:.3f} s vs "
@@ -118,8 +128,7 @@ def main() -> None:
                      verdict(s["ratio_p95_workers_over_monolith"] <= 1.2), sl["date"]])
         lost = mono["lost_messages_total"] + work["lost_messages_total"]
         rows.append([f"Synapse under load ({n}): no message lost", f"{lost} lost", verdict(lost == 0), sl["date"]])
-    rows += synapse_sweep_rows(load("synapse_load_sweep"))
-    print(table(rows))
+    return rows
 
 
 def read_rows(eu: dict, n: str) -> list[list[str]]:
@@ -152,18 +161,18 @@ def synapse_sweep_rows(sw: dict | None) -> list[list[str]]:
     the same load) per offered rate, and messages lost over the whole sweep."""
     if not sw:
         return []
-    rows, lost = [], 0
+    rows, lost, arrivals = [], 0, sw.get("arrivals", "lockstep")  # the first sweeps had no choice: lockstep
     for point in sw["sweep"]:
         s = point["summary"]
         mono, work = s["monolith"], s["workers"]
         lost += mono["lost_messages_total"] + work["lost_messages_total"]
-        rows.append([f"Synapse sweep, {sw['clients']} clients x {point['rate_per_client']:g} msg/s "
+        rows.append([f"Synapse sweep ({arrivals}), {sw['clients']} clients x {point['rate_per_client']:g} msg/s "
                      f"({point['offered_per_second']:g} offered): p95 send->sync <= 1.2x",
                      f"{s['ratio_p95_workers_over_monolith']:.2f} ({work['latency_p95_s']:.3f} s vs "
                      f"{mono['latency_p95_s']:.3f} s; {work['accepted_per_second']:.1f} vs "
                      f"{mono['accepted_per_second']:.1f} msg/s, {sw['rounds']} rounds)",
                      verdict(s["ratio_p95_workers_over_monolith"] <= 1.2), sw["date"]])
-    rows.append([f"Synapse sweep ({len(sw['sweep'])} rates): no message lost", f"{lost} lost", verdict(lost == 0),
+    rows.append([f"Synapse sweep ({arrivals}, {len(sw['sweep'])} rates): no message lost", f"{lost} lost", verdict(lost == 0),
                  sw["date"]])
     return rows
 

@@ -9,13 +9,15 @@ operator as a process (bench/lib.py): the two-country suite is created with FR a
 read; then FR gets the worker topology of test_matrix_workers_real.py (main + 2 sync + 2 event persisters + 1
 federation sender + 1 media repository + 1 background worker), and the re-rendered objects are read. Each round
 runs each topology in a fresh lab (empty database; the order alternates between rounds) through the rendered
-ingress (and the router): K registered users in a few rooms, each sending at ``--rate`` messages per second and
-long-polling /sync for ``--seconds`` (bench/synapse_load_client.py), then up to ``--drain`` seconds for the last
+ingress (and the router): K registered users in a few rooms, each sending ``--rate`` messages per second on
+average (``--arrivals poisson``, the default: K independent Poisson streams, seeded by ``--seed``; ``lockstep``:
+all K at the same instants, as every run up to 2026-12-04's first sweep) and long-polling /sync for ``--seconds`` (bench/synapse_load_client.py), then up to ``--drain`` seconds for the last
 messages to arrive. Recorded per round: messages/s accepted, p50/p95 send->sync latency, messages lost (accepted
 with 200, never returned to every other member of the room), RSS and CPU per process (/proc), the machine's load.
-Writes bench/results/synapse_load.json; bench/report.py prints it.
+Writes bench/results/synapse_load_poisson.json (synapse_load.json with ``--arrivals lockstep``); bench/report.py
+prints both.
 
-    python bench/synapse_load.py --rates 0.25,0.5,1,2 --rounds 2     # a sweep: bench/results/synapse_load_sweep.json
+    python bench/synapse_load.py --rates 0.25,0.5,1,2 --rounds 2  # a sweep: bench/results/synapse_load_sweep_poisson.json
 
 ``--rates``: several per-client rates in one invocation; every round runs each rate in both topologies, the
 topologies' order alternating between rounds and between consecutive rates; bench/report.py prints the p95 ratio
@@ -155,7 +157,7 @@ def one_round(topology: str, app: Applied, python: Path, args: argparse.Namespac
         clients = setup_clients(lab, app, args.clients, args.rooms)
         log(f"{topology}: up in {startup:.0f} s, {len(clients)} clients in {args.rooms} rooms")
         plan = {"base": f"https://matrix.{app.domain}", "ca": str(lab.ca), "seconds": args.seconds, "rate": rate,
-                "drain": args.drain, "clients": [{k: c[k] for k in ("name", "token", "room")} for c in clients]}
+                "arrivals": args.arrivals, "seed": args.seed, "drain": args.drain, "clients": [{k: c[k] for k in ("name", "token", "room")} for c in clients]}
         client = subprocess.Popen(lab.netns.argv([str(python), "-u", str(CLIENT)], lab.hosts_file()),
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         sampler = Sampler({**process_roots(lab), "load-client": client.pid})
@@ -247,6 +249,10 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--rate", type=float, default=2.0, help="messages per second each client sends")
     p.add_argument("--rates", default="", help="a sweep: comma-separated per-client rates (replaces --rate)")
+    p.add_argument("--arrivals", choices=("poisson", "lockstep"), default="poisson",
+                   help="when each client's messages are due: independent Poisson streams (default), or every "
+                        "client at the same instants (the runs up to 2026-12-04's lockstep sweep)")
+    p.add_argument("--seed", type=int, default=0, help="the Poisson streams' seed (with each client's name)")
     p.add_argument("--rooms", type=int, default=0, help="default: one room per 4 clients")
     p.add_argument("--drain", type=float, default=30)
     p.add_argument("--hops", action="store_true", help="per-hop latency from Synapse's logs (DEBUG replication)")
@@ -255,7 +261,9 @@ def main() -> None:
     args = p.parse_args()
     args.rooms = args.rooms or max(1, args.clients // 4)
     rates = [float(r) for r in args.rates.split(",") if r.strip()] or [args.rate]
-    args.result = args.result or ("synapse_load_sweep" if args.rates else "synapse_load")
+    # the lockstep runs kept the first names (synapse_load, synapse_load_sweep); report.py reads both kinds
+    suffix = "" if args.arrivals == "lockstep" else f"_{args.arrivals}"
+    args.result = args.result or ("synapse_load_sweep" if args.rates else "synapse_load") + suffix
     python = synapse_venv.synapse_python(image_tag(Matrix().image).lstrip("v"))
     runs = []
     with Bench("synapse-load") as b:
@@ -273,7 +281,7 @@ def main() -> None:
                 f"{f['latency_p50_s']:.3f} s, p95 {f['latency_p95_s']:.3f} s, lost {f['lost_messages']}, machine "
                 f"busy {r['machine']['busy_fraction']:.0%}, load {r['machine']['loadavg_1m']}")
     common = {"clients": args.clients, "rooms": args.rooms, "seconds": args.seconds, "drain_seconds": args.drain,
-              "rounds": args.rounds, "topology": {"main": 1, **TOPOLOGY}}
+              "rounds": args.rounds, "arrivals": args.arrivals, "seed": args.seed, "topology": {"main": 1, **TOPOLOGY}}
     if args.rates:
         sweep = []
         for rate in rates:

@@ -4,11 +4,14 @@ Runs inside the Matrix lab's network namespace (started by bench/synapse_load.py
 standard library only). Reads its plan as JSON on stdin:
 
     {"base": "https://matrix.<domain>", "ca": "<CA file>", "seconds": 60, "rate": 2.0, "drain": 30,
-     "clients": [{"name": "u0", "token": "...", "room": "!r:<domain>"}, ...]}
+     "arrivals": "poisson", "seed": 0, "clients": [{"name": "u0", "token": "...", "room": "!r:<domain>"}, ...]}
 
 Each client has two threads on their own keep-alive HTTPS connections: a syncer (``/sync`` long-polls with a
-filter keeping only the rooms' messages) and a sender (``PUT .../send/m.room.message/<txn>``, paced at ``rate``
-messages per second; when Synapse answers slower than the pace it sends as fast as it is answered). Senders start
+filter keeping only the rooms' messages) and a sender (``PUT .../send/m.room.message/<txn>``, at ``rate``
+messages per second on average; when Synapse answers slower than the pace it sends as fast as it is answered).
+``arrivals`` says when a client's messages are due (``send_offsets``): ``poisson`` (the default), each client on
+its own seeded random stream, as independent users send; ``lockstep``, every client at 0, 1/rate, 2/rate, ... s,
+so all K send at once (the runs up to the 2026-12-04 sweep, which measured this burst). Senders start
 once every syncer holds its first ``next_batch``; they stop after ``seconds``; syncers go on until every accepted
 message was seen by every other member of its room or ``drain`` seconds passed. All times are this process's
 ``time.monotonic()``, so a send and a receipt by two clients compare on one clock.
@@ -22,8 +25,10 @@ Prints one JSON document: ``sent`` [client, txn, room, t_start, t_end, status], 
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import os
+import random
 import ssl
 import sys
 import threading
@@ -38,6 +43,21 @@ FILTER = json.dumps({
              "ephemeral": {"types": []}, "account_data": {"types": []}},
 }, separators=(",", ":"))
 SYNC_TIMEOUT_MS = 5000
+ARRIVALS = ("poisson", "lockstep")
+
+
+def send_offsets(rate: float, arrivals: str, seed: str):
+    """Seconds after the senders' start at which one client's successive messages are due, without end.
+
+    poisson: exponential gaps of mean 1/rate from a generator seeded by ``seed`` (the run's seed and the client's
+    name), so K clients are K independent Poisson streams and a rerun with the same seed has the same schedule.
+    lockstep: n/rate, the same instants for every client."""
+    if arrivals == "lockstep":
+        return (n / rate for n in itertools.count())
+    if arrivals != "poisson":
+        raise ValueError(f"arrivals: {arrivals!r} is not one of {', '.join(ARRIVALS)}")
+    rng = random.Random(seed)
+    return itertools.accumulate(rng.expovariate(rate) for _ in itertools.count())
 
 
 class Connection:
@@ -73,6 +93,7 @@ class Connection:
 class Run:
     def __init__(self, plan: dict):
         self.plan = plan
+        send_offsets(plan["rate"], plan.get("arrivals", "lockstep"), "")  # a bad value fails here, not in a thread
         self.context = ssl.create_default_context(cafile=plan["ca"])
         self.lock = threading.Lock()
         self.sent: list[list] = []
@@ -117,9 +138,11 @@ class Run:
     def sender(self, client: dict) -> None:
         conn = Connection(self.plan["base"], self.context)
         room = urllib.parse.quote(client["room"], safe="")
+        offsets = send_offsets(self.plan["rate"], self.plan.get("arrivals", "lockstep"),
+                               f"{self.plan.get('seed', 0)}:{client['name']}")
         start, seq = time.monotonic(), 0
         while not self.stop_sending.is_set():
-            due = start + seq / self.plan["rate"]
+            due = start + next(offsets)
             if due > time.monotonic():
                 time.sleep(due - time.monotonic())
                 if self.stop_sending.is_set():

@@ -86,3 +86,35 @@ def test_a_sweep_runs_every_rate_in_both_topologies_and_alternates_which_goes_fi
     assert plan == [(0, 0.25, "monolith"), (0, 0.25, "workers"), (0, 1.0, "workers"), (0, 1.0, "monolith"),
                     (1, 0.25, "workers"), (1, 0.25, "monolith"), (1, 1.0, "monolith"), (1, 1.0, "workers")]
     assert stats.rounds_plan(1, [2.0]) == [(0, 2.0, "monolith"), (0, 2.0, "workers")]
+
+
+_client_spec = importlib.util.spec_from_file_location(
+    "synapse_load_client", Path(__file__).parents[1] / "bench" / "synapse_load_client.py")
+load_client = importlib.util.module_from_spec(_client_spec)
+_client_spec.loader.exec_module(load_client)
+
+
+def first(offsets, n: int) -> list[float]:
+    return [next(offsets) for _ in range(n)]
+
+
+def test_lockstep_sends_every_client_at_the_same_instants():
+    a = first(load_client.send_offsets(2.0, "lockstep", "0:u0"), 4)
+    assert a == [0.0, 0.5, 1.0, 1.5] == first(load_client.send_offsets(2.0, "lockstep", "0:u7"), 4)
+
+
+def test_poisson_streams_are_independent_per_client_reproducible_and_of_the_asked_mean_rate():
+    u0 = first(load_client.send_offsets(0.5, "poisson", "0:u0"), 4000)
+    assert u0 == first(load_client.send_offsets(0.5, "poisson", "0:u0"), 4000)  # the same seed, the same schedule
+    u1 = first(load_client.send_offsets(0.5, "poisson", "0:u1"), 4000)
+    assert u0[:5] != u1[:5] and u0[:5] != first(load_client.send_offsets(0.5, "poisson", "1:u0"), 5)
+    assert all(b > a for a, b in zip(u0, u0[1:])) and u0[0] > 0  # no client sends at the start instant
+    gaps = [b - a for a, b in zip([0.0, *u0], u0)]
+    assert sum(gaps) / len(gaps) == pytest.approx(2.0, rel=0.05)  # mean gap 1/rate
+    # exponential: the share of gaps longer than the mean is e^-1 (0.37), where even spacing has none
+    assert sum(g > 2.0 for g in gaps) / len(gaps) == pytest.approx(0.368, abs=0.03)
+
+
+def test_an_unknown_arrival_process_is_refused_by_name():
+    with pytest.raises(ValueError, match="arrivals: 'uniform' is not one of poisson, lockstep"):
+        load_client.send_offsets(1.0, "uniform", "0:u0")
