@@ -82,8 +82,12 @@ def test_types_without_replicas_fall_back():
 
 
 class _Backend(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keeps a connection open when its client asks to, as Synapse's Twisted does
+
     def do_GET(self):  # noqa: N802 - http.server's name
         body = self.server.name.encode()  # type: ignore[attr-defined]
+        # which connection (the router's source port) carried the request, and what it said of the connection
+        self.server.seen.append((self.client_address[1], self.headers.get("Connection")))  # type: ignore[attr-defined]
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -96,7 +100,13 @@ class _Backend(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def nginx_router(tmp_path):
+def nginx_router(nginx_router_lab):
+    return nginx_router_lab[0]
+
+
+@pytest.fixture
+def nginx_router_lab(tmp_path):
+    """The rendered router in a real nginx, each upstream server a stand-in backend: (base URL, {host: backend})."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
         pytest.fail("nginx is missing: run hack/install-federation-tools.sh")
@@ -107,7 +117,7 @@ def nginx_router(tmp_path):
     for host in sorted(set(re.findall(r'server "([^"]+):8008";', conf))):
         port = _free_port()
         srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Backend)
-        srv.name = host  # type: ignore[attr-defined]
+        srv.name, srv.seen = host, []  # type: ignore[attr-defined]
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         backends.append(srv)
         servers[host] = port
@@ -136,7 +146,7 @@ def nginx_router(tmp_path):
                 proc.kill()
                 pytest.fail((tmp_path / "error.log").read_text())
             time.sleep(0.1)
-    yield base
+    yield base, {srv.name: srv for srv in backends}  # type: ignore[attr-defined]
     proc.terminate()
     proc.wait(timeout=10)
     for srv in backends:
@@ -174,3 +184,14 @@ def test_real_nginx_keeps_a_user_on_one_sync_process(nginx_router):
         assert len(hosts) == 1, (user, hosts)  # every device of a user on the same process
         seen[user] = hosts.pop()
     assert set(seen.values()) == {"synapse-sync-0", "synapse-sync-1"}  # and the users spread over the pool
+
+
+def test_real_nginx_reuses_its_connections_to_synapse(nginx_router_lab):
+    base, backends = nginx_router_lab
+    for _ in range(5):  # the admin API: main's in every topology (`location /`)
+        assert _get(base, "/_synapse/admin/v1/server_version") == "synapse"
+    seen = backends["synapse"].seen
+    assert len(seen) == 5
+    # one connection for the five requests, none told to close: the upstream's keepalive and the cleared header
+    assert len({port for port, _ in seen}) == 1, seen
+    assert all((conn or "").lower() != "close" for _, conn in seen), seen

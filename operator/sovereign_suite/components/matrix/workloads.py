@@ -123,11 +123,18 @@ def render_workers(ctx: RenderContext, component: str, version: str | None, **co
     )
 
 
+# idle connections the router keeps per upstream and nginx worker, and for how long (below Twisted's 60 s: the
+# template says why); a request without an idle connection opens a new one, as before
+ROUTER_KEEPALIVE_CONNECTIONS = 16
+ROUTER_KEEPALIVE_TIMEOUT_S = 30
+
+
 def router_conf(ctx: RenderContext, here: str, http_port: int, max_body: str, timeout: int) -> str:
     from ..base import render_text
     from .routing import nginx_values
 
     return render_text(here, "router-nginx.conf.j2", http_port=http_port, max_body=max_body, timeout=timeout,
+                       keepalive_connections=ROUTER_KEEPALIVE_CONNECTIONS, keepalive_timeout=ROUTER_KEEPALIVE_TIMEOUT_S,
                        **nginx_values(ctx.components.matrix.workers.topology()))
 
 
