@@ -15,30 +15,28 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from .image_pins import pinned
 from .releases import catalogue
 from .fieldtypes import (
     AdminGroup,
-    Endpoint,
-    EnvName,
-    HostName,
     HttpsUrl,
     ImageRef,
-    JitsiValue,
     NamespaceGlob,
     NamespaceName,
-    PgIdentifier,
     Scope,
 )
 
-from .ingress_annotations import IngressAnnotations, JitsiIngressAnnotations, ingress_annotations_field
+from .ingress_annotations import IngressAnnotations, ingress_annotations_field
 from .matrix_workers import MatrixWorkers
 from .llm_models import LLM, LLMGateway, LLMModel  # noqa: F401 - re-exported: the API's one import point
-from .network import MAX_SOURCE_RANGES, Network, SourceRange
+from .network import Network
 from .backups import Backups
+from .postgres_model import Postgres
+from .jitsi_models import Jitsi, JvbExposure  # noqa: F401 - re-exported: the API's one import point
+from .docs_models import Docs, DocsAdmin, S3  # noqa: F401 - re-exported: the API's one import point
 from .common import (  # noqa: F401 - re-exported: the API's one import point
     API_VERSION,
     COUNTRIES,
@@ -118,41 +116,6 @@ class Monitoring(Model):
 
 
 # --------------------------------------------------------------------------------------------------
-# Postgres (Matrix and Docs)
-
-
-class Postgres(Model):
-    """The database of a component. ``embedded``: a single-instance StatefulSet rendered by the operator;
-    ``cloudnative-pg``: a CloudNativePG Cluster (the CNPG operator must be installed); ``external``: an
-    existing server."""
-
-    mode: Literal["embedded", "cloudnative-pg", "external"] = "embedded"
-    image: ImageRef = pinned("postgres")
-    storage: Quantity = "10Gi"
-    instances: int = Field(1, ge=1, le=9, description="cloudnative-pg only: number of instances.")
-    resources: Resources = Field(
-        default_factory=lambda: resources({"cpu": "250m", "memory": "512Mi"}, {"cpu": "2", "memory": "2Gi"})
-    )
-    host: HostName | None = Field(None, description="external only: the server's host name or IP address.")
-    port: int = Field(5432, ge=1, le=65535)
-    database: PgIdentifier | None = Field(None, description="Database name; default: the component's name.")
-    user: PgIdentifier | None = Field(None, description="User name; default: the component's name.")
-    password_secret_ref: SecretKeyRef | None = Field(None, description="external only: the user's password.")
-    ssl_mode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] | None = Field(
-        None, description="external only (default prefer). The embedded and cloudnative-pg databases accept TLS only "
-        "and the suite's clients verify them (verify-full, with the tenant's CA or CloudNativePG's): any other value "
-        "is refused there.")
-
-    @model_validator(mode="after")
-    def _external_needs_host(self) -> "Postgres":
-        if self.mode == "external":
-            missing = [n for n, v in (("host", self.host), ("passwordSecretRef", self.password_secret_ref)) if not v]
-            if missing:
-                raise ValueError(f"mode external needs {' and '.join(missing)}")
-        return self
-
-
-# --------------------------------------------------------------------------------------------------
 # Components
 
 
@@ -197,124 +160,6 @@ class Matrix(Model):
         default_factory=dict,
         description="Merged into homeserver.yaml; may not set a key the operator owns.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
-    )
-
-
-class JvbExposure(Model):
-    type: Literal["NodePort", "HostPort", "LoadBalancer"] = "NodePort"
-    udp_port: int = Field(
-        10000, ge=1024, le=65535,
-        description="UDP port JVB listens on (and advertises with HostPort). At least 1024: JVB runs without "
-        "privileges and cannot bind a lower port; with HostPort it must be in the NationalCloud's spec.hostPorts.",
-    )
-    node_port: int | None = Field(
-        None, ge=30000, le=32767,
-        description="NodePort only: the node port for media; default: 30000 + the country's index in the list of "
-        "supported countries, so tenants sharing a cluster never collide.",
-    )
-    advertised_address: HostName | None = Field(
-        None, description="Public IP or host name JVB advertises (NAT); default: the node IP (HostPort/NodePort)."
-    )
-
-
-class Jitsi(Model):
-    """Jitsi Meet: web, prosody, jicofo, jvb."""
-
-    enabled: bool = True
-    web_image: ImageRef = pinned("jitsi-web")
-    prosody_image: ImageRef = pinned("jitsi-prosody")
-    jicofo_image: ImageRef = pinned("jitsi-jicofo")
-    jvb_image: ImageRef = pinned("jitsi-jvb")
-    web_replicas: int = Field(2, ge=0, le=20)
-    jvb_replicas: int = Field(1, ge=0, le=50)
-    jvb: JvbExposure = Field(default_factory=JvbExposure)
-    ingress_annotations: JitsiIngressAnnotations = ingress_annotations_field(limits_owned=False)
-    stun_servers: list[Annotated[str, Field(pattern=HOST_PORT_PATTERN, max_length=260)]] = Field(
-        default_factory=list,
-        max_length=MAX_STUN_SERVERS,
-        description="STUN servers (host:port) the bridges use to learn their public address and the browsers "
-        "use for peer-to-peer calls. None by default: nothing calls a third-party server (the images and the "
-        "browsers would otherwise use meet-jit-si-turnrelay.jitsi.net:443), and peer-to-peer is off (every call "
-        "goes through the tenant's bridge); set one you operate if the nodes are behind NAT or for peer-to-peer.",
-    )
-    resources: Resources = Field(
-        default_factory=lambda: resources({"cpu": "250m", "memory": "512Mi"}, {"cpu": "2", "memory": "2Gi"})
-    )
-    jvb_resources: Resources = Field(
-        default_factory=lambda: resources({"cpu": "1", "memory": "1Gi"}, {"cpu": "8", "memory": "8Gi"})
-    )
-    extra_config: dict[EnvName, JitsiValue] = Field(
-        default_factory=dict,
-        max_length=MAX_EXTRA_ENV,
-        description="Extra environment for the Jitsi containers; may not set an owned variable. Values may not hold "
-        "quotes, backslashes or control characters (the images paste them unescaped into their config files).",
-    )
-
-
-class S3(Model):
-    endpoint: Endpoint = Field(
-        description="S3 endpoint: http(s)://<host>[:<port>] and nothing else (no credentials, no path; external: "
-        "MinIO is not bundled)."
-    )
-    bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")
-    region: str | None = Field(None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    credentials_secret_ref: ObjectName = Field(
-        description="Secret with keys AWS_S3_ACCESS_KEY_ID and AWS_S3_SECRET_ACCESS_KEY."
-    )
-
-
-class DocsAdmin(Model):
-    """Django's admin site (``/admin`` and the ``/static`` files it needs). Not routed by default, as in Docs' own
-    chart (suitenumerique/docs src/helm/impress/values.yaml, v5.4.1: ``ingressAdmin.enabled: false``): it is a
-    password form for Django superusers and staff, and reachable by anyone who can reach the public host."""
-
-    model_config = ConfigDict(
-        json_schema_extra={"x-kubernetes-validations": [
-            {"rule": "!has(self.enabled) || !self.enabled || (has(self.sourceRanges) && size(self.sourceRanges) > 0)",
-             "message": "enabled needs sourceRanges (the client networks the admin site is routed for)"}]}
-    )
-
-    enabled: bool = Field(
-        False, description="Route /admin and /static to the backend through a second Ingress, docs-admin, that "
-        "ingress-nginx serves only to sourceRanges (annotation nginx.ingress.kubernetes.io/whitelist-source-range). "
-        "Refused on a NationalCloud whose ingressController is other (no allow-list the operator could write).",
-    )
-    source_ranges: list[SourceRange] = Field(
-        default_factory=list, max_length=MAX_SOURCE_RANGES,
-        description="Client networks allowed to reach the admin site (CIDRs in canonical form, e.g. "
-        "192.0.2.0/24); required when enabled. /0 is refused: it would be no allow-list.",
-    )
-
-    @model_validator(mode="after")
-    def _ranges_when_enabled(self) -> "DocsAdmin":
-        if self.enabled and not self.source_ranges:
-            raise ValueError("enabled needs sourceRanges (the client networks the admin site is routed for)")
-        return self
-
-
-class Docs(Model):
-    """La Suite Docs (impress): backend, frontend, y-provider, celery worker, Redis."""
-
-    enabled: bool = True
-    backend_image: ImageRef = pinned("docs-backend")
-    frontend_image: ImageRef = pinned("docs-frontend")
-    y_provider_image: ImageRef = pinned("docs-y-provider")
-    redis_image: ImageRef = pinned("redis")
-    backend_replicas: int = Field(2, ge=0, le=20)
-    frontend_replicas: int = Field(2, ge=0, le=20)
-    y_provider_replicas: int = Field(1, ge=0, le=20)
-    worker_replicas: int = Field(1, ge=0, le=20)
-    s3: S3 | None = Field(None, description="Object storage for documents' media (required when enabled).")
-    ingress_annotations: IngressAnnotations = ingress_annotations_field()
-    admin: DocsAdmin = Field(default_factory=DocsAdmin, description="Django's admin site; not routed by default.")
-    postgres: Postgres = Field(default_factory=Postgres)
-    resources: Resources = Field(
-        default_factory=lambda: resources({"cpu": "250m", "memory": "512Mi"}, {"cpu": "2", "memory": "2Gi"})
-    )
-    extra_config: dict[str, str] = Field(
-        default_factory=dict,
-        max_length=MAX_EXTRA_ENV,
-        description="Extra Django settings (environment); may not set an owned variable.",
     )
 
 
