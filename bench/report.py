@@ -172,7 +172,8 @@ def synapse_sweep_rows(sw: dict | None) -> list[list[str]]:
                      f"{mono['latency_p95_s']:.3f} s; {work['accepted_per_second']:.1f} vs "
                      f"{mono['accepted_per_second']:.1f} msg/s, {sw['rounds']} rounds)",
                      verdict(s["ratio_p95_workers_over_monolith"] <= 1.2), sw["date"]])
-    rows.append([f"Synapse sweep ({arrivals}, {len(sw['sweep'])} rates): no message lost", f"{lost} lost", verdict(lost == 0),
+    rows.append([f"Synapse sweep ({arrivals}, {len(sw['sweep'])} rates): no message lost", f"{lost} lost",
+                 verdict(lost == 0),
                  sw["date"]])
     return rows
 

@@ -11,13 +11,14 @@ federation sender + 1 media repository + 1 background worker), and the re-render
 runs each topology in a fresh lab (empty database; the order alternates between rounds) through the rendered
 ingress (and the router): K registered users in a few rooms, each sending ``--rate`` messages per second on
 average (``--arrivals poisson``, the default: K independent Poisson streams, seeded by ``--seed``; ``lockstep``:
-all K at the same instants, as every run up to 2026-12-04's first sweep) and long-polling /sync for ``--seconds`` (bench/synapse_load_client.py), then up to ``--drain`` seconds for the last
-messages to arrive. Recorded per round: messages/s accepted, p50/p95 send->sync latency, messages lost (accepted
-with 200, never returned to every other member of the room), RSS and CPU per process (/proc), the machine's load.
+all K at the same instants, as every run up to 2026-12-04's first sweep) and long-polling /sync for ``--seconds``
+(bench/synapse_load_client.py), then up to ``--drain`` seconds for the last messages to arrive. Recorded per
+round: messages/s accepted, p50/p95 send->sync latency, messages lost (accepted with 200, never returned to every
+other member of the room), RSS and CPU per process (/proc), the machine's load.
 Writes bench/results/synapse_load_poisson.json (synapse_load.json with ``--arrivals lockstep``); bench/report.py
 prints both.
 
-    python bench/synapse_load.py --rates 0.25,0.5,1,2 --rounds 2  # a sweep: bench/results/synapse_load_sweep_poisson.json
+    python bench/synapse_load.py --rates 0.25,0.5,1,2 --rounds 2   # bench/results/synapse_load_sweep_poisson.json
 
 ``--rates``: several per-client rates in one invocation; every round runs each rate in both topologies, the
 topologies' order alternating between rounds and between consecutive rates; bench/report.py prints the p95 ratio
@@ -157,7 +158,8 @@ def one_round(topology: str, app: Applied, python: Path, args: argparse.Namespac
         clients = setup_clients(lab, app, args.clients, args.rooms)
         log(f"{topology}: up in {startup:.0f} s, {len(clients)} clients in {args.rooms} rooms")
         plan = {"base": f"https://matrix.{app.domain}", "ca": str(lab.ca), "seconds": args.seconds, "rate": rate,
-                "arrivals": args.arrivals, "seed": args.seed, "drain": args.drain, "clients": [{k: c[k] for k in ("name", "token", "room")} for c in clients]}
+                "arrivals": args.arrivals, "seed": args.seed, "drain": args.drain,
+                "clients": [{k: c[k] for k in ("name", "token", "room")} for c in clients]}
         client = subprocess.Popen(lab.netns.argv([str(python), "-u", str(CLIENT)], lab.hosts_file()),
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         sampler = Sampler({**process_roots(lab), "load-client": client.pid})

@@ -91,7 +91,9 @@ ReleaseName = Annotated[str, Field(pattern=r"^[0-9]{4}\.[0-9]{2}$", max_length=7
 class OIDC(Model):
     """An OpenID Connect provider shared by the components (Docs, Synapse, the LLM gateway)."""
 
-    issuer: HttpsUrl = Field(description="Issuer URL: https://<host>[:<port>][/<path>], no credentials, query or fragment.")
+    issuer: HttpsUrl = Field(
+        description="Issuer URL: https://<host>[:<port>][/<path>], no credentials, query or fragment."
+    )
     client_id: str = Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")
     client_secret_ref: SecretKeyRef = Field(description="Secret and key holding the client secret.")
     scopes: list[Scope] = Field(default_factory=lambda: ["openid", "email", "profile"], max_length=MAX_SCOPES)
