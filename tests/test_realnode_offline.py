@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from sovereign_suite.devcluster.cluster import kwokctl_config
+from sovereign_suite.devcluster.kwok_config import kwokctl_config
 from sovereign_suite.devcluster.realnode import configs, host, oci
 
 

@@ -5,7 +5,7 @@ docs/install.md, "Install on a cluster", lists exactly these steps.
 - The image is reproducible: built a second time from the same sources (no cache), it has the same digest.
 - The pod runs the image under the chart's ServiceAccount (the audit log's user for its writes) and RBAC, reaching
   the API server at the ``kubernetes`` Service (kube-apiserver advertises the machine's address; its certificate
-  names 10.96.0.1: cluster.kwokctl_config); the two-country suite of the real-node tests (FR on the real node,
+  names 10.96.0.1: kwok_config.kwokctl_config); the two-country suite of the real-node tests (FR on the real node,
   DE simulated) becomes Ready.
 - A real Prometheus scrapes the pod's metrics through the chart's prometheus.io annotations and the usual
   annotation-driven relabelling (the pods listed by the test: Debian's Prometheus has no Kubernetes discovery).

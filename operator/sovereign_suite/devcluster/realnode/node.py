@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -17,6 +15,7 @@ import yaml
 from ..cluster import Cluster, ClusterError, _alive, bin_dir
 from . import configs, host
 from .configs import NODE_NAME, Layout
+from .procs import http_ok, pids_of, port_busy, raise_inotify_instances, stop_process
 
 NODE_BINARIES = ("kubelet", "kube-proxy", "containerd", "containerd-shim-runc-v2", "ctr", "kube-router", "pause")
 REPO_HACK = Path(__file__).resolve().parents[4] / "hack"
@@ -46,16 +45,6 @@ def host_tools(install: bool = False) -> None:
                 if not os.access(f"{configs.CNI_BIN}/{p}", os.X_OK)]
     if missing:
         raise ClusterError(f"the real node needs {', '.join(missing)} (run hack/install-real-node-deps.sh)")
-
-
-def _port_busy(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("0.0.0.0", port))
-        except OSError:
-            return True
-    return False
 
 
 def node_ip() -> str:
@@ -100,7 +89,7 @@ class RealNode:
                 f"a real node already runs on this machine (cluster {state.get('cluster')!r}, "
                 f"{len(alive)} of its processes alive; state in {self.layout.state_file}): one real node per machine. "
                 f"Stop it with `sovereign-suite cluster down --name {state.get('cluster')}`.")
-        busy = [p for p in configs.PORTS if _port_busy(p)]
+        busy = [p for p in configs.PORTS if port_busy(p)]
         if busy:
             raise ClusterError(f"ports {busy} are in use on this machine (another kubelet or kube-proxy?): "
                                "one real node per machine")
@@ -194,7 +183,7 @@ class RealNode:
         # before containerd: its CRI plugin takes an inotify instance too (its CNI config watcher); without one it
         # fails to load ("couldn't initialize inotify: too many open files", seen 2026-12-04 with other helpers'
         # clusters up) while containerd still answers, and kubelet exits ("unknown service runtime.v1.RuntimeService")
-        _raise_inotify_instances()
+        raise_inotify_instances()
         pid = self._spawn(state, "containerd", [str(bins / "containerd"), "--config", str(lay.conf / "containerd.toml")])
         self._wait("containerd", lambda: self._ctr("version").returncode == 0, 30, pid, "realnode-containerd.log")
         self._wait("containerd's CRI plugin", self._cri_ok, 15, pid, "realnode-containerd.log")
@@ -219,7 +208,7 @@ class RealNode:
         progress("real node: starting kube-proxy and kube-router (NetworkPolicy only)")
         pid = self._spawn(state, "kube-proxy", [str(bins / "kube-proxy"), f"--config={lay.conf / 'kube-proxy.yaml'}",
                                                 "--v=1"])
-        self._wait("kube-proxy", lambda: _http_ok(configs.PROXY_HEALTHZ, "/healthz"), 60, pid,
+        self._wait("kube-proxy", lambda: http_ok(configs.PROXY_HEALTHZ, "/healthz"), 60, pid,
                    "realnode-kube-proxy.log")
         pid = self._spawn(state, "kube-router", [
             str(bins / "kube-router"), f"--kubeconfig={self.cluster.kubeconfig}", f"--hostname-override={NODE_NAME}",
@@ -227,7 +216,7 @@ class RealNode:
             "--enable-ipv6=false", f"--health-port={configs.ROUTER_HEALTH}",
             f"--metrics-port={configs.ROUTER_METRICS}", "--v=1",
         ])
-        self._wait("kube-router", lambda: _http_ok(configs.ROUTER_HEALTH, "/healthz"), 60, pid,
+        self._wait("kube-router", lambda: http_ok(configs.ROUTER_HEALTH, "/healthz"), 60, pid,
                    "realnode-kube-router.log")
         self._start_dns(server, progress)
 
@@ -303,11 +292,11 @@ class RealNode:
         if pids.get("kubelet") and _alive(pids["kubelet"]) and self.cluster.exists():
             self._evict(progress, timeout)
         for name in PROGRAMS[:3]:
-            _stop(pids.get(name))
+            stop_process(pids.get(name))
         self._remove_containers()
-        _stop(pids.get("containerd"))
-        for pid in _pids_of(str(bin_dir() / "containerd-shim-runc-v2")):  # shims of containers not removed
-            _stop(pid, grace=5)
+        stop_process(pids.get("containerd"))
+        for pid in pids_of(str(bin_dir() / "containerd-shim-runc-v2")):  # shims of containers not removed
+            stop_process(pid, grace=5)
         if self.cluster.exists():
             self._kubectl("delete", "node", NODE_NAME, "--ignore-not-found", "--wait=false", check=False)
         before_file = lay.run / "host-before.json"
@@ -353,57 +342,3 @@ class RealNode:
                 time.sleep(0.3)
         for c in self._ctr("containers", "ls", "-q", timeout=20).stdout.split():
             self._ctr("containers", "delete", c, timeout=20)
-
-
-INOTIFY_INSTANCES = 1024
-
-
-def _raise_inotify_instances() -> None:
-    """kubelet's cAdvisor and containerd's CRI plugin fail to start ("too many open files") when the machine's
-    inotify instances are used up; several local clusters (4 per kube-apiserver) use up Debian's default 128. Raised for
-    the node's lifetime: `down` restores the recorded value (host.SYSCTLS)."""
-    path = Path("/proc/sys/fs/inotify/max_user_instances")
-    if int(path.read_text()) < INOTIFY_INSTANCES:
-        path.write_text(str(INOTIFY_INSTANCES))
-
-
-def _http_ok(port: int, path: str) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-            s.sendall(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
-            return b" 200 " in s.recv(200)
-    except OSError:
-        return False
-
-
-def _stop(pid: int | None, grace: float = 20) -> None:
-    if not pid or not _alive(pid):
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
-        while _alive(pid):
-            time.sleep(0.05)
-    try:  # reap it when this process started it (`cluster up` and `down` in one process, as in the tests)
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
-def _pids_of(program: str) -> list[int]:
-    """Processes running ``program`` (a path)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.readlink(f"/proc/{entry}/exe") == program:
-                    found.append(int(entry))
-            except OSError:
-                continue
-    return found
