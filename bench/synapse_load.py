@@ -41,6 +41,7 @@ from lib import ROOT, Bench, log, table, wait_for, write_result
 from synapse_load_hops import HOPS, LOG_CONFIG, collect, message_hops, summarise_hops
 from synapse_load_stats import group_usage, load_figures, machine_busy, rounds_plan, snapshot
 
+from sovereign_suite.api.matrix_workers import MatrixWorkers
 from sovereign_suite.api.models import Matrix
 from sovereign_suite.components.postgres import image_tag
 from tests import synapse_venv
@@ -56,19 +57,32 @@ PATCH = {
     "tenants": [{"country": "FR", "cloud": "fr-secnumcloud"}, {"country": "DE", "cloud": "de-c5"}],
     "deletionPolicy": "Delete",
 }
-WORKER_TENANTS = [{"country": "FR", "cloud": "fr-secnumcloud", "components": {"matrix": {"workers": TOPOLOGY}}},
-                  {"country": "DE", "cloud": "de-c5"}]
 
 
-def applied_topologies(b: Bench) -> dict[str, Applied]:
-    """FR's Matrix objects as the operator applied them for a monolith, then re-rendered with workers."""
+def worker_tenants(workers: dict) -> list[dict]:
+    return [{"country": "FR", "cloud": "fr-secnumcloud", "components": {"matrix": {"workers": workers}}},
+            {"country": "DE", "cloud": "de-c5"}]
+
+
+def parse_workers(text: str) -> dict:
+    """``--workers``: a preset name (``size``: small, large, national) or a JSON object of the API's counts
+    (``{"sync": 2}``), validated by the API model so that a typo is refused before any lab starts."""
+    text = text.strip()
+    spec = json.loads(text) if text.startswith("{") else {"size": text}
+    if not MatrixWorkers.model_validate(spec).enabled():
+        raise SystemExit(f"--workers {text!r}: no worker runs in that topology (a monolith)")
+    return spec
+
+
+def applied_topologies(b: Bench, workers: dict) -> dict[str, Applied]:
+    """FR's Matrix objects as the operator applied them for a monolith, then re-rendered with ``workers``."""
     ns = b.namespace("bench")
     doc = suite_doc("two-countries", ns, "load", patch=PATCH)
     b.kube.create(doc)
     wait_ready(b.kube, doc, timeout=300)
     out = {"monolith": Applied.read(b.kube, "load-fr")}
     assert not any(n.startswith("synapse-") for n in out["monolith"].statefulsets), "FR is not a monolith"
-    b.kube.merge_patch(*SUITES, "load", ns, {"spec": {"tenants": WORKER_TENANTS}})
+    b.kube.merge_patch(*SUITES, "load", ns, {"spec": {"tenants": worker_tenants(workers)}})
     wait_ready(b.kube, doc, timeout=300)
     out["workers"] = Applied.read(b.kube, "load-fr")
     return out
@@ -257,11 +271,15 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="the Poisson streams' seed (with each client's name)")
     p.add_argument("--rooms", type=int, default=0, help="default: one room per 4 clients")
     p.add_argument("--drain", type=float, default=30)
+    p.add_argument("--workers", default=json.dumps(TOPOLOGY),
+                   help="the worker topology compared with the monolith: a preset (small, large, national) or the "
+                        "API's counts as JSON; default: test_matrix_workers_real.py's")
     p.add_argument("--hops", action="store_true", help="per-hop latency from Synapse's logs (DEBUG replication)")
     p.add_argument("--result", default="", help="bench/results/<result>.json (default synapse_load, or "
                                                 "synapse_load_sweep with --rates; report.py reads both)")
     args = p.parse_args()
     args.rooms = args.rooms or max(1, args.clients // 4)
+    workers = parse_workers(args.workers)
     rates = [float(r) for r in args.rates.split(",") if r.strip()] or [args.rate]
     # the lockstep runs kept the first names (synapse_load, synapse_load_sweep); report.py reads both kinds
     suffix = "" if args.arrivals == "lockstep" else f"_{args.arrivals}"
@@ -272,7 +290,7 @@ def main() -> None:
         op = b.operator()
         op.start()
         wait_for(lambda: op.metric("sovereign_suite_build_info") or op.metric("python_info"), 60, 0.5, "operator up")
-        apps = applied_topologies(b)
+        apps = applied_topologies(b, workers)
         op.stop()  # everything the rounds need is read: the operator and the cluster stay idle
         for i, rate, topology in rounds_plan(args.rounds, rates):
             r = one_round(topology, apps[topology], python, args, rate)
@@ -282,8 +300,10 @@ def main() -> None:
             log(f"round {i} rate {rate:g} {topology}: {f['accepted_per_second']:.1f} msg/s, p50 "
                 f"{f['latency_p50_s']:.3f} s, p95 {f['latency_p95_s']:.3f} s, lost {f['lost_messages']}, machine "
                 f"busy {r['machine']['busy_fraction']:.0%}, load {r['machine']['loadavg_1m']}")
+    counts = {k: v for k, v in MatrixWorkers.model_validate(workers).topology().items() if v}
     common = {"clients": args.clients, "rooms": args.rooms, "seconds": args.seconds, "drain_seconds": args.drain,
-              "rounds": args.rounds, "arrivals": args.arrivals, "seed": args.seed, "topology": {"main": 1, **TOPOLOGY}}
+              "rounds": args.rounds, "arrivals": args.arrivals, "seed": args.seed, "workers": workers,
+              "topology": {"main": 1, **counts}}
     if args.rates:
         sweep = []
         for rate in rates:

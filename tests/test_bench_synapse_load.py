@@ -118,3 +118,30 @@ def test_poisson_streams_are_independent_per_client_reproducible_and_of_the_aske
 def test_an_unknown_arrival_process_is_refused_by_name():
     with pytest.raises(ValueError, match="arrivals: 'uniform' is not one of poisson, lockstep"):
         load_client.send_offsets(1.0, "uniform", "0:u0")
+
+
+def _load_bench():
+    import sys
+    bench = Path(__file__).parents[1] / "bench"
+    sys.path.insert(0, str(bench))  # the bench imports its neighbours (lib, synapse_load_stats) by name
+    try:
+        spec = importlib.util.spec_from_file_location("synapse_load", bench / "synapse_load.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(bench))
+
+
+def test_workers_option_takes_a_preset_or_counts_and_refuses_a_monolith_or_a_typo():
+    bench = _load_bench()
+    assert bench.parse_workers("small") == {"size": "small"}
+    assert bench.parse_workers('{"sync": 2}') == {"sync": 2}
+    with pytest.raises(SystemExit, match="no worker runs"):
+        bench.parse_workers("monolith")
+    with pytest.raises(SystemExit, match="no worker runs"):
+        bench.parse_workers('{"sync": 0}')
+    with pytest.raises(ValueError, match="synch"):  # the API model refuses an unknown field by its name
+        bench.parse_workers('{"synch": 2}')
+    with pytest.raises(ValueError, match="size"):
+        bench.parse_workers("tiny")
