@@ -69,6 +69,29 @@ def test_sample_paths_route_where_the_docs_say(path, since, expected):
     assert routing.route(path, MONOLITH, since) == "main"  # the monolith serves everything
 
 
+EVENT_SENDING = [  # docs/workers.md, "Event sending requests"
+    "/_matrix/client/v3/rooms/!abc:fr.example/send/m.room.message/txn1",
+    "/_matrix/client/v3/rooms/!abc:fr.example/redact/$ev/txn2",
+    "/_matrix/client/v3/rooms/!abc:fr.example/state/m.room.topic/",
+    "/_matrix/client/v3/rooms/!abc:fr.example/invite",
+    "/_matrix/client/v3/join/!abc:fr.example",
+    "/_matrix/client/v3/profile/@u:fr.example/displayname",
+]
+
+
+def test_event_sending_goes_where_the_events_are_written():
+    # with event persisters a client reader creates the event and hands it to the room's persister; without any,
+    # main writes every event, so it creates them too instead of receiving each from a client reader over HTTP
+    main_writes = {**LARGE, "event_persister": 0}
+    for path in EVENT_SENDING:
+        assert routing.route(path, LARGE) == "client_reader", path
+        assert routing.route(path, main_writes) == "main", path
+    # the client readers keep their other paths
+    assert routing.route("/_matrix/client/v3/keys/query", main_writes) == "client_reader"
+    assert routing.route("/_matrix/client/v3/rooms/!abc:fr.example/state", main_writes) == "client_reader"
+    assert routing.route("/_matrix/client/v3/createRoom", main_writes) == "client_reader"
+
+
 def test_types_without_replicas_fall_back():
     small = PRESETS["small"]  # no initial-sync pool
     assert routing.route("/_matrix/client/v3/sync", small, None) == "sync"
@@ -105,12 +128,14 @@ def nginx_router(nginx_router_lab):
 
 
 @pytest.fixture
-def nginx_router_lab(tmp_path):
-    """The rendered router in a real nginx, each upstream server a stand-in backend: (base URL, {host: backend})."""
+def nginx_router_lab(request, tmp_path):
+    """The rendered router in a real nginx, each upstream server a stand-in backend: (base URL, {host: backend}).
+    The workers: the large preset, or the test's (``indirect`` parametrization)."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
         pytest.fail("nginx is missing: run hack/install-federation-tools.sh")
-    suite = suite_with("two-countries", {"components": {"matrix": {"workers": {"size": "large"}}}})
+    workers = getattr(request, "param", {"size": "large"})
+    suite = suite_with("two-countries", {"components": {"matrix": {"workers": workers}}})
     ctx = build_contexts(suite, load_example("two-countries")[1])[0]
     conf = router_conf(ctx, str(Path(routing.__file__).parent), 8008, "100m", 300)
     servers, backends = {}, []
@@ -170,6 +195,14 @@ def test_real_nginx_routes_the_samples_like_the_table(nginx_router):
     for path, since, expected in SAMPLES:
         query = f"?since={since}" if since else ""
         assert _type_of(_get(nginx_router, path + query)) == expected, path
+
+
+@pytest.mark.parametrize("nginx_router_lab", [{"size": "large", "eventPersister": 0}], indirect=True)
+def test_real_nginx_sends_events_to_main_while_main_writes_them(nginx_router_lab):
+    base, _ = nginx_router_lab
+    for path in EVENT_SENDING:
+        assert _type_of(_get(base, path)) == "main", path
+    assert _type_of(_get(base, "/_matrix/client/v3/keys/query")) == "client_reader"
 
 
 def test_real_nginx_keeps_a_user_on_one_sync_process(nginx_router):

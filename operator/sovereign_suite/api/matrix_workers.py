@@ -44,14 +44,17 @@ MAX_REPLICAS = 32  # per worker type: far above what one PostgreSQL primary sust
 _NONE = dict.fromkeys(WORKER_FIELDS, 0)
 # What each preset is for (docs/components/matrix.md, "Workers"):
 # - monolith: one Synapse process, no Redis (the default: a pilot, a ministry of a few thousand users);
-# - small: every duty off the main process once (one worker per type, no initial-sync pool): tens of thousands;
+# - small: one worker per type but no initial-sync pool and no event persister: tens of thousands. Main keeps
+#   writing events and the router sends it the event-sending requests (routes.yaml): a separate persister added
+#   the most latency per message of any worker type on the lab (docs/performance.md, "Which workers cost
+#   latency"), and main's one core is not yet what limits a tenant of this size;
 # - large: two of each shardable type and an initial-sync pool: a few hundred thousand users;
 # - national: a whole country (Luxchat, Tchap): four sync workers, two for initial syncs, four persisters
 #   and four senders (both change only with a restart of every process: chosen once, generously).
 PRESETS: dict[str, dict[str, int]] = {
     "monolith": dict(_NONE),
     "small": {**_NONE, "sync": 1, "client_reader": 1, "federation_inbound": 1, "federation_sender": 1,
-              "event_persister": 1, "media_repository": 1, "background": 1, "pusher": 1, "user_directory": 1},
+              "event_persister": 0, "media_repository": 1, "background": 1, "pusher": 1, "user_directory": 1},
     "large": {**_NONE, "sync": 2, "initial_sync": 1, "client_reader": 2, "federation_inbound": 2,
               "federation_sender": 2, "event_persister": 2, "media_repository": 1, "background": 1, "pusher": 1,
               "user_directory": 1},
@@ -90,8 +93,8 @@ class MatrixWorkers(Model):
     client_reader: int | None = _count("Generic workers for the client API endpoints Synapse lets workers serve.")
     federation_inbound: int | None = _count("Generic workers for inbound federation requests and transactions.")
     federation_sender: int | None = _count("federation_sender_instances; changing it restarts every process.")
-    event_persister: int | None = _count("Writers of the events stream (sharded by room); changing it restarts "
-                                         "every process.")
+    event_persister: int | None = _count("Writers of the events stream (sharded by room); 0: main writes them and "
+                                         "is sent event sending; changing it restarts every process.")
     media_repository: int | None = _single("The media repository (synapse.app.media_repository).")
     background: int | None = _single("run_background_tasks_on.")
     pusher: int | None = _count("pusher_instances.")

@@ -1,7 +1,8 @@
 """The path table of the Synapse router (routes.yaml, from docs/workers.md at the pinned Synapse tag) and what
 it resolves to for a topology: per route the process type that serves it (its own type when it has replicas, else
-its ``fallback`` type, else main). ``route`` answers like the rendered nginx config does (first regex that
-matches, in the file's order); tests/components/test_matrix_routing.py checks both against the docs' samples."""
+its ``fallback`` type, else main; a ``to_events_writer`` route goes to main while main writes every room's
+events). ``route`` answers like the rendered nginx config does (first regex that matches, in the file's order);
+tests/components/test_matrix_routing.py checks both against the docs' samples."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class Route:
     sticky: bool = False
     initial_sync_without_since: bool = False
     fallback: str = MAIN
+    to_events_writer: bool = False  # main when no event persister runs: the event is created where it is written
 
 
 @lru_cache(maxsize=1)
@@ -35,7 +37,7 @@ def routes() -> tuple[Route, ...]:
     out = []
     for r in data["routes"]:
         route = Route(r["type"], tuple(r["paths"]), bool(r.get("sticky")), bool(r.get("initial_sync_without_since")),
-                      r.get("fallback", MAIN))
+                      r.get("fallback", MAIN), bool(r.get("to_events_writer")))
         for t in (route.type, route.fallback):
             if t != MAIN and t not in BY_KEY:
                 raise ValueError(f"routes.yaml: unknown process type {t!r}")
@@ -56,22 +58,29 @@ def serving(route_type: str, topology: dict[str, int]) -> str:
     return t if t == MAIN or topology.get(t, 0) > 0 else MAIN
 
 
+def target(r: Route, topology: dict[str, int]) -> str:
+    """The type that serves one route: event sending stays on main while main persists every room's events
+    (``stream_writers.events`` is main when no event persister runs), else the route type's serving type."""
+    if r.to_events_writer and topology.get("event_persister", 0) == 0:
+        return MAIN
+    return serving(r.type, topology)
+
+
 def route(path: str, topology: dict[str, int], since: str | None = None) -> str:
     """Where a request goes: the serving type of the first route with a matching regex; /sync without ``since``
     goes to the initial-sync pool when it has replicas (docs/workers.md, "Load balancing")."""
     for r in routes():
         if any(re.search(p, path) for p in r.paths):
-            target = serving(r.type, topology)
             if r.initial_sync_without_since and not since and topology.get("initial_sync", 0) > 0:
                 return "initial_sync"
-            return target
+            return target(r, topology)
     return MAIN
 
 
 def nginx_values(topology: dict[str, int]) -> dict[str, object]:
     """What templates/router-nginx.conf.j2 needs: upstreams (sticky pools hash over their processes' own
     Services; the others through their type's Service), the since-map for the sync route, the locations."""
-    used = {serving(r.type, topology) for r in routes()}
+    used = {target(r, topology) for r in routes()}
     if any(r.initial_sync_without_since for r in routes()) and topology.get("initial_sync", 0) > 0:
         used.add("initial_sync")
     used.add(MAIN)
@@ -89,7 +98,7 @@ def nginx_values(topology: dict[str, int]) -> dict[str, object]:
     sync_pool_map = None
     locations = []
     for r in routes():
-        upstream = f"synapse_{serving(r.type, topology)}"
+        upstream = f"synapse_{target(r, topology)}"
         since_map = r.initial_sync_without_since and topology.get("initial_sync", 0) > 0
         if since_map:
             sync_pool_map = (upstream, "synapse_initial_sync")
