@@ -111,7 +111,14 @@ def main() -> None:
         rows += synapse_rows(sl)
     rows += synapse_sweep_rows(load("synapse_load_sweep"))  # lockstep arrivals (2026-12-04)
     rows += synapse_sweep_rows(load("synapse_load_sweep_poisson"))
+    for name in TOPOLOGY_RUNS:  # bench/synapse_load.py --workers: which workers cost latency (2026-12-04, night)
+        rows += synapse_sweep_rows(load(name), topology=True)
     print(table(rows))
+
+
+TOPOLOGY_RUNS = ("synapse_load_sync_only", "synapse_load_persisters_only", "synapse_load_no_persisters",
+                 "synapse_load_small", "synapse_load_small_main_persists", "synapse_load_lab_night",
+                 "synapse_load_lab_night_6")
 
 
 def synapse_rows(sl: dict | None) -> list[list[str]]:
@@ -156,12 +163,20 @@ def read_rows(eu: dict, n: str) -> list[list[str]]:
              eu["date"]]]
 
 
-def synapse_sweep_rows(sw: dict | None) -> list[list[str]]:
+def synapse_sweep_rows(sw: dict | None, topology: bool = False) -> list[list[str]]:
     """bench/synapse_load.py --rates: the issue's target (p95 send->sync with workers <= 1.2 x the monolith's at
-    the same load) per offered rate, and messages lost over the whole sweep."""
+    the same load) per offered rate, and messages lost over the whole sweep. ``topology``: the label names the
+    worker topology compared (the runs of ``--workers``)."""
     if not sw:
         return []
     rows, lost, arrivals = [], 0, sw.get("arrivals", "lockstep")  # the first sweeps had no choice: lockstep
+    if topology:
+        preset = (sw.get("workers") or {}).get("size")
+        counts = {k: v for k, v in sw["topology"].items() if k != "main"}
+        # a preset's meaning changed (small lost its event persister on 2026-12-04): its counts say which one
+        arrivals += (f", preset {preset}: {sum(counts.values())} workers, {counts.get('event_persister', 0)} event "
+                     "persisters" if preset and len(sw["workers"]) == 1 else
+                     ", main + " + " + ".join(f"{v} {k}" for k, v in counts.items()))
     for point in sw["sweep"]:
         s = point["summary"]
         mono, work = s["monolith"], s["workers"]

@@ -7,7 +7,8 @@ Needs root (network namespaces), the tools of tests/cluster/test_matrix_workers_
 tools.sh, Debian's redis-server) and the Synapse venv of the tests (built on first use). One local cluster and the
 operator as a process (bench/lib.py): the two-country suite is created with FR a monolith, its applied objects
 read; then FR gets the worker topology of test_matrix_workers_real.py (main + 2 sync + 2 event persisters + 1
-federation sender + 1 media repository + 1 background worker), and the re-rendered objects are read. Each round
+federation sender + 1 media repository + 1 background worker; ``--workers``: a preset or other counts), and the
+re-rendered objects are read. Each round
 runs each topology in a fresh lab (empty database; the order alternates between rounds) through the rendered
 ingress (and the router): K registered users in a few rooms, each sending ``--rate`` messages per second on
 average (``--arrivals poisson``, the default: K independent Poisson streams, seeded by ``--seed``; ``lockstep``:
