@@ -113,10 +113,14 @@ class Sampler(threading.Thread):
             group = [s[1][name]["group_rss_mib"] for s in inside]
             procs[name] = {"rss_mib_peak": max(rss), "rss_mib_mean": statistics.mean(rss),
                            "group_rss_mib_peak": max(group), "processes": last[1][name]["processes"],
-                           "cpu_cores": (last[1][name]["cpu_seconds"] - first[1][name]["cpu_seconds"]) / span}
+                           "cpu_cores": (last[1][name]["cpu_seconds"] - first[1][name]["cpu_seconds"]) / span,
+                           # seconds per second its threads were runnable but waited for a CPU
+                           "cpu_wait_cores": (last[1][name]["cpu_wait_seconds"] - first[1][name]["cpu_wait_seconds"])
+                           / span}
         lab_cores = sum(p["cpu_cores"] for p in procs.values())
         busy = machine_busy(first[2], last[2])
         machine = {"cpus": os.cpu_count(), "busy_fraction": busy, "lab_and_client_cpu_cores": lab_cores,
+                   "lab_and_client_cpu_wait_cores": sum(p["cpu_wait_cores"] for p in procs.values()),
                    "other_cpu_cores": max(0.0, busy * (os.cpu_count() or 1) - lab_cores),
                    "loadavg_1m": [min(s[3] for s in inside), max(s[3] for s in inside)], "samples": len(inside)}
         return procs, machine
@@ -213,6 +217,11 @@ def one_round(topology: str, app: Applied, python: Path, args: argparse.Namespac
         lab.close()
 
 
+def is_synapse(name: str) -> bool:
+    """A Synapse process among the lab's process groups (main, or a worker pod's; not Redis or the router)."""
+    return name == "main" or name.startswith("synapse-") and name not in ("synapse-redis", "synapse-router")
+
+
 def summarise(runs: list[dict]) -> dict:
     out = {}
     for topology in ("monolith", "workers"):
@@ -221,16 +230,25 @@ def summarise(runs: list[dict]) -> dict:
         med = lambda key: statistics.median(x[key] for x in f if x[key] is not None)  # noqa: E731
         rate = med("accepted_per_second")
         cores: dict[str, list[float]] = {}
+        waits: dict[str, list[float]] = {}
         for r in mine:
             for name, p in r["processes"].items():
                 cores.setdefault(name, []).append(p["cpu_cores"])
+                waits.setdefault(name, []).append(p.get("cpu_wait_cores", 0.0))  # results before 2026-12-05: none
         out[topology] = {
             "rounds": len(mine), "accepted_per_second": rate, "latency_p50_s": med("latency_p50_s"),
             "latency_p95_s": med("latency_p95_s"), "lost_messages_total": sum(x["lost_messages"] for x in f),
             "synapse_cpu_cores": statistics.median(sum(p["cpu_cores"] for n, p in r["processes"].items()
-                                                       if n == "main" or n.startswith("synapse-") and n not in
-                                                       ("synapse-redis", "synapse-router")) for r in mine),
+                                                       if is_synapse(n)) for r in mine),
+            "synapse_cpu_wait_cores": statistics.median(sum(p.get("cpu_wait_cores", 0.0) for n, p in
+                                                            r["processes"].items() if is_synapse(n)) for r in mine),
+            # every process's run-queue wait (Synapse, PostgreSQL, Redis, nginx, the load client) per accepted
+            # message: how long, in all, the work of one message waited for a CPU
+            "cpu_wait_ms_per_message": statistics.median(
+                1000 * r["machine"].get("lab_and_client_cpu_wait_cores", 0.0) / r["figures"]["accepted_per_second"]
+                for r in mine),
             "cpu_cores_per_process": {n: statistics.median(v) for n, v in cores.items()},
+            "cpu_wait_cores_per_process": {n: statistics.median(v) for n, v in waits.items()},
             "rss_mib_peak_per_process": {n: max(r["processes"][n]["rss_mib_peak"] for r in mine)
                                          for n in mine[0]["processes"]},
         }
@@ -239,10 +257,12 @@ def summarise(runs: list[dict]) -> dict:
 
 
 def print_summary(s: dict, label: str) -> None:
-    rows = [["topology", "msg/s accepted", "p50 (s)", "p95 (s)", "lost", "Synapse CPU (cores)"]]
+    rows = [["topology", "msg/s accepted", "p50 (s)", "p95 (s)", "lost", "Synapse CPU (cores)",
+             "Synapse CPU wait (cores)", "CPU wait per message (ms)"]]
     for t in ("monolith", "workers"):
         rows.append([t, f"{s[t]['accepted_per_second']:.1f}", f"{s[t]['latency_p50_s']:.3f}",
-                     f"{s[t]['latency_p95_s']:.3f}", s[t]["lost_messages_total"], f"{s[t]['synapse_cpu_cores']:.2f}"])
+                     f"{s[t]['latency_p95_s']:.3f}", s[t]["lost_messages_total"], f"{s[t]['synapse_cpu_cores']:.2f}",
+                     f"{s[t]['synapse_cpu_wait_cores']:.3f}", f"{s[t]['cpu_wait_ms_per_message']:.0f}"])
     print(f"{label}\n{table(rows)}\np95 workers / monolith: {s['ratio_p95_workers_over_monolith']:.2f}")
 
 

@@ -96,6 +96,24 @@ def parse_rss_kib(status: str) -> int:
     return 0
 
 
+def parse_run_delay_ns(schedstat: str) -> int:
+    """/proc/<pid>/task/<tid>/schedstat (the kernel's Documentation/scheduler/sched-stats.rst): time on a CPU, time
+    spent runnable waiting on a run queue, timeslices, the first two in ns: the second."""
+    return int(schedstat.split()[1])
+
+
+def run_delay_ns(task_dir: Path) -> int:
+    """The run-queue wait of every live thread of one process (Synapse's database calls run on a thread pool;
+    a thread that has ended takes its wait with it)."""
+    total = 0
+    for task in task_dir.iterdir():
+        try:
+            total += parse_run_delay_ns((task / "schedstat").read_text())
+        except (OSError, IndexError, ValueError):  # ended while being read
+            continue
+    return total
+
+
 def descendants(root: int, parents: dict[int, int]) -> list[int]:
     """``root`` and every process below it, from pid -> ppid."""
     children: dict[int, list[int]] = {}
@@ -112,7 +130,7 @@ def descendants(root: int, parents: dict[int, int]) -> list[int]:
 
 
 def snapshot(proc: Path = Path("/proc")) -> dict[int, dict[str, int]]:
-    """Every process's stat fields and RSS (KiB), read once."""
+    """Every process's stat fields, RSS (KiB) and run-queue wait (ns, all its threads), read once."""
     out = {}
     for entry in proc.iterdir():
         if not entry.name.isdigit():
@@ -120,6 +138,7 @@ def snapshot(proc: Path = Path("/proc")) -> dict[int, dict[str, int]]:
         try:
             stat = parse_stat((entry / "stat").read_text())
             stat["rss_kib"] = parse_rss_kib((entry / "status").read_text())
+            stat["run_delay_ns"] = run_delay_ns(entry / "task")
         except (OSError, IndexError, ValueError):  # gone while being read
             continue
         out[int(entry.name)] = stat
@@ -128,14 +147,17 @@ def snapshot(proc: Path = Path("/proc")) -> dict[int, dict[str, int]]:
 
 def group_usage(snap: dict[int, dict[str, int]], root: int) -> dict[str, float]:
     """A process and its descendants at one instant: RSS of the root alone and of the whole group (MiB), CPU
-    seconds of the group (its live members' own, plus the root's reaped children's), process count."""
+    seconds of the group (its live members' own, plus the root's reaped children's), seconds its live members'
+    threads spent runnable but waiting for a CPU (the kernel keeps no such total for reaped children), process
+    count."""
     tick = os.sysconf("SC_CLK_TCK")
     pids = [p for p in descendants(root, {p: s["ppid"] for p, s in snap.items()}) if p in snap]
     if root not in snap:
-        return {"rss_mib": 0.0, "group_rss_mib": 0.0, "cpu_seconds": 0.0, "processes": 0}
+        return {"rss_mib": 0.0, "group_rss_mib": 0.0, "cpu_seconds": 0.0, "cpu_wait_seconds": 0.0, "processes": 0}
     cpu = sum(snap[p]["utime"] + snap[p]["stime"] for p in pids) + snap[root]["cutime"] + snap[root]["cstime"]
     return {"rss_mib": snap[root]["rss_kib"] / 1024, "group_rss_mib": sum(snap[p]["rss_kib"] for p in pids) / 1024,
-            "cpu_seconds": cpu / tick, "processes": len(pids)}
+            "cpu_seconds": cpu / tick, "cpu_wait_seconds": sum(snap[p].get("run_delay_ns", 0) for p in pids) / 1e9,
+            "processes": len(pids)}
 
 
 def machine_busy(stat_before: str, stat_after: str) -> float:

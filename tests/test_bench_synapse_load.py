@@ -64,14 +64,47 @@ def test_a_group_is_its_root_and_every_descendant():
     snap = {10: {"ppid": 1, "utime": tick, "stime": tick, "cutime": tick, "cstime": 0, "rss_kib": 1024},
             11: {"ppid": 10, "utime": tick, "stime": 0, "cutime": 0, "cstime": 0, "rss_kib": 2048},
             20: {"ppid": 1, "utime": 5 * tick, "stime": 0, "cutime": 0, "cstime": 0, "rss_kib": 9999}}
+    snap[10]["run_delay_ns"], snap[11]["run_delay_ns"], snap[20]["run_delay_ns"] = 250_000_000, 500_000_000, 10**9
     usage = stats.group_usage(snap, 10)
-    assert usage == {"rss_mib": 1.0, "group_rss_mib": 3.0, "cpu_seconds": 4.0, "processes": 2}
+    assert usage == {"rss_mib": 1.0, "group_rss_mib": 3.0, "cpu_seconds": 4.0, "cpu_wait_seconds": 0.75,
+                     "processes": 2}
     assert stats.group_usage(snap, 99)["processes"] == 0
 
 
 def test_this_process_is_in_a_snapshot_of_proc():
     snap = stats.snapshot()
     assert snap[os.getpid()]["rss_kib"] > 0 and snap[os.getpid()]["ppid"] == os.getppid()
+    assert snap[os.getpid()]["run_delay_ns"] >= 0
+
+
+def test_run_queue_wait_is_the_second_schedstat_field_summed_over_threads(tmp_path):
+    # /proc/<pid>/task/<tid>/schedstat: "<ns on a CPU> <ns waiting on a run queue> <timeslices>"
+    assert stats.parse_run_delay_ns("175140 98765 3\n") == 98765
+    for tid, line in (("7", "100 2000 1\n"), ("8", "300 5000 2\n")):
+        (tmp_path / tid).mkdir()
+        (tmp_path / tid / "schedstat").write_text(line)
+    (tmp_path / "9").mkdir()  # a thread that ended between the listing and the read
+    assert stats.run_delay_ns(tmp_path) == 7000
+
+
+def test_summary_gives_the_synapse_processes_cpu_wait_and_the_wait_per_message():
+    bench = _load_bench()
+
+    def run(topology: str, waits: dict[str, float], accepted: float, p95: float) -> dict:
+        procs = {n: {"cpu_cores": 0.1, "cpu_wait_cores": w, "rss_mib_peak": 100.0} for n, w in waits.items()}
+        return {"topology": topology, "processes": procs,
+                "machine": {"lab_and_client_cpu_wait_cores": sum(waits.values())},
+                "figures": {"accepted_per_second": accepted, "latency_p50_s": 0.1, "latency_p95_s": p95,
+                            "lost_messages": 0}}
+
+    s = bench.summarise([
+        run("monolith", {"main": 0.01, "postgres": 0.02, "load-client": 0.03}, 6.0, 0.2),
+        run("workers", {"main": 0.02, "synapse-sync-0": 0.04, "synapse-redis": 0.5, "postgres": 0.06}, 6.0, 0.3)])
+    assert s["monolith"]["synapse_cpu_wait_cores"] == pytest.approx(0.01)
+    assert s["workers"]["synapse_cpu_wait_cores"] == pytest.approx(0.06)  # Redis is not a Synapse process
+    assert s["monolith"]["cpu_wait_ms_per_message"] == pytest.approx(10.0)  # 0.06 s/s over 6 messages/s
+    assert s["workers"]["cpu_wait_ms_per_message"] == pytest.approx(620 / 6)
+    assert s["ratio_p95_workers_over_monolith"] == pytest.approx(1.5)
 
 
 def test_machine_busy_from_two_reads_of_proc_stat():
