@@ -118,7 +118,8 @@ def main() -> None:
 
 TOPOLOGY_RUNS = ("synapse_load_sync_only", "synapse_load_persisters_only", "synapse_load_no_persisters",
                  "synapse_load_small", "synapse_load_small_main_persists", "synapse_load_lab_night",
-                 "synapse_load_lab_night_6")
+                 "synapse_load_lab_night_6", "synapse_load_cpu_wait", "synapse_load_one_cpu",
+                 "synapse_load_two_cpus")
 
 
 def synapse_rows(sl: dict | None) -> list[list[str]]:
@@ -177,6 +178,8 @@ def synapse_sweep_rows(sw: dict | None, topology: bool = False) -> list[list[str
         arrivals += (f", preset {preset}: {sum(counts.values())} workers, {counts.get('event_persister', 0)} event "
                      "persisters" if preset and len(sw["workers"]) == 1 else
                      ", main + " + " + ".join(f"{v} {k}" for k, v in counts.items()))
+    if "cpu_affinity" in sw:  # recorded since 2026-12-05: a run pinned with taskset says on how many CPUs
+        arrivals += f", on {len(sw['cpu_affinity'])} CPU{'s' if len(sw['cpu_affinity']) > 1 else ''}"
     for point in sw["sweep"]:
         s = point["summary"]
         mono, work = s["monolith"], s["workers"]
@@ -185,12 +188,20 @@ def synapse_sweep_rows(sw: dict | None, topology: bool = False) -> list[list[str
                      f"({point['offered_per_second']:g} offered): p95 send->sync <= 1.2x",
                      f"{s['ratio_p95_workers_over_monolith']:.2f} ({work['latency_p95_s']:.3f} s vs "
                      f"{mono['latency_p95_s']:.3f} s; {work['accepted_per_second']:.1f} vs "
-                     f"{mono['accepted_per_second']:.1f} msg/s, {sw['rounds']} rounds)",
+                     f"{mono['accepted_per_second']:.1f} msg/s, {sw['rounds']} rounds{cpu_wait(mono, work)})",
                      verdict(s["ratio_p95_workers_over_monolith"] <= 1.2), sw["date"]])
     rows.append([f"Synapse sweep ({arrivals}, {len(sw['sweep'])} rates): no message lost", f"{lost} lost",
                  verdict(lost == 0),
                  sw["date"]])
     return rows
+
+
+def cpu_wait(mono: dict, work: dict) -> str:
+    """The run-queue wait per accepted message, for the runs that measured it (2026-12-05 and later)."""
+    if "cpu_wait_ms_per_message" not in work:
+        return ""
+    return (f"; waiting for a CPU {work['cpu_wait_ms_per_message']:.0f} vs {mono['cpu_wait_ms_per_message']:.0f} ms "
+            "per message")
 
 
 def shard_rows(s: dict | None) -> list[list[str]]:

@@ -324,7 +324,10 @@ def main() -> None:
     counts = {k: v for k, v in MatrixWorkers.model_validate(workers).topology().items() if v}
     common = {"clients": args.clients, "rooms": args.rooms, "seconds": args.seconds, "drain_seconds": args.drain,
               "rounds": args.rounds, "arrivals": args.arrivals, "seed": args.seed, "workers": workers,
-              "topology": {"main": 1, **counts}}
+              "topology": {"main": 1, **counts},
+              # the CPUs the lab, the load client and the cluster may run on (`taskset -c 0 python bench/...`
+              # runs the whole bench on one CPU)
+              "cpu_affinity": sorted(os.sched_getaffinity(0))}
     if args.rates:
         sweep = []
         for rate in rates:
