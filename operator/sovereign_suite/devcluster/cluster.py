@@ -198,9 +198,9 @@ class Cluster:
         pid = self._save_argv(component)
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 30
-        while _alive(pid) and time.monotonic() < deadline:
+        while process_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _alive(pid):
+        if process_alive(pid):
             os.kill(pid, signal.SIGKILL)
 
     def start_component(self, component: str = "kube-apiserver") -> None:
@@ -222,7 +222,7 @@ class Cluster:
         pids = self.cluster_dir / "pids"
         for f in pids.glob("*.pid"):
             pid = int(f.read_text().strip())
-            if _alive(pid):
+            if process_alive(pid):
                 argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
                 (self.cluster_dir / f"{f.stem}.argv").write_text("\n".join(argv))
         return int((pids / f"{component}.pid").read_text().strip())
@@ -232,7 +232,7 @@ class Cluster:
         manager exit when they lose their leader lease)."""
         self.wait_healthy()
         for f in sorted((self.cluster_dir / "pids").glob("*.pid")):
-            if f.stem != component and not _alive(int(f.read_text().strip())):
+            if f.stem != component and not process_alive(int(f.read_text().strip())):
                 self._run_again(f.stem)
 
     def _run_again(self, component: str, attempts: int = 5) -> None:
@@ -300,7 +300,7 @@ class Cluster:
             self._kwokctl(bins, "delete", "cluster", "--name", self.name, f"--kubeconfig={self.kubeconfig}")
         deadline = time.monotonic() + timeout
         for pid in pids:
-            while _alive(pid):
+            while process_alive(pid):
                 if time.monotonic() > deadline:
                     os.kill(pid, signal.SIGKILL)
                     break
@@ -333,7 +333,8 @@ class Cluster:
         return info
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a process of another user counts; a zombie does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from ..cluster import Cluster, ClusterError, _alive, bin_dir
+from ..cluster import Cluster, ClusterError, process_alive, bin_dir
 from . import configs, host
 from .configs import NODE_NAME, Layout
 from .procs import http_ok, pids_of, port_busy, raise_inotify_instances, stop_process
@@ -84,7 +84,7 @@ class RealNode:
         """Refuse when a real node already runs on this machine (ours or another cluster's)."""
         state = self.state()
         if state:
-            alive = [p for p in state.get("pids", {}).values() if _alive(p)]
+            alive = [p for p in state.get("pids", {}).values() if process_alive(p)]
             raise ClusterError(
                 f"a real node already runs on this machine (cluster {state.get('cluster')!r}, "
                 f"{len(alive)} of its processes alive; state in {self.layout.state_file}): one real node per machine. "
@@ -157,7 +157,7 @@ class RealNode:
         while time.monotonic() < deadline:
             if ok():
                 return
-            if pid is not None and not _alive(pid):
+            if pid is not None and not process_alive(pid):
                 break
             time.sleep(0.5)
         tail = ""
@@ -289,7 +289,7 @@ class RealNode:
             return False
         state = state or {"pids": {}}
         pids: dict[str, int] = state.get("pids", {})
-        if pids.get("kubelet") and _alive(pids["kubelet"]) and self.cluster.exists():
+        if pids.get("kubelet") and process_alive(pids["kubelet"]) and self.cluster.exists():
             self._evict(progress, timeout)
         for name in PROGRAMS[:3]:
             stop_process(pids.get(name))

@@ -10,7 +10,7 @@ import socket
 import time
 from pathlib import Path
 
-from ..cluster import _alive
+from ..cluster import process_alive
 
 
 def port_busy(port: int) -> bool:
@@ -45,18 +45,18 @@ def http_ok(port: int, path: str) -> bool:
 
 
 def stop_process(pid: int | None, grace: float = 20) -> None:
-    if not pid or not _alive(pid):
+    if not pid or not process_alive(pid):
         return
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + grace
-    while _alive(pid) and time.monotonic() < deadline:
+    while process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if _alive(pid):
+    if process_alive(pid):
         os.kill(pid, signal.SIGKILL)
-        while _alive(pid):
+        while process_alive(pid):
             time.sleep(0.05)
     try:  # reap it when this process started it (`cluster up` and `down` in one process, as in the tests)
         os.waitpid(pid, os.WNOHANG)
