@@ -15,7 +15,8 @@ average (``--arrivals poisson``, the default: K independent Poisson streams, see
 all K at the same instants, as every run up to 2026-12-04's first sweep) and long-polling /sync for ``--seconds``
 (bench/synapse_load_client.py), then up to ``--drain`` seconds for the last messages to arrive. Recorded per
 round: messages/s accepted, p50/p95 send->sync latency, messages lost (accepted with 200, never returned to every
-other member of the room), RSS and CPU per process (/proc), the machine's load.
+other member of the room), RSS, CPU and run-queue wait (time runnable but waiting for a CPU) per process (/proc),
+the machine's load and the CPUs the bench may use (``taskset -c 0 python bench/synapse_load.py ...``: one).
 Writes bench/results/synapse_load_poisson.json (synapse_load.json with ``--arrivals lockstep``); bench/report.py
 prints both.
 
