@@ -119,7 +119,7 @@ def main() -> None:
 TOPOLOGY_RUNS = ("synapse_load_sync_only", "synapse_load_persisters_only", "synapse_load_no_persisters",
                  "synapse_load_small", "synapse_load_small_main_persists", "synapse_load_lab_night",
                  "synapse_load_lab_night_6", "synapse_load_cpu_wait", "synapse_load_one_cpu",
-                 "synapse_load_two_cpus")
+                 "synapse_load_two_cpus", "synapse_load_small_cpu_wait")
 
 
 def synapse_rows(sl: dict | None) -> list[list[str]]:
