@@ -244,10 +244,11 @@ def summarise(runs: list[dict]) -> dict:
             "synapse_cpu_wait_cores": statistics.median(sum(p.get("cpu_wait_cores", 0.0) for n, p in
                                                             r["processes"].items() if is_synapse(n)) for r in mine),
             # every process's run-queue wait (Synapse, PostgreSQL, Redis, nginx, the load client) per accepted
-            # message: how long, in all, the work of one message waited for a CPU
+            # message: how long, in all, the work of one message waited for a CPU (over the rounds that accepted
+            # one, as the latencies are over the rounds that measured one)
             "cpu_wait_ms_per_message": statistics.median(
                 1000 * r["machine"].get("lab_and_client_cpu_wait_cores", 0.0) / r["figures"]["accepted_per_second"]
-                for r in mine),
+                for r in mine if r["figures"]["accepted_per_second"]),
             "cpu_cores_per_process": {n: statistics.median(v) for n, v in cores.items()},
             "cpu_wait_cores_per_process": {n: statistics.median(v) for n, v in waits.items()},
             "rss_mib_peak_per_process": {n: max(r["processes"][n]["rss_mib_peak"] for r in mine)

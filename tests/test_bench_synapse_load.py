@@ -106,6 +106,14 @@ def test_summary_gives_the_synapse_processes_cpu_wait_and_the_wait_per_message()
     assert s["workers"]["cpu_wait_ms_per_message"] == pytest.approx(620 / 6)
     assert s["ratio_p95_workers_over_monolith"] == pytest.approx(1.5)
 
+    # a round that accepted nothing has no wait per message (and no latency): the other rounds still give one
+    idle = run("monolith", {"main": 0.01, "postgres": 0.0, "load-client": 0.0}, 0.0, 0.2)
+    idle["figures"]["latency_p95_s"] = None
+    s = bench.summarise([run("monolith", {"main": 0.01, "postgres": 0.02, "load-client": 0.03}, 6.0, 0.2), idle,
+                         run("workers", {"main": 0.02}, 6.0, 0.3)])
+    assert s["monolith"]["cpu_wait_ms_per_message"] == pytest.approx(10.0)
+    assert s["monolith"]["latency_p95_s"] == pytest.approx(0.2)
+
 
 def test_machine_busy_from_two_reads_of_proc_stat():
     before = "cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1 2 3 4\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from ..cluster import Cluster, ClusterError, process_alive, bin_dir
+from ..cluster import Cluster, ClusterError, bin_dir, process_alive
 from . import configs, host
 from .configs import NODE_NAME, Layout
 from .procs import http_ok, pids_of, port_busy, raise_inotify_instances, stop_process
